@@ -1,0 +1,255 @@
+"""Changes observed in Fortnox (topic ``fortnox.changes``).
+
+Pollers and the topics-feed listener publish these; so does the Fortnox writer for its own stock
+writes (``fortnox.stock.written``), because for one tenant all Fortnox reads and writes happen in
+one sequence and must reach the reconciler in that order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from enum import StrEnum
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from topics.common import (
+    AccountNumber,
+    ArticleNumber,
+    CurrencyCode,
+    CustomerNumber,
+    Ean,
+    Ident,
+    Money,
+    Quantity,
+    ShortText,
+    VatRate,
+)
+from topics.envelope import Envelope, Model, Source
+from topics.names import Topic
+from topics.till import CustomerFields
+
+
+class FortnoxChange(Envelope):
+    TOPIC: ClassVar[str] = Topic.FORTNOX_CHANGES
+    source: Literal[Source.FORTNOX] = Source.FORTNOX
+
+
+class Observation(Model):
+    """Where a change record came from."""
+
+    via: Literal["poll", "feed", "fetch", "full_sync", "write"] = "poll"
+    #: Set on records of a full pass over a resource; ``fortnox.sync.completed`` closes the pass.
+    sync_pass: Ident | None = None
+
+
+# --- customers -------------------------------------------------------------------------------
+
+
+class FortnoxCustomerData(Model):
+    customer_number: CustomerNumber
+    customer: CustomerFields
+    observed: Observation = Field(default_factory=Observation)
+
+
+class FortnoxCustomerChanged(FortnoxChange):
+    type: Literal["fortnox.customer.changed"] = "fortnox.customer.changed"
+    data: FortnoxCustomerData
+
+
+class FortnoxCustomerDeletedData(Model):
+    customer_number: CustomerNumber
+
+
+class FortnoxCustomerDeleted(FortnoxChange):
+    type: Literal["fortnox.customer.deleted"] = "fortnox.customer.deleted"
+    data: FortnoxCustomerDeletedData
+
+
+# --- articles --------------------------------------------------------------------------------
+
+
+class FortnoxArticle(Model):
+    article_number: ArticleNumber
+    description: ShortText
+    ean: Ean | None = None
+    active: bool = True
+    stock_goods: bool = False
+    quantity_in_stock: Quantity = Decimal(0)
+    unit: ShortText | None = None
+    vat: VatRate | None = None
+    #: Price from the tenant's chosen price list (null when the article has none there).
+    price: Money | None = None
+    price_list: Ident | None = None
+
+
+class FortnoxArticleData(Model):
+    article: FortnoxArticle
+    observed: Observation = Field(default_factory=Observation)
+
+
+class FortnoxArticleChanged(FortnoxChange):
+    type: Literal["fortnox.article.changed"] = "fortnox.article.changed"
+    data: FortnoxArticleData
+
+
+class FortnoxArticleDeletedData(Model):
+    article_number: ArticleNumber
+
+
+class FortnoxArticleDeleted(FortnoxChange):
+    type: Literal["fortnox.article.deleted"] = "fortnox.article.deleted"
+    data: FortnoxArticleDeletedData
+
+
+class SyncedResource(StrEnum):
+    CUSTOMERS = "customers"
+    ARTICLES = "articles"
+
+
+class SyncCompletedData(Model):
+    resource: SyncedResource
+    sync_pass: Ident
+    count: int = Field(ge=0, description="How many records the pass published.")
+
+
+class FortnoxSyncCompleted(FortnoxChange):
+    """A full pass over a resource finished; records not seen in it are missing in Fortnox."""
+
+    type: Literal["fortnox.sync.completed"] = "fortnox.sync.completed"
+    data: SyncCompletedData
+
+
+class StockWrittenData(Model):
+    article_number: ArticleNumber
+    command_id: Ident
+    read: Quantity = Field(description="QuantityInStock read just before the write.")
+    written: Quantity = Field(description="QuantityInStock written (read + the command's delta).")
+
+
+class FortnoxStockWritten(FortnoxChange):
+    """Kassasync's own stock write, as Fortnox saw it."""
+
+    type: Literal["fortnox.stock.written"] = "fortnox.stock.written"
+    data: StockWrittenData
+
+
+# --- payments --------------------------------------------------------------------------------
+
+
+class FortnoxPayment(Model):
+    number: Ident
+    invoice_number: int = Field(ge=0)
+    amount: Money = Field(description="Amount in SEK.")
+    amount_currency: Money | None = Field(
+        default=None, description="Amount in the invoice currency."
+    )
+    currency: CurrencyCode = "SEK"
+    currency_rate: Decimal | None = Field(default=None, gt=0)
+    currency_unit: Decimal | None = Field(default=None, gt=0)
+    payment_date: dt.date
+    booked: bool = False
+
+
+class FortnoxPaymentData(Model):
+    payment: FortnoxPayment
+    observed: Observation = Field(default_factory=Observation)
+
+
+class FortnoxPaymentChanged(FortnoxChange):
+    type: Literal["fortnox.payment.changed"] = "fortnox.payment.changed"
+    data: FortnoxPaymentData
+
+
+class FortnoxPaymentDeletedData(Model):
+    number: Ident
+
+
+class FortnoxPaymentDeleted(FortnoxChange):
+    type: Literal["fortnox.payment.deleted"] = "fortnox.payment.deleted"
+    data: FortnoxPaymentDeletedData
+
+
+# --- bookkeeping master data -----------------------------------------------------------------
+
+
+class CostCenterSetting(StrEnum):
+    ALLOWED = "ALLOWED"
+    MANDATORY = "MANDATORY"
+    NOTALLOWED = "NOTALLOWED"
+
+
+class FinancialYear(Model):
+    id: int
+    from_date: dt.date
+    to_date: dt.date
+
+
+class AccountInfo(Model):
+    number: AccountNumber
+    active: bool = True
+    cost_center_settings: CostCenterSetting = CostCenterSetting.ALLOWED
+
+
+class SeriesInfo(Model):
+    code: Ident
+    manual: bool
+
+
+class CostCenterInfo(Model):
+    code: Ident
+    active: bool = True
+
+
+class YearMasterData(Model):
+    year: FinancialYear
+    accounts: list[AccountInfo] = Field(default_factory=list)
+    series: list[SeriesInfo] = Field(default_factory=list)
+
+
+class MasterData(Model):
+    years: list[YearMasterData] = Field(default_factory=list)
+    cost_centers: list[CostCenterInfo] = Field(default_factory=list)
+    #: Bookkeeping is locked up to and including this date.
+    locked_until: dt.date | None = None
+    terms_of_payment: list[Ident] = Field(default_factory=list)
+    warehouse_active: bool = False
+
+
+class FortnoxMasterDataRefreshed(FortnoxChange):
+    """A fresh copy of the master data the bookkeeping preflight checks against."""
+
+    type: Literal["fortnox.masterdata.refreshed"] = "fortnox.masterdata.refreshed"
+    data: MasterData
+
+
+# --- ledger ----------------------------------------------------------------------------------
+
+
+class VoucherRowInfo(Model):
+    account: AccountNumber
+    debit: Money = Decimal(0)
+    credit: Money = Decimal(0)
+    cost_center: Ident | None = None
+    description: ShortText | None = None
+
+
+class FortnoxVoucher(Model):
+    series: Ident
+    number: int = Field(ge=1)
+    year: int
+    transaction_date: dt.date
+    description: ShortText
+    rows: list[VoucherRowInfo] = Field(default_factory=list)
+    attachments: list[Ident] = Field(default_factory=list, description="Fortnox file ids.")
+
+
+class FortnoxVoucherData(Model):
+    voucher: FortnoxVoucher
+    observed: Observation = Field(default_factory=Observation)
+
+
+class FortnoxVoucherChanged(FortnoxChange):
+    type: Literal["fortnox.voucher.changed"] = "fortnox.voucher.changed"
+    data: FortnoxVoucherData

@@ -1,0 +1,137 @@
+"""Every message type, one parser for all of them, and JSON Schema export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Union
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from topics import commands, fortnox, outcomes, till
+from topics.envelope import Envelope
+
+TILL_EVENTS: tuple[type[Envelope], ...] = (
+    till.CustomerUpserted,
+    till.CustomerDeleted,
+    till.ArticleEdited,
+    till.StockMovement,
+    till.StockCounted,
+    till.InvoiceCreated,
+    till.ZReportClosed,
+)
+FORTNOX_CHANGES: tuple[type[Envelope], ...] = (
+    fortnox.FortnoxCustomerChanged,
+    fortnox.FortnoxCustomerDeleted,
+    fortnox.FortnoxArticleChanged,
+    fortnox.FortnoxArticleDeleted,
+    fortnox.FortnoxSyncCompleted,
+    fortnox.FortnoxStockWritten,
+    fortnox.FortnoxPaymentChanged,
+    fortnox.FortnoxPaymentDeleted,
+    fortnox.FortnoxMasterDataRefreshed,
+    fortnox.FortnoxVoucherChanged,
+)
+FORTNOX_COMMANDS: tuple[type[Envelope], ...] = (
+    commands.CreateFortnoxCustomer,
+    commands.UpdateFortnoxCustomer,
+    commands.DeactivateFortnoxCustomer,
+    commands.ApplyFortnoxStock,
+    commands.CreateFortnoxVoucher,
+    commands.CreateFortnoxOrder,
+)
+TILL_COMMANDS: tuple[type[Envelope], ...] = (
+    commands.UpsertTillCustomer,
+    commands.DeleteTillCustomer,
+    commands.UpsertTillArticle,
+    commands.RemoveTillArticle,
+    commands.AdjustTillStock,
+    commands.RegisterTillPayment,
+    commands.RemoveTillPayment,
+    commands.SendTillLedgerVoucher,
+)
+CONTROL: tuple[type[Envelope], ...] = (
+    outcomes.Tick,
+    outcomes.SettingsChanged,
+    outcomes.TenantResumed,
+    outcomes.TenantPaused,
+    outcomes.ExportRequested,
+    outcomes.DeadLetterAction,
+)
+OTHER: tuple[type[Envelope], ...] = (outcomes.SyncOutcome, outcomes.DeadLetter)
+
+ALL: tuple[type[Envelope], ...] = (
+    TILL_EVENTS + FORTNOX_CHANGES + FORTNOX_COMMANDS + TILL_COMMANDS + CONTROL + OTHER
+)
+
+
+def _type_name(model: type[Envelope]) -> str:
+    default = model.model_fields["type"].default
+    assert isinstance(default, str)
+    return default
+
+
+BY_TYPE: dict[str, type[Envelope]] = {_type_name(m): m for m in ALL}
+
+TillEventUnion = Annotated[Union[*TILL_EVENTS], Field(discriminator="type")]  # type: ignore[valid-type]
+MessageUnion = Annotated[Union[*ALL], Field(discriminator="type")]  # type: ignore[valid-type]
+
+_any_message: TypeAdapter[Any] = TypeAdapter(MessageUnion)
+_till_event: TypeAdapter[Any] = TypeAdapter(TillEventUnion)
+
+
+def type_name(model: type[Envelope]) -> str:
+    return _type_name(model)
+
+
+def parse(raw: bytes | str) -> Envelope:
+    """Parse and validate any message from JSON. Raises pydantic's ValidationError."""
+    message = _any_message.validate_json(raw)
+    assert isinstance(message, Envelope)
+    return message
+
+
+def parse_obj(obj: object) -> Envelope:
+    message = _any_message.validate_python(obj)
+    assert isinstance(message, Envelope)
+    return message
+
+
+def parse_till_event(obj: object) -> Envelope:
+    """Validate what a till sent: only till events are accepted from a till."""
+    message = _till_event.validate_python(obj)
+    assert isinstance(message, Envelope)
+    return message
+
+
+def dump(message: Envelope) -> bytes:
+    return message.model_dump_json().encode()
+
+
+def describe_errors(error: ValidationError) -> list[dict[str, str]]:
+    """Validation errors as a list of {'field', 'problem'} a till developer can act on."""
+    out: list[dict[str, str]] = []
+    for item in error.errors(include_url=False):
+        loc = ".".join(str(p) for p in item.get("loc", ()))
+        out.append({"field": loc or "(message)", "problem": str(item.get("msg", "invalid"))})
+    return out
+
+
+def export_schemas(out_dir: Path) -> list[Path]:
+    """Write one JSON Schema file per message type, plus an index; returns the files written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    index: dict[str, dict[str, str]] = {}
+    for model in ALL:
+        name = _type_name(model)
+        schema = model.model_json_schema(mode="validation")
+        schema["$id"] = f"https://kassasync.dev/schemas/{name}.json"
+        schema["x-topic"] = str(model.TOPIC)
+        path = out_dir / f"{name}.json"
+        path.write_text(json.dumps(schema, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        written.append(path)
+        index[name] = {"topic": str(model.TOPIC), "file": path.name}
+    idx = out_dir / "index.json"
+    idx.write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    written.append(idx)
+    return written

@@ -1,0 +1,233 @@
+"""Events a till sends (topic ``till.events``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from enum import StrEnum
+from typing import ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from topics.common import (
+    ArticleNumber,
+    CurrencyCode,
+    Ean,
+    Email,
+    Ident,
+    LongText,
+    Money,
+    Quantity,
+    ShortText,
+    VatRate,
+)
+from topics.envelope import Envelope, Model, Source
+from topics.names import Topic
+
+
+class TillEvent(Envelope):
+    TOPIC: ClassVar[str] = Topic.TILL_EVENTS
+    source: Literal[Source.TILL] = Source.TILL
+
+
+# --- customers -------------------------------------------------------------------------------
+
+
+class CustomerType(StrEnum):
+    PRIVATE = "PRIVATE"
+    COMPANY = "COMPANY"
+
+
+class CustomerFields(Model):
+    """A customer's synchronised fields, as both sides know them."""
+
+    name: ShortText = Field(min_length=1)
+    organisation_number: ShortText | None = None
+    email: Email | None = None
+    phone: ShortText | None = None
+    address1: ShortText | None = None
+    address2: ShortText | None = None
+    zip_code: ShortText | None = None
+    city: ShortText | None = None
+    country_code: ShortText | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    type: CustomerType = CustomerType.PRIVATE
+    active: bool = True
+
+
+class CustomerUpsertedData(Model):
+    till_customer_id: Ident
+    customer: CustomerFields
+
+
+class CustomerUpserted(TillEvent):
+    """A customer was created or edited in the till."""
+
+    type: Literal["till.customer.upserted"] = "till.customer.upserted"
+    data: CustomerUpsertedData
+
+
+class CustomerDeletedData(Model):
+    till_customer_id: Ident
+
+
+class CustomerDeleted(TillEvent):
+    type: Literal["till.customer.deleted"] = "till.customer.deleted"
+    data: CustomerDeletedData
+
+
+# --- articles --------------------------------------------------------------------------------
+
+
+class TillArticleFields(Model):
+    description: ShortText | None = None
+    ean: Ean | None = None
+    price: Money | None = None
+    vat: VatRate | None = None
+    unit: ShortText | None = None
+
+
+class ArticleEditedData(Model):
+    article_number: ArticleNumber
+    changes: TillArticleFields
+
+
+class ArticleEdited(TillEvent):
+    """Someone edited an article in the till. Fortnox is master: the edit is overwritten and
+    reported."""
+
+    type: Literal["till.article.edited"] = "till.article.edited"
+    data: ArticleEditedData
+
+
+# --- stock -----------------------------------------------------------------------------------
+
+
+class MovementReason(StrEnum):
+    SALE = "sale"
+    RETURN = "return"
+    DELIVERY = "delivery"
+    WASTE = "waste"
+    CORRECTION = "correction"
+    OTHER = "other"
+
+
+class StockMovementData(Model):
+    article_number: ArticleNumber
+    movement_id: Ident = Field(description="The till's own id of the movement; unique per tenant.")
+    delta: Quantity = Field(description="Signed change of the on-hand quantity (sale = negative).")
+    reason: MovementReason
+
+
+class StockMovement(TillEvent):
+    type: Literal["till.stock.movement"] = "till.stock.movement"
+    data: StockMovementData
+
+
+class StockCountedData(Model):
+    article_number: ArticleNumber
+    count_id: Ident
+    quantity: Quantity = Field(description="The absolute on-hand quantity counted.")
+    last_applied_command_id: Ident | None = Field(
+        default=None,
+        description="Id of the last Kassasync stock command for this article that the till had "
+        "applied when it counted (null if none).",
+    )
+
+
+class StockCounted(TillEvent):
+    type: Literal["till.stock.counted"] = "till.stock.counted"
+    data: StockCountedData
+
+
+# --- invoices --------------------------------------------------------------------------------
+
+
+class InvoiceRow(Model):
+    article_number: ArticleNumber | None = None
+    description: ShortText = Field(min_length=1)
+    quantity: Quantity
+    unit_price: Money
+    vat_rate: VatRate
+    discount_percent: Decimal = Field(default=Decimal(0), ge=0, le=100)
+
+
+class InvoiceCreatedData(Model):
+    invoice_id: Ident
+    till_customer_id: Ident
+    invoice_date: dt.date
+    due_date: dt.date | None = None
+    currency: CurrencyCode = "SEK"
+    terms_of_payment: Ident | None = None
+    your_reference: ShortText | None = None
+    remarks: LongText | None = None
+    rows: list[InvoiceRow] = Field(min_length=1, max_length=500)
+
+
+class InvoiceCreated(TillEvent):
+    type: Literal["till.invoice.created"] = "till.invoice.created"
+    data: InvoiceCreatedData
+
+
+# --- Z-reports -------------------------------------------------------------------------------
+
+
+class VatLine(Model):
+    rate: VatRate
+    sales_net: Money = Field(description="Sales excluding VAT at this rate (before returns).")
+    sales_vat: Money
+    returns_net: Money = Decimal(0)
+    returns_vat: Money = Decimal(0)
+
+
+class PaymentLine(Model):
+    method: Ident = Field(description="Payment method code as the till names it (cash, card...).")
+    amount: Money
+
+
+class ProductGroupLine(Model):
+    group: Ident
+    vat_rate: VatRate
+    net: Money = Field(description="Sales excluding VAT in this group (before returns).")
+    returns_net: Money = Decimal(0)
+
+
+class ZReportData(Model):
+    z_number: int = Field(ge=1, description="The Z-report's number in the till's unbroken series.")
+    till_id: Ident = Field(description="The till (kassabeteckning).")
+    location_code: Ident | None = Field(
+        default=None, description="Location or cost-centre code of the till."
+    )
+    business_date: dt.date
+    currency: CurrencyCode = "SEK"
+    vat: list[VatLine] = Field(default_factory=list, max_length=20)
+    payments: list[PaymentLine] = Field(default_factory=list, max_length=50)
+    product_groups: list[ProductGroupLine] = Field(default_factory=list, max_length=500)
+    tips: Money = Decimal(0)
+    rounding: Money = Field(
+        default=Decimal(0),
+        description="Payments minus what was due: negative when the shop rounded in the "
+        "customer's favour.",
+    )
+    gift_cards_sold: Money = Decimal(0)
+    receipts: int = Field(default=0, ge=0)
+    grand_total_net: Money | None = None
+
+    @model_validator(mode="after")
+    def _unique_keys(self) -> ZReportData:
+        rates = [line.rate for line in self.vat]
+        if len(rates) != len(set(rates)):
+            raise ValueError("vat has the same rate twice")
+        methods = [line.method for line in self.payments]
+        if len(methods) != len(set(methods)):
+            raise ValueError("payments has the same method twice")
+        groups = [(g.group, g.vat_rate) for g in self.product_groups]
+        if len(groups) != len(set(groups)):
+            raise ValueError("product_groups has the same group and rate twice")
+        return self
+
+
+class ZReportClosed(TillEvent):
+    """The till closed a day (dagsavslut). Becomes exactly one voucher in Fortnox."""
+
+    type: Literal["till.zreport.closed"] = "till.zreport.closed"
+    data: ZReportData
