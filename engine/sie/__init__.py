@@ -1,0 +1,53 @@
+"""SIE 4 (types 1-4, 4E and 4I) reader and writer for the Fortnox sync.
+
+See ``docs/sie.md`` for what the reader accepts and how the writer formats files.
+"""
+
+from engine.sie.checksum import ChecksumResult, ChecksumStatus
+from engine.sie.encoding import detect_encoding
+from engine.sie.model import (
+    Account,
+    Address,
+    Balance,
+    BalanceKind,
+    Company,
+    Dimension,
+    FinancialYear,
+    Header,
+    ObjectRef,
+    RawRecord,
+    RowKind,
+    SieDocument,
+    SieError,
+    SieObject,
+    SieType,
+    Voucher,
+    VoucherRow,
+)
+from engine.sie.reader import read_sie, read_sie_file, read_sie_text
+
+__all__ = [
+    "Account",
+    "Address",
+    "Balance",
+    "BalanceKind",
+    "ChecksumResult",
+    "ChecksumStatus",
+    "Company",
+    "Dimension",
+    "FinancialYear",
+    "Header",
+    "ObjectRef",
+    "RawRecord",
+    "RowKind",
+    "SieDocument",
+    "SieError",
+    "SieObject",
+    "SieType",
+    "Voucher",
+    "VoucherRow",
+    "detect_encoding",
+    "read_sie",
+    "read_sie_file",
+    "read_sie_text",
+]

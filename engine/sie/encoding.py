@@ -1,0 +1,121 @@
+"""Character encoding of SIE files: detection and decoding.
+
+The SIE 4B standard (§5.8) only allows IBM PC-8 / code page 437 (``#FORMAT PC8``).
+Files from the wild are also written in UTF-8 (with or without a byte order mark)
+and in Latin-1 / Windows-1252, so the reader detects the encoding before it
+tokenizes anything.  The rule, applied in this order:
+
+1. A UTF-8 byte order mark (EF BB BF) means ``utf-8-sig``; a UTF-16 byte order
+   mark (FF FE or FE FF) means ``utf-16``.
+2. Pure 7-bit ASCII is reported as ``cp437`` (the standard's encoding, and the
+   two are identical on ASCII).
+3. Input that contains non-ASCII bytes and decodes as strict UTF-8 is ``utf-8``.
+   CP437 or Latin-1 Swedish text practically never forms valid multi-byte UTF-8
+   sequences by accident.
+4. Otherwise the Swedish and other common West European letters decide.  Bytes
+   that are letters in CP437 (å 86, ä 84, ö 94, Å 8F, Ä 8E, Ö 99, é 82, É 90,
+   ü 81, Ü 9A) are counted against bytes that are the same letters in Latin-1
+   (E5, E4, F6, C5, C4, D6, E9, C9, FC, DC).  In Latin-1 text the CP437 letter
+   bytes are C1 control codes and in CP437 text the Latin-1 letter bytes are
+   box-drawing symbols, so real text scores heavily on one side.  When the
+   Latin-1 count is strictly larger the file is ``latin-1``, or ``cp1252`` when
+   it contains bytes in 80-9F (the Windows-1252 punctuation and € range).  A tie
+   goes to ``cp437``.
+
+Decoding never fails: CP437 and Latin-1 map every byte, the Windows-1252 holes
+(81, 8D, 8F, 90, 9D) fall back to their Latin-1 code points, and UTF-16 input
+with an odd trailing byte uses the replacement character.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+CP437: Final = "cp437"
+UTF8: Final = "utf-8"
+UTF8_SIG: Final = "utf-8-sig"
+UTF16: Final = "utf-16"
+LATIN1: Final = "latin-1"
+CP1252: Final = "cp1252"
+
+ENCODINGS: Final = (CP437, UTF8, UTF8_SIG, UTF16, LATIN1, CP1252)
+
+_C1_RANGE: Final = re.compile(rb"[\x80-\x9f]")
+_CP437_LETTER_BYTES: Final = frozenset((0x86, 0x84, 0x94, 0x8F, 0x8E, 0x99, 0x82, 0x90, 0x81, 0x9A))
+_LATIN1_LETTER_BYTES: Final = frozenset(
+    (0xE5, 0xE4, 0xF6, 0xC5, 0xC4, 0xD6, 0xE9, 0xC9, 0xFC, 0xDC)
+)
+
+
+def _cp1252_table() -> dict[int, str]:
+    """Translation from Latin-1 code points 80-9F to their Windows-1252 characters."""
+    table: dict[int, str] = {}
+    for byte in range(0x80, 0xA0):
+        try:
+            table[byte] = bytes((byte,)).decode(CP1252)
+        except UnicodeDecodeError:
+            continue  # undefined in Windows-1252: keep the Latin-1 code point
+    return table
+
+
+_CP1252_FROM_LATIN1: Final = _cp1252_table()
+
+
+def _count_bytes(data: bytes, values: frozenset[int]) -> int:
+    return sum(data.count(bytes((value,))) for value in values)
+
+
+def detect_encoding(data: bytes) -> str:
+    """Return the name of the encoding ``data`` is most likely written in.
+
+    The result is one of ``cp437``, ``utf-8``, ``utf-8-sig``, ``utf-16``,
+    ``latin-1`` and ``cp1252``; see the module documentation for the rule.
+    """
+    if data.startswith(b"\xef\xbb\xbf"):
+        return UTF8_SIG
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return UTF16
+    if data.isascii():
+        return CP437
+    try:
+        data.decode(UTF8)
+    except UnicodeDecodeError:
+        pass
+    else:
+        return UTF8
+    cp437_score = _count_bytes(data, _CP437_LETTER_BYTES)
+    latin1_score = _count_bytes(data, _LATIN1_LETTER_BYTES)
+    if latin1_score > cp437_score:
+        if _C1_RANGE.search(data):
+            return CP1252
+        return LATIN1
+    return CP437
+
+
+def decode(data: bytes, encoding: str) -> str:
+    """Decode ``data`` with one of the names :func:`detect_encoding` returns.
+
+    Never raises for those names.  A leading byte order mark is removed.
+    """
+    if encoding == CP1252:
+        return data.decode(LATIN1).translate(_CP1252_FROM_LATIN1)
+    if encoding == UTF16:
+        return data.decode(UTF16, errors="replace")
+    if encoding == UTF8:
+        text = data.decode(UTF8, errors="replace")
+        return text[1:] if text.startswith("\ufeff") else text
+    if encoding in (UTF8_SIG, LATIN1, CP437):
+        return data.decode(encoding, errors="replace")
+    raise ValueError(f"unsupported SIE encoding {encoding!r}")
+
+
+def decode_sie_bytes(data: bytes) -> tuple[str, str]:
+    """Detect the encoding of ``data`` and decode it; returns ``(text, encoding)``."""
+    encoding = detect_encoding(data)
+    return decode(data, encoding), encoding
+
+
+def encode_cp437(text: str) -> bytes:
+    """Encode ``text`` strictly as CP437, replacing unmappable characters (such as €) by '?'."""
+    return text.encode(CP437, errors="replace")

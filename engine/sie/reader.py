@@ -1,0 +1,747 @@
+"""Reading SIE files of types 1, 2, 3, 4E and 4I into a :class:`SieDocument`.
+
+The reader never raises on bad input.  Every problem becomes a
+:class:`~engine.sie.model.SieError` with the 1-based line number, in
+``document.errors`` when data was dropped or had to be guessed, or in
+``document.warnings`` when the data was read as intended but the file deviates
+from the standard.  Reading always continues with the next line.
+
+Only :func:`read_sie_file` touches the file system.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Final
+
+from engine.sie.checksum import ChecksumAccumulator, ChecksumResult, ChecksumStatus
+from engine.sie.checksum import parse_checksum_value as _parse_checksum_value
+from engine.sie.encoding import CP437, decode_sie_bytes
+from engine.sie.model import (
+    Account,
+    Address,
+    Balance,
+    BalanceKind,
+    Company,
+    Dimension,
+    FinancialYear,
+    Header,
+    ObjectRef,
+    RawRecord,
+    RowKind,
+    SieDocument,
+    SieError,
+    SieObject,
+    SieType,
+    Voucher,
+    VoucherRow,
+)
+from engine.sie.tokens import Field, tokenize
+
+MAX_PROBLEMS: Final = 1000
+"""At most this many errors (and as many warnings) are reported per file."""
+
+_INT_RE: Final = re.compile(r"[+-]?[0-9]+")
+_DATE_RE: Final = re.compile(r"[0-9]{8}")
+_PERIOD_RE: Final = re.compile(r"[0-9]{4}(?:0[1-9]|1[0-2])")
+_AMOUNT_RE: Final = re.compile(r"(?P<sign>[+-]?)(?P<int>[0-9]*)(?:(?P<sep>[.,])(?P<frac>[0-9]*))?")
+
+_ROW_LABELS: Final = {"#TRANS": RowKind.TRANS, "#RTRANS": RowKind.RTRANS, "#BTRANS": RowKind.BTRANS}
+_BALANCE_LABELS: Final = frozenset(f"#{kind.value}" for kind in BalanceKind)
+_ACCOUNT_TYPES: Final = frozenset("TSKI")
+
+
+class _RecordError(Exception):
+    """A record cannot be used; the message says why."""
+
+
+@dataclass(slots=True)
+class _AccountDraft:
+    number: str
+    name: str = ""
+    type: str | None = None
+    unit: str | None = None
+    sru: tuple[str, ...] = ()
+    declared: bool = False
+
+
+@dataclass(slots=True)
+class _VoucherDraft:
+    """A ``#VER`` whose block is being read; ``head`` is ``None`` if the #VER was unusable."""
+
+    head: Voucher | None
+    line: int
+    rows: list[VoucherRow]
+    in_block: bool = False
+    pending_rtrans: VoucherRow | None = None
+
+
+def _voucher_name(voucher: Voucher) -> str:
+    series = voucher.series or '""'
+    number = voucher.number or '""'
+    return f"voucher {series} {number} dated {voucher.date.isoformat()}"
+
+
+class _Reader:
+    """One pass over the lines of a decoded SIE text."""
+
+    def __init__(self, text: str, encoding: str) -> None:
+        self.text = text
+        self.encoding = encoding
+        self.line = 0
+        self.label = ""
+        self.errors: list[SieError] = []
+        self.warnings: list[SieError] = []
+        self.header = Header()
+        self.company = Company()
+        self.years: list[FinancialYear] = []
+        self.accounts: dict[str, _AccountDraft] = {}
+        self.dimensions: list[Dimension] = []
+        self.objects: list[SieObject] = []
+        self.balances: list[Balance] = []
+        self.vouchers: list[Voucher] = []
+        self.unknown: list[RawRecord] = []
+        self.seen: dict[str, int] = {}
+        self.odd_accounts: set[str] = set()
+        self.record_count = 0
+        self.first_label: str | None = None
+        self.voucher: _VoucherDraft | None = None
+        self.crc: ChecksumAccumulator | None = None
+        self.crc_open_line = 0
+        self.checksum: ChecksumResult | None = None
+        self.after_checksum_warned = False
+        self.handlers: dict[str, Callable[[list[Field]], None]] = {
+            "#FLAGGA": self._flagga,
+            "#PROGRAM": self._program,
+            "#FORMAT": self._format,
+            "#GEN": self._gen,
+            "#SIETYP": self._sietyp,
+            "#PROSA": self._prosa,
+            "#FTYP": self._ftyp,
+            "#FNR": self._fnr,
+            "#ORGNR": self._orgnr,
+            "#BKOD": self._bkod,
+            "#ADRESS": self._adress,
+            "#FNAMN": self._fnamn,
+            "#RAR": self._rar,
+            "#TAXAR": self._taxar,
+            "#OMFATTN": self._omfattn,
+            "#KPTYP": self._kptyp,
+            "#VALUTA": self._valuta,
+            "#KONTO": self._konto,
+            "#KTYP": self._ktyp,
+            "#ENHET": self._enhet,
+            "#SRU": self._sru,
+            "#DIM": self._dim,
+            "#UNDERDIM": self._underdim,
+            "#OBJEKT": self._objekt,
+            "#IB": self._year_balance,
+            "#UB": self._year_balance,
+            "#RES": self._year_balance,
+            "#OIB": self._object_balance,
+            "#OUB": self._object_balance,
+            "#PSALDO": self._period_balance,
+            "#PBUDGET": self._period_balance,
+            "#VER": self._ver,
+            "#KSUMMA": self._ksumma,
+        }
+
+    # ------------------------------------------------------------------ problems
+
+    def _add(self, target: list[SieError], line: int, message: str) -> None:
+        if len(target) < MAX_PROBLEMS:
+            target.append(SieError(line, message))
+        elif len(target) == MAX_PROBLEMS:
+            target.append(SieError(line, "too many problems; the rest are not reported"))
+
+    def error(self, message: str, line: int | None = None) -> None:
+        self._add(self.errors, self.line if line is None else line, message)
+
+    def warn(self, message: str, line: int | None = None) -> None:
+        self._add(self.warnings, self.line if line is None else line, message)
+
+    # ------------------------------------------------------------------ main loop
+
+    def run(self) -> SieDocument:
+        text = self.text
+        if "\n" in text:
+            lines = text.split("\n")
+        elif "\r" in text:
+            lines = text.split("\r")
+        else:
+            lines = [text]
+        line_count = len(lines) - 1 if len(lines) > 1 and lines[-1] == "" else len(lines)
+        for number, raw in enumerate(lines, 1):
+            self.line = number
+            stripped = raw.strip(" \t\r")
+            if stripped:
+                self._line(stripped)
+        self.line = line_count
+        self._finish_voucher(at_eof=True)
+        self._finish_checksum()
+        if self.record_count == 0:
+            self.errors = [SieError(1, "no SIE records found: this is not a SIE file")]
+            self.warnings = []
+        else:
+            self._check_conformance()
+        return self._document(line_count)
+
+    def _line(self, stripped: str) -> None:
+        first = stripped[0]
+        if first == "{":
+            self._open_block(stripped)
+            return
+        if first == "}":
+            self._close_block(stripped)
+            return
+        if first != "#":
+            self.error("line does not start with a '#' label, '{' or '}'; ignored")
+            return
+        tokens = tokenize(stripped)
+        fields = tokens.fields
+        raw_label = fields[0]
+        assert isinstance(raw_label, str)  # a line starting with '#' starts with a plain field
+        label = raw_label.upper()
+        self.label = label
+        self.record_count += 1
+        if self.first_label is None:
+            self.first_label = label
+        for message in tokens.errors:
+            self.error(f"{label}: {message}")
+        for message in tokens.warnings:
+            self.warn(f"{label}: {message}")
+        args = fields[1:]
+        if label != "#KSUMMA":
+            if self.crc is not None:
+                self.crc.add(raw_label, args)
+            elif self.checksum is not None and not self.after_checksum_warned:
+                self.after_checksum_warned = True
+                self.warn("records after the closing #KSUMMA are not covered by the checksum")
+        self.seen.setdefault(label, self.line)
+        try:
+            self._record(label, raw_label, args)
+        except _RecordError as exc:
+            self.error(f"{label}: {exc}")
+        except Exception as exc:  # defensive: a reader bug must not lose the whole file
+            self.error(f"{label}: internal error while reading the record: {exc!r}")
+
+    def _record(self, label: str, raw_label: str, args: list[Field]) -> None:
+        voucher = self.voucher
+        if voucher is not None:
+            if voucher.in_block:
+                kind = _ROW_LABELS.get(label)
+                if kind is not None:
+                    self._row(voucher, kind, args)
+                    return
+                if label not in self.handlers:
+                    self.unknown.append(RawRecord(raw_label, tuple(args), self.line))
+                    return
+                self.error(
+                    f"the #VER block opened on line {voucher.line} has no closing '}}' "
+                    f"before this {label}"
+                )
+            else:
+                self.error(f"#VER on line {voucher.line} is not followed by a '{{' block")
+            self._finish_voucher()
+        if label in _ROW_LABELS:
+            raise _RecordError("voucher row outside a #VER block; ignored")
+        handler = self.handlers.get(label)
+        if handler is None:
+            self.unknown.append(RawRecord(raw_label, tuple(args), self.line))
+            return
+        handler(args)
+
+    # ------------------------------------------------------------------ fields
+
+    def _field(self, args: list[Field], index: int, name: str) -> str:
+        """An optional plain field; ``""`` when absent."""
+        if index >= len(args):
+            return ""
+        value = args[index]
+        if isinstance(value, tuple):
+            raise _RecordError(f"{name} is an object list")
+        return value
+
+    def _required(self, args: list[Field], index: int, name: str) -> str:
+        value = self._field(args, index, name)
+        if value == "":
+            raise _RecordError(f"missing {name}")
+        return value
+
+    def _optional(self, args: list[Field], index: int, name: str) -> str | None:
+        value = self._field(args, index, name)
+        return value or None
+
+    def _int(self, text: str, name: str) -> int:
+        if _INT_RE.fullmatch(text) is None:
+            raise _RecordError(f"{name} {text!r} is not an integer")
+        return int(text)
+
+    def _date(self, text: str, name: str) -> dt.date:
+        if _DATE_RE.fullmatch(text) is None:
+            raise _RecordError(f"{name} {text!r} is not a date (YYYYMMDD)")
+        try:
+            return dt.date(int(text[:4]), int(text[4:6]), int(text[6:]))
+        except ValueError:
+            raise _RecordError(f"{name} {text!r} is not a valid date") from None
+
+    def _optional_date(self, args: list[Field], index: int, name: str) -> dt.date | None:
+        value = self._field(args, index, name)
+        return self._date(value, name) if value else None
+
+    def _decimal(self, text: str, name: str, *, amount: bool) -> Decimal:
+        match = _AMOUNT_RE.fullmatch(text)
+        if match is None or not (match.group("int") or match.group("frac")):
+            raise _RecordError(f"{name} {text!r} is not a number")
+        sign, whole, sep, frac = match.group("sign", "int", "sep", "frac")
+        if sep == ",":
+            self.warn(f"{self.label}: comma used as decimal separator in {name} {text!r}")
+        if sign == "+":
+            self.warn(f"{self.label}: {name} {text!r} has a '+' sign")
+        if amount and frac is not None and len(frac.rstrip("0")) > 2:
+            self.warn(f"{self.label}: {name} {text!r} has more than 2 decimals")
+        return Decimal(f"{'-' if sign == '-' else ''}{whole or '0'}.{frac or '0'}")
+
+    def _amount(self, args: list[Field], index: int, name: str = "amount") -> Decimal:
+        return self._decimal(self._required(args, index, name), name, amount=True)
+
+    def _quantity(self, args: list[Field], index: int) -> Decimal | None:
+        value = self._field(args, index, "quantity")
+        return self._decimal(value, "quantity", amount=False) if value else None
+
+    def _account(self, args: list[Field], index: int) -> str:
+        number = self._required(args, index, "account number")
+        if not (number.isascii() and number.isdigit()) and number not in self.odd_accounts:
+            self.odd_accounts.add(number)
+            self.warn(f"{self.label}: account number {number!r} is not numeric")
+        return number
+
+    def _objects(self, value: Field) -> tuple[ObjectRef, ...]:
+        if isinstance(value, str):
+            raise _RecordError(f"expected an object list, found {value!r}")
+        if len(value) % 2:
+            raise _RecordError(f"object list {value!r} has an odd number of members")
+        pairs = []
+        for position in range(0, len(value), 2):
+            dimension = self._int(value[position], "dimension number")
+            pairs.append(ObjectRef(dimension, value[position + 1]))
+        return tuple(pairs)
+
+    def _object_list_at(self, args: list[Field], index: int) -> tuple[tuple[ObjectRef, ...], int]:
+        """Objects at ``index`` and the index of the next field.
+
+        A missing object list (a plain field where the list belongs) is accepted
+        with a warning and the remaining fields shift one place left.
+        """
+        if index < len(args) and isinstance(args[index], tuple):
+            return self._objects(args[index]), index + 1
+        self.warn(f"{self.label}: object list missing, read as {{}}")
+        return (), index
+
+    # ------------------------------------------------------------------ identification
+
+    def _flagga(self, args: list[Field]) -> None:
+        flag = self._int(self._required(args, 0, "flag"), "flag")
+        self.header = replace(self.header, flag=flag)
+
+    def _program(self, args: list[Field]) -> None:
+        name = self._required(args, 0, "program name")
+        version = self._optional(args, 1, "program version")
+        self.header = replace(self.header, program=name, program_version=version)
+
+    def _format(self, args: list[Field]) -> None:
+        value = self._required(args, 0, "format")
+        self.header = replace(self.header, format=value)
+        if value.upper() != "PC8":
+            self.warn(f"#FORMAT {value!r}: the standard only allows PC8")
+
+    def _gen(self, args: list[Field]) -> None:
+        date = self._date(self._required(args, 0, "date"), "date")
+        sign = self._optional(args, 1, "signature")
+        self.header = replace(self.header, gen_date=date, gen_sign=sign)
+
+    def _sietyp(self, args: list[Field]) -> None:
+        value = self._int(self._required(args, 0, "type"), "type")
+        if value not in (1, 2, 3, 4):
+            raise _RecordError(f"type {value} is not 1, 2, 3 or 4")
+        self.header = replace(self.header, declared_type=value)
+
+    def _prosa(self, args: list[Field]) -> None:
+        self.header = replace(self.header, comment=self._field(args, 0, "comment"))
+
+    def _kptyp(self, args: list[Field]) -> None:
+        chart = self._required(args, 0, "chart of accounts type")
+        self.header = replace(self.header, chart_type=chart)
+
+    def _valuta(self, args: list[Field]) -> None:
+        self.header = replace(self.header, currency=self._required(args, 0, "currency"))
+
+    def _taxar(self, args: list[Field]) -> None:
+        year = self._int(self._required(args, 0, "tax year"), "tax year")
+        self.header = replace(self.header, tax_year=year)
+
+    def _omfattn(self, args: list[Field]) -> None:
+        date = self._date(self._required(args, 0, "date"), "date")
+        self.header = replace(self.header, balances_until=date)
+
+    def _fnamn(self, args: list[Field]) -> None:
+        self.company = replace(self.company, name=self._field(args, 0, "company name"))
+
+    def _orgnr(self, args: list[Field]) -> None:
+        self.company = replace(
+            self.company,
+            orgnr=self._optional(args, 0, "organisation number"),
+            acquisition_number=self._optional(args, 1, "acquisition number"),
+            activity_number=self._optional(args, 2, "activity number"),
+        )
+
+    def _fnr(self, args: list[Field]) -> None:
+        self.company = replace(self.company, company_id=self._required(args, 0, "company id"))
+
+    def _ftyp(self, args: list[Field]) -> None:
+        company_type = self._required(args, 0, "company type")
+        self.company = replace(self.company, company_type=company_type)
+
+    def _bkod(self, args: list[Field]) -> None:
+        self.company = replace(self.company, sni_code=self._required(args, 0, "SNI code"))
+
+    def _adress(self, args: list[Field]) -> None:
+        address = Address(
+            self._field(args, 0, "contact"),
+            self._field(args, 1, "street address"),
+            self._field(args, 2, "postal address"),
+            self._field(args, 3, "phone"),
+        )
+        self.company = replace(self.company, address=address)
+
+    def _rar(self, args: list[Field]) -> None:
+        index = self._int(self._required(args, 0, "year number"), "year number")
+        start = self._field(args, 1, "start date")
+        end = self._field(args, 2, "end date")
+        if not start and not end:
+            self.warn(f"#RAR {index} has no dates; ignored")
+            return
+        year = FinancialYear(
+            index,
+            self._date(self._required(args, 1, "start date"), "start date"),
+            self._date(self._required(args, 2, "end date"), "end date"),
+        )
+        if year.end < year.start:
+            raise _RecordError(f"year {index} ends before it starts")
+        self.years.append(year)
+
+    # ------------------------------------------------------------------ chart of accounts
+
+    def _account_draft(self, number: str) -> _AccountDraft:
+        draft = self.accounts.get(number)
+        if draft is None:
+            draft = self.accounts[number] = _AccountDraft(number)
+        return draft
+
+    def _konto(self, args: list[Field]) -> None:
+        number = self._account(args, 0)
+        name = self._field(args, 1, "account name")
+        draft = self._account_draft(number)
+        if draft.declared:
+            self.warn(f"#KONTO {number} declared again; the last name is kept")
+        draft.name = name
+        draft.declared = True
+
+    def _ktyp(self, args: list[Field]) -> None:
+        number = self._account(args, 0)
+        kind = self._field(args, 1, "account type")
+        if not kind:
+            self.warn(f"#KTYP {number} has no account type; ignored")
+            return
+        if kind.upper() not in _ACCOUNT_TYPES:
+            self.warn(f"#KTYP {number}: account type {kind!r} is not T, S, K or I")
+        self._account_draft(number).type = kind.upper()
+
+    def _enhet(self, args: list[Field]) -> None:
+        number = self._account(args, 0)
+        self._account_draft(number).unit = self._required(args, 1, "unit")
+
+    def _sru(self, args: list[Field]) -> None:
+        number = self._account(args, 0)
+        code = self._field(args, 1, "SRU code")
+        if not code:
+            self.warn(f"#SRU {number} has no SRU code; ignored")
+            return
+        draft = self._account_draft(number)
+        draft.sru = (*draft.sru, code)
+
+    def _dim(self, args: list[Field]) -> None:
+        number = self._int(self._required(args, 0, "dimension number"), "dimension number")
+        self.dimensions.append(Dimension(number, self._field(args, 1, "dimension name")))
+
+    def _underdim(self, args: list[Field]) -> None:
+        number = self._int(self._required(args, 0, "dimension number"), "dimension number")
+        name = self._field(args, 1, "dimension name")
+        parent = self._int(self._required(args, 2, "parent dimension"), "parent dimension")
+        self.dimensions.append(Dimension(number, name, parent))
+
+    def _objekt(self, args: list[Field]) -> None:
+        dimension = self._int(self._required(args, 0, "dimension number"), "dimension number")
+        number = self._required(args, 1, "object number")
+        self.objects.append(SieObject(dimension, number, self._field(args, 2, "object name")))
+
+    # ------------------------------------------------------------------ balances
+
+    def _kind(self) -> BalanceKind:
+        return BalanceKind(self.label[1:])
+
+    def _year(self, args: list[Field]) -> int:
+        return self._int(self._required(args, 0, "year number"), "year number")
+
+    def _year_balance(self, args: list[Field]) -> None:
+        year = self._year(args)
+        account = self._account(args, 1)
+        amount = self._amount(args, 2)
+        quantity = self._quantity(args, 3)
+        self.balances.append(Balance(self._kind(), year, account, amount, quantity, line=self.line))
+
+    def _object_balance(self, args: list[Field]) -> None:
+        year = self._year(args)
+        account = self._account(args, 1)
+        objects, next_index = self._object_list_at(args, 2)
+        amount = self._amount(args, next_index)
+        quantity = self._quantity(args, next_index + 1)
+        self.balances.append(
+            Balance(self._kind(), year, account, amount, quantity, None, objects, self.line)
+        )
+
+    def _period_balance(self, args: list[Field]) -> None:
+        year = self._year(args)
+        period = self._required(args, 1, "period")
+        if _PERIOD_RE.fullmatch(period) is None:
+            raise _RecordError(f"period {period!r} is not a month (YYYYMM)")
+        account = self._account(args, 2)
+        objects, next_index = self._object_list_at(args, 3)
+        amount = self._amount(args, next_index)
+        quantity = self._quantity(args, next_index + 1)
+        self.balances.append(
+            Balance(self._kind(), year, account, amount, quantity, period, objects, self.line)
+        )
+
+    # ------------------------------------------------------------------ vouchers
+
+    def _ver(self, args: list[Field]) -> None:
+        draft = _VoucherDraft(None, self.line, [])
+        self.voucher = draft  # even an unusable #VER owns the block that follows
+        series = self._field(args, 0, "series")
+        number = self._field(args, 1, "voucher number")
+        date = self._date(self._required(args, 2, "voucher date"), "voucher date")
+        text = self._field(args, 3, "voucher text")
+        reg_date = self._optional_date(args, 4, "registration date")
+        sign = self._field(args, 5, "signature")
+        draft.head = Voucher(date, series, number, text, reg_date, sign, line=self.line)
+
+    def _open_block(self, stripped: str) -> None:
+        voucher = self.voucher
+        if voucher is not None and not voucher.in_block:
+            voucher.in_block = True
+        elif voucher is not None:
+            self.error("'{' inside a #VER block; ignored")
+            return
+        else:
+            self.error("'{' without a #VER before it; the block is skipped")
+            self.voucher = _VoucherDraft(None, self.line, [], in_block=True)
+        if stripped != "{":
+            self.error("text after '{' on the same line; ignored")
+
+    def _close_block(self, stripped: str) -> None:
+        voucher = self.voucher
+        if voucher is None or not voucher.in_block:
+            if voucher is not None:
+                self.error(f"#VER on line {voucher.line} is not followed by a '{{' block")
+                self._finish_voucher()
+            self.error("'}' without an open #VER block; ignored")
+            return
+        if stripped != "}":
+            self.error("text after '}' on the same line; ignored")
+        self._finish_voucher()
+
+    def _row(self, voucher: _VoucherDraft, kind: RowKind, args: list[Field]) -> None:
+        pending = voucher.pending_rtrans
+        voucher.pending_rtrans = None
+        if pending is not None and kind is not RowKind.TRANS:
+            self.warn(f"#RTRANS on line {pending.line} is not followed by its #TRANS", pending.line)
+        row = self._parse_row(kind, args)
+        if kind is RowKind.RTRANS:
+            voucher.pending_rtrans = row
+        elif pending is not None and (
+            (row.account, row.amount, row.objects)
+            != (pending.account, pending.amount, pending.objects)
+        ):
+            self.warn(f"#TRANS differs from the #RTRANS on line {pending.line} before it")
+        if voucher.head is not None:
+            voucher.rows.append(row)
+
+    def _parse_row(self, kind: RowKind, args: list[Field]) -> VoucherRow:
+        account = self._account(args, 0)
+        objects, index = self._object_list_at(args, 1)
+        amount = self._amount(args, index)
+        date_field = self._field(args, index + 1, "transaction date")
+        text = self._field(args, index + 2, "transaction text")
+        trans_date: dt.date | None = None
+        if date_field:
+            try:
+                trans_date = self._date(date_field, "transaction date")
+            except _RecordError:
+                if len(args) > index + 2:
+                    raise
+                self.warn(
+                    f"{self.label}: {date_field!r} stands where the transaction date belongs; "
+                    "read as the row text"
+                )
+                text = date_field
+        quantity = self._quantity(args, index + 3)
+        sign = self._field(args, index + 4, "signature")
+        return VoucherRow(
+            account, amount, kind, objects, trans_date, text, quantity, sign, self.line
+        )
+
+    def _finish_voucher(self, *, at_eof: bool = False) -> None:
+        draft = self.voucher
+        if draft is None:
+            return
+        self.voucher = None
+        if at_eof:
+            if draft.in_block:
+                self.error(f"the #VER block opened on line {draft.line} has no closing '}}'")
+            else:
+                self.error(f"#VER on line {draft.line} is not followed by a '{{' block", draft.line)
+        if draft.pending_rtrans is not None:
+            line = draft.pending_rtrans.line
+            self.warn(f"#RTRANS on line {line} is not followed by its #TRANS", line)
+        if draft.head is None:
+            return
+        voucher = replace(draft.head, rows=tuple(draft.rows))
+        self.vouchers.append(voucher)
+        balance = voucher.balance
+        if balance != 0:
+            self.warn(
+                f"{_voucher_name(voucher)} does not balance: its #TRANS rows sum to {balance}",
+                draft.line,
+            )
+
+    # ------------------------------------------------------------------ checksum
+
+    def _ksumma(self, args: list[Field]) -> None:
+        value = self._field(args, 0, "checksum")
+        if not value:
+            if self.crc is not None or self.checksum is not None:
+                raise _RecordError("a second opening #KSUMMA; ignored")
+            self.crc = ChecksumAccumulator(self.encoding)
+            self.crc_open_line = self.line
+            return
+        crc = self.crc
+        if crc is None:
+            if self.checksum is not None:
+                raise _RecordError("a second closing #KSUMMA; ignored")
+            self.checksum = ChecksumResult(ChecksumStatus.INVALID, self.line)
+            raise _RecordError("checksum without an opening #KSUMMA; it cannot be verified")
+        self.crc = None
+        expected = _parse_checksum_value(value)
+        if expected is None:
+            self.checksum = ChecksumResult(ChecksumStatus.INVALID, self.line, None, crc.computed)
+            raise _RecordError(f"checksum {value!r} is not a 32-bit integer")
+        variant = crc.match(expected)
+        if variant is None:
+            self.checksum = ChecksumResult(
+                ChecksumStatus.INVALID, self.line, expected, crc.computed
+            )
+            raise _RecordError(
+                f"checksum mismatch: the file says {value}, the records give {crc.computed}"
+            )
+        self.checksum = ChecksumResult(
+            ChecksumStatus.VALID, self.line, expected, crc.computed, variant
+        )
+        if variant != "spec":
+            self.warn(f"#KSUMMA matches only the non-standard variant '{variant}'")
+
+    def _finish_checksum(self) -> None:
+        if self.crc is not None:
+            self.checksum = ChecksumResult(
+                ChecksumStatus.TRUNCATED, self.crc_open_line, None, self.crc.computed
+            )
+            self.error(
+                f"the file is truncated: the #KSUMMA on line {self.crc_open_line} "
+                "has no closing #KSUMMA",
+                self.crc_open_line,
+            )
+
+    # ------------------------------------------------------------------ result
+
+    def _sie_type(self) -> SieType:
+        declared = self.header.declared_type
+        if declared == 4:
+            if any(label in _BALANCE_LABELS for label in self.seen):
+                return SieType.TYPE_4E
+            return SieType.TYPE_4I
+        if declared in (2, 3):
+            return SieType(str(declared))
+        return SieType.TYPE_1
+
+    def _check_conformance(self) -> None:
+        sie_type = self._sie_type()
+        if self.first_label != "#FLAGGA":
+            self.warn("the first record is not #FLAGGA", 1)
+        for label in ("#PROGRAM", "#FORMAT", "#GEN", "#FNAMN"):
+            if label not in self.seen:
+                self.warn(f"mandatory record {label} is missing", 1)
+        if sie_type is not SieType.TYPE_4I and "#RAR" not in self.seen:
+            self.warn(f"mandatory record #RAR is missing (required in type {sie_type})", 1)
+        if sie_type.number < 4 and "#VER" in self.seen:
+            self.warn(f"#VER is not allowed in type {sie_type} files", self.seen["#VER"])
+        if self.encoding not in (CP437, "ascii"):
+            self.warn(f"the file is encoded as {self.encoding}, not CP437 (#FORMAT PC8)", 1)
+
+    def _document(self, line_count: int) -> SieDocument:
+        header = replace(self.header, sie_type=self._sie_type())
+        accounts = tuple(
+            Account(draft.number, draft.name, draft.type, draft.unit, draft.sru)
+            for draft in self.accounts.values()
+        )
+        return SieDocument(
+            header=header,
+            company=self.company,
+            financial_years=tuple(self.years),
+            accounts=accounts,
+            dimensions=tuple(self.dimensions),
+            objects=tuple(self.objects),
+            balances=tuple(self.balances),
+            vouchers=tuple(self.vouchers),
+            unknown=tuple(self.unknown),
+            encoding=self.encoding,
+            checksum=self.checksum or ChecksumResult(ChecksumStatus.ABSENT),
+            errors=tuple(self.errors),
+            warnings=tuple(self.warnings),
+            line_count=line_count,
+        )
+
+
+def read_sie_text(text: str, *, encoding: str = CP437) -> SieDocument:
+    """Read an already decoded SIE text.
+
+    ``encoding`` is only recorded in the document and used for the checksum
+    variants; the text is not decoded again.
+    """
+    return _Reader(text, encoding).run()
+
+
+def read_sie(data: bytes) -> SieDocument:
+    """Detect the encoding of ``data``, decode it and read it as a SIE file."""
+    text, encoding = decode_sie_bytes(data)
+    return _Reader(text, encoding).run()
+
+
+def read_sie_file(path: str | os.PathLike[str]) -> SieDocument:
+    """Read the SIE file at ``path``.  Raises :class:`OSError` if it cannot be opened."""
+    with open(path, "rb") as handle:
+        return read_sie(handle.read())

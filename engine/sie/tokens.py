@@ -1,0 +1,125 @@
+"""Splitting one SIE line into fields (spec §5.3-5.7).
+
+Rules implemented here:
+
+* Fields are separated by one or more spaces or tabs.  No other character is a
+  separator (a no-break space is part of a field).
+* Any field may be quoted with ``"``.  Inside quotes, ``\\"`` is a literal quote
+  and a backslash that is *not* followed by a quote stays a literal backslash
+  (``"C:\\temp"`` reads as ``C:\\temp``).  Braces inside quotes are text.
+* An unquoted field runs to the next space or tab.  A field that *starts* with
+  ``{`` is an object list, which runs to the matching ``}``; its members are
+  quoted or unquoted values (``{1 "100" 6 "P1"}``, ``{"1" "456"}``, ``{}``,
+  ``{ }``).  Inside a list an unquoted value also stops at ``}``.
+* A quoted field that is still open at the end of the line runs to the end of
+  the line (some programs cut long texts at a fixed width, closing quote and
+  all), with a warning.  If the line ends in ``\\"`` that is read as a literal
+  backslash followed by the closing quote (a text that ends in a backslash).
+
+The result of :func:`tokenize` keeps the order of the fields; an object list is
+returned as a tuple of its member strings.  The tokenizer only uses possessive
+regular expressions, so a line is scanned in linear time with no backtracking.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Final
+
+ObjectList = tuple[str, ...]
+Field = str | ObjectList
+
+# Quoted field: runs of ordinary characters, or a backslash optionally followed by
+# a quote (an escaped quote).  Everything is possessive: no backtracking.
+_QUOTED: Final = r'"(?P<q>(?:[^"\\]++|\\"?+)*+)(?P<qe>"?+)'
+
+_TOP_RE: Final = re.compile(
+    r"[ \t]++"
+    r"|" + _QUOTED + r"|(?P<ob>\{)"
+    r'|(?P<bare>[^ \t"{][^ \t]*+)'
+)
+
+_LIST_RE: Final = re.compile(
+    r"[ \t]++"
+    r"|" + _QUOTED + r"|(?P<cb>\})"
+    r'|(?P<bare>[^ \t"{}]++)'
+    r"|(?P<ob>\{)"
+)
+
+_TRAILING_ESCAPE_WARNING: Final = (
+    "quoted field ends with a backslash before the closing quote; read as a literal backslash"
+)
+
+
+@dataclass(slots=True)
+class TokenizedLine:
+    """Fields of one line, plus any problems met while splitting it."""
+
+    fields: list[Field]
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _unquote(raw: str, closed: bool, line: TokenizedLine) -> str:
+    if closed:
+        return raw.replace('\\"', '"')
+    if raw.endswith('\\"'):
+        line.warnings.append(_TRAILING_ESCAPE_WARNING)
+        return raw[:-2].replace('\\"', '"') + "\\"
+    line.warnings.append("quoted field is not closed; read to the end of the line")
+    return raw.replace('\\"', '"')
+
+
+def _object_list(text: str, pos: int, line: TokenizedLine) -> tuple[ObjectList, int]:
+    """Read an object list whose ``{`` ends just before ``pos``; return it and the end."""
+    members: list[str] = []
+    end = len(text)
+    while pos < end:
+        match = _LIST_RE.match(text, pos)
+        if match is None:  # pragma: no cover - the alternatives cover every character
+            break
+        pos = match.end()
+        kind = match.lastgroup
+        if kind == "cb":
+            return tuple(members), pos
+        if kind == "bare":
+            members.append(match.group("bare"))
+        elif kind == "qe":
+            members.append(_unquote(match.group("q"), match.group("qe") != "", line))
+        elif kind == "ob":
+            line.errors.append("'{' inside an object list")
+    line.errors.append("object list is missing its closing '}'")
+    return tuple(members), pos
+
+
+def tokenize(text: str) -> TokenizedLine:
+    """Split one line (without its line break) into fields."""
+    if '"' not in text and "{" not in text:
+        parts = text.replace("\t", " ").split(" ")
+        return TokenizedLine([part for part in parts if part])
+    line = TokenizedLine([])
+    fields = line.fields
+    pos = 0
+    end = len(text)
+    while pos < end:
+        match = _TOP_RE.match(text, pos)
+        if match is None:  # pragma: no cover - the alternatives cover every character
+            break
+        pos = match.end()
+        kind = match.lastgroup
+        if kind == "bare":
+            fields.append(match.group("bare"))
+        elif kind == "qe":
+            fields.append(_unquote(match.group("q"), match.group("qe") != "", line))
+        elif kind == "ob":
+            members, pos = _object_list(text, pos, line)
+            fields.append(members)
+    return line
+
+
+def field_content(value: Field) -> str:
+    """The characters of a field that count for ``#KSUMMA`` (no quotes, braces or escapes)."""
+    if isinstance(value, tuple):
+        return "".join(value)
+    return value
