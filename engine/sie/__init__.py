@@ -3,6 +3,7 @@
 See ``docs/sie.md`` for what the reader accepts and how the writer formats files.
 """
 
+from engine.sie.check import CheckResult, check_file, main_check
 from engine.sie.checksum import ChecksumResult, ChecksumStatus
 from engine.sie.encoding import detect_encoding
 from engine.sie.model import (
@@ -25,12 +26,14 @@ from engine.sie.model import (
     VoucherRow,
 )
 from engine.sie.reader import read_sie, read_sie_file, read_sie_text
+from engine.sie.writer import SieWriteError, format_sie, write_sie, write_sie_file
 
 __all__ = [
     "Account",
     "Address",
     "Balance",
     "BalanceKind",
+    "CheckResult",
     "ChecksumResult",
     "ChecksumStatus",
     "Company",
@@ -44,10 +47,16 @@ __all__ = [
     "SieError",
     "SieObject",
     "SieType",
+    "SieWriteError",
     "Voucher",
     "VoucherRow",
+    "check_file",
     "detect_encoding",
+    "format_sie",
+    "main_check",
     "read_sie",
     "read_sie_file",
     "read_sie_text",
+    "write_sie",
+    "write_sie_file",
 ]

@@ -94,9 +94,11 @@ def detect_encoding(data: bytes) -> str:
 
 
 def decode(data: bytes, encoding: str) -> str:
-    """Decode ``data`` with one of the names :func:`detect_encoding` returns.
+    """Decode ``data`` as ``encoding``; undecodable bytes become U+FFFD.
 
-    Never raises for those names.  A leading byte order mark is removed.
+    Never raises for the names :func:`detect_encoding` returns (other codec names
+    are passed to Python; an unknown one raises :class:`LookupError`).  A leading
+    byte order mark is removed.
     """
     if encoding == CP1252:
         return data.decode(LATIN1).translate(_CP1252_FROM_LATIN1)
@@ -105,9 +107,7 @@ def decode(data: bytes, encoding: str) -> str:
     if encoding == UTF8:
         text = data.decode(UTF8, errors="replace")
         return text[1:] if text.startswith("\ufeff") else text
-    if encoding in (UTF8_SIG, LATIN1, CP437):
-        return data.decode(encoding, errors="replace")
-    raise ValueError(f"unsupported SIE encoding {encoding!r}")
+    return data.decode(encoding, errors="replace")
 
 
 def decode_sie_bytes(data: bytes) -> tuple[str, str]:

@@ -21,7 +21,7 @@ from typing import Final
 
 from engine.sie.checksum import ChecksumAccumulator, ChecksumResult, ChecksumStatus
 from engine.sie.checksum import parse_checksum_value as _parse_checksum_value
-from engine.sie.encoding import CP437, decode_sie_bytes
+from engine.sie.encoding import CP437, decode, detect_encoding
 from engine.sie.model import (
     Account,
     Address,
@@ -735,13 +735,22 @@ def read_sie_text(text: str, *, encoding: str = CP437) -> SieDocument:
     return _Reader(text, encoding).run()
 
 
-def read_sie(data: bytes) -> SieDocument:
-    """Detect the encoding of ``data``, decode it and read it as a SIE file."""
-    text, encoding = decode_sie_bytes(data)
-    return _Reader(text, encoding).run()
+def read_sie(data: bytes, *, encoding: str | None = None) -> SieDocument:
+    """Read ``data`` as a SIE file.
+
+    The encoding is detected (see :mod:`engine.sie.encoding`) unless given; pass
+    ``encoding="cp437"`` for files known to follow the standard.  Never raises for
+    bad data: problems are reported in ``errors`` and ``warnings``.
+    """
+    if encoding is None:
+        encoding = detect_encoding(data)
+    return _Reader(decode(data, encoding), encoding).run()
 
 
-def read_sie_file(path: str | os.PathLike[str]) -> SieDocument:
-    """Read the SIE file at ``path``.  Raises :class:`OSError` if it cannot be opened."""
+def read_sie_file(path: str | os.PathLike[str], *, encoding: str | None = None) -> SieDocument:
+    """Read the SIE file at ``path``; see :func:`read_sie`.
+
+    Raises :class:`OSError` if the file cannot be opened.
+    """
     with open(path, "rb") as handle:
-        return read_sie(handle.read())
+        return read_sie(handle.read(), encoding=encoding)
