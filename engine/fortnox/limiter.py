@@ -1,0 +1,173 @@
+"""Client-side sliding-window rate limiting: 25 requests per 5 seconds per (client id, tenant).
+
+Fortnox counts requests in a sliding 5-second window per client id and tenant and answers 429
+(without ``Retry-After``) once a window holds more than 25. The limiter keeps the send times of
+the last ``limit`` requests and lets a request go only when the oldest of them has left the
+window. A request is counted when it is *sent* (the transport stamps it right before handing it
+to the network), and the window is widened by a small ``safety_margin`` so that latency jitter
+(an early request that arrives late, a later one that arrives fast) cannot squeeze 26 arrivals
+into Fortnox's 5 seconds.
+
+Waiting coroutines are served strictly first come, first served. The clock and the sleep
+function are injectable, so tests run in virtual time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+DEFAULT_LIMIT = 25
+DEFAULT_WINDOW = 5.0
+DEFAULT_SAFETY_MARGIN = 0.1
+
+
+class SlidingWindow:
+    """The pure part: send times of the last ``limit`` requests.
+
+    ``delay(now)`` is how long a request must wait before it may be sent; ``record(now)``
+    counts one sent at ``now``. Invariant: for any recorded times, no half-open interval of
+    length ``period`` contains more than ``limit`` of them, provided each ``record`` follows a
+    ``delay`` of zero at the same instant.
+    """
+
+    def __init__(self, limit: int = DEFAULT_LIMIT, period: float = DEFAULT_WINDOW) -> None:
+        if limit < 1 or period <= 0:
+            raise ValueError("limit must be >= 1 and period > 0")
+        self.limit = limit
+        self.period = period
+        self._sent: deque[float] = deque(maxlen=limit)
+        self._blocked_until = float("-inf")
+
+    def delay(self, now: float) -> float:
+        wait = self._blocked_until - now
+        if len(self._sent) == self.limit:
+            wait = max(wait, self._sent[0] + self.period - now)
+        return max(0.0, wait)
+
+    def record(self, now: float) -> None:
+        self._sent.append(now)
+
+    def block_until(self, when: float) -> None:
+        """Send nothing before ``when`` (used after Fortnox answered 429)."""
+        self._blocked_until = max(self._blocked_until, when)
+
+    def in_window(self, now: float) -> int:
+        return sum(1 for t in self._sent if t > now - self.period)
+
+
+@dataclass
+class LimiterStats:
+    """Counters for metrics: how many acquired, how long they waited."""
+
+    acquired: int = 0
+    waited: int = 0
+    total_wait: float = 0.0
+    max_wait: float = 0.0
+    last_wait: float = 0.0
+    penalties: int = 0
+    waiting_now: int = 0
+
+    @property
+    def mean_wait(self) -> float:
+        return self.total_wait / self.acquired if self.acquired else 0.0
+
+
+class SlidingWindowLimiter:
+    """Async, FIFO-fair limiter over a :class:`SlidingWindow`.
+
+    ``acquire()`` returns the seconds it waited. The request must be sent right after it
+    returns; the send is counted at that instant.
+    """
+
+    def __init__(
+        self,
+        limit: int = DEFAULT_LIMIT,
+        window: float = DEFAULT_WINDOW,
+        *,
+        safety_margin: float = DEFAULT_SAFETY_MARGIN,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        on_wait: Callable[[float], None] | None = None,
+    ) -> None:
+        self.window = SlidingWindow(limit, window + safety_margin)
+        self.limit = limit
+        self.period = window
+        self._clock = clock
+        self._sleep = sleep
+        self._queue: deque[asyncio.Future[None]] = deque()
+        self._on_wait = on_wait
+        self.stats = LimiterStats()
+
+    def _wake_head(self) -> None:
+        if self._queue and not self._queue[0].done():
+            self._queue[0].set_result(None)
+
+    async def acquire(self) -> float:
+        start = self._clock()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append(fut)
+        self.stats.waiting_now += 1
+        try:
+            if self._queue[0] is fut:
+                fut.set_result(None)
+            await fut
+            while True:
+                delay = self.window.delay(self._clock())
+                if delay <= 0:
+                    break
+                await self._sleep(delay)
+            now = self._clock()
+            self.window.record(now)
+        finally:
+            self.stats.waiting_now -= 1
+            with contextlib.suppress(ValueError):
+                self._queue.remove(fut)
+            self._wake_head()
+        waited = max(0.0, now - start)
+        self._account(waited)
+        return waited
+
+    def _account(self, waited: float) -> None:
+        s = self.stats
+        s.acquired += 1
+        s.last_wait = waited
+        if waited > 0:
+            s.waited += 1
+            s.total_wait += waited
+            s.max_wait = max(s.max_wait, waited)
+        if self._on_wait is not None:
+            self._on_wait(waited)
+
+    def penalize(self, seconds: float | None = None) -> None:
+        """Pause every request on this key (Fortnox answered 429: the window is full)."""
+        self.stats.penalties += 1
+        self.window.block_until(self._clock() + (self.period if seconds is None else seconds))
+
+    def in_window(self) -> int:
+        return self.window.in_window(self._clock())
+
+
+class LimiterRegistry:
+    """One limiter per (client id, tenant), shared by every client object in the process."""
+
+    def __init__(self, factory: Callable[[], SlidingWindowLimiter] | None = None) -> None:
+        self._factory = factory or SlidingWindowLimiter
+        self._limiters: dict[tuple[str, str], SlidingWindowLimiter] = {}
+
+    def get(self, client_id: str, tenant: str) -> SlidingWindowLimiter:
+        key = (client_id, tenant)
+        limiter = self._limiters.get(key)
+        if limiter is None:
+            limiter = self._limiters[key] = self._factory()
+        return limiter
+
+    def stats(self) -> dict[tuple[str, str], LimiterStats]:
+        return {k: v.stats for k, v in self._limiters.items()}

@@ -1,0 +1,269 @@
+"""Writing stock to Fortnox, with or without the warehouse module (Fortnox Lager).
+
+Without the warehouse module, an article's ``QuantityInStock`` is an absolute value and Fortnox
+offers no delta and no compare-and-set. :meth:`Stock.write_quantity` therefore reads the
+article, computes the new value from what it read (the caller passes a function, e.g. the
+saved-baseline merge ``base + (till - base) + (fortnox - base)``), writes it, and returns
+``(read, written)``. A Fortnox-side change that lands between the read and the write (one round
+trip, well under a second) is overwritten: the caller sees it only as a difference between
+``read`` and what it expected, never afterwards. Nothing is written when the value is unchanged.
+
+With the warehouse module, Fortnox owns the balances and stock moves only through documents.
+:meth:`Stock.move` PUTs a custom inbound/outbound document whose id is derived from the
+caller's command id, so repeating a command cannot move stock twice. A tenant that has not
+enabled documents in Kassasync gets :class:`~engine.fortnox.errors.WarehouseModuleActive`
+(shop error ``warehouse_module_active``) instead of a silent overwrite.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from engine.fortnox.errors import (
+    LicenceOrScopeMissing,
+    NotFound,
+    UnexpectedResponse,
+    WarehouseModuleActive,
+)
+from engine.fortnox.models import (
+    Article,
+    CustomDocument,
+    CustomDocumentRow,
+    StockBalance,
+    WarehouseStatus,
+)
+from engine.fortnox.observability import log
+from engine.fortnox.paging import parse_item
+from engine.fortnox.resources.base import seg
+
+if TYPE_CHECKING:
+    from engine.fortnox.client import FortnoxClient
+
+WAREHOUSE_STATUS_PATH = "/api/warehouse/tenants-v4"
+CUSTOM_DOCS = "/api/warehouse/documentdeliveries/custom"
+_TYPE_RE = re.compile(r"^[A-Za-z0-9_-]{1,25}$")
+
+
+class StockMode(StrEnum):
+    ARTICLE_QUANTITY = "article_quantity"
+    WAREHOUSE_DOCUMENTS = "warehouse_documents"
+    WAREHOUSE_REFUSED = "warehouse_refused"
+
+
+@dataclass(frozen=True)
+class StockWrite:
+    article_number: str
+    read: Decimal
+    written: Decimal
+    changed: bool
+
+
+@dataclass(frozen=True)
+class StockMove:
+    command_id: str
+    document_id: str
+    documents: tuple[CustomDocument, ...]
+
+
+def document_id(command_id: str) -> str:
+    """A warehouse document id (digits only, at most 25) derived from a command id.
+
+    Digit-only ids up to 25 characters are used as they are; anything else is hashed to an
+    80-bit number, so equal command ids always give the same document.
+    """
+    if command_id.isdigit() and len(command_id) <= 25:
+        return command_id
+    digest = hashlib.sha256(command_id.encode("utf-8")).digest()[:10]
+    return str(int.from_bytes(digest, "big"))
+
+
+class Stock:
+    """Stock writes for one tenant.
+
+    ``documents_enabled``: the tenant allows Kassasync to move stock with warehouse documents
+    when Fortnox Lager is active. ``outbound_type`` / ``inbound_type`` name the custom document
+    types (letters, digits, ``_`` and ``-``; at most 25).
+    """
+
+    def __init__(
+        self,
+        client: FortnoxClient,
+        *,
+        documents_enabled: bool = False,
+        outbound_type: str = "KASSASYNC",
+        inbound_type: str = "KASSASYNC-IN",
+        stock_point_id: str | None = None,
+    ) -> None:
+        for name in (outbound_type, inbound_type):
+            if not _TYPE_RE.match(name):
+                raise ValueError(f"invalid warehouse document type {name!r}")
+        self.client = client
+        self.documents_enabled = documents_enabled
+        self.outbound_type = outbound_type
+        self.inbound_type = inbound_type
+        self.stock_point_id = stock_point_id
+        self._active: bool | None = None
+
+    async def warehouse_active(self, *, refresh: bool = False) -> bool:
+        """Whether the tenant has activated Fortnox's warehouse module (cached)."""
+        if self._active is not None and not refresh:
+            return self._active
+        try:
+            data = await self.client.get_json(WAREHOUSE_STATUS_PATH)
+            status = WarehouseStatus.model_validate(data.get("TenantInfo", data))
+            active = bool(status.activated)
+        except (NotFound, LicenceOrScopeMissing) as exc:
+            # No warehouse service or no licence for it: the module cannot be active.
+            log.info(
+                "fortnox.stock.warehouse_status_unavailable",
+                tenant=self.client.tenant,
+                error=type(exc).__name__,
+                assumed_active=False,
+            )
+            active = False
+        self._active = active
+        log.info("fortnox.stock.mode", tenant=self.client.tenant, warehouse_active=active)
+        return active
+
+    async def mode(self) -> StockMode:
+        if not await self.warehouse_active():
+            return StockMode.ARTICLE_QUANTITY
+        if self.documents_enabled:
+            return StockMode.WAREHOUSE_DOCUMENTS
+        return StockMode.WAREHOUSE_REFUSED
+
+    def _refuse(self, article_number: str | None = None) -> WarehouseModuleActive:
+        return WarehouseModuleActive(
+            "Fortnox's warehouse module is active: stock cannot be set on the article, and "
+            "this tenant has not enabled stock through warehouse documents",
+            tenant=self.client.tenant,
+            details={"article": article_number},
+        )
+
+    # --- without the warehouse module ------------------------------------------------------
+
+    async def read_quantity(self, article_number: str) -> Decimal:
+        path = f"/3/articles/{seg(article_number)}"
+        data = await self.client.get_json(path)
+        article = parse_item(Article, data.get("Article"), self.client.tenant, path)
+        return article.quantity_in_stock or Decimal(0)
+
+    async def write_quantity(
+        self,
+        article_number: str,
+        target: Decimal | Callable[[Decimal], Decimal],
+    ) -> StockWrite:
+        """Read ``QuantityInStock``, compute the new value from it, write it if it differs.
+
+        ``target`` is the new absolute quantity, or a function of the quantity just read.
+        Returns what was read and what was written so the caller can account for a change
+        made in Fortnox since its last look.
+        """
+        if await self.warehouse_active():
+            raise self._refuse(article_number)
+        read = await self.read_quantity(article_number)
+        new = Decimal(target(read)) if callable(target) else Decimal(target)
+        if new == read:
+            log.debug("fortnox.stock.unchanged", tenant=self.client.tenant)
+            return StockWrite(article_number, read, read, changed=False)
+        path = f"/3/articles/{seg(article_number)}"
+        body = {"Article": Article(quantity_in_stock=new).to_payload()}
+        data = await self.client.send_json("PUT", path, body)
+        stored = parse_item(Article, data.get("Article"), self.client.tenant, path)
+        if stored.quantity_in_stock is not None and stored.quantity_in_stock != new:
+            # Fortnox ignored the absolute write: the warehouse module took over meanwhile.
+            self._active = None
+            if await self.warehouse_active(refresh=True):
+                raise self._refuse(article_number)
+            raise UnexpectedResponse(
+                f"Fortnox kept QuantityInStock {stored.quantity_in_stock} instead of {new}",
+                tenant=self.client.tenant,
+                path=path,
+            )
+        log.info(
+            "fortnox.stock.written",
+            tenant=self.client.tenant,
+            article=article_number,
+            read=str(read),
+            written=str(new),
+        )
+        return StockWrite(article_number, read, new, changed=True)
+
+    # --- with the warehouse module ---------------------------------------------------------
+
+    async def balances(self, item_ids: list[str]) -> list[StockBalance]:
+        path = "/api/warehouse/status-v1/stockbalance"
+        response = await self.client.request("GET", path, params={"itemIds": ",".join(item_ids)})
+        data = response.json()
+        items = data if isinstance(data, list) else data.get("StockBalances", [])
+        return [parse_item(StockBalance, i, self.client.tenant, path) for i in items]
+
+    async def move(
+        self,
+        command_id: str,
+        changes: Mapping[str, Decimal],
+        *,
+        day: date,
+        note: str | None = None,
+    ) -> StockMove:
+        """Move stock by ``changes`` (article -> signed delta) through warehouse documents.
+
+        Negative deltas go out on a custom outbound document, positive ones in on a custom
+        inbound document, both with an id derived from ``command_id``: repeating the command
+        PUTs the same documents again instead of moving stock twice.
+        """
+        mode = await self.mode()
+        if mode is StockMode.ARTICLE_QUANTITY:
+            raise ValueError("the warehouse module is not active: use write_quantity()")
+        if mode is StockMode.WAREHOUSE_REFUSED:
+            raise self._refuse(next(iter(changes), None))
+        doc_id = document_id(command_id)
+        text = note or f"Kassasync {command_id}"[:1000]
+        out_rows = [(a, -d) for a, d in changes.items() if d < 0]
+        in_rows = [(a, d) for a, d in changes.items() if d > 0]
+        documents: list[CustomDocument] = []
+        if out_rows:
+            doc = CustomDocument(
+                date=day,
+                delivery_state="delivery",
+                note=text,
+                rows=[self._row(a, q, delivered=True) for a, q in out_rows],
+            )
+            documents.append(await self._put("outbound-v1", self.outbound_type, doc_id, doc))
+        if in_rows:
+            doc = CustomDocument(
+                date=day, note=text, rows=[self._row(a, q, delivered=False) for a, q in in_rows]
+            )
+            documents.append(await self._put("inbound-v1", self.inbound_type, doc_id, doc))
+        log.info(
+            "fortnox.stock.moved",
+            tenant=self.client.tenant,
+            document_id=doc_id,
+            outbound_rows=len(out_rows),
+            inbound_rows=len(in_rows),
+        )
+        return StockMove(command_id, doc_id, tuple(documents))
+
+    def _row(self, article: str, quantity: Decimal, *, delivered: bool) -> CustomDocumentRow:
+        row = CustomDocumentRow(item_id=article, quantity=quantity)
+        if delivered:
+            row.delivered_quantity = quantity
+        if self.stock_point_id:
+            row.stock_point_id = self.stock_point_id
+        return row
+
+    async def _put(
+        self, direction: str, doc_type: str, doc_id: str, doc: CustomDocument
+    ) -> CustomDocument:
+        path = f"{CUSTOM_DOCS}/{direction}/{seg(doc_type)}/{doc_id}"
+        data = await self.client.send_json("PUT", path, doc.to_payload(), idempotent=True)
+        if not data:
+            return doc
+        return parse_item(CustomDocument, data, self.client.tenant, path)
