@@ -40,6 +40,9 @@ class Observation(Model):
     """Where a change record came from."""
 
     via: Literal["poll", "feed", "fetch", "full_sync", "write"] = "poll"
+    #: Position in the tenant's one sequence of Fortnox reads and writes; a record older than one
+    #: already applied is stale and ignored.
+    seq: int | None = Field(default=None, ge=0)
     #: Set on records of a full pass over a resource; ``fortnox.sync.completed`` closes the pass.
     sync_pass: Ident | None = None
 
@@ -126,6 +129,7 @@ class StockWrittenData(Model):
     command_id: Ident
     read: Quantity = Field(description="QuantityInStock read just before the write.")
     written: Quantity = Field(description="QuantityInStock written (read + the command's delta).")
+    seq: int | None = Field(default=None, ge=0, description="Position in the tenant's Fortnox I/O.")
 
 
 class FortnoxStockWritten(FortnoxChange):

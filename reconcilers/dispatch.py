@@ -1,0 +1,278 @@
+"""The one entry point: ``reconcile(state, message) -> Decision``. Pure and deterministic."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from reconcilers import articles, customers, invoices, ledger, payments, stock, zreports
+from reconcilers.context import DIRTY, TENANT, Ctx
+from reconcilers.state import Decision, StateView, Txn
+from topics import fortnox as fx
+from topics import outcomes as oc
+from topics import till
+from topics.envelope import Envelope
+from topics.errors import ShopError
+from topics.outcomes import OutcomeData, OutcomeStatus
+
+#: The order flows are flushed in: customers before invoices need them; articles before stock,
+#: because a till adjustment needs the article in the till.
+FLUSH_ORDER = ("customers", "articles", "stock")
+
+FLOWS = ("customers", "articles", "stock", "zreports", "invoices", "payments", "ledger")
+
+
+def reconcile(view: StateView, message: Envelope) -> Decision:
+    txn = Txn(view)
+    ctx = Ctx(txn, message)
+    handler = _HANDLERS.get(message.type)  # type: ignore[attr-defined]
+    if handler is None:
+        ctx.note("message.not_reconciled", type=message.type)  # type: ignore[attr-defined]
+    else:
+        handler(ctx, message)
+    return txn.decision
+
+
+# --- till events ---------------------------------------------------------------------------------
+
+
+def _customer_upserted(ctx: Ctx, msg: Any) -> None:
+    customers.on_till_upsert(ctx, msg.data)
+
+
+def _customer_deleted(ctx: Ctx, msg: Any) -> None:
+    customers.on_till_delete(ctx, msg.data.till_customer_id)
+
+
+def _article_edited(ctx: Ctx, msg: Any) -> None:
+    articles.on_till_edit(ctx, msg.data)
+
+
+def _movement(ctx: Ctx, msg: Any) -> None:
+    stock.on_movement(ctx, msg.data)
+
+
+def _counted(ctx: Ctx, msg: Any) -> None:
+    stock.on_count(ctx, msg.data)
+
+
+def _invoice(ctx: Ctx, msg: Any) -> None:
+    invoices.on_invoice(ctx, msg.data)
+
+
+def _zreport(ctx: Ctx, msg: Any) -> None:
+    zreports.on_zreport(ctx, msg.data)
+
+
+# --- Fortnox changes ---------------------------------------------------------------------------
+
+
+def _fx_customer(ctx: Ctx, msg: Any) -> None:
+    customers.on_fortnox_customer(ctx, msg.data)
+
+
+def _fx_customer_deleted(ctx: Ctx, msg: Any) -> None:
+    customers.on_fortnox_deleted(ctx, msg.data.customer_number)
+
+
+def _fx_article(ctx: Ctx, msg: Any) -> None:
+    articles.on_fortnox_article(ctx, msg.data.article, msg.data.observed)
+
+
+def _fx_article_deleted(ctx: Ctx, msg: Any) -> None:
+    articles.on_fortnox_deleted(ctx, msg.data.article_number)
+
+
+def _fx_sync_completed(ctx: Ctx, msg: Any) -> None:
+    data: fx.SyncCompletedData = msg.data
+    ctx.txn.put("sync", data.resource.value, {"pass": data.sync_pass, "at": ctx.now.isoformat()})
+    if data.resource is fx.SyncedResource.ARTICLES:
+        articles.on_sync_completed(ctx, data)
+    else:
+        customers.on_sync_completed(ctx, data)
+
+
+def _fx_stock_written(ctx: Ctx, msg: Any) -> None:
+    stock.on_written(ctx, msg.data)
+
+
+def _fx_payment(ctx: Ctx, msg: Any) -> None:
+    payments.on_payment(ctx, msg.data.payment)
+
+
+def _fx_payment_deleted(ctx: Ctx, msg: Any) -> None:
+    payments.on_deleted(ctx, msg.data.number)
+
+
+def _fx_masterdata(ctx: Ctx, msg: Any) -> None:
+    ctx.txn.put(zreports.MASTER, "current", msg.data.model_dump(mode="json"))
+    zreports.retry_waiting(ctx)
+    invoices.retry_waiting(ctx)
+
+
+def _fx_voucher(ctx: Ctx, msg: Any) -> None:
+    ledger.on_voucher(ctx, msg.data.voucher)
+
+
+# --- control -------------------------------------------------------------------------------------
+
+
+def _tick(ctx: Ctx, msg: Any) -> None:
+    flush_due(ctx)
+
+
+def flush_due(ctx: Ctx) -> None:
+    """Write out every dirty entity whose flush window has passed by the message's time."""
+    window = dt.timedelta(seconds=float(ctx.settings.flush_window_seconds))
+    due: dict[str, list[str]] = {flow: [] for flow in FLUSH_ORDER}
+    later: dt.datetime | None = None
+    for dirty_key, record in ctx.txn.scan(DIRTY):
+        flow, _, key = dirty_key.partition(":")
+        ready_at = dt.datetime.fromisoformat(record["since"]) + window
+        if ready_at <= ctx.now:
+            due.setdefault(flow, []).append(key)
+            ctx.txn.delete(DIRTY, dirty_key)
+        elif later is None or ready_at < later:
+            later = ready_at
+    for key in due["customers"]:
+        customers.flush(ctx, key)
+    if due["articles"]:
+        articles.flush(ctx, due["articles"])
+    for key in due["stock"]:
+        stock.flush(
+            ctx,
+            key,
+            in_till=articles.in_till(ctx, key),
+            fortnox_stock_goods=articles.fortnox_stock_goods(ctx, key),
+        )
+    if later is not None:
+        ctx.txn.wake(later)
+
+
+def _settings_changed(ctx: Ctx, msg: Any) -> None:
+    ctx.set_settings(msg.data.settings)
+    for warning in msg.data.settings.warnings():
+        ctx.note("settings.warning", warning=warning)
+    ctx.txn.put(TENANT, "warnings", {"warnings": msg.data.settings.warnings()})
+    zreports.retry_waiting(ctx)
+    invoices.retry_waiting(ctx)
+
+
+def _paused(ctx: Ctx, msg: Any) -> None:
+    _pause(ctx, msg.data.error)
+
+
+def _pause(ctx: Ctx, error: ShopError) -> None:
+    ctx.txn.put(
+        TENANT,
+        "status",
+        {"paused": True, "error": error.model_dump(mode="json"), "at": ctx.now.isoformat()},
+    )
+    ctx.note("tenant.paused", kind=error.kind.value)
+
+
+def _resumed(ctx: Ctx, msg: Any) -> None:
+    ctx.txn.put(TENANT, "status", {"paused": False, "at": ctx.now.isoformat()})
+    ctx.note("tenant.resumed", reason=msg.data.reason)
+
+
+def _export(ctx: Ctx, msg: Any) -> None:
+    zreports.export_range(ctx, msg.data.from_date, msg.data.to_date)
+
+
+def _deadletter_action(ctx: Ctx, msg: Any) -> None:
+    data: oc.DeadLetterActionData = msg.data
+    cmd = ctx.txn.get("cmd", data.dead_letter_id)
+    if cmd is None:
+        ctx.note("deadletter.unknown", dead_letter_id=data.dead_letter_id)
+        return
+    flow, key, ctype = cmd["flow"], cmd["key"], cmd["type"]
+    ctx.note("deadletter.action", action=data.action, flow=flow, key=key, command_type=ctype)
+    ctx.txn.delete("cmd", data.dead_letter_id)
+    if data.action == "discard":
+        if flow == stock.FLOW:
+            stock.drop_owed(ctx, key, ctype)
+        return
+    retry = _RETRY.get(flow)
+    if retry is not None:
+        retry(ctx, key)
+
+
+_RETRY: dict[str, Callable[[Ctx, str], None]] = {
+    stock.FLOW: stock.unblock,
+    customers.FLOW: customers.retry,
+    zreports.FLOW: zreports.retry,
+    invoices.FLOW: invoices.retry,
+}
+
+
+# --- outcomes ------------------------------------------------------------------------------------
+
+
+def _outcome(ctx: Ctx, msg: Any) -> None:
+    outcome: OutcomeData = msg.data
+    cmd = ctx.txn.get("cmd", outcome.command_id)
+    if outcome.error is not None and outcome.error.pauses_tenant:
+        _pause(ctx, outcome.error)
+    if cmd is None:
+        # Already settled (a redelivered outcome), or a command with no state to settle.
+        ctx.note("outcome.settled_before", command_id=outcome.command_id)
+        return
+    flow = cmd["flow"]
+    _flow_status(ctx, flow, outcome)
+    key = cmd["key"]
+    if flow == stock.FLOW:
+        stock.on_outcome(ctx, key, outcome.command_type, outcome)
+    elif flow == customers.FLOW:
+        customers.on_outcome(ctx, key, outcome.command_type, outcome)
+    elif flow == zreports.FLOW:
+        zreports.on_outcome(ctx, key, outcome)
+    elif flow == invoices.FLOW:
+        invoices.on_outcome(ctx, key, outcome)
+    if outcome.status is OutcomeStatus.DONE:
+        ctx.txn.delete("cmd", outcome.command_id)
+
+
+def _flow_status(ctx: Ctx, flow: str, outcome: OutcomeData) -> None:
+    record = ctx.txn.get("flow", flow) or {}
+    if outcome.status is OutcomeStatus.DONE:
+        record["last_ok"] = ctx.now.isoformat()
+        record.pop("error", None)
+        record["done"] = int(record.get("done", 0)) + 1
+    elif outcome.status is OutcomeStatus.REJECTED:
+        record["error"] = outcome.error.model_dump(mode="json") if outcome.error else None
+        record["rejected"] = int(record.get("rejected", 0)) + 1
+        record["last_error"] = ctx.now.isoformat()
+    elif outcome.status is OutcomeStatus.RETRYING:
+        record["retrying"] = int(record.get("retrying", 0)) + 1
+        record["last_error"] = ctx.now.isoformat()
+    ctx.txn.put("flow", flow, record)
+
+
+_HANDLERS: dict[str, Callable[[Ctx, Any], None]] = {
+    till.CustomerUpserted.model_fields["type"].default: _customer_upserted,
+    till.CustomerDeleted.model_fields["type"].default: _customer_deleted,
+    till.ArticleEdited.model_fields["type"].default: _article_edited,
+    till.StockMovement.model_fields["type"].default: _movement,
+    till.StockCounted.model_fields["type"].default: _counted,
+    till.InvoiceCreated.model_fields["type"].default: _invoice,
+    till.ZReportClosed.model_fields["type"].default: _zreport,
+    fx.FortnoxCustomerChanged.model_fields["type"].default: _fx_customer,
+    fx.FortnoxCustomerDeleted.model_fields["type"].default: _fx_customer_deleted,
+    fx.FortnoxArticleChanged.model_fields["type"].default: _fx_article,
+    fx.FortnoxArticleDeleted.model_fields["type"].default: _fx_article_deleted,
+    fx.FortnoxSyncCompleted.model_fields["type"].default: _fx_sync_completed,
+    fx.FortnoxStockWritten.model_fields["type"].default: _fx_stock_written,
+    fx.FortnoxPaymentChanged.model_fields["type"].default: _fx_payment,
+    fx.FortnoxPaymentDeleted.model_fields["type"].default: _fx_payment_deleted,
+    fx.FortnoxMasterDataRefreshed.model_fields["type"].default: _fx_masterdata,
+    fx.FortnoxVoucherChanged.model_fields["type"].default: _fx_voucher,
+    oc.Tick.model_fields["type"].default: _tick,
+    oc.SettingsChanged.model_fields["type"].default: _settings_changed,
+    oc.TenantPaused.model_fields["type"].default: _paused,
+    oc.TenantResumed.model_fields["type"].default: _resumed,
+    oc.ExportRequested.model_fields["type"].default: _export,
+    oc.DeadLetterAction.model_fields["type"].default: _deadletter_action,
+    oc.SyncOutcome.model_fields["type"].default: _outcome,
+}

@@ -1,0 +1,318 @@
+"""Stock: the saved-baseline merge, as two exactly-once delta channels.
+
+The seed rule is ``new = base + (till - base) + (fortnox - base)``, written to both sides, with
+``new`` saved as the next base. Written that way it loses sales whenever a side moves while a
+write is in flight. We keep the rule's meaning and make it safe:
+
+* Till -> Fortnox: every till movement (and every count correction) is added to ``to_fx``; a flush
+  sends it to Fortnox as one ``fortnox.stock.apply`` delta, at most one in flight per article.
+* Fortnox -> till: every change Fortnox shows that Kassasync did not make ("foreign") is found by
+  comparing each observed ``QuantityInStock`` with the last value known (``fx``), in the order the
+  tenant's Fortnox reads and writes really happened, and added to ``to_till``; a flush sends it as
+  one ``till.stock.adjust`` delta.
+
+Invariant (checked by the property tests):
+``till + to_till + inflight_till == fx + to_fx + inflight_fx``. At quiescence nothing is owed or in
+flight, so the till equals Fortnox, and every movement on either side has been applied exactly once
+to the other side. ``base`` and the merge record are kept for people: the dashboard shows the last
+merge's base, till, Fortnox and new values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from typing import Any
+
+from reconcilers.context import Ctx
+from topics.commands import AdjustTillStock, AdjustTillStockData, ApplyFortnoxStock, ApplyStockData
+from topics.fortnox import FortnoxArticle, StockWrittenData
+from topics.outcomes import OutcomeData, OutcomeStatus
+from topics.till import StockCountedData, StockMovementData
+
+FLOW = "stock"
+KIND = "stock"
+MOVEMENTS = "stock.mv"
+COUNTS = "stock.count"
+MERGES = "stock.merge"
+ZERO = Decimal(0)
+
+
+@dataclass(slots=True)
+class Level:
+    base: Decimal = ZERO
+    till: Decimal = ZERO
+    fx: Decimal = ZERO
+    to_fx: Decimal = ZERO
+    to_till: Decimal = ZERO
+    till_since: Decimal = ZERO
+    fx_since: Decimal = ZERO
+    fx_inflight: dict[str, Any] | None = None
+    till_inflight: dict[str, Any] | None = None
+    last_written: str | None = None
+    fx_seq: int = -1
+    blocked_fx: str | None = None
+    blocked_till: str | None = None
+
+    @classmethod
+    def load(cls, record: dict[str, Any] | None) -> Level:
+        if record is None:
+            return cls()
+        level = cls(**record)
+        for name in ("base", "till", "fx", "to_fx", "to_till", "till_since", "fx_since"):
+            setattr(level, name, Decimal(getattr(level, name)))
+        return level
+
+    def dump(self) -> dict[str, Any]:
+        out = asdict(self)
+        for name in ("base", "till", "fx", "to_fx", "to_till", "till_since", "fx_since"):
+            out[name] = str(out[name])
+        return out
+
+    @property
+    def inflight_fx(self) -> Decimal:
+        return Decimal(self.fx_inflight["delta"]) if self.fx_inflight else ZERO
+
+    @property
+    def inflight_till(self) -> Decimal:
+        inflight = self.till_inflight
+        if inflight is None or inflight.get("counted"):
+            return ZERO
+        return Decimal(inflight["delta"])
+
+    @property
+    def settled(self) -> bool:
+        return (
+            self.to_fx == 0
+            and self.to_till == 0
+            and self.fx_inflight is None
+            and self.till_inflight is None
+        )
+
+
+def _load(ctx: Ctx, article: str) -> Level:
+    return Level.load(ctx.txn.get(KIND, article))
+
+
+def _save(ctx: Ctx, article: str, level: Level) -> None:
+    ctx.txn.put(KIND, article, level.dump())
+
+
+def _enabled(ctx: Ctx) -> bool:
+    return ctx.settings.stock.enabled
+
+
+def on_movement(ctx: Ctx, data: StockMovementData) -> None:
+    if not _enabled(ctx):
+        ctx.note("stock.ignored", article=data.article_number, reason="stock sync is off")
+        return
+    if ctx.txn.get(MOVEMENTS, data.movement_id) is not None:
+        ctx.note("stock.movement.duplicate", movement_id=data.movement_id)
+        return
+    ctx.txn.put(MOVEMENTS, data.movement_id, {"article": data.article_number})
+    level = _load(ctx, data.article_number)
+    level.till += data.delta
+    level.to_fx += data.delta
+    level.till_since += data.delta
+    _save(ctx, data.article_number, level)
+    ctx.mark_dirty(FLOW, data.article_number)
+
+
+def on_count(ctx: Ctx, data: StockCountedData) -> None:
+    if not _enabled(ctx):
+        ctx.note("stock.ignored", article=data.article_number, reason="stock sync is off")
+        return
+    if ctx.txn.get(COUNTS, data.count_id) is not None:
+        ctx.note("stock.count.duplicate", count_id=data.count_id)
+        return
+    ctx.txn.put(COUNTS, data.count_id, {"article": data.article_number})
+    level = _load(ctx, data.article_number)
+    inflight = level.till_inflight
+    applied = inflight is not None and data.last_applied_command_id == inflight["id"]
+    if inflight is not None and applied and not inflight.get("counted"):
+        # The till had applied our adjustment when it counted: it is in the count.
+        level.till += Decimal(inflight["delta"])
+        level.till_inflight = {**inflight, "counted": True}
+    correction = data.quantity - level.till
+    ctx.note(
+        "stock.counted",
+        article=data.article_number,
+        counted=str(data.quantity),
+        expected=str(level.till),
+        correction=str(correction),
+    )
+    level.till = data.quantity
+    level.to_fx += correction
+    level.till_since += correction
+    _save(ctx, data.article_number, level)
+    if correction:
+        ctx.mark_dirty(FLOW, data.article_number)
+
+
+def _stale(level: Level, seq: int | None) -> bool:
+    """True for a Fortnox fact older than one already applied (it is then ignored)."""
+    if seq is None:
+        return False
+    if seq <= level.fx_seq:
+        return True
+    level.fx_seq = seq
+    return False
+
+
+def observe_fortnox(ctx: Ctx, article: FortnoxArticle, seq: int | None = None) -> None:
+    """A Fortnox read showed ``QuantityInStock``; anything we did not cause is a foreign change."""
+    if not _enabled(ctx) or not article.stock_goods:
+        return
+    level = _load(ctx, article.article_number)
+    if _stale(level, seq):
+        ctx.note("stock.stale_observation", article=article.article_number, seq=seq)
+        return
+    foreign = article.quantity_in_stock - level.fx
+    if foreign == 0:
+        if seq is not None:
+            _save(ctx, article.article_number, level)
+        return
+    level.fx = article.quantity_in_stock
+    level.to_till += foreign
+    level.fx_since += foreign
+    _save(ctx, article.article_number, level)
+    ctx.mark_dirty(FLOW, article.article_number)
+
+
+def on_written(ctx: Ctx, data: StockWrittenData) -> None:
+    """Kassasync's own write as Fortnox saw it: ``read`` before, ``written`` after."""
+    level = _load(ctx, data.article_number)
+    if level.last_written == data.command_id or _stale(level, data.seq):
+        ctx.note("stock.written.duplicate", command_id=data.command_id)
+        return
+    foreign = data.read - level.fx
+    level.to_till += foreign
+    level.fx_since += foreign
+    level.fx = data.written
+    applied = data.written - data.read
+    inflight = level.fx_inflight
+    if inflight is not None and inflight["id"] == data.command_id:
+        level.to_fx += Decimal(inflight["delta"]) - applied
+        level.fx_inflight = None
+    else:
+        # A write we had not recorded as in flight (it was re-queued meanwhile): what it applied
+        # is no longer owed.
+        level.to_fx -= applied
+    level.last_written = data.command_id
+    _save(ctx, data.article_number, level)
+    if not level.settled:
+        ctx.mark_dirty(FLOW, data.article_number)
+
+
+def on_outcome(ctx: Ctx, article: str, command_type: str, outcome: OutcomeData) -> None:
+    level = _load(ctx, article)
+    if command_type == "till.stock.adjust":
+        inflight = level.till_inflight
+        if inflight is None or inflight["id"] != outcome.command_id:
+            return
+        if outcome.status is OutcomeStatus.DONE:
+            if not inflight.get("counted"):
+                level.till += Decimal(inflight["delta"])
+            level.till_inflight = None
+        elif outcome.status in (OutcomeStatus.REJECTED, OutcomeStatus.SKIPPED):
+            level.to_till += Decimal(inflight["delta"])
+            level.till_inflight = None
+            level.blocked_till = outcome.error.message if outcome.error else outcome.status.value
+        else:
+            return
+    elif command_type == "fortnox.stock.apply":
+        inflight = level.fx_inflight
+        if inflight is None or inflight["id"] != outcome.command_id:
+            return
+        if outcome.status in (OutcomeStatus.REJECTED, OutcomeStatus.SKIPPED):
+            level.to_fx += Decimal(inflight["delta"])
+            level.fx_inflight = None
+            level.blocked_fx = outcome.error.message if outcome.error else outcome.status.value
+        else:
+            # DONE is settled by fortnox.stock.written, which carries the values read and written.
+            return
+    _save(ctx, article, level)
+    if not level.settled:
+        ctx.mark_dirty(FLOW, article)
+
+
+def unblock(ctx: Ctx, article: str) -> None:
+    level = _load(ctx, article)
+    level.blocked_fx = None
+    level.blocked_till = None
+    _save(ctx, article, level)
+    ctx.mark_dirty(FLOW, article)
+
+
+def drop_owed(ctx: Ctx, article: str, command_type: str) -> None:
+    """An operator discarded a rejected stock command: the owed delta is given up, on record."""
+    level = _load(ctx, article)
+    if command_type == "fortnox.stock.apply":
+        # Fortnox never gets the delta, so the till is brought back to Fortnox's value.
+        dropped, level.to_fx, level.blocked_fx = level.to_fx, ZERO, None
+        level.to_till -= dropped
+    else:
+        dropped, level.to_till, level.blocked_till = level.to_till, ZERO, None
+        level.to_fx -= dropped
+    ctx.note("stock.discarded", article=article, command_type=command_type, delta=str(dropped))
+    _save(ctx, article, level)
+    ctx.mark_dirty(FLOW, article)
+
+
+def flush(ctx: Ctx, article: str, *, in_till: bool, fortnox_stock_goods: bool) -> None:
+    """Write out what each side owes the other, one delta per side."""
+    level = _load(ctx, article)
+    if level.settled:
+        return
+    till_value = level.base + level.till_since
+    fx_value = level.base + level.fx_since
+    new = till_value + fx_value - level.base
+    if level.till_since or level.fx_since:
+        ctx.txn.put(
+            MERGES,
+            article,
+            {
+                "at": ctx.now.isoformat(),
+                "base": str(level.base),
+                "till": str(till_value),
+                "fortnox": str(fx_value),
+                "new": str(new),
+            },
+        )
+        ctx.note(
+            "stock.merged",
+            article=article,
+            base=str(level.base),
+            till=str(till_value),
+            fortnox=str(fx_value),
+            new=str(new),
+        )
+        level.base, level.till_since, level.fx_since = new, ZERO, ZERO
+    if level.to_till != 0 and level.till_inflight is None and in_till and not level.blocked_till:
+        delta = level.to_till
+        cmd = ctx.command(
+            AdjustTillStock,
+            f"stock.till:{article}",
+            AdjustTillStockData(
+                article_number=article, delta=delta, expected_level=level.till + delta
+            ),
+        )
+        level.till_inflight = {"id": cmd.id, "delta": str(delta)}
+        level.to_till = ZERO
+        _remember(ctx, cmd.id, article, cmd.type)
+    fortnox_ok = fortnox_stock_goods and not level.blocked_fx
+    if level.to_fx != 0 and level.fx_inflight is None and fortnox_ok:
+        delta = level.to_fx
+        cmd2 = ctx.command(
+            ApplyFortnoxStock,
+            f"stock.fx:{article}",
+            ApplyStockData(article_number=article, delta=delta),
+        )
+        level.fx_inflight = {"id": cmd2.id, "delta": str(delta)}
+        level.to_fx = ZERO
+        _remember(ctx, cmd2.id, article, cmd2.type)
+    _save(ctx, article, level)
+
+
+def _remember(ctx: Ctx, command_id: str, article: str, command_type: str) -> None:
+    ctx.txn.put("cmd", command_id, {"flow": FLOW, "key": article, "type": command_type})

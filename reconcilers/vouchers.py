@@ -1,0 +1,213 @@
+"""Building a Z-report's voucher and checking it against Fortnox's rules (pure)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
+
+from topics.commands import VoucherDraft, VoucherRow
+from topics.errors import ErrorKind, ShopError, shop_error
+from topics.fortnox import CostCenterSetting, MasterData, YearMasterData
+from topics.settings import ZReportSettings
+from topics.till import ZReportData
+
+ZERO = Decimal(0)
+DESCRIPTION_LIMIT = 200
+ROW_TEXT_LIMIT = 100
+
+
+class PreflightError(Exception):
+    def __init__(self, error: ShopError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def rate_key(rate: Decimal) -> str:
+    """How a VAT rate is written in the account mapping: ``25``, ``12``, ``6``, ``0``, ``12.5``."""
+    text = format(rate.normalize(), "f")
+    return text
+
+
+def zreport_key(z: ZReportData) -> str:
+    return f"{z.till_id}:{z.z_number}"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    account: int
+    amount: Decimal  # positive = debit, negative = credit
+    text: str
+    result_row: bool
+
+
+def _account(mapping: dict[str, int], key: str, subject: str) -> int:
+    account = mapping.get(key)
+    if account is None:
+        raise PreflightError(shop_error(ErrorKind.ACCOUNT_MAPPING_MISSING, subject=subject))
+    return account
+
+
+def _lines(z: ZReportData, settings: ZReportSettings) -> list[_Line]:
+    accounts = settings.accounts
+    lines: list[_Line] = []
+    for pay in z.payments:
+        if pay.amount:
+            account = _account(accounts.payment_methods, pay.method, f"payment method {pay.method}")
+            lines.append(_Line(account, pay.amount, pay.method, False))
+    groups_by_rate: dict[str, list[tuple[str, Decimal, Decimal]]] = defaultdict(list)
+    for group in z.product_groups:
+        groups_by_rate[rate_key(group.vat_rate)].append((group.group, group.net, group.returns_net))
+    for vat in z.vat:
+        key = rate_key(vat.rate)
+        groups = groups_by_rate.get(key)
+        if groups:
+            for name, net, returns in groups:
+                account = _account(accounts.product_groups, name, f"product group {name}")
+                if net:
+                    lines.append(_Line(account, -net, f"Försäljning {name} {key}%", True))
+                if returns:
+                    lines.append(_Line(account, returns, f"Returer {name} {key}%", True))
+        else:
+            if vat.sales_net or vat.returns_net:
+                account = _account(accounts.sales_by_vat, key, f"sales at {key}% VAT")
+                if vat.sales_net:
+                    lines.append(_Line(account, -vat.sales_net, f"Försäljning {key}%", True))
+                if vat.returns_net:
+                    lines.append(_Line(account, vat.returns_net, f"Returer {key}%", True))
+        if vat.sales_vat or vat.returns_vat:
+            account = _account(accounts.vat_by_rate, key, f"output VAT at {key}%")
+            if vat.sales_vat:
+                lines.append(_Line(account, -vat.sales_vat, f"Utg moms {key}%", False))
+            if vat.returns_vat:
+                lines.append(_Line(account, vat.returns_vat, f"Utg moms {key}% returer", False))
+    missing_rates = set(groups_by_rate) - {rate_key(v.rate) for v in z.vat}
+    if missing_rates:
+        # Product-group sales at a rate the VAT split does not list: book them without VAT lines.
+        for key in sorted(missing_rates):
+            for name, net, returns in groups_by_rate[key]:
+                account = _account(accounts.product_groups, name, f"product group {name}")
+                if net:
+                    lines.append(_Line(account, -net, f"Försäljning {name} {key}%", True))
+                if returns:
+                    lines.append(_Line(account, returns, f"Returer {name} {key}%", True))
+    extras = (
+        ("tips", accounts.tips, -z.tips, "Dricks"),
+        ("gift cards sold", accounts.gift_cards, -z.gift_cards_sold, "Sålda presentkort"),
+        ("rounding", accounts.rounding, -z.rounding, "Öresavrundning"),
+    )
+    for subject, account_or_none, amount, text in extras:
+        if amount:
+            if account_or_none is None:
+                raise PreflightError(shop_error(ErrorKind.ACCOUNT_MAPPING_MISSING, subject=subject))
+            lines.append(_Line(account_or_none, amount, text, subject != "rounding"))
+    return lines
+
+
+def cost_center_for(z: ZReportData, settings: ZReportSettings) -> str | None:
+    for code in (z.till_id, z.location_code):
+        if code is not None and code in settings.cost_centers:
+            return settings.cost_centers[code]
+    if z.location_code is not None:
+        # As in the till back offices: the location's code is the Fortnox cost centre code.
+        return z.location_code
+    return settings.cost_center
+
+
+def year_for(master: MasterData, date: dt.date) -> YearMasterData | None:
+    for year in master.years:
+        if year.year.from_date <= date <= year.year.to_date:
+            return year
+    return None
+
+
+def build_voucher(
+    z: ZReportData, settings: ZReportSettings, master: MasterData | None
+) -> tuple[VoucherDraft, int]:
+    """The voucher for a Z-report and its financial year id; raises :class:`PreflightError`."""
+    lines = _lines(z, settings)
+    debit = sum((ln.amount for ln in lines if ln.amount > 0), ZERO)
+    credit = -sum((ln.amount for ln in lines if ln.amount < 0), ZERO)
+    subject = f"Z-report {z.z_number} (till {z.till_id}, {z.business_date})"
+    if debit != credit:
+        raise PreflightError(
+            shop_error(ErrorKind.VOUCHER_UNBALANCED, subject=subject, debit=debit, credit=credit)
+        )
+    if len(lines) < 2:
+        raise PreflightError(
+            shop_error(ErrorKind.VOUCHER_UNBALANCED, subject=subject, debit=debit, credit=credit)
+        )
+    year_id = 0
+    cost_center = cost_center_for(z, settings)
+    settings_by_account: dict[int, CostCenterSetting] = {}
+    if master is not None:
+        year = year_for(master, z.business_date)
+        if year is None:
+            raise PreflightError(shop_error(ErrorKind.FINANCIAL_YEAR_MISSING, date=z.business_date))
+        year_id = year.year.id
+        if master.locked_until is not None and z.business_date <= master.locked_until:
+            raise PreflightError(shop_error(ErrorKind.PERIOD_LOCKED, date=z.business_date))
+        series = {s.code: s for s in year.series}
+        found = series.get(settings.series)
+        if found is None:
+            raise PreflightError(shop_error(ErrorKind.SERIES_MISSING, series=settings.series))
+        if not found.manual:
+            raise PreflightError(shop_error(ErrorKind.SERIES_NOT_MANUAL, series=settings.series))
+        accounts = {a.number: a for a in year.accounts}
+        for line in lines:
+            info = accounts.get(line.account)
+            if info is None:
+                raise PreflightError(shop_error(ErrorKind.ACCOUNT_MISSING, account=line.account))
+            if not info.active:
+                raise PreflightError(shop_error(ErrorKind.ACCOUNT_INACTIVE, account=line.account))
+            settings_by_account[line.account] = info.cost_center_settings
+        if cost_center is not None:
+            centers = {c.code: c for c in master.cost_centers}
+            center = centers.get(cost_center)
+            if center is None:
+                raise PreflightError(
+                    shop_error(ErrorKind.COST_CENTER_MISSING, cost_center=cost_center)
+                )
+            if not center.active:
+                raise PreflightError(
+                    shop_error(ErrorKind.COST_CENTER_INACTIVE, cost_center=cost_center)
+                )
+    rows: list[VoucherRow] = []
+    for line in lines:
+        setting = settings_by_account.get(line.account, CostCenterSetting.ALLOWED)
+        wants_center = line.result_row or setting is CostCenterSetting.MANDATORY
+        allowed = setting is not CostCenterSetting.NOTALLOWED
+        row_center = cost_center if wants_center and allowed else None
+        if setting is CostCenterSetting.MANDATORY and row_center is None:
+            raise PreflightError(
+                shop_error(
+                    ErrorKind.COST_CENTER_REQUIRED,
+                    account=line.account,
+                    subject=f"till {z.till_id}",
+                )
+            )
+        rows.append(
+            VoucherRow(
+                account=line.account,
+                debit=line.amount if line.amount > 0 else ZERO,
+                credit=-line.amount if line.amount < 0 else ZERO,
+                cost_center=row_center,
+                description=_clip(line.text, ROW_TEXT_LIMIT),
+            )
+        )
+    description = settings.description_template.format(
+        z_number=z.z_number, till_id=z.till_id, date=z.business_date.isoformat()
+    )
+    draft = VoucherDraft(
+        series=settings.series,
+        transaction_date=z.business_date,
+        description=_clip(description, DESCRIPTION_LIMIT),
+        comments=f"kassasync zreport {zreport_key(z)}",
+        rows=rows,
+    )
+    return draft, year_id

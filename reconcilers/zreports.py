@@ -1,0 +1,115 @@
+"""Z-reports: one voucher per Z-report, never two, and a wait (not a loss) when it cannot post.
+
+State ``zr`` per Z-report key (``till:z_number``): the report, its status (``before_start``,
+``disabled``, ``waiting`` with the shop-facing error, ``posting``, ``posted`` with series, number
+and year) — the ledger of posted vouchers. The Fortnox writer also scans the series for the
+Z-report's key before it retries a create whose outcome it does not know.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from reconcilers.context import Ctx
+from reconcilers.vouchers import PreflightError, build_voucher, zreport_key
+from topics.commands import CreateFortnoxVoucher, CreateVoucherData
+from topics.fortnox import MasterData
+from topics.outcomes import OutcomeData, OutcomeStatus
+from topics.till import ZReportData
+
+FLOW = "zreports"
+KIND = "zr"
+MASTER = "md"
+
+
+def master_data(ctx: Ctx) -> MasterData | None:
+    record = ctx.txn.get(MASTER, "current")
+    return None if record is None else MasterData.model_validate(record)
+
+
+def on_zreport(ctx: Ctx, z: ZReportData) -> None:
+    key = zreport_key(z)
+    existing = ctx.txn.get(KIND, key)
+    payload = z.model_dump(mode="json")
+    if existing is not None:
+        if existing["report"] != payload:
+            ctx.report(
+                f"zreport:{key}", {"kind": "resent_with_changes", "status": existing["status"]}
+            )
+            ctx.note("zreport.resent_with_changes", key=key, status=existing["status"])
+        else:
+            ctx.note("zreport.duplicate", key=key, status=existing["status"])
+        return
+    ctx.txn.put(KIND, key, {"report": payload, "status": "new"})
+    _try_post(ctx, key, manual=False)
+
+
+def _try_post(ctx: Ctx, key: str, *, manual: bool) -> None:
+    record = ctx.txn.get(KIND, key)
+    if record is None or record["status"] in ("posting", "posted"):
+        return
+    settings = ctx.settings.zreports
+    z = ZReportData.model_validate(record["report"])
+    if not settings.enabled and not manual:
+        _set(ctx, key, record, "disabled")
+        return
+    if not manual and settings.start_date is not None and z.business_date < settings.start_date:
+        _set(ctx, key, record, "before_start")
+        return
+    master = master_data(ctx)
+    if master is None:
+        _set(ctx, key, record, "waiting", waiting_for="Fortnox master data")
+        return
+    try:
+        draft, year = build_voucher(z, settings, master)
+    except PreflightError as failed:
+        ctx.note("zreport.preflight_failed", key=key, kind=failed.error.kind.value)
+        _set(ctx, key, record, "waiting", error=failed.error.model_dump(mode="json"))
+        return
+    cmd = ctx.command(
+        CreateFortnoxVoucher,
+        f"zreport:{key}",
+        CreateVoucherData(zreport_key=key, voucher=draft, financial_year=year),
+    )
+    ctx.txn.put("cmd", cmd.id, {"flow": FLOW, "key": key, "type": cmd.type})
+    ctx.note("zreport.posting", key=key, series=draft.series, rows=len(draft.rows))
+    _set(ctx, key, record, "posting", command_id=cmd.id)
+
+
+def _set(ctx: Ctx, key: str, record: dict[str, Any], status: str, **extra: Any) -> None:
+    ctx.txn.put(KIND, key, {"report": record["report"], "status": status, **extra})
+
+
+def retry_waiting(ctx: Ctx) -> None:
+    """Master data or settings changed: try every Z-report that waits."""
+    for key, record in ctx.txn.scan(KIND):
+        if record["status"] in ("waiting", "disabled", "before_start", "new"):
+            _try_post(ctx, key, manual=False)
+
+
+def export_range(ctx: Ctx, start: dt.date, end: dt.date) -> None:
+    """Manual export: post every Z-report in the range that is not posted yet."""
+    for key, record in ctx.txn.scan(KIND):
+        day = dt.date.fromisoformat(record["report"]["business_date"])
+        if start <= day <= end and record["status"] not in ("posting", "posted"):
+            _try_post(ctx, key, manual=True)
+
+
+def on_outcome(ctx: Ctx, key: str, outcome: OutcomeData) -> None:
+    record = ctx.txn.get(KIND, key)
+    if record is None or record.get("command_id") != outcome.command_id:
+        return
+    if outcome.status is OutcomeStatus.DONE:
+        voucher = {
+            k: outcome.result[k] for k in ("series", "number", "year") if k in outcome.result
+        }
+        ctx.note("zreport.posted", key=key, **voucher)
+        _set(ctx, key, record, "posted", voucher=voucher)
+    elif outcome.status in (OutcomeStatus.REJECTED, OutcomeStatus.SKIPPED):
+        error = outcome.error.model_dump(mode="json") if outcome.error else None
+        _set(ctx, key, record, "waiting", error=error)
+
+
+def retry(ctx: Ctx, key: str) -> None:
+    _try_post(ctx, key, manual=True)
