@@ -320,7 +320,8 @@ _DATE = re.compile(r"(?P<d>\d{4}-\d{2}-\d{2})")
 
 
 def _first(pattern: str | re.Pattern[str], text: str, group: str) -> str | None:
-    m = re.search(pattern, text, flags=re.IGNORECASE)
+    compiled = pattern if isinstance(pattern, re.Pattern) else re.compile(pattern, re.IGNORECASE)
+    m = compiled.search(text)
     return m.group(group) if m else None
 
 

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import asyncio
+from bisect import bisect_right
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.fortnox.limiter import LimiterRegistry, SlidingWindow, SlidingWindowLimiter
+from tests.fortnox.fakes import FakeClock
+
+LIMIT, WINDOW = 25, 5.0
+
+
+def max_in_any_window(times: list[float], window: float = WINDOW) -> int:
+    """The most sends inside any half-open interval (t - window, t]."""
+    ordered = sorted(times)
+    best = 0
+    for i, t in enumerate(ordered):
+        first = bisect_right(ordered, t - window)
+        best = max(best, i + 1 - first)
+    return best
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    gaps=st.lists(st.floats(min_value=0.0, max_value=1.5), min_size=1, max_size=150),
+    margin=st.floats(min_value=0.0, max_value=0.2),
+)
+def test_core_never_exceeds_the_window(gaps: list[float], margin: float) -> None:
+    window = SlidingWindow(LIMIT, WINDOW + margin)
+    arrival = 0.0
+    last_sent = 0.0
+    sent: list[float] = []
+    for gap in gaps:
+        arrival += gap
+        t = max(arrival, last_sent)  # FIFO: never before the one ahead
+        t += window.delay(t)
+        assert window.delay(t) == 0
+        window.record(t)
+        sent.append(t)
+        last_sent = t
+    assert max_in_any_window(sent) <= LIMIT
+
+
+async def run_backlog(n: int, clock: FakeClock, limiter: SlidingWindowLimiter) -> list[int]:
+    order: list[int] = []
+    sent: list[float] = []
+
+    async def one(i: int) -> None:
+        await limiter.acquire()
+        sent.append(clock())
+        order.append(i)
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+    assert max_in_any_window(sent) <= LIMIT
+    return order
+
+
+async def test_backlog_is_served_fifo_within_the_limit() -> None:
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(clock=clock, sleep=clock.sleep)
+    start = clock()
+    order = await run_backlog(200, clock, limiter)
+    assert order == list(range(200))
+    elapsed = clock() - start
+    # 200 requests = 8 windows of 25; the last batch goes at 7 * (5 + margin).
+    assert elapsed <= 7 * 5.1 + 1e-6
+    # Throughput with a backlog: >= 95 % of 5 requests/s.
+    assert 200 / (elapsed + 5.0) >= 0.95 * 5
+
+
+async def test_stats_report_waits() -> None:
+    clock = FakeClock()
+    waits: list[float] = []
+    limiter = SlidingWindowLimiter(clock=clock, sleep=clock.sleep, on_wait=waits.append)
+    await run_backlog(30, clock, limiter)
+    assert limiter.stats.acquired == 30
+    # (Virtual time jumps while the 26th waits, so later ones start "after" the jump.)
+    assert limiter.stats.waited >= 1
+    assert limiter.stats.total_wait >= 5.0
+    assert len(waits) == 30 and waits[:25] == [0.0] * 25
+    assert limiter.stats.max_wait >= 5.0
+    assert limiter.stats.waiting_now == 0
+
+
+async def test_cancelled_waiter_does_not_block_the_queue() -> None:
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(limit=1, window=1.0, clock=clock, sleep=clock.sleep)
+    await limiter.acquire()
+    gate = asyncio.Event()
+
+    async def slow_sleep(seconds: float) -> None:
+        await gate.wait()
+        await clock.sleep(seconds)
+
+    limiter._sleep = slow_sleep
+    head = asyncio.create_task(limiter.acquire())
+    second = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0)
+    head.cancel()
+    await asyncio.sleep(0)
+    gate.set()
+    assert await asyncio.wait_for(second, 1) >= 1.0
+    assert limiter.stats.waiting_now == 0
+
+
+async def test_penalize_holds_everyone() -> None:
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(clock=clock, sleep=clock.sleep)
+    start = clock()
+    limiter.penalize(5.0)
+    await limiter.acquire()
+    assert clock() - start >= 5.0
+    assert limiter.stats.penalties == 1
+
+
+def test_registry_shares_one_limiter_per_client_and_tenant() -> None:
+    reg = LimiterRegistry()
+    assert reg.get("c", "t1") is reg.get("c", "t1")
+    assert reg.get("c", "t1") is not reg.get("c", "t2")
+    assert reg.get("c", "t1") is not reg.get("d", "t1")
+    assert set(reg.stats()) == {("c", "t1"), ("c", "t2"), ("d", "t1")}
