@@ -305,7 +305,8 @@ class _Reader:
             self.warn(f"{self.label}: {name} {text!r} has a '+' sign")
         if amount and frac is not None and len(frac.rstrip("0")) > 2:
             self.warn(f"{self.label}: {name} {text!r} has more than 2 decimals")
-        return Decimal(f"{'-' if sign == '-' else ''}{whole or '0'}.{frac or '0'}")
+        digits = f"{whole or '0'}.{frac}" if frac else whole or "0"
+        return Decimal(f"-{digits}" if sign == "-" else digits)
 
     def _amount(self, args: list[Field], index: int, name: str = "amount") -> Decimal:
         return self._decimal(self._required(args, index, name), name, amount=True)
@@ -624,7 +625,9 @@ class _Reader:
         voucher = replace(draft.head, rows=tuple(draft.rows))
         self.vouchers.append(voucher)
         balance = voucher.balance
-        if balance != 0:
+        if not voucher.rows:
+            self.warn(f"{_voucher_name(voucher)} has no rows", draft.line)
+        elif balance != 0:
             self.warn(
                 f"{_voucher_name(voucher)} does not balance: its #TRANS rows sum to {balance}",
                 draft.line,

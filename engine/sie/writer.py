@@ -200,7 +200,7 @@ def _identification(out: _Output, document: SieDocument, sie_type: SieType) -> N
         out.record("#FTYP", [_plain(company.company_type)])
     if company.company_id:
         out.record("#FNR", [_plain(company.company_id)])
-    out.record("#FNAMN", [_quoted(company.name)])
+    out.record("#FNAMN", [_quoted(company.name)], 1)
     if company.orgnr:
         out.record(
             "#ORGNR",
