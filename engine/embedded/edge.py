@@ -1,0 +1,173 @@
+"""What the I/O edges (executors, pollers, ingest) write to the embedded log, atomically."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+import structlog
+
+from engine.store.db import Database
+from engine.store.log import Log
+from engine.store.outbox import DeadLetters, Outbox, Pending
+from engine.store.state import StateStore
+from topics import registry
+from topics.envelope import Envelope
+from topics.errors import ShopError
+from topics.outcomes import OutcomeData, OutcomeStatus, SyncOutcome, Target, TenantPaused
+
+log = structlog.get_logger("kassasync.edge")
+
+#: RETRYING outcomes are logged on these attempts only (then every 16th): a long outage of one
+#: till must not flood the outcome log.
+_LOGGED_RETRIES = {1, 2, 4, 8}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Edge:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.log = Log(db)
+        self.outbox = Outbox(db)
+        self.dead = DeadLetters(db)
+        self._pausing: dict[str, tuple[dt.datetime, ShopError]] = {}
+
+    # -- Fortnox facts, in the tenant's one I/O sequence -------------------------------------
+
+    def next_fx_seq(self, tenant: str) -> int:
+        row = self.db.conn.execute(
+            "INSERT INTO fx_seq (tenant, seq) VALUES (?, 1) ON CONFLICT (tenant) DO UPDATE "
+            "SET seq = seq + 1 RETURNING seq",
+            (tenant,),
+        ).fetchone()
+        return int(row[0])
+
+    def publish(self, messages: list[Envelope]) -> None:
+        with self.db.transaction():
+            for message in messages:
+                self.log.append(message)
+
+    # -- outcomes -----------------------------------------------------------------------------
+
+    def settle(
+        self,
+        pending: Pending,
+        status: OutcomeStatus,
+        *,
+        result: dict[str, str] | None = None,
+        error: ShopError | None = None,
+        facts: list[Envelope] | None = None,
+        retry_in: float = 0.0,
+    ) -> None:
+        """Record what happened to a command: facts, outcome and outbox row in one transaction."""
+        target = Target.FORTNOX if pending.target == "fortnox" else Target.TILL
+        with self.db.transaction():
+            for fact in facts or []:
+                self.log.append(fact)
+            attempt = pending.attempts + 1
+            if status is OutcomeStatus.DONE:
+                self.outbox.done(pending.command_id)
+            elif status is OutcomeStatus.REJECTED:
+                assert error is not None
+                self.outbox.dead(pending.command_id, error.message)
+                self.dead.add(
+                    pending.command_id,
+                    pending.tenant,
+                    f"{pending.target}.commands",
+                    pending.type,
+                    pending.payload,
+                    error,
+                )
+            elif status is OutcomeStatus.RETRYING:
+                attempt = self.outbox.retry_later(
+                    pending.command_id, retry_in, error.message if error else "retrying"
+                )
+                if attempt not in _LOGGED_RETRIES and attempt % 16:
+                    return
+            outcome = SyncOutcome(
+                id=f"outcome-{pending.command_id}-{attempt}",
+                tenant=pending.tenant,
+                occurred_at=utcnow(),
+                data=OutcomeData(
+                    command_id=pending.command_id,
+                    command_type=pending.type,
+                    target=target,
+                    status=status,
+                    attempt=max(attempt, 1),
+                    result=result or {},
+                    error=error,
+                ),
+            )
+            self.log.append(outcome)
+        log.info(
+            "command.settled",
+            tenant=pending.tenant,
+            command_id=pending.command_id,
+            command_type=pending.type,
+            target=pending.target,
+            status=status.value,
+            attempt=attempt,
+            error=error.kind.value if error else None,
+        )
+
+    def remember_intent(self, command_id: str, intent: dict[str, Any]) -> None:
+        """Write down what a write is about to do, before it leaves (read back after a crash)."""
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE outbox SET last_error = ? WHERE command_id = ?",
+                (json.dumps({"intent": intent}), command_id),
+            )
+
+    @staticmethod
+    def intent(pending: Pending) -> dict[str, Any] | None:
+        if not pending.last_error or not pending.last_error.startswith("{"):
+            return None
+        try:
+            data = json.loads(pending.last_error)
+        except json.JSONDecodeError:
+            return None
+        intent = data.get("intent")
+        return intent if isinstance(intent, dict) else None
+
+    # -- tenants ------------------------------------------------------------------------------
+
+    def paused(self, tenant: str) -> ShopError | None:
+        record = StateStore(self.db).get(tenant, "tenant", "status") or {}
+        if record.get("paused"):
+            error = record.get("error")
+            return None if error is None else ShopError.model_validate(error)
+        pausing = self._pausing.get(tenant)
+        if pausing is None:
+            return None
+        since, error = pausing
+        if record.get("at") and dt.datetime.fromisoformat(record["at"]) >= since:
+            del self._pausing[tenant]  # paused and resumed since
+            return None
+        return error
+
+    def pause(self, tenant: str, error: ShopError) -> None:
+        if self.paused(tenant) is not None:
+            return
+        now = utcnow()
+        self._pausing[tenant] = (now, error)
+        self.publish(
+            [
+                TenantPaused(
+                    id=f"pause-{uuid.uuid4().hex}",
+                    tenant=tenant,
+                    occurred_at=now,
+                    source="kassasync",
+                    data={"error": error},
+                )
+            ]
+        )
+        log.warning("tenant.paused", tenant=tenant, kind=error.kind.value, message=error.message)
+
+
+def dump(message: Envelope) -> bytes:
+    return registry.dump(message)

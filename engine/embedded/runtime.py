@@ -1,0 +1,190 @@
+"""The embedded runtime: one process, no broker. The composition root wires the store, the
+processor, the tick scheduler, the executors, the Fortnox sessions and the HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import structlog
+import uvicorn
+from fastapi import FastAPI
+
+from engine.embedded.edge import Edge
+from engine.embedded.processor import BatchResult, Processor
+from engine.embedded.scheduler import TickScheduler
+from engine.executors.fortnox import FortnoxSession, SessionTiming
+from engine.executors.till import TillDelivery
+from engine.fortnox.api import FortnoxApi
+from engine.fortnox.auth import OAuthClient, TokenManager
+from engine.fortnox.client import FortnoxClient
+from engine.fortnox.limiter import LimiterRegistry
+from engine.fortnox.tokens import AppCredentials, SqliteTokenStore
+from engine.gateway.ingest import router as ingest_router
+from engine.secrets import SecretBox
+from engine.store.db import Database
+from engine.tenants import TenantConfig, TenantDirectory
+from topics.settings import StockMode, TenantSettings
+
+log = structlog.get_logger("kassasync.engine")
+
+
+@dataclass
+class Counters:
+    events_in: int = 0
+    commands_out: int = 0
+    dead_letters: int = 0
+
+
+class EmbeddedEngine:
+    def __init__(
+        self,
+        data_dir: Path,
+        box: SecretBox,
+        *,
+        host: str = "127.0.0.1",
+        http_port: int = 8080,
+        timing: SessionTiming | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.db = Database(data_dir / "kassasync.db")
+        self.box = box
+        self.edge = Edge(self.db)
+        self.counters = Counters()
+        self.processor = Processor(self.db, on_batch=self._counted)
+        self.scheduler = TickScheduler(self.db, self.edge.log)
+        self.tenants = TenantDirectory(self.db, box)
+        self.token_store = SqliteTokenStore(data_dir / "tokens.db", box)
+        self.limiters = LimiterRegistry()
+        self.host = host
+        self.http_port = http_port
+        self.timing = timing or SessionTiming()
+        self.sessions: dict[str, FortnoxSession] = {}
+        self._session_tasks: dict[str, asyncio.Task[None]] = {}
+        self._http: httpx.AsyncClient | None = None
+        self.app = self._app()
+        self.server: uvicorn.Server | None = None
+
+    def _counted(self, result: BatchResult) -> None:
+        self.counters.events_in += result.processed
+        self.counters.commands_out += result.commands
+        self.counters.dead_letters += result.dead_letters
+
+    def _app(self) -> FastAPI:
+        app = FastAPI(title="Kassasync", version="0.1.0")
+        app.include_router(ingest_router(self.tenants, self.edge))
+
+        @app.get("/healthz")
+        async def healthz() -> dict[str, object]:
+            return {"ok": True, "tenants": len(self.tenants.ids())}
+
+        return app
+
+    def settings_of(self, tenant: str) -> TenantSettings:
+        config = self.tenants.get(tenant)
+        return config.settings if config else TenantSettings()
+
+    def _settings_for(self, tenant: str) -> Callable[[], TenantSettings]:
+        return lambda: self.settings_of(tenant)
+
+    # -- Fortnox sessions -----------------------------------------------------------------------
+
+    async def _api_for(self, config: TenantConfig) -> FortnoxApi:
+        assert config.fortnox is not None and self._http is not None
+        conn = config.fortnox
+        app = AppCredentials(client_id=conn.client_id, client_secret=conn.client_secret)
+        oauth = OAuthClient(app, base_url=conn.auth_base)
+        tokens = TokenManager(self.token_store, oauth)
+        if await self.token_store.load(config.id) is None and conn.fortnox_tenant_id is not None:
+            await self.token_store.save(
+                config.id, await oauth.client_credentials(conn.fortnox_tenant_id, tenant=config.id)
+            )
+        client = FortnoxClient(config.id, tokens, base_url=conn.api_base, limiters=self.limiters)
+        documents = config.settings.stock.mode is StockMode.WAREHOUSE_DOCUMENTS
+        return FortnoxApi(client, stock_documents_enabled=documents)
+
+    async def _ensure_sessions(self, stop: asyncio.Event) -> None:
+        for tenant in self.tenants.ids():
+            if tenant in self._session_tasks and not self._session_tasks[tenant].done():
+                continue
+            config = self.tenants.get(tenant)
+            if config is None or config.fortnox is None:
+                continue
+            try:
+                api = await self._api_for(config)
+            except Exception as failed:
+                log.error(
+                    "fortnox.session.start_failed", tenant=tenant, error=type(failed).__name__
+                )
+                continue
+            timing = SessionTiming(
+                poll_seconds=config.fortnox.poll_seconds,
+                masterdata_seconds=self.timing.masterdata_seconds,
+                full_sync_seconds=self.timing.full_sync_seconds,
+                idle_seconds=self.timing.idle_seconds,
+            )
+            session = FortnoxSession(tenant, api, self.edge, self._settings_for(tenant), timing)
+            self.sessions[tenant] = session
+            self._session_tasks[tenant] = asyncio.create_task(session.run(stop))
+
+    # -- loops --------------------------------------------------------------------------------
+
+    async def _process_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            result = self.processor.step(limit=500)
+            if result.commands:
+                for session in self.sessions.values():
+                    session.wakeup.set()
+            if not result.processed:
+                await asyncio.sleep(0.05)
+            else:
+                await asyncio.sleep(0)
+
+    async def _tick_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.scheduler.due(dt.datetime.now(dt.UTC))
+            await self._ensure_sessions(stop)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.2)
+
+    async def run(self, stop: asyncio.Event, *, serve_http: bool = True) -> None:
+        async with httpx.AsyncClient() as http:
+            self._http = http
+            delivery = TillDelivery(self.edge, self.tenants, http)
+            tasks = [
+                asyncio.create_task(self._process_loop(stop)),
+                asyncio.create_task(self._tick_loop(stop)),
+                asyncio.create_task(delivery.run(stop)),
+            ]
+            if serve_http:
+                config = uvicorn.Config(
+                    self.app,
+                    host=self.host,
+                    port=self.http_port,
+                    log_level="warning",
+                    lifespan="off",
+                )
+                self.server = uvicorn.Server(config)
+                tasks.append(asyncio.create_task(self.server.serve()))
+            log.info("engine.started", data_dir=str(self.data_dir), http_port=self.http_port)
+            await stop.wait()
+            if self.server is not None:
+                self.server.should_exit = True
+            await asyncio.gather(*tasks, *self._session_tasks.values(), return_exceptions=True)
+            for session in self.sessions.values():
+                await session.api.client.aclose()
+        log.info("engine.stopped")
+
+    # -- for the demo, tests and ops ----------------------------------------------------------
+
+    def quiet(self) -> bool:
+        """Nothing left to process or deliver (the flush windows included)."""
+        lag = self.processor.lag()
+        depth = self.edge.outbox.depth()
+        wake = self.db.conn.execute("SELECT COUNT(*) FROM wake").fetchone()[0]
+        return not any(lag.values()) and not any(depth.values()) and not wake

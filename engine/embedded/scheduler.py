@@ -1,0 +1,30 @@
+"""Ticks: when a reconciler left work waiting for a flush window, a ``sync.tick`` is appended for
+that tenant once the window has passed (time reaches the reconcilers through the log)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from engine.store.db import Database
+from engine.store.log import Log
+from topics.outcomes import Tick
+
+
+class TickScheduler:
+    def __init__(self, db: Database, log: Log) -> None:
+        self.db = db
+        self.log = log
+
+    def due(self, now: dt.datetime) -> int:
+        """Append a tick for every tenant whose wake-up time has come; returns how many."""
+        stamp = now.astimezone(dt.UTC).isoformat()
+        rows = self.db.conn.execute("SELECT tenant FROM wake WHERE at <= ?", (stamp,)).fetchall()
+        if not rows:
+            return 0
+        with self.db.transaction() as conn:
+            for (tenant,) in rows:
+                tick = Tick(id=f"tick-{uuid.uuid4().hex}", tenant=tenant, occurred_at=now)
+                self.log.append(tick)
+                conn.execute("DELETE FROM wake WHERE tenant = ? AND at <= ?", (tenant, stamp))
+        return len(rows)

@@ -1,0 +1,621 @@
+"""One Fortnox session per tenant: executes the tenant's Fortnox commands and polls its changes,
+in ONE sequence, so the order facts reach the log is the order they happened at Fortnox.
+
+Writes look before they create (guarantee 2): customers are created under a number Kassasync
+chose and recognises (ExternalReference), orders are found by their exact external reference
+first, a voucher whose outcome is unknown is searched for in its series before any retry, and a
+stock write records its intent before it leaves so a lost answer is read back, not repeated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from engine.embedded.edge import Edge, utcnow
+from engine.fortnox.api import FortnoxApi
+from engine.fortnox.errors import (
+    AuthError,
+    FortnoxApiError,
+    FortnoxError,
+    FortnoxUnavailable,
+    LicenceOrScopeMissing,
+    LoginExpired,
+    UnknownOutcome,
+    WarehouseModuleActive,
+)
+from engine.fortnox.models import Customer, Order, OrderRow, Voucher, VoucherRow
+from engine.fortnox.paging import iterate_raw
+from engine.fortnox.polling import PollCursor, lookback_value
+from engine.store.outbox import Pending
+from topics import commands as cm
+from topics import fortnox as fx
+from topics.envelope import Envelope
+from topics.errors import ErrorKind, ShopError, shop_error
+from topics.outcomes import OutcomeStatus
+from topics.settings import StockMode, TenantSettings
+from topics.till import CustomerFields
+
+log = structlog.get_logger("kassasync.fortnox.session")
+
+EXTERNAL_REF_PREFIX = "kassasync:"
+OVERLAP = dt.timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class SessionTiming:
+    poll_seconds: float = 30.0
+    masterdata_seconds: float = 300.0
+    full_sync_seconds: float = 6 * 3600.0
+    idle_seconds: float = 0.25
+
+
+def _clean(value: Any) -> Any:
+    return None if value in ("", None) else value
+
+
+def customer_fields(raw: dict[str, Any]) -> CustomerFields:
+    """Fortnox's customer as the contract's fields; fields Fortnox holds that the contract
+    cannot (an email without '@', say) are left out rather than losing the whole customer."""
+    data = {
+        "name": raw.get("Name") or raw.get("CustomerNumber") or "?",
+        "organisation_number": _clean(raw.get("OrganisationNumber")),
+        "email": _clean(raw.get("Email")),
+        "phone": _clean(raw.get("Phone1") or raw.get("Phone")),
+        "address1": _clean(raw.get("Address1")),
+        "address2": _clean(raw.get("Address2")),
+        "zip_code": _clean(raw.get("ZipCode")),
+        "city": _clean(raw.get("City")),
+        "country_code": _clean(raw.get("CountryCode")),
+        "type": raw.get("Type") or "PRIVATE",
+        "active": raw.get("Active", True) not in (False, "false"),
+    }
+    try:
+        return CustomerFields.model_validate(data)
+    except ValidationError as invalid:
+        for item in invalid.errors():
+            if item["loc"] and item["loc"][0] in data and item["loc"][0] != "name":
+                data[str(item["loc"][0])] = None
+        return CustomerFields.model_validate(data)
+
+
+def fortnox_article(
+    raw: dict[str, Any], price_list: str, price: Decimal | None
+) -> fx.FortnoxArticle:
+    quantity = raw.get("QuantityInStock")
+    return fx.FortnoxArticle.model_validate(
+        {
+            "article_number": raw["ArticleNumber"],
+            "description": (raw.get("Description") or "")[:200],
+            "ean": _clean(raw.get("EAN")),
+            "active": raw.get("Active", True) not in (False, "false"),
+            "stock_goods": raw.get("StockGoods") in (True, "true"),
+            "quantity_in_stock": Decimal(str(quantity)) if _clean(quantity) is not None else 0,
+            "unit": _clean(raw.get("Unit")),
+            "vat": _clean(raw.get("VAT")),
+            "price": None if price is None else Decimal(str(price)).quantize(Decimal("0.01")),
+            "price_list": price_list,
+        }
+    )
+
+
+def _fingerprint(obj: Any) -> str:
+    raw = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.blake2b(raw, digest_size=10).hexdigest()
+
+
+class FortnoxSession:
+    def __init__(
+        self,
+        tenant: str,
+        api: FortnoxApi,
+        edge: Edge,
+        settings: Callable[[], TenantSettings],
+        timing: SessionTiming | None = None,
+    ) -> None:
+        self.tenant = tenant
+        self.api = api
+        self.edge = edge
+        self.settings = settings
+        self.timing = timing or SessionTiming()
+        self.wakeup = asyncio.Event()
+        self._poll_now = True
+        self._next_poll = 0.0
+        self._next_masterdata = 0.0
+        self._backoff = 1.0
+
+    def request_poll(self) -> None:
+        """Something changed at Fortnox (topics feed): poll at once."""
+        self._poll_now = True
+        self.wakeup.set()
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info("fortnox.session.started", tenant=self.tenant)
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            if self.edge.paused(self.tenant) is not None:
+                await self._sleep(stop, 1.0)
+                continue
+            try:
+                worked = await self.drain(stop)
+                now = loop.time()
+                if now >= self._next_masterdata:
+                    await self.refresh_master_data()
+                    self._next_masterdata = now + self.timing.masterdata_seconds
+                if self._poll_now or now >= self._next_poll:
+                    self._poll_now = False
+                    await self.poll()
+                    self._next_poll = loop.time() + self.timing.poll_seconds
+                self._backoff = 1.0
+                if not worked:
+                    await self._sleep(stop, self.timing.idle_seconds)
+            except (LoginExpired, LicenceOrScopeMissing, AuthError) as denied:
+                self.edge.pause(self.tenant, denied.shop_error())
+            except FortnoxUnavailable as unavailable:
+                log.warning(
+                    "fortnox.session.unavailable", tenant=self.tenant, error=str(unavailable)
+                )
+                await self._sleep(stop, self._backoff * (1 + random.random()))
+                self._backoff = min(self._backoff * 2, 60.0)
+        log.info("fortnox.session.stopped", tenant=self.tenant)
+
+    async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
+        self.wakeup.clear()
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wakeup.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    # -- commands -----------------------------------------------------------------------------
+
+    async def drain(self, stop: asyncio.Event) -> bool:
+        """Execute due commands in order; True if any was executed."""
+        worked = False
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            pending = self.edge.outbox.head("fortnox", self.tenant)
+            if pending is None or pending.next_at > dt.datetime.now().timestamp():
+                return worked
+            await self.execute(pending)
+            worked = True
+            if loop.time() >= self._next_poll and self._poll_now:
+                return worked
+        return worked
+
+    async def execute(self, pending: Pending) -> None:
+        command = pending.command()
+        try:
+            result, facts = await self._run(command, pending)
+        except (LoginExpired, LicenceOrScopeMissing, AuthError):
+            raise
+        except WarehouseModuleActive as refused:
+            self.edge.settle(pending, OutcomeStatus.REJECTED, error=refused.shop_error())
+        except (UnknownOutcome, FortnoxUnavailable) as later:
+            delay = min(60.0, 2.0 ** min(pending.attempts, 6)) * (0.5 + random.random())
+            self.edge.settle(
+                pending, OutcomeStatus.RETRYING, error=later.shop_error(), retry_in=delay
+            )
+        except FortnoxApiError as rejected:
+            self.edge.settle(pending, OutcomeStatus.REJECTED, error=rejected.shop_error())
+        except FortnoxError as other:
+            self.edge.settle(pending, OutcomeStatus.REJECTED, error=other.shop_error())
+        else:
+            self.edge.settle(pending, OutcomeStatus.DONE, result=result, facts=facts)
+
+    async def _run(
+        self, command: Envelope, pending: Pending
+    ) -> tuple[dict[str, str], list[Envelope]]:
+        if isinstance(command, cm.ApplyFortnoxStock):
+            return await self._stock(command, pending)
+        if isinstance(command, cm.CreateFortnoxCustomer):
+            return await self._create_customer(command), []
+        if isinstance(command, cm.UpdateFortnoxCustomer):
+            await self.api.customers.update(
+                command.data.customer_number, _customer(command.data.customer)
+            )
+            return {}, []
+        if isinstance(command, cm.DeactivateFortnoxCustomer):
+            await self.api.customers.update(command.data.customer_number, Customer(active=False))
+            return {}, []
+        if isinstance(command, cm.CreateFortnoxVoucher):
+            return await self._voucher(command, pending), []
+        if isinstance(command, cm.CreateFortnoxOrder):
+            return await self._order(command), []
+        raise FortnoxApiError(f"Kassasync cannot execute {type(command).__name__} in Fortnox")
+
+    async def _create_customer(self, command: cm.CreateFortnoxCustomer) -> dict[str, str]:
+        data = command.data
+        marker = f"{EXTERNAL_REF_PREFIX}{data.till_customer_id}"
+        number = data.customer_number
+        for attempt in range(10):
+            candidate = number if attempt == 0 else f"{number}-{attempt}"
+            customer = _customer(data.customer).model_copy(
+                update={"customer_number": candidate, "external_reference": marker}
+            )
+            customer.model_fields_set.update({"customer_number", "external_reference"})
+            stored = await self.api.customers.create(customer)
+            if stored.external_reference in (None, "", marker):
+                return {"customer_number": stored.customer_number or candidate}
+            log.info("fortnox.customer.number_taken", tenant=self.tenant, number=candidate)
+        raise FortnoxApiError(
+            f"no free customer number near {number}", tenant=self.tenant, details={"number": number}
+        )
+
+    async def _stock(
+        self, command: cm.ApplyFortnoxStock, pending: Pending
+    ) -> tuple[dict[str, str], list[Envelope]]:
+        article = command.data.article_number
+        delta = command.data.delta
+        if self.settings().stock.mode is StockMode.WAREHOUSE_DOCUMENTS:
+            balances = await self.api.stock.balances([article])
+            read = sum((Decimal(str(b.in_stock or 0)) for b in balances), Decimal(0))
+            await self.api.stock.move(command.id, {article: delta}, day=utcnow().date())
+            written = read + delta
+        else:
+            read = await self.api.stock.read_quantity(article)
+            intent = self.edge.intent(pending)
+            if intent is not None and Decimal(intent["written"]) == read:
+                # The write whose answer was lost had arrived: do not apply it twice.
+                log.info("fortnox.stock.already_written", tenant=self.tenant, article=article)
+                read, written = Decimal(intent["read"]), Decimal(intent["written"])
+            else:
+                written = read + delta
+                self.edge.remember_intent(command.id, {"read": str(read), "written": str(written)})
+                await self.api.stock.write_quantity(article, written)
+        fact = fx.FortnoxStockWritten(
+            id=f"written-{command.id}",
+            tenant=self.tenant,
+            occurred_at=utcnow(),
+            data=fx.StockWrittenData(
+                article_number=article,
+                command_id=command.id,
+                read=read,
+                written=written,
+                seq=self.edge.next_fx_seq(self.tenant),
+            ),
+        )
+        return {"read": str(read), "written": str(written)}, [fact]
+
+    async def _voucher(self, command: cm.CreateFortnoxVoucher, pending: Pending) -> dict[str, str]:
+        data = command.data
+        draft = data.voucher
+        marker = f"kassasync zreport {data.zreport_key}"
+        year = data.financial_year or None
+        if pending.attempts > 0:
+            found = await self.api.bookkeeping.find_vouchers_by_marker(
+                draft.series, year, marker, transaction_date=draft.transaction_date
+            )
+            if found:
+                voucher = found[0]
+                log.info(
+                    "fortnox.voucher.found_before_retry", tenant=self.tenant, key=data.zreport_key
+                )
+                return {
+                    "series": voucher.voucher_series or draft.series,
+                    "number": str(voucher.voucher_number),
+                    "year": str(voucher.year or year or ""),
+                    "already": "true",
+                }
+        voucher = Voucher(
+            voucher_series=draft.series,
+            transaction_date=draft.transaction_date,
+            description=draft.description,
+            comments=draft.comments or marker,
+            cost_center=draft.cost_center,
+            voucher_rows=[
+                VoucherRow(
+                    account=row.account,
+                    debit=row.debit,
+                    credit=row.credit,
+                    cost_center=row.cost_center,
+                    transaction_information=row.description,
+                )
+                for row in draft.rows
+            ],
+        )
+        created = await self.api.bookkeeping.create_voucher(voucher, year)
+        return {
+            "series": created.voucher_series or draft.series,
+            "number": str(created.voucher_number),
+            "year": str(created.year or year or ""),
+        }
+
+    async def _order(self, command: cm.CreateFortnoxOrder) -> dict[str, str]:
+        data = command.data
+        order = Order(
+            customer_number=data.customer_number,
+            order_date=data.order_date,
+            delivery_date=data.delivery_date,
+            currency=data.currency,
+            terms_of_payment=data.terms_of_payment,
+            your_order_number=data.invoice_id[:30],
+            your_reference=data.your_reference,
+            remarks=data.remarks,
+            external_invoice_reference1=data.external_reference,
+            order_rows=[
+                OrderRow(
+                    article_number=row.article_number,
+                    description=row.description,
+                    ordered_quantity=row.quantity,
+                    delivered_quantity=row.quantity,
+                    price=row.price,
+                    vat=row.vat,
+                    discount=row.discount_percent or None,
+                    discount_type="PERCENT" if row.discount_percent else None,
+                )
+                for row in data.rows
+            ],
+        )
+        ensured = await self.api.orders.ensure(order, data.external_reference)
+        return {
+            "document_number": str(ensured.order.document_number),
+            "already": "false" if ensured.created else "true",
+        }
+
+    # -- polling ------------------------------------------------------------------------------
+
+    def _cursor(self, resource: str) -> tuple[PollCursor | None, float | None]:
+        row = self.edge.db.conn.execute(
+            "SELECT cursor, full_sync_at FROM fx_cursor WHERE tenant = ? AND resource = ?",
+            (self.tenant, resource),
+        ).fetchone()
+        if row is None:
+            return None, None
+        cursor = PollCursor.from_json(row[0]) if row[0] else None
+        return cursor, row[1]
+
+    def _save_cursor(self, resource: str, cursor: PollCursor, full_sync: bool) -> None:
+        now = utcnow().timestamp()
+        self.edge.db.conn.execute(
+            "INSERT INTO fx_cursor (tenant, resource, cursor, last_ok, full_sync_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant, resource) DO UPDATE SET "
+            "cursor = excluded.cursor, last_ok = excluded.last_ok, "
+            "full_sync_at = COALESCE(excluded.full_sync_at, fx_cursor.full_sync_at)",
+            (self.tenant, resource, cursor.to_json(), now, now if full_sync else None),
+        )
+
+    async def poll(self) -> None:
+        settings = self.settings()
+        if settings.articles.enabled or settings.stock.enabled:
+            await self._poll_resource("articles", "/3/articles", "Articles", "ArticleNumber")
+        if settings.customers.enabled:
+            await self._poll_resource("customers", "/3/customers", "Customers", "CustomerNumber")
+        if settings.payments.enabled:
+            await self._poll_resource("payments", "/3/invoicepayments", "InvoicePayments", "Number")
+
+    async def _poll_resource(self, resource: str, path: str, key: str, id_field: str) -> None:
+        cursor, full_at = self._cursor(resource)
+        started = utcnow()
+        full = resource != "payments" and (
+            cursor is None
+            or full_at is None
+            or started.timestamp() - full_at > self.timing.full_sync_seconds
+        )
+        params: dict[str, str] = {}
+        if cursor is not None and not full:
+            params["lastmodified"] = lookback_value(cursor.since - OVERLAP, started)
+        seen = dict(cursor.seen) if cursor is not None else {}
+        sync_pass = f"{resource}-{uuid.uuid4().hex[:12]}" if full else None
+        price_list = self.settings().articles.price_list
+        messages: list[tuple[str, dict[str, Any]]] = []
+        returned: dict[str, str] = {}
+        async for raw in iterate_raw(self.api.client, path, key, params):
+            entity = str(raw.get(id_field))
+            digest = _fingerprint(raw)
+            if not full and (seen.get(entity) == digest or returned.get(entity) == digest):
+                continue
+            returned[entity] = digest
+            messages.append((entity, raw))
+        prices: dict[str, Decimal | None] = {}
+        if resource == "articles" and price_list != "A":
+            for entity, _raw in messages:
+                found = await self.api.prices.get_price(price_list, entity)
+                prices[entity] = None if found is None else found.price
+        out: list[Envelope] = []
+        with self.edge.db.transaction():
+            for entity, raw in messages:
+                out.append(self._change(resource, entity, raw, sync_pass, prices))
+            if sync_pass is not None:
+                out.append(
+                    fx.FortnoxSyncCompleted(
+                        id=f"sync-{sync_pass}",
+                        tenant=self.tenant,
+                        occurred_at=utcnow(),
+                        data=fx.SyncCompletedData(
+                            resource=fx.SyncedResource(resource),
+                            sync_pass=sync_pass,
+                            count=len(messages),
+                        ),
+                    )
+                )
+            for message in out:
+                self.edge.log.append(message)
+            seen.update(returned)
+            self._save_cursor(resource, PollCursor(since=started, seen=seen), full)
+        if out:
+            log.info(
+                "fortnox.polled",
+                tenant=self.tenant,
+                resource=resource,
+                changes=len(messages),
+                full_sync=full,
+            )
+
+    def _change(
+        self,
+        resource: str,
+        entity: str,
+        raw: dict[str, Any],
+        sync_pass: str | None,
+        prices: dict[str, Decimal | None],
+    ) -> Envelope:
+        seq = self.edge.next_fx_seq(self.tenant)
+        observed = fx.Observation(
+            via="full_sync" if sync_pass else "poll", sync_pass=sync_pass, seq=seq
+        )
+        msg_id = f"fx-{resource}-{entity}-{seq}"
+        now = utcnow()
+        if resource == "articles":
+            price_list = self.settings().articles.price_list
+            price = prices[entity] if entity in prices else raw.get("SalesPrice")
+            return fx.FortnoxArticleChanged(
+                id=msg_id,
+                tenant=self.tenant,
+                occurred_at=now,
+                data=fx.FortnoxArticleData(
+                    article=fortnox_article(raw, price_list, _clean(price)), observed=observed
+                ),
+            )
+        if resource == "customers":
+            return fx.FortnoxCustomerChanged(
+                id=msg_id,
+                tenant=self.tenant,
+                occurred_at=now,
+                data=fx.FortnoxCustomerData(
+                    customer_number=entity, customer=customer_fields(raw), observed=observed
+                ),
+            )
+        return fx.FortnoxPaymentChanged(
+            id=msg_id,
+            tenant=self.tenant,
+            occurred_at=now,
+            data=fx.FortnoxPaymentData(
+                payment=fx.FortnoxPayment(
+                    number=entity,
+                    invoice_number=int(raw.get("InvoiceNumber") or 0),
+                    amount=Decimal(str(raw.get("Amount") or 0)).quantize(Decimal("0.01")),
+                    amount_currency=_money(raw.get("AmountCurrency")),
+                    currency=raw.get("Currency") or "SEK",
+                    currency_rate=_positive(raw.get("CurrencyRate")),
+                    currency_unit=_positive(raw.get("CurrencyUnit")),
+                    payment_date=raw.get("PaymentDate"),
+                    booked=raw.get("Booked") in (True, "true"),
+                ),
+                observed=observed,
+            ),
+        )
+
+    async def refresh_master_data(self) -> None:
+        bk = self.api.bookkeeping
+        today = utcnow().date()
+        years = [
+            y
+            for y in await bk.financial_years()
+            if y.to_date and y.to_date >= today.replace(year=today.year - 2)
+        ]
+        year_data: list[fx.YearMasterData] = []
+        for year in years:
+            accounts = []
+            async for raw in iterate_raw(
+                self.api.client, "/3/accounts", "Accounts", {"financialyear": str(year.id)}
+            ):
+                accounts.append(
+                    fx.AccountInfo(
+                        number=int(raw["Number"]),
+                        active=raw.get("Active", True) not in (False, "false"),
+                        cost_center_settings=raw.get("CostCenterSettings") or "ALLOWED",
+                    )
+                )
+            series = [
+                fx.SeriesInfo(code=s.code or "", manual=bool(s.manual))
+                for s in await bk.voucher_series(year.id)
+                if s.code
+            ]
+            year_data.append(
+                fx.YearMasterData(
+                    year=fx.FinancialYear(
+                        id=year.id or 0, from_date=year.from_date, to_date=year.to_date
+                    ),
+                    accounts=accounts,
+                    series=series,
+                )
+            )
+        locked = await bk.locked_period()
+        master = fx.MasterData(
+            years=year_data,
+            cost_centers=[
+                fx.CostCenterInfo(code=c.code or "", active=c.active is not False)
+                for c in await bk.cost_centers()
+                if c.code
+            ],
+            locked_until=getattr(locked, "end_date", None),
+            terms_of_payment=[
+                t.code for t in await self.api.settings.terms_of_payments() if t.code
+            ],
+            warehouse_active=await self.api.stock.warehouse_active(),
+        )
+        digest = _fingerprint(master.model_dump(mode="json"))
+        row = self.edge.db.conn.execute(
+            "SELECT fingerprint FROM fx_seen "
+            "WHERE tenant = ? AND resource = 'masterdata' AND key = ''",
+            (self.tenant,),
+        ).fetchone()
+        if row is not None and row[0] == digest:
+            return
+        with self.edge.db.transaction() as conn:
+            self.edge.log.append(
+                fx.FortnoxMasterDataRefreshed(
+                    id=f"md-{self.tenant}-{digest}-{uuid.uuid4().hex[:8]}",
+                    tenant=self.tenant,
+                    occurred_at=utcnow(),
+                    data=master,
+                )
+            )
+            conn.execute(
+                "INSERT INTO fx_seen (tenant, resource, key, fingerprint) "
+                "VALUES (?, 'masterdata', '', ?) ON CONFLICT (tenant, resource, key) "
+                "DO UPDATE SET fingerprint = excluded.fingerprint",
+                (self.tenant, digest),
+            )
+        log.info("fortnox.masterdata.refreshed", tenant=self.tenant, years=len(year_data))
+
+
+def _money(value: Any) -> Decimal | None:
+    if _clean(value) is None:
+        return None
+    return Decimal(str(value)).quantize(Decimal("0.01"))
+
+
+def _positive(value: Any) -> Decimal | None:
+    if _clean(value) is None:
+        return None
+    number = Decimal(str(value))
+    return number if number > 0 else None
+
+
+def _customer(fields: CustomerFields) -> Customer:
+    # Empty strings, not nulls: the master's cleared field must clear Fortnox's too.
+    return Customer(
+        name=fields.name,
+        organisation_number=fields.organisation_number or "",
+        email=fields.email or "",
+        phone1=fields.phone or "",
+        address1=fields.address1 or "",
+        address2=fields.address2 or "",
+        zip_code=fields.zip_code or "",
+        city=fields.city or "",
+        country_code=fields.country_code or "",
+        type=fields.type.value,
+        active=fields.active,
+    )
+
+
+def shop_error_of(error: BaseException) -> ShopError:
+    if isinstance(error, FortnoxError):
+        return error.shop_error()
+    return shop_error(ErrorKind.FORTNOX_UNAVAILABLE, detail=type(error).__name__)

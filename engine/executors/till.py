@@ -1,0 +1,115 @@
+"""Delivers commands to till back offices over HTTP, in order per tenant.
+
+``POST {endpoint}`` with the command as JSON, ``Idempotency-Key: <command id>`` and the tenant's
+till token as ``Authorization: Bearer``. 2xx = applied (or already applied); 4xx other than
+408/409/425/429 = refused for good (dead letter, the next command goes on); anything else =
+retried with exponential backoff and jitter, holding back the tenant's later commands so the till
+sees them in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+
+import httpx
+import structlog
+
+from engine.embedded.edge import Edge
+from engine.store.outbox import Pending
+from engine.tenants import TenantDirectory
+from topics.errors import ErrorKind, shop_error
+from topics.outcomes import OutcomeStatus
+
+log = structlog.get_logger("kassasync.till.delivery")
+
+RETRYABLE_4XX = {408, 409, 425, 429}
+
+
+class TillDelivery:
+    def __init__(self, edge: Edge, tenants: TenantDirectory, http: httpx.AsyncClient) -> None:
+        self.edge = edge
+        self.tenants = tenants
+        self.http = http
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    async def run(self, stop: asyncio.Event, poll: float = 0.1) -> None:
+        while not stop.is_set():
+            for tenant in self.edge.outbox.tenants_with_work("till"):
+                task = self._tasks.get(tenant)
+                if task is None or task.done():
+                    self._tasks[tenant] = asyncio.create_task(self.deliver_tenant(tenant, stop))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=poll)
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    async def deliver_tenant(self, tenant: str, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            pending = self.edge.outbox.head("till", tenant)
+            if pending is None:
+                return
+            wait = pending.next_at - time.time()
+            if wait > 0:
+                if wait > 1.0:
+                    return  # come back on a later sweep
+                await asyncio.sleep(wait)
+            await self.deliver(pending)
+
+    async def deliver(self, pending: Pending) -> None:
+        config = self.tenants.get(pending.tenant)
+        if config is None or not config.till.endpoint:
+            error = shop_error(ErrorKind.TILL_UNREACHABLE, detail="no till endpoint configured")
+            self.edge.settle(pending, OutcomeStatus.RETRYING, error=error, retry_in=30.0)
+            return
+        headers = {"Idempotency-Key": pending.command_id, "Content-Type": "application/json"}
+        if config.till.token is not None:
+            headers["Authorization"] = f"Bearer {config.till.token.reveal()}"
+        try:
+            response = await self.http.post(
+                config.till.endpoint,
+                content=pending.payload,
+                headers=headers,
+                timeout=config.till.timeout_seconds,
+            )
+        except httpx.HTTPError as failed:
+            self._later(pending, f"{type(failed).__name__}")
+            return
+        status = response.status_code
+        if 200 <= status < 300:
+            self.edge.settle(pending, OutcomeStatus.DONE, result=_result(response))
+        elif 400 <= status < 500 and status not in RETRYABLE_4XX:
+            detail = f"the till refused {pending.type}: {_reason(response)}"
+            error = shop_error(ErrorKind.INVALID_INPUT, detail=detail)
+            self.edge.settle(pending, OutcomeStatus.REJECTED, error=error)
+        else:
+            self._later(pending, f"HTTP {status}")
+
+    def _later(self, pending: Pending, detail: str) -> None:
+        delay = min(60.0, 0.5 * 2.0 ** min(pending.attempts, 7)) * (0.5 + random.random())
+        error = shop_error(ErrorKind.TILL_UNREACHABLE, detail=detail)
+        self.edge.settle(pending, OutcomeStatus.RETRYING, error=error, retry_in=delay)
+
+
+def _result(response: httpx.Response) -> dict[str, str]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    result = body.get("result") if isinstance(body, dict) else None
+    if not isinstance(result, dict):
+        return {}
+    return {str(k): str(v) for k, v in result.items()}
+
+
+def _reason(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}"
+    if isinstance(body, dict) and body.get("error"):
+        return str(body["error"])[:300]
+    return f"HTTP {response.status_code}"

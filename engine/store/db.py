@@ -1,0 +1,127 @@
+"""The embedded runtime's database: one SQLite file holding the topic logs, the state store, the
+outbox, dead letters and the I/O edges' cursors, so a batch commits all of them atomically."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlite_utils
+
+from topics.names import TOPICS, Topic
+
+SCHEMA_VERSION = 1
+
+
+def log_table(topic: Topic | str) -> str:
+    return "log_" + str(topic).replace(".", "_")
+
+
+_DDL = [
+    """CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS offsets (
+        consumer TEXT NOT NULL, topic TEXT NOT NULL, "offset" INTEGER NOT NULL,
+        PRIMARY KEY (consumer, topic)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS state (
+        tenant TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+        PRIMARY KEY (tenant, kind, key)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS outbox (
+        seq INTEGER PRIMARY KEY, command_id TEXT NOT NULL UNIQUE, tenant TEXT NOT NULL,
+        target TEXT NOT NULL, type TEXT NOT NULL, payload BLOB NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+        next_at REAL NOT NULL DEFAULT 0, last_error TEXT, created_at REAL NOT NULL,
+        done_at REAL)""",
+    """CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (target, tenant, status, seq)""",
+    """CREATE TABLE IF NOT EXISTS dead_letters (
+        id TEXT PRIMARY KEY, tenant TEXT NOT NULL, topic TEXT NOT NULL, type TEXT NOT NULL,
+        payload BLOB NOT NULL, error TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'open',
+        created_at REAL NOT NULL, resolved_at REAL)""",
+    """CREATE INDEX IF NOT EXISTS dead_letters_open ON dead_letters (tenant, status)""",
+    """CREATE TABLE IF NOT EXISTS ingest_seen (
+        tenant TEXT NOT NULL, msg_id TEXT NOT NULL, "offset" INTEGER NOT NULL,
+        PRIMARY KEY (tenant, msg_id)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS tenants (
+        id TEXT PRIMARY KEY, api_key_hash TEXT NOT NULL, config TEXT NOT NULL,
+        created_at REAL NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS wake (tenant TEXT PRIMARY KEY, at TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS fx_cursor (
+        tenant TEXT NOT NULL, resource TEXT NOT NULL, cursor TEXT, last_ok REAL,
+        full_sync_at REAL, PRIMARY KEY (tenant, resource)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS fx_seen (
+        tenant TEXT NOT NULL, resource TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL,
+        PRIMARY KEY (tenant, resource, key)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS fx_seq (tenant TEXT PRIMARY KEY, seq INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS feed_offsets (
+        topic TEXT PRIMARY KEY, "offset" TEXT NOT NULL)""",
+]
+
+
+def _topic_ddl(topic: Topic) -> list[str]:
+    table = log_table(topic)
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {table} (
+            "offset" INTEGER PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, tenant TEXT NOT NULL,
+            type TEXT NOT NULL, msg_id TEXT NOT NULL, at TEXT NOT NULL, payload BLOB NOT NULL)""",
+        f"""CREATE INDEX IF NOT EXISTS {table}_tenant ON {table} (tenant, "offset")""",
+    ]
+
+
+class Database:
+    """A SQLite database opened for one process: WAL, one connection, explicit transactions."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            str(path), isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA cache_size=-65536")
+        self.conn = conn
+        self.utils = sqlite_utils.Database(conn)
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self.transaction():
+            for ddl in _DDL:
+                self.conn.execute(ddl)
+            for spec in TOPICS:
+                for ddl in _topic_ddl(spec.topic):
+                    self.conn.execute(ddl)
+            self.conn.execute(
+                "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT; nested use joins the outer transaction."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self.conn
+                finally:
+                    self._depth -= 1
+                return
+            self.conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield self.conn
+            except BaseException:
+                self._depth = 0
+                self.conn.execute("ROLLBACK")
+                raise
+            self._depth = 0
+            self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()

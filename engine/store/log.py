@@ -1,0 +1,128 @@
+"""The durable log: one table per topic, with a global sequence so one consumer can read several
+topics in the order the messages arrived (what one Kafka partition per tenant gives the Kafka
+runtime)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from engine.store.db import Database, log_table
+from topics import registry
+from topics.envelope import Envelope
+from topics.names import Topic
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    topic: Topic
+    offset: int
+    seq: int
+    tenant: str
+    type: str
+    msg_id: str
+    at: str
+    payload: bytes
+
+    def message(self) -> Envelope:
+        return registry.parse(self.payload)
+
+
+class Log:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._seq = self._max_seq()
+
+    def _max_seq(self) -> int:
+        highest = 0
+        for topic in Topic:
+            row = self.db.conn.execute(f"SELECT MAX(seq) FROM {log_table(topic)}").fetchone()
+            if row and row[0] is not None:
+                highest = max(highest, int(row[0]))
+        return highest
+
+    def append(self, message: Envelope) -> int:
+        """Append ``message`` to its topic; returns its offset. Joins an open transaction."""
+        return self.append_raw(Topic(message.TOPIC), message, registry.dump(message))
+
+    def append_raw(self, topic: Topic, message: Envelope, payload: bytes) -> int:
+        with self.db.transaction() as conn:
+            self._seq += 1
+            cur = conn.execute(
+                f"INSERT INTO {log_table(topic)} (seq, tenant, type, msg_id, at, payload) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    self._seq,
+                    message.tenant,
+                    message.type,  # type: ignore[attr-defined]
+                    message.id,
+                    message.occurred_at.isoformat(),
+                    payload,
+                ),
+            )
+            assert cur.lastrowid is not None
+            return cur.lastrowid
+
+    def read(
+        self,
+        topics: Iterable[Topic],
+        after: dict[Topic, int],
+        limit: int,
+        tenant: str | None = None,
+    ) -> list[LogRecord]:
+        """Records after the given offsets, merged across ``topics`` in arrival order."""
+        parts: list[str] = []
+        params: list[object] = []
+        for topic in topics:
+            where = '"offset" > ?'
+            params.append(after.get(topic, 0))
+            if tenant is not None:
+                where += " AND tenant = ?"
+                params.append(tenant)
+            parts.append(
+                f"SELECT '{topic.value}', \"offset\", seq, tenant, type, msg_id, at, payload "
+                f"FROM {log_table(topic)} WHERE {where}"
+            )
+        sql = " UNION ALL ".join(parts) + " ORDER BY seq LIMIT ?"
+        params.append(limit)
+        rows = self.db.conn.execute(sql, params).fetchall()
+        return [
+            LogRecord(Topic(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], bytes(r[7])) for r in rows
+        ]
+
+    def end_offsets(self) -> dict[Topic, int]:
+        out: dict[Topic, int] = {}
+        for topic in Topic:
+            row = self.db.conn.execute(f'SELECT MAX("offset") FROM {log_table(topic)}').fetchone()
+            out[topic] = int(row[0] or 0)
+        return out
+
+    def count(self, topic: Topic, tenant: str | None = None) -> int:
+        if tenant is None:
+            row = self.db.conn.execute(f"SELECT COUNT(*) FROM {log_table(topic)}").fetchone()
+        else:
+            row = self.db.conn.execute(
+                f"SELECT COUNT(*) FROM {log_table(topic)} WHERE tenant = ?", (tenant,)
+            ).fetchone()
+        return int(row[0])
+
+
+class Offsets:
+    """Committed consumer offsets (written in the same transaction as what they cover)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def get(self, consumer: str) -> dict[Topic, int]:
+        rows = self.db.conn.execute(
+            'SELECT topic, "offset" FROM offsets WHERE consumer = ?', (consumer,)
+        ).fetchall()
+        return {Topic(t): int(o) for t, o in rows}
+
+    def commit(self, consumer: str, offsets: dict[Topic, int]) -> None:
+        with self.db.transaction() as conn:
+            conn.executemany(
+                'INSERT INTO offsets (consumer, topic, "offset") VALUES (?, ?, ?) '
+                'ON CONFLICT (consumer, topic) DO UPDATE SET "offset" = excluded."offset"',
+                [(consumer, t.value, o) for t, o in offsets.items()],
+            )

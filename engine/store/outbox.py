@@ -1,0 +1,199 @@
+"""The transactional outbox: commands wait here, in order per tenant and target, until an
+executor has delivered them (or an operator has dealt with them)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from engine.store.db import Database
+from topics import registry
+from topics.envelope import Envelope
+from topics.errors import ShopError
+from topics.names import Topic
+
+TARGETS = {Topic.FORTNOX_COMMANDS.value: "fortnox", Topic.TILL_COMMANDS.value: "till"}
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    seq: int
+    command_id: str
+    tenant: str
+    target: str
+    type: str
+    payload: bytes
+    attempts: int
+    next_at: float
+    last_error: str | None
+
+    def command(self) -> Envelope:
+        return registry.parse(self.payload)
+
+
+class Outbox:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def enqueue(self, command: Envelope, payload: bytes) -> None:
+        """Inside the reconciler's transaction. A command already queued is not queued twice."""
+        self.db.conn.execute(
+            "INSERT OR IGNORE INTO outbox (command_id, tenant, target, type, payload, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                command.id,
+                command.tenant,
+                TARGETS[str(command.TOPIC)],
+                command.type,  # type: ignore[attr-defined]
+                payload,
+                time.time(),
+            ),
+        )
+
+    def head(self, target: str, tenant: str) -> Pending | None:
+        """The oldest undelivered command of a tenant for a target (delivery is in order)."""
+        row = self.db.conn.execute(
+            "SELECT seq, command_id, tenant, target, type, payload, attempts, next_at, last_error "
+            "FROM outbox WHERE target = ? AND tenant = ? AND status = 'pending' "
+            "ORDER BY seq LIMIT 1",
+            (target, tenant),
+        ).fetchone()
+        if row is None:
+            return None
+        return Pending(
+            seq=row[0],
+            command_id=row[1],
+            tenant=row[2],
+            target=row[3],
+            type=row[4],
+            payload=bytes(row[5]),
+            attempts=row[6],
+            next_at=row[7],
+            last_error=row[8],
+        )
+
+    def tenants_with_work(self, target: str) -> list[str]:
+        rows = self.db.conn.execute(
+            "SELECT DISTINCT tenant FROM outbox WHERE target = ? AND status = 'pending'", (target,)
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def done(self, command_id: str) -> None:
+        self.db.conn.execute(
+            "UPDATE outbox SET status = 'done', done_at = ?, attempts = attempts + 1 "
+            "WHERE command_id = ?",
+            (time.time(), command_id),
+        )
+
+    def dead(self, command_id: str, error: str) -> None:
+        self.db.conn.execute(
+            "UPDATE outbox SET status = 'dead', last_error = ?, attempts = attempts + 1 "
+            "WHERE command_id = ?",
+            (error, command_id),
+        )
+
+    def retry_later(self, command_id: str, delay: float, error: str) -> int:
+        row = self.db.conn.execute(
+            "UPDATE outbox SET attempts = attempts + 1, next_at = ?, last_error = ? "
+            "WHERE command_id = ? RETURNING attempts",
+            (time.time() + delay, error, command_id),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def requeue(self, command_id: str) -> bool:
+        cur = self.db.conn.execute(
+            "UPDATE outbox SET status = 'pending', next_at = 0 WHERE command_id = ? "
+            "AND status = 'dead'",
+            (command_id,),
+        )
+        return cur.rowcount > 0
+
+    def discard(self, command_id: str) -> bool:
+        cur = self.db.conn.execute(
+            "UPDATE outbox SET status = 'discarded' WHERE command_id = ? AND status = 'dead'",
+            (command_id,),
+        )
+        return cur.rowcount > 0
+
+    def depth(self, tenant: str | None = None) -> dict[str, int]:
+        sql = "SELECT target, COUNT(*) FROM outbox WHERE status = 'pending'"
+        params: tuple[str, ...] = ()
+        if tenant is not None:
+            sql += " AND tenant = ?"
+            params = (tenant,)
+        rows = self.db.conn.execute(sql + " GROUP BY target", params).fetchall()
+        return {t: int(n) for t, n in rows}
+
+    def oldest_pending(self, tenant: str) -> float | None:
+        row = self.db.conn.execute(
+            "SELECT MIN(created_at) FROM outbox WHERE tenant = ? AND status = 'pending'", (tenant,)
+        ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+
+class DeadLetters:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(
+        self,
+        dead_letter_id: str,
+        tenant: str,
+        topic: str,
+        type_: str,
+        payload: bytes,
+        error: ShopError,
+    ) -> None:
+        self.db.conn.execute(
+            "INSERT OR IGNORE INTO dead_letters "
+            "(id, tenant, topic, type, payload, error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (dead_letter_id, tenant, topic, type_, payload, error.model_dump_json(), time.time()),
+        )
+
+    def list(self, tenant: str | None = None, status: str = "open") -> list[dict[str, object]]:
+        sql = "SELECT id, tenant, topic, type, payload, error, status, created_at FROM dead_letters"
+        sql += " WHERE status = ?"
+        params: list[object] = [status]
+        if tenant is not None:
+            sql += " AND tenant = ?"
+            params.append(tenant)
+        rows = self.db.conn.execute(sql + " ORDER BY created_at", params).fetchall()
+        return [
+            {
+                "id": r[0],
+                "tenant": r[1],
+                "topic": r[2],
+                "type": r[3],
+                "message": json.loads(bytes(r[4])),
+                "error": json.loads(r[5]),
+                "status": r[6],
+                "created_at": r[7],
+            }
+            for r in rows
+        ]
+
+    def get(self, dead_letter_id: str) -> dict[str, object] | None:
+        for status in ("open", "retried", "discarded"):
+            for item in self.list(status=status):
+                if item["id"] == dead_letter_id:
+                    return item
+        return None
+
+    def resolve(self, dead_letter_id: str, status: str) -> bool:
+        cur = self.db.conn.execute(
+            "UPDATE dead_letters SET status = ?, resolved_at = ? WHERE id = ? AND status = 'open'",
+            (status, time.time(), dead_letter_id),
+        )
+        return cur.rowcount > 0
+
+    def count_open(self, tenant: str | None = None) -> int:
+        if tenant is None:
+            row = self.db.conn.execute(
+                "SELECT COUNT(*) FROM dead_letters WHERE status = 'open'"
+            ).fetchone()
+        else:
+            row = self.db.conn.execute(
+                "SELECT COUNT(*) FROM dead_letters WHERE status = 'open' AND tenant = ?", (tenant,)
+            ).fetchone()
+        return int(row[0])
