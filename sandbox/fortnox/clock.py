@@ -86,6 +86,23 @@ def local(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, STOCKHOLM)
 
 
+_EPOCH = datetime(1970, 1, 1)
+
+
+def wall_seconds(ts: float) -> float:
+    """Swedish wall-clock time of ``ts`` as seconds (local time read as if it were UTC).
+
+    ``lastmodified`` compares wall-clock times, as a system storing local times does: in the
+    repeated hour at the end of summer time, a later change can carry an earlier wall time.
+    """
+    return (local(ts).replace(tzinfo=None) - _EPOCH).total_seconds()
+
+
+def wall_of(when: datetime) -> float:
+    """Seconds of a naive Swedish wall-clock time (see :func:`wall_seconds`)."""
+    return (when.replace(tzinfo=None) - _EPOCH).total_seconds()
+
+
 def iso_millis(ts: float) -> str:
     """``2017-12-28T14:59:16.500+01:00``: the timestamp format of the topics feed."""
     return local(ts).isoformat(timespec="milliseconds")

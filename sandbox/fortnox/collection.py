@@ -2,8 +2,9 @@
 
 * records live in a dict by key; a parallel sorted key list gives the default order
   (maintained with :mod:`bisect`, so an insert is a memmove, not a sort);
-* a modification log ``(modified, seq, key)`` sorted by time answers ``lastmodified`` with a
-  binary search instead of a scan (stale entries are skipped and compacted away);
+* a modification log ``(wall-clock modified, seq, key)`` sorted by Swedish wall-clock time
+  answers ``lastmodified`` with a binary search instead of a scan (stale entries are skipped
+  and compacted away);
 * query results (the ordered key list for one set of list parameters) are cached until the
   register changes, so paging through 200 pages of the same query filters once;
 * each record caches the JSON bytes of its list view, so a page of 500 is a ``b",".join``.
@@ -16,6 +17,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from sandbox.fortnox.clock import wall_seconds
 
 SortKey = tuple[Any, ...]
 
@@ -117,7 +120,7 @@ class Collection:
         return rec
 
     def _log(self, rec: Record) -> None:
-        entry = (rec.modified, rec.seq, rec.key)
+        entry = (wall_seconds(rec.modified), rec.seq, rec.key)
         if not self._modlog or self._modlog[-1] <= entry:
             self._modlog.append(entry)
         else:
@@ -127,7 +130,9 @@ class Collection:
         self._changed()
 
     def _compact(self) -> None:
-        self._modlog = sorted((r.modified, r.seq, r.key) for r in self._items.values())
+        self._modlog = sorted(
+            (wall_seconds(r.modified), r.seq, r.key) for r in self._items.values()
+        )
 
     def _changed(self) -> None:
         self.version += 1
@@ -135,7 +140,7 @@ class Collection:
 
     # --- querying --------------------------------------------------------------------------
     def modified_since(self, since: float) -> list[str]:
-        """Keys of live records modified at or after ``since`` (in modification order)."""
+        """Keys of live records modified at or after wall-clock ``since`` (in log order)."""
         start = bisect.bisect_left(self._modlog, (since, -1, ""))
         items = self._items
         out: list[str] = []

@@ -24,7 +24,7 @@ from typing import Any
 from starlette.responses import Response
 
 from sandbox.fortnox import errors as E
-from sandbox.fortnox.clock import STOCKHOLM
+from sandbox.fortnox.clock import wall_of
 from sandbox.fortnox.collection import Record
 
 DEFAULT_LIMIT = 100
@@ -51,7 +51,7 @@ def lowered_params(items: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 
 def parse_lastmodified(value: str) -> float:
-    """Epoch seconds of the start of the given minute, read as Swedish local time."""
+    """The start of the given minute as Swedish wall-clock seconds (see ``clock.wall_seconds``)."""
     m = _LASTMODIFIED.match(value.strip())
     if not m:
         raise E.INVALID_PARAMETER()
@@ -60,7 +60,7 @@ def parse_lastmodified(value: str) -> float:
         when = day.replace(hour=int(m.group("h") or 0), minute=int(m.group("m") or 0))
     except ValueError:
         raise E.INVALID_PARAMETER() from None
-    return when.replace(tzinfo=STOCKHOLM).timestamp()
+    return wall_of(when)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
-from sandbox.fortnox.errors import WarehouseError
+from sandbox.fortnox.errors import FortnoxError, WarehouseError
 from sandbox.fortnox.listing import json_response
 from sandbox.fortnox.payloads import CustomInboundDocument, CustomOutboundDocument, parse_json
 from sandbox.fortnox.resources.articles import adjust_stock
@@ -191,6 +191,16 @@ def save_custom_document(
     return doc
 
 
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = parse_json(await request.body(), request.headers.get("content-type"))
+    except FortnoxError as exc:
+        raise WarehouseError(400, "invalid_request", exc.message) from None
+    if not isinstance(body, dict):
+        raise WarehouseError(400, "invalid_request", "Ett JSON-objekt krävs")
+    return body
+
+
 def _existing(tenant: Tenant, category: str, doc_type: str, doc_id: str) -> dict[str, Any]:
     doc = tenant.custom_documents.get((category, doc_type.upper(), doc_id))
     if doc is None:
@@ -224,9 +234,7 @@ def _add_document_routes(category: str, segment: str) -> None:
     async def put_doc(request: Request, type: str, id: str) -> Response:
         tenant = tenant_of(request)
         _active(tenant)
-        body = parse_json(await request.body(), request.headers.get("content-type"))
-        if not isinstance(body, dict):
-            raise WarehouseError(400, "invalid_request", "Ett JSON-objekt krävs")
+        body = await _json_object(request)
         return json_response(save_custom_document(tenant, category, type, id, body))
 
     async def get_doc(request: Request, type: str, id: str) -> Response:
@@ -277,9 +285,7 @@ async def document_type(request: Request, type: str) -> Response:
 async def register_document_type(request: Request) -> Response:
     tenant = tenant_of(request)
     _active(tenant)
-    body = parse_json(await request.body(), request.headers.get("content-type"))
-    if not isinstance(body, dict):
-        raise WarehouseError(400, "invalid_request", "Ett JSON-objekt krävs")
+    body = await _json_object(request)
     ref = str(body.get("referenceType") or "")
     category = str(body.get("category") or "")
     if category not in ("INBOUND", "OUTBOUND"):
