@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -59,6 +59,9 @@ LIST_FIELDS = [
     "VoucherSeries",
     "Year",
 ]
+
+
+CENT = Decimal("0.01")
 
 
 def _fmt(value: Decimal) -> str:
@@ -142,8 +145,8 @@ def create_voucher(tenant: Tenant, given: dict[str, Any], query: dict[str, str])
             raise E.COST_CENTER_REQUIRED(account=number)
         if row.get("Project"):
             raise E.PROJECT_MISSING()
-        d = Decimal(str(row.get("Debit") or 0)).quantize(Decimal("0.01"))
-        c = Decimal(str(row.get("Credit") or 0)).quantize(Decimal("0.01"))
+        d = Decimal(str(row.get("Debit") or 0)).quantize(CENT, rounding=ROUND_HALF_UP)
+        c = Decimal(str(row.get("Credit") or 0)).quantize(CENT, rounding=ROUND_HALF_UP)
         debit += d
         credit += c
         out_rows.append(
