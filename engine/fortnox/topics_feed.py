@@ -176,11 +176,14 @@ class TopicsFeed:
         """Follow the feed until :meth:`stop`; reconnects with backoff, resuming from offsets."""
         failures = 0
         while not self._stopping.is_set():
+            reason = "closed"
             try:
                 await self._session()
-                failures = 0
             except asyncio.CancelledError:
                 raise
+            except _CallbackFailed:
+                reason = "callback_failed"
+                failures += 1  # a failing event must not replay in a tight loop
             except (
                 ConnectionClosed,
                 InvalidHandshake,
@@ -188,25 +191,26 @@ class TopicsFeed:
                 OSError,
                 TimeoutError,
                 FeedProtocolError,
-                _CallbackFailed,
             ) as exc:
-                self.stats.failures += 1
-                failures += 1
-                if self._stopping.is_set():
-                    break
-                delay = random.uniform(0, min(self.backoff_max, self.backoff_base * 2**failures))
-                log.warning(
-                    "fortnox.feed.reconnect",
-                    error=type(exc).__name__,
-                    attempt=failures,
-                    backoff=round(delay, 3),
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+                reason = type(exc).__name__
+                failures = 1 if self.subscribed.is_set() else failures + 1
+            else:
+                failures = 1 if self.subscribed.is_set() else failures + 1
             finally:
                 self.stats.connected = False
                 self.subscribed.clear()
                 self._ws = None
+            if self._stopping.is_set():
+                break
+            self.stats.failures += 1
+            delay = random.uniform(
+                self.backoff_base / 2, min(self.backoff_max, self.backoff_base * 2**failures)
+            )
+            log.warning(
+                "fortnox.feed.reconnect", reason=reason, attempt=failures, backoff=round(delay, 3)
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
 
     async def _session(self) -> None:
         async with self._connect(self.url) as ws:

@@ -3,7 +3,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from engine.fortnox.client import FortnoxClient
 from engine.fortnox.errors import (
+    FortnoxError,
     NotFound,
     RateLimited,
     SeriesNotManual,
@@ -33,11 +35,13 @@ def scripted(fake: FakeFortnox, outcomes: list[object]) -> httpx.MockTransport:
     return httpx.MockTransport(handler)
 
 
-async def client_with(outcomes: list[object], **kw: object) -> tuple[object, FakeFortnox]:
+async def client_with(
+    outcomes: list[object], retry: RetryPolicy | None = None
+) -> tuple[FortnoxClient, FakeFortnox]:
     clock = FakeClock()
     fake = FakeFortnox()
     store = await seeded_store(fake, now=clock())
-    client = make_client(fake, store, clock=clock, transport=scripted(fake, outcomes), **kw)  # type: ignore[arg-type]
+    client = make_client(fake, store, clock=clock, transport=scripted(fake, outcomes), retry=retry)
     return client, fake
 
 
@@ -54,15 +58,15 @@ async def test_get_is_retried_on_5xx_and_timeouts() -> None:
     client, fake = await client_with(
         [500, httpx.ReadTimeout("slow", request=req), 503, {"ok": True}]
     )
-    assert await client.get_json("/3/articles") == {"ok": True}  # type: ignore[attr-defined]
+    assert await client.get_json("/3/articles") == {"ok": True}
     assert len(fake.api_calls) == 4
 
 
 async def test_get_gives_up_after_the_attempts() -> None:
     client, fake = await client_with([502] * 10, retry=RetryPolicy(attempts=3))
-    with pytest.raises(Exception) as info:
-        await client.get_json("/3/articles")  # type: ignore[attr-defined]
-    assert info.value.shop_error().kind.value == "fortnox_unavailable"  # type: ignore[attr-defined]
+    with pytest.raises(FortnoxError) as info:
+        await client.get_json("/3/articles")
+    assert info.value.shop_error().kind.value == "fortnox_unavailable"
     assert len(fake.api_calls) == 3
 
 
@@ -70,7 +74,7 @@ async def test_post_5xx_is_unknown_outcome_and_not_retried() -> None:
     client, fake = await client_with([500, {"Voucher": {}}])
     body = {"Voucher": {"Description": "Z 7"}}
     with pytest.raises(UnknownOutcome) as info:
-        await client.send_json("POST", "/3/vouchers", body, params={"financialyear": 3})  # type: ignore[attr-defined]
+        await client.send_json("POST", "/3/vouchers", body, params={"financialyear": 3})
     assert len(fake.api_calls) == 1
     assert info.value.payload == body
     assert info.value.params == {"financialyear": 3}
@@ -86,7 +90,7 @@ async def test_post_read_error_after_send_is_unknown_outcome() -> None:
     ):
         client, fake = await client_with([exc, {"Voucher": {}}])
         with pytest.raises(UnknownOutcome):
-            await client.send_json("POST", "/3/vouchers", {})  # type: ignore[attr-defined]
+            await client.send_json("POST", "/3/vouchers", {})
         assert len(fake.api_calls) == 1
 
 
@@ -95,7 +99,7 @@ async def test_post_retried_only_when_it_never_left() -> None:
     client, fake = await client_with(
         [httpx.ConnectError("refused", request=req), 429, {"Voucher": {"VoucherNumber": 1}}]
     )
-    data = await client.send_json("POST", "/3/vouchers", {})  # type: ignore[attr-defined]
+    data = await client.send_json("POST", "/3/vouchers", {})
     assert data == {"Voucher": {"VoucherNumber": 1}}
     assert len(fake.api_calls) == 3
 
@@ -106,18 +110,18 @@ async def test_connect_errors_give_up_as_transport_failure() -> None:
         [httpx.ConnectError("refused", request=req)] * 5, retry=RetryPolicy(attempts=2)
     )
     with pytest.raises(TransportFailure):
-        await client.get_json("/3/articles")  # type: ignore[attr-defined]
+        await client.get_json("/3/articles")
     assert len(fake.api_calls) == 2
 
 
 async def test_429_pauses_the_tenant_and_retries() -> None:
     metrics = RecordingMetrics()
-    client, fake = await client_with([429, 429, {"ok": 1}])
-    client.metrics = metrics  # type: ignore[attr-defined]
-    start = client.limiter._clock()  # type: ignore[attr-defined]
-    assert await client.get_json("/3/articles") == {"ok": 1}  # type: ignore[attr-defined]
-    assert client.limiter.stats.penalties == 2  # type: ignore[attr-defined]
-    assert client.limiter._clock() - start >= 10.0  # type: ignore[attr-defined]
+    client, _fake = await client_with([429, 429, {"ok": 1}])
+    client.metrics = metrics
+    start = client.limiter._clock()
+    assert await client.get_json("/3/articles") == {"ok": 1}
+    assert client.limiter.stats.penalties == 2
+    assert client.limiter._clock() - start >= 10.0
     assert metrics.statuses == {"429": 2, "200": 1}
     assert metrics.retries["429"] == 2
 
@@ -125,7 +129,7 @@ async def test_429_pauses_the_tenant_and_retries() -> None:
 async def test_429_forever_raises_rate_limited() -> None:
     client, _ = await client_with([429] * 20, retry=RetryPolicy(rate_limited_attempts=3))
     with pytest.raises(RateLimited):
-        await client.get_json("/3/articles")  # type: ignore[attr-defined]
+        await client.get_json("/3/articles")
 
 
 async def test_errors_are_typed_with_context() -> None:

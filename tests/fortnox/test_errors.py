@@ -8,7 +8,10 @@ from topics.errors import ErrorKind
 
 def test_error_information_in_both_casings() -> None:
     pascal = b'{"ErrorInformation":{"Error":1,"Message":"Kan inte hitta artikeln.","Code":2000428}}'
-    lower = b'{"ErrorInformation":{"error":1,"message":"Ett ogiltigt filter har anv\xc3\xa4nts.","code":2000587}}'
+    lower = (
+        b'{"ErrorInformation":{"error":1,'
+        b'"message":"Ett ogiltigt filter har anv\xc3\xa4nts.","code":2000587}}'
+    )
     p = e.parse_error_body(404, pascal)
     low = e.parse_error_body(400, lower)
     assert (p.code, p.message) == (2000428, "Kan inte hitta artikeln.")
