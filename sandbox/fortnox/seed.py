@@ -142,7 +142,7 @@ CUSTOMER_ROWS: list[dict[str, Any]] = [
     },
 ]
 
-#: (article number, description, VAT, price incl. VAT in list A, stock, unit, type)
+#: (article number, description, VAT %, price in list A excl. VAT, stock, unit, type)
 ARTICLE_ROWS: list[tuple[str, str, float, float, float, str, str]] = [
     ("1001", "Kaffe bryggmalet 450 g", 12.0, 69.0, 40, "st", "STOCK"),
     ("1002", "Kaffe hela bönor 1 kg", 12.0, 189.0, 25, "st", "STOCK"),
