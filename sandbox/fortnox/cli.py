@@ -10,8 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import socket
 import sys
+import threading
+from types import FrameType
 
 import uvicorn
 
@@ -111,7 +114,16 @@ def run(args: argparse.Namespace) -> int:
         lifespan="off",
         timeout_graceful_shutdown=2,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    server = uvicorn.Server(config)
+    if threading.current_thread() is threading.main_thread():
+        # uvicorn re-raises the signal it shut down for once it has restored the previous
+        # handlers; with these in place that ends in a clean return (exit status 0).
+        def stop(_signum: int, _frame: FrameType | None) -> None:
+            server.should_exit = True
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, stop)
+    server.run(sockets=[sock])
     return 0
 
 

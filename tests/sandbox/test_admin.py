@@ -32,7 +32,9 @@ async def test_create_tenant_with_clients_licences_and_warehouse(admin: httpx.As
     tokens = (await admin.post("/_sandbox/tenants/555/tokens", json={"client_id": "till-x"})).json()
     auth = {"Authorization": f"Bearer {tokens['access_token']}"}
     assert (await admin.get("/api/warehouse/tenants-v4", headers=auth)).json()["activated"] is True
-    assert (await admin.get("/3/customers", headers=auth)).json()["MetaInformation"]["@TotalResources"] == 5
+    assert (await admin.get("/3/customers", headers=auth)).json()["MetaInformation"][
+        "@TotalResources"
+    ] == 5
     no_licence = await admin.get("/3/accounts", headers=auth)
     assert no_licence.json()["ErrorInformation"]["code"] == 2001101
     assert (await admin.post("/_sandbox/tenants", json={"tenant_id": 555})).status_code == 409
@@ -55,7 +57,9 @@ async def test_state_dump(admin: httpx.AsyncClient, demo: Seeded) -> None:
     assert {fy["Id"] for fy in full["financialyears"]} == {1, 2}
     assert full["financialyears"][0]["vouchers"][0]["VoucherSeries"] == "F"
     assert full["consents"][0]["client_id"] == "kassasync-demo"
-    some = (await admin.get(f"/_sandbox/tenants/{demo.tenant.id}", params={"registers": "units"})).json()
+    some = (
+        await admin.get(f"/_sandbox/tenants/{demo.tenant.id}", params={"registers": "units"})
+    ).json()
     assert "units" in some and "articles" not in some
     assert (await admin.get("/_sandbox/tenants/1")).status_code == 404
 
@@ -66,29 +70,44 @@ async def test_user_edits_touch_lastmodified_and_publish(
     tid = demo.tenant.id
     before = demo.tenant.articles.get("1001").modified  # type: ignore[union-attr]
     state.clock.advance(90)
-    r = await admin.patch(f"/_sandbox/tenants/{tid}/records/articles/1001", json={"Description": "Ny text"})
+    r = await admin.patch(
+        f"/_sandbox/tenants/{tid}/records/articles/1001", json={"Description": "Ny text"}
+    )
     assert r.status_code == 200 and r.json()["_lastmodified"] > before
     assert state.feed.events("articles", tid)[-1]["type"] == "article-updated-v1"
-    created = await admin.post(f"/_sandbox/tenants/{tid}/records/customers", json={"Name": "Från UI"})
+    created = await admin.post(
+        f"/_sandbox/tenants/{tid}/records/customers", json={"Name": "Från UI"}
+    )
     assert created.status_code == 201
     assert state.feed.events("customers", tid)[-1]["type"] == "customer-created-v1"
     bad = await admin.post(f"/_sandbox/tenants/{tid}/records/customers", json={"Nom": "x"})
     assert bad.status_code == 400
-    await admin.delete(f"/_sandbox/tenants/{tid}/records/customers/{created.json()['CustomerNumber']}")
+    await admin.delete(
+        f"/_sandbox/tenants/{tid}/records/customers/{created.json()['CustomerNumber']}"
+    )
     assert state.feed.events("customers", tid)[-1]["type"] == "customer-deleted-v1"
-    cc = await admin.patch(f"/_sandbox/tenants/{tid}/records/costcenters/100", json={"Active": False})
+    cc = await admin.patch(
+        f"/_sandbox/tenants/{tid}/records/costcenters/100", json={"Active": False}
+    )
     assert cc.json()["Active"] is False
     assert state.feed.events("cost-centers", tid)[-1]["type"] == "cost-center-updated-v1"
     price = await admin.put(f"/_sandbox/tenants/{tid}/prices/A/1002/0", json={"Price": 199})
     assert price.json()["Price"] == 199.0
     assert demo.tenant.articles.get("1002").data["SalesPrice"] == 199.0  # type: ignore[union-attr]
-    fy = (await admin.post(f"/_sandbox/tenants/{tid}/financialyears", json={"FromDate": "2040-01-01", "ToDate": "2040-12-31"})).json()
+    fy = (
+        await admin.post(
+            f"/_sandbox/tenants/{tid}/financialyears",
+            json={"FromDate": "2040-01-01", "ToDate": "2040-12-31"},
+        )
+    ).json()
     assert fy["Id"] == 3
     series = await admin.patch(
         f"/_sandbox/tenants/{tid}/financialyears/3/voucherseries/B", json={"Manual": True}
     )
     assert series.json()["Manual"] is True
-    acct = await admin.patch(f"/_sandbox/tenants/{tid}/financialyears/3/accounts/1910", json={"Active": False})
+    acct = await admin.patch(
+        f"/_sandbox/tenants/{tid}/financialyears/3/accounts/1910", json={"Active": False}
+    )
     assert acct.json()["Active"] is False
     locked = await admin.patch(f"/_sandbox/tenants/{tid}", json={"locked_until": "2040-03-31"})
     assert locked.json()["locked_until"] == "2040-03-31"
@@ -100,7 +119,9 @@ async def test_webshop_sale_is_atomic(
     tid = demo.tenant.id
     results = await asyncio.gather(
         *[
-            admin.post(f"/_sandbox/tenants/{tid}/webshop-sale", json={"article": "1001", "quantity": 1})
+            admin.post(
+                f"/_sandbox/tenants/{tid}/webshop-sale", json={"article": "1001", "quantity": 1}
+            )
             for _ in range(10)
         ]
     )
@@ -126,7 +147,9 @@ async def test_clock(admin: httpx.AsyncClient, state: SandboxState) -> None:
     before = (await admin.get("/_sandbox/clock")).json()["epoch"]
     after = (await admin.post("/_sandbox/clock/advance", json={"days": 2, "hours": 1})).json()
     assert after["epoch"] - before >= 2 * 86400 + 3600
-    assert (await admin.post("/_sandbox/clock/set", json={"now": "2001-01-01T00:00:00"})).status_code == 400
+    assert (
+        await admin.post("/_sandbox/clock/set", json={"now": "2001-01-01T00:00:00"})
+    ).status_code == 400
     frozen = (await admin.post("/_sandbox/clock/freeze")).json()
     assert frozen["frozen"] is True
     await asyncio.sleep(0.02)

@@ -42,16 +42,30 @@ async def test_invoice_totals_due_date_and_payments(
     number = inv["DocumentNumber"]
     part = await api.post(
         "/3/invoicepayments",
-        json={"InvoicePayment": {"InvoiceNumber": int(number), "Amount": 100, "PaymentDate": today.isoformat()}},
+        json={
+            "InvoicePayment": {
+                "InvoiceNumber": int(number),
+                "Amount": 100,
+                "PaymentDate": today.isoformat(),
+            }
+        },
     )
     assert part.status_code == 201
     payment = part.json()["InvoicePayment"]
     assert payment["Booked"] is False and payment["InvoiceTotal"] == str(int(inv["Total"]))
-    assert (await api.get(f"/3/invoices/{number}")).json()["Invoice"]["Balance"] == inv["Total"] - 100
+    assert (await api.get(f"/3/invoices/{number}")).json()["Invoice"]["Balance"] == inv[
+        "Total"
+    ] - 100
     rest = inv["Total"] - 100
     await api.post(
         "/3/invoicepayments",
-        json={"InvoicePayment": {"InvoiceNumber": int(number), "Amount": rest, "PaymentDate": today.isoformat()}},
+        json={
+            "InvoicePayment": {
+                "InvoiceNumber": int(number),
+                "Amount": rest,
+                "PaymentDate": today.isoformat(),
+            }
+        },
     )
     paid = (await api.get(f"/3/invoices/{number}")).json()["Invoice"]
     assert paid["Balance"] == 0 and paid["FinalPayDate"] == today.isoformat()
@@ -67,17 +81,25 @@ async def test_invoice_totals_due_date_and_payments(
     assert error_info(locked)[0] == 2999024
 
 
-async def test_payment_rules_and_search(api: httpx.AsyncClient, demo: Seeded, state: SandboxState) -> None:
-    missing = await api.post("/3/invoicepayments", json={"InvoicePayment": {"InvoiceNumber": 999, "Amount": 1}})
+async def test_payment_rules_and_search(
+    api: httpx.AsyncClient, demo: Seeded, state: SandboxState
+) -> None:
+    missing = await api.post(
+        "/3/invoicepayments", json={"InvoicePayment": {"InvoiceNumber": 999, "Amount": 1}}
+    )
     assert error_info(missing)[0] == 2000434
     early = await api.post(
         "/3/invoicepayments",
         json={"InvoicePayment": {"InvoiceNumber": 3, "Amount": 1, "PaymentDate": "2000-01-01"}},
     )
     assert error_info(early)[0] == 2999023
-    created = await api.post("/3/invoicepayments", json={"InvoicePayment": {"InvoiceNumber": 3, "Amount": 10}})
+    created = await api.post(
+        "/3/invoicepayments", json={"InvoicePayment": {"InvoiceNumber": 3, "Amount": 10}}
+    )
     number = created.json()["InvoicePayment"]["Number"]
-    hits = (await api.get("/3/invoicepayments", params={"invoicenumber": "3"})).json()["InvoicePayments"]
+    hits = (await api.get("/3/invoicepayments", params={"invoicenumber": "3"})).json()[
+        "InvoicePayments"
+    ]
     assert {p["InvoiceNumber"] for p in hits} == {3}
     updated = await api.put(f"/3/invoicepayments/{number}", json={"InvoicePayment": {"Amount": 20}})
     assert updated.json()["InvoicePayment"]["Amount"] == 20.0
@@ -86,7 +108,9 @@ async def test_payment_rules_and_search(api: httpx.AsyncClient, demo: Seeded, st
     last = state.feed.events("invoices", demo.tenant.id)[-1]
     assert (last["type"], last["entityId"]) == ("invoicepayment-deleted-v1", number)
     # sortorder is ignored on invoice payments (softwerkab/fortnox-csharp-api-sdk#253)
-    desc = await api.get("/3/invoicepayments", params={"sortby": "paymentdate", "sortorder": "descending"})
+    desc = await api.get(
+        "/3/invoicepayments", params={"sortby": "paymentdate", "sortorder": "descending"}
+    )
     numbers = [p["Number"] for p in desc.json()["InvoicePayments"]]
     assert numbers == sorted(numbers, key=int)
 
@@ -94,7 +118,9 @@ async def test_payment_rules_and_search(api: httpx.AsyncClient, demo: Seeded, st
 async def test_invoice_lifecycle(api: httpx.AsyncClient) -> None:
     r = await api.post("/3/invoices", json={"Invoice": {"CustomerNumber": "404"}})
     assert error_info(r) == (2000204, "Kunde inte hitta kund")
-    inv = (await api.post("/3/invoices", json={"Invoice": {"CustomerNumber": "1"}})).json()["Invoice"]
+    inv = (await api.post("/3/invoices", json={"Invoice": {"CustomerNumber": "1"}})).json()[
+        "Invoice"
+    ]
     n = inv["DocumentNumber"]
     upd = await api.put(f"/3/invoices/{n}", json={"Invoice": {"YourOrderNumber": "PO-1"}})
     assert upd.json()["Invoice"]["YourOrderNumber"] == "PO-1"
@@ -128,21 +154,28 @@ async def test_orders_search_is_substring_and_list_view_is_a_subset(
     assert order["OrderRows"][0]["DeliveredQuantity"] == "0"
     assert (order["Net"], order["TotalVAT"], order["Total"]) == (128.0, 15.36, 143.0)
     assert order["RoundOff"] == -0.36
-    hits = (await api.get("/3/orders", params={"externalinvoicereference1": "K1-1"})).json()["Orders"]
+    hits = (await api.get("/3/orders", params={"externalinvoicereference1": "K1-1"})).json()[
+        "Orders"
+    ]
     assert sorted(o["ExternalInvoiceReference1"] for o in hits) == ["K1-1", "K1-10", "K1-100"]
     assert "YourOrderNumber" not in hits[0]
-    by_your = (await api.get("/3/orders", params={"yourordernumber": "KVITTO K1-10"})).json()["Orders"]
+    by_your = (await api.get("/3/orders", params={"yourordernumber": "KVITTO K1-10"})).json()[
+        "Orders"
+    ]
     assert len(by_your) == 2
     by_doc = (await api.get("/3/orders", params={"documentnumber": order["DocumentNumber"]})).json()
     assert by_doc["Orders"][0]["DocumentNumber"] == order["DocumentNumber"]
-    bad = await api.post("/3/orders", json={"Order": {"CustomerNumber": "3", "TermsOfPayment": "45"}})
+    bad = await api.post(
+        "/3/orders", json={"Order": {"CustomerNumber": "3", "TermsOfPayment": "45"}}
+    )
     assert error_info(bad)[0] == 2000429
     too_long = await api.post(
         "/3/orders", json={"Order": {"CustomerNumber": "3", "ExternalInvoiceReference1": "x" * 81}}
     )
     assert error_info(too_long)[0] == 2999018
     no_article = await api.post(
-        "/3/orders", json={"Order": {"CustomerNumber": "3", "OrderRows": [{"ArticleNumber": "ZZZ"}]}}
+        "/3/orders",
+        json={"Order": {"CustomerNumber": "3", "OrderRows": [{"ArticleNumber": "ZZZ"}]}},
     )
     assert error_info(no_article) == (2001302, 'Kunde inte hitta artikel "ZZZ"')
     n = order["DocumentNumber"]

@@ -24,15 +24,21 @@ async def test_latency(api: httpx.AsyncClient, admin: httpx.AsyncClient) -> None
     assert time.monotonic() - started < 0.1
 
 
-async def test_5xx_for_the_next_n_requests(api: httpx.AsyncClient, admin: httpx.AsyncClient) -> None:
-    r = await admin.post("/_sandbox/faults/errors", json={"next": 2, "status": 503, "method": "GET"})
+async def test_5xx_for_the_next_n_requests(
+    api: httpx.AsyncClient, admin: httpx.AsyncClient
+) -> None:
+    r = await admin.post(
+        "/_sandbox/faults/errors", json={"next": 2, "status": 503, "method": "GET"}
+    )
     assert r.json()["errors"]["remaining"] == 2
     first, second, third = [await api.get("/3/customers") for _ in range(3)]
     assert (first.status_code, second.status_code, third.status_code) == (503, 503, 200)
     assert error_info(first) == (1000003, "System exception")
 
 
-async def test_5xx_ratio(api: httpx.AsyncClient, admin: httpx.AsyncClient, state: SandboxState) -> None:
+async def test_5xx_ratio(
+    api: httpx.AsyncClient, admin: httpx.AsyncClient, state: SandboxState
+) -> None:
     state.faults.rng.seed(7)
     await admin.post("/_sandbox/faults/errors", json={"ratio": 0.5})
     codes = [(await api.get("/3/units")).status_code for _ in range(60)]
@@ -52,7 +58,9 @@ async def test_429_storm(api: httpx.AsyncClient, admin: httpx.AsyncClient) -> No
 async def test_drop_after_commit_commits_then_fails_the_transport(
     api: httpx.AsyncClient, admin: httpx.AsyncClient, demo: Seeded
 ) -> None:
-    await admin.post("/_sandbox/faults/drop-after-commit", json={"next": 1, "path_prefix": "/3/orders"})
+    await admin.post(
+        "/_sandbox/faults/drop-after-commit", json={"next": 1, "path_prefix": "/3/orders"}
+    )
     assert (await api.get("/3/orders")).status_code == 200  # reads are not affected
     body = {"Order": {"CustomerNumber": "1", "ExternalInvoiceReference1": "kvitto-42"}}
     with pytest.raises(httpx.TransportError) as caught:
@@ -76,12 +84,16 @@ async def test_drop_fault_waits_for_a_successful_write(
     assert (await api.get("/3/customers/1")).json()["Customer"]["City"] == "Luleå"
 
 
-async def test_expire_all_tokens_then_refresh_works(
-    admin: httpx.AsyncClient, demo: Seeded
-) -> None:
+async def test_expire_all_tokens_then_refresh_works(admin: httpx.AsyncClient, demo: Seeded) -> None:
     _, query = await authorize(admin, demo)
     tokens = (
-        await token(admin, demo, grant_type="authorization_code", code=query["code"][0], redirect_uri=REDIRECT)
+        await token(
+            admin,
+            demo,
+            grant_type="authorization_code",
+            code=query["code"][0],
+            redirect_uri=REDIRECT,
+        )
     ).json()
     auth = {"Authorization": f"Bearer {tokens['access_token']}"}
     assert (await admin.get("/3/units", headers=auth)).status_code == 200
@@ -89,9 +101,13 @@ async def test_expire_all_tokens_then_refresh_works(
     assert expired.json()["expired"] >= 1
     r = await admin.get("/3/units", headers=auth)
     assert r.status_code == 401 and r.content == b'{"message":"unauthorized"}'
-    fresh = await token(admin, demo, grant_type="refresh_token", refresh_token=tokens["refresh_token"])
+    fresh = await token(
+        admin, demo, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
+    )
     assert fresh.status_code == 200
-    ok = await admin.get("/3/units", headers={"Authorization": f"Bearer {fresh.json()['access_token']}"})
+    ok = await admin.get(
+        "/3/units", headers={"Authorization": f"Bearer {fresh.json()['access_token']}"}
+    )
     assert ok.status_code == 200
 
 
@@ -100,14 +116,25 @@ async def test_revoked_consent_kills_refresh_and_bearer(
 ) -> None:
     _, query = await authorize(admin, demo)
     tokens = (
-        await token(admin, demo, grant_type="authorization_code", code=query["code"][0], redirect_uri=REDIRECT)
+        await token(
+            admin,
+            demo,
+            grant_type="authorization_code",
+            code=query["code"][0],
+            redirect_uri=REDIRECT,
+        )
     ).json()
     r = await admin.post("/_sandbox/faults/revoke-consent", json={"tenant_id": demo.tenant.id})
     assert r.json() == {"revoked": 1}
     api = await admin.get("/3/units", headers={"Authorization": f"Bearer {tokens['access_token']}"})
     assert api.status_code == 401
-    refresh = await token(admin, demo, grant_type="refresh_token", refresh_token=tokens["refresh_token"])
-    assert refresh.json() == {"error": "invalid_grant", "error_description": "Invalid refresh token"}
+    refresh = await token(
+        admin, demo, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
+    )
+    assert refresh.json() == {
+        "error": "invalid_grant",
+        "error_description": "Invalid refresh token",
+    }
 
 
 async def test_counters_by_route_template_and_status(
@@ -126,7 +153,12 @@ async def test_counters_by_route_template_and_status(
         "GET /3/articles/{ArticleNumber}": 3,
     }
     assert counts["by_status"] == {"200": 3, "404": 1}
-    assert {"method": "GET", "path": "/3/articles/{ArticleNumber}", "status": 404, "count": 1} in counts["counts"]
+    assert {
+        "method": "GET",
+        "path": "/3/articles/{ArticleNumber}",
+        "status": 404,
+        "count": 1,
+    } in counts["counts"]
     everyone = (await admin.get("/_sandbox/counters")).json()
     assert everyone["unauthenticated"]["by_status"] == {"401": 1}
     await admin.delete(f"/_sandbox/tenants/{demo.tenant.id}/counters")

@@ -66,7 +66,13 @@ async def test_voucher_file_connection(api: httpx.AsyncClient, demo: Seeded) -> 
     )
     number = str(v.json()["Voucher"]["VoucherNumber"])
     f = (await upload(api, "/3/inbox")).json()["File"]
-    body = {"VoucherFileConnection": {"FileId": f["ArchiveFileId"], "VoucherNumber": number, "VoucherSeries": "F"}}
+    body = {
+        "VoucherFileConnection": {
+            "FileId": f["ArchiveFileId"],
+            "VoucherNumber": number,
+            "VoucherSeries": "F",
+        }
+    }
     created = await api.post("/3/voucherfileconnections", json=body)
     assert created.status_code == 201
     conn = created.json()["VoucherFileConnection"]

@@ -52,14 +52,20 @@ async def test_unknown_parameter_is_2000588(api: httpx.AsyncClient) -> None:
     assert r.json() == {
         "ErrorInformation": {"error": 1, "message": "Ogiltig parameter i anropet.", "code": 2000588}
     }
-    assert (await api.get("/3/termsofpayments", params={"lastmodified": "2025-01-01"})).status_code == 400
+    assert (
+        await api.get("/3/termsofpayments", params={"lastmodified": "2025-01-01"})
+    ).status_code == 400
 
 
 async def test_invalid_filter_is_2000587_lower_case(api: httpx.AsyncClient) -> None:
     r = await api.get("/3/invoices", params={"filter": "bogus"})
     assert r.status_code == 400
     assert r.json() == {
-        "ErrorInformation": {"error": 1, "message": "Ett ogiltigt filter har använts.", "code": 2000587}
+        "ErrorInformation": {
+            "error": 1,
+            "message": "Ett ogiltigt filter har använts.",
+            "code": 2000587,
+        }
     }
 
 

@@ -38,7 +38,9 @@ async def authorize(
 
 async def token(admin: httpx.AsyncClient, demo: Seeded, **form: str) -> httpx.Response:
     return await admin.post(
-        "/oauth-v1/token", data=form, headers=basic(demo.client.client_id, demo.client.client_secret)
+        "/oauth-v1/token",
+        data=form,
+        headers=basic(demo.client.client_id, demo.client.client_secret),
     )
 
 
@@ -72,10 +74,16 @@ async def test_authorization_code_flow_gives_working_tokens(
     )
     assert api.status_code == 200
     # the token lacks the "order" scope
-    orders = await admin.get("/3/orders", headers={"Authorization": f"Bearer {body['access_token']}"})
+    orders = await admin.get(
+        "/3/orders", headers={"Authorization": f"Bearer {body['access_token']}"}
+    )
     assert orders.status_code == 403
     assert orders.json() == {
-        "ErrorInformation": {"error": 1, "message": "Har inte behörighet för scope", "code": 2000663}
+        "ErrorInformation": {
+            "error": 1,
+            "message": "Har inte behörighet för scope",
+            "code": 2000663,
+        }
     }
 
 
@@ -113,13 +121,21 @@ async def test_refresh_rotates_and_reuse_is_invalid_grant(
     _, query = await authorize(admin, demo)
     first = (
         await token(
-            admin, demo, grant_type="authorization_code", code=query["code"][0], redirect_uri=REDIRECT
+            admin,
+            demo,
+            grant_type="authorization_code",
+            code=query["code"][0],
+            redirect_uri=REDIRECT,
         )
     ).json()
-    second = await token(admin, demo, grant_type="refresh_token", refresh_token=first["refresh_token"])
+    second = await token(
+        admin, demo, grant_type="refresh_token", refresh_token=first["refresh_token"]
+    )
     assert second.status_code == 200
     assert second.json()["refresh_token"] != first["refresh_token"]
-    reuse = await token(admin, demo, grant_type="refresh_token", refresh_token=first["refresh_token"])
+    reuse = await token(
+        admin, demo, grant_type="refresh_token", refresh_token=first["refresh_token"]
+    )
     assert reuse.status_code == 400
     assert reuse.json() == {"error": "invalid_grant", "error_description": "Invalid refresh token"}
     third = await token(
@@ -134,11 +150,17 @@ async def test_refresh_token_lives_45_days(
     _, query = await authorize(admin, demo)
     first = (
         await token(
-            admin, demo, grant_type="authorization_code", code=query["code"][0], redirect_uri=REDIRECT
+            admin,
+            demo,
+            grant_type="authorization_code",
+            code=query["code"][0],
+            redirect_uri=REDIRECT,
         )
     ).json()
     state.clock.advance(44 * 86400)
-    second = await token(admin, demo, grant_type="refresh_token", refresh_token=first["refresh_token"])
+    second = await token(
+        admin, demo, grant_type="refresh_token", refresh_token=first["refresh_token"]
+    )
     assert second.status_code == 200
     state.clock.advance(45 * 86400 + 1)
     late = await token(
@@ -170,7 +192,10 @@ async def test_client_credentials_need_tenant_and_service_consent(
     ok = await admin.post(
         "/oauth-v1/token",
         data={"grant_type": "client_credentials"},
-        headers={**basic(demo.client.client_id, demo.client.client_secret), "TenantId": str(demo.tenant.id)},
+        headers={
+            **basic(demo.client.client_id, demo.client.client_secret),
+            "TenantId": str(demo.tenant.id),
+        },
     )
     assert ok.status_code == 200
     assert "refresh_token" not in ok.json()
@@ -181,7 +206,10 @@ async def test_client_credentials_need_tenant_and_service_consent(
     user_only = await admin.post(
         "/oauth-v1/token",
         data={"grant_type": "client_credentials"},
-        headers={**basic(demo.client.client_id, demo.client.client_secret), "TenantId": str(demo.tenant.id)},
+        headers={
+            **basic(demo.client.client_id, demo.client.client_secret),
+            "TenantId": str(demo.tenant.id),
+        },
     )
     assert user_only.status_code == 400 and user_only.json()["error"] == "invalid_grant"
     _, query = await authorize(admin, demo, account_type="service")
@@ -189,7 +217,10 @@ async def test_client_credentials_need_tenant_and_service_consent(
     again = await admin.post(
         "/oauth-v1/token",
         data={"grant_type": "client_credentials"},
-        headers={**basic(demo.client.client_id, demo.client.client_secret), "TenantId": str(demo.tenant.id)},
+        headers={
+            **basic(demo.client.client_id, demo.client.client_secret),
+            "TenantId": str(demo.tenant.id),
+        },
     )
     assert again.status_code == 200
     assert state.consents[(demo.client.client_id, demo.tenant.id)].service
@@ -217,7 +248,11 @@ async def test_revoke_kills_the_grant(admin: httpx.AsyncClient, demo: Seeded) ->
     _, query = await authorize(admin, demo)
     tokens = (
         await token(
-            admin, demo, grant_type="authorization_code", code=query["code"][0], redirect_uri=REDIRECT
+            admin,
+            demo,
+            grant_type="authorization_code",
+            code=query["code"][0],
+            redirect_uri=REDIRECT,
         )
     ).json()
     r = await admin.post(
@@ -226,13 +261,19 @@ async def test_revoke_kills_the_grant(admin: httpx.AsyncClient, demo: Seeded) ->
         headers=basic(demo.client.client_id, demo.client.client_secret),
     )
     assert r.json() == {"Revoked": True}
-    refresh = await token(admin, demo, grant_type="refresh_token", refresh_token=tokens["refresh_token"])
+    refresh = await token(
+        admin, demo, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
+    )
     assert refresh.status_code == 400
-    api = await admin.get("/3/articles", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    api = await admin.get(
+        "/3/articles", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+    )
     assert api.status_code == 401
 
 
-async def test_authorize_rejections(admin: httpx.AsyncClient, demo: Seeded, state: SandboxState) -> None:
+async def test_authorize_rejections(
+    admin: httpx.AsyncClient, demo: Seeded, state: SandboxState
+) -> None:
     _, denied = await authorize(admin, demo, deny="1")
     assert denied["error"] == ["access_denied"]
     _, bad_scope = await authorize(admin, demo, scope="article nosuchscope")

@@ -15,7 +15,11 @@ async def test_customer_number_is_assigned_and_reserved_forever(api: httpx.Async
     customer = created.json()["Customer"]
     assert customer["CustomerNumber"] == "9"
     assert customer["Currency"] == "SEK" and customer["Active"] is True
-    assert customer["DefaultDeliveryTypes"] == {"Invoice": "PRINT", "Order": "PRINT", "Offer": "PRINT"}
+    assert customer["DefaultDeliveryTypes"] == {
+        "Invoice": "PRINT",
+        "Order": "PRINT",
+        "Offer": "PRINT",
+    }
     assert (await api.delete("/3/customers/9")).status_code == 204
     gone = await api.get("/3/customers/9")
     assert gone.status_code == 404
@@ -27,7 +31,9 @@ async def test_customer_number_is_assigned_and_reserved_forever(api: httpx.Async
     )
     assert again.status_code == 400
     assert error_info(again)[0] == 2000637
-    taken = await api.post("/3/customers", json={"Customer": {"Name": "Dubbel", "CustomerNumber": "1"}})
+    taken = await api.post(
+        "/3/customers", json={"Customer": {"Name": "Dubbel", "CustomerNumber": "1"}}
+    )
     assert error_info(taken)[0] == 2000637
     nxt = await api.post("/3/customers", json={"Customer": {"Name": "Nästa"}})
     assert nxt.json()["Customer"]["CustomerNumber"] == "10"
@@ -71,7 +77,10 @@ async def test_article_sales_price_is_read_only_and_follows_price_list_a(
     assert (await api.get("/3/articles/1001")).json()["Article"]["SalesPrice"] == 79.0
     # price list B or FromQuantity > 0 do not change SalesPrice
     await api.post(
-        "/3/prices", json={"Price": {"PriceList": "A", "ArticleNumber": "1001", "FromQuantity": 10, "Price": 60}}
+        "/3/prices",
+        json={
+            "Price": {"PriceList": "A", "ArticleNumber": "1001", "FromQuantity": 10, "Price": 60}
+        },
     )
     await api.put("/3/prices/B/1001/0", json={"Price": {"Price": 10}})
     assert (await api.get("/3/articles/1001")).json()["Article"]["SalesPrice"] == 79.0
@@ -80,7 +89,8 @@ async def test_article_sales_price_is_read_only_and_follows_price_list_a(
     first = (await api.get("/3/prices/A/1001")).json()["Price"]
     assert first["FromQuantity"] == 0.0
     dup = await api.post(
-        "/3/prices", json={"Price": {"PriceList": "A", "ArticleNumber": "1001", "FromQuantity": 10, "Price": 1}}
+        "/3/prices",
+        json={"Price": {"PriceList": "A", "ArticleNumber": "1001", "FromQuantity": 10, "Price": 1}},
     )
     assert error_info(dup)[0] == 2999021
     assert (await api.delete("/3/prices/A/1001/10")).status_code == 204
@@ -95,7 +105,9 @@ async def test_article_crud_quantity_is_absolute(api: httpx.AsyncClient, demo: S
     assert new.status_code == 201
     number = new.json()["Article"]["ArticleNumber"]
     assert new.json()["Article"]["SalesPrice"] is None
-    r = await api.put(f"/3/articles/{number}", json={"Article": {"QuantityInStock": 3, "StockGoods": True}})
+    r = await api.put(
+        f"/3/articles/{number}", json={"Article": {"QuantityInStock": 3, "StockGoods": True}}
+    )
     assert r.json()["Article"]["QuantityInStock"] == 3.0
     assert r.json()["Article"]["DisposableQuantity"] == 3.0
     missing = await api.get("/3/articles/NOPE")
@@ -103,7 +115,10 @@ async def test_article_crud_quantity_is_absolute(api: httpx.AsyncClient, demo: S
         "ErrorInformation": {"Error": 1, "Message": "Kan inte hitta artikeln.", "Code": 2000428}
     }
     assert (await api.delete(f"/3/articles/{number}")).status_code == 204
-    assert error_info(await api.post("/3/articles", json={"Article": {"Description": ""}}))[0] == 2999019
+    assert (
+        error_info(await api.post("/3/articles", json={"Article": {"Description": ""}}))[0]
+        == 2999019
+    )
     long = await api.post("/3/articles", json={"Article": {"Description": "x" * 201}})
     assert error_info(long) == (2999018, "Fältet Description får vara högst 200 tecken")
     vat = await api.post("/3/articles", json={"Article": {"Description": "x", "VAT": 19}})
@@ -144,7 +159,9 @@ async def test_list_numbers_are_strings_where_the_schema_says_so_and_quirk_makes
 async def test_small_registers(api: httpx.AsyncClient) -> None:
     units = (await api.get("/3/units")).json()["Units"]
     assert {u["Code"] for u in units} >= {"st", "kg", "h"}
-    assert (await api.post("/3/units", json={"Unit": {"Code": "pall", "Description": "Pall"}})).status_code == 201
+    assert (
+        await api.post("/3/units", json={"Unit": {"Code": "pall", "Description": "Pall"}})
+    ).status_code == 201
     assert error_info(await api.delete("/3/units/st"))[0] == 2999024  # used by articles
     assert (await api.delete("/3/units/pall")).status_code == 204
     assert (await api.get("/3/units/pall")).json()["ErrorInformation"]["Code"] == 2000432
@@ -155,7 +172,9 @@ async def test_small_registers(api: httpx.AsyncClient) -> None:
     assert (await api.get("/3/termsofpayments/77")).json()["ErrorInformation"]["Code"] == 2000429
     centres = (await api.get("/3/costcenters")).json()["CostCenters"]
     assert [(c["Code"], c["Active"]) for c in centres] == [("100", True), ("999", False)]
-    cc = await api.post("/3/costcenters", json={"CostCenter": {"Code": "200", "Description": "Lager"}})
+    cc = await api.post(
+        "/3/costcenters", json={"CostCenter": {"Code": "200", "Description": "Lager"}}
+    )
     assert cc.status_code == 201
     put = await api.put("/3/costcenters/200", json={"CostCenter": {"Active": False}})
     assert put.json()["CostCenter"]["Active"] is False
@@ -213,7 +232,9 @@ async def test_warehouse_detection_and_stock_rules(
     inbound = {"date": tenant.today().isoformat(), "rows": [{"itemId": "1001", "quantity": 10}]}
     await api.put("/api/warehouse/documentdeliveries/custom/inbound-v1/leverans/1", json=inbound)
     assert (await api.get("/3/articles/1001")).json()["Article"]["QuantityInStock"] == 45.0
-    wrong = await api.put("/api/warehouse/documentdeliveries/custom/outbound-v1/leverans/2", json=doc)
+    wrong = await api.put(
+        "/api/warehouse/documentdeliveries/custom/outbound-v1/leverans/2", json=doc
+    )
     assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_document_type"
     voided = await api.put(f"{path}/void")
     assert voided.json()["voided"] is True

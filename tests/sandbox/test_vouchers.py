@@ -52,7 +52,7 @@ async def test_valid_voucher_is_numbered_per_series_and_year(
     assert second["VoucherNumber"] == 2
     other = (await post(api, voucher(demo, VoucherSeries="A"), year)).json()["Voucher"]
     assert other["VoucherNumber"] == 1
-    got = await api.get(f"/3/vouchers/F/2", params={"financialyear": year})
+    got = await api.get("/3/vouchers/F/2", params={"financialyear": year})
     assert got.json()["Voucher"]["VoucherRows"][0]["Debit"] == 125.0
     series = (await api.get("/3/voucherseries/F", params={"financialyear": year})).json()
     assert series["VoucherSeries"]["NextVoucherNumber"] == 3
@@ -69,12 +69,16 @@ async def test_vouchers_cannot_be_updated_or_deleted(
 ) -> None:
     await post(api, voucher(demo), year)
     for method in ("PUT", "DELETE"):
-        r = await api.request(method, "/3/vouchers/F/1", params={"financialyear": year}, json=voucher(demo))
+        r = await api.request(
+            method, "/3/vouchers/F/1", params={"financialyear": year}, json=voucher(demo)
+        )
         assert r.status_code == 404
         assert r.json()["ErrorInformation"]["Code"] == 2000762
 
 
-async def test_rule_description_at_most_200(api: httpx.AsyncClient, demo: Seeded, year: int) -> None:
+async def test_rule_description_at_most_200(
+    api: httpx.AsyncClient, demo: Seeded, year: int
+) -> None:
     assert (await post(api, voucher(demo, Description="x" * 200), year)).status_code == 201
     r = await post(api, voucher(demo, Description="x" * 201), year)
     assert r.status_code == 400
@@ -135,7 +139,11 @@ async def test_rule_series_exists_in_that_year(
 async def test_rule_series_is_manual(api: httpx.AsyncClient, demo: Seeded, year: int) -> None:
     r = await post(api, voucher(demo, VoucherSeries="B"), year)
     assert error_info(r) == (2999011, "Verifikationsserien är inte manuell (B)")
-    await api.put("/3/voucherseries/B", params={"financialyear": year}, json={"VoucherSeries": {"Manual": True}})
+    await api.put(
+        "/3/voucherseries/B",
+        params={"financialyear": year},
+        json={"VoucherSeries": {"Manual": True}},
+    )
     assert (await post(api, voucher(demo, VoucherSeries="B"), year)).status_code == 201
     # Manual is per year: the year before still says no
     last = voucher(demo, VoucherSeries="B", TransactionDate=f"{demo.tenant.today().year - 1}-12-01")
@@ -152,7 +160,9 @@ async def test_rule_account_active(api: httpx.AsyncClient, demo: Seeded, year: i
     rows = [{"Account": 1910, "Debit": 10}, {"Account": 3900, "Credit": 10}]
     r = await post(api, voucher(demo, VoucherRows=rows), year)
     assert error_info(r) == (2999012, 'Konto "3900" är inte aktivt')
-    await api.put("/3/accounts/3900", params={"financialyear": year}, json={"Account": {"Active": True}})
+    await api.put(
+        "/3/accounts/3900", params={"financialyear": year}, json={"Account": {"Active": True}}
+    )
     assert (await post(api, voucher(demo, VoucherRows=rows), year)).status_code == 201
 
 
@@ -169,14 +179,16 @@ async def test_rule_cost_center_active(api: httpx.AsyncClient, demo: Seeded, yea
 
 
 async def test_rule_mandatory_cost_center(api: httpx.AsyncClient, demo: Seeded, year: int) -> None:
-    rows = [{"Account": 5010, "Debit": 10}, {"Account": 1930, "Credit": 10}]
+    rows: list[dict[str, Any]] = [{"Account": 5010, "Debit": 10}, {"Account": 1930, "Credit": 10}]
     r = await post(api, voucher(demo, VoucherRows=rows), year)
     assert error_info(r) == (2999014, "Kostnadsställe är obligatoriskt för konto 5010")
     rows[0]["CostCenter"] = "100"
     assert (await post(api, voucher(demo, VoucherRows=rows), year)).status_code == 201
 
 
-async def test_rule_cost_center_not_allowed(api: httpx.AsyncClient, demo: Seeded, year: int) -> None:
+async def test_rule_cost_center_not_allowed(
+    api: httpx.AsyncClient, demo: Seeded, year: int
+) -> None:
     rows = [{"Account": 2650, "Debit": 10, "CostCenter": "100"}, {"Account": 1930, "Credit": 10}]
     r = await post(api, voucher(demo, VoucherRows=rows), year)
     assert error_info(r) == (2999015, "Kostnadsställe är inte tillåtet för konto 2650")
@@ -185,7 +197,10 @@ async def test_rule_cost_center_not_allowed(api: httpx.AsyncClient, demo: Seeded
 async def test_rule_debit_equals_credit(api: httpx.AsyncClient, demo: Seeded, year: int) -> None:
     rows = [{"Account": 1910, "Debit": 100.005}, {"Account": 3001, "Credit": 100}]
     r = await post(api, voucher(demo, VoucherRows=rows), year)
-    assert error_info(r) == (2999016, "Verifikationen balanserar inte (debet 100.01, kredit 100.00)")
+    assert error_info(r) == (
+        2999016,
+        "Verifikationen balanserar inte (debet 100.01, kredit 100.00)",
+    )
 
 
 async def test_voucher_updates_account_balance_and_emits_event(
@@ -216,7 +231,10 @@ async def test_financial_years_by_date_and_creation_copies_the_books(
     assert created.status_code == 201
     new_id = created.json()["FinancialYear"]["Id"]
     series = (await api.get("/3/voucherseries", params={"financialyear": new_id})).json()
-    assert {(s["Code"], s["Manual"]) for s in series["VoucherSeriesCollection"]} >= {("A", True), ("F", True)}
+    assert {(s["Code"], s["Manual"]) for s in series["VoucherSeriesCollection"]} >= {
+        ("A", True),
+        ("F", True),
+    }
     accounts = (await api.get("/3/accounts", params={"financialyear": new_id, "limit": 500})).json()
     assert accounts["MetaInformation"]["@TotalResources"] == 29
     overlap = await api.post(
@@ -228,9 +246,13 @@ async def test_financial_years_by_date_and_creation_copies_the_books(
 
 
 async def test_accounts_are_per_year(api: httpx.AsyncClient, demo: Seeded, year: int) -> None:
-    await api.put("/3/accounts/3004", params={"financialyear": year}, json={"Account": {"Active": False}})
+    await api.put(
+        "/3/accounts/3004", params={"financialyear": year}, json={"Account": {"Active": False}}
+    )
     now = (await api.get("/3/accounts/3004", params={"financialyear": year})).json()["Account"]
-    before = (await api.get("/3/accounts/3004", params={"financialyear": year - 1})).json()["Account"]
+    before = (await api.get("/3/accounts/3004", params={"financialyear": year - 1})).json()[
+        "Account"
+    ]
     assert (now["Active"], before["Active"]) == (False, True)
     assert (now["Year"], before["Year"]) == (year, year - 1)
     gone = await api.get("/3/accounts/1234", params={"financialyear": year})
