@@ -35,7 +35,9 @@ def _scrub(value: Any) -> Any:
     return value
 
 
-def redact(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def redact(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     """A structlog processor: secret-looking keys lose their values, secret-looking values
     (bearer tokens, JWTs, ingest keys, token form fields) are masked wherever they appear."""
     for key in list(event_dict):

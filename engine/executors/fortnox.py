@@ -421,6 +421,13 @@ class FortnoxSession:
                 continue
             returned[entity] = digest
             messages.append((entity, raw))
+        if resource == "articles":
+            # List items may be a subset of the article (real list views omit StockGoods,
+            # VAT, Unit): only then, fetch the changed article whole.
+            for index, (entity, raw) in enumerate(messages):
+                if "StockGoods" not in raw:
+                    full = await self.api.client.get_json(f"/3/articles/{entity}")
+                    messages[index] = (entity, {**raw, **full.get("Article", {})})
         prices: dict[str, Decimal | None] = {}
         if resource == "articles" and price_list != "A":
             for entity, _raw in messages:
