@@ -94,23 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--http-port", type=int, default=8080)
     run.set_defaults(func=_cmd_run)
 
-    try:
-        from sandbox.fortnox import cli as sandbox_cli
+    from engine import demo
+    from sandbox.fortnox import cli as sandbox_cli
 
-        sandbox = sub.add_parser("sandbox", help="run the Fortnox-compatible sandbox server")
-        sandbox_cli.add_arguments(sandbox)
-        sandbox.set_defaults(func=sandbox_cli.run)
-    except ImportError:
-        pass
+    sandbox = sub.add_parser("sandbox", help="run the Fortnox-compatible sandbox server")
+    sandbox_cli.add_arguments(sandbox)
+    sandbox.set_defaults(func=sandbox_cli.run)
 
-    try:
-        from engine import demo
-
-        demo_parser = sub.add_parser("demo", help="the make-run demo, headless, for a bounded time")
-        demo.add_arguments(demo_parser)
-        demo_parser.set_defaults(func=demo.run)
-    except ImportError:
-        pass
+    demo_parser = sub.add_parser("demo", help="the make-run demo, headless, for a bounded time")
+    demo.add_arguments(demo_parser)
+    demo_parser.set_defaults(func=demo.run)
     return parser
 
 

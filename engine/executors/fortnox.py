@@ -426,8 +426,8 @@ class FortnoxSession:
             # VAT, Unit): only then, fetch the changed article whole.
             for index, (entity, raw) in enumerate(messages):
                 if "StockGoods" not in raw:
-                    full = await self.api.client.get_json(f"/3/articles/{entity}")
-                    messages[index] = (entity, {**raw, **full.get("Article", {})})
+                    whole = await self.api.client.get_json(f"/3/articles/{entity}")
+                    messages[index] = (entity, {**raw, **whole.get("Article", {})})
         prices: dict[str, Decimal | None] = {}
         if resource == "articles" and price_list != "A":
             for entity, _raw in messages:
