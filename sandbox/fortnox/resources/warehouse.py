@@ -281,8 +281,9 @@ async def document_type(request: Request, type: str) -> Response:
     return json_response({"category": category, "referenceType": type.upper()})
 
 
-@router.post("/api/warehouse/documentdeliveries/custom/documenttypes-v1")
+@router.post("/api/warehouse/documentdeliveries/custom/documenttypes-v1", status_code=201)
 async def register_document_type(request: Request) -> Response:
+    """Fortnox answers 201 with ``1`` when the type was created and ``0`` when it existed."""
     tenant = tenant_of(request)
     _active(tenant)
     body = await _json_object(request)
@@ -291,5 +292,6 @@ async def register_document_type(request: Request) -> Response:
     if category not in ("INBOUND", "OUTBOUND"):
         raise WarehouseError(400, "invalid_request", "category måste vara INBOUND eller OUTBOUND")
     upper = _check_key(tenant, category, ref, "1")
+    created = upper not in tenant.document_types
     tenant.document_types.setdefault(upper, category)
-    return json_response({"category": tenant.document_types[upper], "referenceType": upper})
+    return json_response(1 if created else 0, 201)
