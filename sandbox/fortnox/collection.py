@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import bisect
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +95,27 @@ class Collection:
         self._keys.insert(i, key)
         self._log(rec)
         return rec
+
+    def bulk_insert(self, rows: Iterable[tuple[str, dict[str, Any]]], *, now: float) -> int:
+        """Insert many records at once (one sort instead of one insort each); for seeding."""
+        wall = wall_seconds(now)
+        items = self._items
+        fresh: list[tuple[SortKey, str]] = []
+        for key, data in rows:
+            if key in items:
+                raise KeyError(key)
+            self._seq += 1
+            sk = self._sort_key(key)
+            items[key] = Record(key, data, now, now, self._seq, sk)
+            fresh.append((sk, key))
+            self._modlog.append((wall, self._seq, key))
+        if fresh:
+            merged = sorted([*zip(self._sorted, self._keys, strict=True), *fresh])
+            self._sorted = [sk for sk, _ in merged]
+            self._keys = [key for _, key in merged]
+            self._modlog.sort()
+            self._changed()
+        return len(fresh)
 
     def touch(self, rec: Record, *, now: float) -> None:
         """Mark ``rec`` as changed: new lastmodified, cached views dropped."""

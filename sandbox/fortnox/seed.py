@@ -11,6 +11,7 @@ the previous year. Everything is listed in docs/sandbox.md.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -201,7 +202,8 @@ EAN_CONFLICT = ("2001", "X-901")
 
 def ean13(body12: str) -> str:
     """An EAN-13 with its check digit."""
-    total = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(body12))
+    digits = [ord(c) - 48 for c in body12]
+    total = sum(digits[0::2]) + 3 * sum(digits[1::2])
     return body12 + str((10 - total % 10) % 10)
 
 
@@ -425,53 +427,54 @@ def add_bulk(
     """``articles`` and ``customers`` generated fast (no validation), for benchmarks.
 
     Article numbers run from ``start``; each article gets an EAN, a stock level and a price in
-    the default price list. 100 000 articles take a few seconds and roughly 200 MB.
+    the default price list. 100 000 articles take about two seconds and 200 MB.
     """
     now = tenant.now()
     template = article_rules.defaults("0")
-    rows: dict[float, dict[str, Any]]
     pricelist = tenant.default_pricelist
     date_text = tenant.today().isoformat()
-    insert = tenant.articles.insert
-    for i in range(articles):
-        number = str(start + i)
-        price = float(10 + (i * 7) % 990)
-        data = dict(template)
-        qty = float(i % 50)
-        purchase = round(price * 0.4, 2)
-        data.update(
-            {
-                "ArticleNumber": number,
-                "Description": f"Artikel {number}",
-                "EAN": ean13(f"2{start + i:011d}"[-12:]),
-                "StockGoods": True,
-                "QuantityInStock": qty,
-                "DisposableQuantity": qty,
-                "PurchasePrice": purchase,
-                "StockValue": round(qty * purchase, 2),
-                "SalesPrice": price,
-                "Unit": "st" if "st" in tenant.units else None,
+    unit = "st" if "st" in tenant.units else None
+
+    def article_rows() -> Iterator[tuple[str, dict[str, Any]]]:
+        for i in range(articles):
+            number = str(start + i)
+            price = float(10 + (i * 7) % 990)
+            qty = float(i % 50)
+            purchase = round(price * 0.4, 2)
+            data = dict(template)
+            data["ArticleNumber"] = number
+            data["Description"] = f"Artikel {number}"
+            data["EAN"] = ean13(f"2{start + i:011d}"[-12:])
+            data["StockGoods"] = True
+            data["QuantityInStock"] = qty
+            data["DisposableQuantity"] = qty
+            data["PurchasePrice"] = purchase
+            data["StockValue"] = round(qty * purchase, 2)
+            data["SalesPrice"] = price
+            data["Unit"] = unit
+            tenant.prices[(pricelist, number)] = {
+                0.0: {"Price": price, "Percent": 0.0, "Date": date_text}
             }
-        )
-        insert(number, data, now=now)
-        rows = {0.0: {"Price": price, "Percent": 0.0, "Date": date_text}}
-        tenant.prices[(pricelist, number)] = rows
+            yield number, data
+
+    tenant.articles.bulk_insert(article_rows(), now=now)
     if articles:
         tenant.note_number("article", str(start + articles - 1))
     base = tenant.next_numbers["customer"]
-    for i in range(customers):
-        number = str(base + i)
-        data = customer_rules.defaults(number)
-        data.update(
-            {
-                "Name": f"Kund {number}",
-                "Email": f"kund{number}@example.se",
-                "City": ("Stockholm", "Göteborg", "Malmö", "Uppsala")[i % 4],
-                "ZipCode": f"{100 + i % 900} {10 + i % 90}",
-            }
-        )
-        tenant.customers.insert(number, data, now=now)
-        tenant.reserved_customer_numbers.add(number)
+    cities = ("Stockholm", "Göteborg", "Malmö", "Uppsala")
+
+    def customer_rows() -> Iterator[tuple[str, dict[str, Any]]]:
+        for i in range(customers):
+            number = str(base + i)
+            data = customer_rules.defaults(number)
+            data["Name"] = f"Kund {number}"
+            data["Email"] = f"kund{number}@example.se"
+            data["City"] = cities[i % 4]
+            data["ZipCode"] = f"{100 + i % 900} {10 + i % 90}"
+            tenant.reserved_customer_numbers.add(number)
+            yield number, data
+
+    tenant.customers.bulk_insert(customer_rows(), now=now)
     if customers:
         tenant.next_numbers["customer"] = base + customers
 
