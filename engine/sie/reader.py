@@ -263,15 +263,20 @@ class _Reader:
         if index >= len(args):
             return ""
         value = args[index]
-        if isinstance(value, tuple):
-            raise _RecordError(f"{name} is an object list")
-        return value
+        if isinstance(value, str):
+            return value
+        raise _RecordError(f"{name} is an object list")
 
     def _required(self, args: list[Field], index: int, name: str) -> str:
-        value = self._field(args, index, name)
-        if value == "":
-            raise _RecordError(f"missing {name}")
-        return value
+        """A plain field that must be present and non-empty."""
+        if index < len(args):
+            value = args[index]
+            if isinstance(value, str):
+                if value:
+                    return value
+            else:
+                raise _RecordError(f"{name} is an object list")
+        raise _RecordError(f"missing {name}")
 
     def _optional(self, args: list[Field], index: int, name: str) -> str | None:
         value = self._field(args, index, name)

@@ -30,22 +30,20 @@ from typing import Final
 ObjectList = tuple[str, ...]
 Field = str | ObjectList
 
-# Quoted field: runs of ordinary characters, or a backslash optionally followed by
-# a quote (an escaped quote).  Everything is possessive: no backtracking.
-_QUOTED: Final = r'"(?P<q>(?:[^"\\]++|\\"?+)*+)(?P<qe>"?+)'
+# A quoted field is runs of ordinary characters or a backslash optionally followed
+# by a quote (an escaped quote).  All quantifiers are possessive: no backtracking.
+_QUOTED_BODY: Final = r'(?:[^"\\]++|\\"?+)*+'
 
+# Top level: (open quote, body, close quote) | (open brace, list body, close brace) | bare.
+# Whitespace matches no alternative, so findall skips it.
 _TOP_RE: Final = re.compile(
-    r"[ \t]++"
-    r"|" + _QUOTED + r"|(?P<ob>\{)"
-    r'|(?P<bare>[^ \t"{][^ \t]*+)'
+    r'(")(' + _QUOTED_BODY + r')("?+)'
+    r'|(\{)((?:[^"}]++|"' + _QUOTED_BODY + r'"?+)*+)(\}?+)'
+    r'|([^ \t"{][^ \t]*+)'
 )
 
-_LIST_RE: Final = re.compile(
-    r"[ \t]++"
-    r"|" + _QUOTED + r"|(?P<cb>\})"
-    r'|(?P<bare>[^ \t"{}]++)'
-    r"|(?P<ob>\{)"
-)
+# Inside an object list: (open quote, body, close quote) | bare | a stray '{'.
+_MEMBER_RE: Final = re.compile(r'(")(' + _QUOTED_BODY + r')("?+)|([^ \t"{]++)|(\{)')
 
 _TRAILING_ESCAPE_WARNING: Final = (
     "quoted field ends with a backslash before the closing quote; read as a literal backslash"
@@ -71,50 +69,36 @@ def _unquote(raw: str, closed: bool, line: TokenizedLine) -> str:
     return raw.replace('\\"', '"')
 
 
-def _object_list(text: str, pos: int, line: TokenizedLine) -> tuple[ObjectList, int]:
-    """Read an object list whose ``{`` ends just before ``pos``; return it and the end."""
+def _object_list(body: str, line: TokenizedLine) -> ObjectList:
+    """Members of an object list, given the text between its braces."""
+    if '"' not in body and "{" not in body:
+        return tuple(part for part in body.replace("\t", " ").split(" ") if part)
     members: list[str] = []
-    end = len(text)
-    while pos < end:
-        match = _LIST_RE.match(text, pos)
-        if match is None:  # pragma: no cover - the alternatives cover every character
-            break
-        pos = match.end()
-        kind = match.lastgroup
-        if kind == "cb":
-            return tuple(members), pos
-        if kind == "bare":
-            members.append(match.group("bare"))
-        elif kind == "qe":
-            members.append(_unquote(match.group("q"), match.group("qe") != "", line))
-        elif kind == "ob":
+    for quote, quoted, close, bare, brace in _MEMBER_RE.findall(body):
+        if quote:
+            members.append(_unquote(quoted, close != "", line))
+        elif bare:
+            members.append(bare)
+        elif brace:
             line.errors.append("'{' inside an object list")
-    line.errors.append("object list is missing its closing '}'")
-    return tuple(members), pos
+    return tuple(members)
 
 
 def tokenize(text: str) -> TokenizedLine:
     """Split one line (without its line break) into fields."""
     if '"' not in text and "{" not in text:
-        parts = text.replace("\t", " ").split(" ")
-        return TokenizedLine([part for part in parts if part])
+        return TokenizedLine([part for part in text.replace("\t", " ").split(" ") if part])
     line = TokenizedLine([])
     fields = line.fields
-    pos = 0
-    end = len(text)
-    while pos < end:
-        match = _TOP_RE.match(text, pos)
-        if match is None:  # pragma: no cover - the alternatives cover every character
-            break
-        pos = match.end()
-        kind = match.lastgroup
-        if kind == "bare":
-            fields.append(match.group("bare"))
-        elif kind == "qe":
-            fields.append(_unquote(match.group("q"), match.group("qe") != "", line))
-        elif kind == "ob":
-            members, pos = _object_list(text, pos, line)
-            fields.append(members)
+    for quote, quoted, close, _brace, body, brace_close, bare in _TOP_RE.findall(text):
+        if bare:
+            fields.append(bare)
+        elif quote:
+            fields.append(_unquote(quoted, close != "", line))
+        else:
+            fields.append(_object_list(body, line))
+            if not brace_close:
+                line.errors.append("object list is missing its closing '}'")
     return line
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,7 +41,7 @@ def _voucher(*rows: VoucherRow, text: str = "Z 1") -> Voucher:
     return Voucher(DAY, "", "", text, rows=rows)
 
 
-def _document(**changes: object) -> SieDocument:
+def _document(**changes: Any) -> SieDocument:
     base = SieDocument(
         header=Header(program="Kassasync", program_version="0.1.0", gen_date=DAY),
         company=Company(name="Butiken AB", orgnr="556000-0000"),
@@ -51,13 +53,11 @@ def _document(**changes: object) -> SieDocument:
             ),
         ),
     )
-    fields = {name: getattr(base, name) for name in base.__dataclass_fields__}
-    fields.update(changes)
-    return SieDocument(**fields)  # type: ignore[arg-type]
+    return replace(base, **changes)
 
 
-def _text(document: SieDocument, **options: object) -> list[str]:
-    return format_sie(document, **options).split("\r\n")  # type: ignore[arg-type]
+def _text(document: SieDocument, **options: Any) -> list[str]:
+    return format_sie(document, **options).split("\r\n")
 
 
 def test_4i_layout() -> None:
