@@ -459,6 +459,7 @@ class FortnoxAuth(httpx.Auth):
         request.headers["Authorization"] = f"Bearer {token.reveal()}"
         response = yield request
         if is_unauthorized(response):
+            await response.aread()
             info = parse_error_body(response.status_code, response.content)
             log.info(
                 "fortnox.token.rejected",
