@@ -411,6 +411,8 @@ async def patch_tenant(request: Request, tenant_id: int, body: TenantPatch) -> R
         if body.default_pricelist not in tenant.pricelists:
             raise HTTPException(400, f"no price list {body.default_pricelist}")
         tenant.default_pricelist = body.default_pricelist
+        for rec in tenant.pricelists:
+            tenant.pricelists.invalidate(rec)
         for rec in tenant.articles:
             articles.refresh_sales_price(tenant, rec.key)
     if body.quirks is not None:

@@ -119,9 +119,6 @@ SYSTEM_EXCEPTION = _spec("system_exception", 500, 1000003, "System exception", s
 INVALID_CONTENT_TYPE = _spec(
     "invalid_content_type", 400, 1000031, "Invalid content type", source="O"
 )
-NOT_ALPHANUMERIC = _spec(
-    "not_alphanumeric", 400, 2000106, "Värdet måste vara alfanumeriskt ({value})", source="O"
-)
 NOT_NUMERIC = _spec(
     "not_numeric", 400, 2000108, "Värdet måste vara numeriskt ({value})", source="O"
 )
