@@ -27,6 +27,11 @@ from engine.sie.encoding import CP437
 from engine.sie.tokens import Field, field_content
 
 _MASK: Final = 0xFFFFFFFF
+_SOURCE_VARIANT_ENCODINGS: Final = {"utf-8": "utf-8", "utf-8-sig": "utf-8", "latin-1": "latin-1"}
+
+
+def _without_hash(label: str) -> str:
+    return label[1:] if label.startswith("#") else label
 
 
 def record_bytes(
@@ -86,13 +91,6 @@ class ChecksumResult:
     expected: int | None = None
     computed: int | None = None
     variant: str | None = None
-
-
-_SOURCE_VARIANT_ENCODINGS: Final = {"utf-8": "utf-8", "utf-8-sig": "utf-8", "latin-1": "latin-1"}
-
-
-def _without_hash(label: str) -> str:
-    return label[1:] if label.startswith("#") else label
 
 
 class ChecksumAccumulator:

@@ -78,6 +78,7 @@ class _VoucherDraft:
     line: int
     rows: list[VoucherRow]
     in_block: bool = False
+    braceless: bool = False  # rows that followed the #VER without a '{'
     pending_rtrans: VoucherRow | None = None
 
 
@@ -233,6 +234,12 @@ class _Reader:
     def _record(self, label: str, raw_label: str, args: list[Field]) -> None:
         voucher = self.voucher
         if voucher is not None:
+            if not voucher.in_block and label in _ROW_LABELS:
+                self.error(
+                    f"#VER on line {voucher.line} is not followed by a '{{' block; "
+                    "its rows are read up to the next other record"
+                )
+                voucher.in_block = voucher.braceless = True
             if voucher.in_block:
                 kind = _ROW_LABELS.get(label)
                 if kind is not None:
@@ -241,10 +248,11 @@ class _Reader:
                 if label not in self.handlers:
                     self.unknown.append(RawRecord(raw_label, tuple(args), self.line))
                     return
-                self.error(
-                    f"the #VER block opened on line {voucher.line} has no closing '}}' "
-                    f"before this {label}"
-                )
+                if not voucher.braceless:
+                    self.error(
+                        f"the #VER block opened on line {voucher.line} has no closing '}}' "
+                        f"before this {label}"
+                    )
             else:
                 self.error(f"#VER on line {voucher.line} is not followed by a '{{' block")
             self._finish_voucher()
@@ -551,6 +559,9 @@ class _Reader:
         voucher = self.voucher
         if voucher is not None and not voucher.in_block:
             voucher.in_block = True
+        elif voucher is not None and voucher.braceless:
+            self.error("'{' after the rows of a #VER; ignored")
+            return
         elif voucher is not None:
             self.error("'{' inside a #VER block; ignored")
             return
@@ -617,7 +628,7 @@ class _Reader:
         if draft is None:
             return
         self.voucher = None
-        if at_eof:
+        if at_eof and not draft.braceless:
             if draft.in_block:
                 self.error(f"the #VER block opened on line {draft.line} has no closing '}}'")
             else:

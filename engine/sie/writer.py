@@ -35,6 +35,7 @@ from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from typing import Final
 
+from engine.sie.checksum import record_bytes
 from engine.sie.encoding import CP437
 from engine.sie.model import (
     Balance,
@@ -161,8 +162,8 @@ class _Output:
             fields.pop()
         self.lines.append(" ".join([label, *(text for text, _ in fields)]))
         if self.crc is not None:
-            contents = label + "".join(content for _, content in fields)
-            self.crc = zlib.crc32(contents.encode(CP437, errors="replace"), self.crc)
+            contents = [content for _, content in fields]
+            self.crc = zlib.crc32(record_bytes(label, contents), self.crc)
 
     def brace(self, text: str) -> None:
         self.lines.append(text)

@@ -388,6 +388,22 @@ def test_voucher_structure_errors() -> None:
     ]
 
 
+def test_rows_without_braces_are_read_with_one_error() -> None:
+    document = read(
+        "#VER A 1 20250101\n#TRANS 1910 {} 5\n#TRANS 3001 {} -5\n#VER A 2 20250101\n"
+        "#TRANS 1910 {} 1\n#TRANS 3001 {} -1\n}\n#KONTO 1910 Kassa\n"
+    )
+    b = HEAD_LINES
+    message = "is not followed by a '{' block; its rows are read up to the next other record"
+    assert lines_of(document) == [
+        (b + 2, f"#VER on line {b + 1} {message}"),
+        (b + 5, f"#VER on line {b + 4} {message}"),
+    ]
+    assert [len(voucher.rows) for voucher in document.vouchers] == [2, 2]
+    assert document.unbalanced_vouchers == ()
+    assert document.accounts == (Account("1910", "Kassa"),)
+
+
 def test_ver_at_end_of_file_without_block() -> None:
     document = read("#VER A 1 20250101\n")
     assert lines_of(document) == [
