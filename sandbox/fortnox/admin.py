@@ -254,11 +254,16 @@ def _client_json(state: SandboxState, tenant: Tenant, client_id: str) -> dict[st
     }
 
 
-def _add_client(state: SandboxState, tenant: Tenant, spec: ClientSpec) -> str:
+def _scopes(spec: ClientSpec) -> frozenset[str]:
     scopes = frozenset(spec.scopes) if spec.scopes is not None else ALL_SCOPES
     unknown = scopes - ALL_SCOPES
     if unknown:
         raise HTTPException(400, f"unknown scopes: {sorted(unknown)}")
+    return scopes
+
+
+def _add_client(state: SandboxState, tenant: Tenant, spec: ClientSpec) -> str:
+    scopes = _scopes(spec)
     client = add_client_for(
         state,
         tenant,
@@ -290,6 +295,10 @@ async def create_tenant(request: Request, body: TenantSpec) -> Response:
             tenant_id=body.tenant_id,
             client_id=first.client_id or f"demo-{len(state.clients) + 1}",
             client_secret=first.client_secret,
+            scopes=_scopes(first),
+            service_consent=first.service_account,
+            redirect_uris=first.redirect_uris,
+            allow_loopback_redirects=first.allow_loopback_redirects,
         )
         tenant = seeded.tenant
         client_ids.append(seeded.client.client_id)

@@ -319,8 +319,12 @@ def seed_demo(
     tenant_id: int | None = DEMO_TENANT_ID,
     client_id: str = DEMO_CLIENT_ID,
     client_secret: str | None = None,
+    scopes: frozenset[str] = ALL_SCOPES,
+    service_consent: bool = True,
+    redirect_uris: list[str] | None = None,
+    allow_loopback_redirects: bool = True,
 ) -> Seeded:
-    """The ``demo`` tenant (see the module doc)."""
+    """The ``demo`` tenant (see the module doc) and its integration's consent."""
     tenant = state.add_tenant(
         tenant_id, company_name="Exempelbutiken AB", organisation_number="556677-8899"
     )
@@ -377,7 +381,16 @@ def seed_demo(
             {"financialyear": str(prev)},
         )
     tenant.locked_until = date(today.year - 1, 6, 30)
-    client = add_client_for(state, tenant, client_id=client_id, client_secret=client_secret)
+    client = add_client_for(
+        state,
+        tenant,
+        client_id=client_id,
+        client_secret=client_secret,
+        scopes=scopes,
+        service_consent=service_consent,
+        redirect_uris=redirect_uris,
+        allow_loopback_redirects=allow_loopback_redirects,
+    )
     return Seeded(tenant, client)
 
 

@@ -44,10 +44,23 @@ async def test_create_tenant_with_clients_licences_and_warehouse(admin: httpx.As
     assert (await admin.get("/3/customers", headers=auth)).status_code == 401
 
 
-async def test_second_demo_tenant(admin: httpx.AsyncClient) -> None:
-    r = await admin.post("/_sandbox/tenants", json={"seed": "demo", "tenant_id": 777})
+async def test_second_demo_tenant_honours_the_client_spec(admin: httpx.AsyncClient) -> None:
+    r = await admin.post(
+        "/_sandbox/tenants",
+        json={
+            "seed": "demo",
+            "tenant_id": 777,
+            "clients": [{"client_id": "it", "service_account": False, "scopes": ["article"]}],
+        },
+    )
     assert r.status_code == 201
     assert r.json()["summary"]["counts"]["articles"] == 50
+    client = r.json()["clients"][0]
+    assert (client["client_id"], client["service_account"], client["scopes"]) == (
+        "it",
+        False,
+        ["article"],
+    )
 
 
 async def test_state_dump(admin: httpx.AsyncClient, demo: Seeded) -> None:
