@@ -10,6 +10,12 @@ into Fortnox's 5 seconds.
 
 Waiting coroutines are served strictly first come, first served. The clock and the sleep
 function are injectable, so tests run in virtual time.
+
+Bursts are kept small: once ``burst`` requests are in the window, further requests are paced
+``window / limit`` apart instead of all 25 leaving at once. A burst of 25 arrives at Fortnox
+with queueing jitter (new connections, server-side queues) that a later, faster burst can
+overtake, which would squeeze 26 arrivals into 5 seconds; paced sends keep the arrival spacing
+close to the send spacing. The long-run rate is unchanged (25 per window + margin).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ Sleep = Callable[[float], Awaitable[None]]
 DEFAULT_LIMIT = 25
 DEFAULT_WINDOW = 5.0
 DEFAULT_SAFETY_MARGIN = 0.1
+DEFAULT_BURST = 5
 
 
 class SlidingWindow:
@@ -38,11 +45,20 @@ class SlidingWindow:
     ``delay`` of zero at the same instant.
     """
 
-    def __init__(self, limit: int = DEFAULT_LIMIT, period: float = DEFAULT_WINDOW) -> None:
+    def __init__(
+        self,
+        limit: int = DEFAULT_LIMIT,
+        period: float = DEFAULT_WINDOW,
+        *,
+        min_interval: float = 0.0,
+        burst: int | None = None,
+    ) -> None:
         if limit < 1 or period <= 0:
             raise ValueError("limit must be >= 1 and period > 0")
         self.limit = limit
         self.period = period
+        self.min_interval = min_interval
+        self.burst = limit if burst is None else burst
         self._sent: deque[float] = deque(maxlen=limit)
         self._blocked_until = float("-inf")
 
@@ -50,6 +66,8 @@ class SlidingWindow:
         wait = self._blocked_until - now
         if len(self._sent) == self.limit:
             wait = max(wait, self._sent[0] + self.period - now)
+        if self.min_interval > 0 and self._sent and self.in_window(now) >= self.burst:
+            wait = max(wait, self._sent[-1] + self.min_interval - now)
         return max(0.0, wait)
 
     def record(self, now: float) -> None:
@@ -93,11 +111,18 @@ class SlidingWindowLimiter:
         window: float = DEFAULT_WINDOW,
         *,
         safety_margin: float = DEFAULT_SAFETY_MARGIN,
+        burst: int | None = DEFAULT_BURST,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         on_wait: Callable[[float], None] | None = None,
     ) -> None:
-        self.window = SlidingWindow(limit, window + safety_margin)
+        effective = window + safety_margin
+        self.window = SlidingWindow(
+            limit,
+            effective,
+            min_interval=effective / limit if burst is not None and burst < limit else 0.0,
+            burst=burst,
+        )
         self.limit = limit
         self.period = window
         self._clock = clock

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 from bisect import bisect_right
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,13 +23,20 @@ def max_in_any_window(times: list[float], window: float = WINDOW) -> int:
     return best
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     gaps=st.lists(st.floats(min_value=0.0, max_value=1.5), min_size=1, max_size=150),
     margin=st.floats(min_value=0.0, max_value=0.2),
+    burst=st.integers(min_value=1, max_value=LIMIT),
+    paced=st.booleans(),
 )
-def test_core_never_exceeds_the_window(gaps: list[float], margin: float) -> None:
-    window = SlidingWindow(LIMIT, WINDOW + margin)
+def test_core_never_exceeds_the_window(
+    gaps: list[float], margin: float, burst: int, paced: bool
+) -> None:
+    period = WINDOW + margin
+    window = SlidingWindow(
+        LIMIT, period, min_interval=period / LIMIT if paced else 0.0, burst=burst
+    )
     arrival = 0.0
     last_sent = 0.0
     sent: list[float] = []
@@ -64,10 +72,10 @@ async def test_backlog_is_served_fifo_within_the_limit() -> None:
     order = await run_backlog(200, clock, limiter)
     assert order == list(range(200))
     elapsed = clock() - start
-    # 200 requests = 8 windows of 25; the last batch goes at 7 * (5 + margin).
-    assert elapsed <= 7 * 5.1 + 1e-6
+    # A burst of 5, then one every (5 + margin) / 25 seconds: 25 per 5.1 s in the long run.
+    assert elapsed == pytest.approx(5.1 + (200 - 26) * 5.1 / 25, abs=1e-6)
     # Throughput with a backlog: >= 95 % of 5 requests/s.
-    assert 200 / (elapsed + 5.0) >= 0.95 * 5
+    assert 200 / elapsed >= 0.95 * 5
 
 
 async def test_stats_report_waits() -> None:
@@ -79,7 +87,7 @@ async def test_stats_report_waits() -> None:
     # (Virtual time jumps while the 26th waits, so later ones start "after" the jump.)
     assert limiter.stats.waited >= 1
     assert limiter.stats.total_wait >= 5.0
-    assert len(waits) == 30 and waits[:25] == [0.0] * 25
+    assert len(waits) == 30 and waits[:5] == [0.0] * 5
     assert limiter.stats.max_wait >= 5.0
     assert limiter.stats.waiting_now == 0
 
@@ -113,6 +121,26 @@ async def test_penalize_holds_everyone() -> None:
     await limiter.acquire()
     assert clock() - start >= 5.0
     assert limiter.stats.penalties == 1
+
+
+async def test_small_bursts_then_paced() -> None:
+    clock = FakeClock(0.0)
+    limiter = SlidingWindowLimiter(clock=clock, sleep=clock.sleep, burst=5)
+    sent: list[float] = []
+    for _ in range(8):
+        await limiter.acquire()
+        sent.append(round(clock(), 3))
+    assert sent == [0.0, 0.0, 0.0, 0.0, 0.0, 0.204, 0.408, 0.612]
+
+
+async def test_unpaced_limiter_allows_a_full_burst() -> None:
+    clock = FakeClock(0.0)
+    limiter = SlidingWindowLimiter(clock=clock, sleep=clock.sleep, burst=None)
+    for _ in range(25):
+        await limiter.acquire()
+    assert clock() == 0.0
+    await limiter.acquire()
+    assert clock() == pytest.approx(5.1)
 
 
 def test_registry_shares_one_limiter_per_client_and_tenant() -> None:
