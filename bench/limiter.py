@@ -19,7 +19,9 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import structlog
 import uvicorn
 
 from engine.fortnox.auth import OAuthClient, TokenManager
@@ -193,7 +196,16 @@ def _max_in_window(times: list[float], window: float) -> int:
     return best
 
 
+def quiet_logs() -> None:
+    """Log warnings and worse to stderr: stdout carries only the JSON result."""
+    structlog.configure(
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+    )
+
+
 def main() -> None:
+    quiet_logs()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--workers", type=int, default=40)
