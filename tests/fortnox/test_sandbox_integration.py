@@ -277,3 +277,80 @@ async def test_refresh_race_between_two_processes(tmp_path: Path, box: SecretBox
         hashes = {out.decode().strip().splitlines()[-1] for out, _ in outputs}
         assert len(hashes) == 1  # both ended with the same, single new access token
         assert token_grants(await env.counters()) - before == 1
+
+
+async def test_resources_against_the_sandbox(tmp_path: Path, box: SecretBox) -> None:
+    from datetime import timedelta
+
+    from engine.fortnox.api import FortnoxApi
+    from engine.fortnox.limiter import SlidingWindowLimiter
+    from engine.fortnox.models import Article, Order, OrderRow
+    from engine.fortnox.polling import PollCursor
+
+    async with asgi_sandbox() as env:
+        await env.admin.put("/_sandbox/ratelimit", json={"enabled": False})
+        store = await env.sqlite_store(tmp_path / "tokens.sqlite", box)
+        api = FortnoxApi(env.client(store, limiter=SlidingWindowLimiter(limit=10_000)))
+        today = date.today()
+
+        company = await api.settings.company_information()
+        assert company.database_number == env.tenant_id
+        terms = await api.settings.terms_of_payments()
+        assert terms and await api.settings.get_terms_of_payment(terms[0].code or "") is not None
+        assert await api.settings.get_terms_of_payment("NOPE") is None
+
+        year = await api.bookkeeping.financial_year_for(today)
+        assert year is not None and year.id is not None and year.contains(today)
+        assert len(await api.bookkeeping.financial_years()) == 2
+        accounts = [a async for a in api.bookkeeping.accounts(year.id)]
+        assert any(a.number == 1910 for a in accounts)
+        assert (await api.bookkeeping.get_account(3900, year.id)).active is False  # type: ignore[union-attr]
+        series = {s.code: s for s in await api.bookkeeping.voucher_series(year.id)}
+        assert series["F"].manual is True
+        centres = {c.code: c for c in await api.bookkeeping.cost_centers()}
+        assert centres["999"].active is False
+        locked = await api.bookkeeping.locked_period()
+        assert locked.end_date is not None and locked.end_date < today
+
+        created = await api.bookkeeping.create_voucher(z_voucher("KS:z-1", today), year.id)
+        assert created.voucher_number is not None and created.year == year.id
+        fetched = await api.bookkeeping.get_voucher("F", created.voucher_number, year.id)
+        assert fetched.comments == "KS:z-1" and len(fetched.voucher_rows or []) == 3
+        listed = [v async for v in api.bookkeeping.vouchers(year.id)]
+        assert any(v.voucher_number == created.voucher_number for v in listed)
+        sie = await api.files.sie(4, year.id)
+        assert sie.startswith(b"#FLAGGA") and b"#VER" in sie
+        assert await api.files.voucher_file_connections(voucher_series="F") == []
+
+        lists = await api.prices.price_lists()
+        assert {p.code for p in lists} >= {"A", "B"}
+        article = await api.articles.create(
+            Article(article_number="KS-1", description="Kassasync test")
+        )
+        assert article.article_number == "KS-1"
+        await api.prices.set_price("B", "KS-1", Decimal("42.50"))
+        price = await api.prices.get_price("B", "KS-1")
+        assert price is not None and price.price == Decimal("42.5")
+        await api.prices.set_price("B", "KS-1", Decimal("40"))
+        assert (await api.prices.get_price("B", "KS-1")).price == Decimal(40)  # type: ignore[union-attr]
+
+        customer = await api.customers.create(Customer(name="Order Kund"))
+        assert customer.customer_number
+        order = Order(
+            customer_number=customer.customer_number,
+            order_rows=[OrderRow(article_number="KS-1", ordered_quantity=Decimal(2))],
+        )
+        first = await api.orders.ensure(order, "TILL-INV-1")
+        second = await api.orders.ensure(order, "TILL-INV-1")
+        assert first.created and not second.created
+        assert first.order.document_number == second.order.document_number
+        assert await api.orders.find_by_reference("TILL-INV-") == []
+
+        payments = api.payments.poller(overlap=timedelta(minutes=5))
+        batch = await payments.poll(None)
+        assert batch.changes
+        again = await payments.poll(PollCursor.from_json(batch.next_cursor.to_json()))
+        assert again.changes == [] and again.duplicates == again.fetched
+        one = batch.changes[0].item
+        assert (await api.payments.get(one.number or "")).invoice_number == one.invoice_number
+        assert await api.payments.for_invoice(one.invoice_number or 0)
