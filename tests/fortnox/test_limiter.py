@@ -149,3 +149,30 @@ def test_registry_shares_one_limiter_per_client_and_tenant() -> None:
     assert reg.get("c", "t1") is not reg.get("c", "t2")
     assert reg.get("c", "t1") is not reg.get("d", "t1")
     assert set(reg.stats()) == {("c", "t1"), ("c", "t2"), ("d", "t1")}
+
+
+@settings(max_examples=60, deadline=None)
+@given(gaps=st.lists(st.floats(min_value=0.0, max_value=0.6), min_size=1, max_size=90))
+def test_async_limiter_is_fifo_and_never_exceeds_the_window(gaps: list[float]) -> None:
+    async def scenario() -> list[tuple[int, float]]:
+        clock = FakeClock(0.0)
+        limiter = SlidingWindowLimiter(clock=clock, sleep=clock.sleep)
+        sent: list[tuple[int, float]] = []
+
+        async def one(i: int) -> None:
+            await limiter.acquire()
+            sent.append((i, clock()))
+
+        tasks = []
+        arrival = 0.0
+        for i, gap in enumerate(gaps):
+            arrival += gap
+            clock.now = max(clock.now, arrival)
+            tasks.append(asyncio.create_task(one(i)))
+            await asyncio.sleep(0)
+        await asyncio.gather(*tasks)
+        return sent
+
+    sent = asyncio.run(scenario())
+    assert [i for i, _ in sent] == list(range(len(gaps)))  # first come, first served
+    assert max_in_any_window([t for _, t in sent]) <= LIMIT
