@@ -14,7 +14,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.embedded.edge import Edge, utcnow
+from engine.clock import utcnow
+from engine.embedded.edge import Edge
 from engine.secrets import Secret, SecretBox
 from engine.store.db import Database
 from topics.common import TenantId

@@ -9,6 +9,8 @@ from typing import Any
 
 import structlog
 
+from engine.clock import utcnow
+from engine.executors.ports import CursorUpdate
 from engine.store.db import Database
 from engine.store.log import Log
 from engine.store.outbox import DeadLetters, Outbox, Pending
@@ -23,10 +25,6 @@ log = structlog.get_logger("kassasync.edge")
 #: RETRYING outcomes are logged on these attempts only (then every 16th): a long outage of one
 #: till must not flood the outcome log.
 _LOGGED_RETRIES = {1, 2, 4, 8}
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class Edge:
@@ -47,10 +45,58 @@ class Edge:
         ).fetchone()
         return int(row[0])
 
-    def publish(self, messages: list[Envelope]) -> None:
-        with self.db.transaction():
+    def publish(
+        self,
+        messages: list[Envelope],
+        *,
+        cursor: CursorUpdate | None = None,
+        fingerprint: tuple[str, str, str, str] | None = None,
+    ) -> None:
+        with self.db.transaction() as conn:
             for message in messages:
                 self.log.append(message)
+            if cursor is not None:
+                now = utcnow().timestamp()
+                conn.execute(
+                    "INSERT INTO fx_cursor (tenant, resource, cursor, last_ok, full_sync_at) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant, resource) DO UPDATE SET "
+                    "cursor = excluded.cursor, last_ok = excluded.last_ok, "
+                    "full_sync_at = COALESCE(excluded.full_sync_at, fx_cursor.full_sync_at)",
+                    (
+                        cursor.tenant,
+                        cursor.resource,
+                        cursor.cursor,
+                        now,
+                        now if cursor.full_sync else None,
+                    ),
+                )
+            if fingerprint is not None:
+                conn.execute(
+                    "INSERT INTO fx_seen (tenant, resource, key, fingerprint) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (tenant, resource, key) DO UPDATE SET "
+                    "fingerprint = excluded.fingerprint",
+                    fingerprint,
+                )
+
+    def cursor(self, tenant: str, resource: str) -> tuple[str | None, float | None]:
+        row = self.db.conn.execute(
+            "SELECT cursor, full_sync_at FROM fx_cursor WHERE tenant = ? AND resource = ?",
+            (tenant, resource),
+        ).fetchone()
+        return (None, None) if row is None else (row[0], row[1])
+
+    def fingerprint(self, tenant: str, resource: str, key: str) -> str | None:
+        row = self.db.conn.execute(
+            "SELECT fingerprint FROM fx_seen WHERE tenant = ? AND resource = ? AND key = ?",
+            (tenant, resource, key),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def head(self, target: str, tenant: str) -> Pending | None:
+        return self.outbox.head(target, tenant)
+
+    def tenants_with_work(self, target: str) -> list[str]:
+        return self.outbox.tenants_with_work(target)
 
     # -- outcomes -----------------------------------------------------------------------------
 
@@ -123,8 +169,7 @@ class Edge:
                 (json.dumps({"intent": intent}), command_id),
             )
 
-    @staticmethod
-    def intent(pending: Pending) -> dict[str, Any] | None:
+    def intent(self, pending: Pending) -> dict[str, Any] | None:
         if not pending.last_error or not pending.last_error.startswith("{"):
             return None
         try:

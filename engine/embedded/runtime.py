@@ -155,7 +155,7 @@ class EmbeddedEngine:
     async def run(self, stop: asyncio.Event, *, serve_http: bool = True) -> None:
         async with httpx.AsyncClient() as http:
             self._http = http
-            delivery = TillDelivery(self.edge, self.tenants, http)
+            delivery = TillDelivery(self.edge, self.tenants.get, http)
             tasks = [
                 asyncio.create_task(self._process_loop(stop)),
                 asyncio.create_task(self._tick_loop(stop)),

@@ -23,7 +23,8 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from engine.embedded.edge import Edge, utcnow
+from engine.clock import utcnow
+from engine.executors.ports import CursorUpdate, ExecutorPorts
 from engine.fortnox.api import FortnoxApi
 from engine.fortnox.errors import (
     AuthError,
@@ -120,7 +121,7 @@ class FortnoxSession:
         self,
         tenant: str,
         api: FortnoxApi,
-        edge: Edge,
+        edge: ExecutorPorts,
         settings: Callable[[], TenantSettings],
         timing: SessionTiming | None = None,
     ) -> None:
@@ -188,7 +189,7 @@ class FortnoxSession:
         worked = False
         loop = asyncio.get_running_loop()
         while not stop.is_set():
-            pending = self.edge.outbox.head("fortnox", self.tenant)
+            pending = self.edge.head("fortnox", self.tenant)
             if pending is None or pending.next_at > dt.datetime.now().timestamp():
                 return worked
             await self.execute(pending)
@@ -370,24 +371,8 @@ class FortnoxSession:
     # -- polling ------------------------------------------------------------------------------
 
     def _cursor(self, resource: str) -> tuple[PollCursor | None, float | None]:
-        row = self.edge.db.conn.execute(
-            "SELECT cursor, full_sync_at FROM fx_cursor WHERE tenant = ? AND resource = ?",
-            (self.tenant, resource),
-        ).fetchone()
-        if row is None:
-            return None, None
-        cursor = PollCursor.from_json(row[0]) if row[0] else None
-        return cursor, row[1]
-
-    def _save_cursor(self, resource: str, cursor: PollCursor, full_sync: bool) -> None:
-        now = utcnow().timestamp()
-        self.edge.db.conn.execute(
-            "INSERT INTO fx_cursor (tenant, resource, cursor, last_ok, full_sync_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant, resource) DO UPDATE SET "
-            "cursor = excluded.cursor, last_ok = excluded.last_ok, "
-            "full_sync_at = COALESCE(excluded.full_sync_at, fx_cursor.full_sync_at)",
-            (self.tenant, resource, cursor.to_json(), now, now if full_sync else None),
-        )
+        text, full_at = self.edge.cursor(self.tenant, resource)
+        return (PollCursor.from_json(text) if text else None), full_at
 
     async def poll(self) -> None:
         settings = self.settings()
@@ -433,27 +418,29 @@ class FortnoxSession:
             for entity, _raw in messages:
                 found = await self.api.prices.get_price(price_list, entity)
                 prices[entity] = None if found is None else found.price
-        out: list[Envelope] = []
-        with self.edge.db.transaction():
-            for entity, raw in messages:
-                out.append(self._change(resource, entity, raw, sync_pass, prices))
-            if sync_pass is not None:
-                out.append(
-                    fx.FortnoxSyncCompleted(
-                        id=f"sync-{sync_pass}",
-                        tenant=self.tenant,
-                        occurred_at=utcnow(),
-                        data=fx.SyncCompletedData(
-                            resource=fx.SyncedResource(resource),
-                            sync_pass=sync_pass,
-                            count=len(messages),
-                        ),
-                    )
+        out: list[Envelope] = [
+            self._change(resource, entity, raw, sync_pass, prices) for entity, raw in messages
+        ]
+        if sync_pass is not None:
+            out.append(
+                fx.FortnoxSyncCompleted(
+                    id=f"sync-{sync_pass}",
+                    tenant=self.tenant,
+                    occurred_at=utcnow(),
+                    data=fx.SyncCompletedData(
+                        resource=fx.SyncedResource(resource),
+                        sync_pass=sync_pass,
+                        count=len(messages),
+                    ),
                 )
-            for message in out:
-                self.edge.log.append(message)
-            seen.update(returned)
-            self._save_cursor(resource, PollCursor(since=started, seen=seen), full)
+            )
+        seen.update(returned)
+        self.edge.publish(
+            out,
+            cursor=CursorUpdate(
+                self.tenant, resource, PollCursor(since=started, seen=seen).to_json(), full
+            ),
+        )
         if out:
             log.info(
                 "fortnox.polled",
@@ -567,28 +554,19 @@ class FortnoxSession:
             warehouse_active=await self.api.stock.warehouse_active(),
         )
         digest = _fingerprint(master.model_dump(mode="json"))
-        row = self.edge.db.conn.execute(
-            "SELECT fingerprint FROM fx_seen "
-            "WHERE tenant = ? AND resource = 'masterdata' AND key = ''",
-            (self.tenant,),
-        ).fetchone()
-        if row is not None and row[0] == digest:
+        if self.edge.fingerprint(self.tenant, "masterdata", "") == digest:
             return
-        with self.edge.db.transaction() as conn:
-            self.edge.log.append(
+        self.edge.publish(
+            [
                 fx.FortnoxMasterDataRefreshed(
                     id=f"md-{self.tenant}-{digest}-{uuid.uuid4().hex[:8]}",
                     tenant=self.tenant,
                     occurred_at=utcnow(),
                     data=master,
                 )
-            )
-            conn.execute(
-                "INSERT INTO fx_seen (tenant, resource, key, fingerprint) "
-                "VALUES (?, 'masterdata', '', ?) ON CONFLICT (tenant, resource, key) "
-                "DO UPDATE SET fingerprint = excluded.fingerprint",
-                (self.tenant, digest),
-            )
+            ],
+            fingerprint=(self.tenant, "masterdata", "", digest),
+        )
         log.info("fortnox.masterdata.refreshed", tenant=self.tenant, years=len(year_data))
 
 

@@ -13,13 +13,14 @@ import asyncio
 import contextlib
 import random
 import time
+from collections.abc import Callable
 
 import httpx
 import structlog
 
-from engine.embedded.edge import Edge
+from engine.executors.ports import ExecutorPorts
 from engine.store.outbox import Pending
-from engine.tenants import TenantDirectory
+from engine.tenants import TenantConfig
 from topics.errors import ErrorKind, shop_error
 from topics.outcomes import OutcomeStatus
 
@@ -29,7 +30,12 @@ RETRYABLE_4XX = {408, 409, 425, 429}
 
 
 class TillDelivery:
-    def __init__(self, edge: Edge, tenants: TenantDirectory, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        edge: ExecutorPorts,
+        tenants: Callable[[str], TenantConfig | None],
+        http: httpx.AsyncClient,
+    ) -> None:
         self.edge = edge
         self.tenants = tenants
         self.http = http
@@ -37,7 +43,7 @@ class TillDelivery:
 
     async def run(self, stop: asyncio.Event, poll: float = 0.1) -> None:
         while not stop.is_set():
-            for tenant in self.edge.outbox.tenants_with_work("till"):
+            for tenant in self.edge.tenants_with_work("till"):
                 task = self._tasks.get(tenant)
                 if task is None or task.done():
                     self._tasks[tenant] = asyncio.create_task(self.deliver_tenant(tenant, stop))
@@ -49,7 +55,7 @@ class TillDelivery:
 
     async def deliver_tenant(self, tenant: str, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            pending = self.edge.outbox.head("till", tenant)
+            pending = self.edge.head("till", tenant)
             if pending is None:
                 return
             wait = pending.next_at - time.time()
@@ -60,7 +66,7 @@ class TillDelivery:
             await self.deliver(pending)
 
     async def deliver(self, pending: Pending) -> None:
-        config = self.tenants.get(pending.tenant)
+        config = self.tenants(pending.tenant)
         if config is None or not config.till.endpoint:
             error = shop_error(ErrorKind.TILL_UNREACHABLE, detail="no till endpoint configured")
             self.edge.settle(pending, OutcomeStatus.RETRYING, error=error, retry_in=30.0)

@@ -16,7 +16,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from engine.embedded.edge import Edge, utcnow
+from engine.clock import utcnow
+from engine.embedded.edge import Edge
 from engine.embedded.processor import Processor
 from engine.embedded.scheduler import TickScheduler
 from engine.executors.till import TillDelivery
@@ -136,7 +137,7 @@ async def test_articles_and_stock_reach_the_till_exactly_once(world: dict[str, o
         ]
     )
     async with httpx.AsyncClient(transport=transport) as http:
-        delivery = TillDelivery(edge, directory, http)
+        delivery = TillDelivery(edge, directory.get, http)
         stop = asyncio.Event()
         for _ in range(5):
             processor.step()
