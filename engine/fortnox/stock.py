@@ -201,7 +201,12 @@ class Stock:
     async def balances(self, item_ids: list[str]) -> list[StockBalance]:
         path = "/api/warehouse/status-v1/stockbalance"
         response = await self.client.request("GET", path, params={"itemIds": ",".join(item_ids)})
-        data = response.json()
+        try:
+            data = response.json()
+        except ValueError:
+            raise UnexpectedResponse(
+                "stock balances are not JSON", tenant=self.client.tenant, path=path
+            ) from None
         items = data if isinstance(data, list) else data.get("StockBalances", [])
         return [parse_item(StockBalance, i, self.client.tenant, path) for i in items]
 

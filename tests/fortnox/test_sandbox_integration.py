@@ -168,6 +168,8 @@ async def test_warehouse_detection_and_stock_modes(tmp_path: Path, box: SecretBo
         for _ in range(2):  # a repeated command moves stock once
             await documents.move("cmd-7", {number: Decimal(-3)}, day=date.today())
         assert await documents.read_quantity(number) == before - 3
+        balances = await documents.balances([number])
+        assert [(b.item_id, b.in_stock) for b in balances] == [(number, before - 3)]
 
 
 async def test_customer_number_reuse_is_exists(tmp_path: Path, box: SecretBox) -> None:
