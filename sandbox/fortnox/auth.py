@@ -33,7 +33,7 @@ from starlette.responses import RedirectResponse, Response
 from sandbox.fortnox.errors import OAuthError
 from sandbox.fortnox.listing import json_response
 from sandbox.fortnox.state import Consent, OAuthClient, SandboxState
-from sandbox.fortnox.topics_feed import FeedGrant
+from sandbox.fortnox.topics_feed import FeedGrant, TokenCheck
 
 #: ASGI scope keys: the caller's :class:`AuthContext`, and the tenant a request concerns.
 AUTH_KEY = "fortnox.auth"
@@ -205,7 +205,7 @@ def expire_access_tokens(state: SandboxState, tenant_id: int | None = None) -> i
     return n
 
 
-def feed_token_check(state: SandboxState) -> Any:
+def feed_token_check(state: SandboxState) -> TokenCheck:
     """The check ``add-tenants-v1`` uses: token live and the client secret right."""
 
     def check(token: str, client_secret: str) -> FeedGrant | None:
