@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +27,13 @@ from engine.fortnox.client import FortnoxClient
 from engine.fortnox.limiter import LimiterRegistry
 from engine.fortnox.tokens import AppCredentials, SqliteTokenStore
 from engine.gateway.ingest import router as ingest_router
+from engine.metrics import EngineMetrics, MeteredPorts
+from engine.ops import EmbeddedProbe, Ops, SqliteOpsStore, Throughput
 from engine.secrets import SecretBox
 from engine.store.db import Database
 from engine.tenants import TenantConfig, TenantDirectory
+from engine.web import mount as mount_web
+from engine.web.auth import AdminAuth, resolve_admin_token
 from topics.settings import StockMode, TenantSettings
 
 log = structlog.get_logger("kassasync.engine")
@@ -50,17 +55,31 @@ class EmbeddedEngine:
         host: str = "127.0.0.1",
         http_port: int = 8080,
         timing: SessionTiming | None = None,
+        admin_token: str | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.db = Database(data_dir / "kassasync.db")
         self.box = box
         self.edge = Edge(self.db)
         self.counters = Counters()
+        self.metrics = EngineMetrics()
+        self.throughput = Throughput()
+        #: What the executors write through: the edge, counted for /metrics.
+        self.ports = MeteredPorts(self.edge, self.metrics)
         self.processor = Processor(self.db, on_batch=self._counted)
         self.scheduler = TickScheduler(self.db, self.edge.log)
         self.tenants = TenantDirectory(self.db, box)
         self.token_store = SqliteTokenStore(data_dir / "tokens.db", box)
         self.limiters = LimiterRegistry()
+        self.ops = Ops(
+            SqliteOpsStore(self.db, self.edge.log),
+            EmbeddedProbe(self.db, limiters=self.limiters, throughput=self.throughput),
+        )
+        self.metrics.watch(self.ops)
+        #: The dashboard's admin token (``KASSASYNC_ADMIN_TOKEN``, else generated and printed).
+        self.admin_token, self.admin_token_generated = resolve_admin_token(admin_token)
+        self.announce_admin_token = self.admin_token_generated
+        self.admin = AdminAuth(self.admin_token)
         self.host = host
         self.http_port = http_port
         self.timing = timing or SessionTiming()
@@ -74,10 +93,13 @@ class EmbeddedEngine:
         self.counters.events_in += result.processed
         self.counters.commands_out += result.commands
         self.counters.dead_letters += result.dead_letters
+        self.metrics.batch(result.by_type, result.commands_by_type, result.dead_letters)
+        self.throughput.add_types(result.by_type)
 
     def _app(self) -> FastAPI:
         app = FastAPI(title="Kassasync", version="0.1.0")
         app.include_router(ingest_router(self.tenants, self.edge))
+        mount_web(app, ops=self.ops, auth=self.admin, metrics=self.metrics)
 
         @app.get("/healthz")
         async def healthz() -> dict[str, object]:
@@ -99,12 +121,18 @@ class EmbeddedEngine:
         conn = config.fortnox
         app = AppCredentials(client_id=conn.client_id, client_secret=conn.client_secret)
         oauth = OAuthClient(app, base_url=conn.auth_base)
-        tokens = TokenManager(self.token_store, oauth)
+        tokens = TokenManager(self.token_store, oauth, metrics=self.metrics.fortnox)
         if await self.token_store.load(config.id) is None and conn.fortnox_tenant_id is not None:
             await self.token_store.save(
                 config.id, await oauth.client_credentials(conn.fortnox_tenant_id, tenant=config.id)
             )
-        client = FortnoxClient(config.id, tokens, base_url=conn.api_base, limiters=self.limiters)
+        client = FortnoxClient(
+            config.id,
+            tokens,
+            base_url=conn.api_base,
+            limiters=self.limiters,
+            metrics=self.metrics.fortnox,
+        )
         documents = config.settings.stock.mode is StockMode.WAREHOUSE_DOCUMENTS
         return FortnoxApi(client, stock_documents_enabled=documents)
 
@@ -128,7 +156,7 @@ class EmbeddedEngine:
                 full_sync_seconds=self.timing.full_sync_seconds,
                 idle_seconds=self.timing.idle_seconds,
             )
-            session = FortnoxSession(tenant, api, self.edge, self._settings_for(tenant), timing)
+            session = FortnoxSession(tenant, api, self.ports, self._settings_for(tenant), timing)
             self.sessions[tenant] = session
             self._session_tasks[tenant] = asyncio.create_task(session.run(stop))
 
@@ -155,7 +183,7 @@ class EmbeddedEngine:
     async def run(self, stop: asyncio.Event, *, serve_http: bool = True) -> None:
         async with httpx.AsyncClient() as http:
             self._http = http
-            delivery = TillDelivery(self.edge, self.tenants.get, http)
+            delivery = TillDelivery(self.ports, self.tenants.get, http)
             tasks = [
                 asyncio.create_task(self._process_loop(stop)),
                 asyncio.create_task(self._tick_loop(stop)),
@@ -171,6 +199,13 @@ class EmbeddedEngine:
                 )
                 self.server = uvicorn.Server(config)
                 tasks.append(asyncio.create_task(self.server.serve()))
+                if self.announce_admin_token:
+                    print(
+                        f"kassasync: dashboard http://{self.host}:{self.http_port}/ - admin token "
+                        f"(generated; set KASSASYNC_ADMIN_TOKEN to choose one): {self.admin_token}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
             log.info("engine.started", data_dir=str(self.data_dir), http_port=self.http_port)
             await stop.wait()
             if self.server is not None:

@@ -1,0 +1,62 @@
+"""The engine's operations surface on its HTTP port: dashboard pages, the ops JSON API and
+``/metrics``. :func:`mount` adds them to the engine's FastAPI app (either runtime's)."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from engine.metrics import EngineMetrics
+from engine.ops import Ops
+from engine.web import api, pages
+from engine.web.auth import AdminAuth, Forbidden, LoginThrottle, NeedLogin
+from engine.web.html import esc, html_response, layout
+
+
+def mount(
+    app: FastAPI,
+    *,
+    ops: Ops,
+    auth: AdminAuth,
+    metrics: EngineMetrics,
+    throttle: LoginThrottle | None = None,
+) -> None:
+    """Dashboard and ops API (admin token) and ``/metrics`` (no token) on ``app``."""
+    app.include_router(pages.router(ops, auth, throttle=throttle))
+    app.include_router(api.router(ops, auth))
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    async def need_login(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, NeedLogin)
+        if exc.api:
+            return JSONResponse(
+                {"error": "send the admin token as 'Authorization: Bearer <token>'"},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="kassasync"'},
+            )
+        target = f"/login?next={quote(exc.path, safe='/')}"
+        body = (
+            '<div class="login card"><h1>Log in first</h1>'
+            "<p>This page needs the Kassasync admin token.</p>"
+            f'<p><a class="button" href="{esc(target)}">Log in</a></p></div>'
+        )
+        return html_response(
+            layout("Log in first", body),
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="kassasync"'},
+        )
+
+    async def forbidden(request: Request, exc: Exception) -> Response:
+        if request.url.path.startswith("/ops/api/"):
+            return JSONResponse({"error": str(exc)}, status_code=403)
+        body = f'<div class="login card"><h1>Refused</h1><p>{esc(exc)}</p></div>'
+        return html_response(layout("Refused", body), status=403)
+
+    app.add_exception_handler(NeedLogin, need_login)
+    app.add_exception_handler(Forbidden, forbidden)
