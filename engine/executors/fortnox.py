@@ -135,6 +135,8 @@ class FortnoxSession:
         self._next_poll = 0.0
         self._next_masterdata = 0.0
         self._backoff = 1.0
+        #: Completed polls; a caller that wants fresh data waits for this to move.
+        self.polls_done = 0
 
     def request_poll(self) -> None:
         """Something changed at Fortnox (topics feed): poll at once."""
@@ -159,6 +161,7 @@ class FortnoxSession:
                 if self._poll_now or now >= self._next_poll:
                     self._poll_now = False
                     await self.poll()
+                    self.polls_done += 1
                     self._next_poll = loop.time() + self.timing.poll_seconds
                 self._backoff = 1.0
                 if not worked:

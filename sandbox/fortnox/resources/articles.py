@@ -226,9 +226,11 @@ def _text(value: Any) -> str | None:
 
 
 def view_list(rec: Record, base: str) -> dict[str, Any]:
+    """The list view: the fields of Fortnox's ``ArticleListItem`` (its OpenAPI document)."""
     d = rec.data
     return {
         "@url": f"{base}/3/articles/{rec.key}",
+        "Active": d.get("Active", True),
         "ArticleNumber": rec.key,
         "Description": d["Description"],
         "DisposableQuantity": _text(d["DisposableQuantity"]),
@@ -238,8 +240,10 @@ def view_list(rec: Record, base: str) -> dict[str, Any]:
         "SalesPrice": _text(d.get("SalesPrice")),
         "QuantityInStock": d.get("QuantityInStock") or 0.0,
         "ReservedQuantity": _text(d.get("ReservedQuantity") or 0),
+        "StockGoods": d.get("StockGoods", False),
         "StockPlace": d.get("StockPlace"),
         "StockValue": _text(d.get("StockValue") or 0),
+        "Type": d.get("Type") or "STOCK",
         "Unit": d.get("Unit") or "",
         "VAT": _text(d.get("VAT") or 0),
         "WebshopArticle": d.get("WebshopArticle", False),

@@ -1,0 +1,257 @@
+"""Scenario harness: the whole engine against the sandbox Fortnox and the simulated till.
+
+A scenario talks to a ``Runtime``: it sends till events through the ingest API, edits Fortnox
+through the sandbox's admin API (as a Fortnox user or a webshop would), waits until everything
+has settled, and then looks at both sides. The embedded runtime runs in this process; the Kafka
+runtime (tests/kafka) implements the same interface, so one scenario suite runs on both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+import uvicorn
+
+from engine.clock import utcnow
+from engine.embedded.runtime import EmbeddedEngine
+from engine.executors.fortnox import SessionTiming
+from engine.fortnox.limiter import LimiterRegistry, SlidingWindowLimiter
+from engine.secrets import SecretBox, generate_key
+from engine.tenants import FortnoxConnection, TenantConfig, TillConnection
+from sandbox.fortnox.app import create_app as create_sandbox
+from sandbox.fortnox.seed import Seeded, seed_demo
+from sandbox.fortnox.state import SandboxState
+from sandbox.till import TillState
+from sandbox.till import create_app as create_till
+from topics.settings import TenantSettings
+
+TENANT = "shop"
+WINDOW = 1.0
+
+BASE_SETTINGS: dict[str, Any] = {
+    "customers": {"master": "fortnox"},
+    "articles": {"price_list": "A"},
+    "stock": {"enabled": True},
+    "zreports": {
+        "enabled": True,
+        "series": "F",
+        "accounts": {
+            "payment_methods": {"card": 1580, "cash": 1910, "swish": 1930, "giftcard": 2421},
+            "sales_by_vat": {"25": 3001, "12": 3002, "6": 3003, "0": 3004},
+            "vat_by_rate": {"25": 2611, "12": 2621, "6": 2631},
+            "rounding": 3740,
+            "tips": 2890,
+            "gift_cards": 2421,
+        },
+    },
+    "invoices": {"enabled": True},
+    "payments": {"enabled": True},
+    "flush_window_seconds": 0.5,
+}
+
+
+def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+class Runtime(Protocol):
+    till: TillState
+    fortnox_tenant: int
+
+    async def send(self, *events: dict[str, Any]) -> httpx.Response: ...
+
+    async def settle(self, timeout: float = 60.0) -> None: ...
+
+    async def admin(self, method: str, path: str, **kwargs: Any) -> httpx.Response: ...
+
+    def state(self, kind: str, key: str) -> dict[str, Any] | None: ...
+
+
+def _listener() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    return sock
+
+
+class EmbeddedRuntime:
+    """The embedded engine with the sandbox and the simulated till, all on loopback."""
+
+    def __init__(self, data: Path, settings: dict[str, Any] | None = None) -> None:
+        self.data = data
+        self.settings = TenantSettings.model_validate(merged(BASE_SETTINGS, settings or {}))
+        # Fortnox's window, 25 requests per 5 s, scaled to 25 per second on both sides so a
+        # scenario takes seconds; the limiter and the sandbox still enforce the same rule.
+        self.sandbox_state = SandboxState(rate_window_seconds=WINDOW)
+        self.seeded: Seeded = seed_demo(self.sandbox_state, client_id="kassasync-test")
+        self.fortnox_tenant = self.seeded.tenant.id
+        self.till = TillState(tenant=TENANT, token="till-token")
+        self._ids = itertools.count(1)
+        self._servers: list[uvicorn.Server] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.stop = asyncio.Event()
+
+    async def _serve(self, app: Any) -> str:
+        sock = _listener()
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self._tasks.append(asyncio.create_task(server.serve(sockets=[sock])))
+        while not server.started:
+            await asyncio.sleep(0.01)
+        self._servers.append(server)
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    async def __aenter__(self) -> EmbeddedRuntime:
+        self.sandbox_url = await self._serve(create_sandbox(self.sandbox_state))
+        self.till_url = await self._serve(create_till(self.till))
+        engine_sock = _listener()
+        port = engine_sock.getsockname()[1]
+        engine_sock.close()
+        self.engine = EmbeddedEngine(
+            self.data,
+            SecretBox(generate_key()),
+            http_port=port,
+            timing=SessionTiming(poll_seconds=0.5, masterdata_seconds=2, idle_seconds=0.05),
+            limiters=LimiterRegistry(lambda: SlidingWindowLimiter(window=WINDOW)),
+        )
+        credentials = self.seeded.credentials(self.sandbox_url)
+        key = self.engine.tenants.upsert(
+            TenantConfig(
+                id=TENANT,
+                settings=self.settings,
+                till=TillConnection(
+                    endpoint=f"{self.till_url}/kassasync/commands", token="till-token"
+                ),
+                fortnox=FortnoxConnection(
+                    api_base=self.sandbox_url,
+                    auth_base=self.sandbox_url,
+                    client_id=credentials["client_id"],
+                    client_secret=credentials["client_secret"],
+                    fortnox_tenant_id=int(credentials["tenant_id"]),
+                    poll_seconds=0.5,
+                ),
+            )
+        )
+        assert key is not None
+        self.api_key = key
+        self.http = httpx.AsyncClient(timeout=30)
+        self.engine_url = f"http://127.0.0.1:{port}"
+        self._tasks.append(asyncio.create_task(self.engine.run(self.stop)))
+        await self._wait_http(f"{self.engine_url}/healthz")
+        return self
+
+    async def _wait_http(self, url: str) -> None:
+        for _ in range(200):
+            try:
+                if (await self.http.get(url)).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{url} never answered")
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop.set()
+        for server in self._servers:
+            server.should_exit = True
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.http.aclose()
+        self.engine.db.close()
+
+    # -- what scenarios use ----------------------------------------------------------------------
+
+    def event(self, type_: str, data: dict[str, Any], msg_id: str | None = None) -> dict[str, Any]:
+        return {
+            "id": msg_id or f"{type_}-{next(self._ids)}",
+            "tenant": TENANT,
+            "type": type_,
+            "occurred_at": utcnow().isoformat(),
+            "source": "till",
+            "data": data,
+        }
+
+    async def send(self, *events: dict[str, Any]) -> httpx.Response:
+        response = await self.http.post(
+            f"{self.engine_url}/v1/tenants/{TENANT}/events",
+            json={"events": list(events)},
+            headers={"Authorization": f"Bearer {self.api_key}"},
+        )
+        return response
+
+    async def admin(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = await self.http.request(
+            method, f"{self.sandbox_url}/_sandbox/tenants/{self.fortnox_tenant}{path}", **kwargs
+        )
+        assert response.status_code < 400, (path, response.status_code, response.text)
+        return response
+
+    async def fortnox(self, *registers: str) -> dict[str, Any]:
+        names = ",".join(registers)
+        response = await self.admin("GET", f"?registers={names}")
+        return dict(response.json())
+
+    def state(self, kind: str, key: str) -> dict[str, Any] | None:
+        return self.engine.processor.store.get(TENANT, kind, key)
+
+    def force_full_sync(self) -> None:
+        """Make the next poll a full pass (it is what notices deletions in Fortnox)."""
+        with self.engine.db.transaction() as conn:
+            conn.execute("UPDATE fx_cursor SET full_sync_at = 0 WHERE tenant = ?", (TENANT,))
+
+    async def update_settings(self, override: dict[str, Any]) -> None:
+        config = self.engine.tenants.get(TENANT)
+        assert config is not None
+        settings = merged(config.settings.model_dump(mode="json"), override)
+        self.settings = TenantSettings.model_validate(settings)
+        self.engine.tenants.upsert(config.model_copy(update={"settings": self.settings}))
+
+    async def settle(self, timeout: float = 60.0) -> None:
+        """Until nothing is pending and two fresh polls in a row brought nothing new."""
+        deadline = time.monotonic() + timeout
+        quiet = 0
+        while quiet < 2:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"the engine did not settle: lag={self.engine.processor.lag()} "
+                    f"outbox={self.engine.edge.outbox.depth()}"
+                )
+            polled = {t: s.polls_done for t, s in self.engine.sessions.items()}
+            for session in self.engine.sessions.values():
+                session.request_poll()
+            while any(s.polls_done <= polled.get(t, -1) for t, s in self.engine.sessions.items()):
+                if time.monotonic() > deadline:
+                    raise AssertionError("Fortnox was not polled (see the session's log)")
+                await asyncio.sleep(0.05)
+            if not self.engine.sessions:
+                await asyncio.sleep(0.2)
+                continue
+            await asyncio.sleep(0.3)
+            quiet = quiet + 1 if self.engine.quiet() else 0
+
+    # -- two-sided views -----------------------------------------------------------------------
+
+    async def stock_levels(self) -> dict[str, tuple[Decimal, Decimal]]:
+        """article -> (till, Fortnox) for every stock article the till holds."""
+        articles = (await self.fortnox("articles"))["articles"]
+        out: dict[str, tuple[Decimal, Decimal]] = {}
+        for article in articles:
+            number = article["ArticleNumber"]
+            if article.get("StockGoods") and number in self.till.articles:
+                out[number] = (
+                    self.till.stock.get(number, Decimal(0)),
+                    Decimal(str(article.get("QuantityInStock") or 0)),
+                )
+        return out

@@ -1,0 +1,77 @@
+"""Customers through the running engine, in both master modes."""
+
+from __future__ import annotations
+
+from tests.scenarios.conftest import Factory
+
+
+def upsert(rt: object, till_id: str, name: str, **fields: str) -> dict[str, object]:
+    return rt.event(  # type: ignore[attr-defined, no-any-return]
+        "till.customer.upserted",
+        {"till_customer_id": till_id, "customer": {"name": name, **fields}},
+    )
+
+
+async def _fortnox_customers(rt: object) -> dict[str, dict[str, object]]:
+    data = await rt.fortnox("customers")  # type: ignore[attr-defined]
+    return {c["CustomerNumber"]: c for c in data["customers"]}
+
+
+async def test_fortnox_master_edits_flow_to_the_till(runtime: Factory) -> None:
+    async with runtime({"customers": {"master": "fortnox"}}) as rt:
+        await rt.settle()
+        assert rt.till.customers["fortnox-1"]["name"] == "Anna Andersson"
+        await rt.admin("PATCH", "/records/customers/1", json={"Name": "Anna Berg"})
+        await rt.settle()
+        assert rt.till.customers["fortnox-1"]["name"] == "Anna Berg"
+
+
+async def test_fortnox_master_overwrites_till_edits_but_creates_new_till_customers(
+    runtime: Factory,
+) -> None:
+    async with runtime({"customers": {"master": "fortnox"}}) as rt:
+        await rt.settle()
+        rt.till.customers["fortnox-1"]["name"] = "Fel Namn"
+        await rt.send(upsert(rt, "fortnox-1", "Fel Namn"))
+        await rt.send(upsert(rt, "C77", "Ny Kund", city="Lund"))
+        await rt.settle()
+        assert rt.till.customers["fortnox-1"]["name"] == "Anna Andersson"
+        customers = await _fortnox_customers(rt)
+        assert customers["KC77"]["Name"] == "Ny Kund"
+        assert customers["KC77"]["ExternalReference"] == "kassasync:C77"
+        report = rt.state("report", "customer:fortnox-1")
+        assert report is not None and report["kind"] == "till_edit_overwritten"
+
+
+async def test_fortnox_master_customer_deleted_in_fortnox_leaves_the_till(runtime: Factory) -> None:
+    async with runtime({"customers": {"master": "fortnox", "delete_missing": True}}) as rt:
+        await rt.settle()
+        assert "fortnox-5" in rt.till.customers
+        await rt.admin("DELETE", "/records/customers/5")
+        rt.force_full_sync()
+        await rt.settle()
+        assert "fortnox-5" not in rt.till.customers
+
+
+async def test_till_master_sends_edits_and_overwrites_fortnox_edits(runtime: Factory) -> None:
+    async with runtime({"customers": {"master": "till"}}) as rt:
+        await rt.send(upsert(rt, "T1", "Till Kund", city="Malmö"))
+        await rt.settle()
+        customers = await _fortnox_customers(rt)
+        assert customers["KT1"]["City"] == "Malmö"
+        assert not any(k.startswith("fortnox-") for k in rt.till.customers)  # no import
+        await rt.admin("PATCH", "/records/customers/KT1", json={"City": "Ystad"})
+        await rt.settle()
+        assert (await _fortnox_customers(rt))["KT1"]["City"] == "Malmö"
+        report = rt.state("report", "customer:T1")
+        assert report is not None and report["kind"] == "fortnox_edit_overwritten"
+
+
+async def test_till_master_one_off_import_of_the_fortnox_register(runtime: Factory) -> None:
+    async with runtime({"customers": {"master": "till", "import_fortnox_register": True}}) as rt:
+        await rt.settle()
+        assert rt.till.customers["fortnox-1"]["name"] == "Anna Andersson"
+        imported = len(rt.till.customers)
+        await rt.admin("POST", "/records/customers", json={"Name": "Efter Importen"})
+        await rt.settle()
+        assert len(rt.till.customers) == imported  # the import happened once
