@@ -1,0 +1,139 @@
+"""A person at the dashboard, in headless Debian Chromium driven by Selenium and chromedriver.
+
+The engine runs for real on loopback with a tenant paused (Fortnox login expired) and a payment
+its till refused (a dead letter). The person logs in on /login, finds the paused tenant's error
+with its fix and Fortnox link, retries the dead letter and sees it clear, then resumes the
+tenant. Screenshots go to test-artifacts/ (git-ignored).
+
+Chromium and chromedriver come from Debian (``apt-get install chromium chromium-driver``): this
+test fails, and does not skip, when they are missing.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.ops.world import ADMIN_TOKEN, TENANT, live_paused_engine, wait_for
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+INSTALL = "install them with: apt-get install -y chromium chromium-driver"
+
+
+@pytest.fixture()
+def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    chromium = CHROMIUM if CHROMIUM.exists() else shutil.which("chromium")
+    driver = CHROMEDRIVER if CHROMEDRIVER.exists() else shutil.which("chromedriver")
+    if chromium is None or driver is None:
+        pytest.fail(f"headless Chromium and chromedriver are needed for this test; {INSTALL}")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    # Never let Selenium Manager look for (or download) a browser or driver of its own.
+    monkeypatch.setenv("SE_OFFLINE", "true")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(chromium)
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        "--window-size=1360,1100",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        options.add_argument(flag)
+    chrome = webdriver.Chrome(options=options, service=Service(executable_path=str(driver)))
+    chrome.set_page_load_timeout(30)
+    try:
+        yield chrome
+    finally:
+        chrome.quit()
+
+
+def test_operator_logs_in_sees_the_paused_tenant_and_retries_a_dead_letter(
+    tmp_path: Path, browser: object
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+
+    assert isinstance(browser, WebDriver)
+    chrome = browser
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    def shot(name: str) -> Path:
+        path = ARTIFACTS / f"dashboard-{name}.png"
+        chrome.save_screenshot(str(path))
+        return path
+
+    with live_paused_engine(tmp_path / "engine") as (live, till):
+        # Without the token: 401 and a way to log in.
+        chrome.get(f"{live.url}/tenants/{TENANT}")
+        assert "Log in first" in chrome.page_source
+        chrome.find_element(By.LINK_TEXT, "Log in").click()
+        chrome.find_element(By.ID, "token").send_keys(ADMIN_TOKEN)
+        shot("1-login")
+        chrome.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+        # Back on the page asked for, with a session cookie (HttpOnly: not for scripts).
+        wait_for(lambda: chrome.current_url.endswith(f"/tenants/{TENANT}"), 10)
+        cookies = {c["name"]: c for c in chrome.get_cookies()}
+        session = cookies["kassasync_session"]
+        assert session["httpOnly"] and session["secure"] and session["sameSite"] == "Strict"
+        assert ADMIN_TOKEN not in session["value"]
+
+        chrome.get(f"{live.url}/")
+        overview = chrome.find_element(By.TAG_NAME, "table").text
+        assert TENANT in overview and "paused" in overview
+        shot("2-overview")
+
+        chrome.find_element(By.LINK_TEXT, TENANT).click()
+        paused = chrome.find_element(By.ID, "paused")
+        assert "Your Fortnox login has expired" in paused.text
+        assert "How to fix:" in paused.text
+        link = paused.find_element(By.PARTIAL_LINK_TEXT, "Fortnox settings page")
+        assert link.get_attribute("href") == "https://apps.fortnox.se/integrations"
+        letters = chrome.find_element(By.ID, "deadletters")
+        assert letters.text == "Dead letters (1)"
+        assert "payment account 1930 is not mapped" in chrome.page_source
+        shot("3-tenant-paused-with-dead-letter")
+
+        chrome.find_element(By.XPATH, "//button[normalize-space()='Retry']").click()
+        flash = chrome.find_element(By.CLASS_NAME, "flash").text
+        assert "retried: its command was queued again" in flash
+        assert chrome.find_element(By.ID, "deadletters").text == "Dead letters (0)"
+        assert "No dead letters" in chrome.page_source
+        shot("4-dead-letter-retried")
+
+        # The requeued payment reaches the till; then the shop renews its login: resume.
+        wait_for(lambda: [c for c in till.received if c["type"] == "till.payment.register"])
+        chrome.find_element(By.XPATH, "//button[normalize-space()='Resume']").click()
+        assert "resumed" in chrome.find_element(By.CLASS_NAME, "flash").text
+
+        def resumed() -> bool:
+            chrome.refresh()
+            return not chrome.find_elements(By.ID, "paused")
+
+        wait_for(resumed, 10, 0.3)
+        shot("5-tenant-resumed")
+
+        with live.api() as api:
+            letters_left = api.get("/ops/api/deadletters").json()["dead_letters"]
+            retried = api.get("/ops/api/deadletters?status=retried").json()["dead_letters"]
+        assert letters_left == [] and len(retried) == 1
+
+        chrome.get(f"{live.url}/system")
+        assert "Consumer lag" in chrome.page_source
+        shot("6-system")
+    for name in ("1-login", "3-tenant-paused-with-dead-letter", "4-dead-letter-retried"):
+        assert (ARTIFACTS / f"dashboard-{name}.png").stat().st_size > 10_000
