@@ -30,24 +30,6 @@ def _cmd_sie_check(args: argparse.Namespace) -> int:
     return main_check(list(args.files))
 
 
-def _cmd_tenants(args: argparse.Namespace) -> int:
-    from engine.secrets import SecretBox
-    from engine.store.db import Database
-    from engine.tenants import TenantDirectory, load_config_file
-
-    directory = TenantDirectory(Database(Path(args.data) / "kassasync.db"), SecretBox.from_env())
-    if args.action == "list":
-        for tenant in directory.ids():
-            print(tenant)
-        return 0
-    if args.action == "add":
-        for config in load_config_file(Path(args.config)):
-            key = directory.upsert(config)
-            print(json.dumps({"tenant": config.id, "api_key": key}))
-        return 0
-    return 2
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     from engine.embedded.runtime import EmbeddedEngine
     from engine.secrets import SecretBox
@@ -83,11 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("files", nargs="+")
     check.set_defaults(func=_cmd_sie_check)
 
-    tenants = sub.add_parser("tenants", help="manage tenants")
-    tenants.add_argument("action", choices=["add", "list"])
-    tenants.add_argument("--config", help="YAML file with tenants: [...] (for add)")
-    tenants.add_argument("--data", default=str(DEFAULT_DATA))
-    tenants.set_defaults(func=_cmd_tenants)
+    from engine import ops_cli
+
+    ops_cli.register(sub)
 
     run = sub.add_parser("run", help="run the embedded engine")
     run.add_argument("--data", default=str(DEFAULT_DATA))

@@ -1,0 +1,348 @@
+"""``kassasync status``, ``kassasync deadletters`` and ``kassasync tenants``.
+
+Reads (status, lists) open the engine's database directly: WAL lets them read while the engine
+runs. Actions (retry, discard, pause, resume) go through the running engine's ops API when one
+answers (``--url``, ``KASSASYNC_URL``, else ``http://127.0.0.1:8080``) with
+``KASSASYNC_ADMIN_TOKEN``, so the engine appends them itself; with no engine running they are
+written to the database directly (``--offline`` forces that).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from engine.ops import (
+    FLOW_TITLES,
+    FLOWS,
+    ActionResult,
+    DeadLetterRow,
+    EmbeddedProbe,
+    Light,
+    Ops,
+    OpsError,
+    SqliteOpsStore,
+    TenantSummary,
+    age_text,
+    progress,
+)
+from engine.store.db import Database
+from engine.web.auth import ADMIN_TOKEN_ENV
+
+DEFAULT_DATA = Path(os.environ.get("KASSASYNC_DATA", "var/kassasync"))
+URL_ENV = "KASSASYNC_URL"
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+_STYLE = {Light.GREEN: "green", Light.AMBER: "dark_orange", Light.RED: "red", Light.OFF: "grey50"}
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``status``, ``deadletters`` and ``tenants`` to the ``kassasync`` command line."""
+
+    def data_option(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--data", default=str(DEFAULT_DATA), help="the engine's data folder")
+
+    def action_options(parser: argparse.ArgumentParser) -> None:
+        data_option(parser)
+        parser.add_argument(
+            "--url", default=None, help=f"the running engine (default ${URL_ENV} or {DEFAULT_URL})"
+        )
+        parser.add_argument(
+            "--offline", action="store_true", help="write to the database, not via the engine"
+        )
+
+    status = sub.add_parser("status", help="status lights per tenant and flow")
+    data_option(status)
+    status.add_argument("--tenant", help="one tenant only")
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    status.set_defaults(func=cmd_status)
+
+    letters = sub.add_parser("deadletters", help="list, retry or discard dead letters")
+    action_options(letters)
+    letters.add_argument("action", choices=["list", "retry", "discard"])
+    letters.add_argument("id", nargs="?", help="one dead letter (else all open ones of --tenant)")
+    letters.add_argument("--tenant", help="only this tenant's dead letters")
+    letters.add_argument("--all", action="store_true", help="every tenant's open dead letters")
+    letters.add_argument("--status", default="open", choices=["open", "retried", "discarded"])
+    letters.add_argument("--json", action="store_true")
+    letters.set_defaults(func=cmd_deadletters)
+
+    tenants = sub.add_parser("tenants", help="add, list, pause or resume tenants")
+    action_options(tenants)
+    tenants.add_argument("action", choices=["add", "list", "pause", "resume"])
+    tenants.add_argument("tenant", nargs="?", help="the tenant to pause or resume")
+    tenants.add_argument("--config", help="YAML file with tenants: [...] (for add)")
+    tenants.add_argument("--reason", default=None, help="why (pause, resume)")
+    tenants.add_argument("--json", action="store_true")
+    tenants.set_defaults(func=cmd_tenants)
+
+
+# --- plumbing ---------------------------------------------------------------------------------
+
+
+def _database(args: argparse.Namespace) -> Database:
+    path = Path(args.data) / "kassasync.db"
+    if not path.exists():
+        raise SystemExit(f"kassasync: no engine database at {path} (use --data)")
+    return Database(path)
+
+
+def open_ops(args: argparse.Namespace) -> Ops:
+    db = _database(args)
+    return Ops(SqliteOpsStore(db), EmbeddedProbe(db, running=False))
+
+
+class EngineApi:
+    """The running engine's ops API."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.http = httpx.Client(
+            base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
+
+    def post(self, path: str, body: dict[str, str] | None = None) -> ActionResult:
+        answer = self.http.post(path, json=body or {})
+        if answer.status_code == 401:
+            raise SystemExit(f"kassasync: the engine refused the admin token ({ADMIN_TOKEN_ENV})")
+        data = answer.json()
+        if answer.status_code >= 400:
+            raise OpsError(str(data.get("error", answer.text)))
+        return ActionResult(
+            action=data["action"],
+            tenant=data["tenant"],
+            dead_letter_id=data.get("dead_letter_id"),
+            message_id=data["message_id"],
+            requeued=bool(data.get("requeued")),
+            replayed=bool(data.get("replayed")),
+        )
+
+
+def engine_api(args: argparse.Namespace, err: Console) -> EngineApi | None:
+    """The running engine to send actions to, or None to write to the database."""
+    if args.offline:
+        return None
+    explicit = args.url or os.environ.get(URL_ENV)
+    url = explicit or DEFAULT_URL
+    try:
+        alive = httpx.get(url.rstrip("/") + "/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        alive = False
+    if not alive:
+        if explicit:
+            raise SystemExit(f"kassasync: no engine answers at {url}")
+        return None
+    token = os.environ.get(ADMIN_TOKEN_ENV, "").strip()
+    if not token:
+        raise SystemExit(
+            f"kassasync: an engine runs at {url}; set {ADMIN_TOKEN_ENV} to act through it "
+            "(or stop it and use --offline)"
+        )
+    err.print(f"via the running engine at {url}", style="dim")
+    return EngineApi(url, token)
+
+
+def _actions(
+    args: argparse.Namespace, err: Console
+) -> tuple[Callable[[str], ActionResult], Callable[[str], ActionResult]]:
+    """(retry, discard) through the engine or on the database."""
+    api = engine_api(args, err)
+    if api is not None:
+        return (
+            lambda i: api.post(f"/ops/api/deadletters/{quote(i, safe='')}/retry"),
+            lambda i: api.post(f"/ops/api/deadletters/{quote(i, safe='')}/discard"),
+        )
+    ops = open_ops(args)
+    return ops.retry, ops.discard
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+# --- status -----------------------------------------------------------------------------------
+
+
+def status_table(summaries: Sequence[TenantSummary], now: float) -> Table:
+    table = Table(title="Kassasync tenants", title_justify="left")
+    table.add_column("Tenant", style="bold")
+    for flow in FLOWS:
+        table.add_column(FLOW_TITLES[flow])
+    table.add_column("Dead letters", justify="right")
+    table.add_column("Outbox", justify="right")
+    for s in summaries:
+        name = s.tenant + (f"\n[dim]{s.name}[/dim]" if s.name else "")
+        if s.paused is not None:
+            name += "\n[red]paused[/red]"
+        cells = [f"[{_STYLE[f.light]}]● {f.light.value}[/]" for f in s.flows]
+        oldest = "" if s.oldest_pending is None else f"\n[dim]{age_text(now - s.oldest_pending)}[/]"
+        table.add_row(name, *cells, str(s.dead_letters), f"{s.pending}{oldest}")
+    return table
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    ops = open_ops(args)
+    summaries = [s for s in ops.overview() if args.tenant in (None, s.tenant)]
+    if args.tenant and not summaries:
+        raise SystemExit(f"kassasync: no tenant {args.tenant!r}")
+    if args.json:
+        from engine.web.api import summary_json
+
+        _print_json({"tenants": [summary_json(s) for s in summaries]})
+    else:
+        console = Console()
+        console.print(status_table(summaries, ops.clock()))
+        for s in summaries:
+            if s.paused is not None:
+                console.print(f"[red]{s.tenant} is paused:[/red] {s.paused.message}")
+                console.print(f"  [dim]fix:[/dim] {s.paused.fix}")
+            for flow in s.flows:
+                if flow.light in (Light.AMBER, Light.RED):
+                    reasons = "; ".join(flow.reasons)
+                    console.print(f"  {s.tenant} {flow.title}: [{_STYLE[flow.light]}]{reasons}[/]")
+    return 2 if any(s.light is Light.RED for s in summaries) else 0
+
+
+# --- dead letters -----------------------------------------------------------------------------
+
+
+def letters_table(rows: Sequence[DeadLetterRow], now: float) -> Table:
+    table = Table(title="Dead letters", title_justify="left")
+    table.add_column("Id", overflow="fold")
+    table.add_column("Tenant", no_wrap=True)
+    table.add_column("Type", no_wrap=True)
+    table.add_column("Age", no_wrap=True)
+    table.add_column("Error", overflow="fold")
+    for row in rows:
+        table.add_row(
+            row.id, row.tenant, row.type, age_text(now - row.created_at), row.error.message
+        )
+    return table
+
+
+def cmd_deadletters(args: argparse.Namespace) -> int:
+    err = Console(stderr=True)
+    if args.action == "list":
+        ops = open_ops(args)
+        rows = ops.dead_letters(tenant=args.tenant, status=args.status)
+        if args.json:
+            from engine.web.api import dead_letter_json
+
+            _print_json({"dead_letters": [dead_letter_json(r) for r in rows]})
+        else:
+            Console().print(letters_table(rows, ops.clock()))
+        return 0
+    if args.id is None and args.tenant is None and not args.all:
+        raise SystemExit(f"kassasync: give a dead letter id, --tenant or --all to {args.action}")
+    if args.id is not None:
+        ids = [args.id]
+    else:
+        ids = [r.id for r in open_ops(args).dead_letters(tenant=args.tenant, status="open")]
+    retry, discard = _actions(args, err)
+    act = retry if args.action == "retry" else discard
+    results: list[dict[str, object]] = []
+    failures = 0
+    with progress(len(ids), f"{args.action} dead letters", enabled=len(ids) > 1) as bar:
+        for dead_letter_id in ids:
+            try:
+                results.append(act(dead_letter_id).as_dict())
+            except OpsError as failed:
+                failures += 1
+                err.print(f"[red]{dead_letter_id}: {failed}[/red]")
+            bar.advance()
+    if args.json:
+        _print_json({"results": results})
+    else:
+        for result in results:
+            how = " (command requeued)" if result["requeued"] else ""
+            how += " (message appended again)" if result["replayed"] else ""
+            print(f"{result['dead_letter_id']}: {args.action} done{how}")
+        if not ids:
+            print("no open dead letters")
+    return 1 if failures else 0
+
+
+# --- tenants ----------------------------------------------------------------------------------
+
+
+def cmd_tenants(args: argparse.Namespace) -> int:
+    if args.action == "add":
+        return _tenants_add(args)
+    if args.action == "list":
+        ops = open_ops(args)
+        summaries = ops.overview()
+        if args.json:
+            _print_json(
+                [
+                    {"tenant": s.tenant, "name": s.name, "paused": s.paused is not None}
+                    for s in summaries
+                ]
+            )
+        else:
+            for s in summaries:
+                print(s.tenant)
+        return 0
+    if not args.tenant:
+        raise SystemExit(f"kassasync: name the tenant to {args.action}")
+    err = Console(stderr=True)
+    api = engine_api(args, err)
+    try:
+        if args.action == "pause":
+            reason = args.reason or "maintenance"
+            result = (
+                api.post(
+                    f"/ops/api/tenants/{quote(args.tenant, safe='')}/pause", {"reason": reason}
+                )
+                if api is not None
+                else open_ops(args).pause(args.tenant, reason)
+            )
+        else:
+            reason = args.reason or "resumed by operator"
+            result = (
+                api.post(
+                    f"/ops/api/tenants/{quote(args.tenant, safe='')}/resume", {"reason": reason}
+                )
+                if api is not None
+                else open_ops(args).resume(args.tenant, reason)
+            )
+    except OpsError as failed:
+        err.print(f"[red]{failed}[/red]")
+        return 1
+    print(json.dumps(result.as_dict()) if args.json else f"{args.tenant}: {args.action}d")
+    return 0
+
+
+def _tenants_add(args: argparse.Namespace) -> int:
+    from engine.secrets import SecretBox
+    from engine.tenants import TenantDirectory, load_config_file
+
+    if not args.config:
+        raise SystemExit("kassasync: tenants add needs --config FILE")
+    Path(args.data).mkdir(parents=True, exist_ok=True)
+    directory = TenantDirectory(Database(Path(args.data) / "kassasync.db"), SecretBox.from_env())
+    for config in load_config_file(Path(args.config)):
+        key = directory.upsert(config)
+        print(json.dumps({"tenant": config.id, "api_key": key}))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """For ``python -m engine.ops_cli``: the same commands without the rest of the CLI."""
+    parser = argparse.ArgumentParser(prog="kassasync")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    result: Any = args.func(args)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""``kassasync status | deadletters | tenants``: on the database, and through a running engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import structlog
+
+from engine.cli import main
+from engine.logging import configure
+from engine.secrets import KEY_ENV, generate_key
+from tests.ops.world import (
+    ADMIN_TOKEN,
+    TENANT,
+    live_paused_engine,
+    new_engine,
+    paused_with_dead_letters,
+    wait_for,
+)
+
+
+@pytest.fixture(autouse=True)
+def _keep_logging() -> object:
+    saved = structlog.get_config()
+    configure("WARNING")  # logs to stderr: stdout is the commands' output
+    yield None
+    structlog.configure(**saved)
+
+
+@pytest.fixture()
+async def data(tmp_path: Path) -> Path:
+    engine = new_engine(tmp_path)
+    await paused_with_dead_letters(engine, "1", "2")
+    engine.db.close()
+    return tmp_path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(["--log-level", "WARNING", *argv])
+    return code, capsys.readouterr().out
+
+
+def test_status_shows_lights_per_tenant_and_flow(
+    data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = run(capsys, "status", "--data", str(data))
+    assert code == 2  # something is red
+    assert "bageriet" in out and "paused" in out and "Payments" in out
+    assert "Your Fortnox login has expired" in out
+    code, out = run(capsys, "status", "--data", str(data), "--json")
+    [tenant] = json.loads(out)["tenants"]
+    assert tenant["light"] == "red" and tenant["dead_letters"] == 2
+    with pytest.raises(SystemExit):
+        run(capsys, "status", "--data", str(data), "--tenant", "nobody")
+    with pytest.raises(SystemExit):
+        run(capsys, "status", "--data", str(data / "missing"))
+
+
+def test_deadletters_list_retry_and_discard_offline(
+    data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = run(capsys, "deadletters", "list", "--data", str(data), "--json")
+    letters = json.loads(out)["dead_letters"]
+    assert code == 0 and len(letters) == 2
+    code, out = run(capsys, "deadletters", "list", "--data", str(data))
+    assert "till.payment.register" in out
+    first = letters[0]["id"]
+    code, out = run(capsys, "deadletters", "retry", first, "--data", str(data), "--offline")
+    assert code == 0 and f"{first}: retry done (command requeued)" in out
+    code, out = run(capsys, "deadletters", "retry", first, "--data", str(data), "--offline")
+    assert code == 1  # already retried
+    with pytest.raises(SystemExit):
+        run(capsys, "deadletters", "discard", "--data", str(data), "--offline")
+    code, out = run(
+        capsys, "deadletters", "discard", "--tenant", TENANT, "--data", str(data), "--offline"
+    )
+    assert code == 0 and letters[1]["id"] in out
+    code, out = run(
+        capsys, "deadletters", "list", "--data", str(data), "--status", "discarded", "--json"
+    )
+    assert [d["id"] for d in json.loads(out)["dead_letters"]] == [letters[1]["id"]]
+
+
+def test_tenants_add_list_pause_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, generate_key())
+    config = tmp_path / "tenants.yaml"
+    config.write_text(
+        "tenants:\n  - id: kiosken\n    name: Kiosken\n    till:\n      token: env:TILL_TOKEN\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("TILL_TOKEN", "till-token-for-kiosken")
+    data = tmp_path / "data"
+    code, out = run(capsys, "tenants", "add", "--config", str(config), "--data", str(data))
+    added = json.loads(out)
+    assert code == 0 and added["tenant"] == "kiosken" and added["api_key"].startswith("ks_kiosken_")
+    code, out = run(capsys, "tenants", "list", "--data", str(data))
+    assert out.split() == ["kiosken"]
+    code, out = run(
+        capsys,
+        "tenants",
+        "pause",
+        "kiosken",
+        "--reason",
+        "new owner",
+        "--data",
+        str(data),
+        "--offline",
+    )
+    assert code == 0 and "kiosken: paused" in out
+    engine = new_engine(data)
+    engine.processor.step()
+    paused = engine.edge.paused("kiosken")
+    assert paused is not None and "new owner" in paused.message
+    engine.db.close()
+    code, out = run(capsys, "tenants", "list", "--data", str(data), "--json")
+    assert json.loads(out) == [{"tenant": "kiosken", "name": "Kiosken", "paused": True}]
+    code, out = run(capsys, "tenants", "resume", "kiosken", "--data", str(data), "--offline")
+    assert code == 0 and "kiosken: resumed" in out
+    code, _ = run(capsys, "tenants", "resume", "nobody", "--data", str(data), "--offline")
+    assert code == 1
+
+
+def test_actions_go_through_the_running_engine(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with live_paused_engine(tmp_path / "engine") as (live, till):
+        data = str(tmp_path / "engine")
+        monkeypatch.delenv("KASSASYNC_ADMIN_TOKEN", raising=False)
+        with pytest.raises(SystemExit, match="KASSASYNC_ADMIN_TOKEN"):
+            run(capsys, "deadletters", "retry", "--all", "--data", data, "--url", live.url)
+        monkeypatch.setenv("KASSASYNC_ADMIN_TOKEN", ADMIN_TOKEN)
+        code, out = run(
+            capsys, "deadletters", "retry", "--all", "--data", data, "--url", live.url, "--json"
+        )
+        [result] = json.loads(out)["results"]
+        assert code == 0 and result["requeued"] is True
+        wait_for(lambda: till.received)
+        code, out = run(capsys, "tenants", "resume", TENANT, "--data", data, "--url", live.url)
+        assert code == 0
+        with live.api() as api:
+            wait_for(lambda: api.get("/ops/api/overview").json()["tenants"][0]["paused"] is None)
+        monkeypatch.setenv("KASSASYNC_ADMIN_TOKEN", "not-the-admin-token-at-all")
+        with pytest.raises(SystemExit, match="refused the admin token"):
+            run(capsys, "tenants", "pause", TENANT, "--data", data, "--url", live.url)
+    with pytest.raises(SystemExit, match="no engine answers"):
+        run(capsys, "tenants", "pause", TENANT, "--data", data, "--url", live.url)
