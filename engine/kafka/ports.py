@@ -1,0 +1,390 @@
+"""``ExecutorPorts`` on Kafka: what the Fortnox sessions and the till delivery read and write
+when they run in a worker, for the tenants of the partitions the worker owns.
+
+Commands wait in the ``~cmd`` records of the state table (created by the reconciling agent in
+the same journaled batch that emitted them, so they move with the tenant). The executors write
+only their own ``~exec`` marks: *inflight* (an attempt started: written and acknowledged before a
+Fortnox call leaves), *intent* (what a stock write is about to write) and *settled* (the attempt's
+outcome, its facts and when to retry). A worker that takes a tenant over reads these marks: a
+settled attempt whose outcome the agent has not seen yet is published again (same ids, so it is
+applied once); an inflight attempt with no settlement is an unknown outcome, executed again with
+``attempts >= 1`` so the writers look before they create (guarantee 2).
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from kafka import KafkaProducer
+
+from engine.clock import utcnow
+from engine.executors.ports import CursorUpdate
+from engine.kafka.config import KafkaConfig
+from engine.kafka.store import (
+    CMD,
+    CURSOR,
+    EXEC,
+    FINGERPRINT,
+    SEQ,
+    Mirror,
+    TenantData,
+    encode_key,
+    encode_value,
+)
+from engine.kafka.topics import partition_for
+from engine.store.outbox import Pending
+from reconcilers.state import Record
+from topics import registry
+from topics.envelope import Envelope
+from topics.errors import ShopError
+from topics.names import Topic, message_key
+from topics.outcomes import (
+    DeadLetter,
+    DeadLetterData,
+    OutcomeData,
+    OutcomeStatus,
+    SyncOutcome,
+    Target,
+    TenantPaused,
+)
+
+log = structlog.get_logger("kassasync.kafka.ports")
+
+#: RETRYING outcomes are published on these attempts only (then every 16th), as in the
+#: embedded runtime; the ``~exec`` mark always has the latest attempt and retry time.
+_LOGGED_RETRIES = {1, 2, 4, 8}
+#: fx sequence numbers are reserved in blocks, so a new owner never reuses one.
+SEQ_BLOCK = 1000
+
+
+class KafkaPorts:
+    def __init__(
+        self,
+        config: KafkaConfig,
+        mirror: Mirror,
+        owned: Callable[[str], bool],
+        store_local: Callable[[bytes, bytes | None], None],
+        producer: KafkaProducer,
+    ) -> None:
+        self.config = config
+        self.mirror = mirror
+        self.owned = owned
+        self.store_local = store_local
+        self.producer = producer
+        self.queues: dict[tuple[str, str], list[tuple[int, str]]] = {}
+        self._republished: set[str] = set()
+        self._pausing: dict[str, tuple[dt.datetime, ShopError]] = {}
+        self._seq: dict[str, tuple[int, int]] = {}
+        self.executed = 0
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _partition(self, tenant: str) -> int:
+        return partition_for(tenant, self.config.partitions)
+
+    def _data(self, tenant: str) -> TenantData:
+        return self.mirror.tenant(tenant, self._partition(tenant))
+
+    def write(
+        self, tenant: str, kind: str, key: str, value: Record | None, *, durable: bool
+    ) -> None:
+        """An executor-owned record: in memory now, in the changelog (acknowledged if durable)."""
+        self._data(tenant).set(kind, key, value)
+        raw_key = encode_key(tenant, kind, key)
+        raw_value = encode_value(value)
+        self.store_local(raw_key, raw_value)
+        future = self.producer.send(
+            self.config.state_changelog,
+            key=raw_key,
+            value=raw_value,
+            partition=self._partition(tenant),
+        )
+        if durable:
+            future.get(timeout=30)
+
+    def produce(self, message: Envelope, *, durable: bool = False) -> None:
+        future = self.producer.send(
+            self.config.topic(message.TOPIC),
+            key=message_key(message.tenant),
+            value=registry.dump(message),
+            partition=self._partition(message.tenant),
+        )
+        if durable:
+            future.get(timeout=30)
+
+    # -- the queue of commands ------------------------------------------------------------------
+
+    def rebuild(self) -> None:
+        """After a recovery: queue every pending command of the owned tenants."""
+        self.queues.clear()
+        self._republished.clear()
+        self._seq.clear()
+        for tenant, data in self.mirror.tenants.items():
+            for command_id, cmd in data.scan(CMD):
+                if cmd.get("status") == "pending":
+                    self.enqueue(tenant, cmd["target"], command_id, int(cmd["seq"]))
+            stale = [cid for cid, _ in data.scan(EXEC) if data.get(CMD, cid) is None]
+            for command_id in stale:
+                self.write(tenant, EXEC, command_id, None, durable=False)
+
+    def enqueue(self, tenant: str, target: str, command_id: str, seq: int) -> None:
+        bisect.insort(self.queues.setdefault((tenant, target), []), (seq, command_id))
+
+    def depth(self) -> int:
+        return sum(len(q) for q in self.queues.values())
+
+    def head(self, target: str, tenant: str) -> Pending | None:
+        if not self.owned(tenant):
+            return None
+        queue = self.queues.get((tenant, target))
+        if not queue:
+            return None
+        data = self._data(tenant)
+        index = 0
+        while index < len(queue):
+            seq, command_id = queue[index]
+            cmd = data.get(CMD, command_id)
+            if cmd is None or cmd.get("status") != "pending":
+                del queue[index]
+                if cmd is None and data.get(EXEC, command_id) is not None:
+                    self.write(tenant, EXEC, command_id, None, durable=False)
+                continue
+            marks = data.get(EXEC, command_id) or {}
+            attempts = int(cmd.get("attempts", 0))
+            next_at = 0.0
+            settled = marks.get("settled")
+            if settled is not None and int(settled["attempt"]) > attempts:
+                if settled["status"] in (OutcomeStatus.DONE.value, OutcomeStatus.REJECTED.value):
+                    self._republish(command_id, settled)
+                    index += 1  # settled; waiting for the agent to see the outcome
+                    continue
+                attempts = int(settled["attempt"])
+                next_at = float(settled.get("retry_at", 0.0))
+            attempts = max(attempts, int(marks.get("inflight", 0)))
+            if next_at <= time.time() and int(marks.get("inflight", 0)) <= attempts:
+                # About to be executed: an attempt that leaves must be known to the next owner.
+                marks = {**marks, "inflight": attempts + 1}
+                self.write(tenant, EXEC, command_id, marks, durable=target == "fortnox")
+            intent = marks.get("intent")
+            return Pending(
+                seq=seq,
+                command_id=command_id,
+                tenant=tenant,
+                target=target,
+                type=cmd["type"],
+                payload=cmd["payload"].encode(),
+                attempts=attempts,
+                next_at=next_at,
+                last_error=json.dumps({"intent": intent}) if intent else None,
+            )
+        return None
+
+    def _republish(self, command_id: str, settled: Record) -> None:
+        """A settled attempt of a previous owner: publish its facts and outcome again."""
+        if command_id in self._republished:
+            return
+        self._republished.add(command_id)
+        for raw in [*settled.get("facts", []), settled["outcome"]]:
+            self.produce(registry.parse(raw))
+        log.info("command.outcome_republished", command_id=command_id)
+
+    def tenants_with_work(self, target: str) -> list[str]:
+        return sorted(
+            t for (t, tg), q in self.queues.items() if tg == target and q and self.owned(t)
+        )
+
+    # -- settling -------------------------------------------------------------------------------
+
+    def settle(
+        self,
+        pending: Pending,
+        status: OutcomeStatus,
+        *,
+        result: dict[str, str] | None = None,
+        error: ShopError | None = None,
+        facts: list[Envelope] | None = None,
+        retry_in: float = 0.0,
+    ) -> None:
+        target = Target.FORTNOX if pending.target == "fortnox" else Target.TILL
+        attempt = pending.attempts + 1
+        outcome = SyncOutcome(
+            id=f"outcome-{pending.command_id}-{attempt}",
+            tenant=pending.tenant,
+            occurred_at=utcnow(),
+            data=OutcomeData(
+                command_id=pending.command_id,
+                command_type=pending.type,
+                target=target,
+                status=status,
+                attempt=attempt,
+                result=result or {},
+                error=error,
+            ),
+        )
+        facts = facts or []
+        data = self._data(pending.tenant)
+        marks = dict(data.get(EXEC, pending.command_id) or {})
+        marks["inflight"] = max(int(marks.get("inflight", 0)), attempt)
+        marks["settled"] = {
+            "attempt": attempt,
+            "status": status.value,
+            "retry_at": time.time() + retry_in,
+            "outcome": registry.dump(outcome).decode(),
+            "facts": [registry.dump(f).decode() for f in facts],
+        }
+        # The mark first (acknowledged for Fortnox: a lost outcome is then republished, never
+        # re-executed), then the facts and the outcome.
+        self.write(
+            pending.tenant, EXEC, pending.command_id, marks, durable=pending.target == "fortnox"
+        )
+        self._republished.add(pending.command_id)
+        self.executed += 1
+        for fact in facts:
+            self.produce(fact)
+        if status is OutcomeStatus.REJECTED:
+            assert error is not None
+            self.produce(
+                DeadLetter(
+                    id=f"dl-{pending.command_id}",
+                    tenant=pending.tenant,
+                    occurred_at=utcnow(),
+                    data=DeadLetterData(
+                        dead_letter_id=pending.command_id,
+                        topic=f"{pending.target}.commands",
+                        message_type=pending.type,
+                        message=json.loads(pending.payload),
+                        error=error,
+                    ),
+                )
+            )
+        publish = status is not OutcomeStatus.RETRYING or (
+            attempt in _LOGGED_RETRIES or not attempt % 16
+        )
+        if publish:
+            self.produce(outcome)
+        log.info(
+            "command.settled",
+            tenant=pending.tenant,
+            command_id=pending.command_id,
+            command_type=pending.type,
+            target=pending.target,
+            status=status.value,
+            attempt=attempt,
+            error=error.kind.value if error else None,
+        )
+
+    def remember_intent(self, command_id: str, intent: dict[str, Any]) -> None:
+        tenant = self._tenant_of(command_id)
+        marks = dict(self._data(tenant).get(EXEC, command_id) or {})
+        marks["intent"] = intent
+        self.write(tenant, EXEC, command_id, marks, durable=True)
+
+    def _tenant_of(self, command_id: str) -> str:
+        for (tenant, _), queue in self.queues.items():
+            if any(cid == command_id for _, cid in queue):
+                return tenant
+        raise KeyError(f"command {command_id} is not queued on this worker")
+
+    def intent(self, pending: Pending) -> dict[str, Any] | None:
+        marks = self._data(pending.tenant).get(EXEC, pending.command_id) or {}
+        intent = marks.get("intent")
+        return intent if isinstance(intent, dict) else None
+
+    # -- Fortnox facts --------------------------------------------------------------------------
+
+    def next_fx_seq(self, tenant: str) -> int:
+        current, reserved = self._seq.get(tenant, (0, 0))
+        if reserved == 0:
+            record = self._data(tenant).get(SEQ, "") or {}
+            current = reserved = int(record.get("reserved", 0))
+        if current >= reserved:
+            reserved = current + SEQ_BLOCK
+            self.write(tenant, SEQ, "", {"reserved": reserved}, durable=True)
+        current += 1
+        self._seq[tenant] = (current, reserved)
+        return current
+
+    def publish(
+        self,
+        messages: list[Envelope],
+        *,
+        cursor: CursorUpdate | None = None,
+        fingerprint: tuple[str, str, str, str] | None = None,
+    ) -> None:
+        for message in messages:
+            self.produce(message)
+        if cursor is None and fingerprint is None:
+            return
+        # The changes are on the log before the cursor moves past them.
+        self.producer.flush(timeout=30)
+        if cursor is not None:
+            old = self._data(cursor.tenant).get(CURSOR, cursor.resource) or {}
+            now = utcnow().timestamp()
+            self.write(
+                cursor.tenant,
+                CURSOR,
+                cursor.resource,
+                {
+                    "cursor": cursor.cursor,
+                    "last_ok": now,
+                    "full_sync_at": now if cursor.full_sync else old.get("full_sync_at"),
+                },
+                durable=False,
+            )
+        if fingerprint is not None:
+            tenant, resource, key, digest = fingerprint
+            self.write(tenant, FINGERPRINT, f"{resource}\x1e{key}", {"fp": digest}, durable=False)
+
+    def cursor(self, tenant: str, resource: str) -> tuple[str | None, float | None]:
+        record = self._data(tenant).get(CURSOR, resource)
+        if record is None:
+            return None, None
+        return record.get("cursor"), record.get("full_sync_at")
+
+    def fingerprint(self, tenant: str, resource: str, key: str) -> str | None:
+        record = self._data(tenant).get(FINGERPRINT, f"{resource}\x1e{key}")
+        return None if record is None else str(record["fp"])
+
+    # -- tenants --------------------------------------------------------------------------------
+
+    def paused(self, tenant: str) -> ShopError | None:
+        record = self._data(tenant).get("tenant", "status") or {}
+        if record.get("paused"):
+            error = record.get("error")
+            return None if error is None else ShopError.model_validate(error)
+        pausing = self._pausing.get(tenant)
+        if pausing is None:
+            return None
+        since, error = pausing
+        if record.get("at") and dt.datetime.fromisoformat(record["at"]) >= since:
+            del self._pausing[tenant]
+            return None
+        return error
+
+    def pause(self, tenant: str, error: ShopError) -> None:
+        if self.paused(tenant) is not None:
+            return
+        now = utcnow()
+        self._pausing[tenant] = (now, error)
+        self.produce(
+            TenantPaused(
+                id=f"pause-{uuid.uuid4().hex}",
+                tenant=tenant,
+                occurred_at=now,
+                source="kassasync",
+                data={"error": error},
+            ),
+            durable=True,
+        )
+        log.warning("tenant.paused", tenant=tenant, kind=error.kind.value, message=error.message)
+
+
+def topic_of(message: Envelope) -> Topic:
+    return Topic(message.TOPIC)

@@ -1,0 +1,576 @@
+"""The Kafka runtime: a faust-streaming app whose agent runs the reconcilers over the reconciled
+topics, with the state in a changelog-backed table, and the executors, pollers and tick
+scheduler for the tenants of the partitions this worker owns.
+
+Exactly-once state without Kafka transactions (docs/kafka.md says why faust's
+``exactly_once`` is not used): the agent reconciles a batch, then writes ONE journal record per
+tenant (every record the batch changed, the tenant's consumed offsets included) to the state
+changelog and waits for the broker's acknowledgement, and only then writes the records
+themselves and lets faust commit the offsets. Records and journal share the tenant's changelog
+partition, so if any record of a batch survived a crash, its journal did too: recovery redoes
+each tenant's last journal, and a redelivered message whose offset the tenant's state has
+already consumed is skipped. Same state, same commands, whatever crashed where.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+import httpx
+import structlog
+from kafka import KafkaProducer
+from pydantic import ValidationError
+
+from engine.executors.fortnox import FortnoxSession, SessionTiming
+from engine.executors.till import TillDelivery
+from engine.fortnox.api import FortnoxApi
+from engine.fortnox.auth import OAuthClient, TokenManager
+from engine.fortnox.client import FortnoxClient
+from engine.fortnox.limiter import LimiterRegistry
+from engine.fortnox.tokens import AppCredentials, SqliteTokenStore
+from engine.kafka.config import STATE_TABLE, KafkaConfig
+from engine.kafka.directory import KafkaTenantDirectory
+from engine.kafka.ports import KafkaPorts
+from engine.kafka.store import (
+    CMD,
+    JOURNAL,
+    META,
+    SEEN,
+    WAKE,
+    Mirror,
+    TenantData,
+    decode_key,
+    encode_key,
+    encode_value,
+)
+from engine.kafka.topics import partition_for
+from engine.secrets import SecretBox
+from engine.store.outbox import TARGETS
+from engine.tenants import TenantConfig
+from reconcilers.dispatch import reconcile
+from reconcilers.state import Note, Record
+from topics import registry
+from topics.envelope import Envelope
+from topics.errors import ErrorKind, shop_error
+from topics.names import RECONCILED_TOPICS, Topic, message_key
+from topics.outcomes import (
+    DeadLetter,
+    DeadLetterData,
+    OutcomeStatus,
+    SyncOutcome,
+    Tick,
+)
+from topics.settings import StockMode, TenantSettings
+
+log = structlog.get_logger("kassasync.kafka")
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+#: A tick not answered by a flush within this many seconds is sent again.
+TICK_RESEND = 5.0
+
+
+@dataclass
+class Counters:
+    events_in: int = 0
+    redelivered: int = 0
+    commands_out: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    recoveries: int = 0
+
+
+@dataclass
+class _Batch:
+    puts: dict[str, dict[tuple[str, str], Record | None]] = field(default_factory=dict)
+    out: list[tuple[Topic, str, bytes]] = field(default_factory=list)
+    queued: list[tuple[str, str, str, int]] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+
+    def put(self, data: TenantData, kind: str, key: str, value: Record | None) -> None:
+        data.set(kind, key, value)
+        self.puts.setdefault(data.tenant, {})[(kind, key)] = value
+
+
+class KafkaRuntime:
+    def __init__(
+        self,
+        config: KafkaConfig,
+        box: SecretBox,
+        *,
+        timing: SessionTiming | None = None,
+        executors: bool = True,
+        log_notes: bool = True,
+    ) -> None:
+        self.config = config
+        self.box = box
+        self.timing = timing or SessionTiming()
+        self.run_executors = executors
+        self.log_notes = log_notes
+        self.counters = Counters()
+        self.directory = KafkaTenantDirectory(config, box)
+        self.mirror = Mirror(config.partitions)
+        self.owned_partitions: set[int] = set()
+        self._ready = asyncio.Event()
+        self._put_futures: list[Awaitable[Any]] = []
+        self._ticked: dict[str, tuple[str, float]] = {}
+        self.app = faust.App(
+            config.app_id,
+            broker=f"kafka://{config.bootstrap}",
+            store="memory://",
+            datadir=str(config.data_dir / "faust"),
+            web_enabled=False,
+            autodiscover=False,
+            topic_partitions=config.partitions,
+            topic_replication_factor=config.replication,
+            table_standby_replicas=0,
+            broker_session_timeout=config.session_timeout,
+            broker_heartbeat_interval=config.heartbeat_interval,
+            consumer_auto_offset_reset="earliest",
+            processing_guarantee="at_least_once",
+            producer_max_request_size=MAX_MESSAGE_BYTES,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        self.topics = {
+            topic: self.app.topic(
+                config.topic(topic),
+                partitions=config.partitions,
+                key_type=bytes,
+                value_type=bytes,
+                key_serializer="raw",
+                value_serializer="raw",
+            )
+            for topic in Topic
+        }
+        self.source_names = {config.topic(t) for t in RECONCILED_TOPICS}
+        self.source = self.app.topic(
+            *sorted(self.source_names),
+            partitions=config.partitions,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        self.table = self.app.Table(
+            STATE_TABLE,
+            partitions=config.partitions,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            extra_topic_configs={"max.message.bytes": str(MAX_MESSAGE_BYTES)},
+        )
+        self.producer = KafkaProducer(
+            bootstrap_servers=config.bootstrap,
+            acks="all",
+            linger_ms=2,
+            max_request_size=MAX_MESSAGE_BYTES,
+        )
+        self.ports = KafkaPorts(config, self.mirror, self.owns, self._store_local, self.producer)
+        self.table.on_recover(self._on_recovered)
+        self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+        self.app.agent(self.source, name="kassasync.reconcile")(self._agent)
+        self._exec_stop = asyncio.Event()
+        self._exec_tasks: list[asyncio.Task[None]] = []
+        self.sessions: dict[str, FortnoxSession] = {}
+        self._session_tasks: dict[str, asyncio.Task[None]] = {}
+        self.token_store: SqliteTokenStore | None = None
+        self.limiters = LimiterRegistry()
+        self._http: httpx.AsyncClient | None = None
+
+    # -- ownership ------------------------------------------------------------------------------
+
+    def partition(self, tenant: str) -> int:
+        return partition_for(tenant, self.config.partitions)
+
+    def owns(self, tenant: str) -> bool:
+        return self._ready.is_set() and self.partition(tenant) in self.owned_partitions
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def _store_local(self, key: bytes, value: bytes | None) -> None:
+        if value is None:
+            self.table.data.pop(key, None)
+        else:
+            self.table.data[key] = value
+
+    def _send_state(self, tenant: str, kind: str, key: str, value: Record | None) -> Any:
+        raw_key = encode_key(tenant, kind, key)
+        raw_value = encode_value(value)
+        self._store_local(raw_key, raw_value)
+        return self.table.send_changelog(self.partition(tenant), raw_key, raw_value)
+
+    async def _on_revoked(self, sender: Any, revoked: Iterable[Any], **_: Any) -> None:
+        """Stop the executors and forget the mirror: the next assignment rebuilds both."""
+        self._ready.clear()
+        await self._stop_executors()
+        log.info("kafka.partitions_revoked", owned=sorted(self.owned_partitions))
+
+    async def _on_recovered(self) -> None:
+        actives = self.app.assignor.assigned_actives()
+        owned = {tp.partition for tp in actives if tp.topic in self.source_names}
+        self.mirror.load(list(self.table.data.items()), owned, self.partition)
+        redone = 0
+        for tenant, data in self.mirror.tenants.items():
+            journal = data.get(JOURNAL, "")
+            if journal is None:
+                continue
+            for kind, key, value in journal["puts"]:
+                if data.get(kind, key) != value:
+                    data.set(kind, key, value)
+                    self._put_futures.append(self._send_state(tenant, kind, key, value))
+                    redone += 1
+        self.owned_partitions = owned
+        self.counters.recoveries += 1
+        self.ports.rebuild()
+        self._ready.set()
+        log.info(
+            "kafka.recovered",
+            partitions=sorted(owned),
+            tenants=len(self.mirror.tenants),
+            redone=redone,
+            pending_commands=self.ports.depth(),
+        )
+        if self.run_executors:
+            self._start_executors()
+
+    # -- reconciling ----------------------------------------------------------------------------
+
+    async def _agent(self, stream: Any) -> None:
+        async for events in stream.take_events(
+            self.config.batch_max, within=self.config.batch_within
+        ):
+            await self.process(events)
+
+    async def process(self, events: list[Any]) -> None:
+        if not self._ready.is_set():
+            await asyncio.wait_for(self._ready.wait(), timeout=120)
+        batch = _Batch()
+        for event in events:
+            message = event.message
+            self._one(
+                message.topic, message.partition, message.offset, message.key, message.value, batch
+            )
+        self.counters.batches += 1
+        if self._put_futures:
+            await asyncio.gather(*self._put_futures)
+            self._put_futures = []
+        journals = []
+        for tenant, puts in batch.puts.items():
+            data = self.mirror.tenants[tenant]
+            journal = {"puts": [[kind, key, value] for (kind, key), value in puts.items()]}
+            data.set(JOURNAL, "", journal)
+            journals.append(self._send_state(tenant, JOURNAL, "", journal))
+        if journals:
+            await asyncio.gather(*journals)
+        for tenant, puts in batch.puts.items():
+            for (kind, key), value in puts.items():
+                self._put_futures.append(self._send_state(tenant, kind, key, value))
+        for topic, tenant, payload in batch.out:
+            self.topics[topic].send_soon(
+                key=message_key(tenant), value=payload, partition=self.partition(tenant)
+            )
+        for tenant, target, command_id, seq in batch.queued:
+            self.ports.enqueue(tenant, target, command_id, seq)
+        if batch.queued:
+            for session in self.sessions.values():
+                session.wakeup.set()
+        if self.log_notes:
+            for note in batch.notes:
+                log.info(note.event, **note.fields)
+
+    def _one(
+        self,
+        topic_name: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        batch: _Batch,
+    ) -> None:
+        topic = Topic(self.config.unprefixed(topic_name))
+        if key is None or value is None:
+            log.error("kafka.message_without_key", topic=topic.value, offset=offset)
+            return
+        tenant = key.decode(errors="replace")
+        if self.partition(tenant) != partition:
+            # Produced with another partitioner: move it to the tenant's partition.
+            batch.out.append((topic, tenant, value))
+            log.warning("kafka.message_forwarded", tenant=tenant, topic=topic.value)
+            return
+        data = self.mirror.tenant(tenant, partition)
+        meta = data.get(META, "") or {"offsets": {}, "cmd_seq": 0}
+        if offset <= int(meta["offsets"].get(topic.value, -1)):
+            self.counters.redelivered += 1
+            return
+        batch.put(data, META, "", {**meta, "offsets": {**meta["offsets"], topic.value: offset}})
+        try:
+            message = registry.parse(value)
+            if message.tenant != tenant:
+                raise ValueError(f"message tenant {message.tenant!r} differs from its key")
+            if not self._admit(data, topic, message, batch):
+                return
+            decision = reconcile(data, message)
+        except (ValidationError, ValueError, KeyError, TypeError, AssertionError) as failed:
+            self._dead_letter(tenant, topic, offset, value, failed, batch)
+            return
+        for (kind, rkey), rvalue in decision.puts.items():
+            batch.put(data, kind, rkey, rvalue)
+        for command in decision.commands:
+            payload = registry.dump(command)
+            command_topic = Topic(command.TOPIC)
+            batch.out.append((command_topic, tenant, payload))
+            self.counters.commands_out += 1
+            if data.get(CMD, command.id) is not None:
+                continue
+            current = data.get(META, "") or {"offsets": {}, "cmd_seq": 0}
+            seq = int(current.get("cmd_seq", 0)) + 1
+            batch.put(data, META, "", {**current, "cmd_seq": seq})
+            target = TARGETS[command_topic.value]
+            batch.put(
+                data,
+                CMD,
+                command.id,
+                {
+                    "seq": seq,
+                    "target": target,
+                    "type": command.type,  # type: ignore[attr-defined]
+                    "payload": payload.decode(),
+                    "status": "pending",
+                    "attempts": 0,
+                },
+            )
+            batch.queued.append((tenant, target, command.id, seq))
+        if decision.wake_at is not None:
+            wake = data.get(WAKE, "")
+            if wake is None or decision.wake_at < dt.datetime.fromisoformat(wake["at"]):
+                batch.put(data, WAKE, "", {"at": decision.wake_at.astimezone(dt.UTC).isoformat()})
+        batch.notes.extend(decision.notes)
+        self.counters.events_in += 1
+
+    def _admit(self, data: TenantData, topic: Topic, message: Envelope, batch: _Batch) -> bool:
+        """The runtime's own bookkeeping before a message is reconciled; False = a duplicate."""
+        if topic is Topic.TILL_EVENTS:
+            if data.get(SEEN, message.id) is not None:
+                self.counters.redelivered += 1
+                return False
+            batch.put(data, SEEN, message.id, {"at": message.occurred_at.isoformat()})
+        elif isinstance(message, Tick):
+            wake = data.get(WAKE, "")
+            if wake is not None and dt.datetime.fromisoformat(wake["at"]) <= message.occurred_at:
+                batch.put(data, WAKE, "", None)
+        elif isinstance(message, SyncOutcome):
+            outcome = message.data
+            cmd = data.get(CMD, outcome.command_id)
+            if cmd is not None:
+                if outcome.attempt <= int(cmd.get("attempts", 0)):
+                    self.counters.redelivered += 1
+                    return False
+                if outcome.status is OutcomeStatus.DONE:
+                    batch.put(data, CMD, outcome.command_id, None)
+                else:
+                    status = "dead" if outcome.status is OutcomeStatus.REJECTED else "pending"
+                    batch.put(
+                        data,
+                        CMD,
+                        outcome.command_id,
+                        {**cmd, "attempts": outcome.attempt, "status": status},
+                    )
+        return True
+
+    def _dead_letter(
+        self,
+        tenant: str,
+        topic: Topic,
+        offset: int,
+        value: bytes,
+        failed: Exception,
+        batch: _Batch,
+    ) -> None:
+        error = shop_error(ErrorKind.INVALID_INPUT, detail=f"{type(failed).__name__}: {failed}")
+        try:
+            message: Any = json.loads(value)
+        except ValueError:
+            message = value.decode(errors="replace")
+        letter_id = f"msg:{topic.value}:{self.partition(tenant)}:{offset}"
+        letter = DeadLetter(
+            id=f"dl-{letter_id}",
+            tenant=tenant,
+            occurred_at=dt.datetime.now(dt.UTC),
+            data=DeadLetterData(
+                dead_letter_id=letter_id,
+                topic=topic.value,
+                message_type=str(message.get("type", "?")) if isinstance(message, dict) else "?",
+                message=message,
+                error=error,
+            ),
+        )
+        batch.out.append((Topic.DEAD_LETTERS, tenant, registry.dump(letter)))
+        self.counters.dead_letters += 1
+        log.error("message.dead_lettered", tenant=tenant, topic=topic.value, error=error.message)
+
+    # -- ticks ----------------------------------------------------------------------------------
+
+    def due_ticks(self, now: dt.datetime) -> int:
+        """The scheduler's role: a ``sync.tick`` for every owned tenant whose wake time came."""
+        if not self._ready.is_set():
+            return 0
+        sent = 0
+        clock = time.monotonic()
+        for tenant, data in list(self.mirror.tenants.items()):
+            wake = data.get(WAKE, "")
+            if wake is None or dt.datetime.fromisoformat(wake["at"]) > now:
+                continue
+            last = self._ticked.get(tenant)
+            if last is not None and last[0] == wake["at"] and clock - last[1] < TICK_RESEND:
+                continue
+            tick = Tick(id=f"tick-{uuid.uuid4().hex}", tenant=tenant, occurred_at=now)
+            self.topics[Topic.SYNC_CONTROL].send_soon(
+                key=message_key(tenant), value=registry.dump(tick), partition=self.partition(tenant)
+            )
+            self._ticked[tenant] = (wake["at"], clock)
+            sent += 1
+        return sent
+
+    # -- executors ------------------------------------------------------------------------------
+
+    def _start_executors(self) -> None:
+        self._exec_stop = asyncio.Event()
+        stop = self._exec_stop
+        if self._http is None:
+            self._http = httpx.AsyncClient()
+        delivery = TillDelivery(self.ports, self.directory.cached, self._http)
+        self._exec_tasks = [
+            asyncio.create_task(delivery.run(stop)),
+            asyncio.create_task(self._tick_loop(stop)),
+        ]
+
+    async def _stop_executors(self) -> None:
+        self._exec_stop.set()
+        tasks = [*self._exec_tasks, *self._session_tasks.values()]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=10)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for session in self.sessions.values():
+            with contextlib.suppress(Exception):
+                await session.api.client.aclose()
+        self._exec_tasks = []
+        self._session_tasks.clear()
+        self.sessions.clear()
+
+    async def _tick_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.due_ticks(dt.datetime.now(dt.UTC))
+            await asyncio.to_thread(self.directory.refresh)
+            await self._ensure_sessions(stop)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.2)
+
+    def settings_of(self, tenant: str) -> TenantSettings:
+        config = self.directory.cached(tenant)
+        return config.settings if config else TenantSettings()
+
+    def _settings_for(self, tenant: str) -> Callable[[], TenantSettings]:
+        return lambda: self.settings_of(tenant)
+
+    async def _api_for(self, config: TenantConfig) -> FortnoxApi:
+        assert config.fortnox is not None and self._http is not None
+        if self.token_store is None:
+            self.config.tokens.parent.mkdir(parents=True, exist_ok=True)
+            self.token_store = SqliteTokenStore(self.config.tokens, self.box)
+        conn = config.fortnox
+        app = AppCredentials(client_id=conn.client_id, client_secret=conn.client_secret)
+        oauth = OAuthClient(app, base_url=conn.auth_base)
+        tokens = TokenManager(self.token_store, oauth)
+        if await self.token_store.load(config.id) is None and conn.fortnox_tenant_id is not None:
+            await self.token_store.save(
+                config.id, await oauth.client_credentials(conn.fortnox_tenant_id, tenant=config.id)
+            )
+        client = FortnoxClient(config.id, tokens, base_url=conn.api_base, limiters=self.limiters)
+        documents = config.settings.stock.mode is StockMode.WAREHOUSE_DOCUMENTS
+        return FortnoxApi(client, stock_documents_enabled=documents)
+
+    async def _ensure_sessions(self, stop: asyncio.Event) -> None:
+        for tenant in self.directory.ids():
+            if not self.owns(tenant) or stop.is_set():
+                continue
+            task = self._session_tasks.get(tenant)
+            if task is not None and not task.done():
+                continue
+            config = self.directory.cached(tenant)
+            if config is None or config.fortnox is None:
+                continue
+            try:
+                api = await self._api_for(config)
+            except Exception as failed:
+                log.error(
+                    "fortnox.session.start_failed", tenant=tenant, error=type(failed).__name__
+                )
+                continue
+            timing = SessionTiming(
+                poll_seconds=config.fortnox.poll_seconds,
+                masterdata_seconds=self.timing.masterdata_seconds,
+                full_sync_seconds=self.timing.full_sync_seconds,
+                idle_seconds=self.timing.idle_seconds,
+            )
+            session = FortnoxSession(tenant, api, self.ports, self._settings_for(tenant), timing)
+            self.sessions[tenant] = session
+            self._session_tasks[tenant] = asyncio.create_task(session.run(stop))
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.directory.refresh, force=True)
+        await self.app.start()
+
+    async def stop(self) -> None:
+        await self._stop_executors()
+        await self.app.stop()
+        await asyncio.to_thread(self.producer.flush, 30)
+        self.producer.close()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.start()
+        log.info("kafka.worker.started", app_id=self.config.app_id, bootstrap=self.config.bootstrap)
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+        log.info("kafka.worker.stopped")
+
+    # -- for tests, the harness and ops ---------------------------------------------------------
+
+    def pending(self) -> int:
+        return self.ports.depth()
+
+    def wakes(self) -> int:
+        return sum(1 for data in self.mirror.tenants.values() if data.get(WAKE, "") is not None)
+
+    def state_of(self, tenant: str) -> dict[tuple[str, str], Record]:
+        data = self.mirror.tenants.get(tenant)
+        return {} if data is None else data.reconciler_records()
+
+
+def quiet_faust_logs() -> None:
+    for name in ("faust", "aiokafka", "mode", "kafka"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+__all__ = ["KafkaRuntime", "decode_key"]

@@ -1,0 +1,123 @@
+"""The reconciler state of the tenants a worker owns, kept in memory and made durable in the
+``state`` table's changelog topic (compacted, co-partitioned with the topics).
+
+Keys are ``tenant \\x1f kind \\x1f key`` and values JSON, so a tenant's records all live in the
+tenant's partition and move with it. A per-tenant, per-kind key index keeps ``scan(kind)``
+cheap; it is rebuilt from the table after every recovery.
+
+Kinds that start with ``~`` are the runtime's own: ``~meta`` (consumed offsets, command
+sequence), ``~journal`` (the last batch's changes, for redo), ``~cmd`` (command status, owned by
+the reconciling agent), ``~exec`` (execution marks, owned by the executors), ``~wake``, ``~seen``
+(till event ids), ``~seq``, ``~cursor`` and ``~fp`` (the Fortnox session's poll state).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from reconcilers.state import Record
+
+SEP = "\x1f"
+META = "~meta"
+JOURNAL = "~journal"
+CMD = "~cmd"
+EXEC = "~exec"
+WAKE = "~wake"
+SEEN = "~seen"
+SEQ = "~seq"
+CURSOR = "~cursor"
+FINGERPRINT = "~fp"
+#: Written by the agent and covered by the journal; the executors' kinds are not.
+AGENT_KINDS = frozenset({META, CMD, WAKE, SEEN})
+
+
+def encode_key(tenant: str, kind: str, key: str) -> bytes:
+    return f"{tenant}{SEP}{kind}{SEP}{key}".encode()
+
+
+def decode_key(raw: bytes) -> tuple[str, str, str]:
+    tenant, kind, key = raw.decode().split(SEP, 2)
+    return tenant, kind, key
+
+
+def encode_value(value: Record | None) -> bytes | None:
+    return None if value is None else json.dumps(value, separators=(",", ":")).encode()
+
+
+def decode_value(raw: bytes | None) -> Record | None:
+    return None if raw is None else json.loads(raw)
+
+
+def is_internal(kind: str) -> bool:
+    return kind.startswith("~")
+
+
+class TenantData:
+    """One tenant's records; the reconcilers' ``StateView``."""
+
+    __slots__ = ("index", "records", "tenant")
+
+    def __init__(self, tenant: str) -> None:
+        self.tenant = tenant
+        self.records: dict[tuple[str, str], Record] = {}
+        self.index: dict[str, set[str]] = {}
+
+    def get(self, kind: str, key: str) -> Record | None:
+        return self.records.get((kind, key))
+
+    def scan(self, kind: str) -> Iterator[tuple[str, Record]]:
+        keys = self.index.get(kind)
+        if not keys:
+            return
+        for key in sorted(keys):
+            yield key, self.records[(kind, key)]
+
+    def set(self, kind: str, key: str, value: Record | None) -> None:
+        if value is None:
+            if self.records.pop((kind, key), None) is not None:
+                keys = self.index.get(kind)
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del self.index[kind]
+            return
+        self.records[(kind, key)] = value
+        self.index.setdefault(kind, set()).add(key)
+
+    def reconciler_records(self) -> dict[tuple[str, str], Record]:
+        return {k: v for k, v in self.records.items() if not is_internal(k[0])}
+
+
+class Mirror:
+    """Tenants by partition, as the worker owns them."""
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self.tenants: dict[str, TenantData] = {}
+        self.partition_of: dict[str, int] = {}
+
+    def tenant(self, tenant: str, partition: int) -> TenantData:
+        data = self.tenants.get(tenant)
+        if data is None:
+            data = self.tenants[tenant] = TenantData(tenant)
+            self.partition_of[tenant] = partition
+        return data
+
+    def clear(self) -> None:
+        self.tenants.clear()
+        self.partition_of.clear()
+
+    def load(self, items: Iterable[tuple[bytes, bytes | None]], owned: set[int], part: Any) -> None:
+        """Rebuild from the table's items for the owned partitions (``part(tenant)`` -> int)."""
+        self.clear()
+        for raw_key, raw_value in items:
+            if raw_value is None:
+                continue
+            tenant, kind, key = decode_key(raw_key)
+            partition = part(tenant)
+            if partition not in owned:
+                continue
+            value = decode_value(raw_value)
+            self.tenant(tenant, partition).set(kind, key, value)
