@@ -16,15 +16,25 @@ _SECRET_KEYS = re.compile(
     re.IGNORECASE,
 )
 _SECRET_VALUES = [
-    re.compile(r"Bearer\s+[A-Za-z0-9._~+/=-]+"),
+    # HTTP auth schemes are case-insensitive: "bearer x" and "Basic <base64 id:secret>" too.
+    re.compile(r"(?i)\bBearer\s+[A-Za-z0-9._~+/=-]+"),
+    re.compile(r"(?i)\bBasic\s+[A-Za-z0-9+/=_-]{8,}"),
     re.compile(r"\bks_[A-Za-z0-9_.-]+_[A-Za-z0-9_-]{16,}"),
     re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*"),
-    re.compile(r"(?i)(refresh_token|access_token|client_secret)=[^&\s]+"),
+    re.compile(r"(?i)(refresh_token|access_token|client_secret|code_verifier|password)=[^&\s]+"),
 ]
+#: A secret field inside JSON text (a logged request or response body).
+_SECRET_JSON = re.compile(
+    r'(?i)("(?:[a-z_]*token|client_secret|secret|password|api_key|authorization)"\s*:\s*)'
+    r'"(?:[^"\\]|\\.)*"'
+)
 
 
 def _scrub(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value).decode("utf-8", "replace")
     if isinstance(value, str):
+        value = _SECRET_JSON.sub(rf'\1"{REDACTED}"', value)
         for pattern in _SECRET_VALUES:
             value = pattern.sub(REDACTED, value)
         return value
