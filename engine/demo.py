@@ -112,6 +112,7 @@ async def demo(args: argparse.Namespace) -> dict[str, Any]:
         http_port=args.http_port,
         timing=SessionTiming(poll_seconds=2, masterdata_seconds=30, idle_seconds=0.1),
     )
+    engine.announce_admin_token = False  # printed below, with the dashboard's address
     credentials = seeded.credentials(sandbox_url)
     api_key = engine.tenants.upsert(
         TenantConfig(
@@ -138,6 +139,10 @@ async def demo(args: argparse.Namespace) -> dict[str, Any]:
             json.dumps(
                 {
                     "engine": f"http://127.0.0.1:{args.http_port}",
+                    "dashboard": f"http://127.0.0.1:{args.http_port}/login",
+                    "admin_token": engine.admin_token
+                    if engine.admin_token_generated
+                    else "(from KASSASYNC_ADMIN_TOKEN)",
                     "sandbox": sandbox_url,
                     "data": str(data),
                 }
