@@ -117,12 +117,15 @@ class KafkaRuntime:
         self.run_executors = executors
         self.log_notes = log_notes
         self.counters = Counters()
+        (config.data_dir / "faust").mkdir(parents=True, exist_ok=True)
         self.directory = KafkaTenantDirectory(config, box)
         self.mirror = Mirror(config.partitions)
         self.owned_partitions: set[int] = set()
         self._ready = asyncio.Event()
         self._put_futures: list[Awaitable[Any]] = []
         self._ticked: dict[str, tuple[str, float]] = {}
+        #: Next offset to read per (topic, partition), as far as this worker has reconciled.
+        self.positions: dict[tuple[str, int], int] = {}
         self.app = faust.App(
             config.app_id,
             broker=f"kafka://{config.bootstrap}",
@@ -166,8 +169,6 @@ class KafkaRuntime:
             partitions=config.partitions,
             key_type=bytes,
             value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
             extra_topic_configs={"max.message.bytes": str(MAX_MESSAGE_BYTES)},
         )
         self.producer = KafkaProducer(
@@ -301,6 +302,7 @@ class KafkaRuntime:
         batch: _Batch,
     ) -> None:
         topic = Topic(self.config.unprefixed(topic_name))
+        self.positions[(topic_name, partition)] = offset + 1
         if key is None or value is None:
             log.error("kafka.message_without_key", topic=topic.value, offset=offset)
             return

@@ -1,0 +1,139 @@
+"""Subcommands of the Kafka runtime: ``kassasync worker``, ``kassasync kafka init|tenants|ingest``
+and ``kassasync replay`` (both runtimes)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from engine.kafka.config import KafkaConfig, parse_cleanup
+
+
+def _config(args: argparse.Namespace) -> KafkaConfig:
+    defaults = KafkaConfig()
+    return KafkaConfig(
+        bootstrap=args.bootstrap or defaults.bootstrap,
+        prefix=defaults.prefix if args.prefix is None else args.prefix,
+        partitions=args.partitions or defaults.partitions,
+        replication=args.replication or defaults.replication,
+        cleanup=parse_cleanup(getattr(args, "cleanup", None)),
+        data_dir=Path(args.data) if args.data else defaults.data_dir,
+        tokens_path=Path(args.tokens) if getattr(args, "tokens", None) else None,
+    )
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bootstrap", help="HOST:PORT (env KASSASYNC_KAFKA_BOOTSTRAP)")
+    parser.add_argument(
+        "--prefix", default=None, help="topic/group prefix (env KASSASYNC_KAFKA_PREFIX)"
+    )
+    parser.add_argument("--partitions", type=int, default=0, help="default 8 (env)")
+    parser.add_argument("--replication", type=int, default=0, help="default 1 (env)")
+    parser.add_argument("--data", default=None, help="local folder (default var/kassasync)")
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from engine.kafka.topics import init_topics
+
+    print(json.dumps(init_topics(_config(args)), indent=2))
+    return 0
+
+
+def _cmd_tenants(args: argparse.Namespace) -> int:
+    from engine.kafka.directory import KafkaTenantDirectory
+    from engine.secrets import SecretBox
+    from engine.tenants import load_config_file
+
+    directory = KafkaTenantDirectory(_config(args), SecretBox.from_env())
+    if args.action == "list":
+        for tenant in directory.ids():
+            print(tenant)
+        return 0
+    if not args.config:
+        raise SystemExit("tenants add needs --config FILE")
+    for config in load_config_file(Path(args.config)):
+        print(json.dumps({"tenant": config.id, "api_key": directory.upsert(config)}))
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from engine.cli import _run_until_signal
+    from engine.executors.fortnox import SessionTiming
+    from engine.kafka.runtime import KafkaRuntime, quiet_faust_logs
+    from engine.secrets import SecretBox
+
+    quiet_faust_logs()
+    timing = SessionTiming(
+        masterdata_seconds=args.masterdata_seconds, idle_seconds=args.idle_seconds
+    )
+    runtime = KafkaRuntime(_config(args), SecretBox.from_env(), timing=timing)
+    return _run_until_signal(runtime.run)
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from engine.kafka.directory import KafkaTenantDirectory
+    from engine.kafka.ingest import EventProducer, create_app
+    from engine.secrets import SecretBox
+
+    config = _config(args)
+    producer = EventProducer(config)
+    app = create_app(KafkaTenantDirectory(config, SecretBox.from_env()), producer)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    finally:
+        producer.close()
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from engine.replay import main_replay
+
+    return main_replay(args)
+
+
+def register(sub: Any) -> None:
+    """Add the Kafka runtime's subcommands to ``kassasync``'s parser."""
+    worker = sub.add_parser("worker", help="run a Kafka worker (faust) for the owned tenants")
+    _common(worker)
+    worker.add_argument("--tokens", default=None, help="Fortnox token store (shared SQLite)")
+    worker.add_argument("--masterdata-seconds", type=float, default=300.0)
+    worker.add_argument("--idle-seconds", type=float, default=0.25)
+    worker.set_defaults(func=_cmd_worker)
+
+    kafka = sub.add_parser("kafka", help="Kafka runtime: topics, tenants, ingest API")
+    kafka_sub = kafka.add_subparsers(dest="kafka_command", required=True)
+    init = kafka_sub.add_parser("init", help="create every topic of topics/names.py")
+    _common(init)
+    init.add_argument(
+        "--cleanup", action="append", help="TOPIC=POLICY, e.g. sync.outcomes=compact,delete"
+    )
+    init.set_defaults(func=_cmd_init)
+    tenants = kafka_sub.add_parser("tenants", help="tenants in the kassasync.tenants topic")
+    _common(tenants)
+    tenants.add_argument("action", choices=["add", "list"])
+    tenants.add_argument("--config", help="YAML file with tenants: [...] (for add)")
+    tenants.set_defaults(func=_cmd_tenants)
+    ingest = kafka_sub.add_parser("ingest", help="serve the till ingest API onto till.events")
+    _common(ingest)
+    ingest.add_argument("--host", default=os.environ.get("KASSASYNC_HTTP_HOST", "127.0.0.1"))
+    ingest.add_argument("--port", type=int, default=8080)
+    ingest.set_defaults(func=_cmd_ingest)
+
+    replay = sub.add_parser("replay", help="rebuild a tenant's state from the log; show the diff")
+    _common(replay)
+    replay.add_argument("--runtime", choices=["embedded", "kafka"], default="embedded")
+    replay.add_argument("--tenant", required=True)
+    replay.add_argument(
+        "--from",
+        dest="start",
+        default="0",
+        help="an offset (embedded: log offset; kafka: partition offset) or an ISO time",
+    )
+    replay.add_argument("--dry-run", action="store_true", help="show the diff, change nothing")
+    replay.add_argument("--json", action="store_true")
+    replay.set_defaults(func=_cmd_replay)
