@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser = sub.add_parser("demo", help="the make-run demo, headless, for a bounded time")
     demo.add_arguments(demo_parser)
     demo_parser.set_defaults(func=demo.run)
+
+    from engine.kafka import cli as kafka_cli
+
+    kafka_cli.register(sub)
     return parser
 
 
