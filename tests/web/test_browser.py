@@ -71,6 +71,10 @@ def test_operator_logs_in_sees_the_paused_tenant_and_retries_a_dead_letter(
     chrome = browser
     ARTIFACTS.mkdir(exist_ok=True)
 
+    def flash_text() -> str:
+        found = chrome.find_elements(By.CLASS_NAME, "flash")
+        return found[0].text if found else ""
+
     def shot(name: str) -> Path:
         path = ARTIFACTS / f"dashboard-{name}.png"
         chrome.save_screenshot(str(path))
@@ -81,12 +85,12 @@ def test_operator_logs_in_sees_the_paused_tenant_and_retries_a_dead_letter(
         chrome.get(f"{live.url}/tenants/{TENANT}")
         assert "Log in first" in chrome.page_source
         chrome.find_element(By.LINK_TEXT, "Log in").click()
-        chrome.find_element(By.ID, "token").send_keys(ADMIN_TOKEN)
+        wait_for(lambda: chrome.find_elements(By.ID, "token"), 10)[0].send_keys(ADMIN_TOKEN)
         shot("1-login")
         chrome.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
 
         # Back on the page asked for, with a session cookie (HttpOnly: not for scripts).
-        wait_for(lambda: chrome.current_url.endswith(f"/tenants/{TENANT}"), 10)
+        wait_for(lambda: chrome.current_url == f"{live.url}/tenants/{TENANT}", 10)
         cookies = {c["name"]: c for c in chrome.get_cookies()}
         session = cookies["kassasync_session"]
         assert session["httpOnly"] and session["secure"] and session["sameSite"] == "Strict"
@@ -98,7 +102,7 @@ def test_operator_logs_in_sees_the_paused_tenant_and_retries_a_dead_letter(
         shot("2-overview")
 
         chrome.find_element(By.LINK_TEXT, TENANT).click()
-        paused = chrome.find_element(By.ID, "paused")
+        paused = wait_for(lambda: chrome.find_elements(By.ID, "paused"), 10)[0]
         assert "Your Fortnox login has expired" in paused.text
         assert "How to fix:" in paused.text
         link = paused.find_element(By.PARTIAL_LINK_TEXT, "Fortnox settings page")
@@ -109,8 +113,7 @@ def test_operator_logs_in_sees_the_paused_tenant_and_retries_a_dead_letter(
         shot("3-tenant-paused-with-dead-letter")
 
         chrome.find_element(By.XPATH, "//button[normalize-space()='Retry']").click()
-        flash = chrome.find_element(By.CLASS_NAME, "flash").text
-        assert "retried: its command was queued again" in flash
+        wait_for(lambda: "retried: its command was queued again" in flash_text(), 10)
         assert chrome.find_element(By.ID, "deadletters").text == "Dead letters (0)"
         assert "No dead letters" in chrome.page_source
         shot("4-dead-letter-retried")
@@ -118,7 +121,7 @@ def test_operator_logs_in_sees_the_paused_tenant_and_retries_a_dead_letter(
         # The requeued payment reaches the till; then the shop renews its login: resume.
         wait_for(lambda: [c for c in till.received if c["type"] == "till.payment.register"])
         chrome.find_element(By.XPATH, "//button[normalize-space()='Resume']").click()
-        assert "resumed" in chrome.find_element(By.CLASS_NAME, "flash").text
+        wait_for(lambda: "resumed" in flash_text(), 10)
 
         def resumed() -> bool:
             chrome.refresh()
