@@ -49,15 +49,28 @@ def status(port: int = PORT) -> dict[str, Any]:
 
 @pytest.fixture
 def lifecycle_port(broker_module: ModuleType) -> Iterator[int]:
-    """PORT, guaranteed stopped and cleaned before and after the test."""
-    broker_module.stop_broker(PORT)
+    """PORT, free before the test; brokers this test started there are stopped afterwards.
+
+    A broker already running on PORT is somebody else's (another session or developer on
+    the same machine): the test fails instead of stopping it.
+    """
+    running = broker_module.find_broker(PORT)
+    if running is not None:
+        pytest.fail(
+            f"a Kafka broker (pid {running.pid}) already runs on port {PORT}, not started by "
+            "this test; set KASSASYNC_KAFKA_LIFECYCLE_PORT to a free port"
+        )
+    broker_module.stop_broker(PORT)  # nothing runs: this only removes a stale run dir
     for port in (PORT, PORT + 1):
         if not broker_module._port_free(port):
             pytest.fail(
                 f"port {port} is taken by another process; set KASSASYNC_KAFKA_LIFECYCLE_PORT"
             )
+    test_started = time.time()
     yield PORT
-    broker_module.stop_broker(PORT)
+    leftover = broker_module.find_broker(PORT)
+    if leftover is None or leftover.started_at >= test_started:
+        broker_module.stop_broker(PORT)
 
 
 def test_ensure_jars_reuses_the_cache(

@@ -36,11 +36,14 @@ def create_topic(admin: KafkaAdminClient, name: str, partitions: int = PARTITION
     assert result["topics"][0]["error_code"] == 0, result
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
+def wait_for(
+    condition: Callable[[], bool], timeout: float, what: str, *members: GroupMember
+) -> float:
     started = time.monotonic()
     while not condition():
         if time.monotonic() - started > timeout:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+            seen = "; ".join(f"{m.name}: {m.history} error={m.error!r}" for m in members)
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} ({seen})")
         time.sleep(0.05)
     return time.monotonic() - started
 
@@ -185,16 +188,21 @@ class GroupMember(threading.Thread):
         )
         self.consumer.subscribe([topic])
         self.assignment: frozenset[int] = frozenset()
+        self.history: list[tuple[float, list[int]]] = []  # (seconds, partitions) on change
         self.records = 0
         self.halt = threading.Event()
         self.error: BaseException | None = None
 
     def run(self) -> None:
+        started = time.monotonic()
         try:
             while not self.halt.is_set():
                 batch = self.consumer.poll(timeout_ms=100)
                 self.records += sum(len(r) for r in batch.values())
-                self.assignment = frozenset(tp.partition for tp in self.consumer.assignment())
+                assignment = frozenset(tp.partition for tp in self.consumer.assignment())
+                if assignment != self.assignment:
+                    self.history.append((round(time.monotonic() - started, 2), sorted(assignment)))
+                self.assignment = assignment
         except BaseException as exc:  # surfaced by the test
             self.error = exc
         finally:
@@ -218,7 +226,7 @@ def test_consumer_group_rebalances_when_a_member_leaves(
     first.start()
     second = GroupMember(kafka_bootstrap, group, topic, "member-b")
     try:
-        wait_for(lambda: first.assignment == everything, 60, "member-a to own all partitions")
+        wait_for(lambda: first.assignment == everything, 60, "member-a alone", first)
 
         second.start()
         wait_for(
@@ -230,6 +238,8 @@ def test_consumer_group_rebalances_when_a_member_leaves(
             ),
             60,
             "the partitions to be split between the two members",
+            first,
+            second,
         )
         assert len(first.assignment) == len(second.assignment) == PARTITIONS // 2
 
@@ -238,12 +248,18 @@ def test_consumer_group_rebalances_when_a_member_leaves(
             producer.send(topic, value=b"x", partition=partition)
         producer.flush(timeout=30)
         producer.close()
-        wait_for(lambda: first.records + second.records == PARTITIONS, 30, "both to consume")
+        wait_for(
+            lambda: first.records + second.records == PARTITIONS,
+            30,
+            "both to consume",
+            first,
+            second,
+        )
         assert first.records > 0 and second.records > 0
 
         second.leave()
         took = wait_for(
-            lambda: first.assignment == everything, 30, "member-a to take back all partitions"
+            lambda: first.assignment == everything, 30, "member-a to take all back", first
         )
         # A graceful leave rebalances at once, not after the 6 s session timeout.
         assert took < 6, took
@@ -283,26 +299,30 @@ def test_consumer_group_rebalances_when_a_member_is_killed(
     everything = frozenset(range(PARTITIONS))
     survivor = GroupMember(kafka_bootstrap, group, topic, "survivor")
     survivor.start()
-    doomed = subprocess.Popen(
-        [sys.executable, "-c", CRASHING_MEMBER, kafka_bootstrap, group, topic],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    doomed: subprocess.Popen[str] | None = None
     try:
+        # A stable one-member group first: a member that joins while the leader still lacks
+        # the new topic's metadata gets nothing from the range assignor for a round.
+        wait_for(lambda: survivor.assignment == everything, 60, "the survivor alone", survivor)
+        doomed = subprocess.Popen(
+            [sys.executable, "-c", CRASHING_MEMBER, kafka_bootstrap, group, topic],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert doomed.stdout is not None
         ready, _, _ = select.select([doomed.stdout], [], [], 60)
         assert ready, "the second member never got partitions"
         assert doomed.stdout.readline().strip() == "assigned"
-        wait_for(lambda: 0 < len(survivor.assignment) < PARTITIONS, 60, "the survivor to share")
+        wait_for(lambda: 0 < len(survivor.assignment) < PARTITIONS, 60, "a 4/4 split", survivor)
         doomed.kill()
         doomed.wait(timeout=10)
         took = wait_for(
-            lambda: survivor.assignment == everything, 60, "the survivor to own everything"
+            lambda: survivor.assignment == everything, 60, "the survivor to own all", survivor
         )
         assert took < 30, took
         assert survivor.error is None
     finally:
-        if doomed.poll() is None:
+        if doomed is not None and doomed.poll() is None:
             doomed.kill()
             doomed.wait()
         survivor.leave()
