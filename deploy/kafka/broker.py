@@ -864,6 +864,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokerError as exc:
         _log(f"error: {exc}")
         return 1
+    except BrokenPipeError:  # e.g. `status | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
