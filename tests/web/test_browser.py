@@ -12,8 +12,8 @@ test fails, and does not skip, when they are missing.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,8 +27,8 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 INSTALL = "install them with: apt-get install -y chromium chromium-driver"
 
 
-@pytest.fixture()
-def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+def start_chromium(profile: Path) -> Any:
+    """Headless Debian Chromium under chromedriver; fails the test when either is missing."""
     chromium = CHROMIUM if CHROMIUM.exists() else shutil.which("chromium")
     driver = CHROMEDRIVER if CHROMEDRIVER.exists() else shutil.which("chromedriver")
     if chromium is None or driver is None:
@@ -36,8 +36,6 @@ def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    # Never let Selenium Manager look for (or download) a browser or driver of its own.
-    monkeypatch.setenv("SE_OFFLINE", "true")
     options = webdriver.ChromeOptions()
     options.binary_location = str(chromium)
     for flag in (
@@ -50,25 +48,31 @@ def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]
         "--no-first-run",
         "--disable-dev-shm-usage",
         "--window-size=1360,1100",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        f"--user-data-dir={profile}",
     ):
         options.add_argument(flag)
     chrome = webdriver.Chrome(options=options, service=Service(executable_path=str(driver)))
     chrome.set_page_load_timeout(30)
-    try:
-        yield chrome
-    finally:
-        chrome.quit()
+    return chrome
 
 
 def test_operator_logs_in_sees_the_paused_tenant_and_retries_a_dead_letter(
-    tmp_path: Path, browser: object
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.remote.webdriver import WebDriver
+    # Never let Selenium Manager look for (or download) a browser or driver of its own.
+    monkeypatch.setenv("SE_OFFLINE", "true")
+    chrome = start_chromium(tmp_path / "chromium-profile")
+    try:
+        operate(chrome, tmp_path)
+    finally:
+        chrome.quit()
+    for name in ("1-login", "3-tenant-paused-with-dead-letter", "4-dead-letter-retried"):
+        assert (ARTIFACTS / f"dashboard-{name}.png").stat().st_size > 10_000
 
-    assert isinstance(browser, WebDriver)
-    chrome = browser
+
+def operate(chrome: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
     ARTIFACTS.mkdir(exist_ok=True)
 
     def flash_text() -> str:
@@ -138,5 +142,3 @@ def test_operator_logs_in_sees_the_paused_tenant_and_retries_a_dead_letter(
         chrome.get(f"{live.url}/system")
         assert "Consumer lag" in chrome.page_source
         shot("6-system")
-    for name in ("1-login", "3-tenant-paused-with-dead-letter", "4-dead-letter-retried"):
-        assert (ARTIFACTS / f"dashboard-{name}.png").stat().st_size > 10_000
