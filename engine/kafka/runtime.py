@@ -21,13 +21,14 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 import httpx
 import structlog
+from aiokafka import AIOKafkaProducer
 from kafka import KafkaProducer
 from pydantic import ValidationError
 
@@ -122,7 +123,8 @@ class KafkaRuntime:
         self.mirror = Mirror(config.partitions)
         self.owned_partitions: set[int] = set()
         self._ready = asyncio.Event()
-        self._put_futures: list[Awaitable[Any]] = []
+        self._put_futures: list[asyncio.Future[Any]] = []
+        self.aproducer: AIOKafkaProducer | None = None
         self._ticked: dict[str, tuple[str, float]] = {}
         #: Next offset to read per (topic, partition), as far as this worker has reconciled.
         self.positions: dict[tuple[str, int], int] = {}
@@ -207,11 +209,20 @@ class KafkaRuntime:
         else:
             self.table.data[key] = value
 
-    def _send_state(self, tenant: str, kind: str, key: str, value: Record | None) -> Any:
+    async def _send_state(
+        self, tenant: str, kind: str, key: str, value: Record | None
+    ) -> asyncio.Future[Any]:
+        """Write a record to the state changelog; returns the delivery future."""
         raw_key = encode_key(tenant, kind, key)
         raw_value = encode_value(value)
         self._store_local(raw_key, raw_value)
-        return self.table.send_changelog(self.partition(tenant), raw_key, raw_value)
+        assert self.aproducer is not None
+        return await self.aproducer.send(
+            self.config.state_changelog,
+            value=raw_value,
+            key=raw_key,
+            partition=self.partition(tenant),
+        )
 
     async def _on_revoked(self, sender: Any, revoked: Iterable[Any], **_: Any) -> None:
         """Stop the executors and forget the mirror: the next assignment rebuilds both."""
@@ -231,7 +242,7 @@ class KafkaRuntime:
             for kind, key, value in journal["puts"]:
                 if data.get(kind, key) != value:
                     data.set(kind, key, value)
-                    self._put_futures.append(self._send_state(tenant, kind, key, value))
+                    self._put_futures.append(await self._send_state(tenant, kind, key, value))
                     redone += 1
         self.owned_partitions = owned
         self.counters.recoveries += 1
@@ -273,15 +284,19 @@ class KafkaRuntime:
             data = self.mirror.tenants[tenant]
             journal = {"puts": [[kind, key, value] for (kind, key), value in puts.items()]}
             data.set(JOURNAL, "", journal)
-            journals.append(self._send_state(tenant, JOURNAL, "", journal))
+            journals.append(await self._send_state(tenant, JOURNAL, "", journal))
         if journals:
             await asyncio.gather(*journals)
         for tenant, puts in batch.puts.items():
             for (kind, key), value in puts.items():
-                self._put_futures.append(self._send_state(tenant, kind, key, value))
+                self._put_futures.append(await self._send_state(tenant, kind, key, value))
+        assert self.aproducer is not None
         for topic, tenant, payload in batch.out:
-            self.topics[topic].send_soon(
-                key=message_key(tenant), value=payload, partition=self.partition(tenant)
+            await self.aproducer.send(
+                self.config.topic(topic),
+                value=payload,
+                key=message_key(tenant),
+                partition=self.partition(tenant),
             )
         for tenant, target, command_id, seq in batch.queued:
             self.ports.enqueue(tenant, target, command_id, seq)
@@ -439,9 +454,7 @@ class KafkaRuntime:
             if last is not None and last[0] == wake["at"] and clock - last[1] < TICK_RESEND:
                 continue
             tick = Tick(id=f"tick-{uuid.uuid4().hex}", tenant=tenant, occurred_at=now)
-            self.topics[Topic.SYNC_CONTROL].send_soon(
-                key=message_key(tenant), value=registry.dump(tick), partition=self.partition(tenant)
-            )
+            self.ports.produce(tick)
             self._ticked[tenant] = (wake["at"], clock)
             sent += 1
         return sent
@@ -537,11 +550,22 @@ class KafkaRuntime:
 
     async def start(self) -> None:
         await asyncio.to_thread(self.directory.refresh, force=True)
+        self.aproducer = AIOKafkaProducer(
+            bootstrap_servers=self.config.bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=2,
+            max_request_size=MAX_MESSAGE_BYTES,
+        )
+        await self.aproducer.start()
         await self.app.start()
 
     async def stop(self) -> None:
         await self._stop_executors()
         await self.app.stop()
+        if self.aproducer is not None:
+            await self.aproducer.stop()
+            self.aproducer = None
         await asyncio.to_thread(self.producer.flush, 30)
         self.producer.close()
         if self._http is not None:

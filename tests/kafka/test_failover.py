@@ -1,0 +1,155 @@
+"""Two worker processes, 8 partitions, 20 tenants; one worker is killed with SIGKILL mid-run and
+the other takes its tenants over with their state and their pending commands.
+
+Every tenant gets the same till activity, so every tenant must end in the same state as the
+single-worker scenario (tests/kafka/scenario.py): Fortnox and till stock exactly seed + till
+movements (no lost and no doubled stock movement), one Fortnox customer per till customer and
+one voucher per Z-report (no duplicate Fortnox write, counted by the sandbox), and till and
+Fortnox states identical across the tenants that moved and those that did not."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from engine.kafka.config import KafkaConfig
+from engine.kafka.directory import KafkaTenantDirectory
+from engine.kafka.ingest import EventProducer, create_app
+from engine.kafka.topics import init_topics, partition_for
+from engine.secrets import SecretBox
+from tests.kafka.harness import World, eventually
+from tests.kafka.scenario import MOVEMENTS, converged, customer, initial_sync, movement, zreport
+
+TENANTS = [f"shop-{i:02d}" for i in range(20)]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def start_worker(config: KafkaConfig, name: str, logs: Path) -> subprocess.Popen[bytes]:
+    out = (logs / f"{name}.log").open("wb")
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "--log-level",
+            "WARNING",
+            "worker",
+            "--bootstrap",
+            config.bootstrap,
+            "--prefix",
+            config.prefix,
+            "--partitions",
+            str(config.partitions),
+            "--data",
+            str(config.data_dir / name),
+            "--tokens",
+            str(config.tokens),
+            "--masterdata-seconds",
+            "30",
+            "--idle-seconds",
+            "0.05",
+        ],
+        cwd=REPO,
+        env=dict(os.environ),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def till_snapshot(world: World, tenant: str) -> dict[str, Any]:
+    till = world.tills[tenant]
+    return {
+        "articles": {k: (v["description"], v.get("ean")) for k, v in till.articles.items()},
+        "stock": {k: str(v) for k, v in sorted(till.stock.items())},
+        "customers": sorted(c["name"] for c in till.customers.values()),
+    }
+
+
+async def test_a_killed_worker_hands_its_tenants_over(
+    bootstrap: str, prefix: str, tmp_path: Path
+) -> None:
+    config = KafkaConfig(bootstrap=bootstrap, prefix=prefix, partitions=8, data_dir=tmp_path)
+    assert len({partition_for(t, 8) for t in TENANTS}) == 8  # every partition has tenants
+    await asyncio.to_thread(init_topics, config)
+    world = await World(TENANTS).start()
+    directory = KafkaTenantDirectory(config, SecretBox.from_env())
+    keys = {t: await asyncio.to_thread(directory.upsert, world.config(t)) for t in TENANTS}
+    events = EventProducer(config)
+    workers = {name: start_worker(config, name, tmp_path) for name in ("w1", "w2")}
+    ingest = httpx.AsyncClient(
+        transport=httpx.ASGITransport(create_app(directory, events)), base_url="http://ingest"
+    )
+    try:
+        started = time.monotonic()
+        await asyncio.gather(*(initial_sync(world, t, timeout=150) for t in TENANTS))
+        first_sync = time.monotonic() - started
+
+        async def send(tenant: str, batch: list[dict[str, Any]]) -> None:
+            response = await ingest.post(
+                f"/v1/tenants/{tenant}/events",
+                json={"events": batch},
+                headers={"Authorization": f"Bearer {keys[tenant]}"},
+            )
+            assert response.status_code == 202, response.text
+
+        for tenant in TENANTS:
+            await send(tenant, [movement(world, tenant, a, d) for a, d in MOVEMENTS[:2]])
+        # Mid-run: commands for the first movements are being executed right now.
+        await asyncio.sleep(0.5)
+        workers["w1"].send_signal(signal.SIGKILL)
+        workers["w1"].wait()
+        killed_at = time.monotonic()
+        for tenant in TENANTS:
+            batch = [movement(world, tenant, a, d) for a, d in MOVEMENTS[2:]]
+            batch += [customer(tenant, "C900", "Kund Ny"), zreport(tenant, 1)]
+            await send(tenant, batch)
+
+        async def all_converged() -> bool:
+            results = await asyncio.gather(
+                *(converged(world, t, MOVEMENTS, 1, ["Kund Ny"]) for t in TENANTS)
+            )
+            return all(results)
+
+        await eventually(all_converged, 150, "every tenant to converge on the surviving worker")
+        takeover = time.monotonic() - killed_at
+        await asyncio.sleep(3)  # anything still in flight would show as a duplicate now
+        assert await all_converged()
+        for tenant in TENANTS:
+            counters = await world.counters(tenant)
+            assert counters.get("POST /3/vouchers", 0) == 1, (tenant, counters)
+            assert counters.get("POST /3/customers", 0) == 1, (tenant, counters)
+            assert world.tills[tenant].refused == 0
+        snapshots = {t: till_snapshot(world, t) for t in TENANTS}
+        reference = snapshots[TENANTS[0]]
+        assert all(s == reference for s in snapshots.values())
+        quantities = []
+        for tenant in TENANTS:
+            fortnox = await world.fortnox(tenant)
+            quantities.append(
+                {a["ArticleNumber"]: Decimal(str(a["QuantityInStock"])) for a in fortnox["articles"]}
+            )
+        assert all(q == quantities[0] for q in quantities)
+        assert workers["w2"].poll() is None, "the surviving worker must still run"
+        print(f"first sync {first_sync:.1f}s, converged {takeover:.1f}s after the kill")
+    finally:
+        await ingest.aclose()
+        for process in workers.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in workers.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        events.close()
+        await world.stop()
