@@ -10,6 +10,9 @@ from topics.names import TOPICS, Topic
 
 #: Compacted, one partition: tenant configurations (sealed secrets) and ingest key hashes.
 TENANTS_TOPIC = "kassasync.tenants"
+#: Per partition, the (topic, offset) of every message in the order the worker applied them (one
+#: record per batch): replay reads the log in that order.
+ORDER_TOPIC = "kassasync.order"
 #: Name of the reconciler state table; its changelog topic is ``{app_id}-state-changelog``.
 STATE_TABLE = "state"
 
@@ -53,6 +56,10 @@ class KafkaConfig:
     @property
     def tenants_topic(self) -> str:
         return f"{self.prefix}{TENANTS_TOPIC}"
+
+    @property
+    def order_topic(self) -> str:
+        return f"{self.prefix}{ORDER_TOPIC}"
 
     @property
     def state_changelog(self) -> str:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from faust.types import TP
 import httpx
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -76,6 +77,10 @@ from topics.settings import StockMode, TenantSettings
 log = structlog.get_logger("kassasync.kafka")
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+#: A partition's read position is kept under the pseudo-tenant "~p<partition>" (tenant ids
+#: never start with "~"): every message before it is applied (journal acknowledged) or skipped.
+MARKER_PREFIX = "~p"
+MARKER = "~marker"
 #: A tick not answered by a flush within this many seconds is sent again.
 TICK_RESEND = 5.0
 
@@ -96,6 +101,7 @@ class _Batch:
     out: list[tuple[Topic, str, bytes]] = field(default_factory=list)
     queued: list[tuple[str, str, str, int]] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
+    order: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
 
     def put(self, data: TenantData, kind: str, key: str, value: Record | None) -> None:
         data.set(kind, key, value)
@@ -128,6 +134,8 @@ class KafkaRuntime:
         self._ticked: dict[str, tuple[str, float]] = {}
         #: Next offset to read per (topic, partition), as far as this worker has reconciled.
         self.positions: dict[tuple[str, int], int] = {}
+        #: Per owned partition: {topic: next offset to read}, durable in the state changelog.
+        self.markers: dict[int, dict[str, int]] = {}
         self.app = faust.App(
             config.app_id,
             broker=f"kafka://{config.bootstrap}",
@@ -194,6 +202,8 @@ class KafkaRuntime:
     # -- ownership ------------------------------------------------------------------------------
 
     def partition(self, tenant: str) -> int:
+        if tenant.startswith(MARKER_PREFIX):  # a partition's own records ("~p3")
+            return int(tenant[len(MARKER_PREFIX) :])
         return partition_for(tenant, self.config.partitions)
 
     def owns(self, tenant: str) -> bool:
@@ -245,6 +255,11 @@ class KafkaRuntime:
                     self._put_futures.append(await self._send_state(tenant, kind, key, value))
                     redone += 1
         self.owned_partitions = owned
+        self.markers = {}
+        for partition in owned:
+            holder = self.mirror.tenants.get(f"{MARKER_PREFIX}{partition}")
+            marker = None if holder is None else holder.get(MARKER, "")
+            self.markers[partition] = dict(marker or {})
         self.counters.recoveries += 1
         self.ports.rebuild()
         self._ready.set()
@@ -270,6 +285,12 @@ class KafkaRuntime:
         if not self._ready.is_set():
             await asyncio.wait_for(self._ready.wait(), timeout=120)
         batch = _Batch()
+        spans: dict[str, list[int]] = {}
+        for event in events:
+            spans.setdefault(f"{event.message.topic}:{event.message.partition}", []).append(
+                event.message.offset
+            )
+        log.debug("kafka.batch", spans={k: (min(v), max(v), len(v)) for k, v in spans.items()})
         for event in events:
             message = event.message
             self._one(
@@ -285,8 +306,24 @@ class KafkaRuntime:
             journal = {"puts": [[kind, key, value] for (kind, key), value in puts.items()]}
             data.set(JOURNAL, "", journal)
             journals.append(await self._send_state(tenant, JOURNAL, "", journal))
+        assert self.aproducer is not None
+        for partition, applied in batch.order.items():
+            journals.append(
+                await self.aproducer.send(
+                    self.config.order_topic,
+                    value=json.dumps(applied, separators=(",", ":")).encode(),
+                    partition=partition,
+                )
+            )
         if journals:
             await asyncio.gather(*journals)
+        for partition, applied in batch.order.items():
+            marker = self.markers.setdefault(partition, {})
+            for topic, offset in applied:
+                marker[topic] = max(marker.get(topic, 0), offset + 1)
+            self._put_futures.append(
+                await self._send_state(f"{MARKER_PREFIX}{partition}", MARKER, "", dict(marker))
+            )
         for tenant, puts in batch.puts.items():
             for (kind, key), value in puts.items():
                 self._put_futures.append(await self._send_state(tenant, kind, key, value))
@@ -318,6 +355,7 @@ class KafkaRuntime:
     ) -> None:
         topic = Topic(self.config.unprefixed(topic_name))
         self.positions[(topic_name, partition)] = offset + 1
+        batch.order.setdefault(partition, []).append((topic.value, offset))
         if key is None or value is None:
             log.error("kafka.message_without_key", topic=topic.value, offset=offset)
             return
@@ -559,6 +597,24 @@ class KafkaRuntime:
         )
         await self.aproducer.start()
         await self.app.start()
+        self._hook_seek()
+
+    def _hook_seek(self) -> None:
+        """After faust seeks the source partitions to the group's committed offsets (the last
+        step of a recovery), seek them to this runtime's own durable positions instead: faust
+        acknowledges a batch's events even when processing it failed or was cancelled, so its
+        committed offsets may pass messages whose journal never reached the broker."""
+        consumer = self.app.consumer
+        original = consumer.perform_seek
+
+        async def perform_seek() -> None:
+            await original()
+            for partition, marker in self.markers.items():
+                for topic in RECONCILED_TOPICS:
+                    tp = TP(self.config.topic(topic), partition)
+                    await consumer.seek(tp, marker.get(topic.value, 0))
+
+        consumer.perform_seek = perform_seek  # type: ignore[method-assign]
 
     async def stop(self) -> None:
         await self._stop_executors()

@@ -47,6 +47,14 @@ def plan(config: KafkaConfig) -> list[TopicPlan]:
     out.append(
         TopicPlan(config.tenants_topic, 1, config.replication, {"cleanup.policy": "compact"})
     )
+    out.append(
+        TopicPlan(
+            config.order_topic,
+            config.partitions,
+            config.replication,
+            {"cleanup.policy": "delete", "retention.ms": str(TOPICS[0].retention_ms)},
+        )
+    )
     return out
 
 

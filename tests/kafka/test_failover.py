@@ -31,6 +31,7 @@ from tests.kafka.scenario import MOVEMENTS, converged, customer, initial_sync, m
 
 TENANTS = [f"shop-{i:02d}" for i in range(20)]
 REPO = Path(__file__).resolve().parents[2]
+SYNC_TIMEOUT = float(os.environ.get("KASSASYNC_TEST_SYNC_TIMEOUT", "150"))
 
 
 def start_worker(config: KafkaConfig, name: str, logs: Path) -> subprocess.Popen[bytes]:
@@ -41,7 +42,7 @@ def start_worker(config: KafkaConfig, name: str, logs: Path) -> subprocess.Popen
             "-m",
             "engine.cli",
             "--log-level",
-            "WARNING",
+            os.environ.get("KASSASYNC_TEST_WORKER_LOG", "WARNING"),
             "worker",
             "--bootstrap",
             config.bootstrap,
@@ -90,7 +91,7 @@ async def test_a_killed_worker_hands_its_tenants_over(
     )
     try:
         started = time.monotonic()
-        await asyncio.gather(*(initial_sync(world, t, timeout=150) for t in TENANTS))
+        await asyncio.gather(*(initial_sync(world, t, timeout=SYNC_TIMEOUT) for t in TENANTS))
         first_sync = time.monotonic() - started
 
         async def send(tenant: str, batch: list[dict[str, Any]]) -> None:
