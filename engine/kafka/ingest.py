@@ -18,6 +18,7 @@ import structlog
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from kafka import KafkaProducer
+from prometheus_client import make_asgi_app
 
 from engine.gateway.ingest import MAX_BATCH, MAX_BODY_BYTES, problem, validate_batch
 from engine.kafka.config import KafkaConfig
@@ -98,6 +99,9 @@ def create_app(directory: KafkaTenantDirectory, events: EventProducer) -> FastAP
             return problem(503, "the event log is unavailable; resend later")
         log.info("ingest.accepted", tenant=tenant, accepted=accepted)
         return JSONResponse(status_code=202, content={"accepted": accepted, "duplicates": 0})
+
+    # Prometheus scrapes the API's process (deploy/prometheus/prometheus.yml).
+    app.mount("/metrics", make_asgi_app())
 
     @app.get("/healthz")
     async def healthz() -> dict[str, object]:
