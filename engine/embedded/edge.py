@@ -165,19 +165,15 @@ class Edge:
         """Write down what a write is about to do, before it leaves (read back after a crash)."""
         with self.db.transaction() as conn:
             conn.execute(
-                "UPDATE outbox SET last_error = ? WHERE command_id = ?",
-                (json.dumps({"intent": intent}), command_id),
+                "UPDATE outbox SET intent = ? WHERE command_id = ?",
+                (json.dumps(intent), command_id),
             )
 
     def intent(self, pending: Pending) -> dict[str, Any] | None:
-        if not pending.last_error or not pending.last_error.startswith("{"):
+        if not pending.intent:
             return None
-        try:
-            data = json.loads(pending.last_error)
-        except json.JSONDecodeError:
-            return None
-        intent = data.get("intent")
-        return intent if isinstance(intent, dict) else None
+        data = json.loads(pending.intent)
+        return data if isinstance(data, dict) else None
 
     # -- tenants ------------------------------------------------------------------------------
 

@@ -273,7 +273,7 @@ class FortnoxSession:
         else:
             read = await self.api.stock.read_quantity(article)
             intent = self.edge.intent(pending)
-            if intent is not None and Decimal(intent["written"]) == read:
+            if intent is not None and "written" in intent and Decimal(intent["written"]) == read:
                 # The write whose answer was lost had arrived: do not apply it twice.
                 log.info("fortnox.stock.already_written", tenant=self.tenant, article=article)
                 read, written = Decimal(intent["read"]), Decimal(intent["written"])
@@ -300,7 +300,9 @@ class FortnoxSession:
         draft = data.voucher
         marker = f"kassasync zreport {data.zreport_key}"
         year = data.financial_year or None
-        if pending.attempts > 0:
+        if pending.attempts > 0 or self.edge.intent(pending) is not None:
+            # An earlier attempt may have reached Fortnox (its answer, or this process, was
+            # lost): look in the series before posting again.
             found = await self.api.bookkeeping.find_vouchers_by_marker(
                 draft.series, year, marker, transaction_date=draft.transaction_date
             )
@@ -332,6 +334,7 @@ class FortnoxSession:
                 for row in draft.rows
             ],
         )
+        self.edge.remember_intent(command.id, {"voucher": data.zreport_key})
         created = await self.api.bookkeeping.create_voucher(voucher, year)
         return {
             "series": created.voucher_series or draft.series,

@@ -33,7 +33,7 @@ _DDL = [
         target TEXT NOT NULL, type TEXT NOT NULL, payload BLOB NOT NULL,
         status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
         next_at REAL NOT NULL DEFAULT 0, last_error TEXT, created_at REAL NOT NULL,
-        done_at REAL)""",
+        done_at REAL, intent TEXT)""",
     """CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (target, tenant, status, seq)""",
     """CREATE TABLE IF NOT EXISTS dead_letters (
         id TEXT PRIMARY KEY, tenant TEXT NOT NULL, topic TEXT NOT NULL, type TEXT NOT NULL,
@@ -93,6 +93,9 @@ class Database:
         with self.transaction():
             for ddl in _DDL:
                 self.conn.execute(ddl)
+            columns = {row[1] for row in self.conn.execute("PRAGMA table_info(outbox)")}
+            if "intent" not in columns:  # databases made before the intent column
+                self.conn.execute("ALTER TABLE outbox ADD COLUMN intent TEXT")
             for spec in TOPICS:
                 for ddl in _topic_ddl(spec.topic):
                     self.conn.execute(ddl)

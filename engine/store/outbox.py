@@ -27,6 +27,8 @@ class Pending:
     attempts: int
     next_at: float
     last_error: str | None
+    #: What an earlier attempt was about to do (JSON), written before it left.
+    intent: str | None = None
 
     def command(self) -> Envelope:
         return registry.parse(self.payload)
@@ -54,8 +56,8 @@ class Outbox:
     def head(self, target: str, tenant: str) -> Pending | None:
         """The oldest undelivered command of a tenant for a target (delivery is in order)."""
         row = self.db.conn.execute(
-            "SELECT seq, command_id, tenant, target, type, payload, attempts, next_at, last_error "
-            "FROM outbox WHERE target = ? AND tenant = ? AND status = 'pending' "
+            "SELECT seq, command_id, tenant, target, type, payload, attempts, next_at, last_error, "
+            "intent FROM outbox WHERE target = ? AND tenant = ? AND status = 'pending' "
             "ORDER BY seq LIMIT 1",
             (target, tenant),
         ).fetchone()
@@ -71,6 +73,7 @@ class Outbox:
             attempts=row[6],
             next_at=row[7],
             last_error=row[8],
+            intent=row[9],
         )
 
     def tenants_with_work(self, target: str) -> list[str]:
