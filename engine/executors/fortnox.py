@@ -36,9 +36,18 @@ from engine.fortnox.errors import (
     UnknownOutcome,
     WarehouseModuleActive,
 )
-from engine.fortnox.models import Customer, Order, OrderRow, Voucher, VoucherRow
+from engine.fortnox.models import (
+    Article,
+    Customer,
+    FortnoxModel,
+    InvoicePayment,
+    Order,
+    OrderRow,
+    Voucher,
+    VoucherRow,
+)
 from engine.fortnox.paging import iterate_raw
-from engine.fortnox.polling import PollCursor, lookback_value
+from engine.fortnox.polling import LastModifiedPoller, PollCursor
 from engine.store.outbox import Pending
 from topics import commands as cm
 from topics import fortnox as fx
@@ -52,6 +61,11 @@ log = structlog.get_logger("kassasync.fortnox.session")
 
 EXTERNAL_REF_PREFIX = "kassasync:"
 OVERLAP = dt.timedelta(minutes=2)
+_MODELS: dict[str, type[FortnoxModel]] = {
+    "articles": Article,
+    "customers": Customer,
+    "payments": InvoicePayment,
+}
 
 
 @dataclass(frozen=True)
@@ -397,21 +411,21 @@ class FortnoxSession:
             or full_at is None
             or started.timestamp() - full_at > self.timing.full_sync_seconds
         )
-        params: dict[str, str] = {}
-        if cursor is not None and not full:
-            params["lastmodified"] = lookback_value(cursor.since - OVERLAP, started)
-        seen = dict(cursor.seen) if cursor is not None else {}
         sync_pass = f"{resource}-{uuid.uuid4().hex[:12]}" if full else None
         price_list = self.settings().articles.price_list
-        messages: list[tuple[str, dict[str, Any]]] = []
-        returned: dict[str, str] = {}
-        async for raw in iterate_raw(self.api.client, path, key, params):
-            entity = str(raw.get(id_field))
-            digest = _fingerprint(raw)
-            if not full and (seen.get(entity) == digest or returned.get(entity) == digest):
-                continue
-            returned[entity] = digest
-            messages.append((entity, raw))
+        poller = LastModifiedPoller(
+            self.api.client,
+            path,
+            key,
+            _MODELS[resource],
+            lambda raw: str(raw.get(id_field)),
+            overlap=OVERLAP,
+            clock=utcnow,
+        )
+        # A full pass reads everything (it is what notices deletions); otherwise only what
+        # changed since the cursor, minus what the overlap brings back unchanged.
+        batch = await poller.poll(None if full else cursor)
+        messages: list[tuple[str, dict[str, Any]]] = [(c.key, c.raw) for c in batch.changes]
         if resource == "articles":
             # List items may be a subset of the article (real list views omit StockGoods,
             # VAT, Unit): only then, fetch the changed article whole.
@@ -440,12 +454,9 @@ class FortnoxSession:
                     ),
                 )
             )
-        seen.update(returned)
         self.edge.publish(
             out,
-            cursor=CursorUpdate(
-                self.tenant, resource, PollCursor(since=started, seen=seen).to_json(), full
-            ),
+            cursor=CursorUpdate(self.tenant, resource, batch.next_cursor.to_json(), full),
         )
         if out:
             log.info(
