@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,17 +19,20 @@ from fastapi import FastAPI
 from engine.embedded.edge import Edge
 from engine.embedded.processor import BatchResult, Processor
 from engine.embedded.scheduler import TickScheduler
+from engine.executors.feed import DatabaseOffsets, FeedHandler, app_key
 from engine.executors.fortnox import FortnoxSession, SessionTiming
 from engine.executors.till import TillDelivery
 from engine.fortnox.api import FortnoxApi
 from engine.fortnox.auth import OAuthClient, TokenManager
 from engine.fortnox.client import FortnoxClient
+from engine.fortnox.errors import FortnoxError
 from engine.fortnox.limiter import LimiterRegistry
 from engine.fortnox.tokens import AppCredentials, SqliteTokenStore
+from engine.fortnox.topics_feed import TopicsFeed
 from engine.gateway.ingest import router as ingest_router
 from engine.metrics import EngineMetrics, MeteredPorts
 from engine.ops import EmbeddedProbe, Ops, SqliteOpsStore, Throughput
-from engine.secrets import SecretBox
+from engine.secrets import Secret, SecretBox
 from engine.store.db import Database
 from engine.tenants import TenantConfig, TenantDirectory
 from engine.web import mount as mount_web
@@ -85,6 +88,7 @@ class EmbeddedEngine:
         self.http_port = http_port
         self.timing = timing or SessionTiming()
         self.sessions: dict[str, FortnoxSession] = {}
+        self._feeds: dict[str, tuple[TopicsFeed, set[str], asyncio.Task[None]]] = {}
         self._session_tasks: dict[str, asyncio.Task[None]] = {}
         self._http: httpx.AsyncClient | None = None
         self.app = self._app()
@@ -160,6 +164,51 @@ class EmbeddedEngine:
             session = FortnoxSession(tenant, api, self.ports, self._settings_for(tenant), timing)
             self.sessions[tenant] = session
             self._session_tasks[tenant] = asyncio.create_task(session.run(stop))
+        self._ensure_feeds()
+
+    def _ensure_feeds(self) -> None:
+        """One topics-feed connection per Fortnox app, carrying all of that app's tenants."""
+        groups: dict[str, tuple[str, Secret, set[str]]] = {}
+        for tenant in self.sessions:
+            config = self.tenants.get(tenant)
+            if config is None or config.fortnox is None or not config.fortnox.topics_url:
+                continue
+            key = app_key(config.fortnox.client_id, config.fortnox.topics_url)
+            url, secret, members = groups.setdefault(
+                key, (config.fortnox.topics_url, config.fortnox.client_secret, set())
+            )
+            members.add(tenant)
+        for key, (url, secret, members) in groups.items():
+            running = self._feeds.get(key)
+            if running is not None and running[1] == members and not running[2].done():
+                continue
+            if running is not None:
+                running[2].cancel()
+            feed = TopicsFeed(
+                client_secret=secret,
+                tokens=self._feed_tokens(frozenset(members)),
+                offsets=DatabaseOffsets(self.db, key),
+                on_event=FeedHandler(self.ports, lambda: self.sessions),
+                url=url,
+            )
+            self._feeds[key] = (feed, members, asyncio.create_task(feed.run()))
+
+    def _feed_tokens(
+        self, members: frozenset[str]
+    ) -> Callable[[], Awaitable[Mapping[str, Secret]]]:
+        async def source() -> Mapping[str, Secret]:
+            out: dict[str, Secret] = {}
+            for tenant in sorted(members):
+                session = self.sessions.get(tenant)
+                if session is None:
+                    continue
+                try:
+                    out[tenant] = await session.api.client.tokens.access_token(tenant)
+                except FortnoxError as failed:
+                    log.warning("fortnox.feed.tenant_skipped", tenant=tenant, error=str(failed))
+            return out
+
+        return source
 
     # -- loops --------------------------------------------------------------------------------
 
@@ -211,7 +260,12 @@ class EmbeddedEngine:
             await stop.wait()
             if self.server is not None:
                 self.server.should_exit = True
-            await asyncio.gather(*tasks, *self._session_tasks.values(), return_exceptions=True)
+            for feed, _members, _task in self._feeds.values():
+                await feed.stop()
+            feed_tasks = [task for _f, _m, task in self._feeds.values()]
+            await asyncio.gather(
+                *tasks, *self._session_tasks.values(), *feed_tasks, return_exceptions=True
+            )
             for session in self.sessions.values():
                 await session.api.client.aclose()
         log.info("engine.stopped")

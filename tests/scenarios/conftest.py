@@ -17,9 +17,9 @@ def runtime(tmp_path: Path) -> Factory:
     """Start the whole system with optional setting overrides: ``async with runtime(...) as rt``."""
     count = 0
 
-    def make(settings: dict[str, Any] | None = None) -> EmbeddedRuntime:
+    def make(settings: dict[str, Any] | None = None, **options: Any) -> EmbeddedRuntime:
         nonlocal count
         count += 1
-        return EmbeddedRuntime(tmp_path / f"run{count}", settings)
+        return EmbeddedRuntime(tmp_path / f"run{count}", settings, **options)
 
     return make

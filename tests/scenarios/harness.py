@@ -91,8 +91,17 @@ def _listener() -> socket.socket:
 class EmbeddedRuntime:
     """The embedded engine with the sandbox and the simulated till, all on loopback."""
 
-    def __init__(self, data: Path, settings: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        data: Path,
+        settings: dict[str, Any] | None = None,
+        *,
+        poll_seconds: float = 0.5,
+        feed: bool = True,
+    ) -> None:
         self.data = data
+        self.poll_seconds = poll_seconds
+        self.feed = feed
         self.settings = TenantSettings.model_validate(merged(BASE_SETTINGS, settings or {}))
         # Fortnox's window, 25 requests per 5 s, scaled to 25 per second on both sides so a
         # scenario takes seconds; the limiter and the sandbox still enforce the same rule.
@@ -141,7 +150,10 @@ class EmbeddedRuntime:
                     client_id=credentials["client_id"],
                     client_secret=credentials["client_secret"],
                     fortnox_tenant_id=int(credentials["tenant_id"]),
-                    poll_seconds=0.5,
+                    poll_seconds=self.poll_seconds,
+                    topics_url=self.sandbox_url.replace("http://", "ws://") + "/topics-v1"
+                    if self.feed
+                    else None,
                 ),
             )
         )
