@@ -31,7 +31,13 @@ class LogRecord:
 class Log:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._seq = self._max_seq()
+        with db.transaction() as conn:
+            # The global sequence lives in the database: every writer (this process's processor,
+            # edges and tenant directory, or another process) draws from the same counter.
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (name, value) VALUES ('seq', ?)",
+                (str(self._max_seq()),),
+            )
 
     def _max_seq(self) -> int:
         highest = 0
@@ -41,18 +47,24 @@ class Log:
                 highest = max(highest, int(row[0]))
         return highest
 
+    def _next_seq(self) -> int:
+        row = self.db.conn.execute(
+            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE name = 'seq' RETURNING value"
+        ).fetchone()
+        return int(row[0])
+
     def append(self, message: Envelope) -> int:
         """Append ``message`` to its topic; returns its offset. Joins an open transaction."""
         return self.append_raw(Topic(message.TOPIC), message, registry.dump(message))
 
     def append_raw(self, topic: Topic, message: Envelope, payload: bytes) -> int:
         with self.db.transaction() as conn:
-            self._seq += 1
+            seq = self._next_seq()
             cur = conn.execute(
                 f"INSERT INTO {log_table(topic)} (seq, tenant, type, msg_id, at, payload) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (
-                    self._seq,
+                    seq,
                     message.tenant,
                     message.type,  # type: ignore[attr-defined]
                     message.id,
