@@ -5,7 +5,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO_SECONDS ?= 0
 
-.PHONY: run test lint venv bench chaos clean demo
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test lint venv bench chaos clean demo browser-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +22,14 @@ run: $(STAMP)
 	$(BIN)/kassasync demo --duration $(DEMO_SECONDS)
 
 ## make test: lint, types, then the whole suite with a real Kafka broker (started and stopped here).
-test: $(STAMP) lint
+test: $(STAMP) lint browser-deps
 	bash scripts/test-with-kafka.sh
+
+## Debian's Chromium and ChromeDriver drive the dashboard's browser test.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
