@@ -217,6 +217,12 @@ class FortnoxSession:
 
     async def execute(self, pending: Pending) -> None:
         command = pending.command()
+        with structlog.contextvars.bound_contextvars(
+            tenant=self.tenant, command_id=command.id, message_id=command.id
+        ):
+            await self._execute(command, pending)
+
+    async def _execute(self, command: Envelope, pending: Pending) -> None:
         try:
             result, facts = await self._run(command, pending)
         except (LoginExpired, LicenceOrScopeMissing, AuthError):

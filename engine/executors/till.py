@@ -66,6 +66,12 @@ class TillDelivery:
             await self.deliver(pending)
 
     async def deliver(self, pending: Pending) -> None:
+        with structlog.contextvars.bound_contextvars(
+            tenant=pending.tenant, command_id=pending.command_id, message_id=pending.command_id
+        ):
+            await self._deliver(pending)
+
+    async def _deliver(self, pending: Pending) -> None:
         config = self.tenants(pending.tenant)
         if config is None or not config.till.endpoint:
             error = shop_error(ErrorKind.TILL_UNREACHABLE, detail="no till endpoint configured")
