@@ -69,7 +69,13 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     timing = SessionTiming(
         masterdata_seconds=args.masterdata_seconds, idle_seconds=args.idle_seconds
     )
-    runtime = KafkaRuntime(_config(args), SecretBox.from_env(), timing=timing)
+    runtime = KafkaRuntime(
+        _config(args),
+        SecretBox.from_env(),
+        timing=timing,
+        executors=not args.no_executors,
+        log_notes=not args.no_notes,
+    )
     return _run_until_signal(runtime.run)
 
 
@@ -103,6 +109,10 @@ def register(sub: Any) -> None:
     worker.add_argument("--tokens", default=None, help="Fortnox token store (shared SQLite)")
     worker.add_argument("--masterdata-seconds", type=float, default=300.0)
     worker.add_argument("--idle-seconds", type=float, default=0.25)
+    worker.add_argument(
+        "--no-executors", action="store_true", help="reconcile only (benchmarks, replicas)"
+    )
+    worker.add_argument("--no-notes", action="store_true", help="do not log decision notes")
     worker.set_defaults(func=_cmd_worker)
 
     kafka = sub.add_parser("kafka", help="Kafka runtime: topics, tenants, ingest API")

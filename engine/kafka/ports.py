@@ -191,8 +191,11 @@ class KafkaPorts:
         if command_id in self._republished:
             return
         self._republished.add(command_id)
-        for raw in [*settled.get("facts", []), settled["outcome"]]:
+        for raw in settled.get("facts", []):
             self.produce(registry.parse(raw))
+        if settled.get("facts"):
+            self.producer.flush(timeout=30)
+        self.produce(registry.parse(settled["outcome"]))
         log.info("command.outcome_republished", command_id=command_id)
 
     def tenants_with_work(self, target: str) -> list[str]:
@@ -248,6 +251,10 @@ class KafkaPorts:
         self.executed += 1
         for fact in facts:
             self.produce(fact)
+        if facts:
+            # The facts are on the log before the outcome: an outcome without its facts would
+            # leave the reconciler waiting for them (a stock write's result, say).
+            self.producer.flush(timeout=30)
         if status is OutcomeStatus.REJECTED:
             assert error is not None
             self.produce(

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-from faust.types import TP
 import httpx
 import structlog
 from aiokafka import AIOKafkaProducer
+from faust.types import TP
 from kafka import KafkaProducer
 from pydantic import ValidationError
 
@@ -93,6 +93,7 @@ class Counters:
     dead_letters: int = 0
     batches: int = 0
     recoveries: int = 0
+    rereads: int = 0
 
 
 @dataclass
@@ -136,6 +137,11 @@ class KafkaRuntime:
         self.positions: dict[tuple[str, int], int] = {}
         #: Per owned partition: {topic: next offset to read}, durable in the state changelog.
         self.markers: dict[int, dict[str, int]] = {}
+        #: The next offset this worker must apply per (topic, partition): a message after it
+        #: means faust skipped some (it can, around rebalances), so the partition is read again
+        #: from there; a message before it was applied already.
+        self.expected: dict[tuple[str, int], int] = {}
+        self._rereading: dict[tuple[str, int], tuple[int, float]] = {}
         self.app = faust.App(
             config.app_id,
             broker=f"kafka://{config.bootstrap}",
@@ -256,10 +262,15 @@ class KafkaRuntime:
                     redone += 1
         self.owned_partitions = owned
         self.markers = {}
+        self.expected = {}
+        self._rereading = {}
         for partition in owned:
             holder = self.mirror.tenants.get(f"{MARKER_PREFIX}{partition}")
             marker = None if holder is None else holder.get(MARKER, "")
             self.markers[partition] = dict(marker or {})
+            for topic in RECONCILED_TOPICS:
+                name = self.config.topic(topic)
+                self.expected[(name, partition)] = self.markers[partition].get(topic.value, 0)
         self.counters.recoveries += 1
         self.ports.rebuild()
         self._ready.set()
@@ -275,11 +286,33 @@ class KafkaRuntime:
 
     # -- reconciling ----------------------------------------------------------------------------
 
+    async def _gone(self, where: tuple[str, int], want: int) -> bool:
+        """True when the messages from ``want`` on were deleted by retention (accept the gap)."""
+        tp = TP(*where)
+        earliest = (await self.app.consumer.earliest_offsets(tp)).get(tp, 0)
+        if want < earliest:
+            log.error("kafka.messages_expired", topic=where[0], partition=where[1], lost=want)
+            return True
+        return False
+
     async def _agent(self, stream: Any) -> None:
         async for events in stream.take_events(
             self.config.batch_max, within=self.config.batch_within
         ):
-            await self.process(events)
+            task = asyncio.ensure_future(self.process(events))
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                # faust acknowledges the batch when this generator is closed: finish it first.
+                with contextlib.suppress(Exception):
+                    await task
+                raise
+            except Exception as failed:
+                # faust acknowledges a batch's events even when it was not applied: stop this
+                # worker, so the partitions are read again from the durable positions.
+                log.exception("kafka.batch_failed", error=type(failed).__name__)
+                await self.app.crash(failed)
+                raise
 
     async def process(self, events: list[Any]) -> None:
         if not self._ready.is_set():
@@ -291,11 +324,27 @@ class KafkaRuntime:
                 event.message.offset
             )
         log.debug("kafka.batch", spans={k: (min(v), max(v), len(v)) for k, v in spans.items()})
+        reread: dict[tuple[str, int], int] = {}
         for event in events:
-            message = event.message
-            self._one(
-                message.topic, message.partition, message.offset, message.key, message.value, batch
-            )
+            msg = event.message
+            where = (msg.topic, msg.partition)
+            if where in reread:
+                continue
+            want = self.expected.get(where)
+            if want is not None and msg.offset < want:
+                self.counters.redelivered += 1
+                continue
+            if want is not None and msg.offset > want:
+                pending = self._rereading.get(where)
+                if pending is not None and pending[0] == want and time.monotonic() < pending[1]:
+                    continue  # already seeking back; these were fetched before the seek
+                if not await self._gone(where, want):
+                    reread[where] = want
+                    self._rereading[where] = (want, time.monotonic() + 5.0)
+                    continue
+            self._rereading.pop(where, None)
+            self._one(msg.topic, msg.partition, msg.offset, msg.key, msg.value, batch)
+            self.expected[where] = msg.offset + 1
         self.counters.batches += 1
         if self._put_futures:
             await asyncio.gather(*self._put_futures)
@@ -335,6 +384,10 @@ class KafkaRuntime:
                 key=message_key(tenant),
                 partition=self.partition(tenant),
             )
+        for (topic_name, partition), offset in reread.items():
+            self.counters.rereads += 1
+            log.warning("kafka.reread", topic=topic_name, partition=partition, offset=offset)
+            await self.app.consumer.seek(TP(topic_name, partition), offset)
         for tenant, target, command_id, seq in batch.queued:
             self.ports.enqueue(tenant, target, command_id, seq)
         if batch.queued:
@@ -597,24 +650,6 @@ class KafkaRuntime:
         )
         await self.aproducer.start()
         await self.app.start()
-        self._hook_seek()
-
-    def _hook_seek(self) -> None:
-        """After faust seeks the source partitions to the group's committed offsets (the last
-        step of a recovery), seek them to this runtime's own durable positions instead: faust
-        acknowledges a batch's events even when processing it failed or was cancelled, so its
-        committed offsets may pass messages whose journal never reached the broker."""
-        consumer = self.app.consumer
-        original = consumer.perform_seek
-
-        async def perform_seek() -> None:
-            await original()
-            for partition, marker in self.markers.items():
-                for topic in RECONCILED_TOPICS:
-                    tp = TP(self.config.topic(topic), partition)
-                    await consumer.seek(tp, marker.get(topic.value, 0))
-
-        consumer.perform_seek = perform_seek  # type: ignore[method-assign]
 
     async def stop(self) -> None:
         await self._stop_executors()

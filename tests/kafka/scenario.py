@@ -95,10 +95,10 @@ def vouchers_f(fortnox: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-async def converged(
+async def divergence(
     world: World, tenant: str, moves: list[tuple[str, int]], zreports: int, customers: list[str]
-) -> bool:
-    """Till and Fortnox hold what the moves, Z-reports and till customers should have made."""
+) -> str | None:
+    """What still differs from what the moves, Z-reports and till customers should have made."""
     till = world.tills[tenant]
     fortnox = await world.fortnox(tenant)
     quantities = {
@@ -106,11 +106,18 @@ async def converged(
     }
     for article, want in expected_stock(moves).items():
         if quantities.get(article) != want or till.stock.get(article) != want:
-            return False
+            return f"{article}: want {want}, Fortnox {quantities.get(article)}, till {till.stock.get(article)}"
     names = {c["Name"] for c in fortnox["customers"]}
     if not set(customers) <= names:
-        return False
-    return len(vouchers_f(fortnox)) == zreports
+        return f"customers {set(customers) - names} missing in Fortnox"
+    found = len(vouchers_f(fortnox))
+    return None if found == zreports else f"{found} vouchers, want {zreports}"
+
+
+async def converged(
+    world: World, tenant: str, moves: list[tuple[str, int]], zreports: int, customers: list[str]
+) -> bool:
+    return await divergence(world, tenant, moves, zreports, customers) is None
 
 
 async def run_flows(harness: Harness, world: World, tenant: str) -> None:

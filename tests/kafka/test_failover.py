@@ -27,7 +27,15 @@ from engine.kafka.ingest import EventProducer, create_app
 from engine.kafka.topics import init_topics, partition_for
 from engine.secrets import SecretBox
 from tests.kafka.harness import World, eventually
-from tests.kafka.scenario import MOVEMENTS, converged, customer, initial_sync, movement, zreport
+from tests.kafka.scenario import (
+    MOVEMENTS,
+    converged,
+    customer,
+    divergence,
+    initial_sync,
+    movement,
+    zreport,
+)
 
 TENANTS = [f"shop-{i:02d}" for i in range(20)]
 REPO = Path(__file__).resolve().parents[2]
@@ -120,7 +128,14 @@ async def test_a_killed_worker_hands_its_tenants_over(
             )
             return all(results)
 
-        await eventually(all_converged, 150, "every tenant to converge on the surviving worker")
+        try:
+            await eventually(all_converged, 150, "every tenant to converge on the worker left")
+        except AssertionError:
+            for tenant in TENANTS:
+                diff = await divergence(world, tenant, MOVEMENTS, 1, ["Kund Ny"])
+                if diff is not None:
+                    print(f"{tenant} (partition {partition_for(tenant, 8)}): {diff}")
+            raise
         takeover = time.monotonic() - killed_at
         await asyncio.sleep(3)  # anything still in flight would show as a duplicate now
         assert await all_converged()
@@ -136,7 +151,10 @@ async def test_a_killed_worker_hands_its_tenants_over(
         for tenant in TENANTS:
             fortnox = await world.fortnox(tenant)
             quantities.append(
-                {a["ArticleNumber"]: Decimal(str(a["QuantityInStock"])) for a in fortnox["articles"]}
+                {
+                    a["ArticleNumber"]: Decimal(str(a["QuantityInStock"]))
+                    for a in fortnox["articles"]
+                }
             )
         assert all(q == quantities[0] for q in quantities)
         assert workers["w2"].poll() is None, "the surviving worker must still run"

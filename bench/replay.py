@@ -1,0 +1,171 @@
+"""Replay throughput: the embedded processor over a pre-filled SQLite log, into an empty store,
+against a decode-only baseline over the same messages in the same run.
+
+Setup (not timed): ``bench.gen`` writes ``--tenants`` × ``--per-tenant`` messages straight into
+the log tables of a fresh database (the same rows ``Log.append`` writes, one global sequence).
+
+Measured, interleaved slice by slice so that noise from other processes hits both alike:
+
+* decode: ``registry.parse`` (parse and validate) of each payload of the slice, nothing else;
+  the payloads are read from the log before the clock starts;
+* replay: ``Processor.step`` until the slice has been consumed (read the log, parse, reconcile,
+  write state, commands, outbox, wake-ups and offsets in one transaction per batch).
+
+``replay_vs_decode_ratio`` = decode time / replay time (1.0 would mean that replaying costs no
+more than decoding). Both wall and CPU time are reported; the headline uses wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from bench.common import Stopwatch, quiet_logs
+from bench.gen import generate
+from engine.embedded.processor import Processor
+from engine.store.db import Database, log_table
+from topics import registry
+from topics.names import Topic
+
+
+def fill(db: Database, messages: Iterable[tuple[str, str, bytes]], chunk: int = 20_000) -> int:
+    """Write ``messages`` to the log tables as ``Log.append_raw`` would; returns how many."""
+    conn = db.conn
+    seq = 0
+    rows: dict[str, list[tuple[Any, ...]]] = {}
+
+    def flush() -> None:
+        with db.transaction():
+            for topic, batch in rows.items():
+                conn.executemany(
+                    f"INSERT INTO {log_table(Topic(topic))} "
+                    "(seq, tenant, type, msg_id, at, payload) VALUES (?, ?, ?, ?, ?, ?)",
+                    batch,
+                )
+        rows.clear()
+
+    pending = 0
+    for topic, tenant, payload in messages:
+        seq += 1
+        meta = _meta(payload)
+        rows.setdefault(topic, []).append((seq, tenant, meta[0], meta[1], meta[2], payload))
+        pending += 1
+        if pending >= chunk:
+            flush()
+            pending = 0
+    if rows:
+        flush()
+    with db.transaction() as c:
+        c.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('seq', ?)", (str(seq),))
+    return seq
+
+
+def _meta(payload: bytes) -> tuple[str, str, str]:
+    """(type, id, occurred_at as isoformat) of a generated payload."""
+    obj = json.loads(payload)
+    at = str(obj["occurred_at"])
+    iso = at[:-1] + "+00:00" if at.endswith("Z") else at
+    return str(obj["type"]), str(obj["id"]), iso
+
+
+def _payloads(conn: sqlite3.Connection, after_seq: int, count: int) -> list[tuple[int, bytes]]:
+    """The next ``count`` reconciled (seq, payload) after ``after_seq``, in arrival order."""
+    parts = [
+        f"SELECT seq, payload FROM {log_table(t)} WHERE seq > ?"
+        for t in (Topic.TILL_EVENTS, Topic.FORTNOX_CHANGES, Topic.SYNC_CONTROL)
+    ]
+    sql = " UNION ALL ".join(parts) + " ORDER BY seq LIMIT ?"
+    rows = conn.execute(sql, (after_seq, after_seq, after_seq, count)).fetchall()
+    return [(int(r[0]), bytes(r[1])) for r in rows]
+
+
+def run(
+    tenants: int,
+    per_tenant: int,
+    *,
+    batch: int = 1000,
+    slice_size: int = 50_000,
+    data_dir: Path | None = None,
+    profile: Path | None = None,
+) -> dict[str, Any]:
+    quiet_logs()
+    with tempfile.TemporaryDirectory(dir=data_dir) as tmp:
+        db = Database(Path(tmp) / "replay.db")
+        t0 = time.perf_counter()
+        total = fill(db, generate(tenants, per_tenant))
+        fill_s = time.perf_counter() - t0
+        processor = Processor(db)
+        decode = Stopwatch()
+        replay = Stopwatch()
+        done = 0
+        seq_done = 0
+        commands = dead = 0
+        profiler: Any = None
+        if profile is not None:
+            from pyinstrument import Profiler
+
+            profiler = Profiler(interval=0.002)
+        while done < total:
+            payloads = _payloads(db.conn, seq_done, slice_size)
+            if not payloads:
+                break
+            with decode:
+                for _seq, payload in payloads:
+                    registry.parse(payload)
+            target = done + len(payloads)
+            if profiler is not None:
+                profiler.start()
+            with replay:
+                while done < target:
+                    result = processor.step(limit=min(batch, target - done))
+                    if not result.processed and not result.dead_letters:
+                        raise RuntimeError("the processor stopped before the end of the log")
+                    done += result.processed + result.dead_letters
+                    commands += result.commands
+                    dead += result.dead_letters
+            if profiler is not None:
+                profiler.stop()
+            seq_done = payloads[-1][0]
+        rows = db.conn.execute("SELECT COUNT(*) FROM state").fetchone()[0]
+        db.close()
+    if profiler is not None and profile is not None:
+        profile.write_text(profiler.output_text(unicode=False, color=False, show_all=False))
+    return {
+        "messages": total,
+        "tenants": tenants,
+        "batch": batch,
+        "fill_seconds": round(fill_s, 2),
+        "decode_seconds": round(decode.wall, 3),
+        "decode_cpu_seconds": round(decode.cpu, 3),
+        "replay_seconds": round(replay.wall, 3),
+        "replay_cpu_seconds": round(replay.cpu, 3),
+        "decode_events_per_s": round(total / decode.wall),
+        "replay_events_per_s": round(total / replay.wall),
+        "replay_vs_decode_ratio": round(decode.wall / replay.wall, 4),
+        "replay_vs_decode_ratio_cpu": round(decode.cpu / replay.cpu, 4),
+        "commands": commands,
+        "dead_letters": dead,
+        "state_rows": rows,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tenants", type=int, default=200)
+    parser.add_argument("--per-tenant", type=int, default=5000)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--profile", type=Path, default=None)
+    args = parser.parse_args()
+    print(
+        json.dumps(run(args.tenants, args.per_tenant, batch=args.batch, profile=args.profile))
+    )
+
+
+if __name__ == "__main__":
+    main()
