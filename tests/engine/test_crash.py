@@ -139,7 +139,11 @@ async def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: P
     )
     directory.db.close()
     port = _free_port()
-    env = {**os.environ, "KASSASYNC_SECRET_KEY": key, "KASSASYNC_ADMIN_TOKEN": "crash-test-admin-token-0123456789"}
+    env = {
+        **os.environ,
+        "KASSASYNC_SECRET_KEY": key,
+        "KASSASYNC_ADMIN_TOKEN": "crash-test-admin-token-0123456789",
+    }
     engine = Engine(data, port, env)
     ingest = f"http://127.0.0.1:{port}/v1/tenants/{TENANT}/events"
 
@@ -217,7 +221,9 @@ async def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: P
             nonlocal sent
             give_up = time.monotonic() + 300
             while sent < len(events):
-                assert time.monotonic() < give_up, f"ingest stalled at {sent}: see {engine.log.name}"
+                assert time.monotonic() < give_up, (
+                    f"ingest stalled at {sent}: see {engine.log.name}"
+                )
                 batch = events[sent : sent + 6]
                 try:
                     response = await http.post(
