@@ -23,12 +23,11 @@ from engine.executors.feed import DatabaseOffsets, FeedHandler, app_key
 from engine.executors.fortnox import FortnoxSession, SessionTiming
 from engine.executors.till import TillDelivery
 from engine.fortnox.api import FortnoxApi
-from engine.fortnox.auth import OAuthClient, TokenManager
-from engine.fortnox.client import FortnoxClient
 from engine.fortnox.errors import FortnoxError
 from engine.fortnox.limiter import LimiterRegistry
-from engine.fortnox.tokens import AppCredentials, SqliteTokenStore
+from engine.fortnox.tokens import SqliteTokenStore
 from engine.fortnox.topics_feed import TopicsFeed
+from engine.fortnox_factory import open_api
 from engine.gateway.ingest import router as ingest_router
 from engine.metrics import EngineMetrics, MeteredPorts
 from engine.ops import EmbeddedProbe, Ops, SqliteOpsStore, Throughput
@@ -37,7 +36,7 @@ from engine.store.db import Database
 from engine.tenants import TenantConfig, TenantDirectory
 from engine.web import mount as mount_web
 from engine.web.auth import AdminAuth, resolve_admin_token
-from topics.settings import StockMode, TenantSettings
+from topics.settings import TenantSettings
 
 log = structlog.get_logger("kassasync.engine")
 
@@ -122,24 +121,9 @@ class EmbeddedEngine:
     # -- Fortnox sessions -----------------------------------------------------------------------
 
     async def _api_for(self, config: TenantConfig) -> FortnoxApi:
-        assert config.fortnox is not None and self._http is not None
-        conn = config.fortnox
-        app = AppCredentials(client_id=conn.client_id, client_secret=conn.client_secret)
-        oauth = OAuthClient(app, base_url=conn.auth_base)
-        tokens = TokenManager(self.token_store, oauth, metrics=self.metrics.fortnox)
-        if await self.token_store.load(config.id) is None and conn.fortnox_tenant_id is not None:
-            await self.token_store.save(
-                config.id, await oauth.client_credentials(conn.fortnox_tenant_id, tenant=config.id)
-            )
-        client = FortnoxClient(
-            config.id,
-            tokens,
-            base_url=conn.api_base,
-            limiters=self.limiters,
-            metrics=self.metrics.fortnox,
+        return await open_api(
+            config, self.token_store, limiters=self.limiters, metrics=self.metrics.fortnox
         )
-        documents = config.settings.stock.mode is StockMode.WAREHOUSE_DOCUMENTS
-        return FortnoxApi(client, stock_documents_enabled=documents)
 
     async def _ensure_sessions(self, stop: asyncio.Event) -> None:
         for tenant in self.tenants.ids():
