@@ -1,0 +1,114 @@
+"""Bookkeeping commands: ``kassasync export zreports``, ``kassasync ledger sync|export``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+
+from engine.clock import utcnow
+from engine.embedded.edge import Edge
+from engine.fortnox.tokens import SqliteTokenStore
+from engine.fortnox_factory import open_api
+from engine.ledger import export_sie, sync_vouchers
+from engine.ops import progress
+from engine.secrets import SecretBox
+from engine.store.db import Database
+from engine.tenants import TenantDirectory
+from topics.outcomes import ExportRequested, ExportRequestedData
+
+
+def _open(data: str) -> tuple[Database, TenantDirectory, SecretBox]:
+    box = SecretBox.from_env()
+    db = Database(Path(data) / "kassasync.db")
+    return db, TenantDirectory(db, box), box
+
+
+def _export_zreports(args: argparse.Namespace) -> int:
+    db, directory, _box = _open(args.data)
+    if directory.get(args.tenant) is None:
+        print(json.dumps({"error": f"unknown tenant {args.tenant}"}))
+        return 2
+    start, end = dt.date.fromisoformat(args.from_date), dt.date.fromisoformat(args.to_date)
+    if end < start:
+        print(json.dumps({"error": "--to is before --from"}))
+        return 2
+    Edge(db).publish(
+        [
+            ExportRequested(
+                id=f"export-{uuid.uuid4().hex}",
+                tenant=args.tenant,
+                occurred_at=utcnow(),
+                data=ExportRequestedData(from_date=start, to_date=end),
+            )
+        ]
+    )
+    print(
+        json.dumps(
+            {
+                "tenant": args.tenant,
+                "requested": "zreports",
+                "from": str(start),
+                "to": str(end),
+                "note": "only Z-reports not yet posted are posted",
+            }
+        )
+    )
+    return 0
+
+
+async def _ledger(args: argparse.Namespace) -> int:
+    db, directory, box = _open(args.data)
+    config = directory.get(args.tenant)
+    if config is None or config.fortnox is None:
+        print(json.dumps({"error": f"tenant {args.tenant} has no Fortnox connection"}))
+        return 2
+    api = await open_api(config, SqliteTokenStore(Path(args.data) / "tokens.db", box))
+    try:
+        if args.action == "export":
+            years = await export_sie(api, Path(args.out), year=args.year, last_years=args.years)
+            for item in years:
+                print(json.dumps(asdict(item)))
+            return 0
+        edge = Edge(db)
+        with progress(None, f"ledger sync {args.tenant}") as bar:
+            result = await sync_vouchers(
+                api,
+                args.tenant,
+                edge.publish,
+                year=args.year,
+                last_years=args.years,
+                download_dir=Path(args.download) if args.download else None,
+                on_progress=bar.advance,
+            )
+        print(json.dumps(asdict(result) | {"downloaded": len(result.downloaded)}))
+        return 0
+    finally:
+        await api.client.aclose()
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], data: str) -> None:
+    export = sub.add_parser("export", help="manual exports")
+    export_sub = export.add_subparsers(dest="export_what", required=True)
+    zr = export_sub.add_parser(
+        "zreports", help="post every Z-report in a date range that is not posted yet"
+    )
+    zr.add_argument("--tenant", required=True)
+    zr.add_argument("--from", dest="from_date", required=True, help="YYYY-MM-DD")
+    zr.add_argument("--to", dest="to_date", required=True, help="YYYY-MM-DD")
+    zr.add_argument("--data", default=data)
+    zr.set_defaults(func=_export_zreports)
+
+    ledger = sub.add_parser("ledger", help="Fortnox's vouchers and general ledger to the till")
+    ledger.add_argument("action", choices=["sync", "export"])
+    ledger.add_argument("--tenant", required=True)
+    ledger.add_argument("--year", type=int, help="a calendar year inside the financial year")
+    ledger.add_argument("--years", type=int, default=2, help="how many recent years (default 2)")
+    ledger.add_argument("--out", default="ledger", help="folder for export's SIE files")
+    ledger.add_argument("--download", help="sync: also save attached documents in this folder")
+    ledger.add_argument("--data", default=data)
+    ledger.set_defaults(func=lambda args: asyncio.run(_ledger(args)))
