@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from typing import Any, TypeVar
 
 from reconcilers.state import Record, Txn
@@ -15,9 +16,18 @@ C = TypeVar("C", bound=Command)
 
 TENANT = "tenant"
 DIRTY = "dirty"
+#: How many message ids a record remembers per channel to recognise redeliveries.
+RECENT_IDS = 8
 
-_settings_cache: dict[tuple[str, int], TenantSettings] = {}
+#: Parsed settings by the digest of their JSON: a pure memo (same text, same settings), so it
+#: cannot leak one store's settings into another that happens to be at the same revision.
+_settings_cache: dict[str, TenantSettings] = {}
 _DEFAULT_SETTINGS = TenantSettings()
+
+
+def settings_digest(raw: Any) -> str:
+    text = json.dumps(raw, sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def command_id(cause: str, suffix: str) -> str:
@@ -47,7 +57,7 @@ class Ctx:
             if record is None:
                 self._settings = _DEFAULT_SETTINGS
             else:
-                key = (self.tenant, int(record["rev"]))
+                key = record.get("digest") or settings_digest(record["settings"])
                 cached = _settings_cache.get(key)
                 if cached is None:
                     cached = TenantSettings.model_validate(record["settings"])
@@ -60,7 +70,10 @@ class Ctx:
     def set_settings(self, settings: TenantSettings) -> None:
         record = self.txn.get(TENANT, "settings")
         rev = 1 if record is None else int(record["rev"]) + 1
-        self.txn.put(TENANT, "settings", {"rev": rev, "settings": settings.model_dump(mode="json")})
+        raw = settings.model_dump(mode="json")
+        self.txn.put(
+            TENANT, "settings", {"rev": rev, "settings": raw, "digest": settings_digest(raw)}
+        )
         self._settings = settings
 
     # -- commands -------------------------------------------------------------------------------
@@ -91,6 +104,37 @@ class Ctx:
 
     def note(self, event: str, **fields: Any) -> None:
         self.txn.note(event, tenant=self.tenant, message_id=self.msg.id, **fields)
+
+    # -- redeliveries and stale messages --------------------------------------------------------
+
+    def is_repeat(self, record: Record, channel: str, seq: int | None = None) -> bool:
+        """True if the message being handled must not be applied to ``record`` again.
+
+        A message is a repeat on ``channel`` when it was already applied (redelivery keeps the
+        id) or when it is older than the last one applied: by ``seq`` (the tenant's one sequence
+        of Fortnox reads and writes) when the message has one, else by ``occurred_at``.
+        """
+        if seq is not None:
+            last = record.get(f"{channel}_seq")
+            if last is not None and seq <= int(last):
+                return True
+        if self.msg.id in record.get(f"{channel}_ids", ()):
+            return True
+        if seq is None:
+            at = record.get(f"{channel}_at")
+            if at is not None and self.now < dt.datetime.fromisoformat(at):
+                return True
+        return False
+
+    def stamp(self, record: Record, channel: str, seq: int | None = None) -> None:
+        """Record in ``record`` that the message being handled was applied on ``channel``."""
+        if seq is not None:
+            last = record.get(f"{channel}_seq")
+            record[f"{channel}_seq"] = seq if last is None else max(seq, int(last))
+        record[f"{channel}_ids"] = [*record.get(f"{channel}_ids", ()), self.msg.id][-RECENT_IDS:]
+        at = record.get(f"{channel}_at")
+        if at is None or self.now > dt.datetime.fromisoformat(at):
+            record[f"{channel}_at"] = self.now.isoformat()
 
     def report(self, key: str, record: Record) -> None:
         """Keep the latest report about ``key`` (overwritten edits, conflicts) for the dashboard."""
