@@ -54,59 +54,62 @@ def _account(mapping: dict[str, int], key: str, subject: str) -> int:
 
 
 def _lines(z: ZReportData, settings: ZReportSettings) -> list[_Line]:
+    """The voucher's lines in the order of the worked example: payments, rounding, sales and
+    output VAT per rate, then gift cards sold and tips. Only sales and returns are result rows
+    (they get the cost centre)."""
     accounts = settings.accounts
     lines: list[_Line] = []
     for pay in z.payments:
         if pay.amount:
             account = _account(accounts.payment_methods, pay.method, f"payment method {pay.method}")
             lines.append(_Line(account, pay.amount, pay.method, False))
+    if z.rounding:
+        lines.append(
+            _Line(_extra(accounts.rounding, "rounding"), -z.rounding, "Öresavrundning", False)
+        )
     groups_by_rate: dict[str, list[tuple[str, Decimal, Decimal]]] = defaultdict(list)
     for group in z.product_groups:
         groups_by_rate[rate_key(group.vat_rate)].append((group.group, group.net, group.returns_net))
+
+    def group_lines(key: str) -> None:
+        for name, net, returns in groups_by_rate[key]:
+            account = _account(accounts.product_groups, name, f"product group {name}")
+            if net:
+                lines.append(_Line(account, -net, f"Försäljning {name} {key}%", True))
+            if returns:
+                lines.append(_Line(account, returns, f"Returer {name} {key}%", True))
+
     for vat in z.vat:
         key = rate_key(vat.rate)
-        groups = groups_by_rate.get(key)
-        if groups:
-            for name, net, returns in groups:
-                account = _account(accounts.product_groups, name, f"product group {name}")
-                if net:
-                    lines.append(_Line(account, -net, f"Försäljning {name} {key}%", True))
-                if returns:
-                    lines.append(_Line(account, returns, f"Returer {name} {key}%", True))
-        else:
-            if vat.sales_net or vat.returns_net:
-                account = _account(accounts.sales_by_vat, key, f"sales at {key}% VAT")
-                if vat.sales_net:
-                    lines.append(_Line(account, -vat.sales_net, f"Försäljning {key}%", True))
-                if vat.returns_net:
-                    lines.append(_Line(account, vat.returns_net, f"Returer {key}%", True))
+        if groups_by_rate.get(key):
+            group_lines(key)
+        elif vat.sales_net or vat.returns_net:
+            account = _account(accounts.sales_by_vat, key, f"sales at {key}% VAT")
+            if vat.sales_net:
+                lines.append(_Line(account, -vat.sales_net, f"Försäljning {key}%", True))
+            if vat.returns_net:
+                lines.append(_Line(account, vat.returns_net, f"Returer {key}%", True))
         if vat.sales_vat or vat.returns_vat:
             account = _account(accounts.vat_by_rate, key, f"output VAT at {key}%")
             if vat.sales_vat:
                 lines.append(_Line(account, -vat.sales_vat, f"Utg moms {key}%", False))
             if vat.returns_vat:
                 lines.append(_Line(account, vat.returns_vat, f"Utg moms {key}% returer", False))
-    missing_rates = set(groups_by_rate) - {rate_key(v.rate) for v in z.vat}
-    if missing_rates:
-        # Product-group sales at a rate the VAT split does not list: book them without VAT lines.
-        for key in sorted(missing_rates):
-            for name, net, returns in groups_by_rate[key]:
-                account = _account(accounts.product_groups, name, f"product group {name}")
-                if net:
-                    lines.append(_Line(account, -net, f"Försäljning {name} {key}%", True))
-                if returns:
-                    lines.append(_Line(account, returns, f"Returer {name} {key}%", True))
-    extras = (
-        ("tips", accounts.tips, -z.tips, "Dricks"),
-        ("gift cards sold", accounts.gift_cards, -z.gift_cards_sold, "Sålda presentkort"),
-        ("rounding", accounts.rounding, -z.rounding, "Öresavrundning"),
-    )
-    for subject, account_or_none, amount, text in extras:
-        if amount:
-            if account_or_none is None:
-                raise PreflightError(shop_error(ErrorKind.ACCOUNT_MAPPING_MISSING, subject=subject))
-            lines.append(_Line(account_or_none, amount, text, subject != "rounding"))
+    # Product-group sales at a rate the VAT split does not list: book them without VAT lines.
+    for key in sorted(set(groups_by_rate) - {rate_key(v.rate) for v in z.vat}):
+        group_lines(key)
+    if z.gift_cards_sold:
+        account = _extra(accounts.gift_cards, "gift cards sold")
+        lines.append(_Line(account, -z.gift_cards_sold, "Sålda presentkort", False))
+    if z.tips:
+        lines.append(_Line(_extra(accounts.tips, "tips"), -z.tips, "Dricks", False))
     return lines
+
+
+def _extra(account: int | None, subject: str) -> int:
+    if account is None:
+        raise PreflightError(shop_error(ErrorKind.ACCOUNT_MAPPING_MISSING, subject=subject))
+    return account
 
 
 def cost_center_for(z: ZReportData, settings: ZReportSettings) -> str | None:
@@ -128,9 +131,12 @@ def year_for(master: MasterData, date: dt.date) -> YearMasterData | None:
 
 def build_voucher(
     z: ZReportData, settings: ZReportSettings, master: MasterData | None
-) -> tuple[VoucherDraft, int]:
-    """The voucher for a Z-report and its financial year id; raises :class:`PreflightError`."""
+) -> tuple[VoucherDraft, int] | None:
+    """The voucher for a Z-report and its financial year id; None for a day with nothing to
+    book (no sales, no payments); raises :class:`PreflightError` when Fortnox would refuse it."""
     lines = _lines(z, settings)
+    if not lines:
+        return None
     debit = sum((ln.amount for ln in lines if ln.amount > 0), ZERO)
     credit = -sum((ln.amount for ln in lines if ln.amount < 0), ZERO)
     subject = f"Z-report {z.z_number} (till {z.till_id}, {z.business_date})"

@@ -1,9 +1,14 @@
 """Z-reports: one voucher per Z-report, never two, and a wait (not a loss) when it cannot post.
 
 State ``zr`` per Z-report key (``till:z_number``): the report, its status (``before_start``,
-``disabled``, ``waiting`` with the shop-facing error, ``posting``, ``posted`` with series, number
-and year) — the ledger of posted vouchers. The Fortnox writer also scans the series for the
-Z-report's key before it retries a create whose outcome it does not know.
+``disabled``, ``waiting`` with the shop-facing error, ``empty`` for a day with nothing to book,
+``posting``, ``posted`` with series, number and year) — the ledger of posted vouchers.
+
+A report that waits is posted automatically when the master data or the settings change. A
+manual export posts what is not posted yet in its date range, also when the flow is off, but
+never a day before the start date (those days are booked some other way). The Fortnox writer
+also scans the series for the Z-report's key before it retries a create whose outcome it does
+not know.
 """
 
 from __future__ import annotations
@@ -32,16 +37,26 @@ def on_zreport(ctx: Ctx, z: ZReportData) -> None:
     key = zreport_key(z)
     existing = ctx.txn.get(KIND, key)
     payload = z.model_dump(mode="json")
-    if existing is not None:
-        if existing["report"] != payload:
-            ctx.report(
-                f"zreport:{key}", {"kind": "resent_with_changes", "status": existing["status"]}
-            )
-            ctx.note("zreport.resent_with_changes", key=key, status=existing["status"])
-        else:
-            ctx.note("zreport.duplicate", key=key, status=existing["status"])
+    if existing is None:
+        record: dict[str, Any] = {"report": payload, "status": "new"}
+        ctx.stamp(record, "till")
+        ctx.txn.put(KIND, key, record)
+        _try_post(ctx, key, manual=False)
         return
-    ctx.txn.put(KIND, key, {"report": payload, "status": "new"})
+    if ctx.is_repeat(existing, "till") or existing["report"] == payload:
+        ctx.note("zreport.duplicate", key=key, status=existing["status"])
+        return
+    ctx.stamp(existing, "till")
+    if existing["status"] in ("posting", "posted"):
+        # Never edited: a correction must come as a new Z-report (a new voucher).
+        ctx.txn.put(KIND, key, existing)
+        ctx.report(f"zreport:{key}", {"kind": "resent_with_changes", "status": existing["status"]})
+        ctx.note("zreport.resent_with_changes", key=key, status=existing["status"])
+        return
+    # Not booked yet (it waits, or was before the start date): the till's corrected report
+    # replaces the one we have.
+    ctx.note("zreport.replaced", key=key, status=existing["status"])
+    ctx.txn.put(KIND, key, {**existing, "report": payload, "status": "new"})
     _try_post(ctx, key, manual=False)
 
 
@@ -54,7 +69,8 @@ def _try_post(ctx: Ctx, key: str, *, manual: bool) -> None:
     if not settings.enabled and not manual:
         _set(ctx, key, record, "disabled")
         return
-    if not manual and settings.start_date is not None and z.business_date < settings.start_date:
+    if settings.start_date is not None and z.business_date < settings.start_date:
+        # Also for a manual export: days before the start date are booked some other way.
         _set(ctx, key, record, "before_start")
         return
     master = master_data(ctx)
@@ -62,11 +78,16 @@ def _try_post(ctx: Ctx, key: str, *, manual: bool) -> None:
         _set(ctx, key, record, "waiting", waiting_for="Fortnox master data")
         return
     try:
-        draft, year = build_voucher(z, settings, master)
+        built = build_voucher(z, settings, master)
     except PreflightError as failed:
         ctx.note("zreport.preflight_failed", key=key, kind=failed.error.kind.value)
         _set(ctx, key, record, "waiting", error=failed.error.model_dump(mode="json"))
         return
+    if built is None:
+        ctx.note("zreport.nothing_to_book", key=key)
+        _set(ctx, key, record, "empty")
+        return
+    draft, year = built
     cmd = ctx.command(
         CreateFortnoxVoucher,
         f"zreport:{key}",
@@ -78,7 +99,8 @@ def _try_post(ctx: Ctx, key: str, *, manual: bool) -> None:
 
 
 def _set(ctx: Ctx, key: str, record: dict[str, Any], status: str, **extra: Any) -> None:
-    ctx.txn.put(KIND, key, {"report": record["report"], "status": status, **extra})
+    stamps = {k: v for k, v in record.items() if k.startswith("till_")}
+    ctx.txn.put(KIND, key, {"report": record["report"], "status": status, **stamps, **extra})
 
 
 def retry_waiting(ctx: Ctx) -> None:
