@@ -1,21 +1,53 @@
 """Articles: Fortnox is master; the till gets what Fortnox has, minus what it must not have.
 
-An article is wanted in the till unless it is deleted or missing in Fortnox, its description
-contains the exclusion marker (``#E#``), or its barcode belongs to another till article. Barcodes
-are unique in the till: the article that holds a barcode keeps it; a newcomer with the same
-barcode waits in a queue (reported), and is admitted automatically when the holder loses the
-barcode, is excluded or is deleted. Till-side edits are overwritten and reported.
+What the till holds
+    Every Fortnox article that is not deleted in Fortnox, not missing from the last full pass,
+    not excluded (its description contains the exclusion marker, ``#E#`` by default) and not
+    losing a barcode conflict; with Fortnox's fields and the price from the chosen price list.
 
-State: ``art.fx`` (what Fortnox has), ``art.till`` (what the till has, as far as we know),
-``art.want`` (the decision for the till, with its reason), ``barcode`` (holder per EAN) and
-``barcode.wait`` (queue per EAN).
+Unique barcodes
+    The till accepts only unique barcodes. The article that holds a barcode keeps it as long as
+    it still has that barcode and is still wanted. A newcomer with the same barcode is not sent:
+    it joins a first-come queue for the barcode, is reported (``barcode_conflict``, naming the
+    holder), and is admitted automatically when the holder loses the barcode, is excluded, is
+    deleted or goes missing. Till-only articles hold their barcodes too. A flush orders its
+    commands so that the till never has two articles with one barcode at any moment: removals
+    first, then each upsert once its barcode is free in the till (an article about to give up
+    that barcode is flushed along with it), and a swap of barcodes is broken by clearing one.
+
+Till edits
+    Fortnox is master: an edit made in the till to a Fortnox article is overwritten at the next
+    flush and reported (``till_edit_overwritten``).
+
+Deleted and missing articles (``delete_missing``)
+    * An article Kassasync knows from Fortnox always leaves the till when Fortnox deletes it (a
+      deletion record) or when a completed full pass does not contain it (missing), whatever
+      ``delete_missing`` says.
+    * Till-only articles (reported by the till, never seen in Fortnox) are left alone unless
+      ``delete_missing`` is on: then every completed full pass removes the till-only articles
+      Fortnox does not have. A till-only article that Fortnox later creates under the same number
+      is taken over by Fortnox.
+
+Price lists
+    A Fortnox record carries the price from one price list. Only the chosen list's price reaches
+    the till. When the chosen list changes, an article keeps its till price until its price in the
+    new list has been read, so the till never gets a price-less article in between.
+
+Redeliveries and stale records
+    A Fortnox record older (by ``seq``) than the last one applied, a deletion or till edit already
+    applied, and a full pass that is completed again or unknown are ignored.
+
+State: ``art.fx`` (what Fortnox has, per article), ``art.till`` (what the till has, as far as we
+know), ``art.want`` (the decision for the till, with its reason and the barcode it holds or waits
+for), ``barcode`` (holder per EAN), ``barcode.wait`` (queue per EAN), ``till.ean`` (which article
+has an EAN in the till) and ``till.ean.wait`` (upserts waiting for an EAN to be freed in the till).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from reconcilers import stock
+from reconcilers import passes, stock
 from reconcilers.context import Ctx
 from topics.commands import (
     RemoveTillArticle,
@@ -25,6 +57,8 @@ from topics.commands import (
     UpsertTillArticleData,
 )
 from topics.fortnox import FortnoxArticle, Observation, SyncCompletedData
+from topics.outcomes import OutcomeData, OutcomeStatus
+from topics.settings import TenantSettings
 from topics.till import ArticleEditedData
 
 FLOW = "articles"
@@ -33,34 +67,56 @@ TILL = "art.till"
 WANT = "art.want"
 BARCODE = "barcode"
 WAIT = "barcode.wait"
+TILL_EAN = "till.ean"
+TILL_EAN_WAIT = "till.ean.wait"
+RESOURCE = "articles"
+
+REMOVE_REASONS = ("excluded", "deleted_in_fortnox", "missing_in_fortnox", "barcode_conflict")
 
 
-def _till_article(article: FortnoxArticle) -> dict[str, Any]:
-    return TillArticle(
-        article_number=article.article_number,
-        description=article.description,
-        ean=article.ean,
-        price=article.price,
-        vat=article.vat,
-        unit=article.unit,
-        stock_goods=article.stock_goods,
-        active=article.active,
-    ).model_dump(mode="json")
+# --- Fortnox changes -----------------------------------------------------------------------------
 
 
 def on_fortnox_article(ctx: Ctx, article: FortnoxArticle, observed: Observation) -> None:
     if not ctx.settings.articles.enabled:
         return
     number = article.article_number
-    record = {"article": article.model_dump(mode="json"), "pass": observed.sync_pass}
-    previous = ctx.txn.get(FX, number)
+    record = ctx.txn.get(FX, number) or {}
+    if ctx.is_repeat(record, "fx", observed.seq):
+        ctx.note("article.stale_record", article=number, seq=observed.seq)
+        return
+    ctx.stamp(record, "fx", observed.seq)
+    record["seen"] = passes.observed(ctx, RESOURCE, observed.sync_pass)
+    dumped = article.model_dump(mode="json")
+    prices = dict(record.get("prices", {}))
+    price_list = article.price_list or ctx.settings.articles.price_list
+    prices[price_list] = dumped["price"]
+    changed = (
+        record.get("article") != dumped
+        or record.get("prices") != prices
+        or bool(record.get("deleted"))
+    )
+    record.update(article=dumped, prices=prices, deleted=None)
     ctx.txn.put(FX, number, record)
-    if previous is None or previous.get("article") != record["article"] or previous.get("deleted"):
+    if changed:
         _evaluate(ctx, number)
     stock.observe_fortnox(ctx, article, observed.seq)
 
 
-def on_fortnox_deleted(ctx: Ctx, number: str, reason: str = "deleted_in_fortnox") -> None:
+def on_fortnox_deleted(ctx: Ctx, number: str) -> None:
+    """Fortnox reports the article deleted."""
+    record = ctx.txn.get(FX, number)
+    if record is None:
+        return
+    if ctx.is_repeat(record, "fx"):
+        ctx.note("article.stale_record", article=number, seq=None)
+        return
+    ctx.stamp(record, "fx")
+    ctx.txn.put(FX, number, record)
+    _gone(ctx, number, "deleted_in_fortnox")
+
+
+def _gone(ctx: Ctx, number: str, reason: str) -> None:
     record = ctx.txn.get(FX, number)
     if record is None or record.get("deleted"):
         return
@@ -71,59 +127,119 @@ def on_fortnox_deleted(ctx: Ctx, number: str, reason: str = "deleted_in_fortnox"
 
 def on_sync_completed(ctx: Ctx, data: SyncCompletedData) -> None:
     """After a full pass: what Fortnox no longer has leaves the till."""
-    for number, record in ctx.txn.scan(FX):
-        if record.get("deleted") or record.get("pass") == data.sync_pass:
-            continue
-        on_fortnox_deleted(ctx, number, reason="missing_in_fortnox")
-    if not ctx.settings.articles.delete_missing:
+    settings = ctx.settings.articles
+    if not settings.enabled:
         return
-    for number, record in ctx.txn.scan(TILL):
-        if record.get("sent") is not None and ctx.txn.get(FX, number) is None:
-            ctx.txn.put(WANT, number, {"in_till": False, "reason": "missing_in_fortnox"})
-            ctx.mark_dirty(FLOW, number)
+    if not passes.complete(ctx, RESOURCE, data.sync_pass, data.count):
+        return
+    for number, record in ctx.txn.scan(FX):
+        if not record.get("deleted") and record.get("seen") != data.sync_pass:
+            _gone(ctx, number, "missing_in_fortnox")
+    if not settings.delete_missing:
+        return
+    for number, till in ctx.txn.scan(TILL):
+        if till.get("sent") is not None and ctx.txn.get(FX, number) is None:
+            ctx.txn.put(TILL, number, {**till, "remove": True})
+            ctx.note("article.missing_in_fortnox", article=number)
+            _evaluate(ctx, number)
+
+
+def on_settings_changed(ctx: Ctx, old: TenantSettings, new: TenantSettings) -> None:
+    """A new price list, exclusion marker or enabling the flow changes what the till wants."""
+    if old.articles == new.articles or not new.articles.enabled:
+        return
+    for number, _ in ctx.txn.scan(FX):
+        _evaluate(ctx, number)
+
+
+# --- till events ---------------------------------------------------------------------------------
 
 
 def on_till_edit(ctx: Ctx, data: ArticleEditedData) -> None:
     """Fortnox is master: a till edit is recorded as the till's state, then overwritten."""
     number = data.article_number
     till = ctx.txn.get(TILL, number) or {"sent": None}
-    sent = dict(till.get("sent") or {"article_number": number, "description": ""})
-    changes = data.changes.model_dump(mode="json", exclude_none=True)
-    sent.update(changes)
-    _set_sent(ctx, number, sent)
-    known = ctx.txn.get(FX, number) is not None
-    ctx.report(
-        f"article:{number}",
-        {"kind": "till_edit_overwritten" if known else "till_only_article", "changes": changes},
-    )
-    ctx.note("article.till_edit_overwritten", article=number, changes=changes, known=known)
-    if ctx.txn.get(WANT, number) is None and not known:
+    if ctx.is_repeat(till, "till"):
+        ctx.note("article.till_edit_repeated", article=number)
         return
+    ctx.stamp(till, "till")
+    till["eans"] = sorted(_held(till))
+    changes = data.changes.model_dump(mode="json", exclude_none=True)
+    sent = dict(till.get("sent") or {"article_number": number, "description": ""})
+    sent.update(changes)
+    till["sent"] = sent
+    held = _held(till)
+    if till.get("inflight"):
+        # Our command and this edit may reach the till in either order: until a command of
+        # ours lands after it, the article may have either barcode, and is sent again.
+        till["overlap"] = True
+        held |= {changes["ean"]} if "ean" in changes else set()
+    elif "ean" in changes:
+        held = {changes["ean"]}
+    _hold(ctx, number, till, held)
+    if ctx.txn.get(FX, number) is None:
+        if not ctx.settings.articles.delete_missing:
+            till.pop("remove", None)
+        ctx.txn.put(TILL, number, till)
+        ctx.report(f"article:{number}", {"kind": "till_only_article", "changes": changes})
+        ctx.note("article.till_only", article=number, changes=changes)
+        _evaluate(ctx, number)
+        return
+    ctx.txn.put(TILL, number, till)
+    ctx.report(f"article:{number}", {"kind": "till_edit_overwritten", "changes": changes})
+    ctx.note("article.till_edit_overwritten", article=number, changes=changes)
     ctx.mark_dirty(FLOW, number)
 
 
 # --- the decision per article ------------------------------------------------------------------
 
 
-def _evaluate(ctx: Ctx, number: str) -> None:
+def _price(ctx: Ctx, record: dict[str, Any], previous: dict[str, Any]) -> Any:
+    """The chosen list's price; while it is unknown, the price the till already has."""
+    prices: dict[str, Any] = record.get("prices", {})
+    chosen = ctx.settings.articles.price_list
+    if chosen in prices:
+        return prices[chosen]
+    earlier = previous.get("article") or {}
+    return earlier.get("price")
+
+
+def _desired(ctx: Ctx, number: str, want: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """What the till should have for ``number``, and the barcode that needs."""
     record = ctx.txn.get(FX, number)
+    if record is None:
+        till = ctx.txn.get(TILL, number) or {}
+        sent = till.get("sent")
+        if sent is None or till.get("remove"):
+            return {"in_till": False, "reason": "missing_in_fortnox"}, None
+        return {"in_till": True, "reason": "till_only", "keep": True}, sent.get("ean")
+    if record.get("deleted"):
+        return {"in_till": False, "reason": record["deleted"]}, None
+    article = FortnoxArticle.model_validate(record["article"])
+    marker = ctx.settings.articles.exclusion_marker
+    if marker and marker in article.description:
+        if want.get("reason") != "excluded":
+            ctx.note("article.excluded", article=number, marker=marker)
+        return {"in_till": False, "reason": "excluded"}, None
+    target = TillArticle(
+        article_number=number,
+        description=article.description,
+        ean=article.ean,
+        price=_price(ctx, record, want),
+        vat=article.vat,
+        unit=article.unit,
+        stock_goods=article.stock_goods,
+        active=article.active,
+    ).model_dump(mode="json")
+    return {"in_till": True, "reason": "fortnox", "article": target}, article.ean
+
+
+def _evaluate(ctx: Ctx, number: str) -> None:
     want = ctx.txn.get(WANT, number) or {}
     held = want.get("ean_held")
     waiting = want.get("ean_waiting")
-    article = None if record is None else FortnoxArticle.model_validate(record["article"])
-    marker = ctx.settings.articles.exclusion_marker
-    new_want: dict[str, Any]
-    if article is None or record is None or record.get("deleted"):
-        reason = record.get("deleted") if record else "deleted_in_fortnox"
-        new_want = {"in_till": False, "reason": reason}
-    elif marker and marker in article.description:
-        new_want = {"in_till": False, "reason": "excluded"}
-        if want.get("reason") != "excluded":
-            ctx.note("article.excluded", article=number, marker=marker)
-    else:
-        new_want = {"in_till": True, "reason": "fortnox", "article": _till_article(article)}
-    ean = article.ean if new_want["in_till"] and article is not None else None
-    # Leave barcodes and queues this article no longer claims.
+    new_want, ean = _desired(ctx, number, want)
+    # Leave the queue and the barcode this article no longer claims.
     if waiting and waiting != ean:
         _leave_queue(ctx, waiting, number)
         waiting = None
@@ -133,34 +249,46 @@ def _evaluate(ctx: Ctx, number: str) -> None:
         held = None
     if ean is not None and held != ean:
         holder = ctx.txn.get(BARCODE, ean)
-        if holder is None:
+        if holder is None or holder["holder"] == number:
             ctx.txn.put(BARCODE, ean, {"holder": number})
             held = ean
+        elif new_want.get("keep"):
+            # The till already has this till-only article with the barcode: nothing to queue.
+            ctx.note("article.till_only_barcode_taken", article=number, ean=ean)
         else:
             _join_queue(ctx, ean, number)
             waiting = ean
-            ctx.note("article.barcode_conflict", article=number, ean=ean, holder=holder["holder"])
-            ctx.report(
-                f"article:{number}",
-                {"kind": "barcode_conflict", "ean": ean, "holder": holder["holder"]},
-            )
+            if want.get("reason") != "barcode_conflict" or want.get("holder") != holder["holder"]:
+                ctx.note(
+                    "article.barcode_conflict", article=number, ean=ean, holder=holder["holder"]
+                )
+                ctx.report(
+                    f"article:{number}",
+                    {"kind": "barcode_conflict", "ean": ean, "holder": holder["holder"]},
+                )
             new_want = {"in_till": False, "reason": "barcode_conflict", "holder": holder["holder"]}
-    if ean is not None and held == ean and waiting == ean:
-        _leave_queue(ctx, ean, number)
+    if held is not None and held == waiting:
+        _leave_queue(ctx, held, number)
         waiting = None
-    ctx.txn.put(WANT, number, {**new_want, "ean_held": held, "ean_waiting": waiting})
-    ctx.mark_dirty(FLOW, number)
+    final = {**new_want, "ean_held": held, "ean_waiting": waiting}
+    if final != want:
+        ctx.txn.put(WANT, number, final)
+    if not new_want.get("keep"):
+        ctx.mark_dirty(FLOW, number)
 
 
 def _join_queue(ctx: Ctx, ean: str, number: str) -> None:
     queue = list((ctx.txn.get(WAIT, ean) or {}).get("queue", []))
     if number not in queue:
         queue.append(number)
-    ctx.txn.put(WAIT, ean, {"queue": queue})
+        ctx.txn.put(WAIT, ean, {"queue": queue})
 
 
 def _leave_queue(ctx: Ctx, ean: str, number: str) -> None:
-    queue = [n for n in (ctx.txn.get(WAIT, ean) or {}).get("queue", []) if n != number]
+    queue = list((ctx.txn.get(WAIT, ean) or {}).get("queue", []))
+    if number not in queue:
+        return
+    queue.remove(number)
     if queue:
         ctx.txn.put(WAIT, ean, {"queue": queue})
     else:
@@ -168,95 +296,258 @@ def _leave_queue(ctx: Ctx, ean: str, number: str) -> None:
 
 
 def _release(ctx: Ctx, ean: str, number: str) -> None:
+    """``number`` gives up ``ean``: the first article waiting for it is admitted."""
     holder = ctx.txn.get(BARCODE, ean)
     if holder is None or holder["holder"] != number:
         return
     ctx.txn.delete(BARCODE, ean)
-    queue = (ctx.txn.get(WAIT, ean) or {}).get("queue", [])
-    if queue:
+    while ctx.txn.get(BARCODE, ean) is None:
+        queue = (ctx.txn.get(WAIT, ean) or {}).get("queue", [])
+        if not queue:
+            return
         successor = queue[0]
         ctx.note("article.barcode_admitted", article=successor, ean=ean, released_by=number)
         _evaluate(ctx, successor)
+        if ctx.txn.get(BARCODE, ean) is None:
+            _leave_queue(ctx, ean, successor)
+    # The articles still waiting now wait for the new holder: their reports name it.
+    new_holder = ctx.txn.get(BARCODE, ean)
+    for waiting in (ctx.txn.get(WAIT, ean) or {}).get("queue", []):
+        want = ctx.txn.get(WANT, waiting)
+        if new_holder is None or want is None or want.get("holder") == new_holder["holder"]:
+            continue
+        ctx.txn.put(WANT, waiting, {**want, "holder": new_holder["holder"]})
+        ctx.report(
+            f"article:{waiting}",
+            {"kind": "barcode_conflict", "ean": ean, "holder": new_holder["holder"]},
+        )
+        ctx.note("article.barcode_conflict", article=waiting, ean=ean, holder=new_holder["holder"])
 
 
 # --- flush ---------------------------------------------------------------------------------
 
 
-def flush(ctx: Ctx, numbers: list[str]) -> None:
-    """Bring the till to what is wanted, in an order that never gives two articles one barcode."""
-    removes: list[tuple[str, str]] = []
-    upserts: dict[str, dict[str, Any]] = {}
-    for number in numbers:
+class _Flush:
+    """One flush: the commands that bring the till to what is wanted, in a safe order."""
+
+    def __init__(self, ctx: Ctx) -> None:
+        self.ctx = ctx
+        #: Article -> the article to upsert, or None to remove it.
+        self.actions: dict[str, dict[str, Any] | None] = {}
+        self.reasons: dict[str, str] = {}
+        self.done: set[str] = set()
+
+    def add(self, number: str) -> bool:
+        """Plan ``number`` if the till differs from what is wanted; True if it has work."""
+        if number in self.actions:
+            return True
+        if number in self.done:
+            return False
+        ctx = self.ctx
         want = ctx.txn.get(WANT, number)
-        till = ctx.txn.get(TILL, number) or {"sent": None}
+        if want is None or want.get("keep"):
+            return False
+        till = ctx.txn.get(TILL, number) or {}
         sent = till.get("sent")
-        if want is None:
-            continue
         if want["in_till"]:
-            if sent != want["article"]:
-                upserts[number] = want["article"]
-        elif sent is not None:
-            removes.append((number, str(want.get("reason", "deleted_in_fortnox"))))
-    for number, reason in removes:
-        ctx.command(
+            if sent == want["article"] and not till.get("stale"):
+                return False
+            self.actions[number] = want["article"]
+            return True
+        if sent is None:
+            return False
+        reason = str(want.get("reason", "deleted_in_fortnox"))
+        self.actions[number] = None
+        self.reasons[number] = reason if reason in REMOVE_REASONS else "deleted_in_fortnox"
+        return True
+
+    def remove(self, number: str) -> None:
+        cmd = self.ctx.command(
             RemoveTillArticle,
             f"article.remove:{number}",
-            RemoveTillArticleData(article_number=number, reason=_remove_reason(reason)),
+            RemoveTillArticleData.model_validate(
+                {"article_number": number, "reason": self.reasons[number]}
+            ),
         )
-        _set_sent(ctx, number, None)
-    # Who holds which barcode in the till right now (after the removals above).
-    pending = dict(upserts)
-    while pending:
-        progressed = False
-        for number in list(pending):
-            target = pending[number]
-            ean = target.get("ean")
-            if ean is None or _till_holder(ctx, ean, exclude=number) is None:
-                _send_upsert(ctx, number, target)
-                del pending[number]
+        _remember(self.ctx, cmd.id, number, cmd.type)
+        _set_sent(self.ctx, number, None, cmd.id)
+        del self.actions[number]
+        self.done.add(number)
+
+    def upsert(self, number: str, article: dict[str, Any]) -> None:
+        _send_upsert(self.ctx, number, article)
+        del self.actions[number]
+        self.done.add(number)
+
+    def run(self) -> None:
+        ctx = self.ctx
+        for number in sorted(n for n, a in self.actions.items() if a is None):
+            self.remove(number)
+        released: set[str] = set()
+        while self.actions:
+            progressed = False
+            for number in sorted(self.actions):
+                article = self.actions.get(number)
+                if article is None:
+                    continue  # removed along the way below
+                ean = article.get("ean")
+                holder = _till_holder(ctx, ean, exclude=number) if ean else None
+                if holder is None:
+                    self.upsert(number, article)
+                elif holder in self.actions:
+                    continue
+                elif self.add(holder):
+                    if self.actions[holder] is None:
+                        self.remove(holder)
+                else:
+                    # The till article with this barcode keeps it (the till told us so, or it is
+                    # a till-only article): wait until the till frees the barcode.
+                    _wait_for_till(ctx, str(ean), number)
+                    del self.actions[number]
                 progressed = True
-        if not progressed:
-            # A swap (A takes B's barcode while B takes A's): free one barcode first.
-            number = next(iter(pending))
-            _send_upsert(ctx, number, {**pending[number], "ean": None}, suffix=":release")
+            if not progressed:
+                number = _cycle_member(ctx, self.actions)
+                if number in released:
+                    # Cannot happen while state is consistent; never loop: let the till decide.
+                    for waiting, article in sorted(self.actions.items()):
+                        assert article is not None
+                        _wait_for_till(ctx, str(article["ean"]), waiting)
+                    self.actions.clear()
+                    return
+                released.add(number)
+                article = self.actions[number]
+                assert article is not None
+                # A swap (A takes B's barcode while B takes A's): free one barcode first.
+                _send_upsert(ctx, number, {**article, "ean": None}, suffix=":release")
+
+
+def flush(ctx: Ctx, numbers: list[str]) -> None:
+    """Bring the till to what is wanted, in an order that never gives two articles one barcode."""
+    plan = _Flush(ctx)
+    for number in numbers:
+        plan.add(number)
+    plan.run()
+
+
+def _cycle_member(ctx: Ctx, actions: dict[str, dict[str, Any] | None]) -> str:
+    """Every planned upsert waits for a barcode another planned upsert holds: find a cycle."""
+    number = min(actions)
+    visited: set[str] = set()
+    while number not in visited:
+        visited.add(number)
+        article = actions[number]
+        assert article is not None and article.get("ean")
+        holder = _till_holder(ctx, article["ean"], exclude=number)
+        assert holder is not None and holder in actions
+        number = holder
+    return number
 
 
 def _till_holder(ctx: Ctx, ean: str, exclude: str) -> str | None:
-    holder = ctx.txn.get("till.ean", ean)
-    if holder is None or holder["article"] == exclude:
-        return None
-    return str(holder["article"])
+    """An article other than ``exclude`` that may have ``ean`` in the till."""
+    holders = (ctx.txn.get(TILL_EAN, ean) or {}).get("articles", [])
+    others = [h for h in holders if h != exclude]
+    return others[0] if others else None
 
 
-def _set_sent(ctx: Ctx, number: str, sent: dict[str, Any] | None) -> None:
+def _wait_for_till(ctx: Ctx, ean: str, number: str) -> None:
+    waiting = list((ctx.txn.get(TILL_EAN_WAIT, ean) or {}).get("articles", []))
+    if number not in waiting:
+        waiting.append(number)
+        ctx.txn.put(TILL_EAN_WAIT, ean, {"articles": waiting})
+    ctx.note("article.till_barcode_busy", article=number, ean=ean)
+
+
+def _held(till: dict[str, Any]) -> set[str]:
+    """The barcodes the till may have for this article."""
+    if "eans" in till:
+        return set(till["eans"])
+    ean = (till.get("sent") or {}).get("ean")
+    return {ean} if ean else set()
+
+
+def _hold(ctx: Ctx, number: str, till: dict[str, Any], eans: set[str]) -> None:
+    """Record that the till may have ``eans`` (and no other barcode) for ``number``."""
+    old = _held(till)
+    for ean in sorted(old - eans):
+        holders = [h for h in (ctx.txn.get(TILL_EAN, ean) or {}).get("articles", []) if h != number]
+        if holders:
+            ctx.txn.put(TILL_EAN, ean, {"articles": holders})
+            continue
+        ctx.txn.delete(TILL_EAN, ean)
+        waiting = (ctx.txn.get(TILL_EAN_WAIT, ean) or {}).get("articles", [])
+        ctx.txn.delete(TILL_EAN_WAIT, ean)
+        for other in waiting:
+            ctx.mark_dirty(FLOW, other)
+    for ean in sorted(eans - old):
+        holders = list((ctx.txn.get(TILL_EAN, ean) or {}).get("articles", []))
+        if number not in holders:
+            ctx.txn.put(TILL_EAN, ean, {"articles": [*holders, number]})
+    till["eans"] = sorted(eans)
+
+
+def _set_sent(ctx: Ctx, number: str, sent: dict[str, Any] | None, command_id: str) -> None:
+    """We sent a command that leaves the till with ``sent`` for ``number``. Till commands are
+    carried out in the order they are sent, so every later command finds it done."""
     till = ctx.txn.get(TILL, number) or {}
-    old = till.get("sent") or {}
-    old_ean = old.get("ean")
-    if old_ean:
-        holder = ctx.txn.get("till.ean", old_ean)
-        if holder is not None and holder["article"] == number:
-            ctx.txn.delete("till.ean", old_ean)
-    if sent is not None and sent.get("ean"):
-        ctx.txn.put("till.ean", sent["ean"], {"article": number})
-    ctx.txn.put(TILL, number, {**till, "sent": sent})
+    till["eans"] = sorted(_held(till))
+    till["fallback"] = sorted(_held(till) | set(till.get("fallback", [])))
+    till["inflight"] = [*till.get("inflight", []), command_id]
+    till["sent"] = sent
+    till.pop("stale", None)
+    ean = None if sent is None else sent.get("ean")
+    _hold(ctx, number, till, {ean} if ean else set())
+    ctx.txn.put(TILL, number, till)
+
+
+def _remember(ctx: Ctx, command_id: str, number: str, command_type: str) -> None:
+    ctx.txn.put("cmd", command_id, {"flow": FLOW, "key": number, "type": command_type})
+
+
+def on_outcome(ctx: Ctx, number: str, outcome: OutcomeData) -> None:
+    till = ctx.txn.get(TILL, number)
+    if till is None or outcome.command_id not in till.get("inflight", []):
+        return
+    if outcome.status is OutcomeStatus.RETRYING:
+        return
+    till["inflight"] = [c for c in till["inflight"] if c != outcome.command_id]
+    if outcome.status is OutcomeStatus.DONE:
+        if not till["inflight"]:
+            till.pop("fallback", None)
+            if till.pop("overlap", None):
+                till["stale"] = True
+                ctx.mark_dirty(FLOW, number)
+        ctx.txn.put(TILL, number, till)
+        return
+    # Not carried out: the till may still have what it had before; send the article again.
+    _hold(ctx, number, till, _held(till) | set(till.get("fallback", [])))
+    if not till["inflight"]:
+        till.pop("fallback", None)
+    if till.get("sent") is None:
+        till["sent"] = {"article_number": number, "description": "", "unknown": True}
+    till["stale"] = True
+    ctx.txn.put(TILL, number, till)
+    # Sent again with the article's next change, on resume (skipped) or by an operator's retry
+    # of the dead letter (rejected); not in a loop while the tenant is paused.
+    ctx.report(f"article:{number}", {"kind": "till_write_failed", "status": outcome.status.value})
+
+
+def retry(ctx: Ctx, number: str) -> None:
+    ctx.mark_dirty(FLOW, number)
 
 
 def _send_upsert(ctx: Ctx, number: str, article: dict[str, Any], suffix: str = "") -> None:
-    ctx.command(
+    cmd = ctx.command(
         UpsertTillArticle,
         f"article.upsert:{number}{suffix}",
         UpsertTillArticleData(article=TillArticle.model_validate(article)),
     )
+    _remember(ctx, cmd.id, number, cmd.type)
     first_time = (ctx.txn.get(TILL, number) or {}).get("sent") is None
-    _set_sent(ctx, number, article)
+    _set_sent(ctx, number, article, cmd.id)
     if first_time:
         # Stock owed to the till for this article can go now that the till has it.
         ctx.mark_dirty(stock.FLOW, number)
-
-
-def _remove_reason(reason: str) -> Any:
-    allowed = {"excluded", "deleted_in_fortnox", "missing_in_fortnox", "barcode_conflict"}
-    return reason if reason in allowed else "deleted_in_fortnox"
 
 
 def in_till(ctx: Ctx, number: str) -> bool:
@@ -266,6 +557,6 @@ def in_till(ctx: Ctx, number: str) -> bool:
 
 def fortnox_stock_goods(ctx: Ctx, number: str) -> bool:
     record = ctx.txn.get(FX, number)
-    if record is None or record.get("deleted"):
+    if record is None or record.get("deleted") or record.get("article") is None:
         return False
     return bool(record["article"].get("stock_goods"))

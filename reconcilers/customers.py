@@ -1,25 +1,52 @@
 """Customers: one master per tenant, and the till id <-> Fortnox CustomerNumber mapping.
 
-Till-as-master: till creations and edits go to Fortnox; Fortnox edits are overwritten (and
-reported); a till deletion makes the Fortnox customer inactive (Fortnox keeps invoiced customers);
-optionally the existing Fortnox register is imported once, during the first full pass.
+Till-as-master
+    * Till creations and edits go to Fortnox: a create once, then updates. A till deletion makes
+      the Fortnox customer inactive (Fortnox keeps customers that have invoices).
+    * Fortnox edits are not taken: the till's fields overwrite them at the next flush, reported
+      (``fortnox_edit_overwritten``).
+    * A customer deleted in Fortnox (or missing from a completed full pass) that the till still
+      has is created again under the next number (the old number is spent): the till is master.
+    * Optional one-off import (``import_fortnox_register``): every Fortnox customer seen before or
+      during the first full pass completed with the option on is brought into the till once (till
+      id ``fortnox-<number>``); from then on the till owns it. Later Fortnox-only customers are
+      ignored.
 
-Fortnox-as-master: Fortnox creations, edits and deletions go to the till; till edits and deletions
-are overwritten (and reported) — except that a customer created in the till is created in Fortnox
-so it can be invoiced at once; optionally till customers that are not in Fortnox are deleted.
+Fortnox-as-master
+    * Fortnox creations and edits go to the till (till id ``fortnox-<number>`` for customers
+      Fortnox created).
+    * Till edits and deletions are not sent: Fortnox's fields overwrite them at the next flush,
+      reported (``till_edit_overwritten``, ``till_delete_overwritten``).
+    * The one exception: a customer created in the till (it has no Fortnox number yet) is created
+      in Fortnox, so it can be invoiced at once. Edits the till makes before Fortnox confirmed the
+      creation are overwritten like any other (reported).
+    * ``delete_missing``: a till customer that is no longer in Fortnox (deleted there, or missing
+      from a completed full pass) is deleted from the till. Without the option the till keeps it,
+      reported, and it is not created in Fortnox again.
 
-State: ``cust.till`` per till id (the till's fields, the mapped number, pending work),
-``cust.fx`` per CustomerNumber (Fortnox's fields and the mapped till id).
+Both modes
+    * The mapping till id <-> CustomerNumber is one-to-one.
+    * A customer is created in Fortnox once per Fortnox life: Kassasync chooses the number from
+      the till id (skipping numbers that belong to others), so a retried create finds the
+      customer it made; only after Fortnox deleted it (till-as-master) is a next number used.
+    * Redelivered or older till events, stale Fortnox records (by ``seq``), repeated deletions and
+      repeated outcomes change nothing. Changing the master mode or an option re-evaluates every
+      customer.
+
+State: ``cust.till`` per till id (the till's fields, the mapped number, a create in flight),
+``cust.fx`` per CustomerNumber (Fortnox's fields, the mapped till id, deleted, the pass that last
+saw it) and ``cust.pending`` per number being created.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 from typing import Any
 
-from reconcilers import invoices
-from reconcilers.context import TENANT, Ctx
+from reconcilers import invoices, passes
+from reconcilers.context import DIRTY, TENANT, Ctx
 from topics.commands import (
     CreateCustomerData,
     CreateFortnoxCustomer,
@@ -34,12 +61,14 @@ from topics.commands import (
 )
 from topics.fortnox import FortnoxCustomerData, SyncCompletedData
 from topics.outcomes import OutcomeData, OutcomeStatus
-from topics.settings import CustomerMaster
+from topics.settings import CustomerMaster, TenantSettings
 from topics.till import CustomerFields, CustomerUpsertedData
 
 FLOW = "customers"
 TILL = "cust.till"
 FX = "cust.fx"
+PENDING = "cust.pending"
+RESOURCE = "customers"
 _NUMBER_OK = re.compile(r"^[A-Za-z0-9_+/\-]{1,40}$")
 
 
@@ -68,6 +97,14 @@ def _fields(customer: CustomerFields) -> dict[str, Any]:
     return customer.model_dump(mode="json")
 
 
+def _key(till_id: str) -> str:
+    return f"t:{till_id}"
+
+
+def _alive(fx: dict[str, Any] | None) -> bool:
+    return fx is not None and not fx.get("deleted") and fx.get("fields") is not None
+
+
 # --- till events -------------------------------------------------------------------------------
 
 
@@ -75,33 +112,58 @@ def on_till_upsert(ctx: Ctx, data: CustomerUpsertedData) -> None:
     if not ctx.settings.customers.enabled:
         return
     till_id = data.till_customer_id
-    rec = ctx.txn.get(TILL, till_id) or {"number": None}
-    fields = _fields(data.customer)
-    if rec.get("fields") == fields:
+    rec = ctx.txn.get(TILL, till_id) or {"number": None, "fields": None}
+    if ctx.is_repeat(rec, "till"):
+        ctx.note("customer.till_event_repeated", till_customer_id=till_id)
         return
+    ctx.stamp(rec, "till")
+    fields = _fields(data.customer)
+    changed = rec.get("fields") != fields
     rec["fields"] = fields
+    _overlaps_till_write(rec)
+    if changed:
+        rec.pop("error", None)  # the shop may have fixed what Fortnox refused
     ctx.txn.put(TILL, till_id, rec)
+    if not changed:
+        return
     number = rec.get("number")
     if _master(ctx) is CustomerMaster.FORTNOX and number is not None:
         fx = ctx.txn.get(FX, number)
-        if fx is not None and fx.get("fields") != fields:
+        if _alive(fx) and fx is not None and fx["fields"] != fields:
             ctx.report(f"customer:{till_id}", {"kind": "till_edit_overwritten", "number": number})
             ctx.note("customer.till_edit_overwritten", till_customer_id=till_id, number=number)
-    ctx.mark_dirty(FLOW, f"t:{till_id}")
+        elif not _alive(fx):
+            ctx.note("customer.not_in_fortnox", till_customer_id=till_id, number=number)
+    ctx.mark_dirty(FLOW, _key(till_id))
 
 
 def on_till_delete(ctx: Ctx, till_id: str) -> None:
     if not ctx.settings.customers.enabled:
         return
-    rec = ctx.txn.get(TILL, till_id)
-    if rec is None or rec.get("fields") is None:
+    rec = ctx.txn.get(TILL, till_id) or {"number": None, "fields": None}
+    if ctx.is_repeat(rec, "till"):
+        ctx.note("customer.till_event_repeated", till_customer_id=till_id)
         return
+    ctx.stamp(rec, "till")
+    had = rec.get("fields") is not None
     rec["fields"] = None
+    _overlaps_till_write(rec)
     ctx.txn.put(TILL, till_id, rec)
-    if _master(ctx) is CustomerMaster.FORTNOX and rec.get("number"):
-        ctx.report(f"customer:{till_id}", {"kind": "till_delete_overwritten"})
-        ctx.note("customer.till_delete_overwritten", till_customer_id=till_id)
-    ctx.mark_dirty(FLOW, f"t:{till_id}")
+    if not had:
+        return
+    number = rec.get("number")
+    if _master(ctx) is CustomerMaster.FORTNOX and number and _alive(ctx.txn.get(FX, number)):
+        ctx.report(f"customer:{till_id}", {"kind": "till_delete_overwritten", "number": number})
+        ctx.note("customer.till_delete_overwritten", till_customer_id=till_id, number=number)
+    ctx.mark_dirty(FLOW, _key(till_id))
+
+
+def _overlaps_till_write(rec: dict[str, Any]) -> None:
+    """A till event while our write to the till is in flight: the till may apply them in either
+    order, so what the till has is known only once the write is confirmed; then it is synced
+    again."""
+    if rec.get("till_inflight"):
+        rec["resync"] = True
 
 
 # --- Fortnox changes -----------------------------------------------------------------------------
@@ -111,38 +173,59 @@ def on_fortnox_customer(ctx: Ctx, data: FortnoxCustomerData) -> None:
     if not ctx.settings.customers.enabled:
         return
     number = data.customer_number
-    fields = _fields(data.customer)
     fx = ctx.txn.get(FX, number) or {"till_id": None}
-    fx.pop("deleted", None)
-    changed = fx.get("fields") != fields
+    if ctx.is_repeat(fx, "fx", data.observed.seq):
+        ctx.note("customer.stale_record", number=number, seq=data.observed.seq)
+        return
+    ctx.stamp(fx, "fx", data.observed.seq)
+    fx["seen"] = passes.observed(ctx, RESOURCE, data.observed.sync_pass)
+    fields = _fields(data.customer)
+    changed = fx.get("fields") != fields or bool(fx.get("deleted"))
     fx["fields"] = fields
-    fx["pass"] = data.observed.sync_pass
+    fx["deleted"] = False
     till_id = fx.get("till_id") or _pending_owner(ctx, number)
+    adopted = False
     if till_id is None:
-        till_id = _adopt(ctx, number, data)
+        till_id = _adopt(ctx, number)
+        adopted = till_id is not None
+    rec = None if till_id is None else ctx.txn.get(TILL, till_id)
+    if (
+        till_id is not None
+        and rec is not None
+        and rec.get("number") not in (None, number)
+        and _alive(ctx.txn.get(FX, rec["number"]))
+    ):
+        # The till customer is mapped to another live number already: keep the mapping
+        # one-to-one and treat this one as a Fortnox-only customer.
+        ctx.note("customer.second_number_ignored", number=number, till_customer_id=till_id)
+        till_id, rec = None, None
     fx["till_id"] = till_id
     ctx.txn.put(FX, number, fx)
-    if till_id is None or not changed:
+    if till_id is None or not (changed or adopted):
         return
-    rec = ctx.txn.get(TILL, till_id) or {"number": number}
-    if rec.get("number") != number:
+    rec = rec or {"number": number, "fields": None}
+    if rec.get("number") != number and not rec.get("pending"):
         rec["number"] = number
-        ctx.txn.put(TILL, till_id, rec)
+    ctx.txn.put(TILL, till_id, rec)
     if rec.get("fields") != fields:
-        if _master(ctx) is CustomerMaster.TILL and rec.get("fields") is not None:
+        if (
+            _master(ctx) is CustomerMaster.TILL
+            and rec.get("fields") is not None
+            and not rec.get("pending")
+        ):
             ctx.report(
                 f"customer:{till_id}", {"kind": "fortnox_edit_overwritten", "number": number}
             )
             ctx.note("customer.fortnox_edit_overwritten", till_customer_id=till_id, number=number)
-        ctx.mark_dirty(FLOW, f"t:{till_id}")
+        ctx.mark_dirty(FLOW, _key(till_id))
 
 
 def _pending_owner(ctx: Ctx, number: str) -> str | None:
-    owner = ctx.txn.get("cust.pending", number)
+    owner = ctx.txn.get(PENDING, number)
     return None if owner is None else str(owner["till_id"])
 
 
-def _adopt(ctx: Ctx, number: str, data: FortnoxCustomerData) -> str | None:
+def _adopt(ctx: Ctx, number: str) -> str | None:
     """Decide whether a Fortnox customer unknown to the till should be brought into the till."""
     settings = ctx.settings.customers
     if settings.master is CustomerMaster.TILL:
@@ -151,8 +234,18 @@ def _adopt(ctx: Ctx, number: str, data: FortnoxCustomerData) -> str | None:
             return None
         ctx.note("customer.imported_from_fortnox", number=number)
     till_id = fortnox_till_id(number)
+    existing = ctx.txn.get(TILL, till_id)
+    attempt = 1
+    while existing is not None and (
+        existing.get("number") not in (None, number) or existing.get("pending")
+    ):
+        # The till id is taken (the number was used before and deleted): use the next one.
+        attempt += 1
+        till_id = f"{fortnox_till_id(number)}~{attempt}"
+        existing = ctx.txn.get(TILL, till_id)
     importing = settings.master is CustomerMaster.TILL
-    ctx.txn.put(TILL, till_id, {"number": number, "fields": None, "import": importing})
+    rec = existing or {"fields": None}
+    ctx.txn.put(TILL, till_id, {**rec, "number": number, "import": importing})
     return till_id
 
 
@@ -162,42 +255,68 @@ def _import_done(ctx: Ctx) -> bool:
 
 def on_fortnox_deleted(ctx: Ctx, number: str) -> None:
     fx = ctx.txn.get(FX, number)
+    if fx is None:
+        return
+    if ctx.is_repeat(fx, "fx"):
+        ctx.note("customer.stale_record", number=number, seq=None)
+        return
+    ctx.stamp(fx, "fx")
+    ctx.txn.put(FX, number, fx)
+    _gone(ctx, number, "deleted in Fortnox")
+
+
+def _gone(ctx: Ctx, number: str, reason: str) -> None:
+    fx = ctx.txn.get(FX, number)
     if fx is None or fx.get("deleted"):
         return
     fx["deleted"] = True
     ctx.txn.put(FX, number, fx)
     till_id = fx.get("till_id")
-    ctx.note("customer.deleted_in_fortnox", number=number, till_customer_id=till_id)
-    if till_id is None:
+    ctx.note("customer.deleted_in_fortnox", number=number, till_customer_id=till_id, reason=reason)
+    rec = None if till_id is None else ctx.txn.get(TILL, till_id)
+    if till_id is None or rec is None or rec.get("number") != number:
         return
     if _master(ctx) is CustomerMaster.TILL:
         # The till is master: the customer gets a new Fortnox record (the old number is spent).
-        rec = ctx.txn.get(TILL, till_id) or {}
         rec["number"] = None
         rec["attempt"] = int(rec.get("attempt", 0)) + 1
         ctx.txn.put(TILL, till_id, rec)
-    ctx.mark_dirty(FLOW, f"t:{till_id}")
+        ctx.mark_dirty(FLOW, _key(till_id))
+    elif ctx.settings.customers.delete_missing:
+        ctx.mark_dirty(FLOW, _key(till_id))
+    elif rec.get("fields") is not None:
+        ctx.report(f"customer:{till_id}", {"kind": "not_in_fortnox", "number": number})
 
 
 def on_sync_completed(ctx: Ctx, data: SyncCompletedData) -> None:
     settings = ctx.settings.customers
-    if settings.master is CustomerMaster.TILL:
-        if settings.import_fortnox_register and not _import_done(ctx):
-            ctx.txn.put(TENANT, "customer_import", {"done": True, "pass": data.sync_pass})
-            ctx.note("customer.import_completed", sync_pass=data.sync_pass)
+    if not settings.enabled:
+        return
+    if not passes.complete(ctx, RESOURCE, data.sync_pass, data.count):
+        return
+    if (
+        settings.master is CustomerMaster.TILL
+        and settings.import_fortnox_register
+        and not _import_done(ctx)
+    ):
+        ctx.txn.put(TENANT, "customer_import", {"done": True, "pass": data.sync_pass})
+        ctx.note("customer.import_completed", sync_pass=data.sync_pass)
+    for number, fx in ctx.txn.scan(FX):
+        if not fx.get("deleted") and fx.get("seen") != data.sync_pass:
+            _gone(ctx, number, "missing in Fortnox")
+
+
+def on_settings_changed(ctx: Ctx, old: TenantSettings, new: TenantSettings) -> None:
+    """A new master mode or option: every customer is looked at again."""
+    if old.customers == new.customers or not new.customers.enabled:
         return
     for number, fx in ctx.txn.scan(FX):
-        if not fx.get("deleted") and fx.get("pass") != data.sync_pass:
-            on_fortnox_deleted(ctx, number)
-    if not settings.delete_missing:
-        return
-    for till_id, rec in ctx.txn.scan(TILL):
-        if rec.get("fields") is None or rec.get("number") or rec.get("pending"):
-            continue
-        ctx.note("customer.missing_in_fortnox", till_customer_id=till_id)
-        rec["delete_missing"] = True
-        ctx.txn.put(TILL, till_id, rec)
-        ctx.mark_dirty(FLOW, f"t:{till_id}")
+        if fx.get("till_id") is None and _alive(fx):
+            till_id = _adopt(ctx, number)
+            if till_id is not None:
+                ctx.txn.put(FX, number, {**fx, "till_id": till_id})
+    for till_id, _ in ctx.txn.scan(TILL):
+        ctx.mark_dirty(FLOW, _key(till_id))
 
 
 # --- flush ---------------------------------------------------------------------------------------
@@ -208,7 +327,7 @@ def flush(ctx: Ctx, key: str) -> None:
     if kind != "t":
         return
     rec = ctx.txn.get(TILL, till_id)
-    if rec is None:
+    if rec is None or rec.get("error"):
         return
     if _master(ctx) is CustomerMaster.TILL:
         _flush_till_master(ctx, till_id, rec)
@@ -216,23 +335,46 @@ def flush(ctx: Ctx, key: str) -> None:
         _flush_fortnox_master(ctx, till_id, rec)
 
 
+def flush_pending(ctx: Ctx, till_id: str) -> None:
+    """Write out a customer's pending changes now (before an order that names the customer)."""
+    dirty_key = f"{FLOW}:{_key(till_id)}"
+    if ctx.txn.get(DIRTY, dirty_key) is not None:
+        ctx.txn.delete(DIRTY, dirty_key)
+        flush(ctx, _key(till_id))
+
+
 def _create_in_fortnox(ctx: Ctx, till_id: str, rec: dict[str, Any]) -> None:
     if rec.get("pending") or rec.get("fields") is None:
         return
-    number = candidate_number(till_id, int(rec.get("attempt", 0)))
+    attempt = int(rec.get("attempt", 0))
+    number = candidate_number(till_id, attempt)
+    while _taken(ctx, number, till_id):
+        attempt += 1
+        number = candidate_number(till_id, attempt)
     cmd = ctx.command(
         CreateFortnoxCustomer,
-        f"customer.create:{till_id}:{rec.get('attempt', 0)}",
+        f"customer.create:{till_id}:{attempt}",
         CreateCustomerData(
             till_customer_id=till_id,
             customer_number=number,
             customer=CustomerFields.model_validate(rec["fields"]),
         ),
     )
-    rec["pending"] = cmd.id
+    rec.update(pending=cmd.id, pending_fields=rec["fields"], attempt=attempt)
     ctx.txn.put(TILL, till_id, rec)
-    ctx.txn.put("cust.pending", number, {"till_id": till_id})
+    ctx.txn.put(PENDING, number, {"till_id": till_id})
     _remember(ctx, cmd.id, till_id, cmd.type)
+
+
+def _taken(ctx: Ctx, number: str, till_id: str) -> bool:
+    """True if ``number`` belongs to someone else, or is spent (deleted in Fortnox)."""
+    fx = ctx.txn.get(FX, number)
+    if fx is not None and (fx.get("deleted") or fx.get("till_id") not in (None, till_id)):
+        return True
+    if fx is not None and fx.get("till_id") is None and fx.get("fields") is not None:
+        return True
+    owner = _pending_owner(ctx, number)
+    return owner is not None and owner != till_id
 
 
 def _flush_till_master(ctx: Ctx, till_id: str, rec: dict[str, Any]) -> None:
@@ -242,15 +384,23 @@ def _flush_till_master(ctx: Ctx, till_id: str, rec: dict[str, Any]) -> None:
         _create_in_fortnox(ctx, till_id, rec)
         return
     fx = ctx.txn.get(FX, number) or {"till_id": till_id}
+    if fx.get("deleted"):
+        # Fortnox lost it (perhaps while Fortnox was master): the till is master now.
+        rec["number"] = None
+        rec["attempt"] = int(rec.get("attempt", 0)) + 1
+        rec["import"] = False
+        _create_in_fortnox(ctx, till_id, rec)
+        ctx.txn.put(TILL, till_id, rec)
+        return
     if rec.get("import"):
         # One-off import of the existing Fortnox register; from then on the till owns it.
-        if fx.get("fields") is not None and not fx.get("deleted"):
+        if fx.get("fields") is not None:
             _send_to_till(ctx, till_id, rec, number, fx["fields"])
         rec["import"] = False
         ctx.txn.put(TILL, till_id, rec)
         return
     if fields is None:
-        if fx.get("fields") and fx["fields"].get("active", True) and not fx.get("deleted"):
+        if fx.get("fields") and fx["fields"].get("active", True):
             cmd = ctx.command(
                 DeactivateFortnoxCustomer,
                 f"customer.deactivate:{till_id}",
@@ -276,20 +426,22 @@ def _flush_till_master(ctx: Ctx, till_id: str, rec: dict[str, Any]) -> None:
 def _flush_fortnox_master(ctx: Ctx, till_id: str, rec: dict[str, Any]) -> None:
     number = rec.get("number")
     if number is None:
-        if rec.get("delete_missing") and rec.get("fields") is not None:
-            _delete_from_till(ctx, till_id, rec, "missing in Fortnox")
-        else:
-            # The one exception: a customer created in the till is created in Fortnox.
-            _create_in_fortnox(ctx, till_id, rec)
+        # The one exception: a customer created in the till is created in Fortnox.
+        _create_in_fortnox(ctx, till_id, rec)
         return
     fx = ctx.txn.get(FX, number)
-    if fx is None or fx.get("fields") is None:
+    if fx is None:
         return
+    # After a till write that overlapped a till event, what the till has is not known: the
+    # wanted state is written again.
+    unsure = bool(rec.get("resync")) and not rec.get("till_inflight")
     if fx.get("deleted"):
-        if rec.get("fields") is not None:
-            _delete_from_till(ctx, till_id, rec, "deleted in Fortnox")
+        if ctx.settings.customers.delete_missing and (rec.get("fields") is not None or unsure):
+            _delete_from_till(ctx, till_id, rec, "not in Fortnox")
         return
-    if rec.get("fields") != fx["fields"]:
+    if fx.get("fields") is None:
+        return
+    if rec.get("fields") != fx["fields"] or unsure:
         _send_to_till(ctx, till_id, rec, number, fx["fields"])
 
 
@@ -306,6 +458,9 @@ def _send_to_till(
         ),
     )
     rec["fields"] = fields
+    rec["till_inflight"] = cmd.id
+    rec["inflight_fields"] = fields
+    rec.pop("resync", None)
     ctx.txn.put(TILL, till_id, rec)
     _remember(ctx, cmd.id, till_id, cmd.type)
 
@@ -317,8 +472,11 @@ def _delete_from_till(ctx: Ctx, till_id: str, rec: dict[str, Any], reason: str) 
         DeleteTillCustomerData(till_customer_id=till_id, reason=reason),
     )
     rec["fields"] = None
-    rec.pop("delete_missing", None)
+    rec["till_inflight"] = cmd.id
+    rec["inflight_fields"] = None
+    rec.pop("resync", None)
     ctx.txn.put(TILL, till_id, rec)
+    ctx.note("customer.deleted_from_till", till_customer_id=till_id, reason=reason)
     _remember(ctx, cmd.id, till_id, cmd.type)
 
 
@@ -337,28 +495,70 @@ def on_outcome(ctx: Ctx, till_id: str, command_type: str, outcome: OutcomeData) 
         if rec.get("pending") != outcome.command_id:
             return
         if outcome.status is OutcomeStatus.DONE:
-            number = outcome.result.get("customer_number") or candidate_number(
-                till_id, int(rec.get("attempt", 0))
-            )
-            rec.pop("pending", None)
-            rec.pop("error", None)
-            rec["number"] = number
-            ctx.txn.put(TILL, till_id, rec)
-            fx = ctx.txn.get(FX, number) or {}
-            ctx.txn.put(FX, number, {**fx, "till_id": till_id, "fields": rec.get("fields")})
-            ctx.note("customer.created_in_fortnox", till_customer_id=till_id, number=number)
-            invoices.on_customer_ready(ctx, till_id, number)
-            ctx.mark_dirty(FLOW, f"t:{till_id}")
+            _created(ctx, till_id, rec, outcome)
         elif outcome.status in (OutcomeStatus.REJECTED, OutcomeStatus.SKIPPED):
             rec.pop("pending", None)
-            rec["error"] = outcome.error.model_dump(mode="json") if outcome.error else None
+            rec.pop("pending_fields", None)
+            if outcome.status is OutcomeStatus.REJECTED:
+                rec["error"] = outcome.error.model_dump(mode="json") if outcome.error else None
             ctx.txn.put(TILL, till_id, rec)
             invoices.on_customer_failed(ctx, till_id, outcome)
-    elif outcome.status is OutcomeStatus.REJECTED:
-        ctx.report(
-            f"customer:{till_id}",
-            {"kind": "write_rejected", "command": command_type, "error": _error(outcome)},
-        )
+    else:
+        if command_type.startswith("till.") and rec.get("till_inflight") == outcome.command_id:
+            if outcome.status is OutcomeStatus.RETRYING:
+                return
+            rec.pop("till_inflight", None)
+            written = rec.pop("inflight_fields", None)
+            if outcome.status is not OutcomeStatus.DONE:
+                rec["resync"] = True  # not carried out: what the till has is not known
+            elif rec.get("resync") and _master(ctx) is CustomerMaster.TILL:
+                # The till is master but a till event crossed our write. A till event older
+                # than this answer may have come before our write landed: take the write as
+                # the till's state; a newer one came after it and stands.
+                last = rec.get("till_at")
+                if last is None or dt.datetime.fromisoformat(last) < ctx.now:
+                    rec["fields"] = written
+                rec.pop("resync", None)
+                ctx.mark_dirty(FLOW, _key(till_id))
+            ctx.txn.put(TILL, till_id, rec)
+            if rec.get("resync") and outcome.status is OutcomeStatus.DONE:
+                # (A write that failed is done again on resume or by an operator's retry.)
+                ctx.mark_dirty(FLOW, _key(till_id))
+        if outcome.status is OutcomeStatus.REJECTED:
+            ctx.report(
+                f"customer:{till_id}",
+                {"kind": "write_rejected", "command": command_type, "error": _error(outcome)},
+            )
+
+
+def _created(ctx: Ctx, till_id: str, rec: dict[str, Any], outcome: OutcomeData) -> None:
+    number = outcome.result.get("customer_number") or candidate_number(
+        till_id, int(rec.get("attempt", 0))
+    )
+    created = rec.pop("pending_fields", None) or rec.get("fields")
+    rec.pop("pending", None)
+    rec.pop("error", None)
+    rec["number"] = number
+    ctx.txn.put(TILL, till_id, rec)
+    ctx.txn.delete(PENDING, number)
+    fx = ctx.txn.get(FX, number) or {}
+    fx["till_id"] = till_id
+    if fx.get("fields") is None or fx.get("deleted"):
+        # What Fortnox has now is what the create sent (a later edit is not in it).
+        fx["fields"] = created
+        fx["deleted"] = False
+    fx["seen"] = passes.current(ctx, RESOURCE)
+    ctx.txn.put(FX, number, fx)
+    ctx.note("customer.created_in_fortnox", till_customer_id=till_id, number=number)
+    if (
+        _master(ctx) is CustomerMaster.FORTNOX
+        and rec.get("fields") is not None
+        and rec["fields"] != fx["fields"]
+    ):
+        ctx.report(f"customer:{till_id}", {"kind": "till_edit_overwritten", "number": number})
+        ctx.note("customer.till_edit_overwritten", till_customer_id=till_id, number=number)
+    invoices.on_customer_ready(ctx, till_id, number)
+    ctx.mark_dirty(FLOW, _key(till_id))
 
 
 def _error(outcome: OutcomeData) -> str:
@@ -370,19 +570,34 @@ def retry(ctx: Ctx, till_id: str) -> None:
     if rec is not None:
         rec.pop("error", None)
         ctx.txn.put(TILL, till_id, rec)
-        ctx.mark_dirty(FLOW, f"t:{till_id}")
+        ctx.mark_dirty(FLOW, _key(till_id))
 
 
 def mapping(ctx: Ctx, till_id: str) -> str | None:
+    """The customer's number in Fortnox, if Fortnox has it."""
     rec = ctx.txn.get(TILL, till_id)
-    return None if rec is None else rec.get("number")
+    number = None if rec is None else rec.get("number")
+    if number is None or not _alive(ctx.txn.get(FX, number)):
+        return None
+    return str(number)
 
 
-def ensure_in_fortnox(ctx: Ctx, till_id: str) -> bool:
-    """Make sure a till customer is (or is being) created in Fortnox; False if unknown."""
+def ensure_in_fortnox(ctx: Ctx, till_id: str) -> str:
+    """Make sure a till customer is (or is being) created in Fortnox.
+
+    Returns ``ready``, ``creating``, ``unknown`` (the till has not sent the customer, or deleted
+    it), ``failed`` (Fortnox refused the create; an operator retry or a till edit tries again) or
+    ``deleted`` (Fortnox deleted it and Fortnox is master: it is not created again).
+    """
     rec = ctx.txn.get(TILL, till_id)
+    if mapping(ctx, till_id) is not None:
+        return "ready"
     if rec is None or rec.get("fields") is None:
-        return False
-    if rec.get("number") is None and not rec.get("pending"):
-        ctx.mark_dirty(FLOW, f"t:{till_id}")
-    return True
+        return "unknown"
+    if rec.get("number") is not None:
+        return "deleted"
+    if rec.get("error"):
+        return "failed"
+    if not rec.get("pending"):
+        ctx.mark_dirty(FLOW, _key(till_id))
+    return "creating"

@@ -15,6 +15,7 @@ from topics import till
 from topics.envelope import Envelope
 from topics.errors import ShopError
 from topics.outcomes import OutcomeData, OutcomeStatus
+from topics.settings import TenantSettings
 
 #: The order flows are flushed in: customers before invoices need them; articles before stock,
 #: because a till adjustment needs the article in the till.
@@ -86,7 +87,6 @@ def _fx_article_deleted(ctx: Ctx, msg: Any) -> None:
 
 def _fx_sync_completed(ctx: Ctx, msg: Any) -> None:
     data: fx.SyncCompletedData = msg.data
-    ctx.txn.put("sync", data.resource.value, {"pass": data.sync_pass, "at": ctx.now.isoformat()})
     if data.resource is fx.SyncedResource.ARTICLES:
         articles.on_sync_completed(ctx, data)
     else:
@@ -98,7 +98,7 @@ def _fx_stock_written(ctx: Ctx, msg: Any) -> None:
 
 
 def _fx_payment(ctx: Ctx, msg: Any) -> None:
-    payments.on_payment(ctx, msg.data.payment)
+    payments.on_payment(ctx, msg.data.payment, msg.data.observed)
 
 
 def _fx_payment_deleted(ctx: Ctx, msg: Any) -> None:
@@ -106,13 +106,19 @@ def _fx_payment_deleted(ctx: Ctx, msg: Any) -> None:
 
 
 def _fx_masterdata(ctx: Ctx, msg: Any) -> None:
+    seen = ctx.txn.get(zreports.MASTER, "seen") or {}
+    if ctx.is_repeat(seen, "msg"):
+        ctx.note("masterdata.stale", at=ctx.now.isoformat())
+        return
+    ctx.stamp(seen, "msg")
+    ctx.txn.put(zreports.MASTER, "seen", seen)
     ctx.txn.put(zreports.MASTER, "current", msg.data.model_dump(mode="json"))
     zreports.retry_waiting(ctx)
     invoices.retry_waiting(ctx)
 
 
 def _fx_voucher(ctx: Ctx, msg: Any) -> None:
-    ledger.on_voucher(ctx, msg.data.voucher)
+    ledger.on_voucher(ctx, msg.data.voucher, msg.data.observed)
 
 
 # --- control -------------------------------------------------------------------------------------
@@ -151,10 +157,22 @@ def flush_due(ctx: Ctx) -> None:
 
 
 def _settings_changed(ctx: Ctx, msg: Any) -> None:
-    ctx.set_settings(msg.data.settings)
-    for warning in msg.data.settings.warnings():
+    seen = ctx.txn.get(TENANT, "settings.seen") or {}
+    if ctx.is_repeat(seen, "msg"):
+        # A redelivered (or older) settings message must not undo newer settings.
+        ctx.note("settings.stale", at=ctx.now.isoformat())
+        return
+    ctx.stamp(seen, "msg")
+    ctx.txn.put(TENANT, "settings.seen", seen)
+    old = ctx.settings
+    new: TenantSettings = msg.data.settings
+    ctx.set_settings(new)
+    for warning in new.warnings():
         ctx.note("settings.warning", warning=warning)
-    ctx.txn.put(TENANT, "warnings", {"warnings": msg.data.settings.warnings()})
+    ctx.txn.put(TENANT, "warnings", {"warnings": new.warnings()})
+    customers.on_settings_changed(ctx, old, new)
+    articles.on_settings_changed(ctx, old, new)
+    payments.on_settings_changed(ctx, old, new)
     zreports.retry_waiting(ctx)
     invoices.retry_waiting(ctx)
 
@@ -164,17 +182,33 @@ def _paused(ctx: Ctx, msg: Any) -> None:
 
 
 def _pause(ctx: Ctx, error: ShopError) -> None:
-    ctx.txn.put(
-        TENANT,
-        "status",
-        {"paused": True, "error": error.model_dump(mode="json"), "at": ctx.now.isoformat()},
-    )
+    status = ctx.txn.get(TENANT, "status") or {}
+    if ctx.is_repeat(status, "status"):
+        return
+    ctx.stamp(status, "status")
+    status.update(paused=True, error=error.model_dump(mode="json"), at=ctx.now.isoformat())
+    ctx.txn.put(TENANT, "status", status)
     ctx.note("tenant.paused", kind=error.kind.value)
 
 
 def _resumed(ctx: Ctx, msg: Any) -> None:
-    ctx.txn.put(TENANT, "status", {"paused": False, "at": ctx.now.isoformat()})
+    status = ctx.txn.get(TENANT, "status") or {}
+    if ctx.is_repeat(status, "status"):
+        return
+    ctx.stamp(status, "status")
+    status.pop("error", None)
+    status.update(paused=False, at=ctx.now.isoformat())
+    ctx.txn.put(TENANT, "status", status)
     ctx.note("tenant.resumed", reason=msg.data.reason)
+    # Commands skipped while the tenant was paused (or refused for the reason it was paused)
+    # are done again now.
+    for command_id, cmd in ctx.txn.scan("cmd"):
+        if not cmd.get("retry_on_resume"):
+            continue
+        ctx.txn.delete("cmd", command_id)
+        retry = _RETRY.get(cmd["flow"])
+        if retry is not None:
+            retry(ctx, cmd["key"])
 
 
 def _export(ctx: Ctx, msg: Any) -> None:
@@ -200,6 +234,7 @@ def _deadletter_action(ctx: Ctx, msg: Any) -> None:
 
 
 _RETRY: dict[str, Callable[[Ctx, str], None]] = {
+    articles.FLOW: articles.retry,
     stock.FLOW: stock.unblock,
     customers.FLOW: customers.retry,
     zreports.FLOW: zreports.retry,
@@ -213,6 +248,10 @@ _RETRY: dict[str, Callable[[Ctx, str], None]] = {
 def _outcome(ctx: Ctx, msg: Any) -> None:
     outcome: OutcomeData = msg.data
     cmd = ctx.txn.get("cmd", outcome.command_id)
+    mark = f"{outcome.status.value}:{outcome.attempt}"
+    if cmd is not None and mark in cmd.get("outcomes", []):
+        ctx.note("outcome.repeated", command_id=outcome.command_id, status=outcome.status.value)
+        return
     if outcome.error is not None and outcome.error.pauses_tenant:
         _pause(ctx, outcome.error)
     if cmd is None:
@@ -222,7 +261,9 @@ def _outcome(ctx: Ctx, msg: Any) -> None:
     flow = cmd["flow"]
     _flow_status(ctx, flow, outcome)
     key = cmd["key"]
-    if flow == stock.FLOW:
+    if flow == articles.FLOW:
+        articles.on_outcome(ctx, key, outcome)
+    elif flow == stock.FLOW:
         stock.on_outcome(ctx, key, outcome.command_type, outcome)
     elif flow == customers.FLOW:
         customers.on_outcome(ctx, key, outcome.command_type, outcome)
@@ -232,6 +273,16 @@ def _outcome(ctx: Ctx, msg: Any) -> None:
         invoices.on_outcome(ctx, key, outcome)
     if outcome.status is OutcomeStatus.DONE:
         ctx.txn.delete("cmd", outcome.command_id)
+        return
+    current = ctx.txn.get("cmd", outcome.command_id)
+    if current is not None:
+        current["outcomes"] = [*current.get("outcomes", []), mark][-8:]
+        current["retry_on_resume"] = outcome.status is OutcomeStatus.SKIPPED or (
+            outcome.status is OutcomeStatus.REJECTED
+            and outcome.error is not None
+            and outcome.error.pauses_tenant
+        )
+        ctx.txn.put("cmd", outcome.command_id, current)
 
 
 def _flow_status(ctx: Ctx, flow: str, outcome: OutcomeData) -> None:
