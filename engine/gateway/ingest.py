@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from engine.embedded.edge import Edge
 from engine.tenants import TenantDirectory
@@ -43,10 +43,105 @@ def _authorised(directory: TenantDirectory, tenant: str, authorization: str | No
     return directory.verify_key(tenant, authorization[len("Bearer ") :].strip())
 
 
+def _inline(schema: Any, defs: dict[str, Any]) -> Any:
+    """``schema`` with every ``#/$defs/...`` reference replaced by its definition."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline(defs[ref[len("#/$defs/") :]], defs)
+        return {k: _inline(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inline(item, defs) for item in schema]
+    return schema
+
+
+def request_body_schema() -> dict[str, Any]:
+    """The ingest body for the OpenAPI document: one till event or ``{"events": [...]}``."""
+    event = TypeAdapter(registry.TillEventUnion).json_schema()
+    one = _inline(event, event.get("$defs", {}))
+    for option in one.get("oneOf", []):
+        # ``type`` has a default in the models but picks the model: a till always sends it.
+        option["required"] = sorted({*option.get("required", []), "type"})
+    batch = {
+        "type": "object",
+        "properties": {
+            "events": {"type": "array", "items": one, "minItems": 1, "maxItems": MAX_BATCH}
+        },
+        "required": ["events"],
+        "additionalProperties": False,
+    }
+    return {"oneOf": [batch, one]}
+
+
+_PROBLEM = {
+    "type": "object",
+    "properties": {
+        "error": {"type": "string"},
+        "problems": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "index": {"type": "integer"},
+                    "field": {"type": "string"},
+                    "problem": {"type": "string"},
+                },
+            },
+        },
+    },
+    "required": ["error"],
+}
+_ANSWER = {
+    "type": "object",
+    "properties": {"accepted": {"type": "integer"}, "duplicates": {"type": "integer"}},
+    "required": ["accepted", "duplicates"],
+}
+
+
+def _answers() -> dict[int | str, dict[str, Any]]:
+    def described(text: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return {"description": text, "content": {"application/json": {"schema": schema}}}
+
+    return {
+        200: described("every event had been received before", _ANSWER),
+        202: described("stored (duplicates counts the ones received before)", _ANSWER),
+        400: described("the body is not JSON", _PROBLEM),
+        401: described("missing or wrong ingest key for this tenant", _PROBLEM),
+        404: described("not a tenant id", _PROBLEM),
+        413: described(f"body over {MAX_BODY_BYTES} bytes or over {MAX_BATCH} events", _PROBLEM),
+        422: described("nothing was stored: the problems name each event and field", _PROBLEM),
+    }
+
+
+async def read_capped(request: Request, limit: int = MAX_BODY_BYTES) -> bytes | None:
+    """The body, or None as soon as it is known to be larger than ``limit`` (a huge body is
+    refused without being read into memory)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            return None
+    return bytes(raw)
+
+
 def router(directory: TenantDirectory, edge: Edge) -> APIRouter:
     api = APIRouter()
 
-    @api.post("/v1/tenants/{tenant}/events", tags=["ingest"])
+    @api.post(
+        "/v1/tenants/{tenant}/events",
+        tags=["ingest"],
+        status_code=202,
+        responses=_answers(),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": request_body_schema()}},
+            }
+        },
+    )
     async def ingest(
         tenant: str, request: Request, authorization: str | None = Header(default=None)
     ) -> JSONResponse:
@@ -56,8 +151,8 @@ def router(directory: TenantDirectory, edge: Edge) -> APIRouter:
             return problem(404, "unknown tenant")
         if not _authorised(directory, tenant, authorization):
             return problem(401, "missing or wrong API key for this tenant")
-        raw = await request.body()
-        if len(raw) > MAX_BODY_BYTES:
+        raw = await read_capped(request)
+        if raw is None:
             return problem(413, f"body is larger than {MAX_BODY_BYTES} bytes; send smaller batches")
         try:
             body = json.loads(raw)
