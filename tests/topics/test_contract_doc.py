@@ -34,6 +34,7 @@ def test_schema_export_covers_every_type(tmp_path: Path) -> None:
     assert len(written) == len(registry.BY_TYPE) + 1
     for name in index:
         schema = json.loads((tmp_path / f"{name}.json").read_text())
-        assert schema["properties"]["type"]["const"] == name or schema["properties"]["type"].get(
-            "default"
-        ) == name
+        assert (
+            schema["properties"]["type"]["const"] == name
+            or schema["properties"]["type"].get("default") == name
+        )
