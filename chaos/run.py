@@ -54,6 +54,65 @@ class RunResult:
     seconds: float = 0.0
 
 
+class TillSender:
+    """What the tills do: send their batches until acknowledged (same ids on every resend),
+    keep their own stock, and, after each batch, let Fortnox's side of the workload happen."""
+
+    def __init__(self, workload: Workload, rng: random.Random) -> None:
+        self.rng = rng
+        self.acked: dict[str, list[str]] = {t: [] for t in workload.tenants}
+        self.refused: list[str] = []
+
+    async def send(
+        self,
+        world: World,
+        http: httpx.AsyncClient,
+        plan: TenantPlan,
+        url: str,
+        key: str,
+        pace: float,
+        batches: slice = slice(None),
+    ) -> None:
+        headers = {"Authorization": f"Bearer {key}"}
+        deadline = time.monotonic() + SEND_TIMEOUT
+        till = world.tills[plan.tenant]
+        for index in range(len(plan.batches))[batches]:
+            batch = plan.batches[index]
+            # The till's own stock follows its own sales at once; Kassasync brings only
+            # Fortnox's changes to it.
+            for event in batch:
+                if event["type"] == "till.stock.movement":
+                    number = event["data"]["article_number"]
+                    till.stock[number] = till.stock.get(number, Decimal(0)) + Decimal(
+                        event["data"]["delta"]
+                    )
+            delay = 0.1
+            while True:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{plan.tenant}: batch {index} never acknowledged")
+                try:
+                    response: httpx.Response | None = await http.post(
+                        url, json={"events": batch}, headers=headers
+                    )
+                except httpx.HTTPError:
+                    response = None
+                status = 0 if response is None else response.status_code
+                if status in (200, 202):
+                    self.acked[plan.tenant] += [e["id"] for e in batch]
+                    break
+                if 400 <= status < 500 and status not in (408, 425, 429):
+                    assert response is not None
+                    self.refused.append(
+                        f"{plan.tenant} batch {index}: {status} {response.text[:300]}"
+                    )
+                    break
+                await asyncio.sleep(delay * (0.5 + self.rng.random()))
+                delay = min(delay * 2, 2.0)
+            for action in plan.after.get(index, []):
+                await world.apply(plan.tenant, action)
+            await asyncio.sleep(pace)
+
+
 class ChaosRun:
     def __init__(
         self,
@@ -71,52 +130,8 @@ class ChaosRun:
         self.rng = rng
         self.disturb = disturb
         self.settle_timeout = settle_timeout
-        self.acked: dict[str, list[str]] = {t: [] for t in workload.tenants}
-        self.refused: list[str] = []
-        self.sending = True
+        self.till = TillSender(workload, rng)
         self.result = RunResult(states={})
-
-    # -- the till side --------------------------------------------------------------------------
-
-    async def _send_tenant(
-        self, world: World, http: httpx.AsyncClient, plan: TenantPlan, key: str, pace: float
-    ) -> None:
-        url = self.target.ingest_url(plan.tenant)
-        headers = {"Authorization": f"Bearer {key}"}
-        deadline = time.monotonic() + SEND_TIMEOUT
-        till = world.tills[plan.tenant]
-        for index, batch in enumerate(plan.batches):
-            # The till's own stock follows its own sales at once; Kassasync brings only
-            # Fortnox's changes to it.
-            for event in batch:
-                if event["type"] == "till.stock.movement":
-                    number = event["data"]["article_number"]
-                    till.stock[number] = till.stock.get(number, Decimal(0)) + Decimal(
-                        event["data"]["delta"]
-                    )
-            delay = 0.1
-            while True:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{plan.tenant}: batch {index} never acknowledged")
-                try:
-                    response = await http.post(url, json={"events": batch}, headers=headers)
-                except httpx.HTTPError:
-                    response = None
-                if response is not None and response.status_code in (200, 202):
-                    self.acked[plan.tenant] += [e["id"] for e in batch]
-                    break
-                status = 0 if response is None else response.status_code
-                if 400 <= status < 500 and status not in (408, 425, 429):
-                    assert response is not None
-                    self.refused.append(
-                        f"{plan.tenant} batch {index}: {status} {response.text[:300]}"
-                    )
-                    break
-                await asyncio.sleep(delay * (0.5 + self.rng.random()))
-                delay = min(delay * 2, 2.0)
-            for action in plan.after.get(index, []):
-                await world.apply(plan.tenant, action)
-            await asyncio.sleep(pace)
 
     # -- the kills ------------------------------------------------------------------------------
 
@@ -222,7 +237,14 @@ class ChaosRun:
         try:
             async with httpx.AsyncClient(timeout=15) as http:
                 senders = [
-                    self._send_tenant(world, http, plan, keys[plan.tenant], pace)
+                    self.till.send(
+                        world,
+                        http,
+                        plan,
+                        self.target.ingest_url(plan.tenant),
+                        keys[plan.tenant],
+                        pace,
+                    )
                     for plan in self.workload.plans
                 ]
                 await asyncio.gather(self._chaos(world), *senders)
@@ -232,8 +254,8 @@ class ChaosRun:
             watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
-        self.result.unlogged = await self.target.unlogged(self.acked)
-        self.result.refused = self.refused
+        self.result.unlogged = await self.target.unlogged(self.till.acked)
+        self.result.refused = self.till.refused
         self.result.seconds = time.monotonic() - started
         return self.result
 

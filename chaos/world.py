@@ -79,10 +79,20 @@ def _listener() -> socket.socket:
 class World:
     """The sandbox Fortnox and the tills of a run's tenants."""
 
-    def __init__(self, tenants: list[str], *, poll_seconds: float = 0.5) -> None:
+    def __init__(
+        self,
+        tenants: list[str],
+        *,
+        poll_seconds: float = 0.5,
+        rate_window: float = 5.0,
+        topics_feed: bool = False,
+    ) -> None:
         self.tenants = tenants
         self.poll_seconds = poll_seconds
-        self.sandbox = SandboxState()
+        self.topics_feed = topics_feed
+        #: Fortnox's limit is 25 requests per 5 s; in-process tests scale the window down on
+        #: both sides (the engine's limiter and the sandbox's) to keep the same rule, faster.
+        self.sandbox = SandboxState(rate_window_seconds=rate_window)
         self.seeded: dict[str, Seeded] = {
             tenant: seed_demo(self.sandbox, tenant_id=7_100_000 + i, client_id=f"ks-{tenant}")
             for i, tenant in enumerate(tenants)
@@ -145,6 +155,9 @@ class World:
                 client_secret=credentials["client_secret"],
                 fortnox_tenant_id=int(credentials["tenant_id"]),
                 poll_seconds=self.poll_seconds,
+                topics_url=self.sandbox_url.replace("http://", "ws://") + "/topics-v1"
+                if self.topics_feed
+                else None,
             ),
         )
 
