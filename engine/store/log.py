@@ -82,18 +82,28 @@ class Log:
         limit: int,
         tenant: str | None = None,
     ) -> list[LogRecord]:
-        """Records after the given offsets, merged across ``topics`` in arrival order."""
+        """Records after the given offsets, merged across ``topics`` in arrival order.
+
+        Offsets and sequence numbers rise together within a topic (both are drawn in the
+        append's transaction), so each topic's part starts at the sequence number of its first
+        unread record: SQLite walks the ``seq`` index from there instead of from the beginning.
+        """
         parts: list[str] = []
         params: list[object] = []
         for topic in topics:
-            where = '"offset" > ?'
-            params.append(after.get(topic, 0))
+            table = log_table(topic)
+            start = after.get(topic, 0)
+            where = (
+                f'seq >= (SELECT seq FROM {table} WHERE "offset" > ? ORDER BY "offset" LIMIT 1)'
+                ' AND "offset" > ?'
+            )
+            params += [start, start]
             if tenant is not None:
                 where += " AND tenant = ?"
                 params.append(tenant)
             parts.append(
                 f"SELECT '{topic.value}', \"offset\", seq, tenant, type, msg_id, at, payload "
-                f"FROM {log_table(topic)} WHERE {where}"
+                f"FROM {table} WHERE {where}"
             )
         sql = " UNION ALL ".join(parts) + " ORDER BY seq LIMIT ?"
         params.append(limit)

@@ -50,10 +50,10 @@ class StateStore:
         k = (tenant, kind, key)
         value = self.pending.get(k, _MISSING)
         if value is not _MISSING:
-            return value  # type: ignore[no-any-return]
+            return value
         value = self._cache.get(k, _MISSING)
         if value is not _MISSING:
-            return value  # type: ignore[no-any-return]
+            return value
         sliced = self._slices.get((tenant, kind))
         if sliced is not None:
             found = sliced.get(key)
