@@ -204,8 +204,9 @@ def main_replay(args: argparse.Namespace) -> int:
             f"{len(result.commands)} commands from --from, {len(result.new_commands)} new"
         )
         for item in result.differences:
-            print(f"- {item['kind']}/{item['key']}: live {json.dumps(item['live'], default=str)}")
-            print(f"+ {item['kind']}/{item['key']}: replay {json.dumps(item['replayed'], default=str)}")
+            where = f"{item['kind']}/{item['key']}"
+            print(f"- {where}: live {json.dumps(item['live'], default=str)}")
+            print(f"+ {where}: replay {json.dumps(item['replayed'], default=str)}")
         for command in result.new_commands:
             print(f"! would issue {command['type']} {command['id']}")
     if not args.dry_run and (result.differences or result.new_commands):

@@ -142,6 +142,8 @@ class KafkaRuntime:
         #: from there; a message before it was applied already.
         self.expected: dict[tuple[str, int], int] = {}
         self._rereading: dict[tuple[str, int], tuple[int, float]] = {}
+        self._progress: dict[tuple[str, int], float] = {}
+        self._watch: asyncio.Task[None] | None = None
         self.app = faust.App(
             config.app_id,
             broker=f"kafka://{config.bootstrap}",
@@ -249,6 +251,12 @@ class KafkaRuntime:
     async def _on_recovered(self) -> None:
         actives = self.app.assignor.assigned_actives()
         owned = {tp.partition for tp in actives if tp.topic in self.source_names}
+        by_topic: dict[str, list[int]] = {}
+        for tp in actives:
+            if tp.topic in self.source_names:
+                by_topic.setdefault(self.config.unprefixed(tp.topic), []).append(tp.partition)
+        if any(len(parts) != len(owned) for parts in by_topic.values()):
+            log.error("kafka.assignment_not_copartitioned", assigned=by_topic)
         self.mirror.load(list(self.table.data.items()), owned, self.partition)
         redone = 0
         for tenant, data in self.mirror.tenants.items():
@@ -264,6 +272,7 @@ class KafkaRuntime:
         self.markers = {}
         self.expected = {}
         self._rereading = {}
+        self._progress = {}
         for partition in owned:
             holder = self.mirror.tenants.get(f"{MARKER_PREFIX}{partition}")
             marker = None if holder is None else holder.get(MARKER, "")
@@ -277,6 +286,7 @@ class KafkaRuntime:
         log.info(
             "kafka.recovered",
             partitions=sorted(owned),
+            assigned={t: sorted(p) for t, p in sorted(by_topic.items())},
             tenants=len(self.mirror.tenants),
             redone=redone,
             pending_commands=self.ports.depth(),
@@ -294,6 +304,30 @@ class KafkaRuntime:
             log.error("kafka.messages_expired", topic=where[0], partition=where[1], lost=want)
             return True
         return False
+
+    async def check_positions(self, stall: float = 3.0) -> int:
+        """Seek back every owned partition that has messages after this worker's position but
+        delivered none for ``stall`` seconds (faust may place a partition without a committed
+        offset at its end after a rebalance). Returns how many were moved."""
+        if not self._ready.is_set() or not self.expected:
+            return 0
+        now = time.monotonic()
+        stalled = [w for w in self.expected if now - self._progress.get(w, now) > stall]
+        for where in self.expected:
+            self._progress.setdefault(where, now)
+        if not stalled:
+            return 0
+        ends = await self.app.consumer.highwaters(*(TP(*w) for w in stalled))
+        moved = 0
+        for where in stalled:
+            want = self.expected[where]
+            if ends.get(TP(*where), 0) > want:
+                log.warning("kafka.reread", topic=where[0], partition=where[1], offset=want)
+                await self.app.consumer.seek(TP(*where), want)
+                self._progress[where] = now
+                self.counters.rereads += 1
+                moved += 1
+        return moved
 
     async def _agent(self, stream: Any) -> None:
         async for events in stream.take_events(
@@ -325,9 +359,11 @@ class KafkaRuntime:
             )
         log.debug("kafka.batch", spans={k: (min(v), max(v), len(v)) for k, v in spans.items()})
         reread: dict[tuple[str, int], int] = {}
+        clock = time.monotonic()
         for event in events:
             msg = event.message
             where = (msg.topic, msg.partition)
+            self._progress[where] = clock
             if where in reread:
                 continue
             want = self.expected.get(where)
@@ -650,8 +686,21 @@ class KafkaRuntime:
         )
         await self.aproducer.start()
         await self.app.start()
+        self._watch = asyncio.create_task(self._watch_positions())
+
+    async def _watch_positions(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self.check_positions()
+            except Exception as failed:  # a rebalance under way: try again in a second
+                log.info("kafka.position_check_skipped", error=type(failed).__name__)
 
     async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+            self._watch = None
         await self._stop_executors()
         await self.app.stop()
         if self.aproducer is not None:

@@ -106,7 +106,8 @@ async def divergence(
     }
     for article, want in expected_stock(moves).items():
         if quantities.get(article) != want or till.stock.get(article) != want:
-            return f"{article}: want {want}, Fortnox {quantities.get(article)}, till {till.stock.get(article)}"
+            held = till.stock.get(article)
+            return f"{article}: want {want}, Fortnox {quantities.get(article)}, till {held}"
     names = {c["Name"] for c in fortnox["customers"]}
     if not set(customers) <= names:
         return f"customers {set(customers) - names} missing in Fortnox"
