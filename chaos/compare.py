@@ -47,6 +47,8 @@ class TenantState:
 
     state: dict[str, Any]
     duplicates: dict[str, int] = field(default_factory=dict)
+    #: What was written twice, with Fortnox's numbers (for the details, not compared).
+    twice: list[str] = field(default_factory=list)
 
 
 async def snapshot(world: World, tenant: str) -> TenantState:
@@ -56,10 +58,12 @@ async def snapshot(world: World, tenant: str) -> TenantState:
 
     customers: dict[str, Any] = {}
     refs: Counter[str] = Counter()
+    numbers: dict[str, list[str]] = {}
     for raw in fortnox["customers"]:
         ref = str(raw.get("ExternalReference") or "")
         key = ref if ref.startswith(CUSTOMER_MARKER) else f"#{raw['CustomerNumber']}"
         refs[key] += 1
+        numbers.setdefault(key, []).append(str(raw["CustomerNumber"]))
         customers[key] = {
             "number": str(raw["CustomerNumber"]),
             "name": raw.get("Name"),
@@ -138,7 +142,10 @@ async def snapshot(world: World, tenant: str) -> TenantState:
             "vouchers": vouchers,
         },
     }
-    return TenantState(state=state, duplicates=dict(dupes))
+    twice = [f"customer {k}: numbers {', '.join(v)}" for k, v in numbers.items() if len(v) > 1]
+    twice += [f"order {k}: {n} times" for k, n in order_refs.items() if n > 1]
+    twice += [f"voucher '{k}': {n} times" for k, n in markers.items() if n > 1]
+    return TenantState(state=state, duplicates=dict(dupes), twice=twice)
 
 
 def leaves(value: Any, path: str = "") -> dict[str, Any]:
@@ -231,6 +238,7 @@ def figures(
         for kind, count in found.duplicates.items():
             if count:
                 out.details.append(f"{plan.tenant}: {count} duplicate {kind}")
+        out.details += [f"{plan.tenant}: {item}" for item in found.twice]
         off, notes = stock_off(plan, found.state)
         out.lost_movements += int(off.to_integral_value())
         out.details += notes

@@ -335,3 +335,27 @@ async def test_refresh_race_between_two_engine_processes(tmp_path: Path) -> None
             except subprocess.TimeoutExpired:
                 proc.kill()
         await world.stop()
+
+
+async def test_normal_running_is_polite(tmp_path: Path) -> None:
+    """Guarantee 5 in a fault-free run: no 429 at all, and once settled, polling only (no
+    write to Fortnox when nothing changed)."""
+    async with Live(tmp_path) as live:
+        await live.send_all()
+        clean(await live.settle())
+        counters = await live.counters()
+        for tenant in live.workload.tenants:
+            mine = counters.get(str(live.world.fortnox_id(tenant)), {})
+            assert mine.get("total", 0) > 0
+            assert int(mine.get("by_status", {}).get("429", 0)) == 0, mine["by_status"]
+        await live.world.admin("DELETE", "/counters")
+        await asyncio.sleep(4)
+        for tenant in live.workload.tenants:
+            live.engine.sessions[tenant].request_poll()
+        await asyncio.sleep(2)
+        counters = await live.counters()
+        for tenant in live.workload.tenants:
+            routes = counters.get(str(live.world.fortnox_id(tenant)), {}).get("by_route", {})
+            assert routes, "no poll happened"
+            writes = {r: n for r, n in routes.items() if not r.startswith("GET ")}
+            assert not writes, writes
