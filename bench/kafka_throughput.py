@@ -28,7 +28,7 @@ import uuid
 from decimal import Decimal
 from pathlib import Path
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -124,12 +124,26 @@ def produce(config: KafkaConfig, messages: list[Envelope]) -> None:
     producer.close()
 
 
+def wait_for_group(bootstrap: str, group: str, members: int, timeout: float) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            described = admin.describe_groups([group]).get(group, {})
+            if described.get("group_state") == "Stable" and len(described["members"]) == members:
+                time.sleep(3.0)  # the workers' table recovery after the last rebalance
+                return
+            time.sleep(0.5)
+    finally:
+        admin.close()
+    raise SystemExit(f"the {members} workers did not join {group} in time")
+
+
 def kafka(
     bootstrap: str, messages: list[Envelope], workers: int, timeout: float
 ) -> dict[str, float]:
     config = KafkaConfig(bootstrap=bootstrap, prefix=f"bench{uuid.uuid4().hex[:8]}.")
     init_topics(config)
-    produce(config, messages)
     env = {**os.environ, KEY_ENV: os.environ.get(KEY_ENV) or generate_key()}
     tmp = tempfile.mkdtemp(prefix="kassasync-bench-")
     procs = [
@@ -157,6 +171,10 @@ def kafka(
         )
         for i in range(workers)
     ]
+    # The workload goes in once every worker has joined and recovered, so the figure is
+    # steady-state throughput, not group joins and rebalances.
+    wait_for_group(bootstrap, config.app_id, workers, timeout)
+    produce(config, messages)
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     tps = [TopicPartition(config.order_topic, p) for p in range(config.partitions)]
     consumer.assign(tps)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,7 +72,7 @@ class World:
     flush_window: float
     poll_seconds: float
     settings: dict[str, Any] = field(default_factory=lambda: dict(SHOP_SETTINGS))
-    tenants: int = 1
+    verbose: bool = True
     _servers: list[uvicorn.Server] = field(default_factory=list)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -157,13 +158,26 @@ class World:
         session = self.engine.sessions.get(TENANT)
         return 0 if session is None else session.polls_done
 
+    def progress(self) -> str:
+        lag = sum(self.engine.processor.lag().values())
+        depth = self.engine.edge.outbox.depth()
+        return (
+            f"till articles={len(self.till.articles)} customers={len(self.till.customers)} "
+            f"lag={lag} outbox={depth} polls={self.polls()} calls={api_calls(self.counters())}"
+        )
+
     async def wait(
         self, done: Callable[[], bool], timeout: float, what: str, step: float = 0.02
     ) -> float:
         start = time.monotonic()
+        said = start
         while not done():
-            if time.monotonic() - start > timeout:
-                raise TimeoutError(f"{what}: not done after {timeout:.0f} s")
+            now = time.monotonic()
+            if now - start > timeout:
+                raise TimeoutError(f"{what}: not done after {timeout:.0f} s ({self.progress()})")
+            if self.verbose and now - said > 5:
+                print(f"[bench] {what}: {self.progress()}", file=sys.stderr, flush=True)
+                said = now
             await asyncio.sleep(step)
         return time.monotonic() - start
 
