@@ -2,29 +2,40 @@
 between them, stepped one action at a time so tests can interleave anything with anything.
 
 It keeps the real system's one ordering promise: one tenant's Fortnox reads and writes happen in
-one sequence and their results reach the log in that order.
+one sequence (``seq``) and their results reach the log in that order. Everything else may
+interleave: till events, Fortnox changes, ticks, command executions, outcomes and redeliveries of
+any message already processed.
+
+The Fortnox writer behaves as the architecture demands: it looks before it creates (customers by
+the number Kassasync chose, orders by their external reference, vouchers by their Z-report key)
+and reports "already exists" as success, so a command executed twice (a timeout after Fortnox
+committed) never makes a second record. The till applies each command once (idempotency key) and
+refuses nothing, so a barcode the till would have to refuse is recorded as a violation instead.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from reconcilers.dispatch import reconcile
-from reconcilers.state import MemoryState
+from reconcilers.state import MemoryState, Note
 from topics import commands as cm
 from topics import fortnox as fx
 from topics import outcomes as oc
 from topics import till as tl
 from topics.envelope import Envelope
+from topics.errors import ErrorKind, shop_error
 from topics.settings import TenantSettings
 
 T0 = dt.datetime(2026, 3, 14, 9, 0, tzinfo=dt.UTC)
 TENANT = "shop"
+#: Every message moves the clock on a little, as real events do.
+STEP = dt.timedelta(milliseconds=1)
 
 
 @dataclass
@@ -36,8 +47,17 @@ class FxArticle:
     stock_goods: bool = True
     price: Decimal | None = Decimal("10.00")
     active: bool = True
+    #: Prices in price lists other than "A" (list "A" uses ``price``).
+    prices: dict[str, Decimal | None] = field(default_factory=dict)
+    unit: str | None = None
+    vat: Decimal = Decimal(25)
 
-    def model(self) -> fx.FortnoxArticle:
+    def price_in(self, price_list: str) -> Decimal | None:
+        if price_list in self.prices:
+            return self.prices[price_list]
+        return self.price if price_list == "A" else None
+
+    def model(self, price_list: str = "A") -> fx.FortnoxArticle:
         return fx.FortnoxArticle(
             article_number=self.number,
             description=self.description,
@@ -45,10 +65,24 @@ class FxArticle:
             active=self.active,
             stock_goods=self.stock_goods,
             quantity_in_stock=self.qty,
-            price=self.price,
-            price_list="A",
-            vat=Decimal(25),
+            price=self.price_in(price_list),
+            price_list=price_list,
+            vat=self.vat,
+            unit=self.unit,
         )
+
+    def till_view(self, price_list: str) -> dict[str, Any]:
+        """What the till must hold for this article when it is in the till."""
+        return cm.TillArticle(
+            article_number=self.number,
+            description=self.description,
+            ean=self.ean,
+            price=self.price_in(price_list),
+            vat=self.vat,
+            unit=self.unit,
+            stock_goods=self.stock_goods,
+            active=self.active,
+        ).model_dump()
 
 
 @dataclass
@@ -60,22 +94,39 @@ class World:
     fx_queue: deque[Envelope] = field(default_factory=deque)
     till_queue: deque[Envelope] = field(default_factory=deque)
     now: dt.datetime = T0
+    #: Every command the reconcilers emitted, in order, and every note they wrote.
+    emitted: list[Envelope] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
     # Fortnox
     fx_articles: dict[str, FxArticle] = field(default_factory=dict)
     fx_customers: dict[str, dict[str, Any]] = field(default_factory=dict)
     fx_vouchers: list[dict[str, Any]] = field(default_factory=list)
     fx_orders: dict[str, str] = field(default_factory=dict)
+    fx_order_rows: list[dict[str, Any]] = field(default_factory=list)
+    fx_payments: dict[str, fx.FortnoxPayment] = field(default_factory=dict)
+    #: Customers Kassasync created: (till id, customer number), one entry per real creation.
+    fx_customer_creates: list[tuple[str, str]] = field(default_factory=list)
+    fx_customer_owner: dict[str, str] = field(default_factory=dict)
+    fx_customer_deletions: Counter[str] = field(default_factory=Counter)
+    #: Every article Fortnox ever had, in order: (number, the article or None when deleted).
+    fx_article_history: list[tuple[str, FxArticle | None]] = field(default_factory=list)
     # Till
     till_stock: dict[str, Decimal] = field(default_factory=dict)
     till_last_applied: dict[str, str] = field(default_factory=dict)
     till_articles: dict[str, dict[str, Any]] = field(default_factory=dict)
     till_customers: dict[str, dict[str, Any]] = field(default_factory=dict)
     till_payments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    till_vouchers: dict[str, dict[str, Any]] = field(default_factory=dict)
     applied_commands: set[str] = field(default_factory=set)
     barcode_violations: list[str] = field(default_factory=list)
     # Bookkeeping for assertions
     till_deltas: Decimal = Decimal(0)
     fx_deltas: Decimal = Decimal(0)
+    #: Full passes under way: resource -> (pass id, [cursor], [records published]).
+    passes: dict[str, tuple[str, list[str], list[int]]] = field(default_factory=dict)
+    #: Per pass id: the records that existed in Fortnox from the pass's start to its end.
+    pass_survivors: dict[str, set[str]] = field(default_factory=dict)
+    _pass_gone: dict[str, set[str]] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
     _fx_seq: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -88,7 +139,11 @@ class World:
     def _id(self, prefix: str) -> str:
         return f"{prefix}-{next(self._ids)}"
 
+    def seq(self) -> int:
+        return next(self._fx_seq)
+
     def send(self, cls: type[Envelope], **fields: Any) -> Envelope:
+        self.now += STEP
         msg = cls.model_validate(
             {"id": self._id(cls.__name__), "tenant": TENANT, "occurred_at": self.now, **fields}
         )
@@ -106,7 +161,9 @@ class World:
         decision = reconcile(self.state, msg)
         self.state.apply(decision)
         self.processed.append(msg)
+        self.notes.extend(decision.notes)
         for command in decision.commands:
+            self.emitted.append(command)
             (self.fx_queue if command.TOPIC == "fortnox.commands" else self.till_queue).append(
                 command
             )
@@ -124,6 +181,13 @@ class World:
 
     def tick(self) -> None:
         self.send(oc.Tick)
+
+    def change_settings(self, settings: TenantSettings) -> None:
+        self.settings = settings
+        self.send(oc.SettingsChanged, data={"settings": settings})
+
+    def notes_named(self, event: str) -> list[Note]:
+        return [n for n in self.notes if n.event == event]
 
     # -- till actions ---------------------------------------------------------------------------
 
@@ -154,6 +218,51 @@ class World:
                 "last_applied_command_id": self.till_last_applied.get(article),
             },
         )
+
+    def till_edit_article(self, number: str, changes: dict[str, Any]) -> bool:
+        """Someone edits (or creates) an article in the till. The till refuses a barcode that
+        another till article has, as the real till does; returns False when refused."""
+        ean = changes.get("ean")
+        if ean is not None and any(
+            other != number and held.get("ean") == ean for other, held in self.till_articles.items()
+        ):
+            return False
+        current = self.till_articles.get(number) or {"article_number": number, "description": ""}
+        self.till_articles[number] = {**current, **changes}
+        self.send(tl.ArticleEdited, data={"article_number": number, "changes": changes})
+        return True
+
+    def till_upsert_customer(self, till_id: str, fields: dict[str, Any]) -> None:
+        self.till_customers[till_id] = tl.CustomerFields.model_validate(fields).model_dump(
+            mode="json"
+        )
+        self.send(tl.CustomerUpserted, data={"till_customer_id": till_id, "customer": fields})
+
+    def till_delete_customer(self, till_id: str) -> None:
+        self.till_customers.pop(till_id, None)
+        self.send(tl.CustomerDeleted, data={"till_customer_id": till_id})
+
+    def till_invoice(self, invoice_id: str, till_id: str, **extra: Any) -> None:
+        self.send(
+            tl.InvoiceCreated,
+            data={
+                "invoice_id": invoice_id,
+                "till_customer_id": till_id,
+                "invoice_date": self.now.date(),
+                "rows": [
+                    {
+                        "description": "Kaffe",
+                        "quantity": Decimal(2),
+                        "unit_price": Decimal("25.00"),
+                        "vat_rate": Decimal(12),
+                    }
+                ],
+                **extra,
+            },
+        )
+
+    def till_zreport(self, data: tl.ZReportData) -> None:
+        self.send(tl.ZReportClosed, data=data)
 
     def deliver_till(self) -> bool:
         if not self.till_queue:
@@ -192,6 +301,7 @@ class World:
         elif isinstance(cmd, cm.RemoveTillArticle):
             self.till_articles.pop(data.article_number, None)
         elif isinstance(cmd, cm.UpsertTillCustomer):
+            assert data.till_customer_id is not None
             self.till_customers[data.till_customer_id] = data.customer.model_dump(mode="json")
         elif isinstance(cmd, cm.DeleteTillCustomer):
             self.till_customers.pop(data.till_customer_id, None)
@@ -199,6 +309,9 @@ class World:
             self.till_payments[data.payment.number] = data.payment.model_dump(mode="json")
         elif isinstance(cmd, cm.RemoveTillPayment):
             self.till_payments.pop(data.number, None)
+        elif isinstance(cmd, cm.SendTillLedgerVoucher):
+            v = data.voucher
+            self.till_vouchers[f"{v.year}:{v.series}:{v.number}"] = v.model_dump(mode="json")
 
     # -- Fortnox actions (one sequence per tenant) ----------------------------------------------
 
@@ -207,41 +320,198 @@ class World:
         self.fx_articles[article].qty += delta
         self.fx_deltas += delta
 
-    def poll(self, article: str) -> None:
+    def _article_record(self, number: str, via: str, sync_pass: str | None = None) -> None:
+        price_list = self.settings.articles.price_list
         self.send(
             fx.FortnoxArticleChanged,
             data={
-                "article": self.fx_articles[article].model(),
-                "observed": {"via": "poll", "seq": next(self._fx_seq)},
+                "article": self.fx_articles[number].model(price_list),
+                "observed": {"via": via, "seq": self.seq(), "sync_pass": sync_pass},
             },
         )
 
+    def poll(self, article: str) -> None:
+        """Read one article. A read of an article Fortnox no longer has reports the deletion."""
+        if article in self.fx_articles:
+            self._article_record(article, "poll")
+        else:
+            self.seq()
+            self.send(fx.FortnoxArticleDeleted, data={"article_number": article})
+
+    def fx_put_article(self, article: FxArticle, announce: bool = True) -> None:
+        """Someone creates or edits an article in Fortnox; the feed may announce it."""
+        self.fx_articles[article.number] = article
+        self.fx_article_history.append((article.number, article))
+        if announce:
+            self._article_record(article.number, "feed")
+
+    def fx_delete_article(self, number: str, announce: bool = True) -> None:
+        if number in self.fx_articles and "articles" in self._pass_gone:
+            self._pass_gone["articles"].add(number)
+        if number in self.fx_articles:
+            self.fx_article_history.append((number, None))
+        if self.fx_articles.pop(number, None) is not None and announce:
+            self.seq()
+            self.send(fx.FortnoxArticleDeleted, data={"article_number": number})
+
     def full_sync(self) -> None:
+        self.pass_start("articles")
+        self.pass_end("articles")
+
+    def full_sync_customers(self) -> None:
+        self.pass_start("customers")
+        self.pass_end("customers")
+
+    def _names(self, resource: str) -> list[str]:
+        return sorted(self.fx_articles if resource == "articles" else self.fx_customers)
+
+    def pass_start(self, resource: str) -> None:
+        """A full pass begins: it pages through Fortnox in key order, reading each record as it
+        is when its page is read (so it sees what is created ahead of its cursor, and misses
+        what is deleted before the cursor reaches it)."""
+        if resource in self.passes:
+            return
         sync_pass = self._id("pass")
-        for art in list(self.fx_articles.values()):
-            self.send(
-                fx.FortnoxArticleChanged,
-                data={
-                    "article": art.model(),
-                    "observed": {
-                        "via": "full_sync",
-                        "sync_pass": sync_pass,
-                        "seq": next(self._fx_seq),
-                    },
-                },
-            )
+        self.passes[resource] = (sync_pass, [""], [0])
+        self.pass_survivors[sync_pass] = set(self._names(resource))
+        self._pass_gone[resource] = set()
+
+    def pass_step(self, resource: str) -> bool:
+        """The pass reads its next record; False when it has read them all."""
+        current = self.passes.get(resource)
+        if current is None:
+            return False
+        sync_pass, cursor, published = current
+        ahead = [n for n in self._names(resource) if n > cursor[0]]
+        if not ahead:
+            return False
+        cursor[0] = ahead[0]
+        if resource == "articles":
+            self._article_record(ahead[0], "full_sync", sync_pass)
+        else:
+            self._customer_record(ahead[0], "full_sync", sync_pass)
+        published[0] += 1
+        return True
+
+    def pass_end(self, resource: str) -> None:
+        current = self.passes.get(resource)
+        if current is None:
+            return
+        sync_pass, _, published = current
+        while self.pass_step(resource):
+            pass
+        del self.passes[resource]
+        self.pass_survivors[sync_pass] -= self._pass_gone.pop(resource)
         self.send(
             fx.FortnoxSyncCompleted,
-            data={"resource": "articles", "sync_pass": sync_pass, "count": len(self.fx_articles)},
+            data={"resource": resource, "sync_pass": sync_pass, "count": published[0]},
         )
 
-    def execute_fortnox(self) -> bool:
+    # customers
+
+    def _customer_record(self, number: str, via: str, sync_pass: str | None = None) -> None:
+        self.send(
+            fx.FortnoxCustomerChanged,
+            data={
+                "customer_number": number,
+                "customer": self.fx_customers[number],
+                "observed": {"via": via, "seq": self.seq(), "sync_pass": sync_pass},
+            },
+        )
+
+    def poll_customer(self, number: str) -> None:
+        if number in self.fx_customers:
+            self._customer_record(number, "poll")
+
+    def fx_put_customer(self, number: str, fields: dict[str, Any], announce: bool = True) -> None:
+        """Someone creates or edits a customer in Fortnox."""
+        self.fx_customers[number] = tl.CustomerFields.model_validate(fields).model_dump(mode="json")
+        if announce:
+            self._customer_record(number, "feed")
+
+    def fx_delete_customer(self, number: str, announce: bool = True) -> None:
+        if number in self.fx_customers and "customers" in self._pass_gone:
+            self._pass_gone["customers"].add(number)
+        if self.fx_customers.pop(number, None) is None:
+            return
+        # Counted per till id: Kassasync's own customers by owner, imported ones as fortnox-N.
+        self.fx_customer_deletions[self.fx_customer_owner.get(number, f"fortnox-{number}")] += 1
+        if announce:
+            self.seq()
+            self.send(fx.FortnoxCustomerDeleted, data={"customer_number": number})
+
+    # payments and vouchers
+
+    def fx_put_payment(self, payment: fx.FortnoxPayment, announce: bool = True) -> None:
+        self.fx_payments[payment.number] = payment
+        if announce:
+            self.poll_payment(payment.number)
+
+    def poll_payment(self, number: str) -> None:
+        if number in self.fx_payments:
+            self.send(
+                fx.FortnoxPaymentChanged,
+                data={"payment": self.fx_payments[number], "observed": {"seq": self.seq()}},
+            )
+
+    def fx_delete_payment(self, number: str) -> None:
+        if self.fx_payments.pop(number, None) is not None:
+            self.seq()
+            self.send(fx.FortnoxPaymentDeleted, data={"number": number})
+
+    def fx_voucher(self, voucher: fx.FortnoxVoucher) -> None:
+        self.send(
+            fx.FortnoxVoucherChanged, data={"voucher": voucher, "observed": {"seq": self.seq()}}
+        )
+
+    def master_data(self, data: fx.MasterData) -> None:
+        self.send(fx.FortnoxMasterDataRefreshed, data=data)
+
+    # -- the Fortnox writer ---------------------------------------------------------------------
+
+    def execute_fortnox(self, mode: str = "ok") -> bool:
+        """Run the next Fortnox command. ``lost``: Fortnox commits but the answer is lost, so
+        the writer runs the same command again later; ``retrying``: Fortnox did not answer."""
         if not self.fx_queue:
             return False
         cmd = self.fx_queue.popleft()
+        if mode == "retrying":
+            self.send_outcome(cmd, "retrying", error=shop_error(ErrorKind.FORTNOX_UNAVAILABLE))
+            self.fx_queue.append(cmd)
+            return True
+        status, result, error = self._run_fortnox(cmd)
+        if mode == "lost":
+            self.fx_queue.appendleft(cmd)
+            return True
+        self.send_outcome(cmd, status, result=result, error=error)
+        return True
+
+    def send_outcome(
+        self,
+        cmd: Envelope,
+        status: str,
+        result: dict[str, str] | None = None,
+        error: Any = None,
+    ) -> None:
+        target = "fortnox" if cmd.TOPIC == "fortnox.commands" else "till"
+        self.send(
+            oc.SyncOutcome,
+            data={
+                "command_id": cmd.id,
+                "command_type": cmd.type,  # type: ignore[attr-defined]
+                "target": target,
+                "status": status,
+                "result": result or {},
+                "error": error,
+            },
+        )
+
+    def _run_fortnox(self, cmd: Envelope) -> tuple[str, dict[str, str], Any]:
         data: Any = cmd.data  # type: ignore[attr-defined]
-        result: dict[str, str] = {}
+        missing = shop_error(ErrorKind.FORTNOX_REJECTED, detail="not found")
         if isinstance(cmd, cm.ApplyFortnoxStock):
+            if data.article_number not in self.fx_articles:
+                return "rejected", {}, missing
             art = self.fx_articles[data.article_number]
             read = art.qty
             art.qty = read + data.delta
@@ -252,37 +522,66 @@ class World:
                     "command_id": cmd.id,
                     "read": read,
                     "written": art.qty,
-                    "seq": next(self._fx_seq),
+                    "seq": self.seq(),
                 },
             )
-        elif isinstance(cmd, cm.CreateFortnoxCustomer):
+            return "done", {}, None
+        if isinstance(cmd, cm.CreateFortnoxCustomer):
+            number = data.customer_number
+            if number in self.fx_customers:
+                return "done", {"customer_number": number, "already": "true"}, None
+            self.fx_customers[number] = data.customer.model_dump(mode="json")
+            self.fx_customer_owner[number] = data.till_customer_id
+            self.fx_customer_creates.append((data.till_customer_id, number))
+            return "done", {"customer_number": number}, None
+        if isinstance(cmd, cm.UpdateFortnoxCustomer):
+            if data.customer_number not in self.fx_customers:
+                return "rejected", {}, missing
             self.fx_customers[data.customer_number] = data.customer.model_dump(mode="json")
-            result = {"customer_number": data.customer_number}
-        elif isinstance(cmd, cm.UpdateFortnoxCustomer):
-            self.fx_customers[data.customer_number] = data.customer.model_dump(mode="json")
-        elif isinstance(cmd, cm.DeactivateFortnoxCustomer):
+            return "done", {}, None
+        if isinstance(cmd, cm.DeactivateFortnoxCustomer):
+            if data.customer_number not in self.fx_customers:
+                return "rejected", {}, missing
             self.fx_customers[data.customer_number]["active"] = False
-        elif isinstance(cmd, cm.CreateFortnoxVoucher):
+            return "done", {}, None
+        if isinstance(cmd, cm.CreateFortnoxVoucher):
+            for voucher in self.fx_vouchers:
+                if voucher["key"] == data.zreport_key:
+                    return "done", {**voucher["result"], "already": "true"}, None
             number = len(self.fx_vouchers) + 1
-            self.fx_vouchers.append(
-                {"key": data.zreport_key, "voucher": data.voucher, "number": number}
-            )
             result = {"series": data.voucher.series, "number": str(number), "year": "1"}
-        elif isinstance(cmd, cm.CreateFortnoxOrder):
+            self.fx_vouchers.append(
+                {"key": data.zreport_key, "voucher": data.voucher, "result": result}
+            )
+            return "done", result, None
+        if isinstance(cmd, cm.CreateFortnoxOrder):
+            ref = data.external_reference
+            if ref in self.fx_orders:
+                return "done", {"document_number": self.fx_orders[ref], "already": "true"}, None
+            if data.customer_number not in self.fx_customers:
+                return "rejected", {}, missing
             number = str(len(self.fx_orders) + 1)
-            self.fx_orders[data.external_reference] = number
-            result = {"document_number": number}
-        self.send(
-            oc.SyncOutcome,
-            data={
-                "command_id": cmd.id,
-                "command_type": cmd.type,  # type: ignore[attr-defined]
-                "target": "fortnox",
-                "status": "done",
-                "result": result,
-            },
-        )
-        return True
+            self.fx_orders[ref] = number
+            self.fx_order_rows.append({"ref": ref, "customer": data.customer_number, "cmd": cmd})
+            return "done", {"document_number": number}, None
+        raise AssertionError(f"unexpected command {cmd!r}")
+
+    def false_missing(self, event: str, field_name: str) -> list[tuple[str, str]]:
+        """(pass, record) pairs a completed pass declared missing although the record existed in
+        Fortnox during the whole pass."""
+        completions = {
+            m.id: m.data.sync_pass  # type: ignore[attr-defined]
+            for m in self.processed
+            if m.type == "fortnox.sync.completed"  # type: ignore[attr-defined]
+        }
+        found: list[tuple[str, str]] = []
+        for note in self.notes_named(event):
+            sync_pass = completions.get(note.fields["message_id"])
+            if sync_pass is None or not str(note.fields.get("reason", "")).startswith("missing"):
+                continue
+            if note.fields[field_name] in self.pass_survivors.get(sync_pass, set()):
+                found.append((sync_pass, note.fields[field_name]))
+        return found
 
     # -- quiescence -----------------------------------------------------------------------------
 
@@ -299,6 +598,8 @@ class World:
                 self.process_all()
             for number in list(self.fx_articles):
                 self.poll(number)
+            for number in list(self.fx_customers):
+                self.poll_customer(number)
             self.process_all()
             if not moved and not self.fx_queue and not self.till_queue and not self._dirty():
                 return
