@@ -17,6 +17,7 @@ from engine.fortnox_factory import open_api
 from engine.ledger import export_sie, sync_vouchers
 from engine.ops import progress
 from engine.secrets import SecretBox
+from engine.sie_import import import_file
 from engine.store.db import Database
 from engine.tenants import TenantDirectory
 from topics.outcomes import ExportRequested, ExportRequestedData
@@ -91,6 +92,16 @@ async def _ledger(args: argparse.Namespace) -> int:
         await api.client.aclose()
 
 
+def _import_sie(args: argparse.Namespace) -> int:
+    db, directory, _box = _open(args.data)
+    if directory.get(args.tenant) is None:
+        print(json.dumps({"error": f"unknown tenant {args.tenant}"}))
+        return 2
+    result = import_file(Edge(db), args.tenant, Path(args.file))
+    print(json.dumps(result, default=str))
+    return 1 if result.get("errors") else 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], data: str) -> None:
     export = sub.add_parser("export", help="manual exports")
     export_sub = export.add_subparsers(dest="export_what", required=True)
@@ -102,6 +113,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], data: str
     zr.add_argument("--to", dest="to_date", required=True, help="YYYY-MM-DD")
     zr.add_argument("--data", default=data)
     zr.set_defaults(func=_export_zreports)
+
+    sie_import = sub.add_parser(
+        "import-sie", help="a till's daily SIE 4I file as vouchers (posted once, preflighted)"
+    )
+    sie_import.add_argument("file")
+    sie_import.add_argument("--tenant", required=True)
+    sie_import.add_argument("--data", default=data)
+    sie_import.set_defaults(func=_import_sie)
 
     ledger = sub.add_parser("ledger", help="Fortnox's vouchers and general ledger to the till")
     ledger.add_argument("action", choices=["sync", "export"])

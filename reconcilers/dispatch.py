@@ -6,7 +6,16 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from reconcilers import articles, customers, invoices, ledger, payments, stock, zreports
+from reconcilers import (
+    articles,
+    customers,
+    invoices,
+    ledger,
+    payments,
+    stock,
+    submitted,
+    zreports,
+)
 from reconcilers.context import DIRTY, TENANT, Ctx
 from reconcilers.state import Decision, StateView, Txn
 from topics import fortnox as fx
@@ -60,6 +69,10 @@ def _counted(ctx: Ctx, msg: Any) -> None:
 
 def _invoice(ctx: Ctx, msg: Any) -> None:
     invoices.on_invoice(ctx, msg.data)
+
+
+def _submitted(ctx: Ctx, msg: Any) -> None:
+    submitted.on_submitted(ctx, msg.data)
 
 
 def _zreport(ctx: Ctx, msg: Any) -> None:
@@ -309,6 +322,7 @@ _HANDLERS: dict[str, Callable[[Ctx, Any], None]] = {
     till.StockCounted.model_fields["type"].default: _counted,
     till.InvoiceCreated.model_fields["type"].default: _invoice,
     till.ZReportClosed.model_fields["type"].default: _zreport,
+    till.VoucherSubmitted.model_fields["type"].default: _submitted,
     fx.FortnoxCustomerChanged.model_fields["type"].default: _fx_customer,
     fx.FortnoxCustomerDeleted.model_fields["type"].default: _fx_customer_deleted,
     fx.FortnoxArticleChanged.model_fields["type"].default: _fx_article,

@@ -44,6 +44,8 @@ class _Line:
     amount: Decimal  # positive = debit, negative = credit
     text: str
     result_row: bool
+    #: A cost centre of the row's own (SIE object lists); else the voucher's rule applies.
+    cost_center: str | None = None
 
 
 def _account(mapping: dict[str, int], key: str, subject: str) -> int:
@@ -137,33 +139,57 @@ def build_voucher(
     lines = _lines(z, settings)
     if not lines:
         return None
+    description = settings.description_template.format(
+        z_number=z.z_number, till_id=z.till_id, date=z.business_date.isoformat()
+    )
+    return checked_draft(
+        lines,
+        day=z.business_date,
+        series=settings.series,
+        description=description,
+        comments=f"kassasync zreport {zreport_key(z)}",
+        master=master,
+        cost_center=cost_center_for(z, settings),
+        subject=f"Z-report {z.z_number} (till {z.till_id}, {z.business_date})",
+        holder=f"till {z.till_id}",
+    )
+
+
+def checked_draft(
+    lines: list[_Line],
+    *,
+    day: dt.date,
+    series: str,
+    description: str,
+    comments: str,
+    master: MasterData | None,
+    cost_center: str | None,
+    subject: str,
+    holder: str,
+) -> tuple[VoucherDraft, int]:
+    """Fortnox's voucher rules, checked before posting: balance, financial year, locked period,
+    manual series, accounts that exist and are active, cost centres that exist, are active and
+    are given where an account makes them mandatory. Raises :class:`PreflightError`."""
     debit = sum((ln.amount for ln in lines if ln.amount > 0), ZERO)
     credit = -sum((ln.amount for ln in lines if ln.amount < 0), ZERO)
-    subject = f"Z-report {z.z_number} (till {z.till_id}, {z.business_date})"
-    if debit != credit:
-        raise PreflightError(
-            shop_error(ErrorKind.VOUCHER_UNBALANCED, subject=subject, debit=debit, credit=credit)
-        )
-    if len(lines) < 2:
+    if debit != credit or len(lines) < 2:
         raise PreflightError(
             shop_error(ErrorKind.VOUCHER_UNBALANCED, subject=subject, debit=debit, credit=credit)
         )
     year_id = 0
-    cost_center = cost_center_for(z, settings)
     settings_by_account: dict[int, CostCenterSetting] = {}
     if master is not None:
-        year = year_for(master, z.business_date)
+        year = year_for(master, day)
         if year is None:
-            raise PreflightError(shop_error(ErrorKind.FINANCIAL_YEAR_MISSING, date=z.business_date))
+            raise PreflightError(shop_error(ErrorKind.FINANCIAL_YEAR_MISSING, date=day))
         year_id = year.year.id
-        if master.locked_until is not None and z.business_date <= master.locked_until:
-            raise PreflightError(shop_error(ErrorKind.PERIOD_LOCKED, date=z.business_date))
-        series = {s.code: s for s in year.series}
-        found = series.get(settings.series)
+        if master.locked_until is not None and day <= master.locked_until:
+            raise PreflightError(shop_error(ErrorKind.PERIOD_LOCKED, date=day))
+        found = {s.code: s for s in year.series}.get(series)
         if found is None:
-            raise PreflightError(shop_error(ErrorKind.SERIES_MISSING, series=settings.series))
+            raise PreflightError(shop_error(ErrorKind.SERIES_MISSING, series=series))
         if not found.manual:
-            raise PreflightError(shop_error(ErrorKind.SERIES_NOT_MANUAL, series=settings.series))
+            raise PreflightError(shop_error(ErrorKind.SERIES_NOT_MANUAL, series=series))
         accounts = {a.number: a for a in year.accounts}
         for line in lines:
             info = accounts.get(line.account)
@@ -172,30 +198,24 @@ def build_voucher(
             if not info.active:
                 raise PreflightError(shop_error(ErrorKind.ACCOUNT_INACTIVE, account=line.account))
             settings_by_account[line.account] = info.cost_center_settings
-        if cost_center is not None:
-            centers = {c.code: c for c in master.cost_centers}
-            center = centers.get(cost_center)
+        centers = {c.code: c for c in master.cost_centers}
+        used = {cost_center} | {ln.cost_center for ln in lines}
+        for code in sorted(c for c in used if c is not None):
+            center = centers.get(code)
             if center is None:
-                raise PreflightError(
-                    shop_error(ErrorKind.COST_CENTER_MISSING, cost_center=cost_center)
-                )
+                raise PreflightError(shop_error(ErrorKind.COST_CENTER_MISSING, cost_center=code))
             if not center.active:
-                raise PreflightError(
-                    shop_error(ErrorKind.COST_CENTER_INACTIVE, cost_center=cost_center)
-                )
+                raise PreflightError(shop_error(ErrorKind.COST_CENTER_INACTIVE, cost_center=code))
     rows: list[VoucherRow] = []
     for line in lines:
         setting = settings_by_account.get(line.account, CostCenterSetting.ALLOWED)
         wants_center = line.result_row or setting is CostCenterSetting.MANDATORY
         allowed = setting is not CostCenterSetting.NOTALLOWED
-        row_center = cost_center if wants_center and allowed else None
+        row_center = line.cost_center or (cost_center if wants_center else None)
+        row_center = row_center if allowed else None
         if setting is CostCenterSetting.MANDATORY and row_center is None:
             raise PreflightError(
-                shop_error(
-                    ErrorKind.COST_CENTER_REQUIRED,
-                    account=line.account,
-                    subject=f"till {z.till_id}",
-                )
+                shop_error(ErrorKind.COST_CENTER_REQUIRED, account=line.account, subject=holder)
             )
         rows.append(
             VoucherRow(
@@ -206,14 +226,11 @@ def build_voucher(
                 description=_clip(line.text, ROW_TEXT_LIMIT),
             )
         )
-    description = settings.description_template.format(
-        z_number=z.z_number, till_id=z.till_id, date=z.business_date.isoformat()
-    )
     draft = VoucherDraft(
-        series=settings.series,
-        transaction_date=z.business_date,
+        series=series,
+        transaction_date=day,
         description=_clip(description, DESCRIPTION_LIMIT),
-        comments=f"kassasync zreport {zreport_key(z)}",
+        comments=comments,
         rows=rows,
     )
     return draft, year_id

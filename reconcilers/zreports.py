@@ -64,6 +64,11 @@ def _try_post(ctx: Ctx, key: str, *, manual: bool) -> None:
     record = ctx.txn.get(KIND, key)
     if record is None or record["status"] in ("posting", "posted"):
         return
+    if "submitted" in record:  # a voucher the till booked itself (SIE 4I)
+        from reconcilers import submitted
+
+        submitted.try_post(ctx, key)
+        return
     settings = ctx.settings.zreports
     z = ZReportData.model_validate(record["report"])
     if not settings.enabled and not manual:
@@ -98,9 +103,18 @@ def _try_post(ctx: Ctx, key: str, *, manual: bool) -> None:
     _set(ctx, key, record, "posting", command_id=cmd.id)
 
 
+_PAYLOADS = ("report", "submitted")
+
+
+def _day(record: dict[str, Any]) -> dt.date:
+    if "report" in record:
+        return dt.date.fromisoformat(record["report"]["business_date"])
+    return dt.date.fromisoformat(record["submitted"]["transaction_date"])
+
+
 def _set(ctx: Ctx, key: str, record: dict[str, Any], status: str, **extra: Any) -> None:
-    stamps = {k: v for k, v in record.items() if k.startswith("till_")}
-    ctx.txn.put(KIND, key, {"report": record["report"], "status": status, **stamps, **extra})
+    kept = {k: v for k, v in record.items() if k.startswith("till_") or k in _PAYLOADS}
+    ctx.txn.put(KIND, key, {**kept, "status": status, **extra})
 
 
 def retry_waiting(ctx: Ctx) -> None:
@@ -113,7 +127,7 @@ def retry_waiting(ctx: Ctx) -> None:
 def export_range(ctx: Ctx, start: dt.date, end: dt.date) -> None:
     """Manual export: post every Z-report in the range that is not posted yet."""
     for key, record in ctx.txn.scan(KIND):
-        day = dt.date.fromisoformat(record["report"]["business_date"])
+        day = _day(record)
         if start <= day <= end and record["status"] not in ("posting", "posted"):
             _try_post(ctx, key, manual=True)
 

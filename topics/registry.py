@@ -19,6 +19,7 @@ TILL_EVENTS: tuple[type[Envelope], ...] = (
     till.StockCounted,
     till.InvoiceCreated,
     till.ZReportClosed,
+    till.VoucherSubmitted,
 )
 FORTNOX_CHANGES: tuple[type[Envelope], ...] = (
     fortnox.FortnoxCustomerChanged,

@@ -231,3 +231,32 @@ class ZReportClosed(TillEvent):
 
     type: Literal["till.zreport.closed"] = "till.zreport.closed"
     data: ZReportData
+
+
+# --- vouchers from the till's own bookkeeping (SIE 4I) ---------------------------------------
+
+
+class SubmittedRow(Model):
+    account: int = Field(ge=1000, le=9999)
+    amount: Money = Field(description="Signed: debit positive, credit negative.")
+    cost_center: Ident | None = None
+    text: ShortText | None = None
+
+
+class VoucherSubmittedData(Model):
+    key: Ident = Field(
+        description="Identifies the voucher for good (file fingerprint and voucher position): "
+        "it is posted once, however often it is sent."
+    )
+    source: Literal["sie4i"] = "sie4i"
+    transaction_date: dt.date
+    description: ShortText = Field(min_length=1)
+    rows: list[SubmittedRow] = Field(min_length=2, max_length=1000)
+
+
+class VoucherSubmitted(TillEvent):
+    """A voucher the till booked itself (a daily SIE 4I file): posted to Fortnox once, through
+    the same checks as a Z-report's voucher."""
+
+    type: Literal["till.voucher.submitted"] = "till.voucher.submitted"
+    data: VoucherSubmittedData

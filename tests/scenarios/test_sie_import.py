@@ -1,0 +1,111 @@
+"""A till's daily SIE 4I file through `kassasync import-sie`: preflighted, posted once."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from engine.sie_import import import_file
+from tests.scenarios.conftest import Factory
+
+# The Z-report of sie-and-pos.md §1.9 as the till writes it (cp437, CRLF), dated today because
+# the demo company has locked last year's books.
+FILE = """#FLAGGA 0
+#PROGRAM "Kassan" 1.0
+#FORMAT PC8
+#GEN {day}
+#SIETYP 4
+#FNAMN "Exempelbutiken AB"
+#VER "" "" {day} "Z-dagrapport 1234, kassa K1" {day}
+{{
+#TRANS 1910 {{}} 2760.00 {day} "Kontant"
+#TRANS 1580 {{}} 8150.00 {day} "Kort inkl. dricks"
+#TRANS 1930 {{}} 1500.00 {day} "Swish"
+#TRANS 2421 {{}} 500.00 {day} "Inlösta presentkort"
+#TRANS 3740 {{}} 0.40 {day} "Öresavrundning"
+#TRANS 3001 {{1 "100"}} -6400.00 {day} "Försäljning 25%"
+#TRANS 3001 {{1 "100"}} 200.00 {day} "Returer 25%"
+#TRANS 2611 {{}} -1600.00 {day} "Utg moms 25%"
+#TRANS 2611 {{}} 50.00 {day} "Utg moms 25% returer"
+#TRANS 3002 {{1 "100"}} -4000.00 {day} "Försäljning 12%"
+#TRANS 2621 {{}} -480.00 {day} "Utg moms 12%"
+#TRANS 3003 {{1 "100"}} -500.38 {day} "Försäljning 6%"
+#TRANS 2631 {{}} -30.02 {day} "Utg moms 6%"
+#TRANS 2890 {{}} -150.00 {day} "Dricks, skuld till personal"
+}}
+"""
+
+
+def write(path: Path, text: str) -> Path:
+    day = dt.date.today().strftime("%Y%m%d")
+    path.write_bytes(text.format(day=day).replace("\n", "\r\n").encode("cp437"))
+    return path
+
+
+async def _posted(rt: object) -> list[dict[str, object]]:
+    data = await rt.fortnox("financialyears")  # type: ignore[attr-defined]
+    return [
+        v
+        for fy in data["financialyears"]
+        for v in fy["vouchers"]
+        if "kassasync zreport sie:" in (v.get("Comments") or "")
+    ]
+
+
+async def test_a_4i_file_is_posted_once_however_often_it_is_imported(
+    runtime: Factory, tmp_path: Path
+) -> None:
+    async with runtime() as rt:
+        await rt.settle()
+        path = write(tmp_path / "Z20250314.SI", FILE)
+        first = import_file(rt.engine.edge, "shop", path)
+        assert (first["vouchers"], first["accepted"]) == (1, 1)
+        # The till exports the same day again, with another header: still the same voucher.
+        again = write(tmp_path / "again.SI", FILE.replace('"Kassan" 1.0', '"Kassan" 1.1'))
+        assert import_file(rt.engine.edge, "shop", again)["duplicates"] == 1
+        await rt.settle()
+        posted = await _posted(rt)
+        assert len(posted) == 1
+        rows = posted[0]["VoucherRows"]
+        assert len(rows) == 14  # type: ignore[arg-type]
+        centers = {r.get("CostCenter") for r in rows if r["Account"] == 3001}  # type: ignore[union-attr,index]
+        assert centers == {"100"}
+
+
+async def test_a_4i_voucher_on_an_inactive_account_waits_with_the_shops_error(
+    runtime: Factory, tmp_path: Path
+) -> None:
+    async with runtime() as rt:
+        await rt.settle()
+        year = next(
+            fy["Id"]
+            for fy in (await rt.fortnox("financialyears"))["financialyears"]
+            if fy["FromDate"].startswith(str(dt.date.today().year))
+        )
+        await rt.admin(
+            "POST",
+            f"/financialyears/{year}/accounts",
+            json={"Number": 3999, "Description": "Gammal", "Active": False},
+        )
+        text = FILE.replace("#TRANS 3740 {{}} 0.40", "#TRANS 3999 {{}} 0.40")
+        result = import_file(rt.engine.edge, "shop", write(tmp_path / "bad.SI", text))
+        assert result["accepted"] == 1
+        await rt.settle()
+        waiting = [
+            r for k, r in rt.engine.processor.store.scan("shop", "zr") if k.startswith("sie:")
+        ]
+        assert waiting and waiting[0]["status"] == "waiting"
+        assert waiting[0]["error"]["kind"] == "account_inactive"
+        assert "3999" in waiting[0]["error"]["message"]
+
+
+def test_an_unbalanced_file_is_refused_with_the_line_and_nothing_stored(tmp_path: Path) -> None:
+    from engine.embedded.edge import Edge
+    from engine.store.db import Database
+    from topics.names import Topic
+
+    edge = Edge(Database(tmp_path / "k.db"))
+    text = FILE.replace("#TRANS 2890 {{}} -150.00", "#TRANS 2890 {{}} -149.00")
+    result = import_file(edge, "shop", write(tmp_path / "unbalanced.SI", text))
+    assert result["errors"] and result["errors"][0]["line"] == 7
+    assert edge.log.count(Topic.TILL_EVENTS) == 0
