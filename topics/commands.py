@@ -170,8 +170,9 @@ class CreateFortnoxOrder(FortnoxCommand):
 
 
 class TillCustomerData(Model):
-    till_customer_id: Ident | None = Field(
-        default=None, description="Null for a customer the till does not have yet."
+    till_customer_id: Ident = Field(
+        description="The till's id for the customer; for a customer that came from Fortnox "
+        "Kassasync chooses it (fortnox-<number>) and the till creates the customer under it."
     )
     fortnox_customer_number: CustomerNumber
     customer: CustomerFields

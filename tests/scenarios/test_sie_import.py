@@ -109,3 +109,18 @@ def test_an_unbalanced_file_is_refused_with_the_line_and_nothing_stored(tmp_path
     result = import_file(edge, "shop", write(tmp_path / "unbalanced.SI", text))
     assert result["errors"] and result["errors"][0]["line"] == 7
     assert edge.log.count(Topic.TILL_EVENTS) == 0
+
+
+async def test_an_imported_day_before_the_start_date_is_not_posted(
+    runtime: Factory, tmp_path: Path
+) -> None:
+    tomorrow = dt.date.today() + dt.timedelta(days=1)
+    async with runtime({"zreports": {"start_date": tomorrow.isoformat()}}) as rt:
+        await rt.settle()
+        import_file(rt.engine.edge, "shop", write(tmp_path / "early.SI", FILE))
+        await rt.settle()
+        records = [
+            r for k, r in rt.engine.processor.store.scan("shop", "zr") if k.startswith("sie:")
+        ]
+        assert [r["status"] for r in records] == ["before_start"]
+        assert await _posted(rt) == []
