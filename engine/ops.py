@@ -55,7 +55,7 @@ from reconcilers.state import Record
 from reconcilers.stock import Level
 from topics import registry
 from topics.envelope import Envelope, Source
-from topics.errors import ErrorKind, ShopError
+from topics.errors import ErrorKind, ShopError, shop_error
 from topics.names import RECONCILED_TOPICS, Topic
 from topics.outcomes import (
     DeadLetterAction,
@@ -995,11 +995,7 @@ class Ops:
         status = self.store.record(tenant, "tenant", "status") or {}
         paused = _shop_error(status.get("error")) if status.get("paused") else None
         if status.get("paused") and paused is None:
-            paused = ShopError(
-                kind=ErrorKind.FORTNOX_UNAVAILABLE,
-                message="The tenant is paused.",
-                fix="Resume it when the cause is dealt with.",
-            )
+            paused = shop_error(ErrorKind.PAUSED_BY_OPERATOR, detail="no reason was recorded")
         settings = self.settings(tenant)
         records = dict(self.store.records(tenant, "flow"))
         cursors = {c.resource: c for c in self.store.cursors(tenant)}
@@ -1136,13 +1132,7 @@ class Ops:
         """Pause a tenant's Fortnox session by hand (the shop sees ``reason``)."""
         self._known(tenant)
         text = reason.strip()[:300] or "maintenance"
-        error = ShopError(
-            kind=ErrorKind.FORTNOX_UNAVAILABLE,
-            message=f"Sync with Fortnox is paused by the Kassasync operator: {text}",
-            fix="Nothing to do in the shop: changes wait and are sent when the operator "
-            "resumes the sync.",
-            details={"paused_by": "operator", "reason": text},
-        )
+        error = shop_error(ErrorKind.PAUSED_BY_OPERATOR, detail=text, paused_by="operator")
         message = TenantPaused(
             id=f"ops-pause-{uuid.uuid4().hex}",
             tenant=tenant,

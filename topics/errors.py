@@ -33,6 +33,8 @@ class ErrorKind(StrEnum):
     FORTNOX_REJECTED = "fortnox_rejected"
     FORTNOX_UNAVAILABLE = "fortnox_unavailable"
     TILL_UNREACHABLE = "till_unreachable"
+    TILL_REFUSED = "till_refused"
+    PAUSED_BY_OPERATOR = "paused_by_operator"
 
 
 #: Which errors pause the whole tenant (nothing can succeed until the shop acts) as opposed to
@@ -160,6 +162,17 @@ _TEXT: dict[ErrorKind, tuple[str, str, str | None]] = {
     ErrorKind.FORTNOX_UNAVAILABLE: (
         "Fortnox did not answer ({detail}). Kassasync keeps retrying.",
         "Nothing to do: the change is kept and sent when Fortnox answers again.",
+        None,
+    ),
+    ErrorKind.TILL_REFUSED: (
+        "The till's back office refused a command from Kassasync ({subject}): {detail}",
+        "Check the till's log for why it refused the change; then retry the dead letter on the "
+        "dashboard, or discard it if the till is right.",
+        None,
+    ),
+    ErrorKind.PAUSED_BY_OPERATOR: (
+        "Sync with Fortnox is paused by the Kassasync operator: {detail}",
+        "Nothing to do in the shop: changes wait and are sent when the operator resumes the sync.",
         None,
     ),
     ErrorKind.TILL_UNREACHABLE: (

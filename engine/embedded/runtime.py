@@ -101,7 +101,8 @@ class EmbeddedEngine:
         self.throughput.add_types(result.by_type)
 
     def _app(self) -> FastAPI:
-        app = FastAPI(title="Kassasync", version="0.1.0")
+        # The OpenAPI document describes the till-facing API; no interactive docs pages.
+        app = FastAPI(title="Kassasync", version="0.1.0", docs_url=None, redoc_url=None)
         app.include_router(ingest_router(self.tenants, self.edge))
         mount_web(app, ops=self.ops, auth=self.admin, metrics=self.metrics)
 

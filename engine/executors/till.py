@@ -94,8 +94,9 @@ class TillDelivery:
         if 200 <= status < 300:
             self.edge.settle(pending, OutcomeStatus.DONE, result=_result(response))
         elif 400 <= status < 500 and status not in RETRYABLE_4XX:
-            detail = f"the till refused {pending.type}: {_reason(response)}"
-            error = shop_error(ErrorKind.INVALID_INPUT, detail=detail)
+            error = shop_error(
+                ErrorKind.TILL_REFUSED, subject=pending.type, detail=_reason(response)
+            )
             self.edge.settle(pending, OutcomeStatus.REJECTED, error=error)
         else:
             self._later(pending, f"HTTP {status}")

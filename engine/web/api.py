@@ -100,7 +100,8 @@ def _error(failed: OpsError) -> JSONResponse:
 
 
 def router(ops: Ops, auth: AdminAuth) -> APIRouter:
-    api = APIRouter(prefix="/ops/api", tags=["ops"])
+    # The ops API needs the admin token; it is left out of the public OpenAPI document.
+    api = APIRouter(prefix="/ops/api", tags=["ops"], include_in_schema=False)
 
     def reader(request: Request) -> Session:
         found = auth.authenticate(request)

@@ -130,7 +130,7 @@ async def test_overview_shows_the_paused_tenant_and_its_dead_letters(tmp_path: P
     detail = engine.ops.tenant(TENANT)
     assert detail is not None
     assert [d.type for d in detail.dead_letters] == ["till.payment.register"] * 2
-    assert detail.dead_letters[0].error.kind is ErrorKind.INVALID_INPUT
+    assert detail.dead_letters[0].error.kind is ErrorKind.TILL_REFUSED
     assert "not mapped" in detail.dead_letters[0].error.message
     assert detail.counts["payments"] == 2 and detail.depth == {}
     assert engine.ops.tenant("nobody") is None
