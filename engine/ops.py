@@ -81,7 +81,7 @@ FLOW_TITLES: dict[str, str] = {
 }
 #: Flows the reconcilers retry themselves when an operator retries one of their dead letters
 #: (a new command is made from the current state); the others get their old command requeued.
-RETRY_FLOWS: frozenset[str] = frozenset(dispatch._RETRY)
+RETRY_FLOWS: frozenset[str] = frozenset(dispatch.RETRY)
 #: The Fortnox poll stream (``fx_cursor.resource``) each flow depends on.
 POLLED_BY: dict[str, str] = {
     "articles": "articles",

@@ -219,7 +219,7 @@ def _resumed(ctx: Ctx, msg: Any) -> None:
         if not cmd.get("retry_on_resume"):
             continue
         ctx.txn.delete("cmd", command_id)
-        retry = _RETRY.get(cmd["flow"])
+        retry = RETRY.get(cmd["flow"])
         if retry is not None:
             retry(ctx, cmd["key"])
 
@@ -236,17 +236,23 @@ def _deadletter_action(ctx: Ctx, msg: Any) -> None:
         return
     flow, key, ctype = cmd["flow"], cmd["key"], cmd["type"]
     ctx.note("deadletter.action", action=data.action, flow=flow, key=key, command_type=ctype)
+    retry = RETRY.get(flow)
+    if data.action == "retry" and retry is None:
+        # The engine sends the same command again: keep its record so that its outcome still
+        # settles the flow (and clears the flow's light).
+        return
     ctx.txn.delete("cmd", data.dead_letter_id)
     if data.action == "discard":
         if flow == stock.FLOW:
             stock.drop_owed(ctx, key, ctype)
         return
-    retry = _RETRY.get(flow)
     if retry is not None:
         retry(ctx, key)
 
 
-_RETRY: dict[str, Callable[[Ctx, str], None]] = {
+#: Flows that retry a dead letter themselves (a fresh command); for the others the engine
+#: requeues the command that failed.
+RETRY: dict[str, Callable[[Ctx, str], None]] = {
     articles.FLOW: articles.retry,
     stock.FLOW: stock.unblock,
     customers.FLOW: customers.retry,
