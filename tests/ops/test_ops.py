@@ -34,7 +34,6 @@ from tests.ops.world import (
     deliver,
     new_engine,
     paused_with_dead_letters,
-    payment,
 )
 from topics import fortnox as fx
 from topics import registry
