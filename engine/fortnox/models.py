@@ -86,6 +86,12 @@ def _to_date(value: Any) -> Any:
     return value
 
 
+#: A decimal Fortnox wants as text in JSON (order-row quantities, per its OpenAPI document).
+NumText = Annotated[
+    Decimal | None,
+    BeforeValidator(_to_decimal),
+    PlainSerializer(lambda v: None if v is None else format(v.normalize(), "f"), when_used="json"),
+]
 Num = Annotated[
     Decimal | None,
     BeforeValidator(_to_decimal),
@@ -416,8 +422,9 @@ class OrderRow(FortnoxModel):
     row_id: Int = Field(None, alias="RowId")
     article_number: Str = Field(None, alias="ArticleNumber")
     description: Str = Field(None, alias="Description")
-    ordered_quantity: Num = Field(None, alias="OrderedQuantity")
-    delivered_quantity: Num = Field(None, alias="DeliveredQuantity")
+    # Fortnox's document types an order row's quantities as strings (decimal text).
+    ordered_quantity: NumText = Field(None, alias="OrderedQuantity")
+    delivered_quantity: NumText = Field(None, alias="DeliveredQuantity")
     price: Num = Field(None, alias="Price")
     vat: Num = Field(None, alias="VAT")
     vat_code: Str = Field(None, alias="VATCode")

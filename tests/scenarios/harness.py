@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import socket
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
@@ -98,7 +99,9 @@ class EmbeddedRuntime:
         *,
         poll_seconds: float = 0.5,
         feed: bool = True,
+        wrap_sandbox: Callable[[Any], Any] | None = None,
     ) -> None:
+        self.wrap_sandbox = wrap_sandbox
         self.data = data
         self.poll_seconds = poll_seconds
         self.feed = feed
@@ -124,7 +127,10 @@ class EmbeddedRuntime:
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
     async def __aenter__(self) -> EmbeddedRuntime:
-        self.sandbox_url = await self._serve(create_sandbox(self.sandbox_state))
+        sandbox_app = create_sandbox(self.sandbox_state)
+        if self.wrap_sandbox is not None:
+            sandbox_app = self.wrap_sandbox(sandbox_app)
+        self.sandbox_url = await self._serve(sandbox_app)
         self.till_url = await self._serve(create_till(self.till))
         engine_sock = _listener()
         port = engine_sock.getsockname()[1]
