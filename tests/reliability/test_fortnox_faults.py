@@ -219,6 +219,22 @@ _run_until_signal(engine.run)
 """
 
 
+def _rejections(tmp_path: Path) -> dict[str, int]:
+    return {
+        n: (tmp_path / f"engine-{n}.log")
+        .read_text(errors="replace")
+        .count('"fortnox.token.rejected"')
+        for n in ("a", "b")
+    }
+
+
+async def rejected_in_both(tmp_path: Path, times: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while min(_rejections(tmp_path).values()) < times:
+        assert time.monotonic() < deadline, f"not both rejected {times}x: {_rejections(tmp_path)}"
+        await asyncio.sleep(0.2)
+
+
 async def test_refresh_race_between_two_engine_processes(tmp_path: Path) -> None:
     """Engine A syncs a tenant; engine B (another process) holds the same tenant's tokens in
     the same token store (its till commands go to a spare till). The tokens are from a user
@@ -304,6 +320,8 @@ async def test_refresh_race_between_two_engine_processes(tmp_path: Path) -> None
                     "POST", "/faults/expire-tokens", json={"tenant_id": seeded.tenant.id}
                 )
                 assert expired.is_success
+                # Both processes meet the expired tokens before the run goes on.
+                await rejected_in_both(tmp_path, part + 1)
             deadline = time.monotonic() + 120
             previous = None
             stable = 0
@@ -318,9 +336,11 @@ async def test_refresh_race_between_two_engine_processes(tmp_path: Path) -> None
         clean(figures)
         current = await store.load(tenant)
         assert current is not None and not current.login_expired
-        logs = "".join(
-            (tmp_path / f"engine-{n}.log").read_text(errors="replace") for n in ("a", "b")
-        )
+        each = {n: (tmp_path / f"engine-{n}.log").read_text(errors="replace") for n in ("a", "b")}
+        # Both processes met the expired tokens (401, then a refresh or a re-read).
+        for name, text in each.items():
+            assert text.count('"fortnox.token.rejected"') >= 3, (name, text[-3000:])
+        logs = each["a"] + each["b"]
         refreshed = logs.count('"fortnox.token.refreshed"')
         # One refresh per expiry across both processes; a second use of a refresh token
         # would have logged the tenant out (login_expired).
