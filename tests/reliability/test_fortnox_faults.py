@@ -73,7 +73,7 @@ async def test_5xx(tmp_path: Path) -> None:
         await live.clear_faults()
         await live.send_all(slice(9, None))
         clean(await live.settle())
-        assert injected > 5
+        assert injected >= 3
 
 
 @pytest.mark.parametrize(
