@@ -6,9 +6,15 @@ from __future__ import annotations
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from engine.cli import main
+from engine.cli import build_parser
 from engine.kafka.config import KafkaConfig
 from topics.names import TOPICS
+
+
+def main(argv: list[str]) -> int:
+    """The CLI without its logging set-up (which would bind pytest's capture stream)."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
 
 
 def test_init_creates_every_topic_from_configuration(
