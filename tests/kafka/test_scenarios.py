@@ -4,10 +4,12 @@ replay of the tenant's log: an unchanged history replays to zero differences."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
 
+from engine.cli import build_parser
 from engine.kafka.config import KafkaConfig
 from engine.replay import ReplayResult, embedded_replay, kafka_replay
 from engine.secrets import SecretBox
@@ -24,7 +26,13 @@ def make(kind: str, tmp_path: Path, bootstrap: str, prefix: str) -> tuple[Harnes
 
 
 @pytest.mark.parametrize("kind", ["embedded", "kafka"])
-async def test_flows_then_replay(kind: str, tmp_path: Path, bootstrap: str, prefix: str) -> None:
+async def test_flows_then_replay(
+    kind: str,
+    tmp_path: Path,
+    bootstrap: str,
+    prefix: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     world = await World(["shop-a"]).start()
     harness, config = make(kind, tmp_path, bootstrap, prefix)
     try:
@@ -43,3 +51,13 @@ async def test_flows_then_replay(kind: str, tmp_path: Path, bootstrap: str, pref
     assert result.new_commands == []
     assert len(result.commands) > 50  # every command was derived again, with the same id
     assert any(kind == "stock" for kind, _ in live)
+    # The same through the CLI: exit status 0 (nothing differs), one JSON line.
+    if kind == "embedded":
+        where = ["--runtime", "embedded", "--data", str(tmp_path / "embedded")]
+    else:
+        where = ["--runtime", "kafka", "--bootstrap", bootstrap, "--prefix", prefix]
+    args = build_parser().parse_args(["replay", *where, "--tenant", "shop-a", "--json"])
+    assert await asyncio.to_thread(args.func, args) == 0
+    shown = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (shown["differences"], shown["new_commands"]) == ([], [])
+    assert shown["messages"] == result.messages
