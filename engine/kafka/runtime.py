@@ -162,17 +162,6 @@ class KafkaRuntime:
             key_serializer="raw",
             value_serializer="raw",
         )
-        self.topics = {
-            topic: self.app.topic(
-                config.topic(topic),
-                partitions=config.partitions,
-                key_type=bytes,
-                value_type=bytes,
-                key_serializer="raw",
-                value_serializer="raw",
-            )
-            for topic in Topic
-        }
         self.source_names = {config.topic(t) for t in RECONCILED_TOPICS}
         self.source = self.app.topic(
             *sorted(self.source_names),
