@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import httpx
 import uvicorn
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from kafka import KafkaConsumer, TopicPartition
 
 from engine.demo import DEMO_SETTINGS
@@ -62,8 +63,11 @@ def _socket() -> socket.socket:
 class World:
     """The Fortnox sandbox (one company per tenant) and the tills, on loopback HTTP."""
 
-    def __init__(self, tenants: list[str]) -> None:
+    def __init__(self, tenants: list[str], *, down: set[str] | None = None) -> None:
         self.tenants = tenants
+        #: Tenants whose till back office answers every command with 503 (it is down).
+        self.down = set(down or ())
+        self.refused_calls: dict[str, int] = {}
         self.sandbox = SandboxState()
         self.seeded = {
             tenant: seed_demo(self.sandbox, tenant_id=3_000_000 + i, client_id=f"ks-{tenant}")
@@ -90,9 +94,21 @@ class World:
         self.sandbox_url = await self._serve(create_sandbox(self.sandbox))
         tills = FastAPI()
         for tenant, state in self.tills.items():
-            tills.mount(f"/{tenant}", create_till(state))
+            tills.mount(
+                f"/{tenant}", self._down(tenant) if tenant in self.down else create_till(state)
+            )
         self.till_url = await self._serve(tills)
         return self
+
+    def _down(self, tenant: str) -> FastAPI:
+        app = FastAPI()
+
+        @app.post("/kassasync/commands")
+        async def unavailable() -> JSONResponse:
+            self.refused_calls[tenant] = self.refused_calls.get(tenant, 0) + 1
+            return JSONResponse(status_code=503, content={"error": "back office down"})
+
+        return app
 
     async def stop(self) -> None:
         for server in self._servers:
