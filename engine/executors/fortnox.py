@@ -300,7 +300,8 @@ class FortnoxSession:
             else:
                 written = read + delta
                 self.edge.remember_intent(command.id, {"read": str(read), "written": str(written)})
-                await self.api.stock.write_quantity(article, written)
+                # Straight after the read: no second read whose gap a sale could fall into.
+                await self.api.stock.put_quantity(article, written)
         fact = fx.FortnoxStockWritten(
             id=f"written-{command.id}",
             tenant=self.tenant,

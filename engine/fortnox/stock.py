@@ -173,6 +173,14 @@ class Stock:
         if new == read:
             log.debug("fortnox.stock.unchanged", tenant=self.client.tenant)
             return StockWrite(article_number, read, read, changed=False)
+        await self.put_quantity(article_number, new)
+        return StockWrite(article_number, read, new, changed=True)
+
+    async def put_quantity(self, article_number: str, new: Decimal) -> None:
+        """Set ``QuantityInStock`` (absolute; no read first — the caller read it and recorded
+        what it is about to write). Checks Fortnox kept the value."""
+        if await self.warehouse_active():
+            raise self._refuse(article_number)
         path = f"/3/articles/{seg(article_number)}"
         body = {"Article": Article(quantity_in_stock=new).to_payload()}
         data = await self.client.send_json("PUT", path, body)
@@ -191,10 +199,8 @@ class Stock:
             "fortnox.stock.written",
             tenant=self.client.tenant,
             article=article_number,
-            read=str(read),
             written=str(new),
         )
-        return StockWrite(article_number, read, new, changed=True)
 
     # --- with the warehouse module ---------------------------------------------------------
 
