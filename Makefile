@@ -36,5 +36,14 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+CHAOS_KILLS ?= 50
+CHAOS_RUNTIME ?= both
+
+## make chaos: 50 SIGKILLs per runtime (Kafka: plus one broker restart), compared with an
+## uninterrupted run of the same workload; prints one JSON line per runtime.
+chaos: $(STAMP)
+	$(BIN)/python deploy/kafka/broker.py fetch
+	$(BIN)/python -m chaos --kills $(CHAOS_KILLS) --runtime $(CHAOS_RUNTIME)
+
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache test-artifacts
