@@ -416,7 +416,7 @@ class KafkaRuntime:
         for tenant, target, command_id, seq in batch.queued:
             self.ports.enqueue(tenant, target, command_id, seq)
         if batch.queued:
-            for session in self.sessions.values():
+            for session in list(self.sessions.values()):
                 session.wakeup.set()
         if self.log_notes:
             for note in batch.notes:
@@ -596,7 +596,8 @@ class KafkaRuntime:
             for task in late:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-        for session in self.sessions.values():
+        # A copy: the tick loop may still be starting a session while this awaits.
+        for session in list(self.sessions.values()):
             with contextlib.suppress(Exception):
                 await session.api.client.aclose()
         self._exec_tasks = []
@@ -637,7 +638,7 @@ class KafkaRuntime:
 
     async def _ensure_sessions(self, stop: asyncio.Event) -> None:
         for tenant in self.directory.ids():
-            if not self.owns(tenant) or stop.is_set():
+            if not self.owns(tenant) or stop.is_set() or self._exec_stop.is_set():
                 continue
             task = self._session_tasks.get(tenant)
             if task is not None and not task.done():
