@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from engine.logging import configure
+from engine.secrets import SecretKeyMissing
 
 DEFAULT_DATA = Path(os.environ.get("KASSASYNC_DATA", "var/kassasync"))
 
@@ -96,7 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure(args.log_level)
-    result = args.func(args)
+    try:
+        result = args.func(args)
+    except SecretKeyMissing as missing:
+        print(f"kassasync: {missing}", file=sys.stderr)
+        return 2
     return int(result or 0)
 
 
