@@ -590,12 +590,16 @@ class KafkaRuntime:
 
     async def _stop_executors(self) -> None:
         self._exec_stop.set()
-        tasks = [*self._exec_tasks, *self._session_tasks.values()]
-        if tasks:
+        waited: set[asyncio.Task[None]] = set()
+        while True:  # again if a session was started while this waited
+            tasks = {*self._exec_tasks, *self._session_tasks.values()} - waited
+            if not tasks:
+                break
             _, late = await asyncio.wait(tasks, timeout=10)
             for task in late:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            waited |= tasks
         # A copy: the tick loop may still be starting a session while this awaits.
         for session in list(self.sessions.values()):
             with contextlib.suppress(Exception):
@@ -652,6 +656,10 @@ class KafkaRuntime:
                 log.error(
                     "fortnox.session.start_failed", tenant=tenant, error=type(failed).__name__
                 )
+                continue
+            if stop.is_set() or self._exec_stop.is_set() or not self.owns(tenant):
+                # Revoked while the session was being set up: it must not start here.
+                await api.client.aclose()
                 continue
             timing = SessionTiming(
                 poll_seconds=config.fortnox.poll_seconds,
