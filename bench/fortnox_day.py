@@ -38,7 +38,8 @@ from typing import Any
 
 from bench.common import quiet_logs
 from bench.naive import NaiveSync
-from bench.world import World, api_calls
+from bench.sandbox_server import RemoteSandbox, sandbox_process
+from bench.world import ShopClock, World, api_calls, compressed_time
 from engine.executors.fortnox import SessionTiming
 from sandbox.fortnox.seed import Seeded, add_bulk, add_client_for, seed_empty
 from sandbox.fortnox.state import SandboxState
@@ -58,7 +59,7 @@ class DayPlan:
     invoices: int = 20
     zreports: int = 1
     hours: float = 10.0
-    compression: float = 240.0
+    compression: float = 120.0
     #: Production defaults (SessionTiming, TenantSettings), in shop time.
     poll_seconds: float = 30.0
     masterdata_seconds: float = 300.0
@@ -105,9 +106,7 @@ def schedule(plan: DayPlan) -> list[Event]:
         )
     for i in range(plan.invoices):
         customer = rng.choice(customer_numbers)
-        rows = [
-            {"article": rng.choice(numbers), "quantity": rng.randint(1, 4)} for _ in range(2)
-        ]
+        rows = [{"article": rng.choice(numbers), "quantity": rng.randint(1, 4)} for _ in range(2)]
         events.append(
             Event(
                 rng.uniform(0, day * 0.98),
@@ -152,9 +151,7 @@ def lower_bound(plan: DayPlan, events: list[Event]) -> dict[str, Any]:
             net[event.key] = 0
         net[event.key] += int(event.data["delta"])
     stock_writes += sum(1 for key in open_at if net[key])
-    periods = {
-        math.floor(e.at / plan.poll_seconds) for e in events if e.kind == "customer_edit"
-    }
+    periods = {math.floor(e.at / plan.poll_seconds) for e in events if e.kind == "customer_edit"}
     orders = sum(1 for e in events if e.kind == "invoice")
     vouchers = sum(1 for e in events if e.kind == "zreport")
     parts = {
@@ -177,8 +174,8 @@ def seed(state: SandboxState, plan: DayPlan, client_id: str) -> Seeded:
     return Seeded(tenant, client)
 
 
-def till_event(world_tenant: str, event: Event, n: int) -> dict[str, Any] | None:
-    now = dt.datetime.now(dt.UTC).isoformat()
+def till_event(world_tenant: str, event: Event, n: int, at: dt.datetime) -> dict[str, Any] | None:
+    now = at.isoformat()
 
     def wrap(type_: str, data: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -239,36 +236,59 @@ def till_event(world_tenant: str, event: Event, n: int) -> dict[str, Any] | None
 
 async def run_kassasync(plan: DayPlan, events: list[Event], data_dir: Path) -> dict[str, Any]:
     c = plan.compression
-    state = SandboxState(rate_window_seconds=plan.rate_window / c)
-    seeded = seed(state, plan, "kassasync-bench")
+    origin = time.time()
+    clock = ShopClock(c, origin)
     timing = SessionTiming(
         poll_seconds=plan.poll_seconds / c,
         masterdata_seconds=plan.masterdata_seconds / c,
-        full_sync_seconds=plan.full_sync_seconds / c,
+        full_sync_seconds=plan.full_sync_seconds,  # compared in shop time
         idle_seconds=max(0.005, 0.25 / c),
     )
+    with (
+        sandbox_process(
+            articles=plan.articles,
+            customers=plan.customers,
+            rate_window=plan.rate_window / c,
+            compression=c,
+            origin=origin,
+        ) as sandbox,
+        compressed_time(clock),
+    ):
+        return await _run_kassasync(plan, events, data_dir, sandbox, timing, clock)
+
+
+async def _run_kassasync(
+    plan: DayPlan,
+    events: list[Event],
+    data_dir: Path,
+    sandbox: RemoteSandbox,
+    timing: SessionTiming,
+    clock: ShopClock,
+) -> dict[str, Any]:
+    c = plan.compression
     async with World(
         data_dir,
-        state,
-        seeded,
+        sandbox,
         timing,
         rate_window=plan.rate_window / c,
-        flush_window=plan.effective_flush / c,
+        flush_window=plan.effective_flush,
         poll_seconds=plan.poll_seconds / c,
     ) as world:
         t0 = time.monotonic()
         await world.wait(
-            lambda: len(world.till.articles) >= plan.articles
-            and len(world.till.customers) >= plan.customers,
+            lambda: (
+                len(world.till.articles) >= plan.articles
+                and len(world.till.customers) >= plan.customers
+            ),
             1800,
             "initial sync",
         )
         await world.settle()
         initial = {
             "seconds": round(time.monotonic() - t0, 2),
-            "calls": api_calls(world.counters()),
+            "calls": api_calls(await world.counters()),
         }
-        world.reset_counters()
+        await world.reset_counters()
         polls_before = world.polls()
         start = time.monotonic()
         late: list[float] = []
@@ -284,24 +304,32 @@ async def run_kassasync(plan: DayPlan, events: list[Event], data_dir: Path) -> d
                     "PATCH", f"/records/customers/{event.key}", json={"Phone1": event.data["phone"]}
                 )
                 continue
-            message = till_event("shop", event, n)
+            message = till_event("shop", event, n, clock.utcnow())
             if message is not None:
+                if event.kind == "movement":  # the sale happened in the till
+                    number = event.key
+                    stock = world.till.stock
+                    stock[number] = stock.get(number, Decimal(0)) + int(event.data["delta"])
                 world.send(message)
         end_of_day = start + plan.day_seconds / c
         await asyncio.sleep(max(0.0, end_of_day - time.monotonic()))
+        day_polls = world.polls() - polls_before
         drained = await world.settle()
-        counters = world.counters()
+        counters = await world.counters()
         polls = world.polls() - polls_before
         till_stock = dict(world.till.stock)
-        fortnox_stock = {
-            r.key: Decimal(str(r.data.get("QuantityInStock") or 0)) for r in seeded.tenant.articles
-        }
+        dump = (await world.admin("GET", "?registers=articles")).json()
+    fortnox_stock = {
+        str(a["ArticleNumber"]): Decimal(str(a.get("QuantityInStock") or 0))
+        for a in dump["articles"]
+    }
     in_sync = sum(1 for k, v in till_stock.items() if fortnox_stock.get(k) == v)
     return {
         "calls": api_calls(counters),
         "by_route": counters.get("by_route", {}),
         "by_status": counters.get("by_status", {}),
-        "polls": polls,
+        "polls_during_day": day_polls,
+        "polls_with_drain": polls,
         "polls_expected": round(plan.day_seconds / plan.poll_seconds),
         "drain_seconds": round(drained, 2),
         "events_late_max_s": round(max(late, default=0.0), 3),

@@ -202,7 +202,7 @@ class TenantStream:
 
     def _messages(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """(kind, partial message) pairs; ``occurred_at`` is stamped by ``next``."""
-        t, p, rng = self.tenant, self.plan, self.rng
+        p, rng = self.plan, self.rng
         yield "control", {"type": "sync.settings.changed", "data": {"settings": SETTINGS}}
         yield "fx", {"type": "fortnox.masterdata.refreshed", "data": _master_data()}
         sync_pass = f"articles-{self.index:06x}"

@@ -33,10 +33,14 @@ from sandbox.fortnox.state import SandboxState
 
 
 class DayEvent(Protocol):
-    at: float
-    kind: str
-    key: str
-    data: dict[str, Any]
+    @property
+    def at(self) -> float: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def data(self) -> dict[str, Any]: ...
 
 
 class NaiveSync:
@@ -65,7 +69,7 @@ class NaiveSync:
                 return items
             page += 1
 
-    async def _cycle(self, http: httpx.AsyncClient, admin: httpx.AsyncClient) -> int:
+    async def _cycle(self, http: httpx.AsyncClient) -> int:
         writes = 0
         articles = await self._pages(http, "/3/articles", "Articles")
         await self._pages(http, "/3/customers", "Customers")
@@ -129,7 +133,9 @@ class NaiveSync:
         max_calls = 0
         writes = 0
         async with (
-            httpx.AsyncClient(transport=transport, base_url="http://sandbox", headers=headers) as http,
+            httpx.AsyncClient(
+                transport=transport, base_url="http://sandbox", headers=headers
+            ) as http,
             httpx.AsyncClient(transport=transport, base_url="http://sandbox") as admin,
         ):
             for k in range(1, cycles + 1):
@@ -146,7 +152,7 @@ class NaiveSync:
                     else:
                         self._apply_till(event)
                 before = self._calls()
-                writes += await self._cycle(http, admin)
+                writes += await self._cycle(http)
                 max_calls = max(max_calls, self._calls() - before)
         calls = self._calls()
         return {

@@ -5,10 +5,13 @@ timing and the tenant's size chosen by the benchmark)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
 import socket
 import sys
 import time
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,14 +19,12 @@ from typing import Any
 import httpx
 import uvicorn
 
+from bench.sandbox_server import RemoteSandbox
 from engine.embedded.runtime import EmbeddedEngine
 from engine.executors.fortnox import SessionTiming
 from engine.fortnox.limiter import LimiterRegistry, SlidingWindowLimiter
 from engine.secrets import SecretBox, generate_key
 from engine.tenants import FortnoxConnection, TenantConfig, TillConnection
-from sandbox.fortnox.app import create_app as create_sandbox
-from sandbox.fortnox.seed import Seeded
-from sandbox.fortnox.state import SandboxState
 from sandbox.till import TillState
 from sandbox.till import create_app as create_till
 from topics import registry
@@ -52,8 +53,70 @@ SHOP_SETTINGS: dict[str, Any] = {
 }
 
 
+class ShopClock:
+    """Shop time running ``compression`` times faster than the wall clock, from ``origin``."""
+
+    def __init__(self, compression: float, origin: float | None = None) -> None:
+        self.compression = compression
+        self._wall0 = time.time() if origin is None else origin
+
+    def time(self) -> float:
+        return self._wall0 + (time.time() - self._wall0) * self.compression
+
+    def utcnow(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.time(), dt.UTC)
+
+
+class _ShopDatetime(dt.datetime):
+    clock: ShopClock | None = None
+
+    @classmethod
+    def now(cls, tz: dt.tzinfo | None = None) -> _ShopDatetime:
+        assert cls.clock is not None
+        moment = cls.clock.utcnow()
+        if tz is not None:
+            moment = moment.astimezone(tz)
+        return cls.fromtimestamp(moment.timestamp(), moment.tzinfo)
+
+
+#: Where the engine reads the wall clock for times that have a business meaning: message times,
+#: poll cursors and full-sync ages, tick times. Patched by ``compressed_time``.
+_CLOCK_USERS = (
+    "engine.executors.fortnox",
+    "engine.embedded.edge",
+    "engine.executors.feed",
+)
+
+
+@contextlib.contextmanager
+def compressed_time(clock: ShopClock) -> Iterator[None]:
+    """Run the engine on shop time: every business timestamp it makes (messages, poll cursors,
+    the tick scheduler's now) comes from ``clock``. Periods the engine measures with the event
+    loop's clock (poll and master-data periods, idle sleeps) are divided by the caller."""
+    import importlib
+
+    saved: list[tuple[Any, str, Any]] = []
+    for name in _CLOCK_USERS:
+        module = importlib.import_module(name)
+        saved.append((module, "utcnow", getattr(module, "utcnow")))  # noqa: B009
+        setattr(module, "utcnow", clock.utcnow)  # noqa: B010
+    runtime = importlib.import_module("engine.embedded.runtime")
+    shim = types.SimpleNamespace(**{k: getattr(dt, k) for k in ("UTC", "timedelta", "date")})
+    _ShopDatetime.clock = clock
+    shim.datetime = _ShopDatetime
+    saved.append((runtime, "dt", getattr(runtime, "dt")))  # noqa: B009
+    setattr(runtime, "dt", shim)  # noqa: B010
+    try:
+        yield
+    finally:
+        for module, attr, value in saved:
+            setattr(module, attr, value)
+
+
 def _listener() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say they are TCP; with
+    # proto 0, every keep-alive response after the first waits ~40 ms (Nagle + delayed ACK).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(512)
@@ -62,17 +125,19 @@ def _listener() -> socket.socket:
 
 @dataclass
 class World:
-    """Sandbox + till + engine; ``async with World(...) as w``."""
+    """Engine + simulated till in this process, the sandbox Fortnox in its own (``sandbox``);
+    ``async with World(...) as w``."""
 
     data: Path
-    sandbox_state: SandboxState
-    seeded: Seeded
+    sandbox: RemoteSandbox
     timing: SessionTiming
     rate_window: float
     flush_window: float
     poll_seconds: float
     settings: dict[str, Any] = field(default_factory=lambda: dict(SHOP_SETTINGS))
     verbose: bool = True
+    #: Fortnox tenants of ``sandbox`` to connect, as engine tenants ``shop``, ``shop-1``, ...
+    tenants: int = 1
     _servers: list[uvicorn.Server] = field(default_factory=list)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -87,9 +152,12 @@ class World:
         self._servers.append(server)
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
+    def tenant_name(self, index: int) -> str:
+        return TENANT if index == 0 else f"{TENANT}-{index}"
+
     async def __aenter__(self) -> World:
         self.stop = asyncio.Event()
-        self.sandbox_url = await self._serve(create_sandbox(self.sandbox_state))
+        self.sandbox_url = self.sandbox.base_url
         self.till = TillState(tenant=TENANT, token="till-token")
         self.till_url = await self._serve(create_till(self.till))
         window = self.rate_window
@@ -100,29 +168,31 @@ class World:
             limiters=LimiterRegistry(lambda: SlidingWindowLimiter(window=window)),
             admin_token="bench-admin-token",
         )
-        credentials = self.seeded.credentials(self.sandbox_url)
         settings = TenantSettings.model_validate(
             {**self.settings, "flush_window_seconds": str(self.flush_window)}
         )
-        self.engine.tenants.upsert(
-            TenantConfig(
-                id=TENANT,
-                settings=settings,
-                till=TillConnection(
-                    endpoint=f"{self.till_url}/kassasync/commands", token="till-token"
-                ),
-                fortnox=FortnoxConnection(
-                    api_base=self.sandbox_url,
-                    auth_base=self.sandbox_url,
-                    client_id=credentials["client_id"],
-                    client_secret=credentials["client_secret"],
-                    fortnox_tenant_id=int(credentials["tenant_id"]),
-                    poll_seconds=self.poll_seconds,
-                ),
+        for index in range(self.tenants):
+            credentials = self.sandbox.credentials(index)
+            self.engine.tenants.upsert(
+                TenantConfig(
+                    id=self.tenant_name(index),
+                    settings=settings,
+                    till=TillConnection(
+                        endpoint=f"{self.till_url}/kassasync/commands", token="till-token"
+                    ),
+                    fortnox=FortnoxConnection(
+                        api_base=self.sandbox_url,
+                        auth_base=self.sandbox_url,
+                        client_id=credentials["client_id"],
+                        client_secret=credentials["client_secret"],
+                        fortnox_tenant_id=int(credentials["tenant_id"]),
+                        poll_seconds=self.poll_seconds,
+                    ),
+                )
             )
-        )
-        self.fortnox_tenant = int(credentials["tenant_id"])
+        self.fortnox_tenant = int(self.sandbox.credentials(0)["tenant_id"])
         self.http = httpx.AsyncClient(timeout=60)
+        self._calls = 0
         self._tasks.append(asyncio.create_task(self.engine.run(self.stop, serve_http=False)))
         return self
 
@@ -147,12 +217,13 @@ class World:
         response.raise_for_status()
         return response
 
-    def counters(self) -> dict[str, Any]:
-        snap = self.sandbox_state.counters.snapshot(self.fortnox_tenant)
-        return dict(snap.get(str(self.fortnox_tenant), {}))
+    async def counters(self) -> dict[str, Any]:
+        body = (await self.admin("GET", "/counters")).json()
+        self._calls = api_calls(body)
+        return dict(body)
 
-    def reset_counters(self) -> None:
-        self.sandbox_state.counters.reset(self.fortnox_tenant)
+    async def reset_counters(self) -> None:
+        await self.admin("DELETE", "/counters")
 
     def polls(self) -> int:
         session = self.engine.sessions.get(TENANT)
@@ -163,7 +234,7 @@ class World:
         depth = self.engine.edge.outbox.depth()
         return (
             f"till articles={len(self.till.articles)} customers={len(self.till.customers)} "
-            f"lag={lag} outbox={depth} polls={self.polls()} calls={api_calls(self.counters())}"
+            f"lag={lag} outbox={depth} polls={self.polls()}"
         )
 
     async def wait(
@@ -175,19 +246,21 @@ class World:
             now = time.monotonic()
             if now - start > timeout:
                 raise TimeoutError(f"{what}: not done after {timeout:.0f} s ({self.progress()})")
-            if self.verbose and now - said > 5:
+            if self.verbose and now - said > 10:
                 print(f"[bench] {what}: {self.progress()}", file=sys.stderr, flush=True)
                 said = now
             await asyncio.sleep(step)
         return time.monotonic() - start
 
-    async def settle(self, timeout: float = 600.0) -> float:
+    def _polled_since(self, before: int) -> Callable[[], bool]:
+        return lambda: self.polls() > before
+
+    async def settle(self, timeout: float = 900.0) -> float:
         """Until nothing is pending and two polls in a row came and went with nothing to do."""
         start = time.monotonic()
         quiet = 0
         while quiet < 2:
-            before = self.polls()
-            await self.wait(lambda: self.polls() > before, timeout, "poll")
+            await self.wait(self._polled_since(self.polls()), timeout, "settle")
             quiet = quiet + 1 if self.engine.quiet() else 0
             if time.monotonic() - start > timeout:
                 raise TimeoutError("the engine did not settle")

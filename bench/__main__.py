@@ -1,0 +1,232 @@
+"""``python -m bench`` (``make bench``): every benchmark, results in bench/results/latest.json
+and a short table on stdout.
+
+    python -m bench                 # everything, full size (about 30 minutes on 2 cores)
+    python -m bench --quick         # everything, small sizes (a smoke run, a few minutes)
+    python -m bench --only replay,limiter
+
+Each benchmark compares against a baseline measured in the same run, counts calls (which do not
+depend on speed), or divides a time by a physical bound; docs/performance.md says how.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.common import RESULTS, machine, quiet_logs
+
+Bench = Callable[[argparse.Namespace], dict[str, Any]]
+
+
+def _replay(args: argparse.Namespace) -> dict[str, Any]:
+    from bench import replay
+
+    tenants, per_tenant = (20, 1000) if args.quick else (200, 5000)
+    result = replay.run(tenants, per_tenant)
+    # A smaller profiled run: pyinstrument's summary of the hot paths.
+    replay.run(20, 1000 if args.quick else 2500, profile=RESULTS / "replay_profile.txt", cache=None)
+    return result
+
+
+def _fortnox_day(args: argparse.Namespace) -> dict[str, Any]:
+    from bench import fortnox_day
+
+    plan = fortnox_day.DayPlan(hours=1.0 if args.quick else 10.0)
+    return fortnox_day.run(plan)
+
+
+def _limiter(args: argparse.Namespace) -> dict[str, Any]:
+    seconds = "15" if args.quick else "60"
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.limiter", "--seconds", seconds],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def _latency(args: argparse.Namespace) -> dict[str, Any]:
+    from bench import kafka_latency, latency
+
+    result = latency.run(samples=40 if args.quick else 150)
+    try:
+        kafka = kafka_latency.run(samples=30 if args.quick else 100)
+    except Exception as failed:  # the broker or the worker could not be started here
+        result["latency_ms_p99_kafka"] = None
+        result["latency_kafka_reason"] = f"{KAFKA_REASON}: {type(failed).__name__}: {failed}"
+        return result
+    result["latency_ms_p99_kafka"] = kafka["latency_ms_p99_kafka"]
+    result["kafka"] = kafka["kafka"]
+    return result
+
+
+def _scale(args: argparse.Namespace) -> dict[str, Any]:
+    from bench import scale
+
+    if args.quick:
+        return scale.run((2, 20), messages=10_000, rounds=1)
+    return scale.run((10, 1000), messages=60_000, rounds=2)
+
+
+def _initial_sync(args: argparse.Namespace) -> dict[str, Any]:
+    from bench import initial_sync
+
+    return initial_sync.run(
+        20_000 if args.quick else 100_000, profile=RESULTS / "initial_sync_profile.txt"
+    )
+
+
+KAFKA_REASON = "not measured: the Kafka broker or worker did not start on this machine"
+
+BENCHES: dict[str, Bench] = {
+    "replay": _replay,
+    "fortnox_day": _fortnox_day,
+    "limiter": _limiter,
+    "latency": _latency,
+    "scale": _scale,
+    "initial_sync": _initial_sync,
+}
+
+#: (key, target text, check) for the table and the ``targets`` section.
+TARGETS: list[tuple[str, str, Callable[[dict[str, Any]], bool | None]]] = [
+    ("replay_vs_decode_ratio", ">= 0.5", lambda r: _ge(r.get("replay_vs_decode_ratio"), 0.5)),
+    (
+        "fortnox_calls",
+        "<= 1.1 x lower bound",
+        lambda r: _le(r.get("fortnox_calls"), _mul(r.get("fortnox_calls_lower_bound"), 1.1)),
+    ),
+    (
+        "fortnox_calls_naive",
+        ">= 10 x calls",
+        lambda r: _ge(r.get("fortnox_calls_naive"), _mul(r.get("fortnox_calls"), 10)),
+    ),
+    ("limiter_utilisation", ">= 0.95", lambda r: _ge(r.get("limiter_utilisation"), 0.95)),
+    (
+        "limiter_429s",
+        "== 0",
+        lambda r: None if r.get("limiter_429s") is None else r["limiter_429s"] == 0,
+    ),
+    (
+        "per_event_cost_ratio_1000_vs_10",
+        "<= 1.2",
+        lambda r: _le(r.get("per_event_cost_ratio_1000_vs_10"), 1.2),
+    ),
+    ("initial_sync_vs_bound", "<= 1.1", lambda r: _le(r.get("initial_sync_vs_bound"), 1.1)),
+]
+
+HEADLINE = [
+    "replay_events_per_s",
+    "replay_vs_decode_ratio",
+    "fortnox_calls",
+    "fortnox_calls_lower_bound",
+    "fortnox_calls_naive",
+    "limiter_utilisation",
+    "limiter_429s",
+    "latency_ms_p50_embedded",
+    "latency_ms_p99_embedded",
+    "latency_ms_p99_kafka",
+    "rss_mb_1000_tenants",
+    "per_event_cost_ratio_1000_vs_10",
+    "initial_sync_vs_bound",
+]
+
+
+def _mul(value: Any, factor: float) -> float | None:
+    return None if value is None else float(value) * factor
+
+
+def _ge(value: Any, bound: float | None) -> bool | None:
+    return None if value is None or bound is None else float(value) >= bound
+
+
+def _le(value: Any, bound: float | None) -> bool | None:
+    return None if value is None or bound is None else float(value) <= bound
+
+
+def table(result: dict[str, Any]) -> str:
+    targets = {key: (text, check(result)) for key, text, check in TARGETS}
+    lines = [f"{'metric':36} {'value':>14}  target"]
+    for key in HEADLINE:
+        value = result.get(key)
+        shown = "null" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
+        text, ok = targets.get(key, ("", None))
+        mark = "" if ok is None else ("  ok" if ok else "  MISSED")
+        lines.append(f"{key:36} {shown:>14}  {text}{mark}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    parser.add_argument("--only", default="", help="comma-separated: " + ",".join(BENCHES))
+    parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    args = parser.parse_args()
+    quiet_logs()
+    chosen = [b for b in args.only.split(",") if b] or list(BENCHES)
+    unknown = [b for b in chosen if b not in BENCHES]
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
+    started = time.monotonic()
+    result: dict[str, Any] = {
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "machine": machine(),
+        "git": _git(),
+    }
+    details: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
+    for name in chosen:
+        t0 = time.monotonic()
+        print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+        try:
+            out = BENCHES[name](args)
+        except Exception as failed:  # one broken benchmark must not lose the others' figures
+            out = {"error": f"{type(failed).__name__}: {failed}"}
+        seconds[name] = round(time.monotonic() - t0, 1)
+        print(f"[bench] {name} done in {seconds[name]} s", file=sys.stderr, flush=True)
+        details[name] = out
+        for key in HEADLINE:
+            if key in out:
+                result[key] = out[key]
+        if name == "latency" and out.get("latency_kafka_reason"):
+            result["latency_kafka_reason"] = out["latency_kafka_reason"]
+    result["targets"] = {
+        key: {"target": text, "met": check(result)} for key, text, check in TARGETS
+    }
+    result["seconds"] = {**seconds, "total": round(time.monotonic() - started, 1)}
+    result["details"] = details
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(table(result))
+    print(f"total {result['seconds']['total']} s -> {args.out}")
+
+
+def _git() -> dict[str, Any]:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return {}
+    return {"head": head, "working_tree_changes": len(dirty.splitlines()), "pid": os.getpid()}
+
+
+if __name__ == "__main__":
+    main()

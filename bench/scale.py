@@ -1,0 +1,302 @@
+"""Scale: the processor's cost per message with 1,000 tenants of 10,000 articles in the store,
+against the same with 10 tenants, and its peak memory.
+
+Setup (not timed), once per tenant count:
+
+1. a template tenant is built the normal way: its settings and a first full Fortnox pass over
+   10,000 articles (80 % stock goods) through the processor, every command settled as an
+   executor would (``bench.record``), then a tick that flushes everything: a tenant in sync;
+2. the template's state is copied to ``tenants - 1`` more tenants (SQL ``INSERT ... SELECT``):
+   1,000 tenants hold some 48 million records, a 10-11 GB database.
+
+Measured, in a fresh process per run (so ``ru_maxrss`` is that run's peak): the processor over
+``messages`` new messages on the log, spread uniformly over all tenants and their articles: 80 %
+till stock movements, 20 % Fortnox article changes (a price change read by a poll), and a tick
+for a tenant after every 10th message to it (so the work per message does not depend on how
+many tenants share the stream). Runs alternate 10 and 1,000 tenants.
+
+``per_event_cost_ratio_1000_vs_10`` = (time per message with 1,000 tenants) / (with 10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import random
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.common import Stopwatch, current_rss_mb, peak_rss_mb, quiet_logs
+from bench.gen import SETTINGS, START, _article, _ts, tenant_id
+from bench.record import record
+from bench.replay import append
+from engine.embedded.processor import Processor
+from engine.store.db import Database
+
+ARTICLES = 10_000
+TEMPLATE = tenant_id(0)
+
+
+def _payload(msg: dict[str, Any]) -> bytes:
+    return json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _envelope(
+    i: int, tenant: str, at: dt.datetime, source: str, type_: str, data: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "id": f"{type_.rsplit('.', 1)[-1]}-{tenant}-{i}",
+        "tenant": tenant,
+        "version": 1,
+        "occurred_at": _ts(at),
+        "source": source,
+        "type": type_,
+        "data": data,
+    }
+
+
+def _template_messages(articles: int) -> Iterator[tuple[str, str, bytes]]:
+    rng = random.Random(3)
+    at = START
+    step = dt.timedelta(milliseconds=5)
+    yield (
+        "sync.control",
+        TEMPLATE,
+        _payload(
+            _envelope(
+                0,
+                TEMPLATE,
+                at,
+                "operator",
+                "sync.settings.changed",
+                {"settings": SETTINGS},
+            )
+        ),
+    )
+    for n in range(1, articles + 1):
+        at += step
+        data = {
+            "article": _article(0, n, rng, rng.randint(1000, 99900)),
+            "observed": {"via": "full_sync", "seq": n, "sync_pass": "articles-template"},
+        }
+        yield (
+            "fortnox.changes",
+            TEMPLATE,
+            _payload(_envelope(n, TEMPLATE, at, "fortnox", "fortnox.article.changed", data)),
+        )
+    at += step
+    done = {"resource": "articles", "sync_pass": "articles-template", "count": articles}
+    yield (
+        "fortnox.changes",
+        TEMPLATE,
+        _payload(_envelope(0, TEMPLATE, at, "fortnox", "fortnox.sync.completed", done)),
+    )
+    # after the flush window: everything dirty is written out
+    yield (
+        "sync.control",
+        TEMPLATE,
+        _payload(
+            _envelope(1, TEMPLATE, at + dt.timedelta(minutes=1), "kassasync", "sync.tick", {})
+        ),
+    )
+
+
+def build(path: Path, tenants: int, articles: int = ARTICLES) -> dict[str, Any]:
+    """A database whose state holds ``tenants`` copies of the template tenant."""
+    t0 = time.perf_counter()
+    db = Database(path)
+    record(db, append, _template_messages(articles))
+    rows = int(
+        db.conn.execute("SELECT COUNT(*) FROM state WHERE tenant = ?", (TEMPLATE,)).fetchone()[0]
+    )
+    db.close()
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    conn.execute("PRAGMA journal_mode=DELETE")
+    conn.execute("PRAGMA synchronous=OFF")
+    conn.execute("PRAGMA journal_mode=OFF")
+    conn.execute("PRAGMA cache_size=-262144")
+    conn.execute("CREATE TEMP TABLE clones (id TEXT PRIMARY KEY)")
+    conn.executemany("INSERT INTO clones VALUES (?)", [(tenant_id(i),) for i in range(1, tenants)])
+    conn.execute("BEGIN")
+    conn.execute(
+        "INSERT INTO state (tenant, kind, key, value) SELECT c.id, s.kind, s.key, s.value "
+        "FROM clones c CROSS JOIN state s WHERE s.tenant = ? ORDER BY c.id, s.kind, s.key",
+        (TEMPLATE,),
+    )
+    conn.execute("COMMIT")
+    conn.execute("PRAGMA journal_mode=WAL")
+    size = path.stat().st_size
+    conn.close()
+    return {
+        "tenants": tenants,
+        "records_per_tenant": rows,
+        "records": rows * tenants,
+        "db_gb": round(size / 1e9, 2),
+        "build_seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def stream(
+    tenants: int, messages: int, articles: int, round_: int = 1
+) -> Iterator[tuple[str, str, bytes]]:
+    """The measured messages of run ``round_`` (each round continues the last one's history)."""
+    rng = random.Random(5 + round_)
+    at = START + dt.timedelta(hours=2 * round_)
+    step = dt.timedelta(milliseconds=20)
+    per_tenant: dict[str, int] = {}
+    seq = 10 * articles * round_
+    for j in range(messages):
+        i = round_ * 10_000_000 + j
+        at += step
+        t = rng.randrange(tenants)
+        tenant = tenant_id(t)
+        n = rng.randint(1, articles)
+        if rng.random() < 0.8:
+            if n % 5 == 0:  # stock goods only (bench.gen makes every fifth a service)
+                n -= 1
+            data: dict[str, Any] = {
+                "article_number": f"A{n:06d}",
+                "movement_id": f"mv-{i}",
+                "delta": rng.choice(("-1", "-2", "3")),
+                "reason": "sale",
+            }
+            msg = _envelope(i, tenant, at, "till", "till.stock.movement", data)
+            yield "till.events", tenant, _payload(msg)
+        else:
+            seq += 1
+            data = {
+                "article": _article(0, n, rng, rng.randint(1000, 99900)),
+                "observed": {"via": "poll", "seq": seq, "sync_pass": None},
+            }
+            msg = _envelope(i, tenant, at, "fortnox", "fortnox.article.changed", data)
+            yield "fortnox.changes", tenant, _payload(msg)
+        count = per_tenant.get(tenant, 0) + 1
+        per_tenant[tenant] = count
+        if count % 10 == 0:
+            tick = _envelope(i, tenant, at + dt.timedelta(seconds=3), "kassasync", "sync.tick", {})
+            yield "sync.control", tenant, _payload(tick)
+
+
+def measure(path: Path, tenants: int, messages: int, articles: int, round_: int) -> dict[str, Any]:
+    """Append the stream to the database's log and time the processor over it."""
+    quiet_logs()
+    db = Database(path)
+    total = append(db, stream(tenants, messages, articles, round_))
+    processor = Processor(db)
+    rss_before = current_rss_mb()
+    watch = Stopwatch()
+    processed = 0
+    with watch:
+        while processed < total:
+            result = processor.step(limit=1000)
+            if not result.processed and not result.dead_letters:
+                break
+            processed += result.processed + result.dead_letters
+    db.close()
+    return {
+        "tenants": tenants,
+        "messages": processed,
+        "seconds": round(watch.wall, 3),
+        "cpu_seconds": round(watch.cpu, 3),
+        "us_per_message": round(watch.wall / processed * 1e6, 1),
+        "cpu_us_per_message": round(watch.cpu / processed * 1e6, 1),
+        "rss_before_mb": round(rss_before, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
+
+
+def _child(args: argparse.Namespace) -> None:
+    print(
+        json.dumps(measure(Path(args.db), args.tenants, args.messages, args.articles, args.round))
+    )
+
+
+def run(
+    tenants: tuple[int, int] = (10, 1000),
+    messages: int = 60_000,
+    articles: int = ARTICLES,
+    rounds: int = 2,
+    data_dir: Path | None = None,
+) -> dict[str, Any]:
+    quiet_logs()
+    small, big = tenants
+    with tempfile.TemporaryDirectory(dir=data_dir) as tmp:
+        builds: dict[int, dict[str, Any]] = {}
+        runs: list[dict[str, Any]] = []
+        for count in (small, big):
+            base = Path(tmp) / f"scale-{count}.db"
+            builds[count] = build(base, count, articles)
+        for r in range(rounds):
+            for count in (small, big):
+                # Each round continues the database of the last (a later day of the same shops).
+                path = Path(tmp) / f"scale-{count}.db"
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.scale",
+                        "--child",
+                        "--db",
+                        str(path),
+                        "--tenants",
+                        str(count),
+                        "--messages",
+                        str(messages),
+                        "--articles",
+                        str(articles),
+                        "--round",
+                        str(r + 1),
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout
+                result = json.loads(out.strip().splitlines()[-1])
+                result["round"] = r + 1
+                runs.append(result)
+    cost = {
+        count: sum(x["seconds"] for x in runs if x["tenants"] == count)
+        / sum(x["messages"] for x in runs if x["tenants"] == count)
+        for count in (small, big)
+    }
+    cpu = {
+        count: sum(x["cpu_seconds"] for x in runs if x["tenants"] == count)
+        / sum(x["messages"] for x in runs if x["tenants"] == count)
+        for count in (small, big)
+    }
+    return {
+        "rss_mb_1000_tenants": max(x["peak_rss_mb"] for x in runs if x["tenants"] == big),
+        "per_event_cost_ratio_1000_vs_10": round(cost[big] / cost[small], 4),
+        "per_event_cpu_ratio_1000_vs_10": round(cpu[big] / cpu[small], 4),
+        "builds": list(builds.values()),
+        "runs": runs,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--db", default="")
+    parser.add_argument("--tenants", type=int, default=1000)
+    parser.add_argument("--small", type=int, default=10)
+    parser.add_argument("--messages", type=int, default=60_000)
+    parser.add_argument("--articles", type=int, default=ARTICLES)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--round", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child(args)
+        return
+    result = run((args.small, args.tenants), args.messages, args.articles, args.rounds)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
