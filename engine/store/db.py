@@ -83,6 +83,9 @@ class Database:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=30000")
         conn.execute("PRAGMA cache_size=-65536")
+        # Checkpoint the WAL every 64 MB instead of SQLite's 4 MB: a batch of the processor writes
+        # a few MB, so the default checkpointed (and fsynced the database) on most commits.
+        conn.execute("PRAGMA wal_autocheckpoint=16384")
         self.conn = conn
         self.utils = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
