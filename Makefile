@@ -36,6 +36,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+## make bench: every benchmark, each figure a ratio to a baseline measured in the same run;
+## writes bench/results/latest.json and prints a table.
+bench: $(STAMP)
+	$(BIN)/python deploy/kafka/broker.py fetch
+	$(BIN)/python -m bench
+
 CHAOS_KILLS ?= 50
 CHAOS_RUNTIME ?= both
 
