@@ -185,6 +185,9 @@ class GroupMember(threading.Thread):
             auto_offset_reset="earliest",
             session_timeout_ms=6000,  # the broker's group.min.session.timeout.ms
             heartbeat_interval_ms=500,
+            # A leader that assigned before it had the new topic's metadata (an empty
+            # assignment) learns it within a second, not after the default five minutes.
+            metadata_max_age_ms=1000,
         )
         self.consumer.subscribe([topic])
         self.assignment: frozenset[int] = frozenset()
@@ -276,7 +279,8 @@ CRASHING_MEMBER = textwrap.dedent(
     from kafka import KafkaConsumer
     bootstrap, group, topic = sys.argv[1:4]
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                             session_timeout_ms=6000, heartbeat_interval_ms=500)
+                             session_timeout_ms=6000, heartbeat_interval_ms=500,
+                             metadata_max_age_ms=1000)
     consumer.subscribe([topic])
     while True:
         consumer.poll(timeout_ms=100)
