@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import uuid
 from typing import Any
 
 import structlog
 
 from engine.clock import utcnow
+from engine.executors.pauses import Pauses
 from engine.executors.ports import CursorUpdate
 from engine.store.db import Database
 from engine.store.log import Log
@@ -18,7 +17,7 @@ from engine.store.state import StateStore
 from topics import registry
 from topics.envelope import Envelope
 from topics.errors import ShopError
-from topics.outcomes import OutcomeData, OutcomeStatus, SyncOutcome, Target, TenantPaused
+from topics.outcomes import OutcomeData, OutcomeStatus, SyncOutcome, Target
 
 log = structlog.get_logger("kassasync.edge")
 
@@ -33,7 +32,10 @@ class Edge:
         self.log = Log(db)
         self.outbox = Outbox(db)
         self.dead = DeadLetters(db)
-        self._pausing: dict[str, tuple[dt.datetime, ShopError]] = {}
+        self._pauses = Pauses(
+            lambda tenant: StateStore(db).get(tenant, "tenant", "status"),
+            lambda message: self.publish([message]),
+        )
 
     # -- Fortnox facts, in the tenant's one I/O sequence -------------------------------------
 
@@ -178,36 +180,10 @@ class Edge:
     # -- tenants ------------------------------------------------------------------------------
 
     def paused(self, tenant: str) -> ShopError | None:
-        record = StateStore(self.db).get(tenant, "tenant", "status") or {}
-        if record.get("paused"):
-            error = record.get("error")
-            return None if error is None else ShopError.model_validate(error)
-        pausing = self._pausing.get(tenant)
-        if pausing is None:
-            return None
-        since, error = pausing
-        if record.get("at") and dt.datetime.fromisoformat(record["at"]) >= since:
-            del self._pausing[tenant]  # paused and resumed since
-            return None
-        return error
+        return self._pauses.paused(tenant)
 
     def pause(self, tenant: str, error: ShopError) -> None:
-        if self.paused(tenant) is not None:
-            return
-        now = utcnow()
-        self._pausing[tenant] = (now, error)
-        self.publish(
-            [
-                TenantPaused(
-                    id=f"pause-{uuid.uuid4().hex}",
-                    tenant=tenant,
-                    occurred_at=now,
-                    source="kassasync",
-                    data={"error": error},
-                )
-            ]
-        )
-        log.warning("tenant.paused", tenant=tenant, kind=error.kind.value, message=error.message)
+        self._pauses.pause(tenant, error)
 
 
 def dump(message: Envelope) -> bytes:

@@ -14,10 +14,8 @@ applied once); an inflight attempt with no settlement is an unknown outcome, exe
 from __future__ import annotations
 
 import bisect
-import datetime as dt
 import json
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +23,7 @@ import structlog
 from kafka import KafkaProducer
 
 from engine.clock import utcnow
+from engine.executors.pauses import Pauses
 from engine.executors.ports import CursorUpdate
 from engine.kafka.config import KafkaConfig
 from engine.kafka.store import (
@@ -52,7 +51,6 @@ from topics.outcomes import (
     OutcomeStatus,
     SyncOutcome,
     Target,
-    TenantPaused,
 )
 
 log = structlog.get_logger("kassasync.kafka.ports")
@@ -80,7 +78,10 @@ class KafkaPorts:
         self.producer = producer
         self.queues: dict[tuple[str, str], list[tuple[int, str]]] = {}
         self._republished: set[str] = set()
-        self._pausing: dict[str, tuple[dt.datetime, ShopError]] = {}
+        self._pauses = Pauses(
+            lambda tenant: self._data(tenant).get("tenant", "status"),
+            lambda message: self.produce(message, durable=True),
+        )
         self._seq: dict[str, tuple[int, int]] = {}
         self.executed = 0
 
@@ -362,35 +363,10 @@ class KafkaPorts:
     # -- tenants --------------------------------------------------------------------------------
 
     def paused(self, tenant: str) -> ShopError | None:
-        record = self._data(tenant).get("tenant", "status") or {}
-        if record.get("paused"):
-            error = record.get("error")
-            return None if error is None else ShopError.model_validate(error)
-        pausing = self._pausing.get(tenant)
-        if pausing is None:
-            return None
-        since, error = pausing
-        if record.get("at") and dt.datetime.fromisoformat(record["at"]) >= since:
-            del self._pausing[tenant]
-            return None
-        return error
+        return self._pauses.paused(tenant)
 
     def pause(self, tenant: str, error: ShopError) -> None:
-        if self.paused(tenant) is not None:
-            return
-        now = utcnow()
-        self._pausing[tenant] = (now, error)
-        self.produce(
-            TenantPaused(
-                id=f"pause-{uuid.uuid4().hex}",
-                tenant=tenant,
-                occurred_at=now,
-                source="kassasync",
-                data={"error": error},
-            ),
-            durable=True,
-        )
-        log.warning("tenant.paused", tenant=tenant, kind=error.kind.value, message=error.message)
+        self._pauses.pause(tenant, error)
 
 
 def topic_of(message: Envelope) -> Topic:
