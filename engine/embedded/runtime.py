@@ -20,7 +20,7 @@ from engine.embedded.edge import Edge
 from engine.embedded.processor import BatchResult, Processor
 from engine.embedded.scheduler import TickScheduler
 from engine.executors.feed import DatabaseOffsets, FeedHandler, app_key
-from engine.executors.fortnox import FortnoxSession, SessionTiming
+from engine.executors.fortnox import FortnoxSession, SessionTiming, start_session
 from engine.executors.till import TillDelivery
 from engine.fortnox.api import FortnoxApi
 from engine.fortnox.errors import FortnoxError
@@ -133,22 +133,12 @@ class EmbeddedEngine:
             config = self.tenants.get(tenant)
             if config is None or config.fortnox is None:
                 continue
-            try:
-                api = await self._api_for(config)
-            except Exception as failed:
-                log.error(
-                    "fortnox.session.start_failed", tenant=tenant, error=type(failed).__name__
-                )
-                continue
-            timing = SessionTiming(
-                poll_seconds=config.fortnox.poll_seconds,
-                masterdata_seconds=self.timing.masterdata_seconds,
-                full_sync_seconds=self.timing.full_sync_seconds,
-                idle_seconds=self.timing.idle_seconds,
+            started = await start_session(
+                config, self._api_for, self.ports, self._settings_for(tenant), self.timing, stop
             )
-            session = FortnoxSession(tenant, api, self.ports, self._settings_for(tenant), timing)
-            self.sessions[tenant] = session
-            self._session_tasks[tenant] = asyncio.create_task(session.run(stop))
+            if started is None:
+                continue
+            self.sessions[tenant], self._session_tasks[tenant] = started
         self._ensure_feeds()
 
     def _ensure_feeds(self) -> None:

@@ -15,7 +15,7 @@ import hashlib
 import json
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -49,6 +49,7 @@ from engine.fortnox.models import (
 from engine.fortnox.paging import iterate_raw
 from engine.fortnox.polling import LastModifiedPoller, PollCursor
 from engine.store.outbox import Pending
+from engine.tenants import TenantConfig
 from topics import commands as cm
 from topics import fortnox as fx
 from topics.envelope import Envelope
@@ -592,6 +593,37 @@ class FortnoxSession:
             fingerprint=(self.tenant, "masterdata", "", digest),
         )
         log.info("fortnox.masterdata.refreshed", tenant=self.tenant, years=len(year_data))
+
+
+async def start_session(
+    config: TenantConfig,
+    api_for: Callable[[TenantConfig], Awaitable[FortnoxApi]],
+    ports: ExecutorPorts,
+    settings: Callable[[], TenantSettings],
+    base: SessionTiming,
+    stop: asyncio.Event,
+    still_wanted: Callable[[], bool] = lambda: True,
+) -> tuple[FortnoxSession, asyncio.Task[None]] | None:
+    """Connect a tenant and start its session (both runtimes); None when it cannot connect now
+    (it is logged, and the caller tries again on its next round) or is no longer wanted once
+    connected (a Kafka partition revoked meanwhile)."""
+    assert config.fortnox is not None
+    try:
+        api = await api_for(config)
+    except Exception as failed:  # one tenant's bad configuration must not stop the others
+        log.error("fortnox.session.start_failed", tenant=config.id, error=type(failed).__name__)
+        return None
+    if stop.is_set() or not still_wanted():
+        await api.client.aclose()
+        return None
+    timing = SessionTiming(
+        poll_seconds=config.fortnox.poll_seconds,
+        masterdata_seconds=base.masterdata_seconds,
+        full_sync_seconds=base.full_sync_seconds,
+        idle_seconds=base.idle_seconds,
+    )
+    session = FortnoxSession(config.id, api, ports, settings, timing)
+    return session, asyncio.create_task(session.run(stop))
 
 
 def _money(value: Any) -> Decimal | None:

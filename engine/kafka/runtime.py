@@ -33,7 +33,7 @@ from faust.types import TP
 from kafka import KafkaProducer
 from pydantic import ValidationError
 
-from engine.executors.fortnox import FortnoxSession, SessionTiming
+from engine.executors.fortnox import FortnoxSession, SessionTiming, start_session
 from engine.executors.till import TillDelivery
 from engine.fortnox.api import FortnoxApi
 from engine.fortnox.auth import OAuthClient, TokenManager
@@ -640,6 +640,9 @@ class KafkaRuntime:
         documents = config.settings.stock.mode is StockMode.WAREHOUSE_DOCUMENTS
         return FortnoxApi(client, stock_documents_enabled=documents)
 
+    def _still_owned(self, tenant: str) -> Callable[[], bool]:
+        return lambda: not self._exec_stop.is_set() and self.owns(tenant)
+
     async def _ensure_sessions(self, stop: asyncio.Event) -> None:
         for tenant in self.directory.ids():
             if not self.owns(tenant) or stop.is_set() or self._exec_stop.is_set():
@@ -650,26 +653,19 @@ class KafkaRuntime:
             config = self.directory.cached(tenant)
             if config is None or config.fortnox is None:
                 continue
-            try:
-                api = await self._api_for(config)
-            except Exception as failed:
-                log.error(
-                    "fortnox.session.start_failed", tenant=tenant, error=type(failed).__name__
-                )
-                continue
-            if stop.is_set() or self._exec_stop.is_set() or not self.owns(tenant):
+            started = await start_session(
+                config,
+                self._api_for,
+                self.ports,
+                self._settings_for(tenant),
+                self.timing,
+                stop,
                 # Revoked while the session was being set up: it must not start here.
-                await api.client.aclose()
-                continue
-            timing = SessionTiming(
-                poll_seconds=config.fortnox.poll_seconds,
-                masterdata_seconds=self.timing.masterdata_seconds,
-                full_sync_seconds=self.timing.full_sync_seconds,
-                idle_seconds=self.timing.idle_seconds,
+                still_wanted=self._still_owned(tenant),
             )
-            session = FortnoxSession(tenant, api, self.ports, self._settings_for(tenant), timing)
-            self.sessions[tenant] = session
-            self._session_tasks[tenant] = asyncio.create_task(session.run(stop))
+            if started is None:
+                continue
+            self.sessions[tenant], self._session_tasks[tenant] = started
 
     # -- life cycle -----------------------------------------------------------------------------
 
