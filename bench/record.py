@@ -42,13 +42,17 @@ def _result(command: dict[str, Any], counter: int) -> dict[str, str]:
 
 
 def settle_pending(db: Database, processor: Processor, seq_fx: dict[str, int]) -> int:
-    """Append the outcomes (and stock facts) of every pending command; returns how many."""
+    """Append the outcomes (and stock facts) of every command queued since the last call (all
+    of them are pending: earlier ones were settled); returns how many."""
+    after = seq_fx.get("", 0)
     rows = db.conn.execute(
         "SELECT seq, command_id, tenant, target, type, payload, created_at FROM outbox "
-        "WHERE status = 'pending' ORDER BY seq"
+        "WHERE seq > ? AND status = 'pending' ORDER BY seq",
+        (after,),
     ).fetchall()
     if not rows:
         return 0
+    seq_fx[""] = int(rows[-1][0])
     messages: list[Envelope] = []
     for seq, command_id, tenant, target, ctype, payload, _created in rows:
         command = json.loads(payload)

@@ -199,6 +199,7 @@ def measure(path: Path, tenants: int, messages: int, articles: int, round_: int)
             if not result.processed and not result.dead_letters:
                 break
             processed += result.processed + result.dead_letters
+    rss_after = current_rss_mb()
     db.close()
     return {
         "tenants": tenants,
@@ -208,6 +209,7 @@ def measure(path: Path, tenants: int, messages: int, articles: int, round_: int)
         "us_per_message": round(watch.wall / processed * 1e6, 1),
         "cpu_us_per_message": round(watch.cpu / processed * 1e6, 1),
         "rss_before_mb": round(rss_before, 1),
+        "rss_after_mb": round(rss_after, 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
 
