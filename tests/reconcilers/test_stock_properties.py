@@ -198,3 +198,28 @@ def test_a_fortnox_sale_racing_our_write_is_kept() -> None:
     world.quiesce()
     assert world.fx_articles["A1"].qty == Decimal(7)
     assert world.till_stock["A1"] == Decimal(7)
+
+
+levels = st.builds(
+    Level,
+    base=deltas,
+    till=deltas,
+    fx=deltas,
+    to_fx=deltas,
+    to_till=deltas,
+    fx_inflight=st.none() | st.fixed_dictionaries({"id": st.text(), "delta": st.just("2")}),
+    till_inflight=st.none() | st.fixed_dictionaries({"id": st.text(), "counted": st.booleans()}),
+    last_written=st.none() | st.text(),
+    fx_seq=st.integers(min_value=-1),
+    blocked_fx=st.none() | st.text(),
+)
+
+
+@given(levels)
+def test_level_dump_round_trips_every_field_and_detaches(level: Level) -> None:
+    record = level.dump()
+    assert set(record) == set(Level.__dataclass_fields__)
+    assert Level.load(record) == level
+    for name in ("fx_inflight", "till_inflight"):
+        if record[name] is not None:
+            assert record[name] is not getattr(level, name)
