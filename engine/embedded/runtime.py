@@ -4,7 +4,6 @@ processor, the tick scheduler, the executors, the Fortnox sessions and the HTTP 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import sys
 from collections.abc import Awaitable, Callable, Mapping
@@ -37,6 +36,9 @@ from engine.tenants import TenantConfig, TenantDirectory
 from engine.web import mount as mount_web
 from engine.web.auth import AdminAuth, resolve_admin_token
 from topics.settings import TenantSettings
+
+#: How often the tick loop checks that every tenant with Fortnox has a running session.
+SESSIONS_CHECK_SECONDS = 0.2
 
 log = structlog.get_logger("kassasync.engine")
 
@@ -90,6 +92,10 @@ class EmbeddedEngine:
         self._feeds: dict[str, tuple[TopicsFeed, set[str], asyncio.Task[None]]] = {}
         self._session_tasks: dict[str, asyncio.Task[None]] = {}
         self._http: httpx.AsyncClient | None = None
+        #: Set when the ingest API stored events (the processor need not wait out its idle nap).
+        self._work = asyncio.Event()
+        #: Set when the processor handled messages (it may have written new wake-up times).
+        self._wakes_changed = asyncio.Event()
         self.app = self._app()
         self.server: uvicorn.Server | None = None
 
@@ -103,7 +109,7 @@ class EmbeddedEngine:
     def _app(self) -> FastAPI:
         # The OpenAPI document describes the till-facing API; no interactive docs pages.
         app = FastAPI(title="Kassasync", version="0.1.0", docs_url=None, redoc_url=None)
-        app.include_router(ingest_router(self.tenants, self.edge))
+        app.include_router(ingest_router(self.tenants, self.edge, on_stored=self._work.set))
         mount_web(app, ops=self.ops, auth=self.admin, metrics=self.metrics)
 
         @app.get("/healthz")
@@ -189,21 +195,36 @@ class EmbeddedEngine:
 
     async def _process_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            self._work.clear()
             result = self.processor.step(limit=500)
             if result.commands:
                 for session in self.sessions.values():
                     session.wakeup.set()
-            if not result.processed:
-                await asyncio.sleep(0.05)
-            else:
+            if result.processed:
+                self._wakes_changed.set()
                 await asyncio.sleep(0)
+            else:
+                # Until the ingest API appends (it sets _work) or, as a safety net, 50 ms.
+                await _first(stop, self._work, timeout=0.05)
 
     async def _tick_loop(self, stop: asyncio.Event) -> None:
+        """Ticks tenants whose flush window has passed, waking at the earliest wake-up time (or
+        when the processor wrote new ones); checks the sessions every 0.2 s."""
+        loop = asyncio.get_running_loop()
+        sessions_at = 0.0
         while not stop.is_set():
-            self.scheduler.due(dt.datetime.now(dt.UTC))
-            await self._ensure_sessions(stop)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=0.2)
+            self._wakes_changed.clear()
+            now = dt.datetime.now(dt.UTC)
+            self.scheduler.due(now)
+            if loop.time() >= sessions_at:
+                await self._ensure_sessions(stop)
+                sessions_at = loop.time() + SESSIONS_CHECK_SECONDS
+            timeout = sessions_at - loop.time()
+            earliest = self.scheduler.earliest()
+            if earliest is not None:
+                timeout = min(timeout, (earliest - dt.datetime.now(dt.UTC)).total_seconds())
+            if timeout > 0:
+                await _first(stop, self._wakes_changed, timeout=timeout)
 
     async def run(self, stop: asyncio.Event, *, serve_http: bool = True) -> None:
         async with httpx.AsyncClient() as http:
@@ -253,3 +274,13 @@ class EmbeddedEngine:
         depth = self.edge.outbox.depth()
         wake = self.db.conn.execute("SELECT COUNT(*) FROM wake").fetchone()[0]
         return not any(lag.values()) and not any(depth.values()) and not wake
+
+
+async def _first(stop: asyncio.Event, event: asyncio.Event, *, timeout: float) -> None:
+    """Wait until ``stop`` or ``event`` is set, or ``timeout`` seconds have passed."""
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(event.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

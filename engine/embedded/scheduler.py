@@ -28,3 +28,8 @@ class TickScheduler:
                 self.log.append(tick)
                 conn.execute("DELETE FROM wake WHERE tenant = ? AND at <= ?", (tenant, stamp))
         return len(rows)
+
+    def earliest(self) -> dt.datetime | None:
+        """The earliest wake-up time waiting, if any."""
+        row = self.db.conn.execute("SELECT MIN(at) FROM wake").fetchone()
+        return None if row is None or row[0] is None else dt.datetime.fromisoformat(row[0])

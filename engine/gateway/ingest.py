@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -127,7 +128,11 @@ async def read_capped(request: Request, limit: int = MAX_BODY_BYTES) -> bytes | 
     return bytes(raw)
 
 
-def router(directory: TenantDirectory, edge: Edge) -> APIRouter:
+def router(
+    directory: TenantDirectory, edge: Edge, on_stored: Callable[[], None] | None = None
+) -> APIRouter:
+    """The till-facing ingest API; ``on_stored`` is called after events were stored (the
+    embedded runtime wakes its processor with it)."""
     api = APIRouter()
 
     @api.post(
@@ -168,6 +173,8 @@ def router(directory: TenantDirectory, edge: Edge) -> APIRouter:
             log.info("ingest.rejected", tenant=tenant, problems=len(problems))
             return problem(422, "the batch was not stored: fix these events and resend", problems)
         accepted, duplicates = store(edge, tenant, events)
+        if accepted and on_stored is not None:
+            on_stored()
         log.info("ingest.accepted", tenant=tenant, accepted=accepted, duplicates=duplicates)
         return JSONResponse(
             status_code=202 if accepted else 200,
