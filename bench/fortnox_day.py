@@ -44,8 +44,6 @@ from engine.executors.fortnox import SessionTiming
 from sandbox.fortnox.seed import Seeded, add_bulk, add_client_for, seed_empty
 from sandbox.fortnox.state import SandboxState
 
-#: The embedded runtime's tick scheduler runs every 0.2 s (engine/embedded/runtime.py).
-TICK_PERIOD = 0.2
 FIRST_ARTICLE = 100_000
 
 
@@ -66,6 +64,11 @@ class DayPlan:
     full_sync_seconds: float = 6 * 3600.0
     flush_seconds: float = 2.0
     rate_window: float = 5.0
+    #: Follow Fortnox's topics feed (polling then only a safety net; SessionTiming's feed_*).
+    feed: bool = True
+    feed_poll_seconds: float = 900.0
+    feed_masterdata_seconds: float = 900.0
+    echo_seconds: float = 30.0
     seed: int = 11
 
     @property
@@ -74,8 +77,9 @@ class DayPlan:
 
     @property
     def effective_flush(self) -> float:
-        """The flush window in shop time, as the compressed run can honour it."""
-        return max(self.flush_seconds, TICK_PERIOD * self.compression)
+        """The flush window in shop time (the tick loop wakes at each window's end, so the
+        compressed run honours the tenant's setting as it is)."""
+        return self.flush_seconds
 
 
 @dataclass(frozen=True, order=True)
@@ -243,6 +247,9 @@ async def run_kassasync(plan: DayPlan, events: list[Event], data_dir: Path) -> d
         masterdata_seconds=plan.masterdata_seconds / c,
         full_sync_seconds=plan.full_sync_seconds,  # compared in shop time
         idle_seconds=max(0.005, 0.25 / c),
+        feed_poll_seconds=plan.feed_poll_seconds / c,
+        feed_masterdata_seconds=plan.feed_masterdata_seconds / c,
+        echo_seconds=plan.echo_seconds / c,
     )
     with (
         sandbox_process(
@@ -273,6 +280,7 @@ async def _run_kassasync(
         rate_window=plan.rate_window / c,
         flush_window=plan.effective_flush,
         poll_seconds=plan.poll_seconds / c,
+        feed=plan.feed,
     ) as world:
         t0 = time.monotonic()
         await world.wait(
@@ -283,6 +291,8 @@ async def _run_kassasync(
             1800,
             "initial sync",
         )
+        if plan.feed:
+            await world.wait(world.feed_live, 60, "topics feed")
         await world.settle()
         initial = {
             "seconds": round(time.monotonic() - t0, 2),
@@ -330,7 +340,10 @@ async def _run_kassasync(
         "by_status": counters.get("by_status", {}),
         "polls_during_day": day_polls,
         "polls_with_drain": polls,
-        "polls_expected": round(plan.day_seconds / plan.poll_seconds),
+        "polls_expected": round(
+            plan.day_seconds / (plan.feed_poll_seconds if plan.feed else plan.poll_seconds)
+        ),
+        "feed": plan.feed,
         "drain_seconds": round(drained, 2),
         "events_late_max_s": round(max(late, default=0.0), 3),
         "initial_sync": initial,
@@ -368,8 +381,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--compression", type=float, default=DayPlan.compression)
     parser.add_argument("--hours", type=float, default=DayPlan.hours)
+    parser.add_argument(
+        "--no-feed", action="store_true", help="poll on the period only (no topics feed)"
+    )
     args = parser.parse_args()
-    plan = DayPlan(compression=args.compression, hours=args.hours)
+    plan = DayPlan(compression=args.compression, hours=args.hours, feed=not args.no_feed)
     print(json.dumps(run(plan), indent=2))
 
 

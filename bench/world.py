@@ -136,6 +136,8 @@ class World:
     poll_seconds: float
     settings: dict[str, Any] = field(default_factory=lambda: dict(SHOP_SETTINGS))
     verbose: bool = True
+    #: Follow the sandbox's topics feed (production's configuration when Fortnox offers it).
+    feed: bool = False
     #: Fortnox tenants of ``sandbox`` to connect, as engine tenants ``shop``, ``shop-1``, ...
     tenants: int = 1
     _servers: list[uvicorn.Server] = field(default_factory=list)
@@ -187,6 +189,11 @@ class World:
                         client_secret=credentials["client_secret"],
                         fortnox_tenant_id=int(credentials["tenant_id"]),
                         poll_seconds=self.poll_seconds,
+                        topics_url=(
+                            self.sandbox_url.replace("http://", "ws://") + "/topics-v1"
+                            if self.feed
+                            else None
+                        ),
                     ),
                 )
             )
@@ -228,6 +235,10 @@ class World:
     def polls(self) -> int:
         session = self.engine.sessions.get(TENANT)
         return 0 if session is None else session.polls_done
+
+    def feed_live(self) -> bool:
+        session = self.engine.sessions.get(TENANT)
+        return session is not None and session.feed_live()
 
     def progress(self) -> str:
         lag = sum(self.engine.processor.lag().values())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -162,6 +163,7 @@ class EmbeddedEngine:
         for key, (url, secret, members) in groups.items():
             running = self._feeds.get(key)
             if running is not None and running[1] == members and not running[2].done():
+                self._follow(running[0], members)
                 continue
             if running is not None:
                 running[2].cancel()
@@ -173,6 +175,14 @@ class EmbeddedEngine:
                 url=url,
             )
             self._feeds[key] = (feed, members, asyncio.create_task(feed.run()))
+            self._follow(feed, members)
+
+    def _follow(self, feed: TopicsFeed, members: set[str]) -> None:
+        """Tell the members' sessions whether the feed announces their changes."""
+        for tenant in members:
+            session = self.sessions.get(tenant)
+            if session is not None:
+                session.feed_live = functools.partial(feed.covers, tenant)
 
     def _feed_tokens(
         self, members: frozenset[str]

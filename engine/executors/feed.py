@@ -1,11 +1,12 @@
 """Fortnox's WebSocket topics feed, wired to the tenants' sessions.
 
 One connection per Fortnox app (client id) carries every tenant of that app. An event makes the
-tenant's session poll at once, so a change made in Fortnox arrives in seconds; polling on its
-interval stays as the safety net. A deletion event becomes a deletion record directly (REST
-polling never shows deletions). Offsets are persisted per app and topic after the event was
-handled, and the client de-duplicates by (topic, offset), so delivery is at-least-once without
-doubles.
+tenant's session poll the announced resource at once (or refresh its master data), so a change
+made in Fortnox arrives in seconds; while the feed is live, polling on a long interval stays as
+the safety net. Events echoing the session's own writes are recognised and cost no poll.
+A deletion event becomes a deletion record directly (REST polling never shows deletions).
+Offsets are persisted per app and topic after the event was handled, and the client
+de-duplicates by (topic, offset), so delivery is at-least-once without doubles.
 """
 
 from __future__ import annotations
@@ -83,8 +84,7 @@ class FeedHandler:
         if record is not None:
             self.edge.publish([record])
         session = self.sessions().get(event.tenant)
-        if session is not None:
-            session.request_poll()
+        action = "no_session" if session is None else session.on_feed(event.topic, event.entity_id)
         self.handled += 1
         log.info(
             "fortnox.feed.event",
@@ -92,6 +92,7 @@ class FeedHandler:
             type=event.type,
             entity=event.entity_id,
             deletion=record is not None,
+            action=action,
         )
 
 

@@ -10,12 +10,14 @@ stock write records its intent before it leaves so a lost answer is read back, n
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import hashlib
 import json
+import math
 import random
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -75,6 +77,29 @@ class SessionTiming:
     masterdata_seconds: float = 300.0
     full_sync_seconds: float = 6 * 3600.0
     idle_seconds: float = 0.25
+    #: While Fortnox's topics feed is live for the tenant, changes are announced: the periodic
+    #: poll and master-data refresh are only safety nets. Accounts, voucher series and the
+    #: locked period have no feed topic, so the master data is still re-read every 15 minutes
+    #: (financial years, cost centres and terms of payment are refreshed when announced).
+    feed_poll_seconds: float = 900.0
+    feed_masterdata_seconds: float = 900.0
+    #: After a write, the first event per topic for that entity within ``echo_seconds`` is
+    #: taken for the write's echo (a stock write announces the article and its stock balance);
+    #: any further event is someone else's change and is polled for.
+    echo_seconds: float = 30.0
+
+
+#: Which poll a feed topic asks for (None: the master data); topics not listed need none.
+FEED_TOPICS: dict[str, str | None] = {
+    "articles": "articles",
+    "warehouse-stockbalances": "articles",
+    "customers": "customers",
+    "invoices": "payments",
+    "financial-years": None,
+    "cost-centers": None,
+    "termsofpayments": None,
+}
+RESOURCES = ("articles", "customers", "payments")
 
 
 def _clean(value: Any) -> Any:
@@ -146,17 +171,83 @@ class FortnoxSession:
         self.settings = settings
         self.timing = timing or SessionTiming()
         self.wakeup = asyncio.Event()
-        self._poll_now = True
-        self._next_poll = 0.0
-        self._next_masterdata = 0.0
+        #: Whether Fortnox's topics feed is live for this tenant (set by the runtime).
+        self.feed_live: Callable[[], bool] = lambda: False
+        self._requested: set[str] = set()
+        self._masterdata_requested = False
+        self._polled_at = -math.inf
+        self._masterdata_at = -math.inf
+        #: (feed topic, entity) -> until when each expected echo of our own writes may come.
+        self._echoes: dict[tuple[str, str], list[float]] = {}
         self._backoff = 1.0
-        #: Completed polls; a caller that wants fresh data waits for this to move.
+        #: Completed polls and master-data refreshes; a caller that wants fresh data waits for
+        #: these to move.
         self.polls_done = 0
+        self.masterdata_done = 0
 
-    def request_poll(self) -> None:
-        """Something changed at Fortnox (topics feed): poll at once."""
-        self._poll_now = True
+    def request_poll(self, resources: Iterable[str] = RESOURCES) -> None:
+        """Something changed at Fortnox: poll ``resources`` (all by default) at once."""
+        self._requested.update(resources)
         self.wakeup.set()
+
+    def request_master_data(self) -> None:
+        self._masterdata_requested = True
+        self.wakeup.set()
+
+    def on_feed(self, topic: str, entity: str | None) -> str:
+        """A topics-feed event for this tenant: what it led to (logged by the caller)."""
+        if topic not in FEED_TOPICS:
+            return "ignored"
+        resource = FEED_TOPICS[topic]
+        if resource is None:
+            self.request_master_data()
+            return "masterdata"
+        if entity is not None and self._take_echo(topic, entity):
+            return "echo"
+        self.request_poll((resource,))
+        return "poll"
+
+    def _take_echo(self, topic: str, entity: str) -> bool:
+        expected = self._echoes.get((topic, entity))
+        if not expected:
+            return False
+        now = asyncio.get_running_loop().time()
+        while expected and expected[0] < now:
+            expected.pop(0)
+        if not expected:
+            del self._echoes[(topic, entity)]
+            return False
+        expected.pop(0)
+        return True
+
+    def _expect_echo(self, command: Envelope) -> None:
+        """``command`` is about to write in Fortnox: the feed will announce it."""
+        if isinstance(command, cm.ApplyFortnoxStock):
+            article = command.data.article_number
+            keys = [("articles", article), ("warehouse-stockbalances", article)]
+        elif isinstance(command, (cm.UpdateFortnoxCustomer, cm.DeactivateFortnoxCustomer)):
+            keys = [("customers", command.data.customer_number)]
+        else:
+            return
+        now = asyncio.get_running_loop().time()
+        if len(self._echoes) > 10_000:
+            self._echoes = {k: v for k, v in self._echoes.items() if v and v[-1] >= now}
+        for key in keys:
+            self._echoes.setdefault(key, []).append(now + self.timing.echo_seconds)
+
+    def _periods(self) -> tuple[float, float]:
+        """(poll, master data) periods: long safety nets while the feed announces changes."""
+        if self.feed_live():
+            return self.timing.feed_poll_seconds, self.timing.feed_masterdata_seconds
+        return self.timing.poll_seconds, self.timing.masterdata_seconds
+
+    def _due(self, now: float) -> tuple[bool, set[str]]:
+        """(refresh the master data?, resources to poll) at loop time ``now``."""
+        poll_period, masterdata_period = self._periods()
+        masterdata = self._masterdata_requested or now >= self._masterdata_at + masterdata_period
+        if now >= self._polled_at + poll_period:
+            return masterdata, set(RESOURCES)
+        return masterdata, set(self._requested)
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -169,15 +260,18 @@ class FortnoxSession:
                 continue
             try:
                 worked = await self.drain(stop)
-                now = loop.time()
-                if now >= self._next_masterdata:
+                masterdata, resources = self._due(loop.time())
+                if masterdata:
+                    self._masterdata_requested = False
                     await self.refresh_master_data()
-                    self._next_masterdata = now + self.timing.masterdata_seconds
-                if self._poll_now or now >= self._next_poll:
-                    self._poll_now = False
-                    await self.poll()
+                    self._masterdata_at = loop.time()
+                    self.masterdata_done += 1
+                if resources:
+                    self._requested.difference_update(resources)
+                    if resources == set(RESOURCES):
+                        self._polled_at = loop.time()
+                    await self.poll(resources)
                     self.polls_done += 1
-                    self._next_poll = loop.time() + self.timing.poll_seconds
                 self._backoff = 1.0
                 if not worked:
                     await self._sleep(stop, self.timing.idle_seconds)
@@ -212,7 +306,9 @@ class FortnoxSession:
                 return worked
             await self.execute(pending)
             worked = True
-            if loop.time() >= self._next_poll and self._poll_now:
+            masterdata, resources = self._due(loop.time())
+            if masterdata or resources:
+                # A backlog of commands must not starve polling (changes made in Fortnox).
                 return worked
         return worked
 
@@ -224,6 +320,7 @@ class FortnoxSession:
             await self._execute(command, pending)
 
     async def _execute(self, command: Envelope, pending: Pending) -> None:
+        self._expect_echo(command)
         try:
             result, facts = await self._run(command, pending)
         except (LoginExpired, LicenceOrScopeMissing, AuthError):
@@ -402,13 +499,13 @@ class FortnoxSession:
         text, full_at = self.edge.cursor(self.tenant, resource)
         return (PollCursor.from_json(text) if text else None), full_at
 
-    async def poll(self) -> None:
+    async def poll(self, resources: Iterable[str] = RESOURCES) -> None:
         settings = self.settings()
-        if settings.articles.enabled or settings.stock.enabled:
+        if "articles" in resources and (settings.articles.enabled or settings.stock.enabled):
             await self._poll_resource("articles", "/3/articles", "Articles", "ArticleNumber")
-        if settings.customers.enabled:
+        if "customers" in resources and settings.customers.enabled:
             await self._poll_resource("customers", "/3/customers", "Customers", "CustomerNumber")
-        if settings.payments.enabled:
+        if "payments" in resources and settings.payments.enabled:
             await self._poll_resource("payments", "/3/invoicepayments", "InvoicePayments", "Number")
 
     async def _poll_resource(self, resource: str, path: str, key: str, id_field: str) -> None:
@@ -616,11 +713,11 @@ async def start_session(
     if stop.is_set() or not still_wanted():
         await api.client.aclose()
         return None
-    timing = SessionTiming(
+    timing = dataclasses.replace(
+        base,
         poll_seconds=config.fortnox.poll_seconds,
-        masterdata_seconds=base.masterdata_seconds,
-        full_sync_seconds=base.full_sync_seconds,
-        idle_seconds=base.idle_seconds,
+        # The feed's safety net is never tighter than the tenant's own poll period.
+        feed_poll_seconds=max(config.fortnox.poll_seconds, base.feed_poll_seconds),
     )
     session = FortnoxSession(config.id, api, ports, settings, timing)
     return session, asyncio.create_task(session.run(stop))

@@ -167,6 +167,10 @@ class TopicsFeed:
     def __repr__(self) -> str:
         return f"TopicsFeed(url={self.url!r}, topics={self.topics!r})"
 
+    def covers(self, tenant: str) -> bool:
+        """Subscribed, with ``tenant`` among the tenants Fortnox accepted."""
+        return self.subscribed.is_set() and tenant in self._tenant_keys.values()
+
     async def stop(self) -> None:
         self._stopping.set()
         if self._ws is not None:

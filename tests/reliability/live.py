@@ -51,7 +51,13 @@ class Live:
             self.data,
             self.box,
             http_port=self.port,
-            timing=SessionTiming(poll_seconds=0.5, masterdata_seconds=2, idle_seconds=0.05),
+            timing=SessionTiming(
+                poll_seconds=0.5,
+                masterdata_seconds=2,
+                idle_seconds=0.05,
+                feed_poll_seconds=0.5,
+                feed_masterdata_seconds=2,
+            ),
             limiters=LimiterRegistry(lambda: SlidingWindowLimiter(window=WINDOW)),
             admin_token=ADMIN_TOKEN,
         )

@@ -139,7 +139,13 @@ class EmbeddedRuntime:
             self.data,
             SecretBox(generate_key()),
             http_port=port,
-            timing=SessionTiming(poll_seconds=0.5, masterdata_seconds=2, idle_seconds=0.05),
+            timing=SessionTiming(
+                poll_seconds=0.5,
+                masterdata_seconds=2,
+                idle_seconds=0.05,
+                feed_poll_seconds=0.5,
+                feed_masterdata_seconds=2,
+            ),
             limiters=LimiterRegistry(lambda: SlidingWindowLimiter(window=WINDOW)),
         )
         credentials = self.seeded.credentials(self.sandbox_url)
@@ -237,7 +243,8 @@ class EmbeddedRuntime:
         self.engine.tenants.upsert(config.model_copy(update={"settings": self.settings}))
 
     async def settle(self, timeout: float = 60.0) -> None:
-        """Until nothing is pending and two fresh polls in a row brought nothing new."""
+        """Until nothing is pending and two fresh polls (and master-data reads) in a row brought
+        nothing new."""
         deadline = time.monotonic() + timeout
         quiet = 0
         while quiet < 2:
@@ -246,10 +253,16 @@ class EmbeddedRuntime:
                     f"the engine did not settle: lag={self.engine.processor.lag()} "
                     f"outbox={self.engine.edge.outbox.depth()}"
                 )
-            polled = {t: s.polls_done for t, s in self.engine.sessions.items()}
-            for session in self.engine.sessions.values():
+            sessions = self.engine.sessions
+            polled = {t: (s.polls_done, s.masterdata_done) for t, s in sessions.items()}
+            for session in sessions.values():
                 session.request_poll()
-            while any(s.polls_done <= polled.get(t, -1) for t, s in self.engine.sessions.items()):
+                session.request_master_data()
+            while any(
+                s.polls_done <= polled.get(t, (-1, -1))[0]
+                or s.masterdata_done <= polled.get(t, (-1, -1))[1]
+                for t, s in self.engine.sessions.items()
+            ):
                 if time.monotonic() > deadline:
                     raise AssertionError("Fortnox was not polled (see the session's log)")
                 await asyncio.sleep(0.05)

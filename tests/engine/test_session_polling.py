@@ -1,0 +1,112 @@
+"""When a Fortnox session polls: on its period, on feed events, never on its own writes' echoes."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any, cast
+
+import pytest
+
+from engine.executors.fortnox import RESOURCES, FortnoxSession, SessionTiming
+from topics import commands as cm
+from topics.settings import TenantSettings
+
+TIMING = SessionTiming(
+    poll_seconds=30, masterdata_seconds=300, feed_poll_seconds=900, feed_masterdata_seconds=1800
+)
+
+
+def session(live: bool) -> FortnoxSession:
+    made = FortnoxSession("shop", cast(Any, None), cast(Any, None), TenantSettings, TIMING)
+    made.feed_live = lambda: live
+    return made
+
+
+def stock_write(article: str) -> cm.ApplyFortnoxStock:
+    return cm.ApplyFortnoxStock.model_validate(
+        {
+            "id": f"cmd-{article}",
+            "tenant": "shop",
+            "occurred_at": "2026-11-21T10:00:00+00:00",
+            "data": {"article_number": article, "delta": str(Decimal(-1))},
+        }
+    )
+
+
+async def test_everything_is_due_at_start_then_only_on_the_period() -> None:
+    s = session(live=False)
+    now = asyncio.get_running_loop().time()
+    assert s._due(now) == (True, set(RESOURCES))
+    s._polled_at = s._masterdata_at = now
+    assert s._due(now + 29) == (False, set())
+    assert s._due(now + 30) == (False, set(RESOURCES))
+    assert s._due(now + 300) == (True, set(RESOURCES))
+
+
+async def test_a_live_feed_makes_the_periods_safety_nets() -> None:
+    s = session(live=True)
+    now = asyncio.get_running_loop().time()
+    s._polled_at = s._masterdata_at = now
+    assert s._due(now + 899) == (False, set())
+    assert s._due(now + 900) == (False, set(RESOURCES))
+    assert s._due(now + 1799)[0] is False
+    assert s._due(now + 1800)[0] is True
+
+
+@pytest.mark.parametrize(
+    ("topic", "action", "due"),
+    [
+        ("articles", "poll", {"articles"}),
+        ("warehouse-stockbalances", "poll", {"articles"}),
+        ("customers", "poll", {"customers"}),
+        ("invoices", "poll", {"payments"}),
+        ("orders", "ignored", set()),
+    ],
+)
+async def test_a_feed_event_polls_only_what_it_announces(
+    topic: str, action: str, due: set[str]
+) -> None:
+    s = session(live=True)
+    now = asyncio.get_running_loop().time()
+    s._polled_at = s._masterdata_at = now
+    assert s.on_feed(topic, "1001") == action
+    assert s._due(now) == (False, due)
+
+
+async def test_bookkeeping_topics_refresh_the_master_data() -> None:
+    s = session(live=True)
+    now = asyncio.get_running_loop().time()
+    s._polled_at = s._masterdata_at = now
+    assert s.on_feed("financial-years", "3") == "masterdata"
+    assert s._due(now) == (True, set())
+
+
+async def test_the_echoes_of_an_own_write_cost_no_poll_but_others_changes_do() -> None:
+    s = session(live=True)
+    now = asyncio.get_running_loop().time()
+    s._polled_at = s._masterdata_at = now
+    s._expect_echo(stock_write("1001"))
+    assert s.on_feed("articles", "1001") == "echo"
+    assert s.on_feed("warehouse-stockbalances", "1001") == "echo"
+    assert s._due(now) == (False, set())
+    assert s.on_feed("articles", "1002") == "poll"  # another article: someone else's change
+    assert s._due(now) == (False, {"articles"})
+
+
+async def test_a_second_event_after_an_own_write_is_someone_elses_change() -> None:
+    s = session(live=True)
+    s._expect_echo(stock_write("1001"))
+    assert s.on_feed("articles", "1001") == "echo"
+    assert s.on_feed("articles", "1001") == "poll"  # e.g. a webshop sale right after ours
+    s._expect_echo(stock_write("1001"))
+    s._expect_echo(stock_write("1001"))
+    assert [s.on_feed("articles", "1001") for _ in range(3)] == ["echo", "echo", "poll"]
+
+
+async def test_an_echo_window_closes() -> None:
+    s = session(live=True)
+    s._expect_echo(stock_write("1001"))
+    s._echoes[("articles", "1001")][0] -= TIMING.echo_seconds + 1  # the window has passed
+    assert s.on_feed("articles", "1001") == "poll"
+    assert ("articles", "1001") not in s._echoes
