@@ -304,8 +304,8 @@ class MeteredPorts:
         if facts:
             self.metrics.published(facts)
 
-    def next_fx_seq(self, tenant: str) -> int:
-        return self.inner.next_fx_seq(tenant)
+    def next_fx_seq(self, tenant: str, count: int = 1) -> int:
+        return self.inner.next_fx_seq(tenant, count)
 
     def publish(
         self,

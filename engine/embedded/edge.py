@@ -39,13 +39,13 @@ class Edge:
 
     # -- Fortnox facts, in the tenant's one I/O sequence -------------------------------------
 
-    def next_fx_seq(self, tenant: str) -> int:
+    def next_fx_seq(self, tenant: str, count: int = 1) -> int:
         row = self.db.conn.execute(
-            "INSERT INTO fx_seq (tenant, seq) VALUES (?, 1) ON CONFLICT (tenant) DO UPDATE "
-            "SET seq = seq + 1 RETURNING seq",
-            (tenant,),
+            "INSERT INTO fx_seq (tenant, seq) VALUES (?, ?) ON CONFLICT (tenant) DO UPDATE "
+            "SET seq = seq + excluded.seq RETURNING seq",
+            (tenant, count),
         ).fetchone()
-        return int(row[0])
+        return int(row[0]) - count + 1
 
     def publish(
         self,

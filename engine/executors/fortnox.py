@@ -49,7 +49,7 @@ from engine.fortnox.models import (
     VoucherRow,
 )
 from engine.fortnox.paging import iterate_raw
-from engine.fortnox.polling import LastModifiedPoller, PollCursor
+from engine.fortnox.polling import Change, LastModifiedPoller, PollCursor
 from engine.store.outbox import Pending
 from engine.tenants import TenantConfig
 from topics import commands as cm
@@ -528,9 +528,55 @@ class FortnoxSession:
             clock=utcnow,
         )
         # A full pass reads everything (it is what notices deletions); otherwise only what
-        # changed since the cursor, minus what the overlap brings back unchanged.
-        batch = await poller.poll(None if full else cursor)
-        messages: list[tuple[str, dict[str, Any]]] = [(c.key, c.raw) for c in batch.changes]
+        # changed since the cursor, minus what the overlap brings back unchanged. The changes
+        # are published a page at a time while the next pages wait for the rate limiter; the
+        # cursor (and the pass's completion) only after the last.
+        published = 0
+
+        async def publish(changes: list[Change[Any]]) -> None:
+            nonlocal published
+            out = await self._changes(resource, changes, sync_pass, price_list)
+            if out:
+                self.edge.publish(out)
+                published += len(out)
+
+        batch = await poller.poll(None if full else cursor, on_changes=publish)
+        out: list[Envelope] = []
+        if sync_pass is not None:
+            out.append(
+                fx.FortnoxSyncCompleted(
+                    id=f"sync-{sync_pass}",
+                    tenant=self.tenant,
+                    occurred_at=utcnow(),
+                    data=fx.SyncCompletedData(
+                        resource=fx.SyncedResource(resource),
+                        sync_pass=sync_pass,
+                        count=published,
+                    ),
+                )
+            )
+        self.edge.publish(
+            out,
+            cursor=CursorUpdate(self.tenant, resource, batch.next_cursor.to_json(), full),
+        )
+        if published or out:
+            log.info(
+                "fortnox.polled",
+                tenant=self.tenant,
+                resource=resource,
+                changes=published,
+                full_sync=full,
+            )
+
+    async def _changes(
+        self,
+        resource: str,
+        changes: list[Change[Any]],
+        sync_pass: str | None,
+        price_list: str,
+    ) -> list[Envelope]:
+        """The change records for one chunk of a poll."""
+        messages: list[tuple[str, dict[str, Any]]] = [(c.key, c.raw) for c in changes]
         if resource == "articles":
             # List items may be a subset of the article (real list views omit StockGoods,
             # VAT, Unit): only then, fetch the changed article whole.
@@ -543,34 +589,12 @@ class FortnoxSession:
             for entity, _raw in messages:
                 found = await self.api.prices.get_price(price_list, entity)
                 prices[entity] = None if found is None else found.price
-        out: list[Envelope] = [
-            self._change(resource, entity, raw, sync_pass, prices) for entity, raw in messages
+        first = self.edge.next_fx_seq(self.tenant, len(messages)) if messages else 0
+        now = utcnow()
+        return [
+            self._change(resource, entity, raw, sync_pass, prices, first + i, now)
+            for i, (entity, raw) in enumerate(messages)
         ]
-        if sync_pass is not None:
-            out.append(
-                fx.FortnoxSyncCompleted(
-                    id=f"sync-{sync_pass}",
-                    tenant=self.tenant,
-                    occurred_at=utcnow(),
-                    data=fx.SyncCompletedData(
-                        resource=fx.SyncedResource(resource),
-                        sync_pass=sync_pass,
-                        count=len(messages),
-                    ),
-                )
-            )
-        self.edge.publish(
-            out,
-            cursor=CursorUpdate(self.tenant, resource, batch.next_cursor.to_json(), full),
-        )
-        if out:
-            log.info(
-                "fortnox.polled",
-                tenant=self.tenant,
-                resource=resource,
-                changes=len(messages),
-                full_sync=full,
-            )
 
     def _change(
         self,
@@ -579,13 +603,13 @@ class FortnoxSession:
         raw: dict[str, Any],
         sync_pass: str | None,
         prices: dict[str, Decimal | None],
+        seq: int,
+        now: dt.datetime,
     ) -> Envelope:
-        seq = self.edge.next_fx_seq(self.tenant)
         observed = fx.Observation(
             via="full_sync" if sync_pass else "poll", sync_pass=sync_pass, seq=seq
         )
         msg_id = f"fx-{resource}-{entity}-{seq}"
-        now = utcnow()
         if resource == "articles":
             price_list = self.settings().articles.price_list
             price = prices[entity] if entity in prices else raw.get("SalesPrice")

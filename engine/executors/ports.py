@@ -43,7 +43,9 @@ class ExecutorPorts(Protocol):
     ) -> None:
         """Facts, outcome and the command's new status, atomically."""
 
-    def next_fx_seq(self, tenant: str) -> int: ...
+    def next_fx_seq(self, tenant: str, count: int = 1) -> int:
+        """The first of ``count`` consecutive Fortnox observation numbers of ``tenant``, each
+        above every number handed out before."""
 
     def publish(
         self,

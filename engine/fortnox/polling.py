@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -131,7 +131,15 @@ class LastModifiedPoller(Generic[M]):
         self.clock = clock
         self.tz = tz
 
-    async def poll(self, cursor: PollCursor | None) -> PollBatch[M]:
+    async def poll(
+        self,
+        cursor: PollCursor | None,
+        on_changes: Callable[[list[Change[M]]], Awaitable[None]] | None = None,
+        chunk: int = 500,
+    ) -> PollBatch[M]:
+        """One poll. With ``on_changes``, the changes are handed over ``chunk`` at a time as the
+        pages arrive (the caller's work overlaps the rate limiter's waits) and the batch returned
+        holds none of them; the cursor is still only for after the last chunk was applied."""
         started = self.clock()
         query = dict(self.params)
         seen: Mapping[str, str] = {}
@@ -142,7 +150,7 @@ class LastModifiedPoller(Generic[M]):
             query["lastmodified"] = lookback_value(self.initial_since, started, self.tz)
         changes: list[Change[M]] = []
         returned: dict[str, str] = {}
-        fetched = duplicates = 0
+        fetched = duplicates = handed = 0
         async for raw in iterate_raw(self.client, self.path, self.key, query):
             fetched += 1
             key = self.entity_key(raw)
@@ -154,6 +162,14 @@ class LastModifiedPoller(Generic[M]):
             returned[key] = digest
             item = parse_item(self.model, raw, self.client.tenant, self.path)
             changes.append(Change(key=key, item=item, raw=raw, fingerprint=digest))
+            if on_changes is not None and len(changes) >= chunk:
+                handed += len(changes)
+                await on_changes(changes)
+                changes = []
+        if on_changes is not None and changes:
+            handed += len(changes)
+            await on_changes(changes)
+            changes = []
         # Everything this poll returned may come back in the next one's overlap.
         next_cursor = PollCursor(since=started, seen=returned)
         log.info(
@@ -162,7 +178,7 @@ class LastModifiedPoller(Generic[M]):
             resource=self.path,
             lastmodified=query.get("lastmodified"),
             fetched=fetched,
-            changes=len(changes),
+            changes=handed + len(changes),
             duplicates=duplicates,
         )
         return PollBatch(

@@ -307,17 +307,17 @@ class KafkaPorts:
 
     # -- Fortnox facts --------------------------------------------------------------------------
 
-    def next_fx_seq(self, tenant: str) -> int:
+    def next_fx_seq(self, tenant: str, count: int = 1) -> int:
         current, reserved = self._seq.get(tenant, (0, 0))
         if reserved == 0:
             record = self._data(tenant).get(SEQ, "") or {}
             current = reserved = int(record.get("reserved", 0))
-        if current >= reserved:
-            reserved = current + SEQ_BLOCK
+        if current + count > reserved:
+            reserved = current + max(count, SEQ_BLOCK)
             self.write(tenant, SEQ, "", {"reserved": reserved}, durable=True)
-        current += 1
-        self._seq[tenant] = (current, reserved)
-        return current
+        first = current + 1
+        self._seq[tenant] = (current + count, reserved)
+        return first
 
     def publish(
         self,
