@@ -10,6 +10,7 @@ Prometheus scrapes, so they are right whichever runtime feeds it.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -113,9 +114,12 @@ class EngineMetrics:
             self.dead_lettered.inc(dead_letters)
 
     def published(self, messages: Iterable[Envelope]) -> None:
-        for message in messages:
-            message_type = str(getattr(message, "type", "unknown"))
-            self.messages_out.labels(str(message.TOPIC), message_type).inc()
+        # Counted per label first: a full sync publishes 100,000 records at once.
+        counts = collections.Counter(
+            (str(m.TOPIC), str(getattr(m, "type", "unknown"))) for m in messages
+        )
+        for (topic, message_type), n in counts.items():
+            self.messages_out.labels(topic, message_type).inc(n)
 
     def settled(self, target: str, command_type: str, outcome: str) -> None:
         self.commands.labels(target, command_type, outcome).inc()

@@ -55,8 +55,7 @@ class Edge:
         fingerprint: tuple[str, str, str, str] | None = None,
     ) -> None:
         with self.db.transaction() as conn:
-            for message in messages:
-                self.log.append(message)
+            self.log.append_many(messages)
             if cursor is not None:
                 now = utcnow().timestamp()
                 conn.execute(

@@ -261,17 +261,19 @@ class FortnoxSession:
             try:
                 worked = await self.drain(stop)
                 masterdata, resources = self._due(loop.time())
-                if masterdata:
-                    self._masterdata_requested = False
-                    await self.refresh_master_data()
-                    self._masterdata_at = loop.time()
-                    self.masterdata_done += 1
+                # Polls first: on a new tenant, the first pass over articles and customers is
+                # what the shop waits for; the bookkeeping master data is needed later.
                 if resources:
                     self._requested.difference_update(resources)
                     if resources == set(RESOURCES):
                         self._polled_at = loop.time()
                     await self.poll(resources)
                     self.polls_done += 1
+                if masterdata:
+                    self._masterdata_requested = False
+                    await self.refresh_master_data()
+                    self._masterdata_at = loop.time()
+                    self.masterdata_done += 1
                 self._backoff = 1.0
                 if not worked:
                     await self._sleep(stop, self.timing.idle_seconds)
@@ -528,20 +530,16 @@ class FortnoxSession:
             clock=utcnow,
         )
         # A full pass reads everything (it is what notices deletions); otherwise only what
-        # changed since the cursor, minus what the overlap brings back unchanged. The changes
-        # are published a page at a time while the next pages wait for the rate limiter; the
-        # cursor (and the pass's completion) only after the last.
-        published = 0
-
-        async def publish(changes: list[Change[Any]]) -> None:
-            nonlocal published
-            out = await self._changes(resource, changes, sync_pass, price_list)
-            if out:
-                self.edge.publish(out)
-                published += len(out)
-
-        batch = await poller.poll(None if full else cursor, on_changes=publish)
+        # changed since the cursor, minus what the overlap brings back unchanged. Each page's
+        # changes become records while the next page waits for the rate limiter; all of them,
+        # the pass's completion and the cursor are published together after the last page.
         out: list[Envelope] = []
+
+        async def convert(changes: list[Change[Any]]) -> None:
+            out.extend(await self._changes(resource, changes, sync_pass, price_list))
+
+        batch = await poller.poll(None if full else cursor, on_changes=convert)
+        published = len(out)
         if sync_pass is not None:
             out.append(
                 fx.FortnoxSyncCompleted(

@@ -22,7 +22,12 @@ async def test_fortnox_articles_reach_the_till_with_the_price_list(runtime: Fact
 
 async def test_price_comes_from_the_chosen_price_list(runtime: Factory) -> None:
     async with runtime({"articles": {"price_list": "B"}}) as rt:
+        await rt.settle()
+        assert rt.till.articles["1001"]["price"] == "55.20"  # list B; list A's price is 69.00
+        # A price-list change does not touch the article's lastmodified: the next full pass
+        # (every 6 hours) is what brings it.
         await rt.admin("PUT", "/prices/B/1001/0", json={"Price": 55.0})
+        rt.force_full_sync()
         await rt.settle()
         assert rt.till.articles["1001"]["price"] == "55.00"
 
