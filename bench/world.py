@@ -106,6 +106,13 @@ def compressed_time(clock: ShopClock) -> Iterator[None]:
     shim.datetime = _ShopDatetime
     saved.append((runtime, "dt", getattr(runtime, "dt")))  # noqa: B009
     setattr(runtime, "dt", shim)  # noqa: B010
+    # The tick loop sleeps until the next flush window ends: shop seconds, in real ones.
+    saved.append((runtime, "seconds_until", getattr(runtime, "seconds_until")))  # noqa: B009
+    setattr(  # noqa: B010
+        runtime,
+        "seconds_until",
+        lambda moment: (moment - clock.utcnow()).total_seconds() / clock.compression,
+    )
     try:
         yield
     finally:

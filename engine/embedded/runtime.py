@@ -232,7 +232,7 @@ class EmbeddedEngine:
             timeout = sessions_at - loop.time()
             earliest = self.scheduler.earliest()
             if earliest is not None:
-                timeout = min(timeout, (earliest - dt.datetime.now(dt.UTC)).total_seconds())
+                timeout = min(timeout, seconds_until(earliest))
             if timeout > 0:
                 await _first(stop, self._wakes_changed, timeout=timeout)
 
@@ -284,6 +284,12 @@ class EmbeddedEngine:
         depth = self.edge.outbox.depth()
         wake = self.db.conn.execute("SELECT COUNT(*) FROM wake").fetchone()[0]
         return not any(lag.values()) and not any(depth.values()) and not wake
+
+
+def seconds_until(moment: dt.datetime) -> float:
+    """Seconds of the event loop's clock until the business time ``moment`` (the same clock in
+    production; a simulation that runs business time faster replaces this)."""
+    return (moment - dt.datetime.now(dt.UTC)).total_seconds()
 
 
 async def _first(stop: asyncio.Event, event: asyncio.Event, *, timeout: float) -> None:
