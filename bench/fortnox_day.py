@@ -368,6 +368,10 @@ def run(plan: DayPlan, data_dir: Path | None = None) -> dict[str, Any]:
         "fortnox_calls_lower_bound": bound["total"],
         "fortnox_calls_naive": naive_result["calls"],
         "calls_vs_lower_bound": round(calls / bound["total"], 4),
+        "stock_writes": {
+            "kassasync": int(kassasync["by_route"].get("PUT /3/articles/{ArticleNumber}", 0)),
+            "lower_bound": bound["stock_writes"],
+        },
         "naive_vs_calls": round(naive_result["calls"] / calls, 3),
         "plan": asdict(plan),
         "events": dict(Counter(e.kind for e in events)),
