@@ -363,6 +363,17 @@ def run(plan: DayPlan, data_dir: Path | None = None) -> dict[str, Any]:
     naive = NaiveSync(naive_state, naive_seeded, cycle_seconds=plan.poll_seconds)
     naive_result = asyncio.run(naive.run(events, plan.day_seconds))
     calls = int(kassasync["calls"])
+    # The naive sync at Kassasync's freshness (one cycle per flush window) cannot be run: it
+    # would need more requests than Fortnox allows in a day. Its reads are what it would need.
+    reads_per_cycle = naive_result["reads"] / max(1, naive_result["cycles"])
+    cycles = plan.day_seconds / plan.flush_seconds
+    budget = plan.day_seconds * 25 / plan.rate_window
+    same_freshness = {
+        "cycle_seconds": plan.flush_seconds,
+        "reads_needed": round(reads_per_cycle * cycles),
+        "fortnox_daily_budget": round(budget),
+        "feasible": reads_per_cycle * cycles <= budget,
+    }
     return {
         "fortnox_calls": calls,
         "fortnox_calls_lower_bound": bound["total"],
@@ -378,6 +389,7 @@ def run(plan: DayPlan, data_dir: Path | None = None) -> dict[str, Any]:
         "lower_bound": bound,
         "kassasync": kassasync,
         "naive": naive_result,
+        "naive_at_kassasync_freshness": same_freshness,
     }
 
 
