@@ -26,8 +26,9 @@ import httpx
 
 from bench.common import quiet_logs
 from bench.latency import _percentile
-from bench.world import SHOP_SETTINGS, _listener
+from bench.world import SHOP_SETTINGS
 from engine.executors.fortnox import SessionTiming
+from engine.net import loopback_listener
 from engine.secrets import KEY_ENV, SecretBox, generate_key
 from engine.tenants import FortnoxConnection, TenantConfig, TillConnection
 from sandbox.fortnox.app import create_app as create_sandbox
@@ -52,7 +53,7 @@ def _broker(*args: str) -> str:
 async def _serve(app: Any, tasks: list[asyncio.Task[Any]], servers: list[Any]) -> str:
     import uvicorn
 
-    sock = _listener()
+    sock = loopback_listener(512)
     server = uvicorn.Server(
         uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
     )

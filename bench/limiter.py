@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import socket
 import sys
 import threading
 import time
@@ -37,6 +36,7 @@ from engine.fortnox.client import FortnoxClient
 from engine.fortnox.limiter import DEFAULT_SAFETY_MARGIN, SlidingWindowLimiter
 from engine.fortnox.observability import RecordingMetrics
 from engine.fortnox.tokens import AppCredentials, MemoryTokenStore
+from engine.net import loopback_listener
 from engine.secrets import Secret
 from sandbox.fortnox.app import create_app
 
@@ -46,9 +46,7 @@ WINDOW = 5.0
 
 @contextlib.contextmanager
 def serve(app: Any) -> Iterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = loopback_listener()
     port = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import socket
 import sys
 import time
 import types
@@ -23,6 +22,7 @@ from bench.sandbox_server import RemoteSandbox
 from engine.embedded.runtime import EmbeddedEngine
 from engine.executors.fortnox import SessionTiming
 from engine.fortnox.limiter import LimiterRegistry, SlidingWindowLimiter
+from engine.net import loopback_listener
 from engine.secrets import SecretBox, generate_key
 from engine.tenants import FortnoxConnection, TenantConfig, TillConnection
 from sandbox.till import TillState
@@ -120,16 +120,6 @@ def compressed_time(clock: ShopClock) -> Iterator[None]:
             setattr(module, attr, value)
 
 
-def _listener() -> socket.socket:
-    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say they are TCP; with
-    # proto 0, every keep-alive response after the first waits ~40 ms (Nagle + delayed ACK).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(512)
-    return sock
-
-
 @dataclass
 class World:
     """Engine + simulated till in this process, the sandbox Fortnox in its own (``sandbox``);
@@ -151,7 +141,7 @@ class World:
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     async def _serve(self, app: Any) -> str:
-        sock = _listener()
+        sock = loopback_listener(512)
         server = uvicorn.Server(
             uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
         )

@@ -9,7 +9,6 @@ and before the answer reaches the engine, the moment where a duplicate is born.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Awaitable, Callable, MutableMapping
 from decimal import Decimal
 from typing import Any
@@ -19,6 +18,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from chaos.workload import FortnoxAction
+from engine.net import loopback_listener
 from engine.tenants import FortnoxConnection, TenantConfig, TillConnection
 from sandbox.fortnox.app import create_app as create_sandbox
 from sandbox.fortnox.seed import Seeded, seed_demo
@@ -68,14 +68,6 @@ class WriteTap:
         await self.app(scope, receive, tapped)
 
 
-def _listener() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(512)
-    return sock
-
-
 class World:
     """The sandbox Fortnox and the tills of a run's tenants."""
 
@@ -110,7 +102,7 @@ class World:
         self._customer_numbers: dict[tuple[str, str], str] = {}
 
     async def _serve(self, app: ASGIApp) -> str:
-        sock = _listener()
+        sock = loopback_listener(512)
         server = uvicorn.Server(
             uvicorn.Config(app, log_level="critical", lifespan="off", access_log=False)
         )

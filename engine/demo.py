@@ -23,6 +23,7 @@ import uvicorn
 
 from engine.embedded.runtime import EmbeddedEngine
 from engine.executors.fortnox import SessionTiming
+from engine.net import loopback_listener
 from engine.secrets import KEY_ENV, SecretBox, generate_key
 from engine.tenants import FortnoxConnection, TenantConfig, TillConnection
 from sandbox.fortnox.app import create_app as create_sandbox
@@ -66,14 +67,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 _SERVERS: list[asyncio.Task[None]] = []
 
 
-def _socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    return sock
-
-
 async def _serve(app: Any, sock: socket.socket) -> uvicorn.Server:
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     _SERVERS.append(asyncio.create_task(server.serve(sockets=[sock])))
@@ -98,7 +91,7 @@ async def demo(args: argparse.Namespace) -> dict[str, Any]:
 
     sandbox_state = SandboxState()
     seeded = seed_demo(sandbox_state, client_id="kassasync-demo")
-    sandbox_sock, till_sock = _socket(), _socket()
+    sandbox_sock, till_sock = loopback_listener(), loopback_listener()
     sandbox_url = f"http://127.0.0.1:{sandbox_sock.getsockname()[1]}"
     till_token = secrets.token_urlsafe(16)
     till = TillState(tenant=TENANT, token=till_token)

@@ -20,6 +20,7 @@ import httpx
 import pytest
 import uvicorn
 
+from engine.net import loopback_listener
 from engine.secrets import SecretBox, generate_key
 from engine.store.db import Database
 from engine.tenants import FortnoxConnection, TenantConfig, TenantDirectory, TillConnection
@@ -42,10 +43,7 @@ def _free_port() -> int:
 
 
 async def _serve(app: Any) -> tuple[str, uvicorn.Server, asyncio.Task[None]]:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
+    sock = loopback_listener()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from engine.fortnox.client import FortnoxClient
 from engine.fortnox.limiter import SlidingWindowLimiter
 from engine.fortnox.retry import RetryPolicy
 from engine.fortnox.tokens import AppCredentials, SqliteTokenStore, TokenSet, TokenStore
+from engine.net import loopback_listener
 from engine.secrets import Secret, SecretBox
 from sandbox.fortnox.app import create_app
 
@@ -124,9 +124,7 @@ async def asgi_sandbox(**spec: Any) -> AsyncIterator[SandboxEnv]:
 @contextlib.contextmanager
 def serve(app: Any) -> Iterator[str]:
     """Serve ``app`` with uvicorn on 127.0.0.1 (free port) in a thread; yields the base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = loopback_listener()
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", lifespan="off", ws="websockets-sansio")
     server = uvicorn.Server(config)

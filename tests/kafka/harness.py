@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,6 +28,7 @@ from engine.kafka.config import KafkaConfig
 from engine.kafka.ingest import EventProducer, create_app
 from engine.kafka.runtime import KafkaRuntime, quiet_faust_logs
 from engine.kafka.topics import init_topics
+from engine.net import loopback_listener
 from engine.secrets import SecretBox
 from engine.tenants import FortnoxConnection, TenantConfig, TillConnection
 from reconcilers.state import Record
@@ -50,14 +50,6 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         await asyncio.sleep(0.2)
     return time.monotonic() - started
-
-
-def _socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(256)
-    return sock
 
 
 class World:
@@ -82,7 +74,7 @@ class World:
         self.http = httpx.AsyncClient(timeout=30)
 
     async def _serve(self, app: Any) -> str:
-        sock = _socket()
+        sock = loopback_listener(256)
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
         self._servers.append(server)
         self._tasks.append(asyncio.create_task(server.serve(sockets=[sock])))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ import pytest
 import uvicorn
 import websockets
 
+from engine.net import loopback_listener
 from sandbox.fortnox.app import create_app
 from sandbox.fortnox.seed import Seeded
 from sandbox.fortnox.state import SandboxState
@@ -28,9 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def server(state: SandboxState, demo: Seeded) -> Iterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
+    sock = loopback_listener(64)
     port = sock.getsockname()[1]
     config = uvicorn.Config(create_app(state), log_level="critical", lifespan="off")
     srv = uvicorn.Server(config)

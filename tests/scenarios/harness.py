@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import socket
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -24,6 +23,7 @@ from engine.clock import utcnow
 from engine.embedded.runtime import EmbeddedEngine
 from engine.executors.fortnox import SessionTiming
 from engine.fortnox.limiter import LimiterRegistry, SlidingWindowLimiter
+from engine.net import loopback_listener
 from engine.secrets import SecretBox, generate_key
 from engine.tenants import FortnoxConnection, TenantConfig, TillConnection
 from sandbox.fortnox.app import create_app as create_sandbox
@@ -81,14 +81,6 @@ class Runtime(Protocol):
     def state(self, kind: str, key: str) -> dict[str, Any] | None: ...
 
 
-def _listener() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    return sock
-
-
 class EmbeddedRuntime:
     """The embedded engine with the sandbox and the simulated till, all on loopback."""
 
@@ -118,7 +110,7 @@ class EmbeddedRuntime:
         self.stop = asyncio.Event()
 
     async def _serve(self, app: Any) -> str:
-        sock = _listener()
+        sock = loopback_listener()
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
         self._tasks.append(asyncio.create_task(server.serve(sockets=[sock])))
         while not server.started:
@@ -132,7 +124,7 @@ class EmbeddedRuntime:
             sandbox_app = self.wrap_sandbox(sandbox_app)
         self.sandbox_url = await self._serve(sandbox_app)
         self.till_url = await self._serve(create_till(self.till))
-        engine_sock = _listener()
+        engine_sock = loopback_listener()
         port = engine_sock.getsockname()[1]
         engine_sock.close()
         self.engine = EmbeddedEngine(
