@@ -170,6 +170,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     parser.add_argument("--only", default="", help="comma-separated: " + ",".join(BENCHES))
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other benchmarks' results already in --out (with --only)",
+    )
     args = parser.parse_args()
     quiet_logs()
     chosen = [b for b in args.only.split(",") if b] or list(BENCHES)
@@ -185,6 +190,20 @@ def main() -> None:
     }
     details: dict[str, Any] = {}
     seconds: dict[str, float] = {}
+    if args.merge and args.out.exists():
+        # The other benchmarks' figures stay as they were measured (with their own machine
+        # and git records, under ``merged_from``).
+        earlier = json.loads(args.out.read_text())
+        details = {k: v for k, v in earlier.get("details", {}).items() if k not in chosen}
+        seconds = {k: v for k, v in earlier.get("seconds", {}).items() if k not in chosen}
+        seconds.pop("total", None)
+        for name, out in details.items():
+            _headline(result, name, out)
+        result["merged_from"] = {
+            "generated_at": earlier.get("generated_at"),
+            "git": earlier.get("git"),
+            "benchmarks": sorted(details),
+        }
     for name in chosen:
         t0 = time.monotonic()
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
@@ -195,11 +214,7 @@ def main() -> None:
         seconds[name] = round(time.monotonic() - t0, 1)
         print(f"[bench] {name} done in {seconds[name]} s", file=sys.stderr, flush=True)
         details[name] = out
-        for key in HEADLINE:
-            if key in out:
-                result[key] = out[key]
-        if name == "latency" and out.get("latency_kafka_reason"):
-            result["latency_kafka_reason"] = out["latency_kafka_reason"]
+        _headline(result, name, out)
     result["targets"] = {
         key: {"target": text, "met": check(result)} for key, text, check in TARGETS
     }
@@ -209,6 +224,15 @@ def main() -> None:
     args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(table(result))
     print(f"total {result['seconds']['total']} s -> {args.out}")
+
+
+def _headline(result: dict[str, Any], name: str, out: dict[str, Any]) -> None:
+    """Copy one benchmark's headline keys to the top of the results."""
+    for key in HEADLINE:
+        if key in out:
+            result[key] = out[key]
+    if name == "latency" and out.get("latency_kafka_reason"):
+        result["latency_kafka_reason"] = out["latency_kafka_reason"]
 
 
 def _git() -> dict[str, Any]:
