@@ -553,11 +553,18 @@ class FortnoxSession:
                     ),
                 )
             )
+        next_cursor = batch.next_cursor
+        if full:
+            # A full pass's cursor would carry a fingerprint of every record (5 MB for 100,000
+            # articles, parsed at every poll). Without them, the next poll's overlap brings back
+            # the few records changed in its last minutes once more: the same content again,
+            # which the reconcilers take as no change.
+            next_cursor = PollCursor(since=next_cursor.since)
         self.edge.publish(
             out,
-            cursor=CursorUpdate(self.tenant, resource, batch.next_cursor.to_json(), full),
+            cursor=CursorUpdate(self.tenant, resource, next_cursor.to_json(), full),
         )
-        if published or out:
+        if out:
             log.info(
                 "fortnox.polled",
                 tenant=self.tenant,
