@@ -19,4 +19,4 @@ stop_broker() {
 trap stop_broker EXIT INT TERM
 "$PY" -c "import time, sys; print(f'kafka broker ready at {sys.argv[1]} in {time.time() - float(sys.argv[2]):.1f} s')" "$BOOTSTRAP" "$started"
 export KASSASYNC_KAFKA_BOOTSTRAP="$BOOTSTRAP"
-"$PY" -m pytest -q -p no:cacheprovider "$@"
+"$PY" -m pytest -q -p no:cacheprovider --durations=25 --junitxml=test-artifacts/junit.xml "$@"
