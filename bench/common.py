@@ -53,7 +53,13 @@ def machine() -> dict[str, Any]:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set size (ru_maxrss is KiB on Linux)."""
+    """This process's peak resident set size: ``VmHWM``, which starts over at ``exec`` (Linux
+    carries ``ru_maxrss`` across ``exec``, so a child started by a big parent would report the
+    parent's peak)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

@@ -80,7 +80,9 @@ async def _run(articles: int, data_dir: Path, profile: Path | None) -> dict[str,
         "limiter_wait_seconds": round(waited, 2),
         "by_route": routes,
         "sandbox_start_seconds": round(seed_seconds, 2),
-        "engine_peak_rss_mb": round(peak_rss_mb(), 1),
+        # The benchmark process's peak so far (under `python -m bench`, earlier benchmarks'
+        # too), not the engine's alone.
+        "process_peak_rss_mb": round(peak_rss_mb(), 1),
     }
 
 
