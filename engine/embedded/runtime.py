@@ -233,8 +233,8 @@ class EmbeddedEngine:
             earliest = self.scheduler.earliest()
             if earliest is not None:
                 timeout = min(timeout, seconds_until(earliest))
-            if timeout > 0:
-                await _first(stop, self._wakes_changed, timeout=timeout)
+            # Never less than 5 ms: this loop must always yield to the others.
+            await _first(stop, self._wakes_changed, timeout=max(timeout, 0.005))
 
     async def run(self, stop: asyncio.Event, *, serve_http: bool = True) -> None:
         async with httpx.AsyncClient() as http:
