@@ -24,9 +24,9 @@ from chaos.run import TillSender
 from chaos.workload import TenantPlan, Workload, generate
 from chaos.world import World
 from engine.embedded.runtime import EmbeddedEngine
-from engine.executors.fortnox import SessionTiming
 from engine.fortnox.limiter import LimiterRegistry, SlidingWindowLimiter
 from engine.secrets import SecretBox, generate_key
+from tests.scenarios.harness import FAST_TIMING
 
 ADMIN_TOKEN = "reliability-admin-token-0123456789"
 WINDOW = 1.0
@@ -51,13 +51,7 @@ class Live:
             self.data,
             self.box,
             http_port=self.port,
-            timing=SessionTiming(
-                poll_seconds=0.5,
-                masterdata_seconds=2,
-                idle_seconds=0.05,
-                feed_poll_seconds=0.5,
-                feed_masterdata_seconds=2,
-            ),
+            timing=FAST_TIMING,
             limiters=LimiterRegistry(lambda: SlidingWindowLimiter(window=WINDOW)),
             admin_token=ADMIN_TOKEN,
         )

@@ -35,6 +35,14 @@ from topics.settings import TenantSettings
 
 TENANT = "shop"
 WINDOW = 1.0
+#: Polls every 0.5 s and master data every 2 s, with or without the topics feed.
+FAST_TIMING = SessionTiming(
+    poll_seconds=0.5,
+    masterdata_seconds=2,
+    idle_seconds=0.05,
+    feed_poll_seconds=0.5,
+    feed_masterdata_seconds=2,
+)
 
 BASE_SETTINGS: dict[str, Any] = {
     "customers": {"master": "fortnox"},
@@ -131,13 +139,7 @@ class EmbeddedRuntime:
             self.data,
             SecretBox(generate_key()),
             http_port=port,
-            timing=SessionTiming(
-                poll_seconds=0.5,
-                masterdata_seconds=2,
-                idle_seconds=0.05,
-                feed_poll_seconds=0.5,
-                feed_masterdata_seconds=2,
-            ),
+            timing=FAST_TIMING,
             limiters=LimiterRegistry(lambda: SlidingWindowLimiter(window=WINDOW)),
         )
         credentials = self.seeded.credentials(self.sandbox_url)
