@@ -1,7 +1,7 @@
 """``python -m bench`` (``make bench``): every benchmark, results in bench/results/latest.json
 and a short table on stdout.
 
-    python -m bench                 # everything, full size (about 30 minutes on 2 cores)
+    python -m bench                 # everything, full size (about 45 minutes on 2 cores)
     python -m bench --quick         # everything, small sizes (a smoke run, a few minutes)
     python -m bench --only replay,limiter
 
