@@ -14,20 +14,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from engine.embedded.processor import Processor
 from engine.store.db import Database, log_table
-from topics import registry
 from topics.envelope import Envelope
 from topics.fortnox import FortnoxStockWritten, StockWrittenData
-from topics.names import RECONCILED_TOPICS, Topic
+from topics.names import RECONCILED_TOPICS
 from topics.outcomes import OutcomeData, OutcomeStatus, SyncOutcome, Target, Tick
-
-RESULTS: dict[str, dict[str, str]] = {
-    "fortnox.voucher.create": {"series": "F", "number": "1", "year": "2"},
-}
 
 
 def _result(command: dict[str, Any], counter: int) -> dict[str, str]:
@@ -41,29 +37,52 @@ def _result(command: dict[str, Any], counter: int) -> dict[str, str]:
     return {}
 
 
-def settle_pending(db: Database, processor: Processor, seq_fx: dict[str, int]) -> int:
-    """Append the outcomes (and stock facts) of every command queued since the last call (all
-    of them are pending: earlier ones were settled); returns how many."""
-    after = seq_fx.get("", 0)
-    rows = db.conn.execute(
-        "SELECT seq, command_id, tenant, target, type, payload, created_at FROM outbox "
-        "WHERE seq > ? AND status = 'pending' ORDER BY seq",
-        (after,),
-    ).fetchall()
-    if not rows:
-        return 0
-    seq_fx[""] = int(rows[-1][0])
-    messages: list[Envelope] = []
-    for seq, command_id, tenant, target, ctype, payload, _created in rows:
+@dataclass
+class Settler:
+    """Settles commands as executors that answer at once would."""
+
+    db: Database
+    processor: Processor
+    #: The outbox sequence number settled up to: each pass reads only what was queued since.
+    outbox_seq: int = 0
+    #: Per tenant, the last Fortnox observation number handed out (above the generator's).
+    fx_seq: dict[str, int] = field(default_factory=dict)
+    ticks: int = 0
+
+    def settle_pending(self) -> int:
+        """Append the outcomes (and stock facts) of every command queued since the last call;
+        returns how many."""
+        rows = self.db.conn.execute(
+            "SELECT seq, command_id, tenant, target, type, payload FROM outbox "
+            "WHERE seq > ? AND status = 'pending' ORDER BY seq",
+            (self.outbox_seq,),
+        ).fetchall()
+        if not rows:
+            return 0
+        self.outbox_seq = int(rows[-1][0])
+        messages = [self._settled(*row) for row in rows]
+        with self.db.transaction() as conn:
+            self.processor.log.append_many([m for pair in messages for m in pair])
+            conn.executemany(
+                "UPDATE outbox SET status = 'done', attempts = 1 WHERE seq = ?",
+                [(r[0],) for r in rows],
+            )
+        return len(rows)
+
+    def _settled(
+        self, seq: int, command_id: str, tenant: str, target: str, ctype: str, payload: str
+    ) -> list[Envelope]:
+        """The outcome of one command (after the stock fact, for a stock write)."""
+        messages: list[Envelope] = []
         command = json.loads(payload)
         at = dt.datetime.fromisoformat(command["occurred_at"].replace("Z", "+00:00"))
         at += dt.timedelta(milliseconds=50)
         if ctype == "fortnox.stock.apply":
             number = command["data"]["article_number"]
-            level = processor.store.get(tenant, "stock", number) or {}
+            level = self.processor.store.get(tenant, "stock", number) or {}
             read = Decimal(str(level.get("fx", "0")))
             delta = Decimal(str(command["data"]["delta"]))
-            seq_fx[tenant] = seq_fx.get(tenant, 10**9) + 1
+            self.fx_seq[tenant] = self.fx_seq.get(tenant, 10**9) + 1
             messages.append(
                 FortnoxStockWritten(
                     id=f"written-{command_id}",
@@ -74,7 +93,7 @@ def settle_pending(db: Database, processor: Processor, seq_fx: dict[str, int]) -
                         command_id=command_id,
                         read=read,
                         written=read + delta,
-                        seq=seq_fx[tenant],
+                        seq=self.fx_seq[tenant],
                     ),
                 )
             )
@@ -93,32 +112,44 @@ def settle_pending(db: Database, processor: Processor, seq_fx: dict[str, int]) -
                 ),
             )
         )
-    with db.transaction() as conn:
-        for message in messages:
-            processor.log.append_raw(Topic(str(message.TOPIC)), message, registry.dump(message))
-        conn.executemany(
-            "UPDATE outbox SET status = 'done', attempts = 1 WHERE seq = ?",
-            [(r[0],) for r in rows],
-        )
-    return len(rows)
+        return messages
 
-
-def tick_due(db: Database, processor: Processor, counts: dict[str, int]) -> int:
-    """What the tick scheduler does once time has reached every wake-up: a tick per tenant."""
-    rows = db.conn.execute("SELECT tenant, at FROM wake").fetchall()
-    if not rows:
-        return 0
-    with db.transaction() as conn:
+    def tick_due(self) -> int:
+        """What the tick scheduler does once time has reached every wake-up: a tick per
+        tenant, at its own wake-up time (so each flush happens when its window ends)."""
+        rows = self.db.conn.execute("SELECT tenant, at FROM wake").fetchall()
+        if not rows:
+            return 0
+        ticks: list[Envelope] = []
         for tenant, at in rows:
-            counts["ticks"] = counts.get("ticks", 0) + 1
-            tick = Tick(
-                id=f"tick-{tenant}-{counts['ticks']}",
-                tenant=tenant,
-                occurred_at=dt.datetime.fromisoformat(at) + dt.timedelta(milliseconds=1),
+            self.ticks += 1
+            ticks.append(
+                Tick(
+                    id=f"tick-{tenant}-{self.ticks}",
+                    tenant=tenant,
+                    occurred_at=dt.datetime.fromisoformat(at) + dt.timedelta(milliseconds=1),
+                )
             )
-            processor.log.append_raw(Topic.SYNC_CONTROL, tick, registry.dump(tick))
-            conn.execute("DELETE FROM wake WHERE tenant = ? AND at <= ?", (tenant, at))
-    return len(rows)
+        with self.db.transaction() as conn:
+            self.processor.log.append_many(ticks)
+            conn.executemany("DELETE FROM wake WHERE tenant = ? AND at <= ?", rows)
+        return len(rows)
+
+    def drain(self, rounds: int = 50) -> int:
+        """Process everything on the log, settle what it queued and tick what it left waiting,
+        until nothing is left or ``rounds`` rounds have passed (an entity that waits, e.g. for
+        a barcode to be freed, re-arms its wake-up at every tick: the next chunk's ticks carry
+        it on, as a running engine's would); returns the commands settled."""
+        settled = 0
+        for _ in range(rounds):
+            while self.processor.step(limit=1000).processed:
+                continue
+            now_settled = self.settle_pending()
+            settled += now_settled
+            ticked = self.tick_due()
+            if not now_settled and not ticked:
+                break
+        return settled
 
 
 def record(
@@ -126,33 +157,19 @@ def record(
 ) -> dict[str, int]:
     """Append ``inputs`` chunk by chunk (``append(db, chunk)``), processing each chunk and
     settling its commands before the next (executors that answer at once)."""
-    processor = Processor(db, log_notes=False)
-    seq_fx: dict[str, int] = {}
-    batch: list[tuple[str, str, bytes]] = []
+    settler = Settler(db, Processor(db, log_notes=False))
     counts = {"inputs": 0, "settled": 0}
-
-    def drain() -> None:
-        for _ in range(50):
-            while processor.step(limit=1000).processed:
-                pass
-            settled = settle_pending(db, processor, seq_fx)
-            counts["settled"] += settled
-            ticks = tick_due(db, processor, counts)
-            if not settled and not ticks:
-                return
-
+    batch: list[tuple[str, str, bytes]] = []
     for item in inputs:
         batch.append(item)
         if len(batch) >= chunk:
-            append(db, batch)
-            counts["inputs"] += len(batch)
+            counts["inputs"] += append(db, batch)
+            counts["settled"] += settler.drain()
             batch = []
-            drain()
     if batch:
-        append(db, batch)
-        counts["inputs"] += len(batch)
-        drain()
-    return counts
+        counts["inputs"] += append(db, batch)
+        counts["settled"] += settler.drain()
+    return {**counts, "ticks": settler.ticks}
 
 
 def copy_reconciled_log(source: Database, target: Database) -> int:
