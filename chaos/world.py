@@ -140,16 +140,8 @@ class World:
                 endpoint=f"{self.till_url}/{tenant}/kassasync/commands",
                 token=self.tills[tenant].token,
             ),
-            fortnox=FortnoxConnection(
-                api_base=self.sandbox_url,
-                auth_base=self.sandbox_url,
-                client_id=credentials["client_id"],
-                client_secret=credentials["client_secret"],
-                fortnox_tenant_id=int(credentials["tenant_id"]),
-                poll_seconds=self.poll_seconds,
-                topics_url=self.sandbox_url.replace("http://", "ws://") + "/topics-v1"
-                if self.topics_feed
-                else None,
+            fortnox=FortnoxConnection.at(
+                self.sandbox_url, credentials, poll_seconds=self.poll_seconds, feed=self.topics_feed
             ),
         )
 

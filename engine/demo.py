@@ -116,14 +116,7 @@ async def demo(args: argparse.Namespace) -> dict[str, Any]:
                 endpoint=f"http://127.0.0.1:{till_sock.getsockname()[1]}/kassasync/commands",
                 token=till_token,
             ),
-            fortnox=FortnoxConnection(
-                api_base=sandbox_url,
-                auth_base=sandbox_url,
-                client_id=credentials["client_id"],
-                client_secret=credentials["client_secret"],
-                fortnox_tenant_id=int(credentials["tenant_id"]),
-                poll_seconds=2,
-            ),
+            fortnox=FortnoxConnection.at(sandbox_url, credentials, poll_seconds=2),
         )
     )
     assert api_key is not None

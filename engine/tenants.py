@@ -9,7 +9,9 @@ import json
 import secrets
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,6 +46,28 @@ class FortnoxConnection(BaseModel):
     #: Service account (client credentials): Fortnox's TenantId of the company.
     fortnox_tenant_id: int | None = None
     poll_seconds: float = Field(default=30.0, gt=0)
+
+    @classmethod
+    def at(
+        cls,
+        base_url: str,
+        credentials: Mapping[str, Any],
+        *,
+        poll_seconds: float = 30.0,
+        feed: bool = False,
+    ) -> FortnoxConnection:
+        """A Fortnox-compatible server with the API, OAuth and (``feed``) the topics feed at
+        one base URL, as the sandbox serves them; ``credentials`` of a service account:
+        ``client_id``, ``client_secret``, ``tenant_id``."""
+        return cls(
+            api_base=base_url,
+            auth_base=base_url,
+            topics_url=base_url.replace("http://", "ws://", 1) + "/topics-v1" if feed else None,
+            client_id=str(credentials["client_id"]),
+            client_secret=str(credentials["client_secret"]),
+            fortnox_tenant_id=int(credentials["tenant_id"]),
+            poll_seconds=poll_seconds,
+        )
 
 
 class TenantConfig(BaseModel):

@@ -125,14 +125,7 @@ async def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: P
                 merged(BASE_SETTINGS, {"customers": {"master": "till"}})
             ),
             till=TillConnection(endpoint=f"{till_url}/kassasync/commands", token="till-token"),
-            fortnox=FortnoxConnection(
-                api_base=sandbox_url,
-                auth_base=sandbox_url,
-                client_id=credentials["client_id"],
-                client_secret=credentials["client_secret"],
-                fortnox_tenant_id=int(credentials["tenant_id"]),
-                poll_seconds=0.5,
-            ),
+            fortnox=FortnoxConnection.at(sandbox_url, credentials, poll_seconds=0.5),
         )
     )
     directory.db.close()

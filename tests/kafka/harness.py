@@ -117,13 +117,8 @@ class World:
             till=TillConnection(
                 endpoint=f"{self.till_url}/{tenant}/kassasync/commands", token=f"till-{tenant}"
             ),
-            fortnox=FortnoxConnection(
-                api_base=self.sandbox_url,
-                auth_base=self.sandbox_url,
-                client_id=credentials["client_id"],
-                client_secret=credentials["client_secret"],
-                fortnox_tenant_id=int(credentials["tenant_id"]),
-                poll_seconds=TIMING.poll_seconds,
+            fortnox=FortnoxConnection.at(
+                self.sandbox_url, credentials, poll_seconds=TIMING.poll_seconds
             ),
         )
 

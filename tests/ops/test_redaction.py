@@ -158,14 +158,7 @@ def _run(tmp_path: Path) -> tuple[dict[str, str], str]:
     api_key = add_tenant(
         engine,
         till_url=live.url_of("till") + "/kassasync/commands",
-        fortnox=FortnoxConnection(
-            api_base=fortnox_url,
-            auth_base=fortnox_url,
-            client_id=credentials["client_id"],
-            client_secret=credentials["client_secret"],
-            fortnox_tenant_id=int(credentials["tenant_id"]),
-            poll_seconds=1,
-        ),
+        fortnox=FortnoxConnection.at(fortnox_url, credentials, poll_seconds=1),
     )
     wrong_key = new_api_key(TENANT)
     with live, live.api() as api, httpx.Client(base_url=live.url, timeout=10) as http:

@@ -150,16 +150,8 @@ class EmbeddedRuntime:
                 till=TillConnection(
                     endpoint=f"{self.till_url}/kassasync/commands", token="till-token"
                 ),
-                fortnox=FortnoxConnection(
-                    api_base=self.sandbox_url,
-                    auth_base=self.sandbox_url,
-                    client_id=credentials["client_id"],
-                    client_secret=credentials["client_secret"],
-                    fortnox_tenant_id=int(credentials["tenant_id"]),
-                    poll_seconds=self.poll_seconds,
-                    topics_url=self.sandbox_url.replace("http://", "ws://") + "/topics-v1"
-                    if self.feed
-                    else None,
+                fortnox=FortnoxConnection.at(
+                    self.sandbox_url, credentials, poll_seconds=self.poll_seconds, feed=self.feed
                 ),
             )
         )
