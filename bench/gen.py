@@ -116,7 +116,7 @@ def _ean(tenant: int, article: int) -> str:
     return body + str((10 - total % 10) % 10)
 
 
-def _envelope(
+def envelope(
     msg_id: str, tenant: str, at: dt.datetime, source: str, type_: str, data: dict[str, Any]
 ) -> dict[str, Any]:
     return {
@@ -333,7 +333,7 @@ class TenantStream:
             source = "operator" if type_ == "sync.settings.changed" else "kassasync"
         topic = {"till": "till.events", "fx": "fortnox.changes", "control": "sync.control"}[kind]
         prefix = type_.rsplit(".", 1)[-1]
-        msg = _envelope(self._id(prefix), self.tenant, at, source, type_, partial["data"])
+        msg = envelope(self._id(prefix), self.tenant, at, source, type_, partial["data"])
         return topic, json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode()
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import os
 import subprocess
@@ -25,7 +24,7 @@ from typing import Any
 import httpx
 
 from bench.common import quiet_logs
-from bench.latency import _percentile
+from bench.latency import percentile, sale
 from bench.world import SHOP_SETTINGS
 from engine.executors.fortnox import SessionTiming
 from engine.net import loopback_listener
@@ -145,19 +144,7 @@ async def _measure(bootstrap: str, samples: int, rate: float, flush: float) -> d
             ) as http:
                 for i in range(samples):
                     number = str(FIRST_ARTICLE + i)
-                    event = {
-                        "id": f"klat-{i}",
-                        "tenant": "shop",
-                        "type": "till.stock.movement",
-                        "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
-                        "source": "till",
-                        "data": {
-                            "article_number": number,
-                            "movement_id": f"klat-mv-{i}",
-                            "delta": "-1",
-                            "reason": "sale",
-                        },
-                    }
+                    event = sale("klat", i, number)
                     sent[number] = time.time()
                     response = await http.post(
                         "/v1/tenants/shop/events",
@@ -181,8 +168,8 @@ async def _measure(bootstrap: str, samples: int, rate: float, flush: float) -> d
     return {
         "flush_window_s": flush,
         "samples": len(latencies),
-        "p50_ms": round(_percentile(latencies, 0.5), 1),
-        "p99_ms": round(_percentile(latencies, 0.99), 1),
+        "p50_ms": round(percentile(latencies, 0.5), 1),
+        "p99_ms": round(percentile(latencies, 0.99), 1),
         "max_ms": round(max(latencies), 1),
     }
 

@@ -32,7 +32,24 @@ from engine.executors.fortnox import SessionTiming
 FIRST_ARTICLE = 100_000
 
 
-def _percentile(values: list[float], q: float) -> float:
+def sale(prefix: str, i: int, article: str) -> dict[str, Any]:
+    """The till's ``i``-th sale of one ``article`` (a stock movement of -1), now."""
+    return {
+        "id": f"{prefix}-{i}",
+        "tenant": "shop",
+        "type": "till.stock.movement",
+        "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
+        "source": "till",
+        "data": {
+            "article_number": article,
+            "movement_id": f"{prefix}-mv-{i}",
+            "delta": "-1",
+            "reason": "sale",
+        },
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
     return ordered[index]
@@ -59,21 +76,7 @@ async def _measure(
             for i in range(samples):
                 number = str(FIRST_ARTICLE + i)
                 sent[number] = time.time()
-                world.send(
-                    {
-                        "id": f"lat-{i}",
-                        "tenant": "shop",
-                        "type": "till.stock.movement",
-                        "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
-                        "source": "till",
-                        "data": {
-                            "article_number": number,
-                            "movement_id": f"lat-mv-{i}",
-                            "delta": "-1",
-                            "reason": "sale",
-                        },
-                    }
-                )
+                world.send(sale("lat", i, number))
                 await asyncio.sleep(1.0 / rate)
             db = world.engine.db
 
@@ -99,9 +102,9 @@ async def _measure(
     return {
         "flush_window_s": flush,
         "samples": len(latencies),
-        "p50_ms": round(_percentile(latencies, 0.50), 1),
-        "p90_ms": round(_percentile(latencies, 0.90), 1),
-        "p99_ms": round(_percentile(latencies, 0.99), 1),
+        "p50_ms": round(percentile(latencies, 0.50), 1),
+        "p90_ms": round(percentile(latencies, 0.90), 1),
+        "p99_ms": round(percentile(latencies, 0.99), 1),
         "max_ms": round(max(latencies), 1),
         "mean_ms": round(statistics.fmean(latencies), 1),
         "requests_that_waited_for_the_limiter": waited,

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Stopwatch, current_rss_mb, peak_rss_mb, quiet_logs
-from bench.gen import SETTINGS, START, _article, _ts, tenant_id
+from bench.gen import SETTINGS, START, _article, envelope, tenant_id
 from bench.record import record
 from bench.replay import append
 from engine.embedded.processor import Processor
@@ -51,15 +51,8 @@ def _payload(msg: dict[str, Any]) -> bytes:
 def _envelope(
     i: int, tenant: str, at: dt.datetime, source: str, type_: str, data: dict[str, Any]
 ) -> dict[str, Any]:
-    return {
-        "id": f"{type_.rsplit('.', 1)[-1]}-{tenant}-{i}",
-        "tenant": tenant,
-        "version": 1,
-        "occurred_at": _ts(at),
-        "source": source,
-        "type": type_,
-        "data": data,
-    }
+    msg_id = f"{type_.rsplit('.', 1)[-1]}-{tenant}-{i}"
+    return envelope(msg_id, tenant, at, source, type_, data)
 
 
 def _template_messages(articles: int) -> Iterator[tuple[str, str, bytes]]:
