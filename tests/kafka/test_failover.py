@@ -36,6 +36,7 @@ from tests.kafka.scenario import (
     movement,
     zreport,
 )
+from tests.procs import terminate
 
 TENANTS = [f"shop-{i:02d}" for i in range(20)]
 #: The same activity on one in-process worker (its own topics), as the reference.
@@ -191,14 +192,6 @@ async def test_a_killed_worker_hands_its_tenants_over(
         print(f"first sync {first_sync:.1f}s, converged {takeover:.1f}s after the kill")
     finally:
         await ingest.aclose()
-        for process in workers.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in workers.values():
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        await terminate(*workers.values())
         events.close()
         await world.stop()

@@ -24,7 +24,6 @@ import asyncio
 import functools
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -45,6 +44,7 @@ from engine.fortnox.tokens import AppCredentials, GrantKind, SqliteTokenStore, T
 from engine.secrets import Secret, SecretBox, generate_key
 from engine.store.db import Database
 from engine.tenants import TenantDirectory
+from tests.procs import terminate
 from tests.reliability.live import Live
 
 pytestmark = pytest.mark.slow
@@ -347,13 +347,7 @@ async def test_refresh_race_between_two_engine_processes(tmp_path: Path) -> None
         assert refreshed == 3, logs[-3000:]
         assert "fortnox.token.login_expired" not in logs
     finally:
-        for proc in procs.values():
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        await terminate(*procs.values())
         await world.stop()
 
 

@@ -76,8 +76,12 @@ def operate(chrome: Any, tmp_path: Path) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
 
     def flash_text() -> str:
-        found = chrome.find_elements(By.CLASS_NAME, "flash")
-        return found[0].text if found else ""
+        # One script, so the page cannot be replaced between finding the element and reading
+        # it (a form post redirects: an element found before that is stale after).
+        text = chrome.execute_script(
+            "const flash = document.querySelector('.flash'); return flash ? flash.innerText : '';"
+        )
+        return str(text or "")
 
     def shot(name: str) -> Path:
         path = ARTIFACTS / f"dashboard-{name}.png"
