@@ -265,9 +265,11 @@ class FortnoxSession:
                 # what the shop waits for; the bookkeeping master data is needed later.
                 if resources:
                     self._requested.difference_update(resources)
-                    if resources == set(RESOURCES):
-                        self._polled_at = loop.time()
                     await self.poll(resources)
+                    if resources == set(RESOURCES):
+                        # The period runs from the end of a poll: however long a poll waits
+                        # for the rate limiter, the commands get the time in between.
+                        self._polled_at = loop.time()
                     self.polls_done += 1
                 if masterdata:
                     self._masterdata_requested = False

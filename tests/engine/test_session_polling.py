@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from decimal import Decimal
 from typing import Any, cast
 
@@ -110,3 +111,40 @@ async def test_an_echo_window_closes() -> None:
     s._echoes[("articles", "1001")][0] -= TIMING.echo_seconds + 1  # the window has passed
     assert s.on_feed("articles", "1001") == "poll"
     assert ("articles", "1001") not in s._echoes
+
+
+class _Idle:
+    """Executor ports with nothing to execute and no pause."""
+
+    def paused(self, tenant: str) -> None:
+        return None
+
+    def head(self, target: str, tenant: str) -> None:
+        return None
+
+
+async def test_a_poll_slower_than_its_period_still_leaves_the_period_free() -> None:
+    """The period runs from the end of a poll: a poll held up by the rate limiter for longer
+    than the period must not start the next one at once (commands would get no turn)."""
+    period, took = 0.05, 0.1
+    timing = SessionTiming(poll_seconds=period, masterdata_seconds=3600, idle_seconds=0.01)
+    s = FortnoxSession("shop", cast(Any, None), cast(Any, _Idle()), TenantSettings, timing)
+    polls: list[tuple[float, float]] = []
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    async def slow_poll(resources: Any = RESOURCES) -> None:
+        started = loop.time()
+        await asyncio.sleep(took)
+        polls.append((started, loop.time()))
+        if len(polls) == 4:
+            stop.set()
+
+    async def no_master_data() -> None:
+        return None
+
+    s.poll = slow_poll  # type: ignore[method-assign]
+    s.refresh_master_data = no_master_data  # type: ignore[method-assign]
+    await asyncio.wait_for(s.run(stop), 5)
+    gaps = [nxt[0] - prev[1] for prev, nxt in itertools.pairwise(polls)]
+    assert len(gaps) == 3 and min(gaps) >= period - 0.005, gaps
