@@ -21,7 +21,6 @@ import uvicorn
 from bench.sandbox_server import RemoteSandbox
 from engine.embedded.runtime import EmbeddedEngine
 from engine.executors.fortnox import SessionTiming
-from engine.fortnox.limiter import LimiterRegistry, SlidingWindowLimiter
 from engine.net import loopback_listener
 from engine.secrets import SecretBox, generate_key
 from engine.tenants import FortnoxConnection, TenantConfig, TillConnection
@@ -164,7 +163,6 @@ class World:
             self.data,
             SecretBox(generate_key()),
             timing=self.timing,
-            limiters=LimiterRegistry(lambda: SlidingWindowLimiter(window=window)),
             admin_token="bench-admin-token",
         )
         settings = TenantSettings.model_validate(
@@ -184,6 +182,7 @@ class World:
                         credentials,
                         poll_seconds=self.poll_seconds,
                         feed=self.feed,
+                        rate_window_seconds=window,
                     ),
                 )
             )

@@ -32,6 +32,7 @@ async def measure(
     kafka_port: int = 19592,
     settle_timeout: float = 240.0,
     overlap: bool = False,
+    rate_window: float = 5.0,
 ) -> tuple[dict[str, Any], list[str]]:
     """Run the workload of ``seed`` uninterrupted, then with ``kills`` kills; compare."""
     workload = generate(seed, tenants, scale, overlap=overlap)
@@ -54,6 +55,7 @@ async def measure(
             kills=0,
             seed=seed,
             settle_timeout=settle_timeout,
+            rate_window=rate_window,
         )
         note(f"{runtime}: uninterrupted run took {reference.seconds:.0f}s; run with {kills} kills")
         chaos_run = await run_once(
@@ -63,6 +65,7 @@ async def measure(
             seed=seed,
             disturb=broker is not None,
             settle_timeout=settle_timeout,
+            rate_window=rate_window,
         )
     finally:
         if broker is not None:
@@ -88,6 +91,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--settle-timeout", type=float, default=240.0)
     parser.add_argument(
+        "--rate-window",
+        type=float,
+        default=5.0,
+        help="window of the sandbox's (and the engine's) 25 requests; Fortnox's is 5 s",
+    )
+    parser.add_argument(
         "--overlap",
         action="store_true",
         help="the webshop also sells the till's articles (exposes the stock-intent ambiguity)",
@@ -108,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 kafka_port=args.kafka_port,
                 settle_timeout=args.settle_timeout,
                 overlap=args.overlap,
+                rate_window=args.rate_window,
             )
         )
         print(json.dumps(line), flush=True)

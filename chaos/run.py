@@ -268,8 +268,9 @@ async def run_once(
     seed: int,
     disturb: bool = False,
     settle_timeout: float = 240.0,
+    rate_window: float = 5.0,
 ) -> RunResult:
-    world = await World(workload.tenants).start()
+    world = await World(workload.tenants, rate_window=rate_window).start()
     try:
         run = ChaosRun(
             target,

@@ -82,6 +82,7 @@ class World:
         self.tenants = tenants
         self.poll_seconds = poll_seconds
         self.topics_feed = topics_feed
+        self.rate_window = rate_window
         #: Fortnox's limit is 25 requests per 5 s; in-process tests scale the window down on
         #: both sides (the engine's limiter and the sandbox's) to keep the same rule, faster.
         self.sandbox = SandboxState(rate_window_seconds=rate_window)
@@ -141,7 +142,11 @@ class World:
                 token=self.tills[tenant].token,
             ),
             fortnox=FortnoxConnection.at(
-                self.sandbox_url, credentials, poll_seconds=self.poll_seconds, feed=self.topics_feed
+                self.sandbox_url,
+                credentials,
+                poll_seconds=self.poll_seconds,
+                feed=self.topics_feed,
+                rate_window_seconds=self.rate_window,
             ),
         )
 

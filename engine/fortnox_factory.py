@@ -31,7 +31,12 @@ async def open_api(
             config.id, await oauth.client_credentials(conn.fortnox_tenant_id, tenant=config.id)
         )
     client = FortnoxClient(
-        config.id, tokens, base_url=conn.api_base, limiters=limiters, metrics=metrics
+        config.id,
+        tokens,
+        base_url=conn.api_base,
+        limiters=limiters,
+        rate_window=conn.rate_window_seconds,
+        metrics=metrics,
     )
     documents = config.settings.stock.mode is StockMode.WAREHOUSE_DOCUMENTS
     return FortnoxApi(client, stock_documents_enabled=documents)

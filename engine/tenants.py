@@ -46,6 +46,9 @@ class FortnoxConnection(BaseModel):
     #: Service account (client credentials): Fortnox's TenantId of the company.
     fortnox_tenant_id: int | None = None
     poll_seconds: float = Field(default=30.0, gt=0)
+    #: The window of the server's rate limit of 25 requests: Fortnox's is 5 s. A
+    #: Fortnox-compatible server with a shorter one (the sandbox's ``--rate-window``) says so.
+    rate_window_seconds: float = Field(default=5.0, gt=0)
 
     @classmethod
     def at(
@@ -55,6 +58,7 @@ class FortnoxConnection(BaseModel):
         *,
         poll_seconds: float = 30.0,
         feed: bool = False,
+        rate_window_seconds: float = 5.0,
     ) -> FortnoxConnection:
         """A Fortnox-compatible server with the API, OAuth and (``feed``) the topics feed at
         one base URL, as the sandbox serves them; ``credentials`` of a service account:
@@ -67,6 +71,7 @@ class FortnoxConnection(BaseModel):
             client_secret=str(credentials["client_secret"]),
             fortnox_tenant_id=int(credentials["tenant_id"]),
             poll_seconds=poll_seconds,
+            rate_window_seconds=rate_window_seconds,
         )
 
 

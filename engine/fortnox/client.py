@@ -85,6 +85,7 @@ class FortnoxClient:
         owns_transport: bool | None = None,
         limiters: LimiterRegistry | None = None,
         limiter: SlidingWindowLimiter | None = None,
+        rate_window: float | None = None,
         retry: RetryPolicy | None = None,
         metrics: FortnoxMetrics | None = None,
         timeout: float | httpx.Timeout = httpx.Timeout(30.0, connect=10.0),
@@ -95,7 +96,9 @@ class FortnoxClient:
         self.base_url = base_url.rstrip("/")
         self.metrics: FortnoxMetrics = metrics or NullMetrics()
         self.retry = retry or RetryPolicy()
-        self.limiter = limiter or (limiters or _DEFAULT_LIMITERS).get(tokens.client_id, tenant)
+        self.limiter = limiter or (limiters or _DEFAULT_LIMITERS).get(
+            tokens.client_id, tenant, rate_window
+        )
         self._sleep = sleep
         inner = transport or httpx.AsyncHTTPTransport(retries=0)
         limited = LimitedTransport(
@@ -194,14 +197,15 @@ class FortnoxClient:
                 return response
             info = parse_error_body(status, response.content)
             if status == 429:
-                self.limiter.penalize(self.retry.rate_limit_pause)
+                pause = self.retry.rate_limit_pause or self.limiter.period
+                self.limiter.penalize(pause)
                 log.warning(
                     "fortnox.rate_limited",
                     tenant=self.tenant,
                     method=method,
                     resource=resource,
                     attempt=attempt,
-                    pause=self.retry.rate_limit_pause,
+                    pause=pause,
                 )
                 await self._retry_or_raise(
                     attempt,

@@ -183,15 +183,17 @@ class SlidingWindowLimiter:
 class LimiterRegistry:
     """One limiter per (client id, tenant), shared by every client object in the process."""
 
-    def __init__(self, factory: Callable[[], SlidingWindowLimiter] | None = None) -> None:
-        self._factory = factory or SlidingWindowLimiter
+    def __init__(self, factory: Callable[[float], SlidingWindowLimiter] | None = None) -> None:
+        self._factory = factory or (lambda window: SlidingWindowLimiter(window=window))
         self._limiters: dict[tuple[str, str], SlidingWindowLimiter] = {}
 
-    def get(self, client_id: str, tenant: str) -> SlidingWindowLimiter:
+    def get(self, client_id: str, tenant: str, window: float | None = None) -> SlidingWindowLimiter:
+        """The key's limiter; ``window``: the server's window for its 25 requests (None: the
+        limiter the key has, or Fortnox's 5 s). A changed window replaces the limiter."""
         key = (client_id, tenant)
         limiter = self._limiters.get(key)
-        if limiter is None:
-            limiter = self._limiters[key] = self._factory()
+        if limiter is None or (window is not None and limiter.period != window):
+            limiter = self._limiters[key] = self._factory(window or DEFAULT_WINDOW)
         return limiter
 
     def stats(self) -> dict[tuple[str, str], LimiterStats]:

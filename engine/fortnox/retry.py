@@ -43,8 +43,9 @@ class RetryPolicy:
     base_delay: float = 0.5
     rate_limited_base_delay: float = 1.0
     max_delay: float = 20.0
-    #: After a 429, hold every request for this (client, tenant) for this long (the window).
-    rate_limit_pause: float = 5.0
+    #: After a 429, hold every request for this (client, tenant) for this long; None: one
+    #: window of the tenant's limiter (Fortnox's 5 s, or the server's declared window).
+    rate_limit_pause: float | None = None
     random: Callable[[float, float], float] = field(default=random.uniform, repr=False)
 
     def backoff(self, attempt: int, *, rate_limited: bool = False) -> float:

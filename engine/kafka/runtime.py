@@ -36,10 +36,9 @@ from pydantic import ValidationError
 from engine.executors.fortnox import FortnoxSession, SessionTiming, start_session
 from engine.executors.till import TillDelivery
 from engine.fortnox.api import FortnoxApi
-from engine.fortnox.auth import OAuthClient, TokenManager
-from engine.fortnox.client import FortnoxClient
 from engine.fortnox.limiter import LimiterRegistry
-from engine.fortnox.tokens import AppCredentials, SqliteTokenStore
+from engine.fortnox.tokens import SqliteTokenStore
+from engine.fortnox_factory import open_api
 from engine.kafka.config import STATE_TABLE, KafkaConfig
 from engine.kafka.directory import KafkaTenantDirectory
 from engine.kafka.ports import KafkaPorts
@@ -72,7 +71,7 @@ from topics.outcomes import (
     SyncOutcome,
     Tick,
 )
-from topics.settings import StockMode, TenantSettings
+from topics.settings import TenantSettings
 
 log = structlog.get_logger("kassasync.kafka")
 
@@ -628,17 +627,7 @@ class KafkaRuntime:
         if self.token_store is None:
             self.config.tokens.parent.mkdir(parents=True, exist_ok=True)
             self.token_store = SqliteTokenStore(self.config.tokens, self.box)
-        conn = config.fortnox
-        app = AppCredentials(client_id=conn.client_id, client_secret=conn.client_secret)
-        oauth = OAuthClient(app, base_url=conn.auth_base)
-        tokens = TokenManager(self.token_store, oauth)
-        if await self.token_store.load(config.id) is None and conn.fortnox_tenant_id is not None:
-            await self.token_store.save(
-                config.id, await oauth.client_credentials(conn.fortnox_tenant_id, tenant=config.id)
-            )
-        client = FortnoxClient(config.id, tokens, base_url=conn.api_base, limiters=self.limiters)
-        documents = config.settings.stock.mode is StockMode.WAREHOUSE_DOCUMENTS
-        return FortnoxApi(client, stock_documents_enabled=documents)
+        return await open_api(config, self.token_store, limiters=self.limiters)
 
     def _still_owned(self, tenant: str) -> Callable[[], bool]:
         return lambda: not self._exec_stop.is_set() and self.owns(tenant)

@@ -108,7 +108,7 @@ def _quiet(data: Path) -> bool:
 async def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     rng = random.Random(20261121)
     key = generate_key()
-    sandbox_state = SandboxState()
+    sandbox_state = SandboxState(rate_window_seconds=1.0)
     seeded = seed_demo(sandbox_state, client_id="kassasync-crash")
     sandbox_url, sandbox_server, sandbox_task = await _serve(create_sandbox(sandbox_state))
     till = TillState(tenant=TENANT, token="till-token")
@@ -124,7 +124,9 @@ async def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: P
                 merged(BASE_SETTINGS, {"customers": {"master": "till"}})
             ),
             till=TillConnection(endpoint=f"{till_url}/kassasync/commands", token="till-token"),
-            fortnox=FortnoxConnection.at(sandbox_url, credentials, poll_seconds=0.5),
+            fortnox=FortnoxConnection.at(
+                sandbox_url, credentials, poll_seconds=0.5, rate_window_seconds=1.0
+            ),
         )
     )
     directory.db.close()

@@ -12,6 +12,7 @@ from engine.fortnox.errors import (
     TransportFailure,
     UnknownOutcome,
 )
+from engine.fortnox.limiter import SlidingWindowLimiter
 from engine.fortnox.observability import RecordingMetrics
 from engine.fortnox.retry import RetryPolicy, is_idempotent
 from tests.fortnox.fakes import FakeClock, FakeFortnox, make_client, seeded_store
@@ -124,6 +125,20 @@ async def test_429_pauses_the_tenant_and_retries() -> None:
     assert client.limiter._clock() - start >= 10.0
     assert metrics.statuses == {"429": 2, "200": 1}
     assert metrics.retries["429"] == 2
+
+
+async def test_429_pauses_for_the_window_of_a_faster_server() -> None:
+    clock = FakeClock()
+    fake = FakeFortnox()
+    store = await seeded_store(fake, now=clock())
+    limiter = SlidingWindowLimiter(window=1.0, clock=clock, sleep=clock.sleep)
+    client = make_client(
+        fake, store, clock=clock, transport=scripted(fake, [429, {"ok": 1}]), limiter=limiter
+    )
+    start = clock()
+    assert await client.get_json("/3/articles") == {"ok": 1}
+    assert limiter.stats.penalties == 1
+    assert 1.0 <= clock() - start < 5.0
 
 
 async def test_429_forever_raises_rate_limited() -> None:

@@ -176,3 +176,11 @@ def test_async_limiter_is_fifo_and_never_exceeds_the_window(gaps: list[float]) -
     sent = asyncio.run(scenario())
     assert [i for i, _ in sent] == list(range(len(gaps)))  # first come, first served
     assert max_in_any_window([t for _, t in sent]) <= LIMIT
+
+
+def test_registry_follows_the_servers_window() -> None:
+    reg = LimiterRegistry()
+    assert reg.get("c", "t").period == 5.0
+    faster = reg.get("c", "t", 1.0)
+    assert faster.period == 1.0
+    assert reg.get("c", "t") is faster and reg.get("c", "t", 1.0) is faster

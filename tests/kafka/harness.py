@@ -41,6 +41,8 @@ from topics.names import RECONCILED_TOPICS
 from topics.settings import TenantSettings
 
 TIMING = SessionTiming(poll_seconds=1.0, masterdata_seconds=30.0, idle_seconds=0.05)
+#: Fortnox's 25 requests per 5 s, as 25 per second on both sides (sandbox and engine).
+RATE_WINDOW = 1.0
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> float:
@@ -60,7 +62,7 @@ class World:
         #: Tenants whose till back office answers every command with 503 (it is down).
         self.down = set(down or ())
         self.refused_calls: dict[str, int] = {}
-        self.sandbox = SandboxState()
+        self.sandbox = SandboxState(rate_window_seconds=RATE_WINDOW)
         self.seeded = {
             tenant: seed_demo(self.sandbox, tenant_id=3_000_000 + i, client_id=f"ks-{tenant}")
             for i, tenant in enumerate(tenants)
@@ -118,7 +120,10 @@ class World:
                 endpoint=f"{self.till_url}/{tenant}/kassasync/commands", token=f"till-{tenant}"
             ),
             fortnox=FortnoxConnection.at(
-                self.sandbox_url, credentials, poll_seconds=TIMING.poll_seconds
+                self.sandbox_url,
+                credentials,
+                poll_seconds=TIMING.poll_seconds,
+                rate_window_seconds=RATE_WINDOW,
             ),
         )
 

@@ -24,7 +24,6 @@ from chaos.run import TillSender
 from chaos.workload import TenantPlan, Workload, generate
 from chaos.world import World
 from engine.embedded.runtime import EmbeddedEngine
-from engine.fortnox.limiter import LimiterRegistry, SlidingWindowLimiter
 from engine.secrets import SecretBox, generate_key
 from tests.scenarios.harness import FAST_TIMING
 
@@ -52,7 +51,6 @@ class Live:
             self.box,
             http_port=self.port,
             timing=FAST_TIMING,
-            limiters=LimiterRegistry(lambda: SlidingWindowLimiter(window=WINDOW)),
             admin_token=ADMIN_TOKEN,
         )
         for plan in self.workload.plans:

@@ -17,6 +17,9 @@ from chaos.cli import FIGURES, measure
 
 KILLS = int(os.environ.get("KASSASYNC_CHAOS_KILLS", "10"))
 KAFKA_PORT = int(os.environ.get("KASSASYNC_CHAOS_KAFKA_PORT", "19592"))
+#: Fortnox's 25 requests per 5 s as 25 per second (sandbox and engine): the kills, not the
+#: rate limit, are what is tested here. ``make chaos`` keeps Fortnox's own window.
+RATE_WINDOW = 1.0
 pytestmark = pytest.mark.slow
 
 
@@ -31,14 +34,23 @@ def check(line: dict[str, Any], details: list[str]) -> None:
 
 
 def test_embedded_survives_sigkills(tmp_path: Path) -> None:
-    line, details = asyncio.run(measure("embedded", kills=KILLS, tenants=2, work=tmp_path))
+    line, details = asyncio.run(
+        measure("embedded", kills=KILLS, tenants=2, work=tmp_path, rate_window=RATE_WINDOW)
+    )
     check(line, details)
 
 
 @pytest.mark.kafka
 def test_kafka_survives_worker_kills_and_a_broker_restart(tmp_path: Path) -> None:
     line, details = asyncio.run(
-        measure("kafka", kills=KILLS, tenants=2, work=tmp_path, kafka_port=KAFKA_PORT)
+        measure(
+            "kafka",
+            kills=KILLS,
+            tenants=2,
+            work=tmp_path,
+            kafka_port=KAFKA_PORT,
+            rate_window=RATE_WINDOW,
+        )
     )
     check(line, details)
     assert line["disturbances"] and "broker restarted" in line["disturbances"][0]

@@ -201,7 +201,6 @@ from pathlib import Path
 from engine.cli import _run_until_signal
 from engine.embedded.runtime import EmbeddedEngine
 from engine.executors.fortnox import SessionTiming
-from engine.fortnox.limiter import LimiterRegistry, SlidingWindowLimiter
 from engine.fortnox.tokens import SqliteTokenStore
 from engine.logging import configure
 from engine.secrets import SecretBox
@@ -212,7 +211,6 @@ box = SecretBox.from_env()
 engine = EmbeddedEngine(
     data, box, http_port=port,
     timing=SessionTiming(poll_seconds=0.5, masterdata_seconds=2, idle_seconds=0.05),
-    limiters=LimiterRegistry(lambda: SlidingWindowLimiter(window=1.0)),
 )
 engine.token_store = SqliteTokenStore(tokens, box)  # shared, as Kafka workers share theirs
 _run_until_signal(engine.run)

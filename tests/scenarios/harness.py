@@ -22,7 +22,6 @@ import uvicorn
 from engine.clock import utcnow
 from engine.embedded.runtime import EmbeddedEngine
 from engine.executors.fortnox import SessionTiming
-from engine.fortnox.limiter import LimiterRegistry, SlidingWindowLimiter
 from engine.net import loopback_listener
 from engine.secrets import SecretBox, generate_key
 from engine.tenants import FortnoxConnection, TenantConfig, TillConnection
@@ -140,7 +139,6 @@ class EmbeddedRuntime:
             SecretBox(generate_key()),
             http_port=port,
             timing=FAST_TIMING,
-            limiters=LimiterRegistry(lambda: SlidingWindowLimiter(window=WINDOW)),
         )
         credentials = self.seeded.credentials(self.sandbox_url)
         key = self.engine.tenants.upsert(
@@ -151,7 +149,11 @@ class EmbeddedRuntime:
                     endpoint=f"{self.till_url}/kassasync/commands", token="till-token"
                 ),
                 fortnox=FortnoxConnection.at(
-                    self.sandbox_url, credentials, poll_seconds=self.poll_seconds, feed=self.feed
+                    self.sandbox_url,
+                    credentials,
+                    poll_seconds=self.poll_seconds,
+                    feed=self.feed,
+                    rate_window_seconds=WINDOW,
                 ),
             )
         )
