@@ -6,6 +6,7 @@ List responses look like ``{"MetaInformation": {"@TotalPages": 3, "@CurrentPage"
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from engine.fortnox.client import FortnoxClient, Params
 
 PAGE_LIMIT = 500
+#: Pages requested ahead of the one being read (see :func:`iterate_raw`).
+READAHEAD = 2
 M = TypeVar("M", bound=FortnoxModel)
 
 
@@ -29,29 +32,52 @@ async def iterate_raw(
     *,
     limit: int = PAGE_LIMIT,
     max_pages: int | None = None,
+    readahead: int = READAHEAD,
 ) -> AsyncIterator[dict[str, Any]]:
-    """Yield every item (as Fortnox sent it) of every page of a list endpoint."""
-    page = 1
-    while True:
+    """Yield every item (as Fortnox sent it) of every page of a list endpoint, in page order.
+
+    Once the first page has told how many there are, up to ``readahead`` further pages are
+    requested while the caller works on the current one: the requests still queue at the
+    tenant's rate limiter, but neither Fortnox's answer time nor the caller's work adds to the
+    time a long list takes (100,000 articles: 200 pages, 40 s at 25 requests per 5 s)."""
+    tenant = client.tenant
+
+    async def fetch(number: int) -> tuple[list[dict[str, Any]], MetaInformation]:
         query: dict[str, Any] = dict(params or {})
-        query.update({"limit": limit, "page": page})
+        query.update({"limit": limit, "page": number})
         data = await client.get_json(path, query)
         items = data.get(key)
         if items is None:
             items = []
         if not isinstance(items, list):
-            raise UnexpectedResponse(f"{path}: {key!r} is not a list", tenant=client.tenant)
-        for item in items:
-            if isinstance(item, dict):
-                yield item
+            raise UnexpectedResponse(f"{path}: {key!r} is not a list", tenant=tenant)
         meta = MetaInformation.model_validate(data.get("MetaInformation") or {})
-        total_pages = meta.total_pages or 1
-        current = meta.current_page or page
-        if current >= total_pages or not items:
-            return
-        if max_pages is not None and page >= max_pages:
-            return
-        page = current + 1
+        return [item for item in items if isinstance(item, dict)], meta
+
+    ahead: dict[int, asyncio.Task[tuple[list[dict[str, Any]], MetaInformation]]] = {}
+    page = 1
+    try:
+        while True:
+            task = ahead.pop(page, None)
+            items, meta = await task if task is not None else await fetch(page)
+            total = meta.total_pages or 1
+            if max_pages is not None:
+                total = min(total, max_pages)
+            more = (meta.current_page or page) < total and bool(items)
+            if more:
+                for number in range(page + 1, min(page + 1 + readahead, total + 1)):
+                    if number not in ahead:
+                        ahead[number] = asyncio.create_task(fetch(number))
+            for item in items:
+                yield item
+            if not more:
+                return
+            page = (meta.current_page or page) + 1
+    finally:
+        for pending in ahead.values():
+            pending.cancel()
+        if ahead:
+            await asyncio.gather(*ahead.values(), return_exceptions=True)
 
 
 async def paginate(

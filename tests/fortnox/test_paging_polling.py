@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 
+from engine.fortnox.errors import FortnoxError
 from engine.fortnox.models import Customer, InvoicePayment
-from engine.fortnox.paging import paginate
+from engine.fortnox.paging import iterate_raw, paginate
 from engine.fortnox.polling import (
     LastModifiedPoller,
     PollCursor,
@@ -15,6 +18,7 @@ from engine.fortnox.polling import (
     lookback_value,
 )
 from engine.fortnox.resources.payments import InvoicePayments, payment_key
+from engine.fortnox.retry import RetryPolicy
 from tests.fortnox.fakes import FakeClock, FakeFortnox, make_client, seeded_store
 
 
@@ -44,6 +48,70 @@ async def test_paginate_follows_total_pages_with_limit_500() -> None:
     got = [c async for c in paginate(client, "/3/customers", "Customers", Customer)]
     assert [c.customer_number for c in got] == [str(i) for i in range(1203)]
     assert [(p["limit"], p["page"]) for p in seen] == [("500", "1"), ("500", "2"), ("500", "3")]
+
+
+def slow_pages(
+    fake: FakeFortnox, items: list[dict[str, Any]], delays: dict[int, float], events: list[str]
+) -> httpx.MockTransport:
+    """/3/articles in pages of 2 whose answers take ``delays[page]`` seconds; ``events`` gets
+    "asked N" when page N is requested and "got N" when it is answered."""
+    route, _seen = paged("Articles", items, page_size_cap=2)
+    fake.routes[("GET", "/3/articles")] = route
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path != "/3/articles":
+            return await fake.handler(request)
+        page = int(request.url.params["page"])
+        events.append(f"asked {page}")
+        await asyncio.sleep(delays.get(page, 0.0))
+        if delays.get(page) == -1:
+            return httpx.Response(500, json={"ErrorInformation": {"message": "x", "code": 1}})
+        events.append(f"got {page}")
+        return await fake.handler(request)
+
+    return httpx.MockTransport(handler)
+
+
+async def test_pages_are_read_ahead_while_the_caller_works_and_come_in_order() -> None:
+    clock = FakeClock()
+    fake = FakeFortnox()
+    items = [{"ArticleNumber": str(i)} for i in range(8)]  # 4 pages of 2
+    events: list[str] = []
+    transport = slow_pages(fake, items, {2: 0.05, 3: 0.0, 4: 0.0}, events)
+    client = make_client(
+        fake, await seeded_store(fake, now=clock()), clock=clock, transport=transport
+    )
+    got = []
+    async for raw in iterate_raw(client, "/3/articles", "Articles", limit=2, readahead=2):
+        if not got:
+            await asyncio.sleep(0.02)  # the caller works on page 1: pages 2 and 3 are asked
+            assert events[:3] == ["asked 1", "got 1", "asked 2"] and "asked 3" in events
+            assert "asked 4" not in events  # no more than two pages ahead
+        got.append(raw["ArticleNumber"])
+    assert got == [str(i) for i in range(8)]
+    assert events.index("got 3") < events.index("got 2")  # answered out of order, read in order
+
+
+async def test_a_failed_page_ahead_fails_where_it_is_read_and_leaves_nothing_running() -> None:
+    clock = FakeClock()
+    fake = FakeFortnox()
+    items = [{"ArticleNumber": str(i)} for i in range(8)]
+    events: list[str] = []
+    transport = slow_pages(fake, items, {3: -1}, events)
+    client = make_client(
+        fake,
+        await seeded_store(fake, now=clock()),
+        clock=clock,
+        transport=transport,
+        retry=RetryPolicy(attempts=1),
+    )
+    got = []
+    with pytest.raises(FortnoxError):
+        async for raw in iterate_raw(client, "/3/articles", "Articles", limit=2):
+            got.append(raw["ArticleNumber"])
+    assert got == ["0", "1", "2", "3"]  # pages 1 and 2, then page 3's error
+    await asyncio.sleep(0.01)
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
 
 
 async def test_single_page_without_meta() -> None:
