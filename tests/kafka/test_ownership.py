@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from engine.kafka.config import KafkaConfig
 from engine.kafka.store import CMD, EXEC
 from engine.kafka.topics import partition_for
 from engine.secrets import SecretBox
-from tests.kafka.harness import KafkaHarness, World, running
+from tests.kafka.harness import KafkaHarness, World, eventually, running
 from tests.kafka.scenario import initial_sync
 
 HEALTHY, DOWN = "shop-a", "shop-b"  # both in partition 1 of 8
@@ -31,13 +32,26 @@ async def test_a_down_till_does_not_hold_back_its_partition(
             await initial_sync(world, HEALTHY)  # all 48 articles and 8 customers delivered
             runtime = harness.runtime
             assert set(runtime.sessions) == {HEALTHY, DOWN}  # this worker owns both
-            data = runtime.mirror.tenants[DOWN]
-            pending = [cid for cid, cmd in data.scan(CMD) if cmd["target"] == "till"]
-            assert len(pending) >= 48  # nothing reached the till that is down
-            marks = [data.get(EXEC, cid) for cid in pending]
-            tried = [m for m in marks if m is not None and "settled" in m]
-            assert len(tried) == 1, "in order: only the tenant's first command is tried"
-            settled = tried[0]["settled"]
+
+            def tried() -> tuple[int, list[dict[str, Any]]]:
+                """(till commands pending, the execution marks of those tried)."""
+                data = runtime.mirror.tenants.get(DOWN)
+                if data is None:
+                    return 0, []
+                pending = [cid for cid, cmd in data.scan(CMD) if cmd["target"] == "till"]
+                marks = [data.get(EXEC, cid) for cid in pending]
+                return len(pending), [m for m in marks if m is not None and "settled" in m]
+
+            async def down_tried_its_first() -> bool:
+                pending, marks = tried()
+                return pending >= 48 and bool(marks)
+
+            # The down tenant's first pass may be read after the healthy one's is delivered.
+            await eventually(down_tried_its_first, 60, "a try of the down till")
+            pending, marks = tried()
+            assert pending >= 48  # nothing reached the till that is down
+            assert len(marks) == 1, "in order: only the tenant's first command is tried"
+            settled = marks[0]["settled"]
             assert settled["status"] == "retrying"
             assert settled["retry_at"] > time.time() - 1  # backing off, not hammering
             assert 1 <= world.refused_calls[DOWN] <= 12  # exponential backoff, not a 0.1 s sweep
