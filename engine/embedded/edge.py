@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -18,6 +19,7 @@ from topics import registry
 from topics.envelope import Envelope
 from topics.errors import ShopError
 from topics.outcomes import OutcomeData, OutcomeStatus, SyncOutcome, Target
+from topics.registry import Packed
 
 log = structlog.get_logger("kassasync.edge")
 
@@ -49,7 +51,7 @@ class Edge:
 
     def publish(
         self,
-        messages: list[Envelope],
+        messages: Sequence[Envelope | Packed],
         *,
         cursor: CursorUpdate | None = None,
         fingerprint: tuple[str, str, str, str] | None = None,

@@ -57,6 +57,7 @@ from topics import fortnox as fx
 from topics.envelope import Envelope
 from topics.errors import ErrorKind, ShopError, shop_error
 from topics.outcomes import OutcomeStatus
+from topics.registry import Packed, pack
 from topics.settings import StockMode, TenantSettings
 from topics.till import CustomerFields
 
@@ -533,12 +534,13 @@ class FortnoxSession:
         )
         # A full pass reads everything (it is what notices deletions); otherwise only what
         # changed since the cursor, minus what the overlap brings back unchanged. Each page's
-        # changes become records while the next page waits for the rate limiter; all of them,
-        # the pass's completion and the cursor are published together after the last page.
-        out: list[Envelope] = []
+        # changes become records, packed for the log, while the next page waits for the rate
+        # limiter; all of them, the pass's completion and the cursor are published together
+        # after the last page.
+        out: list[Envelope | Packed] = []
 
         async def convert(changes: list[Change[Any]]) -> None:
-            out.extend(await self._changes(resource, changes, sync_pass, price_list))
+            out.extend(map(pack, await self._changes(resource, changes, sync_pass, price_list)))
 
         batch = await poller.poll(None if full else cursor, on_changes=convert)
         published = len(out)

@@ -6,6 +6,7 @@ both."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -13,6 +14,7 @@ from engine.store.outbox import Pending
 from topics.envelope import Envelope
 from topics.errors import ShopError
 from topics.outcomes import OutcomeStatus
+from topics.registry import Packed
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +51,7 @@ class ExecutorPorts(Protocol):
 
     def publish(
         self,
-        messages: list[Envelope],
+        messages: Sequence[Envelope | Packed],
         *,
         cursor: CursorUpdate | None = None,
         fingerprint: tuple[str, str, str, str] | None = None,

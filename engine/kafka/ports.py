@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -52,6 +52,7 @@ from topics.outcomes import (
     SyncOutcome,
     Target,
 )
+from topics.registry import Packed, pack
 
 log = structlog.get_logger("kassasync.kafka.ports")
 
@@ -110,12 +111,13 @@ class KafkaPorts:
         if durable:
             future.get(timeout=30)
 
-    def produce(self, message: Envelope, *, durable: bool = False) -> None:
+    def produce(self, message: Envelope | Packed, *, durable: bool = False) -> None:
+        packed = pack(message)
         future = self.producer.send(
-            self.config.topic(message.TOPIC),
-            key=message_key(message.tenant),
-            value=registry.dump(message),
-            partition=self._partition(message.tenant),
+            self.config.topic(packed.topic),
+            key=message_key(packed.tenant),
+            value=packed.payload,
+            partition=self._partition(packed.tenant),
         )
         if durable:
             future.get(timeout=30)
@@ -321,7 +323,7 @@ class KafkaPorts:
 
     def publish(
         self,
-        messages: list[Envelope],
+        messages: Sequence[Envelope | Packed],
         *,
         cursor: CursorUpdate | None = None,
         fingerprint: tuple[str, str, str, str] | None = None,

@@ -11,6 +11,7 @@ from engine.store.db import Database, log_table
 from topics import registry
 from topics.envelope import Envelope
 from topics.names import Topic
+from topics.registry import Packed, pack
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,7 @@ class Log:
         """Append ``message`` to its topic; returns its offset. Joins an open transaction."""
         return self.append_raw(Topic(message.TOPIC), message, registry.dump(message))
 
-    def append_many(self, messages: Sequence[Envelope]) -> None:
+    def append_many(self, messages: Sequence[Envelope | Packed]) -> None:
         """Append ``messages`` in order, drawing their sequence numbers in one statement. Joins
         an open transaction."""
         if not messages:
@@ -72,14 +73,15 @@ class Log:
             rows: dict[Topic, list[tuple[object, ...]]] = {}
             for message in messages:
                 seq += 1
-                rows.setdefault(Topic(message.TOPIC), []).append(
+                packed = pack(message)
+                rows.setdefault(packed.topic, []).append(
                     (
                         seq,
-                        message.tenant,
-                        message.type,  # type: ignore[attr-defined]
-                        message.id,
-                        message.occurred_at.isoformat(),
-                        registry.dump(message),
+                        packed.tenant,
+                        packed.type,
+                        packed.id,
+                        packed.occurred_at,
+                        packed.payload,
                     )
                 )
             for topic, batch in rows.items():
