@@ -125,17 +125,30 @@ class Packed:
     payload: bytes
 
 
-def pack(message: Envelope | Packed) -> Packed:
+def filing(message: Envelope | Packed) -> tuple[Topic, str, str, str, str, bytes]:
+    """(topic, tenant, type, id, occurred_at, payload): what a log files ``message`` under. A
+    plain tuple: the processor's appends go through here, one per message."""
     if isinstance(message, Packed):
-        return message
-    return Packed(
-        topic=Topic(message.TOPIC),
-        tenant=message.tenant,
-        type=message.type,  # type: ignore[attr-defined]
-        id=message.id,
-        occurred_at=message.occurred_at.isoformat(),
-        payload=dump(message),
+        return (
+            message.topic,
+            message.tenant,
+            message.type,
+            message.id,
+            message.occurred_at,
+            message.payload,
+        )
+    return (
+        Topic(message.TOPIC),
+        message.tenant,
+        message.type,  # type: ignore[attr-defined]
+        message.id,
+        message.occurred_at.isoformat(),
+        dump(message),
     )
+
+
+def pack(message: Envelope | Packed) -> Packed:
+    return message if isinstance(message, Packed) else Packed(*filing(message))
 
 
 def topic_and_type(message: Envelope | Packed) -> tuple[str, str]:

@@ -60,7 +60,6 @@ class EmbeddedEngine:
         host: str = "127.0.0.1",
         http_port: int = 8080,
         timing: SessionTiming | None = None,
-        limiters: LimiterRegistry | None = None,
         admin_token: str | None = None,
     ) -> None:
         self.data_dir = data_dir
@@ -76,7 +75,7 @@ class EmbeddedEngine:
         self.scheduler = TickScheduler(self.db, self.edge.log)
         self.tenants = TenantDirectory(self.db, box)
         self.token_store = SqliteTokenStore(data_dir / "tokens.db", box)
-        self.limiters = limiters or LimiterRegistry()
+        self.limiters = LimiterRegistry()
         self.ops = Ops(
             SqliteOpsStore(self.db, self.edge.log),
             EmbeddedProbe(self.db, limiters=self.limiters, throughput=self.throughput),

@@ -183,8 +183,7 @@ class SlidingWindowLimiter:
 class LimiterRegistry:
     """One limiter per (client id, tenant), shared by every client object in the process."""
 
-    def __init__(self, factory: Callable[[float], SlidingWindowLimiter] | None = None) -> None:
-        self._factory = factory or (lambda window: SlidingWindowLimiter(window=window))
+    def __init__(self) -> None:
         self._limiters: dict[tuple[str, str], SlidingWindowLimiter] = {}
 
     def get(self, client_id: str, tenant: str, window: float | None = None) -> SlidingWindowLimiter:
@@ -193,7 +192,7 @@ class LimiterRegistry:
         key = (client_id, tenant)
         limiter = self._limiters.get(key)
         if limiter is None or (window is not None and limiter.period != window):
-            limiter = self._limiters[key] = self._factory(window or DEFAULT_WINDOW)
+            limiter = self._limiters[key] = SlidingWindowLimiter(window=window or DEFAULT_WINDOW)
         return limiter
 
     def stats(self) -> dict[tuple[str, str], LimiterStats]:

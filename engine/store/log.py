@@ -11,7 +11,7 @@ from engine.store.db import Database, log_table
 from topics import registry
 from topics.envelope import Envelope
 from topics.names import Topic
-from topics.registry import Packed, pack
+from topics.registry import Packed, filing
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,17 +73,8 @@ class Log:
             rows: dict[Topic, list[tuple[object, ...]]] = {}
             for message in messages:
                 seq += 1
-                packed = pack(message)
-                rows.setdefault(packed.topic, []).append(
-                    (
-                        seq,
-                        packed.tenant,
-                        packed.type,
-                        packed.id,
-                        packed.occurred_at,
-                        packed.payload,
-                    )
-                )
+                topic, *filed = filing(message)
+                rows.setdefault(topic, []).append((seq, *filed))
             for topic, batch in rows.items():
                 conn.executemany(
                     f"INSERT INTO {log_table(topic)} (seq, tenant, type, msg_id, at, payload) "
