@@ -119,12 +119,13 @@ async def _measure(bootstrap: str, samples: int, rate: float, flush: float) -> d
                     till=TillConnection(
                         endpoint=f"{till_url}/kassasync/commands", token="till-token"
                     ),
-                    fortnox=FortnoxConnection(
-                        api_base=sandbox_url,
-                        auth_base=sandbox_url,
-                        client_id=client.client_id,
-                        client_secret=client.client_secret,
-                        fortnox_tenant_id=tenant.id,
+                    fortnox=FortnoxConnection.at(
+                        sandbox_url,
+                        {
+                            "client_id": client.client_id,
+                            "client_secret": client.client_secret,
+                            "tenant_id": tenant.id,
+                        },
                         poll_seconds=30.0,
                         rate_window_seconds=RATE_WINDOW,
                     ),

@@ -30,7 +30,7 @@ from sandbox.fortnox.state import SandboxState
 from sandbox.till import TillState
 from sandbox.till import create_app as create_till
 from tests.procs import terminate
-from tests.scenarios.harness import BASE_SETTINGS, TENANT, merged
+from tests.scenarios.harness import BASE_SETTINGS, TENANT, WINDOW, merged
 from topics.settings import TenantSettings
 
 KILLS = int(os.environ.get("KASSASYNC_CRASH_KILLS", "20"))
@@ -108,7 +108,7 @@ def _quiet(data: Path) -> bool:
 async def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     rng = random.Random(20261121)
     key = generate_key()
-    sandbox_state = SandboxState(rate_window_seconds=1.0)
+    sandbox_state = SandboxState(rate_window_seconds=WINDOW)
     seeded = seed_demo(sandbox_state, client_id="kassasync-crash")
     sandbox_url, sandbox_server, sandbox_task = await _serve(create_sandbox(sandbox_state))
     till = TillState(tenant=TENANT, token="till-token")
@@ -125,7 +125,7 @@ async def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: P
             ),
             till=TillConnection(endpoint=f"{till_url}/kassasync/commands", token="till-token"),
             fortnox=FortnoxConnection.at(
-                sandbox_url, credentials, poll_seconds=0.5, rate_window_seconds=1.0
+                sandbox_url, credentials, poll_seconds=0.5, rate_window_seconds=WINDOW
             ),
         )
     )

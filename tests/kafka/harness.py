@@ -37,12 +37,11 @@ from sandbox.fortnox.seed import seed_demo
 from sandbox.fortnox.state import SandboxState
 from sandbox.till import TillState
 from sandbox.till import create_app as create_till
+from tests.scenarios.harness import WINDOW
 from topics.names import RECONCILED_TOPICS
 from topics.settings import TenantSettings
 
 TIMING = SessionTiming(poll_seconds=1.0, masterdata_seconds=30.0, idle_seconds=0.05)
-#: Fortnox's 25 requests per 5 s, as 25 per second on both sides (sandbox and engine).
-RATE_WINDOW = 1.0
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> float:
@@ -62,7 +61,7 @@ class World:
         #: Tenants whose till back office answers every command with 503 (it is down).
         self.down = set(down or ())
         self.refused_calls: dict[str, int] = {}
-        self.sandbox = SandboxState(rate_window_seconds=RATE_WINDOW)
+        self.sandbox = SandboxState(rate_window_seconds=WINDOW)
         self.seeded = {
             tenant: seed_demo(self.sandbox, tenant_id=3_000_000 + i, client_id=f"ks-{tenant}")
             for i, tenant in enumerate(tenants)
@@ -123,7 +122,7 @@ class World:
                 self.sandbox_url,
                 credentials,
                 poll_seconds=TIMING.poll_seconds,
-                rate_window_seconds=RATE_WINDOW,
+                rate_window_seconds=WINDOW,
             ),
         )
 

@@ -25,10 +25,9 @@ from chaos.workload import TenantPlan, Workload, generate
 from chaos.world import World
 from engine.embedded.runtime import EmbeddedEngine
 from engine.secrets import SecretBox, generate_key
-from tests.scenarios.harness import FAST_TIMING
+from tests.scenarios.harness import FAST_TIMING, WINDOW
 
 ADMIN_TOKEN = "reliability-admin-token-0123456789"
-WINDOW = 1.0
 
 
 class Live:

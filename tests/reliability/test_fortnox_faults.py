@@ -46,6 +46,7 @@ from engine.store.db import Database
 from engine.tenants import TenantDirectory
 from tests.procs import terminate
 from tests.reliability.live import Live
+from tests.scenarios.harness import WINDOW
 
 pytestmark = pytest.mark.slow
 
@@ -244,7 +245,7 @@ async def test_refresh_race_between_two_engine_processes(tmp_path: Path) -> None
     workload = generate(11, 1)
     plan = workload.plans[0]
     tenant = plan.tenant
-    world = await World([tenant, "spare"], rate_window=1.0).start()
+    world = await World([tenant, "spare"], rate_window=WINDOW).start()
     tokens_path = tmp_path / "shared-tokens.db"
     seeded = world.seeded[tenant]
     minted = (

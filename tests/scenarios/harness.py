@@ -33,6 +33,8 @@ from sandbox.till import create_app as create_till
 from topics.settings import TenantSettings
 
 TENANT = "shop"
+#: The tests' rate window: Fortnox's 25 requests per 5 s as 25 per second, declared on both
+#: sides (the sandbox's limit and the tenant's connection), so a scenario takes seconds.
 WINDOW = 1.0
 #: Polls every 0.5 s and master data every 2 s, with or without the topics feed.
 FAST_TIMING = SessionTiming(
@@ -105,8 +107,6 @@ class EmbeddedRuntime:
         self.poll_seconds = poll_seconds
         self.feed = feed
         self.settings = TenantSettings.model_validate(merged(BASE_SETTINGS, settings or {}))
-        # Fortnox's window, 25 requests per 5 s, scaled to 25 per second on both sides so a
-        # scenario takes seconds; the limiter and the sandbox still enforce the same rule.
         self.sandbox_state = SandboxState(rate_window_seconds=WINDOW)
         self.seeded: Seeded = seed_demo(self.sandbox_state, client_id="kassasync-test")
         self.fortnox_tenant = self.seeded.tenant.id
