@@ -21,11 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from reconcilers.dispatch import reconcile
+from engine.core.process import Inbound, Outcome, process
 from reconcilers.state import MemoryState, Record
-from topics import registry
 from topics.envelope import Envelope
 from topics.names import RECONCILED_TOPICS, Topic
 
@@ -84,20 +81,20 @@ def replay(
     result = ReplayResult(tenant)
     state = MemoryState()
     for item in history:
-        try:
-            message = registry.parse(item.payload)
-            decision = reconcile(state, message)
-        except (ValidationError, ValueError, KeyError, TypeError, AssertionError):
+        where = f"{item.topic}:{item.offset}"
+        step = process(state, Inbound(Topic(item.topic), tenant, where, item.payload), report=False)
+        if step.outcome is not Outcome.APPLIED or step.message is None:
             result.skipped += 1  # dead-lettered when it was processed
             continue
-        state.apply(decision)
+        state.apply_puts(step.puts)
+        message = step.message
         result.messages += 1
         if not _listed(item, message, start):
             continue
-        for command in decision.commands:
-            entry = {"id": command.id, "type": command.type, "topic": str(command.TOPIC)}  # type: ignore[attr-defined]
+        for emitted in step.commands:
+            entry = {"id": emitted.id, "type": emitted.type, "topic": emitted.topic.value}
             result.commands.append(entry)
-            if command.id not in logged_commands:
+            if emitted.id not in logged_commands:
                 result.new_commands.append(entry)
     result.differences = diff(state.records, live)
     return result

@@ -41,7 +41,10 @@ class MemoryState:
                 yield key, value
 
     def apply(self, decision: Decision) -> None:
-        for (kind, key), value in decision.puts.items():
+        self.apply_puts(decision.puts)
+
+    def apply_puts(self, puts: Mapping[tuple[str, str], Record | None]) -> None:
+        for (kind, key), value in puts.items():
             if value is None:
                 self.records.pop((kind, key), None)
             else:

@@ -1,8 +1,15 @@
-"""Runs the reconcilers over the log: guarantee 1 (exactly-once state).
+"""Runs the processing core over the embedded log: guarantee 1 (exactly-once state).
 
-A batch of log records is reconciled, and the state changes, the commands (appended to their
-topics and to the outbox), the wake-up times and the consumed offsets commit in ONE SQLite
-transaction. A crash anywhere replays from the last commit and reaches the same state.
+A batch of log records goes through :func:`engine.core.process.process` one by one, and the state
+changes, the commands (appended to their topics and to the outbox), the wake-up times, the dead
+letters and the consumed offsets commit in ONE SQLite transaction. A crash anywhere replays from
+the last commit and reaches the same state.
+
+No record can stop the loop: the core turns any fault of a message into a dead letter, and should
+committing a batch fail for a reason that is not the machine's (a record the store cannot write),
+the batch is applied again one record at a time, so only the record at fault is dead-lettered.
+Faults of the machine (disk full, store unreadable) propagate: nothing is committed and the
+supervisor runs the same records again once the fault is gone.
 """
 
 from __future__ import annotations
@@ -12,16 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
-from pydantic import ValidationError
 
+from engine.core.process import INFRASTRUCTURE, Inbound, Outcome, Step, dead_letter, process
 from engine.store.db import Database
 from engine.store.log import Log, LogRecord, Offsets
 from engine.store.outbox import DeadLetters, Outbox
 from engine.store.state import StateStore
-from reconcilers.dispatch import reconcile
 from reconcilers.state import Note
-from topics import registry
-from topics.errors import ErrorKind, shop_error
 from topics.names import RECONCILED_TOPICS, Topic
 
 log = structlog.get_logger("kassasync.processor")
@@ -36,6 +40,12 @@ class BatchResult:
     dead_letters: int = 0
     by_type: dict[str, int] = field(default_factory=dict)
     commands_by_type: dict[str, int] = field(default_factory=dict)
+
+
+def inbound(record: LogRecord) -> Inbound:
+    return Inbound(
+        record.topic, record.tenant, f"{record.topic.value}:{record.offset}", record.payload
+    )
 
 
 class Processor:
@@ -65,29 +75,19 @@ class Processor:
     def step(self, limit: int = 1000) -> BatchResult:
         offsets = self.offsets.get(self.consumer)
         records = self.log.read(RECONCILED_TOPICS, offsets, limit)
-        result = BatchResult()
         if not records:
-            return result
-        notes: list[Note] = []
+            return BatchResult()
         try:
-            with self.db.transaction():
-                consumed = dict(offsets)
-                wakes: dict[str, dt.datetime] = {}
-                for record in records:
-                    consumed[record.topic] = record.offset
-                    self._one(record, result, notes, wakes)
-                self.store.flush()
-                self.offsets.commit(self.consumer, consumed)
-                for tenant, at in wakes.items():
-                    self.db.conn.execute(
-                        "INSERT INTO wake (tenant, at) VALUES (?, ?) ON CONFLICT (tenant) DO "
-                        "UPDATE SET at = MIN(at, excluded.at)",
-                        (tenant, at.astimezone(dt.UTC).isoformat()),
-                    )
-        except BaseException:
-            self.store.rolled_back()
+            result, notes = self._commit(records, offsets)
+        except INFRASTRUCTURE:
             raise
-        self.store.committed()
+        except Exception as failed:  # find the record at fault, keep the rest
+            log.error("batch.failed_to_commit", records=len(records), error=repr(failed)[:500])
+            result, notes = BatchResult(), []
+            for record in records:
+                one, one_notes = self._commit_alone(record)
+                _merge(result, one)
+                notes.extend(one_notes)
         if self.log_notes:
             for note in notes:
                 log.info(note.event, **note.fields)
@@ -95,49 +95,89 @@ class Processor:
             self.on_batch(result)
         return result
 
-    def _one(
+    def _commit_alone(self, record: LogRecord) -> tuple[BatchResult, list[Note]]:
+        offsets = self.offsets.get(self.consumer)
+        try:
+            return self._commit([record], offsets)
+        except INFRASTRUCTURE:
+            raise
+        except Exception as failed:  # this record cannot be committed: park it
+            step = dead_letter(inbound(record), failed)
+            return self._commit([record], offsets, forced=step)
+
+    def _commit(
+        self,
+        records: list[LogRecord],
+        offsets: dict[Topic, int],
+        *,
+        forced: Step | None = None,
+    ) -> tuple[BatchResult, list[Note]]:
+        result = BatchResult()
+        notes: list[Note] = []
+        try:
+            with self.db.transaction():
+                consumed = dict(offsets)
+                wakes: dict[str, dt.datetime] = {}
+                for record in records:
+                    consumed[record.topic] = record.offset
+                    step = forced or process(self.store.view(record.tenant), inbound(record))
+                    self._apply(record, step, result, wakes)
+                    notes.extend(step.notes)
+                self.store.flush()
+                self.offsets.commit(self.consumer, consumed)
+                for tenant, at in wakes.items():
+                    self.db.conn.execute(
+                        "INSERT INTO wake (tenant, at) VALUES (?, ?) ON CONFLICT (tenant) DO "
+                        "UPDATE SET at = MIN(at, excluded.at)",
+                        (tenant, at.isoformat()),
+                    )
+        except BaseException:
+            self.store.rolled_back()
+            raise
+        self.store.committed()
+        return result, notes
+
+    def _apply(
         self,
         record: LogRecord,
+        step: Step,
         result: BatchResult,
-        notes: list[Note],
         wakes: dict[str, dt.datetime],
     ) -> None:
-        try:
-            message = record.message()
-            decision = reconcile(self.store.view(record.tenant), message)
-        except (ValidationError, ValueError, KeyError, TypeError, AssertionError) as failed:
-            # A message no reconciler can handle must not stop the others: park it, say why.
-            error = shop_error(ErrorKind.INVALID_INPUT, detail=f"{type(failed).__name__}: {failed}")
+        if step.outcome is Outcome.DEAD:
+            assert step.error is not None
             self.dead.add(
-                f"msg:{record.topic.value}:{record.offset}",
+                f"msg:{step.inbound.position}",
                 record.tenant,
                 record.topic.value,
                 record.type,
                 record.payload,
-                error,
+                step.error,
             )
             result.dead_letters += 1
-            log.error(
-                "message.dead_lettered",
-                tenant=record.tenant,
-                message_id=record.msg_id,
-                topic=record.topic.value,
-                error=error.message,
-            )
             return
-        for (kind, key), value in decision.puts.items():
+        if step.outcome is Outcome.DUPLICATE:
+            return
+        for (kind, key), value in step.puts.items():
             self.store.put(record.tenant, kind, key, value)
-        for command in decision.commands:
-            payload = registry.dump(command)
-            self.log.append_raw(Topic(command.TOPIC), command, payload)
-            self.outbox.enqueue(command, payload)
+        for emitted in step.commands:
+            self.log.append_raw(emitted.topic, emitted.command, emitted.payload)
+            self.outbox.enqueue(emitted.command, emitted.payload)
             result.commands += 1
-            ctype = command.type  # type: ignore[attr-defined]
-            result.commands_by_type[ctype] = result.commands_by_type.get(ctype, 0) + 1
-        if decision.wake_at is not None:
+            result.commands_by_type[emitted.type] = result.commands_by_type.get(emitted.type, 0) + 1
+        if step.wake_at is not None:
             current = wakes.get(record.tenant)
-            if current is None or decision.wake_at < current:
-                wakes[record.tenant] = decision.wake_at
-        notes.extend(decision.notes)
+            if current is None or step.wake_at < current:
+                wakes[record.tenant] = step.wake_at
         result.processed += 1
         result.by_type[record.type] = result.by_type.get(record.type, 0) + 1
+
+
+def _merge(into: BatchResult, one: BatchResult) -> None:
+    into.processed += one.processed
+    into.commands += one.commands
+    into.dead_letters += one.dead_letters
+    for kind, n in one.by_type.items():
+        into.by_type[kind] = into.by_type.get(kind, 0) + n
+    for kind, n in one.commands_by_type.items():
+        into.commands_by_type[kind] = into.commands_by_type.get(kind, 0) + n

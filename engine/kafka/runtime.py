@@ -31,8 +31,8 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from faust.types import TP
 from kafka import KafkaProducer
-from pydantic import ValidationError
 
+from engine.core.process import Admitted, Inbound, Outcome, Step, process
 from engine.executors.fortnox import FortnoxSession, SessionTiming, start_session
 from engine.executors.till import TillDelivery
 from engine.fortnox.api import FortnoxApi
@@ -58,11 +58,9 @@ from engine.kafka.topics import partition_for
 from engine.secrets import SecretBox
 from engine.store.outbox import TARGETS
 from engine.tenants import TenantConfig
-from reconcilers.dispatch import reconcile
-from reconcilers.state import Note, Record
+from reconcilers.state import Note, Record, StateView
 from topics import registry
 from topics.envelope import Envelope
-from topics.errors import ErrorKind, shop_error
 from topics.names import RECONCILED_TOPICS, Topic, message_key
 from topics.outcomes import (
     DeadLetter,
@@ -448,95 +446,88 @@ class KafkaRuntime:
             self.counters.redelivered += 1
             return
         batch.put(data, META, "", {**meta, "offsets": {**meta["offsets"], topic.value: offset}})
-        try:
-            message = registry.parse(value)
-            if message.tenant != tenant:
-                raise ValueError(f"message tenant {message.tenant!r} differs from its key")
-            if not self._admit(data, topic, message, batch):
-                return
-            decision = reconcile(data, message)
-        except (ValidationError, ValueError, KeyError, TypeError, AssertionError) as failed:
-            self._dead_letter(tenant, topic, offset, value, failed, batch)
+        where = f"{topic.value}:{partition}:{offset}"
+        step = process(data, Inbound(topic, tenant, where, value), self._admit)
+        if step.outcome is Outcome.DUPLICATE:
+            self.counters.redelivered += 1
             return
-        for (kind, rkey), rvalue in decision.puts.items():
+        for (kind, rkey), rvalue in step.admitted.items():
             batch.put(data, kind, rkey, rvalue)
-        for command in decision.commands:
-            payload = registry.dump(command)
-            command_topic = Topic(command.TOPIC)
-            batch.out.append((command_topic, tenant, payload))
+        if step.outcome is Outcome.DEAD:
+            self._dead_letter(step, batch)
+            return
+        for (kind, rkey), rvalue in step.puts.items():
+            batch.put(data, kind, rkey, rvalue)
+        for emitted in step.commands:
+            batch.out.append((emitted.topic, tenant, emitted.payload))
             self.counters.commands_out += 1
-            if data.get(CMD, command.id) is not None:
+            if data.get(CMD, emitted.id) is not None:
                 continue
             current = data.get(META, "") or {"offsets": {}, "cmd_seq": 0}
             seq = int(current.get("cmd_seq", 0)) + 1
             batch.put(data, META, "", {**current, "cmd_seq": seq})
-            target = TARGETS[command_topic.value]
+            target = TARGETS[emitted.topic.value]
             batch.put(
                 data,
                 CMD,
-                command.id,
+                emitted.id,
                 {
                     "seq": seq,
                     "target": target,
-                    "type": command.type,  # type: ignore[attr-defined]
-                    "payload": payload.decode(),
+                    "type": emitted.type,
+                    "payload": emitted.payload.decode(),
                     "status": "pending",
                     "attempts": 0,
                 },
             )
-            batch.queued.append((tenant, target, command.id, seq))
-        if decision.wake_at is not None:
+            batch.queued.append((tenant, target, emitted.id, seq))
+        if step.wake_at is not None:
             wake = data.get(WAKE, "")
-            if wake is None or decision.wake_at < dt.datetime.fromisoformat(wake["at"]):
-                batch.put(data, WAKE, "", {"at": decision.wake_at.astimezone(dt.UTC).isoformat()})
-        batch.notes.extend(decision.notes)
+            if wake is None or step.wake_at < dt.datetime.fromisoformat(wake["at"]):
+                batch.put(data, WAKE, "", {"at": step.wake_at.isoformat()})
+        batch.notes.extend(step.notes)
         self.counters.events_in += 1
 
-    def _admit(self, data: TenantData, topic: Topic, message: Envelope, batch: _Batch) -> bool:
-        """The runtime's own bookkeeping before a message is reconciled; False = a duplicate."""
+    def _admit(self, data: StateView, topic: Topic, message: Envelope) -> Admitted | None:
+        """This runtime's bookkeeping before a message is reconciled; ``None`` = a duplicate.
+
+        Till events are de-duplicated here (the embedded runtime does it at its ingest door);
+        outcomes settle the command record the outbox keeps in state.
+        """
+        puts: dict[tuple[str, str], Record | None] = {}
         if topic is Topic.TILL_EVENTS:
             if data.get(SEEN, message.id) is not None:
-                self.counters.redelivered += 1
-                return False
-            batch.put(data, SEEN, message.id, {"at": message.occurred_at.isoformat()})
+                return None
+            puts[(SEEN, message.id)] = {"at": message.occurred_at.isoformat()}
         elif isinstance(message, Tick):
             wake = data.get(WAKE, "")
             if wake is not None and dt.datetime.fromisoformat(wake["at"]) <= message.occurred_at:
-                batch.put(data, WAKE, "", None)
+                puts[(WAKE, "")] = None
         elif isinstance(message, SyncOutcome):
             outcome = message.data
             cmd = data.get(CMD, outcome.command_id)
             if cmd is not None:
                 if outcome.attempt <= int(cmd.get("attempts", 0)):
-                    self.counters.redelivered += 1
-                    return False
+                    return None
                 if outcome.status is OutcomeStatus.DONE:
-                    batch.put(data, CMD, outcome.command_id, None)
+                    puts[(CMD, outcome.command_id)] = None
                 else:
                     status = "dead" if outcome.status is OutcomeStatus.REJECTED else "pending"
-                    batch.put(
-                        data,
-                        CMD,
-                        outcome.command_id,
-                        {**cmd, "attempts": outcome.attempt, "status": status},
-                    )
-        return True
+                    puts[(CMD, outcome.command_id)] = {
+                        **cmd,
+                        "attempts": outcome.attempt,
+                        "status": status,
+                    }
+        return Admitted(puts)
 
-    def _dead_letter(
-        self,
-        tenant: str,
-        topic: Topic,
-        offset: int,
-        value: bytes,
-        failed: Exception,
-        batch: _Batch,
-    ) -> None:
-        error = shop_error(ErrorKind.INVALID_INPUT, detail=f"{type(failed).__name__}: {failed}")
+    def _dead_letter(self, step: Step, batch: _Batch) -> None:
+        assert step.error is not None
+        tenant, topic, value = step.tenant, step.inbound.topic, step.inbound.payload
         try:
             message: Any = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             message = value.decode(errors="replace")
-        letter_id = f"msg:{topic.value}:{self.partition(tenant)}:{offset}"
+        letter_id = f"msg:{step.inbound.position}"
         letter = DeadLetter(
             id=f"dl-{letter_id}",
             tenant=tenant,
@@ -544,14 +535,13 @@ class KafkaRuntime:
             data=DeadLetterData(
                 dead_letter_id=letter_id,
                 topic=topic.value,
-                message_type=str(message.get("type", "?")) if isinstance(message, dict) else "?",
+                message_type=step.message_type,
                 message=message,
-                error=error,
+                error=step.error,
             ),
         )
         batch.out.append((Topic.DEAD_LETTERS, tenant, registry.dump(letter)))
         self.counters.dead_letters += 1
-        log.error("message.dead_lettered", tenant=tenant, topic=topic.value, error=error.message)
 
     # -- ticks ----------------------------------------------------------------------------------
 

@@ -168,7 +168,7 @@ class DeadLetters:
                 "tenant": r[1],
                 "topic": r[2],
                 "type": r[3],
-                "message": json.loads(bytes(r[4])),
+                "message": _readable(bytes(r[4])),
                 "error": json.loads(r[5]),
                 "status": r[6],
                 "created_at": r[7],
@@ -200,3 +200,11 @@ class DeadLetters:
                 "SELECT COUNT(*) FROM dead_letters WHERE status = 'open' AND tenant = ?", (tenant,)
             ).fetchone()
         return int(row[0])
+
+
+def _readable(payload: bytes) -> object:
+    """A dead letter's message as JSON where it is JSON, else as text (it may be any bytes)."""
+    try:
+        return json.loads(payload)
+    except (ValueError, RecursionError):
+        return payload.decode(errors="replace")

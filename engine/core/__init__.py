@@ -1,0 +1,1 @@
+"""The processing core both runtimes and replay share (see :mod:`engine.core.process`)."""
