@@ -51,6 +51,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     def data_option(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--data", default=str(DEFAULT_DATA), help="the engine's data folder")
+        parser.add_argument(
+            "--runtime",
+            choices=["embedded", "kafka"],
+            default="embedded",
+            help="the deployment to read and act on (kafka: its topics, via a local read model)",
+        )
+        parser.add_argument("--bootstrap", help="Kafka HOST:PORT (env KASSASYNC_KAFKA_BOOTSTRAP)")
+        parser.add_argument("--prefix", default=None, help="Kafka topic prefix (env)")
+        parser.add_argument("--partitions", type=int, default=0, help="Kafka partitions (env)")
+        parser.add_argument("--replication", type=int, default=0, help=argparse.SUPPRESS)
 
     def action_options(parser: argparse.ArgumentParser) -> None:
         data_option(parser)
@@ -98,8 +108,23 @@ def _database(args: argparse.Namespace) -> Database:
 
 
 def open_ops(args: argparse.Namespace) -> Ops:
+    if getattr(args, "runtime", "embedded") == "kafka":
+        return _kafka_ops(args)
     db = _database(args)
     return Ops(SqliteOpsStore(db), EmbeddedProbe(db, running=False))
+
+
+def _kafka_ops(args: argparse.Namespace) -> Ops:
+    """The Kafka deployment's ops over a read model caught up now (kept under ``--data``)."""
+    import atexit
+
+    from engine.kafka.cli import _config
+    from engine.kafka.ops import KafkaOps
+
+    kafka = KafkaOps(_config(args))
+    atexit.register(kafka.close)
+    kafka.catch_up()
+    return kafka.ops
 
 
 class EngineApi:
@@ -129,8 +154,8 @@ class EngineApi:
 
 def engine_api(args: argparse.Namespace, err: Console) -> EngineApi | None:
     """The running engine to send actions to, or None to write to the database."""
-    if args.offline:
-        return None
+    if args.offline or (getattr(args, "runtime", "embedded") == "kafka" and not args.url):
+        return None  # Kafka: actions are published as messages for the owning worker
     explicit = args.url or os.environ.get(URL_ENV)
     url = explicit or DEFAULT_URL
     try:

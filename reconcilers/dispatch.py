@@ -261,6 +261,13 @@ RETRY: dict[str, Callable[[Ctx, str], None]] = {
 }
 
 
+def requeues_dead_command(view: StateView, command_id: str) -> bool:
+    """Whether retrying this dead command means sending the same command again (the runtime's
+    job), rather than the flow making a fresh one from its current state."""
+    cmd = view.get("cmd", command_id)
+    return cmd is None or cmd.get("flow") not in RETRY
+
+
 # --- outcomes ------------------------------------------------------------------------------------
 
 

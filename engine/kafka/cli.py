@@ -96,6 +96,39 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ops(args: argparse.Namespace) -> int:
+    """The Kafka deployment's dashboard, ops API and /metrics over a read model of its topics."""
+    import asyncio
+
+    import uvicorn
+
+    from engine.cli import _run_until_signal
+    from engine.kafka.ops import KafkaOps, create_ops_app
+    from engine.web.auth import resolve_admin_token
+
+    kafka = KafkaOps(_config(args))
+    token, generated = resolve_admin_token()
+    app = create_ops_app(kafka, token)
+
+    async def serve(stop: asyncio.Event) -> None:
+        config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
+        server = uvicorn.Server(config)
+        following = asyncio.create_task(kafka.follow(stop))
+        serving = asyncio.create_task(server.serve())
+        if generated:
+            print(
+                json.dumps({"dashboard": f"http://{args.host}:{args.port}/", "admin_token": token})
+            )
+        await stop.wait()
+        server.should_exit = True
+        await asyncio.gather(following, serving, return_exceptions=True)
+
+    try:
+        return _run_until_signal(serve)
+    finally:
+        kafka.close()
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
     from engine.replay import main_replay
 
@@ -133,6 +166,14 @@ def register(sub: Any) -> None:
     ingest.add_argument("--host", default=os.environ.get("KASSASYNC_HTTP_HOST", "127.0.0.1"))
     ingest.add_argument("--port", type=int, default=8080)
     ingest.set_defaults(func=_cmd_ingest)
+
+    ops = kafka_sub.add_parser(
+        "ops", help="serve the dashboard, ops API and /metrics of a Kafka deployment"
+    )
+    _common(ops)
+    ops.add_argument("--host", default=os.environ.get("KASSASYNC_HTTP_HOST", "127.0.0.1"))
+    ops.add_argument("--port", type=int, default=8081)
+    ops.set_defaults(func=_cmd_ops)
 
     replay = sub.add_parser("replay", help="rebuild a tenant's state from the log; show the diff")
     _common(replay)

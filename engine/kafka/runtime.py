@@ -58,12 +58,14 @@ from engine.kafka.topics import partition_for
 from engine.secrets import SecretBox
 from engine.store.outbox import TARGETS
 from engine.tenants import TenantConfig
+from reconcilers.dispatch import requeues_dead_command
 from reconcilers.state import Note, Record, StateView
 from topics import registry
 from topics.envelope import Envelope
 from topics.names import RECONCILED_TOPICS, Topic, message_key
 from topics.outcomes import (
     DeadLetter,
+    DeadLetterAction,
     DeadLetterData,
     OutcomeStatus,
     SyncOutcome,
@@ -447,12 +449,17 @@ class KafkaRuntime:
             return
         batch.put(data, META, "", {**meta, "offsets": {**meta["offsets"], topic.value: offset}})
         where = f"{topic.value}:{partition}:{offset}"
-        step = process(data, Inbound(topic, tenant, where, value), self._admit)
+        step = process(data, Inbound(topic, tenant, where, value), admit)
         if step.outcome is Outcome.DUPLICATE:
             self.counters.redelivered += 1
             return
         for (kind, rkey), rvalue in step.admitted.items():
+            if kind == SEEN and step.outcome is Outcome.DEAD:
+                continue  # a parked event the operator retries must not count as seen
             batch.put(data, kind, rkey, rvalue)
+            if kind == CMD and rvalue is not None and rvalue.get("status") == "pending":
+                # An operator's retry of a dead command: the executors send it again.
+                batch.queued.append((tenant, str(rvalue["target"]), rkey, int(rvalue["seq"])))
         if step.outcome is Outcome.DEAD:
             self._dead_letter(step, batch)
             return
@@ -487,38 +494,6 @@ class KafkaRuntime:
                 batch.put(data, WAKE, "", {"at": step.wake_at.isoformat()})
         batch.notes.extend(step.notes)
         self.counters.events_in += 1
-
-    def _admit(self, data: StateView, topic: Topic, message: Envelope) -> Admitted | None:
-        """This runtime's bookkeeping before a message is reconciled; ``None`` = a duplicate.
-
-        Till events are de-duplicated here (the embedded runtime does it at its ingest door);
-        outcomes settle the command record the outbox keeps in state.
-        """
-        puts: dict[tuple[str, str], Record | None] = {}
-        if topic is Topic.TILL_EVENTS:
-            if data.get(SEEN, message.id) is not None:
-                return None
-            puts[(SEEN, message.id)] = {"at": message.occurred_at.isoformat()}
-        elif isinstance(message, Tick):
-            wake = data.get(WAKE, "")
-            if wake is not None and dt.datetime.fromisoformat(wake["at"]) <= message.occurred_at:
-                puts[(WAKE, "")] = None
-        elif isinstance(message, SyncOutcome):
-            outcome = message.data
-            cmd = data.get(CMD, outcome.command_id)
-            if cmd is not None:
-                if outcome.attempt <= int(cmd.get("attempts", 0)):
-                    return None
-                if outcome.status is OutcomeStatus.DONE:
-                    puts[(CMD, outcome.command_id)] = None
-                else:
-                    status = "dead" if outcome.status is OutcomeStatus.REJECTED else "pending"
-                    puts[(CMD, outcome.command_id)] = {
-                        **cmd,
-                        "attempts": outcome.attempt,
-                        "status": status,
-                    }
-        return Admitted(puts)
 
     def _dead_letter(self, step: Step, batch: _Batch) -> None:
         assert step.error is not None
@@ -705,6 +680,48 @@ class KafkaRuntime:
     def state_of(self, tenant: str) -> dict[tuple[str, str], Record]:
         data = self.mirror.tenants.get(tenant)
         return {} if data is None else data.reconciler_records()
+
+
+def admit(data: StateView, topic: Topic, message: Envelope) -> Admitted | None:
+    """The Kafka runtime's bookkeeping before a message is reconciled; ``None`` = a duplicate.
+
+    Till events are de-duplicated here (the embedded runtime does it at its ingest door);
+    outcomes settle the command record the outbox keeps in state; an operator's action on a
+    dead command requeues or drops it (the embedded runtime's ops store does that itself).
+    """
+    puts: dict[tuple[str, str], Record | None] = {}
+    if topic is Topic.TILL_EVENTS:
+        if data.get(SEEN, message.id) is not None:
+            return None
+        puts[(SEEN, message.id)] = {"at": message.occurred_at.isoformat()}
+    elif isinstance(message, Tick):
+        wake = data.get(WAKE, "")
+        if wake is not None and dt.datetime.fromisoformat(wake["at"]) <= message.occurred_at:
+            puts[(WAKE, "")] = None
+    elif isinstance(message, DeadLetterAction):
+        command_id = message.data.dead_letter_id
+        cmd = data.get(CMD, command_id)
+        if cmd is not None and cmd.get("status") == "dead":
+            if message.data.action == "discard":
+                puts[(CMD, command_id)] = None
+            elif requeues_dead_command(data, command_id):
+                puts[(CMD, command_id)] = {**cmd, "status": "pending"}
+    elif isinstance(message, SyncOutcome):
+        outcome = message.data
+        cmd = data.get(CMD, outcome.command_id)
+        if cmd is not None:
+            if outcome.attempt <= int(cmd.get("attempts", 0)):
+                return None
+            if outcome.status is OutcomeStatus.DONE:
+                puts[(CMD, outcome.command_id)] = None
+            else:
+                status = "dead" if outcome.status is OutcomeStatus.REJECTED else "pending"
+                puts[(CMD, outcome.command_id)] = {
+                    **cmd,
+                    "attempts": outcome.attempt,
+                    "status": status,
+                }
+    return Admitted(puts)
 
 
 def quiet_faust_logs() -> None:

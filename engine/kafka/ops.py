@@ -1,0 +1,305 @@
+"""The operator surface of a Kafka deployment: :class:`engine.ops.Ops` over the read model
+(:mod:`engine.kafka.readmodel`), with the operator's actions published as messages.
+
+* reads: :class:`KafkaOpsStore` is the embedded store's SQL over the projected tables;
+* actions: ``resume``, ``pause`` and dead-letter ``retry``/``discard`` go onto ``sync.control``
+  (the worker that owns the tenant applies them: a dead command is requeued or dropped there);
+  a parked message is produced again onto its own topic;
+* :class:`KafkaProbe`: lag of the workers' consumer group per partition, the group's members
+  and their partitions, and throughput from the growth of the topics' end offsets.
+
+``kassasync kafka ops`` serves the dashboard, the ops API and ``/metrics`` from this;
+``kassasync status`` and ``kassasync deadletters`` use it with ``--runtime kafka``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
+from pydantic import ValidationError
+
+from engine.kafka.config import KafkaConfig
+from engine.kafka.readmodel import KafkaReadModel
+from engine.kafka.topics import partition_for
+from engine.ops import Budget, DeadLetterRow, Ops, SqliteOpsStore, TopicLag, WorkerAssignment
+from engine.store.db import Database
+from topics import registry
+from topics.envelope import Envelope
+from topics.names import RECONCILED_TOPICS, Topic, message_key
+
+log = structlog.get_logger("kassasync.kafka.ops")
+
+#: ``/healthz`` of the ops service turns red when the read model is older than this.
+STALE_AFTER = 10.0
+
+
+class KafkaOpsStore(SqliteOpsStore):
+    """Reads from the read model; writes go to Kafka for the owning worker to apply."""
+
+    def __init__(self, config: KafkaConfig, db: Database, producer: KafkaProducer) -> None:
+        super().__init__(db)
+        self.config = config
+        self.producer = producer
+
+    def _send(self, topic: Topic | str, tenant: str, payload: bytes) -> None:
+        self.producer.send(
+            self.config.topic(topic),
+            value=payload,
+            key=message_key(tenant),
+            partition=partition_for(tenant, self.config.partitions),
+        ).get(timeout=30)
+
+    def atomic(self) -> AbstractContextManager[Any]:
+        # Kafka has no transaction spanning the read model: each write is acknowledged alone.
+        return contextlib.nullcontext()
+
+    def append(self, message: Envelope) -> None:
+        self._send(Topic(message.TOPIC), message.tenant, registry.dump(message))
+
+    def requeue(self, command_id: str) -> bool:
+        """The owning worker requeues the dead command when it sees the retry action."""
+        row = self.db.conn.execute(
+            "SELECT status FROM outbox WHERE command_id = ?", (command_id,)
+        ).fetchone()
+        return row is not None and row[0] == "dead"
+
+    def discard(self, command_id: str) -> bool:
+        with self.db.transaction():
+            return self.outbox.discard(command_id)
+
+    def replay(self, row: DeadLetterRow) -> bool:
+        try:
+            topic = Topic(row.topic)
+            registry.parse(row.payload)
+        except (ValidationError, ValueError):
+            return False
+        if topic not in RECONCILED_TOPICS:
+            return False
+        self._send(topic, row.tenant, row.payload)
+        return True
+
+
+class KafkaProbe:
+    """:class:`engine.ops.RuntimeProbe` of a Kafka deployment, from the broker's point of view."""
+
+    def __init__(self, config: KafkaConfig, *, window: float = 60.0) -> None:
+        self.config = config
+        self.window = window
+        self._admin: KafkaAdminClient | None = None
+        self._consumer: KafkaConsumer | None = None
+        self._ends: deque[tuple[float, dict[str, int]]] = deque()
+
+    @property
+    def name(self) -> str:
+        return "kafka"
+
+    def _clients(self) -> tuple[KafkaAdminClient, KafkaConsumer]:
+        if self._admin is None:
+            self._admin = KafkaAdminClient(bootstrap_servers=self.config.bootstrap)
+        if self._consumer is None:
+            self._consumer = KafkaConsumer(bootstrap_servers=self.config.bootstrap)
+        return self._admin, self._consumer
+
+    def close(self) -> None:
+        for client in (self._admin, self._consumer):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.close()
+        self._admin = self._consumer = None
+
+    def _partitions(self) -> list[TopicPartition]:
+        return [
+            TopicPartition(self.config.topic(t), p)
+            for t in RECONCILED_TOPICS
+            for p in range(self.config.partitions)
+        ]
+
+    def lag(self) -> list[TopicLag]:
+        try:
+            admin, consumer = self._clients()
+            tps = self._partitions()
+            ends = consumer.end_offsets(tps)
+            committed = admin.list_group_offsets({self.config.app_id: tps}).get(
+                self.config.app_id, {}
+            )
+        except KafkaError as failed:
+            log.warning("ops.kafka_unreachable", error=repr(failed))
+            return []
+        self._remember(ends)
+        out: list[TopicLag] = []
+        for tp in tps:
+            meta = committed.get(tp)
+            done = 0 if meta is None or meta.offset < 0 else int(meta.offset)
+            out.append(
+                TopicLag(self.config.unprefixed(tp.topic), tp.partition, int(ends[tp]), done)
+            )
+        return out
+
+    def _remember(self, ends: dict[TopicPartition, int]) -> None:
+        now = time.monotonic()
+        by_topic: dict[str, int] = {}
+        for tp, end in ends.items():
+            name = self.config.unprefixed(tp.topic)
+            by_topic[name] = by_topic.get(name, 0) + int(end)
+        self._ends.append((now, by_topic))
+        while self._ends and now - self._ends[0][0] > self.window:
+            self._ends.popleft()
+
+    def throughput(self) -> dict[str, float]:
+        """Messages per second into each reconciled topic over the last minute."""
+        if len(self._ends) < 2:
+            return {}
+        (t0, first), (t1, last) = self._ends[0], self._ends[-1]
+        elapsed = max(t1 - t0, 1e-6)
+        return {topic: (last[topic] - first.get(topic, 0)) / elapsed for topic in last}
+
+    def workers(self) -> list[WorkerAssignment]:
+        try:
+            admin, _ = self._clients()
+            groups = admin.describe_groups([self.config.app_id])
+        except KafkaError as failed:
+            log.warning("ops.kafka_unreachable", error=repr(failed))
+            return []
+        reconciled = {self.config.topic(t) for t in RECONCILED_TOPICS}
+        out: list[WorkerAssignment] = []
+        for group_id, group in groups.items():
+            for member in group.get("members") or []:
+                parts = {
+                    p
+                    for topic, partitions in _assigned(member.get("member_assignment"))
+                    if topic in reconciled
+                    for p in partitions
+                }
+                out.append(
+                    WorkerAssignment(
+                        worker=f"{member.get('client_id')}@{member.get('client_host')}",
+                        partitions=tuple(sorted(parts)),
+                        tenants=None,
+                        detail=f"group {group_id} ({group.get('group_state', '?')})",
+                    )
+                )
+        return out
+
+    def budgets(self) -> list[Budget]:
+        # Each worker keeps its own limiters: their figures are on the worker's /metrics.
+        return []
+
+
+def _assigned(assignment: Any) -> Iterator[tuple[str, list[int]]]:
+    """(topic, partitions) pairs of a member's decoded assignment, whatever its shape."""
+    if assignment is None:
+        return
+    if hasattr(assignment, "to_dict"):
+        assignment = assignment.to_dict()
+    if isinstance(assignment, dict):
+        topic = assignment.get("topic")
+        partitions = assignment.get("partitions")
+        if isinstance(topic, str) and isinstance(partitions, list):
+            yield topic, [int(p) for p in partitions]
+            return
+        for value in assignment.values():
+            yield from _assigned(value)
+    elif isinstance(assignment, list | tuple):
+        if len(assignment) == 2 and isinstance(assignment[0], str):
+            yield str(assignment[0]), [int(p) for p in assignment[1]]
+            return
+        for item in assignment:
+            yield from _assigned(item)
+
+
+class KafkaOps:
+    """The Kafka deployment's :class:`Ops`, its read model and the loop that keeps it fresh."""
+
+    def __init__(self, config: KafkaConfig, path: Path | None = None) -> None:
+        self.config = config
+        where = path or config.data_dir / "ops" / f"{config.app_id}.db"
+        self.db = Database(where)
+        self.readmodel = KafkaReadModel(config, self.db)
+        self.producer = KafkaProducer(bootstrap_servers=config.bootstrap, acks="all")
+        self.probe = KafkaProbe(config)
+        self.ops = Ops(KafkaOpsStore(config, self.db, self.producer), self.probe)
+        self.last_caught_up: float | None = None
+        self.last_error: str | None = None
+
+    def catch_up(self, timeout: float = 30.0) -> None:
+        self.readmodel.catch_up(timeout)
+        self.last_caught_up = time.time()
+        self.last_error = None
+
+    async def follow(self, stop: asyncio.Event, every: float = 1.0) -> None:
+        """Keep the read model fresh until ``stop`` (runs the blocking reads in a thread).
+
+        A failure (the broker unreachable, the disk full) is logged at error and retried with
+        backoff; ``/healthz`` says why while it lasts.
+        """
+        backoff = every
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(self.catch_up)
+                backoff = every
+            except Exception as failed:  # the loop must not die: say why, try again
+                self.last_error = f"read model: {type(failed).__name__}: {failed}"[:500]
+                log.error("ops.readmodel_failed", error=self.last_error, exc_info=True)
+                self.readmodel.close()
+                backoff = min(backoff * 2, 30.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=backoff)
+
+    def close(self) -> None:
+        self.readmodel.close()
+        self.probe.close()
+        self.producer.close()
+        self.db.close()
+
+
+@contextlib.contextmanager
+def kafka_ops(config: KafkaConfig, path: Path | None = None) -> Iterator[KafkaOps]:
+    """A caught-up :class:`KafkaOps` for one command (``status``, ``deadletters``)."""
+    ops = KafkaOps(config, path)
+    try:
+        ops.catch_up()
+        yield ops
+    finally:
+        ops.close()
+
+
+def create_ops_app(kafka: KafkaOps, admin_token: str) -> FastAPI:
+    """The Kafka deployment's dashboard, ops API and ``/metrics`` (every ``kassasync_*`` gauge
+    the read model holds), with ``/healthz`` red while the read model cannot catch up."""
+    from engine.metrics import EngineMetrics
+    from engine.web import mount
+    from engine.web.auth import AdminAuth
+
+    app = FastAPI(title="Kassasync ops (Kafka)", docs_url=None, redoc_url=None)
+    metrics = EngineMetrics()
+    metrics.watch(kafka.ops)
+    mount(app, ops=kafka.ops, auth=AdminAuth(admin_token), metrics=metrics)
+
+    app.get("/healthz")(health_of(kafka))
+    return app
+
+
+def health_of(kafka: KafkaOps) -> Callable[[], Awaitable[JSONResponse]]:
+    """``/healthz`` of the ops service: red (503, with the reason) while the read model is stale."""
+
+    async def healthz() -> JSONResponse:
+        age = None if kafka.last_caught_up is None else time.time() - kafka.last_caught_up
+        ok = age is not None and age < STALE_AFTER
+        body: dict[str, object] = {"ok": ok, "runtime": "kafka", "read_model_age_seconds": age}
+        if not ok:
+            body["reason"] = kafka.last_error or "the read model has not caught up with Kafka yet"
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    return healthz

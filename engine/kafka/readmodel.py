@@ -1,0 +1,290 @@
+"""The Kafka deployment's read model: its topics projected into the embedded runtime's tables, so
+the operator surface (dashboard, ``/metrics``, ``status``, ``deadletters``) reads a Kafka
+deployment exactly as it reads an embedded one (:class:`engine.ops.SqliteOpsStore`).
+
+What is projected, from every partition:
+
+* the state changelog: the reconcilers' records into ``state``; the runtime's ``~cmd`` records
+  (commands not yet done) into ``outbox``; the Fortnox session's ``~cursor`` records into
+  ``fx_cursor``;
+* ``sync.deadletters`` into ``dead_letters``; an operator's ``sync.deadletter.action`` on
+  ``sync.control`` resolves its dead letter;
+* the tenants topic into ``tenants`` (secrets stay sealed: only the name is read).
+
+The read model is a cache: delete its file and it is rebuilt from the topics. Its positions
+commit with what they brought, so a restarted projection resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import structlog
+from kafka import KafkaConsumer, TopicPartition
+from pydantic import ValidationError
+
+from engine.kafka.config import KafkaConfig
+from engine.kafka.store import CMD, CURSOR, decode_key, is_internal
+from engine.store.db import Database
+from topics import registry
+from topics.names import Topic
+from topics.outcomes import DeadLetter, DeadLetterAction
+
+log = structlog.get_logger("kassasync.kafka.readmodel")
+
+CONSUMER = "kafka-readmodel"
+
+M = TypeVar("M", DeadLetter, DeadLetterAction)
+
+
+@dataclass(frozen=True, slots=True)
+class Projected:
+    """How many records one catch-up brought, by source."""
+
+    state: int = 0
+    dead_letters: int = 0
+    actions: int = 0
+    tenants: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.state + self.dead_letters + self.actions + self.tenants
+
+
+class KafkaReadModel:
+    """Tails the deployment's topics into ``db`` (one SQLite file, the embedded schema)."""
+
+    def __init__(self, config: KafkaConfig, db: Database) -> None:
+        self.config = config
+        self.db = db
+        self._consumer: KafkaConsumer | None = None
+        self._partitions: list[TopicPartition] = []
+
+    # -- positions --------------------------------------------------------------------------
+
+    def _sources(self) -> list[TopicPartition]:
+        c = self.config
+        topics = [c.state_changelog, c.topic(Topic.DEAD_LETTERS), c.topic(Topic.SYNC_CONTROL)]
+        parts = [TopicPartition(t, p) for t in topics for p in range(c.partitions)]
+        return [*parts, TopicPartition(c.tenants_topic, 0)]
+
+    def _positions(self) -> dict[str, int]:
+        rows = self.db.conn.execute(
+            'SELECT topic, "offset" FROM offsets WHERE consumer = ?', (CONSUMER,)
+        ).fetchall()
+        return {str(t): int(o) for t, o in rows}
+
+    def _open(self) -> KafkaConsumer:
+        if self._consumer is None:
+            consumer = KafkaConsumer(
+                bootstrap_servers=self.config.bootstrap,
+                enable_auto_commit=False,
+                isolation_level="read_committed",
+            )
+            known = consumer.topics()
+            self._partitions = [tp for tp in self._sources() if tp.topic in known]
+            consumer.assign(self._partitions)
+            positions = self._positions()
+            for tp in self._partitions:
+                consumer.seek(tp, positions.get(_where(tp), 0))
+            self._consumer = consumer
+        return self._consumer
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    # -- catching up ------------------------------------------------------------------------
+
+    def catch_up(self, timeout: float = 30.0) -> Projected:
+        """Project everything up to the topics' ends as they are now."""
+        consumer = self._open()
+        if not self._partitions:
+            return Projected()
+        ends: dict[TopicPartition, int] = consumer.end_offsets(self._partitions)
+        deadline = time.monotonic() + timeout
+        counts = Projected()
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the read model did not catch up within {timeout:.0f} s")
+            polled = consumer.poll(timeout_ms=500, max_records=5000)
+            if polled:
+                counts = _add(counts, self._apply(polled))
+        return counts
+
+    def _apply(self, polled: dict[TopicPartition, list[Any]]) -> Projected:
+        c = self.config
+        state = dead = actions = tenants = 0
+        with self.db.transaction() as conn:
+            for tp, records in polled.items():
+                for record in records:
+                    if tp.topic == c.state_changelog:
+                        state += self._state(conn, record.key, record.value)
+                    elif tp.topic == c.topic(Topic.DEAD_LETTERS):
+                        dead += self._dead_letter(conn, record.value)
+                    elif tp.topic == c.topic(Topic.SYNC_CONTROL):
+                        actions += self._action(conn, record.value)
+                    elif tp.topic == c.tenants_topic:
+                        tenants += self._tenant(conn, record.key, record.value)
+                if records:
+                    conn.execute(
+                        'INSERT INTO offsets (consumer, topic, "offset") VALUES (?, ?, ?) '
+                        'ON CONFLICT (consumer, topic) DO UPDATE SET "offset" = excluded."offset"',
+                        (CONSUMER, _where(tp), records[-1].offset + 1),
+                    )
+        return Projected(state, dead, actions, tenants)
+
+    def _state(self, conn: Any, key: bytes | None, value: bytes | None) -> int:
+        if key is None:
+            return 0
+        try:
+            tenant, kind, rkey = decode_key(key)
+        except (UnicodeDecodeError, ValueError):
+            return 0
+        if tenant.startswith("~"):
+            return 0  # a partition's read position, not a tenant
+        record = None if value is None else json.loads(value)
+        if kind == CMD:
+            self._command(conn, tenant, rkey, record)
+        elif kind == CURSOR:
+            if record is None:
+                conn.execute(
+                    "DELETE FROM fx_cursor WHERE tenant = ? AND resource = ?", (tenant, rkey)
+                )
+            else:
+                conn.execute(
+                    "INSERT OR REPLACE INTO fx_cursor "
+                    "(tenant, resource, cursor, last_ok, full_sync_at) VALUES (?, ?, ?, ?, ?)",
+                    (
+                        tenant,
+                        rkey,
+                        record.get("cursor"),
+                        record.get("last_ok"),
+                        record.get("full_sync_at"),
+                    ),
+                )
+        elif is_internal(kind):
+            return 0
+        elif record is None:
+            conn.execute(
+                "DELETE FROM state WHERE tenant = ? AND kind = ? AND key = ?", (tenant, kind, rkey)
+            )
+        else:
+            conn.execute(
+                "INSERT OR REPLACE INTO state (tenant, kind, key, value) VALUES (?, ?, ?, ?)",
+                (tenant, kind, rkey, json.dumps(record, separators=(",", ":"))),
+            )
+        return 1
+
+    def _command(self, conn: Any, tenant: str, command_id: str, record: Any) -> None:
+        """A ``~cmd`` record is a command not yet done; its deletion means it was done."""
+        if record is None:
+            conn.execute(
+                "UPDATE outbox SET status = 'done', done_at = ? WHERE command_id = ? "
+                "AND status != 'discarded'",
+                (time.time(), command_id),
+            )
+            return
+        status = str(record.get("status", "pending"))
+        conn.execute(
+            "INSERT INTO outbox (command_id, tenant, target, type, payload, status, attempts, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (command_id) DO UPDATE SET "
+            "status = excluded.status, attempts = excluded.attempts",
+            (
+                command_id,
+                tenant,
+                str(record.get("target", "?")),
+                str(record.get("type", "?")),
+                str(record.get("payload", "")).encode(),
+                status,
+                int(record.get("attempts", 0)),
+                time.time(),
+            ),
+        )
+
+    def _dead_letter(self, conn: Any, value: bytes | None) -> int:
+        letter = _parse(value, DeadLetter)
+        if letter is None:
+            return 0
+        data = letter.data
+        conn.execute(
+            "INSERT OR IGNORE INTO dead_letters (id, tenant, topic, type, payload, error, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                data.dead_letter_id,
+                letter.tenant,
+                data.topic,
+                data.message_type,
+                _payload(data.message),
+                data.error.model_dump_json(),
+                letter.occurred_at.timestamp(),
+            ),
+        )
+        return 1
+
+    def _action(self, conn: Any, value: bytes | None) -> int:
+        action = _parse(value, DeadLetterAction)
+        if action is None:
+            return 0
+        status = "retried" if action.data.action == "retry" else "discarded"
+        conn.execute(
+            "UPDATE dead_letters SET status = ?, resolved_at = ? WHERE id = ? AND status = 'open'",
+            (status, action.occurred_at.timestamp(), action.data.dead_letter_id),
+        )
+        if action.data.action == "discard":
+            conn.execute(
+                "UPDATE outbox SET status = 'discarded' WHERE command_id = ? AND status = 'dead'",
+                (action.data.dead_letter_id,),
+            )
+        return 1
+
+    def _tenant(self, conn: Any, key: bytes | None, value: bytes | None) -> int:
+        if key is None:
+            return 0
+        tenant = key.decode(errors="replace")
+        if value is None:
+            conn.execute("DELETE FROM tenants WHERE id = ?", (tenant,))
+            return 1
+        data = json.loads(value)
+        # The sealed config stays sealed: the read model needs only the tenant's name.
+        shown = {"id": tenant, "name": (data.get("config") or {}).get("name")}
+        conn.execute(
+            "INSERT INTO tenants (id, api_key_hash, config, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET config = excluded.config",
+            (tenant, "", json.dumps(shown), time.time()),
+        )
+        return 1
+
+
+def _where(tp: TopicPartition) -> str:
+    return f"{tp.topic}:{tp.partition}"
+
+
+def _parse(value: bytes | None, kind: type[M]) -> M | None:
+    if value is None:
+        return None
+    try:
+        message = registry.parse(value)
+    except (ValidationError, ValueError):
+        log.warning("readmodel.unreadable_record", expected=kind.__name__)
+        return None
+    return message if isinstance(message, kind) else None
+
+
+def _payload(message: object) -> bytes:
+    if isinstance(message, str):
+        return message.encode()
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+def _add(a: Projected, b: Projected) -> Projected:
+    return Projected(
+        a.state + b.state,
+        a.dead_letters + b.dead_letters,
+        a.actions + b.actions,
+        a.tenants + b.tenants,
+    )
