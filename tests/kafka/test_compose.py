@@ -87,19 +87,23 @@ def test_broker_settings_are_the_tests_broker_settings(compose: dict[str, Any]) 
 
 def test_commands_parse(compose: dict[str, Any]) -> None:
     parser = build_parser()
-    for name in ("kafka-init", "kafka-tenants", "worker", "ingest"):
+    for name in ("kafka-init", "kafka-tenants", "worker", "ingest", "ops"):
         args = parser.parse_args(compose["services"][name]["command"])
         assert callable(args.func), name
 
 
-def test_prometheus_scrapes_the_ingest_api(compose: dict[str, Any]) -> None:
+def test_prometheus_scrapes_the_service_that_serves_metrics(compose: dict[str, Any]) -> None:
+    """The target is the ops service, which serves /metrics (tests/kafka/test_ops_surface.py
+    reads its kassasync_* series); the ingest API serves none, so it is not a target."""
     scrape = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())
     targets = [
         t for job in scrape["scrape_configs"] for s in job["static_configs"] for t in s["targets"]
     ]
+    ops = compose["services"]["ops"]["command"]
+    assert ops[:2] == ["kafka", "ops"]
+    assert targets == [f"127.0.0.1:{ops[ops.index('--port') + 1]}"]
     ingest = compose["services"]["ingest"]["command"]
-    port = ingest[ingest.index("--port") + 1]
-    assert any(t.endswith(f":{port}") for t in targets)
+    assert not any(t.endswith(f":{ingest[ingest.index('--port') + 1]}") for t in targets)
     grafana = compose["services"]["grafana"]["volumes"]
     assert any(v.startswith("./deploy/grafana/provisioning/datasources:") for v in grafana)
 
