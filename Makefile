@@ -35,6 +35,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## make bench: every benchmark, each figure a ratio to a baseline measured in the same run;
 ## writes bench/results/latest.json and prints a table.

@@ -3,7 +3,8 @@
 A scenario talks to a ``Runtime``: it sends till events through the ingest API, edits Fortnox
 through the sandbox's admin API (as a Fortnox user or a webshop would), waits until everything
 has settled, and then looks at both sides. The embedded runtime runs in this process; the Kafka
-runtime (tests/kafka) implements the same interface, so one scenario suite runs on both.
+runtime (tests/scenarios/kafka_runtime.py) implements the same interface, so one scenario suite
+runs on both (the ``runtime`` fixture is parametrised over ``embedded`` and ``kafka``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import uvicorn
 from engine.clock import utcnow
 from engine.embedded.runtime import EmbeddedEngine
 from engine.executors.fortnox import SessionTiming
+from engine.fortnox.api import FortnoxApi
 from engine.net import loopback_listener
 from engine.secrets import SecretBox, generate_key
 from engine.tenants import FortnoxConnection, TenantConfig, TillConnection
@@ -30,6 +32,7 @@ from sandbox.fortnox.seed import Seeded, seed_demo
 from sandbox.fortnox.state import SandboxState
 from sandbox.till import TillState
 from sandbox.till import create_app as create_till
+from topics.envelope import Envelope
 from topics.settings import TenantSettings
 
 TENANT = "shop"
@@ -90,8 +93,11 @@ class Runtime(Protocol):
     def state(self, kind: str, key: str) -> dict[str, Any] | None: ...
 
 
-class EmbeddedRuntime:
-    """The embedded engine with the sandbox and the simulated till, all on loopback."""
+class ScenarioRuntime:
+    """What both runtimes share: the sandbox Fortnox and the simulated till on loopback, the
+    tenant's config, and the two-sided views scenarios assert on."""
+
+    name = "?"
 
     def __init__(
         self,
@@ -125,45 +131,27 @@ class EmbeddedRuntime:
         self._servers.append(server)
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
-    async def __aenter__(self) -> EmbeddedRuntime:
+    async def _start_world(self) -> None:
         sandbox_app = create_sandbox(self.sandbox_state)
         if self.wrap_sandbox is not None:
             sandbox_app = self.wrap_sandbox(sandbox_app)
         self.sandbox_url = await self._serve(sandbox_app)
         self.till_url = await self._serve(create_till(self.till))
-        engine_sock = loopback_listener()
-        port = engine_sock.getsockname()[1]
-        engine_sock.close()
-        self.engine = EmbeddedEngine(
-            self.data,
-            SecretBox(generate_key()),
-            http_port=port,
-            timing=FAST_TIMING,
-        )
-        credentials = self.seeded.credentials(self.sandbox_url)
-        key = self.engine.tenants.upsert(
-            TenantConfig(
-                id=TENANT,
-                settings=self.settings,
-                till=TillConnection(
-                    endpoint=f"{self.till_url}/kassasync/commands", token="till-token"
-                ),
-                fortnox=FortnoxConnection.at(
-                    self.sandbox_url,
-                    credentials,
-                    poll_seconds=self.poll_seconds,
-                    feed=self.feed,
-                    rate_window_seconds=WINDOW,
-                ),
-            )
-        )
-        assert key is not None
-        self.api_key = key
         self.http = httpx.AsyncClient(timeout=30)
-        self.engine_url = f"http://127.0.0.1:{port}"
-        self._tasks.append(asyncio.create_task(self.engine.run(self.stop)))
-        await self._wait_http(f"{self.engine_url}/healthz")
-        return self
+
+    def tenant_config(self) -> TenantConfig:
+        return TenantConfig(
+            id=TENANT,
+            settings=self.settings,
+            till=TillConnection(endpoint=f"{self.till_url}/kassasync/commands", token="till-token"),
+            fortnox=FortnoxConnection.at(
+                self.sandbox_url,
+                self.seeded.credentials(self.sandbox_url),
+                poll_seconds=self.poll_seconds,
+                feed=self.feed,
+                rate_window_seconds=WINDOW,
+            ),
+        )
 
     async def _wait_http(self, url: str) -> None:
         for _ in range(200):
@@ -175,13 +163,12 @@ class EmbeddedRuntime:
             await asyncio.sleep(0.05)
         raise AssertionError(f"{url} never answered")
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def _stop_world(self) -> None:
         self.stop.set()
         for server in self._servers:
             server.should_exit = True
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.http.aclose()
-        self.engine.db.close()
 
     # -- what scenarios use ----------------------------------------------------------------------
 
@@ -214,6 +201,57 @@ class EmbeddedRuntime:
         names = ",".join(registers)
         response = await self.admin("GET", f"?registers={names}")
         return dict(response.json())
+
+    # -- two-sided views -----------------------------------------------------------------------
+
+    async def stock_levels(self) -> dict[str, tuple[Decimal, Decimal]]:
+        """article -> (till, Fortnox) for every stock article the till holds."""
+        articles = (await self.fortnox("articles"))["articles"]
+        out: dict[str, tuple[Decimal, Decimal]] = {}
+        for article in articles:
+            number = article["ArticleNumber"]
+            if article.get("StockGoods") and number in self.till.articles:
+                out[number] = (
+                    self.till.stock.get(number, Decimal(0)),
+                    Decimal(str(article.get("QuantityInStock") or 0)),
+                )
+        return out
+
+
+class EmbeddedRuntime(ScenarioRuntime):
+    """The embedded engine with the sandbox and the simulated till, all on loopback."""
+
+    name = "embedded"
+
+    async def __aenter__(self) -> EmbeddedRuntime:
+        await self._start_world()
+        engine_sock = loopback_listener()
+        port = engine_sock.getsockname()[1]
+        engine_sock.close()
+        self.engine = EmbeddedEngine(
+            self.data, SecretBox(generate_key()), http_port=port, timing=FAST_TIMING
+        )
+        key = self.engine.tenants.upsert(self.tenant_config())
+        assert key is not None
+        self.api_key = key
+        self.engine_url = f"http://127.0.0.1:{port}"
+        self._tasks.append(asyncio.create_task(self.engine.run(self.stop)))
+        await self._wait_http(f"{self.engine_url}/healthz")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stop_world()
+        self.engine.db.close()
+
+    @property
+    def api(self) -> FortnoxApi:
+        return self.engine.sessions[TENANT].api
+
+    def publish(self, messages: list[Envelope]) -> None:
+        self.engine.edge.publish(messages)
+
+    def records(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
+        return list(self.engine.processor.store.scan(TENANT, kind))
 
     def state(self, kind: str, key: str) -> dict[str, Any] | None:
         return self.engine.processor.store.get(TENANT, kind, key)
@@ -259,18 +297,3 @@ class EmbeddedRuntime:
                 continue
             await asyncio.sleep(0.3)
             quiet = quiet + 1 if self.engine.quiet() else 0
-
-    # -- two-sided views -----------------------------------------------------------------------
-
-    async def stock_levels(self) -> dict[str, tuple[Decimal, Decimal]]:
-        """article -> (till, Fortnox) for every stock article the till holds."""
-        articles = (await self.fortnox("articles"))["articles"]
-        out: dict[str, tuple[Decimal, Decimal]] = {}
-        for article in articles:
-            number = article["ArticleNumber"]
-            if article.get("StockGoods") and number in self.till.articles:
-                out[number] = (
-                    self.till.stock.get(number, Decimal(0)),
-                    Decimal(str(article.get("QuantityInStock") or 0)),
-                )
-        return out

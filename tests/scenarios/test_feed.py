@@ -6,6 +6,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import pytest
+
 from tests.scenarios.conftest import Factory
 
 
@@ -17,6 +19,7 @@ async def _until(check: Callable[[], bool], seconds: float) -> float:
     return time.monotonic() - started
 
 
+@pytest.mark.embedded_only(reason="the Kafka worker runs no Fortnox topics feed (issue 12)")
 async def test_feed_brings_changes_and_deletions_in_seconds(runtime: Factory) -> None:
     # Polling every hour: only the feed can bring these changes in time.
     async with runtime({"customers": {"delete_missing": True}}, poll_seconds=3600) as rt:

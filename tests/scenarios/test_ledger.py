@@ -19,11 +19,10 @@ async def test_ledger_sync_hands_each_voucher_to_the_till_once(
 ) -> None:
     async with runtime({"ledger": {"enabled": True}}) as rt:
         await rt.settle()
-        api = rt.engine.sessions["shop"].api
-        first = await sync_vouchers(api, "shop", rt.engine.edge.publish, download_dir=tmp_path)
+        first = await sync_vouchers(rt.api, "shop", rt.publish, download_dir=tmp_path)
         await rt.settle()
         assert first.vouchers > 0 and len(rt.till.ledger) == first.vouchers
-        again = await sync_vouchers(api, "shop", rt.engine.edge.publish, year=utcnow().year)
+        again = await sync_vouchers(rt.api, "shop", rt.publish, year=utcnow().year)
         await rt.settle()
         assert again.vouchers <= first.vouchers
         assert len(rt.till.ledger) == first.vouchers  # a re-sync sends nothing new
@@ -34,7 +33,7 @@ async def test_ledger_export_writes_a_readable_sie_file_per_year(
 ) -> None:
     async with runtime() as rt:
         await rt.settle()
-        years = await export_sie(rt.engine.sessions["shop"].api, tmp_path)
+        years = await export_sie(rt.api, tmp_path)
         assert len(years) == 2
         for year in years:
             document = read_sie_file(year.path)
@@ -55,10 +54,10 @@ async def test_manual_export_posts_only_what_is_missing(runtime: Factory) -> Non
             occurred_at=utcnow(),
             data=ExportRequestedData(from_date=dt.date.today(), to_date=dt.date.today()),
         )
-        rt.engine.edge.publish([request])
+        rt.publish([request])
         await rt.settle()
         assert (rt.state("zr", "K1:1234") or {})["status"] == "posted"
-        rt.engine.edge.publish([request.model_copy(update={"id": "export-again"})])
+        rt.publish([request.model_copy(update={"id": "export-again"})])
         await rt.settle()
         vouchers = [
             v

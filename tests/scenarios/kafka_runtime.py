@@ -1,0 +1,150 @@
+"""The scenario runtime on Kafka: one in-process worker (the faust app) on the real broker that
+``make test`` starts, the Kafka ingest API on loopback, and the same sandbox and till as the
+embedded runtime. A scenario runs unchanged on both."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from engine.fortnox.api import FortnoxApi
+from engine.kafka.config import KafkaConfig
+from engine.kafka.ingest import EventProducer, create_app
+from engine.kafka.runtime import KafkaRuntime, quiet_faust_logs
+from engine.kafka.store import CURSOR
+from engine.kafka.topics import init_topics
+from engine.secrets import SecretBox, generate_key
+from tests.scenarios.harness import FAST_TIMING, TENANT, ScenarioRuntime, merged
+from topics.envelope import Envelope
+from topics.names import RECONCILED_TOPICS
+from topics.settings import TenantSettings
+
+BOOTSTRAP_ENV = "KASSASYNC_KAFKA_BOOTSTRAP"
+
+
+def kafka_bootstrap() -> str:
+    value = os.environ.get(BOOTSTRAP_ENV, "").strip()
+    if not value:
+        pytest.fail(
+            f"{BOOTSTRAP_ENV} is not set: the scenarios' kafka runtime needs a real broker "
+            "(`make test` starts one; see docs/kafka.md)",
+            pytrace=False,
+        )
+    return value
+
+
+class KafkaScenarioRuntime(ScenarioRuntime):
+    name = "kafka"
+
+    async def __aenter__(self) -> KafkaScenarioRuntime:
+        await self._start_world()
+        quiet_faust_logs()
+        self.config = KafkaConfig(
+            bootstrap=kafka_bootstrap(),
+            prefix=f"s{uuid.uuid4().hex[:10]}.",
+            partitions=2,
+            data_dir=self.data / "kafka",
+        )
+        await asyncio.to_thread(init_topics, self.config)
+        self.worker = KafkaRuntime(self.config, SecretBox(generate_key()), timing=FAST_TIMING)
+        key = await asyncio.to_thread(self.worker.directory.upsert, self.tenant_config())
+        assert key is not None
+        self.api_key = key
+        await self.worker.start()
+        self.events = EventProducer(self.config)
+        self.engine_url = await self._serve(create_app(self.worker.directory, self.events))
+        self._consumer = KafkaConsumer(bootstrap_servers=self.config.bootstrap)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stop_world()
+        await self.worker.stop()
+        self.events.close()
+        self._consumer.close()
+
+    @property
+    def api(self) -> FortnoxApi:
+        return self.worker.sessions[TENANT].api
+
+    def publish(self, messages: list[Envelope]) -> None:
+        self.worker.ports.publish(messages)
+        self.worker.producer.flush(timeout=30)
+
+    def records(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
+        data = self.worker.mirror.tenants.get(TENANT)
+        return [] if data is None else list(data.scan(kind))
+
+    def state(self, kind: str, key: str) -> dict[str, Any] | None:
+        data = self.worker.mirror.tenants.get(TENANT)
+        return None if data is None else data.get(kind, key)
+
+    def force_full_sync(self) -> None:
+        data = self.worker.mirror.tenants[TENANT]
+        for resource, cursor in list(data.scan(CURSOR)):
+            self.worker.ports.write(
+                TENANT, CURSOR, resource, {**cursor, "full_sync_at": 0}, durable=True
+            )
+
+    async def update_settings(self, override: dict[str, Any]) -> None:
+        config = self.worker.directory.get(TENANT)
+        assert config is not None
+        settings = merged(config.settings.model_dump(mode="json"), override)
+        self.settings = TenantSettings.model_validate(settings)
+        updated = config.model_copy(update={"settings": self.settings})
+        await asyncio.to_thread(self.worker.directory.upsert, updated)
+
+    def _behind(self) -> int:
+        tps = [
+            TopicPartition(self.config.topic(t), p)
+            for t in RECONCILED_TOPICS
+            for p in range(self.config.partitions)
+        ]
+        ends = self._consumer.end_offsets(tps)
+        return sum(
+            max(0, end - self.worker.positions.get((tp.topic, tp.partition), 0))
+            for tp, end in ends.items()
+        )
+
+    def quiet(self) -> bool:
+        return (
+            self.worker.ready
+            and not self._behind()
+            and not self.worker.pending()
+            and not self.worker.wakes()
+        )
+
+    async def settle(self, timeout: float = 60.0) -> None:
+        """Until nothing is pending and two fresh polls (and master-data reads) in a row brought
+        nothing new."""
+        deadline = time.monotonic() + timeout
+        quiet = 0
+        while quiet < 2:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"the Kafka worker did not settle: pending={self.worker.pending()} "
+                    f"wakes={self.worker.wakes()}"
+                )
+            sessions = self.worker.sessions
+            polled = {t: (s.polls_done, s.masterdata_done) for t, s in sessions.items()}
+            for session in sessions.values():
+                session.request_poll()
+                session.request_master_data()
+            while any(
+                s.polls_done <= polled.get(t, (-1, -1))[0]
+                or s.masterdata_done <= polled.get(t, (-1, -1))[1]
+                for t, s in self.worker.sessions.items()
+            ):
+                if time.monotonic() > deadline:
+                    raise AssertionError("Fortnox was not polled (see the session's log)")
+                await asyncio.sleep(0.05)
+            if not self.worker.sessions:
+                await asyncio.sleep(0.2)
+                continue
+            await asyncio.sleep(0.3)
+            quiet = quiet + 1 if await asyncio.to_thread(self.quiet) else 0
