@@ -159,13 +159,15 @@ class Door:
                     # The body is not read: close after this answer rather than drain it.
                     headers = [*message.get("headers", []), (b"connection", b"close")]
                     message = {**message, "headers": headers}
-                    log.info(
-                        "web.door.unread_body",
-                        path=scope["path"],
-                        client=_client(scope),
-                        read=state.read,
-                        declared=state.declared,
-                    )
+                    if state.declared is None or state.declared > state.cap:
+                        # Only worth a line when what is left unread may be large.
+                        log.info(
+                            "web.door.unread_body",
+                            path=scope["path"],
+                            client=_client(scope),
+                            read=state.read,
+                            declared=state.declared,
+                        )
             await send(message)
 
         try:
