@@ -215,7 +215,6 @@ class AdminAuth:
                 log.warning("web.token.throttled", client=address, retry_after=round(wait, 1))
                 raise Throttled(api=api, retry_after=wait)
             if self.bearer(presented):
-                self.throttle.succeeded(address)
                 return Session("bearer")
             locked = self.throttle.failed(address)
             log.warning("web.token.wrong", client=address, path=request.url.path, locked=locked)
@@ -230,7 +229,6 @@ class AdminAuth:
             log.warning("web.login.throttled", client=address, retry_after=round(wait, 1))
             raise Throttled(api=False, retry_after=wait)
         if self.token_matches(given):
-            self.throttle.succeeded(address)
             log.info("web.login.ok", client=address)
             return True
         locked = self.throttle.failed(address)
@@ -310,9 +308,11 @@ class TokenThrottle:
 
     ``limit`` wrong tokens within ``window`` seconds lock the address out for ``lockout``
     seconds; each further lockout of the same address doubles, up to ``max_lockout``. An
-    address's record is forgotten after ``forget_after`` seconds without a wrong token, or when
-    it gets the token right. At most ``max_addresses`` addresses are remembered (the ones not
-    heard from longest are dropped first), so the memory it takes is bounded.
+    address's record is forgotten after ``forget_after`` seconds without a wrong token. The
+    right token clears nothing: an address shared by a script that knows the token and a
+    guesser (a NAT) must not reset the guesser's count. At most ``max_addresses`` addresses
+    are remembered (the ones not heard from longest are dropped first), so the memory it takes
+    is bounded.
     """
 
     def __init__(
@@ -370,9 +370,6 @@ class TokenThrottle:
         record.blocked_until = now + seconds
         record.failures.clear()
         return seconds
-
-    def succeeded(self, address: str) -> None:
-        self._records.pop(address, None)
 
     def __len__(self) -> int:
         return len(self._records)

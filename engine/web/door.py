@@ -133,13 +133,12 @@ class Door:
         async def capped_receive() -> Message:
             if state.done:
                 return await receive()
-            if state.declared is not None and state.declared > state.cap:
+            # Once over the cap (declared or counted), every further read is refused too.
+            if state.read > state.cap or (state.declared or 0) > state.cap:
                 raise BodyTooLarge(state.cap, state.read, state.declared)
-            remaining = state.deadline - loop.time()
             try:
-                if remaining <= 0:
-                    raise TimeoutError
-                message = await asyncio.wait_for(receive(), remaining)
+                async with asyncio.timeout_at(state.deadline):
+                    message = await receive()
             except TimeoutError:
                 raise BodyTimeout(self.settings.body_timeout, state.read) from None
             if message["type"] == "http.request":

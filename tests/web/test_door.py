@@ -23,13 +23,14 @@ from typing import Any
 import h11
 import httpx
 import pytest
+from starlette.types import Message, Receive, Scope, Send
 from structlog.testing import capture_logs
 
 from engine.embedded.runtime import EmbeddedEngine
 from engine.executors.fortnox import SessionTiming
 from engine.secrets import SecretBox, generate_key
 from engine.web.auth import COOKIE_NAME, CookieSecure, TokenThrottle, resolve_cookie_secure
-from engine.web.door import DEFAULT_BODY_BYTES, DoorSettings
+from engine.web.door import DEFAULT_BODY_BYTES, BodyTooLarge, Door, DoorSettings
 from tests.ops.world import (
     ADMIN_TOKEN,
     TENANT,
@@ -200,6 +201,34 @@ def test_a_100_mb_login_body_is_refused_before_it_is_read(live: Live) -> None:
     [refused] = door_events(logs, "web.door.body_too_large")
     assert refused["read"] == 0 and refused["declared"] == 100 * MB and refused["cap"] == 16_384
     assert max_rss_mb() - rss_before < 50, "the body was read into memory"
+
+
+async def test_a_route_that_ignores_the_refusal_reads_no_further() -> None:
+    """A route that swallows the door's refusal and reads on gets nothing more from the
+    connection: the door refuses every read past the cap, and closes after its answer."""
+    reads = 0
+
+    async def client() -> Message:
+        nonlocal reads
+        reads += 1
+        return {"type": "http.request", "body": b"x" * 10_000, "more_body": True}
+
+    async def careless(scope: Scope, receive: Receive, send: Send) -> None:
+        for _ in range(10):
+            with contextlib.suppress(BodyTooLarge):
+                await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sent: list[Message] = []
+
+    async def server(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "path": "/login", "headers": [(b"transfer-encoding", b"chunked")]}
+    await Door(careless, DoorSettings())(scope, client, server)
+    assert reads == 2  # 10 KB, then 20 KB: over the 16 KB cap, and not one read more
+    assert (b"connection", b"close") in sent[0]["headers"]
 
 
 def test_a_body_without_length_is_cut_off_at_the_cap(live: Live) -> None:
@@ -416,8 +445,14 @@ def test_wrong_bearer_tokens_are_throttled_per_address(tmp_path: Path) -> None:
             assert cookie is not None
         with client_from(live, "127.0.0.4") as guesser:
             wrong = {"Authorization": "Bearer not-the-admin-token-0000"}
-            for path in ["/ops/api/overview", "/ops/api/system", "/", "/system", "/login"] * 2:
+            for n, path in enumerate(
+                ["/ops/api/overview", "/ops/api/system", "/", "/system", "/login"] * 2
+            ):
                 assert guesser.get(path, headers=wrong).status_code in (401, 200), path
+                if n == 4:
+                    # A script behind the same address knows the token: served, and it does
+                    # not reset the guesser's count.
+                    assert guesser.get("/ops/api/system", headers=BEARER).status_code == 200
             answers = [guesser.get("/ops/api/overview", headers=h) for h in (wrong, BEARER)]
             for answer in answers:  # locked: not even the right token is checked
                 assert answer.status_code == 429 and "Retry-After" in answer.headers
@@ -456,12 +491,6 @@ def test_the_lockout_backs_off_and_is_forgotten() -> None:
     for _ in range(2):
         throttle.failed("10.0.0.1")
     assert throttle.failed("10.0.0.1") == 60
-    # The right token clears an address's count.
-    throttle.failed("10.0.0.4")
-    throttle.failed("10.0.0.4")
-    throttle.succeeded("10.0.0.4")
-    throttle.failed("10.0.0.4")
-    assert throttle.failed("10.0.0.4") == 0
 
 
 def test_the_throttle_remembers_a_bounded_number_of_addresses() -> None:
