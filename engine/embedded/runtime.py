@@ -38,7 +38,7 @@ from engine.store.db import Database
 from engine.tenants import TenantConfig, TenantDirectory
 from engine.web import mount as mount_web
 from engine.web.auth import AdminAuth, resolve_admin_token
-from engine.web.door import Door, DoorSettings, server_config
+from engine.web.door import DoorSettings, server_config
 from topics.settings import TenantSettings
 
 #: How often the tick loop checks that every tenant with Fortnox has a running session.
@@ -118,8 +118,7 @@ class EmbeddedEngine:
         # The OpenAPI document describes the till-facing API; no interactive docs pages.
         app = FastAPI(title="Kassasync", version="0.1.0", docs_url=None, redoc_url=None)
         app.include_router(ingest_router(self.tenants, self.edge, on_stored=self._work.set))
-        mount_web(app, ops=self.ops, auth=self.admin, metrics=self.metrics)
-        app.add_middleware(Door, settings=self.door)
+        mount_web(app, ops=self.ops, auth=self.admin, metrics=self.metrics, door=self.door)
 
         @app.get("/healthz")
         async def healthz() -> dict[str, object]:

@@ -1,6 +1,7 @@
 """The engine's operations surface on its HTTP port: dashboard pages, the ops JSON API and
-``/metrics``. :func:`mount` adds them to the engine's FastAPI app (either runtime's);
-:mod:`engine.web.door` guards the whole port (body caps, read timeouts)."""
+``/metrics``. :func:`mount` adds them to the engine's FastAPI app (either runtime's), behind
+the door (:mod:`engine.web.door`: body caps and the body read timeout on every route of the
+app); serve the app with :func:`engine.web.door.server_config` for the header timeout."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from engine.metrics import EngineMetrics
 from engine.ops import Ops
 from engine.web import api, pages
 from engine.web.auth import AdminAuth, Forbidden, NeedLogin, Throttled
+from engine.web.door import Door, DoorSettings
 from engine.web.html import esc, html_response, layout
 
 
@@ -23,8 +25,11 @@ def mount(
     ops: Ops,
     auth: AdminAuth,
     metrics: EngineMetrics,
+    door: DoorSettings | None = None,
 ) -> None:
-    """Dashboard and ops API (admin token) and ``/metrics`` (no token) on ``app``."""
+    """Dashboard and ops API (admin token) and ``/metrics`` (no token) on ``app``, and the
+    door in front of every route of ``app`` (``door``: its limits, by default 16 KB bodies)."""
+    app.add_middleware(Door, settings=door or DoorSettings())
     app.include_router(pages.router(ops, auth))
     app.include_router(api.router(ops, auth))
 

@@ -231,6 +231,56 @@ async def test_a_route_that_ignores_the_refusal_reads_no_further() -> None:
     assert (b"connection", b"close") in sent[0]["headers"]
 
 
+async def test_every_app_that_mounts_the_dashboard_has_the_door(tmp_path: Path) -> None:
+    """The Kafka deployment's ops service (``create_ops_app``) builds its app with
+    :func:`engine.web.mount` as the embedded engine does: the door comes with it."""
+    from fastapi import FastAPI
+
+    from engine.metrics import EngineMetrics
+    from engine.web import mount
+    from engine.web.auth import AdminAuth
+
+    engine = engine_at(tmp_path)
+    app = FastAPI()
+    mount(app, ops=engine.ops, auth=AdminAuth(ADMIN_TOKEN), metrics=EngineMetrics())
+    reads = 0
+
+    async def client() -> Message:
+        nonlocal reads
+        reads += 1
+        # 13 MB in all, so that an app without the door ends (and fails) rather than hangs.
+        return {"type": "http.request", "body": b"x" * 65536, "more_body": reads < 200}
+
+    sent: list[Message] = []
+
+    async def server(message: Message) -> None:
+        sent.append(message)
+
+    for path, declared in (("/login", str(100 * MB)), ("/ops/api/tenants/x/pause", None)):
+        headers = [(b"content-length", declared.encode())] if declared else []
+        headers += [(b"authorization", f"Bearer {ADMIN_TOKEN}".encode())]
+        if declared is None:
+            headers.append((b"transfer-encoding", b"chunked"))
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "headers": headers,
+            "client": ("127.0.0.1", 1),
+            "server": ("ops", 80),
+            "scheme": "http",
+            "http_version": "1.1",
+        }
+        reads, sent = 0, []
+        await app(scope, client, server)
+        assert sent[0]["status"] == 413, path
+        assert (b"connection", b"close") in sent[0]["headers"]
+        assert reads == (0 if declared else 1), path
+    engine.db.close()
+
+
 def test_a_body_without_length_is_cut_off_at_the_cap(live: Live) -> None:
     """Chunked, no length: read until it passes 16 KB, then 413 and closed."""
     raw = Raw(live)
