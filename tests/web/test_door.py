@@ -390,7 +390,8 @@ def test_slow_headers_are_cut_off(live: Live) -> None:
         closed_after = time.monotonic() - start
         raw.closed_within(2)
     raw.close()
-    assert 0.9 <= closed_after <= 2.5, closed_after
+    # Closed at the timeout (the slack is for a loaded machine), not after the 20 s it trickles.
+    assert 0.9 <= closed_after <= 4.0, closed_after
     assert getattr(raw, "received", b"").startswith(b"HTTP/1.1 408 ")
     [late] = door_events(logs, "web.door.header_timeout")
     assert late["partial"] is True
@@ -400,7 +401,7 @@ def test_a_connection_that_sends_nothing_is_closed(live: Live) -> None:
     raw = Raw(live)
     closed = raw.closed_within(5)
     raw.close()
-    assert closed is not None and 0.9 <= closed <= 2.5, closed
+    assert closed is not None and 0.9 <= closed <= 4.0, closed
     assert getattr(raw, "received", b"") == b""  # nothing asked, nothing answered
 
 
@@ -412,12 +413,12 @@ def test_slow_headers_on_a_kept_alive_connection_are_cut_off(live: Live) -> None
     start = time.monotonic()
     raw.sock.sendall(b"GET /healthz HTTP/1.1\r\n")
     with contextlib.suppress(OSError):
-        for _ in range(40):
+        for _ in range(60):
             raw.sock.send(b"X")
             time.sleep(0.1)
     raw.closed_within(2)
     raw.close()
-    assert time.monotonic() - start < 3.5
+    assert time.monotonic() - start < 4.0  # not after the 6 s it trickles
     assert getattr(raw, "received", b"").startswith(b"HTTP/1.1 408 ")
 
 
@@ -433,7 +434,7 @@ def test_slow_bodies_are_cut_off(live: Live) -> None:
                 for _ in range(100):
                     raw.sock.send(b"a")
                     time.sleep(0.1)
-                    if time.monotonic() - start > 4:
+                    if time.monotonic() - start > 6:
                         break
             raw.sock.settimeout(5)
             status, headers, _ = raw.answer()
@@ -441,7 +442,7 @@ def test_slow_bodies_are_cut_off(live: Live) -> None:
             closed = raw.closed_within(2)
         raw.close()
         assert status == 408 and headers["connection"] == "close", path
-        assert 1.4 <= took <= 3.0 and closed is not None, (path, took)
+        assert 1.4 <= took <= 4.5 and closed is not None, (path, took)
         [slow] = door_events(logs, "web.door.body_timeout")
         assert 0 < slow["read"] < 100
 
