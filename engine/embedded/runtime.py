@@ -4,6 +4,7 @@ processor, the tick scheduler, the executors, the Fortnox sessions and the HTTP 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import functools
 import sys
@@ -28,6 +29,7 @@ from engine.fortnox.limiter import LimiterRegistry
 from engine.fortnox.tokens import SqliteTokenStore
 from engine.fortnox.topics_feed import TopicsFeed
 from engine.fortnox_factory import open_api
+from engine.gateway.ingest import MAX_BODY_BYTES as INGEST_BODY_BYTES
 from engine.gateway.ingest import router as ingest_router
 from engine.metrics import EngineMetrics, MeteredPorts
 from engine.ops import EmbeddedProbe, Ops, SqliteOpsStore, Throughput
@@ -36,6 +38,7 @@ from engine.store.db import Database
 from engine.tenants import TenantConfig, TenantDirectory
 from engine.web import mount as mount_web
 from engine.web.auth import AdminAuth, resolve_admin_token
+from engine.web.door import DoorSettings, server_config
 from topics.settings import TenantSettings
 
 #: How often the tick loop checks that every tenant with Fortnox has a running session.
@@ -61,8 +64,13 @@ class EmbeddedEngine:
         http_port: int = 8080,
         timing: SessionTiming | None = None,
         admin_token: str | None = None,
+        door: DoorSettings | None = None,
     ) -> None:
         self.data_dir = data_dir
+        #: The HTTP port's limits (body caps, read timeouts); the ingest API takes 1 MB bodies.
+        self.door = dataclasses.replace(
+            door or DoorSettings(), caps={"/v1/": INGEST_BODY_BYTES, **(door.caps if door else {})}
+        )
         self.db = Database(data_dir / "kassasync.db")
         self.box = box
         self.edge = Edge(self.db)
@@ -110,7 +118,7 @@ class EmbeddedEngine:
         # The OpenAPI document describes the till-facing API; no interactive docs pages.
         app = FastAPI(title="Kassasync", version="0.1.0", docs_url=None, redoc_url=None)
         app.include_router(ingest_router(self.tenants, self.edge, on_stored=self._work.set))
-        mount_web(app, ops=self.ops, auth=self.admin, metrics=self.metrics)
+        mount_web(app, ops=self.ops, auth=self.admin, metrics=self.metrics, door=self.door)
 
         @app.get("/healthz")
         async def healthz() -> dict[str, object]:
@@ -245,12 +253,8 @@ class EmbeddedEngine:
                 asyncio.create_task(delivery.run(stop)),
             ]
             if serve_http:
-                config = uvicorn.Config(
-                    self.app,
-                    host=self.host,
-                    port=self.http_port,
-                    log_level="warning",
-                    lifespan="off",
+                config = server_config(
+                    self.app, host=self.host, port=self.http_port, settings=self.door
                 )
                 self.server = uvicorn.Server(config)
                 tasks.append(asyncio.create_task(self.server.serve()))

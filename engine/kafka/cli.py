@@ -82,15 +82,20 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 def _cmd_ingest(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from engine.gateway.ingest import MAX_BODY_BYTES
     from engine.kafka.directory import KafkaTenantDirectory
     from engine.kafka.ingest import EventProducer, create_app
     from engine.secrets import SecretBox
+    from engine.web.door import Door, DoorSettings, server_config
 
     config = _config(args)
     producer = EventProducer(config)
     app = create_app(KafkaTenantDirectory(config, SecretBox.from_env()), producer)
+    # The port's limits (docs/operations.md): ingest bodies up to 1 MB, read timeouts.
+    door = DoorSettings(caps={"/v1/": MAX_BODY_BYTES})
+    app.add_middleware(Door, settings=door)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        uvicorn.Server(server_config(app, host=args.host, port=args.port, settings=door)).run()
     finally:
         producer.close()
     return 0
@@ -105,13 +110,15 @@ def _cmd_ops(args: argparse.Namespace) -> int:
     from engine.cli import _run_until_signal
     from engine.kafka.ops import KafkaOps, create_ops_app
     from engine.web.auth import resolve_admin_token
+    from engine.web.door import DoorSettings, server_config
 
     kafka = KafkaOps(_config(args))
     token, generated = resolve_admin_token()
     app = create_ops_app(kafka, token)
 
     async def serve(stop: asyncio.Event) -> None:
-        config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
+        # The dashboard's limits (create_ops_app mounts the door; here its timeouts).
+        config = server_config(app, host=args.host, port=args.port, settings=DoorSettings())
         server = uvicorn.Server(config)
         following = asyncio.create_task(kafka.follow(stop))
         serving = asyncio.create_task(server.serve())

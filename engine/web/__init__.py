@@ -1,5 +1,7 @@
 """The engine's operations surface on its HTTP port: dashboard pages, the ops JSON API and
-``/metrics``. :func:`mount` adds them to the engine's FastAPI app (either runtime's)."""
+``/metrics``. :func:`mount` adds them to the engine's FastAPI app (either runtime's), behind
+the door (:mod:`engine.web.door`: body caps and the body read timeout on every route of the
+app); serve the app with :func:`engine.web.door.server_config` for the header timeout."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from engine.metrics import EngineMetrics
 from engine.ops import Ops
 from engine.web import api, pages
-from engine.web.auth import AdminAuth, Forbidden, LoginThrottle, NeedLogin
+from engine.web.auth import AdminAuth, Forbidden, NeedLogin, Throttled
+from engine.web.door import Door, DoorSettings
 from engine.web.html import esc, html_response, layout
 
 
@@ -22,10 +25,12 @@ def mount(
     ops: Ops,
     auth: AdminAuth,
     metrics: EngineMetrics,
-    throttle: LoginThrottle | None = None,
+    door: DoorSettings | None = None,
 ) -> None:
-    """Dashboard and ops API (admin token) and ``/metrics`` (no token) on ``app``."""
-    app.include_router(pages.router(ops, auth, throttle=throttle))
+    """Dashboard and ops API (admin token) and ``/metrics`` (no token) on ``app``, and the
+    door in front of every route of ``app`` (``door``: its limits, by default 16 KB bodies)."""
+    app.add_middleware(Door, settings=door or DoorSettings())
+    app.include_router(pages.router(ops, auth))
     app.include_router(api.router(ops, auth))
 
     @app.get("/metrics", include_in_schema=False)
@@ -58,5 +63,18 @@ def mount(
         body = f'<div class="login card"><h1>Refused</h1><p>{esc(exc)}</p></div>'
         return html_response(layout("Refused", body), status=403)
 
+    async def throttled(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Throttled)
+        wait = {"Retry-After": str(exc.retry_after)}
+        text = f"Too many wrong admin tokens from your address: try again in {exc.retry_after} s."
+        if exc.api:
+            return JSONResponse({"error": text}, status_code=429, headers=wait)
+        body = (
+            f'<div class="login card"><h1>Wait a moment</h1><p>{esc(text)}</p>'
+            '<p><a class="button" href="/login">Log in</a></p></div>'
+        )
+        return html_response(layout("Wait a moment", body), status=429, headers=wait)
+
     app.add_exception_handler(NeedLogin, need_login)
     app.add_exception_handler(Forbidden, forbidden)
+    app.add_exception_handler(Throttled, throttled)

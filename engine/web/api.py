@@ -104,7 +104,7 @@ def router(ops: Ops, auth: AdminAuth) -> APIRouter:
     api = APIRouter(prefix="/ops/api", tags=["ops"], include_in_schema=False)
 
     def reader(request: Request) -> Session:
-        found = auth.authenticate(request)
+        found = auth.authenticate(request, api=True)
         if found is None:
             raise NeedLogin(api=True, path=request.url.path)
         return found

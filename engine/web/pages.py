@@ -23,11 +23,11 @@ from engine.ops import (
 )
 from engine.web.auth import (
     AdminAuth,
-    Forbidden,
-    LoginThrottle,
     NeedLogin,
     Session,
+    Throttled,
     check_same_origin,
+    client_address,
 )
 from engine.web.html import (
     button_form,
@@ -47,8 +47,6 @@ from topics.errors import ShopError
 
 log = structlog.get_logger("kassasync.web")
 
-MAX_FORM_BYTES = 16_384
-
 _FLASH = {
     "retried": "Dead letter {id} retried.",
     "discarded": "Dead letter {id} discarded.",
@@ -66,9 +64,9 @@ def safe_next(value: str | None, default: str = "/") -> str:
 
 
 async def read_form(request: Request) -> dict[str, str]:
+    """The posted form. Its size is capped while it is read by the door
+    (:class:`engine.web.door.Door`, 16 KB on the dashboard's routes): a larger body is 413."""
     body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise Forbidden("form too large")
     return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
 
 
@@ -88,12 +86,11 @@ def _with_query(path: str, **params: str) -> str:
     return f"{base}?{urlencode(params)}"
 
 
-def router(ops: Ops, auth: AdminAuth, *, throttle: LoginThrottle | None = None) -> APIRouter:
+def router(ops: Ops, auth: AdminAuth) -> APIRouter:
     pages = APIRouter(include_in_schema=False)
-    limiter = throttle or LoginThrottle()
 
     def session(request: Request) -> Session:
-        found = auth.authenticate(request)
+        found = auth.authenticate(request, api=False)
         if found is None:
             target = request.url.path
             if request.url.query:
@@ -135,26 +132,25 @@ def router(ops: Ops, auth: AdminAuth, *, throttle: LoginThrottle | None = None) 
     @pages.get("/login")
     async def login_form(request: Request) -> Response:
         next_path = safe_next(request.query_params.get("next"))
-        if auth.authenticate(request) is not None:
+        if auth.authenticate(request, api=False) is not None:
             return RedirectResponse(next_path, status_code=303)
         return login_page(next_path)
 
     @pages.post("/login")
     async def login(request: Request) -> Response:
         check_same_origin(request)
+        # A locked-out address is refused before its form is read.
+        wait = auth.throttle.retry_after(client_address(request))
+        if wait > 0:
+            log.warning("web.login.throttled", client=client_address(request))
+            raise Throttled(api=False, retry_after=wait)
         form = await read_form(request)
         next_path = safe_next(form.get("next"))
-        if limiter.blocked():
-            log.warning("web.login.throttled")
-            return login_page(next_path, "Too many failed attempts; wait a minute.", 429)
-        if not auth.token_matches(form.get("token", "")):
-            limiter.failed()
-            log.warning("web.login.failed", client=request.client.host if request.client else "")
+        if not auth.login(request, form.get("token", "")):
             return login_page(next_path, "That is not the admin token.", 401)
         _, cookie = auth.new_session()
-        log.info("web.login.ok", client=request.client.host if request.client else "")
         response = RedirectResponse(next_path, status_code=303)
-        response.headers["Set-Cookie"] = auth.cookie_header(cookie)
+        response.headers["Set-Cookie"] = auth.cookie_header(cookie, request)
         return response
 
     @pages.post("/logout")
@@ -162,7 +158,7 @@ def router(ops: Ops, auth: AdminAuth, *, throttle: LoginThrottle | None = None) 
         form = await read_form(request)
         auth.check_post(request, who, form)
         response = RedirectResponse("/login", status_code=303)
-        response.headers["Set-Cookie"] = auth.clear_cookie_header()
+        response.headers["Set-Cookie"] = auth.clear_cookie_header(request)
         return response
 
     # -- pages ---------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 INSTALL = "install them with: apt-get install -y chromium chromium-driver"
 
 
-def start_chromium(profile: Path) -> Any:
+def start_chromium(profile: Path, *extra: str) -> Any:
     """Headless Debian Chromium under chromedriver; fails the test when either is missing."""
     chromium = CHROMIUM if CHROMIUM.exists() else shutil.which("chromium")
     driver = CHROMEDRIVER if CHROMEDRIVER.exists() else shutil.which("chromedriver")
@@ -49,6 +49,7 @@ def start_chromium(profile: Path) -> Any:
         "--disable-dev-shm-usage",
         "--window-size=1360,1100",
         f"--user-data-dir={profile}",
+        *extra,
     ):
         options.add_argument(flag)
     chrome = webdriver.Chrome(options=options, service=Service(executable_path=str(driver)))
@@ -146,3 +147,55 @@ def operate(chrome: Any, tmp_path: Path) -> None:
         chrome.get(f"{live.url}/system")
         assert "Consumer lag" in chrome.page_source
         shot("6-system")
+
+
+#: A name on the shop's LAN, as an operator's browser would reach the engine; Chromium maps it
+#: to the engine's loopback address. It is not "potentially trustworthy" (not localhost, not
+#: HTTPS), so Chromium refuses to store a Secure cookie from it.
+LAN_NAME = "kassasync.lan"
+
+
+@pytest.mark.parametrize("setting", ["", "0"], ids=["secure-by-default", "cookie-secure-0"])
+def test_over_plain_http_on_a_lan_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str
+) -> None:
+    """KASSASYNC_COOKIE_SECURE unset: Chromium drops the Secure cookie and the login does not
+    stick. KASSASYNC_COOKIE_SECURE=0: the operator logs in over http://kassasync.lan:<port>/
+    and uses every page, a button and the log-out."""
+    from selenium.webdriver.common.by import By
+
+    monkeypatch.setenv("SE_OFFLINE", "true")
+    monkeypatch.setenv("KASSASYNC_COOKIE_SECURE", setting)
+    chrome = start_chromium(
+        tmp_path / "chromium-profile", f"--host-resolver-rules=MAP {LAN_NAME} 127.0.0.1"
+    )
+    try:
+        with live_paused_engine(tmp_path / "engine") as (live, _till):
+            base = live.url.replace("127.0.0.1", LAN_NAME)
+            chrome.get(f"{base}/login?next=/tenants/{TENANT}")
+            wait_for(lambda: chrome.find_elements(By.ID, "token"), 10)[0].send_keys(ADMIN_TOKEN)
+            chrome.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+            wait_for(lambda: chrome.current_url == f"{base}/tenants/{TENANT}", 10)
+            if setting == "":
+                assert "Log in first" in chrome.page_source
+                assert not chrome.get_cookies()
+                return
+            session = {c["name"]: c for c in chrome.get_cookies()}["kassasync_session"]
+            assert not session["secure"] and session["httpOnly"]
+            assert "Your Fortnox login has expired" in chrome.page_source
+            chrome.find_element(By.XPATH, "//button[normalize-space()='Retry']").click()
+            wait_for(lambda: "Dead letters (0)" in chrome.page_source, 10)
+            for path, text in (
+                ("/", TENANT),
+                ("/?only=problems", TENANT),
+                ("/system", "Consumer lag"),
+            ):
+                chrome.get(f"{base}{path}")
+                assert text in chrome.page_source, path
+                assert "Log in first" not in chrome.page_source, path
+            chrome.find_element(By.XPATH, "//button[normalize-space()='Log out']").click()
+            wait_for(lambda: chrome.current_url.startswith(f"{base}/login"), 10)
+            chrome.get(f"{base}/system")
+            assert "Log in first" in chrome.page_source
+    finally:
+        chrome.quit()
