@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,7 @@ def _cmd_ops(args: argparse.Namespace) -> int:
     from engine.web.auth import resolve_admin_token
     from engine.web.door import DoorSettings, server_config
 
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # the client's chatter, not ours
     kafka = KafkaOps(_config(args))
     token, generated = resolve_admin_token()
     app = create_ops_app(kafka, token)
