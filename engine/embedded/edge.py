@@ -165,8 +165,9 @@ class Edge:
         )
 
     def remember_intent(self, command_id: str, intent: dict[str, Any]) -> None:
-        """Write down what a write is about to do, before it leaves (read back after a crash)."""
-        with self.db.transaction() as conn:
+        """Write down what a write is about to do, before it leaves (read back after a crash);
+        durable: it must survive a power loss, or the write could be repeated blindly."""
+        with self.db.transaction(durable=True) as conn:
             conn.execute(
                 "UPDATE outbox SET intent = ? WHERE command_id = ?",
                 (json.dumps(intent), command_id),

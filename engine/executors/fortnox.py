@@ -424,23 +424,28 @@ class FortnoxSession:
         draft = data.voucher
         marker = f"kassasync zreport {data.zreport_key}"
         year = data.financial_year or None
-        if pending.attempts > 0 or self.edge.intent(pending) is not None:
-            # An earlier attempt may have reached Fortnox (its answer, or this process, was
-            # lost): look in the series before posting again.
-            found = await self.api.bookkeeping.find_vouchers_by_marker(
-                draft.series, year, marker, transaction_date=draft.transaction_date
+        # Always look in the series first, even on a first attempt with no recorded intent: an
+        # earlier attempt may have reached Fortnox although its answer, this process or (after
+        # a power loss) the record of the attempt itself was lost. Vouchers cannot be undone,
+        # so one search per voucher is cheap insurance.
+        found = await self.api.bookkeeping.find_vouchers_by_marker(
+            draft.series, year, marker, transaction_date=draft.transaction_date
+        )
+        if found:
+            voucher = found[0]
+            log.info(
+                "fortnox.voucher.found_before_post",
+                tenant=self.tenant,
+                key=data.zreport_key,
+                attempts=pending.attempts,
+                intent_known=self.edge.intent(pending) is not None,
             )
-            if found:
-                voucher = found[0]
-                log.info(
-                    "fortnox.voucher.found_before_retry", tenant=self.tenant, key=data.zreport_key
-                )
-                return {
-                    "series": voucher.voucher_series or draft.series,
-                    "number": str(voucher.voucher_number),
-                    "year": str(voucher.year or year or ""),
-                    "already": "true",
-                }
+            return {
+                "series": voucher.voucher_series or draft.series,
+                "number": str(voucher.voucher_number),
+                "year": str(voucher.year or year or ""),
+                "already": "true",
+            }
         voucher = Voucher(
             voucher_series=draft.series,
             transaction_date=draft.transaction_date,

@@ -224,7 +224,7 @@ def validate_batch(tenant: str, items: list[Any]) -> tuple[list[Envelope], list[
 
 def store(edge: Edge, tenant: str, events: list[Envelope]) -> tuple[int, int]:
     accepted = duplicates = 0
-    with edge.db.transaction() as conn:
+    with edge.db.transaction(durable=True) as conn:  # the till is told 202 after this
         for event in events:
             found = conn.execute(
                 "SELECT 1 FROM ingest_seen WHERE tenant = ? AND msg_id = ?", (tenant, event.id)

@@ -80,6 +80,8 @@ class Database:
             str(path), isolation_level=None, check_same_thread=False, timeout=30.0
         )
         conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL: in WAL mode a commit is fsynced at the next checkpoint or at the next durable
+        # transaction (see ``transaction(durable=True)``), whichever comes first.
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=30000")
         conn.execute("PRAGMA cache_size=-65536")
@@ -90,6 +92,7 @@ class Database:
         self.utils = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
         self._depth = 0
+        self._durable = False
         self._migrate()
 
     def _migrate(self) -> None:
@@ -108,16 +111,42 @@ class Database:
             )
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT; nested use joins the outer transaction."""
+    def transaction(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT; nested use joins the outer transaction.
+
+        ``durable=True`` commits with ``synchronous=FULL``: the WAL is fsynced before the commit
+        returns, so the transaction — and, the WAL being sequential, every commit before it —
+        survives an OS crash or a power loss. Used where something outside has been or is about
+        to be told: events acknowledged to the till (202), an intent recorded before a write
+        leaves for Fortnox. Everything else is derived from those and recomputed after a crash.
+        """
         with self._lock:
             if self._depth:
+                # SQLite's safety level cannot change inside a transaction: the outermost one
+                # makes its commit durable with a checkpoint, which syncs the WAL first.
+                self._durable = self._durable or durable
                 self._depth += 1
                 try:
                     yield self.conn
                 finally:
                     self._depth -= 1
                 return
+            if durable:
+                self.conn.execute("PRAGMA synchronous=FULL")
+            self._durable = False
+            try:
+                with self._outermost() as conn:
+                    yield conn
+                if self._durable and not durable:
+                    self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                if durable:
+                    self.conn.execute("PRAGMA synchronous=NORMAL")
+                self._durable = False
+
+    @contextmanager
+    def _outermost(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
             self.conn.execute("BEGIN IMMEDIATE")
             self._depth = 1
             try:
