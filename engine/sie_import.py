@@ -87,6 +87,9 @@ def import_file(edge: Edge, tenant: str, path: Path) -> dict[str, Any]:
     if problems:
         result["errors"] = problems
         return result
-    accepted, duplicates = store(edge, tenant, events)
-    result.update(vouchers=len(events), accepted=accepted, duplicates=duplicates)
+    stored = store(edge, tenant, events)
+    if stored.conflicts:
+        result["errors"] = stored.conflicts
+        return result
+    result.update(vouchers=len(events), accepted=stored.accepted, duplicates=stored.duplicates)
     return result

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Union
 from pydantic import Field, TypeAdapter, ValidationError
 
 from topics import commands, fortnox, outcomes, till
+from topics.common import MAX_DIGITS, OversizedNumber
 from topics.envelope import Envelope
 from topics.names import Topic
 
@@ -157,12 +158,33 @@ def topic_and_type(message: Envelope | Packed) -> tuple[str, str]:
     return str(message.TOPIC), str(getattr(message, "type", "unknown"))
 
 
+#: Pydantic's errors for a ``type`` that names no message (or is missing): they carry no field.
+_TAG_ERRORS = frozenset({"union_tag_invalid", "union_tag_not_found"})
+
+
 def describe_errors(error: ValidationError) -> list[dict[str, str]]:
     """Validation errors as a list of {'field', 'problem'} a till developer can act on."""
     out: list[dict[str, str]] = []
     for item in error.errors(include_url=False):
         loc = ".".join(str(p) for p in item.get("loc", ()))
-        out.append({"field": loc or "(message)", "problem": str(item.get("msg", "invalid"))})
+        problem = str(item.get("msg", "invalid"))
+        if item.get("type") in _TAG_ERRORS and not loc:
+            loc = "type"
+            found = item.get("input")
+            tag = found.get("type") if isinstance(found, dict) else None
+            expected = (item.get("ctx") or {}).get("expected_tags")
+            problem = (
+                "is missing: every message names its type"
+                if tag is None
+                else f"{str(tag)[:100]!r} is not a message type this topic takes"
+                + (f" (expected one of: {expected})" if expected else "")
+            )
+        elif isinstance(item.get("input"), OversizedNumber):
+            problem = (
+                f"is a number with more than {MAX_DIGITS} significant digits or an exponent out "
+                "of range"
+            )
+        out.append({"field": loc or "(message)", "problem": problem})
     return out
 
 
