@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from typing import Protocol
 
 import structlog
 from fastapi import FastAPI, Header, Request
@@ -35,6 +36,12 @@ from topics.envelope import Envelope
 from topics.names import Topic, message_key
 
 log = structlog.get_logger("kassasync.kafka.ingest")
+
+
+class EventSink(Protocol):
+    """Where the ingest API puts accepted events: ``store`` returns once they are durable."""
+
+    async def store(self, tenant: str, events: list[Envelope]) -> int: ...
 
 
 class EventProducer:
@@ -67,7 +74,7 @@ class EventProducer:
         self.producer.close()
 
 
-def create_app(directory: KafkaTenantDirectory, events: EventProducer) -> FastAPI:
+def create_app(directory: KafkaTenantDirectory, events: EventSink) -> FastAPI:
     app = FastAPI(title="Kassasync ingest (Kafka)", version="0.1.0")
 
     @app.post("/v1/tenants/{tenant}/events", tags=["ingest"])
