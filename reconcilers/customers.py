@@ -29,11 +29,16 @@ Both modes
     * A customer is created in Fortnox once per Fortnox life: Kassasync chooses the number from
       the till id (skipping numbers that belong to others), so a retried create finds the
       customer it made; only after Fortnox deleted it (till-as-master) is a next number used.
-    * Redelivered or older till events, stale Fortnox records (by ``seq``), repeated deletions and
+    * A customer's till events apply in the till's order: by their optional ``sequence`` (the
+      till's version of the customer), else in the order received; a wall clock never decides.
+      An event older than what the till already said (a lower sequence) is recorded, not
+      applied, and reported at warning (``till_edit_out_of_order``).
+    * Redelivered till events, stale Fortnox records (by ``seq``), repeated deletions and
       repeated outcomes change nothing. Changing the master mode or an option re-evaluates every
       customer.
 
-State: ``cust.till`` per till id (the till's fields, the mapped number, a create in flight),
+State: ``cust.till`` per till id (the till's fields, the highest ``till_sequence`` applied, the
+mapped number, a create in flight),
 ``cust.fx`` per CustomerNumber (Fortnox's fields, the mapped till id, deleted, the pass that last
 saw it) and ``cust.pending`` per number being created.
 """
