@@ -112,6 +112,17 @@ def dump(message: Envelope) -> bytes:
     return message.model_dump_json().encode()
 
 
+def same_message(stored: bytes, message: Envelope) -> bool:
+    """True if ``stored`` (a payload on a log) is ``message`` again: compared as parsed
+    messages, by value (``"-2"`` and ``-2.0``, one instant in two time zones, and a payload
+    stored before the contract added an optional field are the same). A payload that no longer
+    parses is not the same message."""
+    try:
+        return parse(stored) == message
+    except ValueError:  # pydantic's ValidationError is a ValueError
+        return False
+
+
 @dataclass(frozen=True, slots=True)
 class Packed:
     """A message serialized ahead of its append, with what a log needs to file it. A full pass

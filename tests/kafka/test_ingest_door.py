@@ -23,7 +23,7 @@ from engine.kafka.ingest import create_app
 from engine.secrets import SecretBox
 from engine.tenants import TenantConfig
 from tests.kafka.harness import KafkaHarness, eventually, running
-from tests.reliability.test_ingest_door import (
+from tests.reliability.till_events import (
     HUGE,
     customer,
     invoice,
