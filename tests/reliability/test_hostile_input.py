@@ -123,10 +123,17 @@ def check_answer(response: httpx.Response) -> None:
 @contextlib.contextmanager
 def nothing_lost(api: Ingest) -> Iterator[None]:
     before = api.stored("shop-a")
+    letters = len(api.engine.processor.dead.list())
     yield
     after = api.stored("shop-a")
     assert before <= after, f"accepted events disappeared: {before - after}"
     assert api.on_log("shop-a") == len(after)
+    # What was accepted is processed: a poison the door let through would raise here or
+    # become a dead letter (tests/reliability/test_ingest_door.py goes further).
+    processor = api.engine.processor
+    while any(processor.lag().values()):
+        processor.step()
+    assert len(processor.dead.list()) == letters, processor.dead.list()[-1]
 
 
 # -- strategies ------------------------------------------------------------------------------
