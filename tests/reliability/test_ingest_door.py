@@ -488,6 +488,7 @@ TEMPLATES = {
     "invoice": (invoice, ["invoice_date", "due_date", "till_customer_id"]),
     "zreport": (zreport, ["z_number", "business_date", "receipts", "tips", "rounding"]),
     "voucher": (voucher, ["transaction_date", "key"]),
+    "customer": (lambda: customer("C-hostile", "Anna", 1), ["sequence", "till_customer_id"]),
 }
 
 
