@@ -97,7 +97,7 @@ def import_file(edge: Edge, tenant: str, path: Path) -> dict[str, Any]:
         return result
     stored = store(edge, tenant, events)
     if stored.conflicts:
-        result["errors"] = stored.conflicts
+        result["errors"] = [c.problem() for c in stored.conflicts]
         return result
     result.update(vouchers=len(events), accepted=stored.accepted, duplicates=stored.duplicates)
     return result

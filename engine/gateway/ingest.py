@@ -239,15 +239,33 @@ def parse_body(raw: bytes) -> list[Any] | JSONResponse:
     return items
 
 
-def conflict(tenant: str, conflicts: list[dict[str, Any]]) -> JSONResponse:
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """An event of a batch whose message id was received before with other content."""
+
+    index: int
+    id: str
+    #: Where the first one with this id is on the log.
+    offset: int
+
+    def problem(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "field": "id",
+            "problem": f"message id {self.id!r} was received before with other content "
+            f"(stored at offset {self.offset}): send a changed event under a new id",
+        }
+
+
+def conflict(tenant: str, conflicts: list[Conflict]) -> JSONResponse:
     """409: message ids this tenant sent before with other content; nothing was stored."""
-    log.warning("ingest.conflict", tenant=tenant, message_ids=[c["id"] for c in conflicts][:20])
-    ids = ", ".join(repr(c["id"]) for c in conflicts[:5])
+    log.warning("ingest.conflict", tenant=tenant, message_ids=[c.id for c in conflicts][:20])
+    ids = ", ".join(repr(c.id) for c in conflicts[:5])
     return problem(
         409,
         f"message id {ids} was received before with other content; nothing was stored. "
         "A changed event needs a new id",
-        [{"index": c["index"], "field": "id", "problem": c["problem"]} for c in conflicts],
+        [c.problem() for c in conflicts],
     )
 
 
@@ -334,8 +352,7 @@ class Stored:
 
     accepted: int = 0
     duplicates: int = 0
-    #: {index, id, problem} of each event whose id was received before with other content.
-    conflicts: list[dict[str, Any]] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
 
 
 def store(edge: Edge, tenant: str, events: list[Envelope]) -> Stored:
@@ -356,15 +373,7 @@ def store(edge: Edge, tenant: str, events: list[Envelope]) -> Stored:
             elif _same(found[1], event):
                 result.duplicates += 1
             else:
-                result.conflicts.append(
-                    {
-                        "index": index,
-                        "id": event.id,
-                        "problem": f"message id {event.id!r} was received before with other "
-                        f"content (stored at offset {found[0]}): send a changed event under a "
-                        "new id",
-                    }
-                )
+                result.conflicts.append(Conflict(index, event.id, int(found[0])))
         if result.conflicts:
             result.duplicates = 0
             return result
