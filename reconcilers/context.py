@@ -37,8 +37,9 @@ def command_id(cause: str, suffix: str) -> str:
 
 
 class Refused(ValueError):
-    """A message that contradicts what was applied before and cannot be applied: the runtime
-    dead-letters it with this reason (both runtimes dead-letter a reconciler's ValueError)."""
+    """A message that contradicts what was applied before and cannot be applied: the processing
+    core (``engine/core/process.py``) dead-letters it with this reason, as it does any exception
+    a reconciler raises, and the state is left as it was."""
 
 
 class Ctx:

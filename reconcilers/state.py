@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from topics.envelope import Envelope
 
@@ -59,7 +59,7 @@ class Note:
 
     event: str
     fields: dict[str, Any]
-    level: str = "info"
+    level: Literal["info", "warning"] = "info"
 
 
 @dataclass(slots=True)
