@@ -82,8 +82,8 @@ def workload(tenants: int, articles: int, movements: int) -> list[Envelope]:
                         "data": {
                             "article_number": f"A{rng.randrange(articles)}",
                             "movement_id": f"m{m}",
-                            "delta": str(rng.choice([-1, -2, 1])),
-                            "reason": "sale",
+                            "delta": str(delta := rng.choice([-1, -2, 1])),
+                            "reason": "sale" if delta < 0 else "delivery",
                         },
                     }
                 )

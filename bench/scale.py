@@ -157,8 +157,8 @@ def stream(
             data: dict[str, Any] = {
                 "article_number": f"A{n:06d}",
                 "movement_id": f"mv-{i}",
-                "delta": rng.choice(("-1", "-2", "3")),
-                "reason": "sale",
+                "delta": (delta := rng.choice(("-1", "-2", "3"))),
+                "reason": "sale" if delta.startswith("-") else "delivery",
             }
             msg = _envelope(i, tenant, at, "till", "till.stock.movement", data)
             yield "till.events", tenant, _payload(msg)

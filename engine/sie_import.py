@@ -9,6 +9,7 @@ with another header — is posted once.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from collections import Counter
@@ -37,7 +38,7 @@ def voucher_events(tenant: str, document: SieDocument) -> list[dict[str, Any]]:
                 "id": f"sie-{key}",
                 "tenant": tenant,
                 "type": "till.voucher.submitted",
-                "occurred_at": utcnow().isoformat(),
+                "occurred_at": _occurred_at(voucher).isoformat(),
                 "source": "till",
                 "data": {
                     "key": key,
@@ -49,6 +50,13 @@ def voucher_events(tenant: str, document: SieDocument) -> list[dict[str, Any]]:
             }
         )
     return events
+
+
+def _occurred_at(voucher: Voucher) -> dt.datetime:
+    """The start of the voucher's day (UTC), or now if that is still ahead: the same voucher
+    imported again is the same event (its id is its content's fingerprint, and an id with other
+    content is refused as a conflict)."""
+    return min(dt.datetime.combine(voucher.date, dt.time(), tzinfo=dt.UTC), utcnow())
 
 
 def _row(account: str, amount: Any, objects: Any, text: str) -> dict[str, Any]:
@@ -87,6 +95,9 @@ def import_file(edge: Edge, tenant: str, path: Path) -> dict[str, Any]:
     if problems:
         result["errors"] = problems
         return result
-    accepted, duplicates = store(edge, tenant, events)
-    result.update(vouchers=len(events), accepted=accepted, duplicates=duplicates)
+    stored = store(edge, tenant, events)
+    if stored.conflicts:
+        result["errors"] = [c.problem() for c in stored.conflicts]
+        return result
+    result.update(vouchers=len(events), accepted=stored.accepted, duplicates=stored.duplicates)
     return result

@@ -36,6 +36,12 @@ def command_id(cause: str, suffix: str) -> str:
     return f"{suffix[:80]}@{digest}"
 
 
+class Refused(ValueError):
+    """A message that contradicts what was applied before and cannot be applied: the processing
+    core (``engine/core/process.py``) dead-letters it with this reason, as it does any exception
+    a reconciler raises, and the state is left as it was."""
+
+
 class Ctx:
     """The message being handled, the tenant's settings, and the transaction to write to."""
 
@@ -104,6 +110,10 @@ class Ctx:
 
     def note(self, event: str, **fields: Any) -> None:
         self.txn.note(event, tenant=self.tenant, message_id=self.msg.id, **fields)
+
+    def warn(self, event: str, **fields: Any) -> None:
+        """A note at warning: something a shop or a till vendor must look at."""
+        self.txn.warn(event, tenant=self.tenant, message_id=self.msg.id, **fields)
 
     # -- redeliveries and stale messages --------------------------------------------------------
 

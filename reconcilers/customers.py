@@ -29,11 +29,16 @@ Both modes
     * A customer is created in Fortnox once per Fortnox life: Kassasync chooses the number from
       the till id (skipping numbers that belong to others), so a retried create finds the
       customer it made; only after Fortnox deleted it (till-as-master) is a next number used.
-    * Redelivered or older till events, stale Fortnox records (by ``seq``), repeated deletions and
+    * A customer's till events apply in the till's order: by their optional ``sequence`` (the
+      till's version of the customer), else in the order received; a wall clock never decides.
+      An event older than what the till already said (a lower sequence) is recorded, not
+      applied, and reported at warning (``till_edit_out_of_order``).
+    * Redelivered till events, stale Fortnox records (by ``seq``), repeated deletions and
       repeated outcomes change nothing. Changing the master mode or an option re-evaluates every
       customer.
 
-State: ``cust.till`` per till id (the till's fields, the mapped number, a create in flight),
+State: ``cust.till`` per till id (the till's fields, the highest ``till_sequence`` applied, the
+mapped number, a create in flight),
 ``cust.fx`` per CustomerNumber (Fortnox's fields, the mapped till id, deleted, the pass that last
 saw it) and ``cust.pending`` per number being created.
 """
@@ -62,7 +67,7 @@ from topics.commands import (
 from topics.fortnox import FortnoxCustomerData, SyncCompletedData
 from topics.outcomes import OutcomeData, OutcomeStatus
 from topics.settings import CustomerMaster, TenantSettings
-from topics.till import CustomerFields, CustomerUpsertedData
+from topics.till import CustomerDeletedData, CustomerFields, CustomerUpsertedData
 
 FLOW = "customers"
 TILL = "cust.till"
@@ -108,16 +113,64 @@ def _alive(fx: dict[str, Any] | None) -> bool:
 # --- till events -------------------------------------------------------------------------------
 
 
+def _till_order(
+    ctx: Ctx, rec: dict[str, Any], till_id: str, sequence: int | None, fields: Any
+) -> bool:
+    """True if the till's event (carrying ``fields``, None for a deletion) is to be applied to
+    the customer's record ``rec``; else it is recorded and reported here.
+
+    Till events of one customer are applied in the till's own order: by ``sequence`` when the
+    event carries one, else in the order received. A wall clock never decides (a till stamping
+    one edit minutes ahead must not turn the next, real edit into a no-op). A redelivery (same
+    message id) changes nothing; an event whose sequence is not above the one applied is older
+    than what the till already said: recorded (its message id, so a redelivery stays silent)
+    and reported for the shop, at warning, unless it says what was applied already.
+    """
+    if ctx.msg.id in rec.get("till_ids", ()):
+        ctx.note("customer.till_event_repeated", till_customer_id=till_id)
+        return False
+    last = rec.get("till_sequence")
+    if sequence is None or last is None or sequence > int(last):
+        return True
+    ctx.stamp(rec, "till")
+    ctx.txn.put(TILL, till_id, rec)
+    if sequence == int(last) and rec.get("fields") == fields:
+        ctx.note("customer.till_event_repeated", till_customer_id=till_id, sequence=sequence)
+        return False
+    ctx.report(
+        f"customer:{till_id}:order",
+        {
+            "kind": "till_edit_out_of_order",
+            "message_id": ctx.msg.id,
+            "sequence": sequence,
+            "applied_sequence": int(last),
+        },
+    )
+    ctx.warn(
+        "customer.till_edit_out_of_order",
+        till_customer_id=till_id,
+        sequence=sequence,
+        applied_sequence=int(last),
+    )
+    return False
+
+
+def _stamp_till(ctx: Ctx, rec: dict[str, Any], sequence: int | None) -> None:
+    ctx.stamp(rec, "till")
+    if sequence is not None:
+        last = rec.get("till_sequence")
+        rec["till_sequence"] = sequence if last is None else max(sequence, int(last))
+
+
 def on_till_upsert(ctx: Ctx, data: CustomerUpsertedData) -> None:
     if not ctx.settings.customers.enabled:
         return
     till_id = data.till_customer_id
     rec = ctx.txn.get(TILL, till_id) or {"number": None, "fields": None}
-    if ctx.is_repeat(rec, "till"):
-        ctx.note("customer.till_event_repeated", till_customer_id=till_id)
-        return
-    ctx.stamp(rec, "till")
     fields = _fields(data.customer)
+    if not _till_order(ctx, rec, till_id, data.sequence, fields):
+        return
+    _stamp_till(ctx, rec, data.sequence)
     changed = rec.get("fields") != fields
     rec["fields"] = fields
     _overlaps_till_write(rec)
@@ -137,14 +190,14 @@ def on_till_upsert(ctx: Ctx, data: CustomerUpsertedData) -> None:
     ctx.mark_dirty(FLOW, _key(till_id))
 
 
-def on_till_delete(ctx: Ctx, till_id: str) -> None:
+def on_till_delete(ctx: Ctx, data: CustomerDeletedData) -> None:
     if not ctx.settings.customers.enabled:
         return
+    till_id = data.till_customer_id
     rec = ctx.txn.get(TILL, till_id) or {"number": None, "fields": None}
-    if ctx.is_repeat(rec, "till"):
-        ctx.note("customer.till_event_repeated", till_customer_id=till_id)
+    if not _till_order(ctx, rec, till_id, data.sequence, None):
         return
-    ctx.stamp(rec, "till")
+    _stamp_till(ctx, rec, data.sequence)
     had = rec.get("fields") is not None
     rec["fields"] = None
     _overlaps_till_write(rec)

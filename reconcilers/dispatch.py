@@ -52,7 +52,7 @@ def _customer_upserted(ctx: Ctx, msg: Any) -> None:
 
 
 def _customer_deleted(ctx: Ctx, msg: Any) -> None:
-    customers.on_till_delete(ctx, msg.data.till_customer_id)
+    customers.on_till_delete(ctx, msg.data)
 
 
 def _article_edited(ctx: Ctx, msg: Any) -> None:

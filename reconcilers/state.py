@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from topics.envelope import Envelope
 
@@ -53,10 +53,13 @@ class MemoryState:
 
 @dataclass(frozen=True, slots=True)
 class Note:
-    """One decision worth logging and showing: ``event`` names it, ``fields`` explain it."""
+    """One decision worth logging and showing: ``event`` names it, ``fields`` explain it;
+    ``level`` is the log level it deserves (``info``, or ``warning`` for what a shop or a till
+    vendor must look at)."""
 
     event: str
     fields: dict[str, Any]
+    level: Literal["info", "warning"] = "info"
 
 
 @dataclass(slots=True)
@@ -111,6 +114,9 @@ class Txn:
 
     def note(self, event: str, **fields: Any) -> None:
         self.decision.notes.append(Note(event, fields))
+
+    def warn(self, event: str, **fields: Any) -> None:
+        self.decision.notes.append(Note(event, fields, "warning"))
 
     def wake(self, at: dt.datetime) -> None:
         current = self.decision.wake_at

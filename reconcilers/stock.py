@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from reconcilers.context import Ctx
+from reconcilers.context import Ctx, Refused
 from topics.commands import AdjustTillStock, AdjustTillStockData, ApplyFortnoxStock, ApplyStockData
 from topics.fortnox import FortnoxArticle, StockWrittenData
 from topics.outcomes import OutcomeData, OutcomeStatus
@@ -120,10 +120,21 @@ def on_movement(ctx: Ctx, data: StockMovementData) -> None:
     if not _enabled(ctx):
         ctx.note("stock.ignored", article=data.article_number, reason="stock sync is off")
         return
-    if ctx.txn.get(MOVEMENTS, data.movement_id) is not None:
+    known = ctx.txn.get(MOVEMENTS, data.movement_id)
+    if known is not None:
+        _same_or_refuse(
+            known,
+            "movement_id",
+            data.movement_id,
+            data.article_number,
+            "delta",
+            data.delta,
+        )
         ctx.note("stock.movement.duplicate", movement_id=data.movement_id)
         return
-    ctx.txn.put(MOVEMENTS, data.movement_id, {"article": data.article_number})
+    ctx.txn.put(
+        MOVEMENTS, data.movement_id, {"article": data.article_number, "delta": str(data.delta)}
+    )
     level = _load(ctx, data.article_number)
     level.till += data.delta
     level.to_fx += data.delta
@@ -132,14 +143,37 @@ def on_movement(ctx: Ctx, data: StockMovementData) -> None:
     ctx.mark_dirty(FLOW, data.article_number)
 
 
+def _same_or_refuse(
+    known: dict[str, Any], id_field: str, ident: str, article: str, name: str, value: Decimal
+) -> None:
+    """Nothing if the movement (or count) ``ident`` applied before was this one (a till sending
+    one movement in two messages); raises :class:`Refused` if the till reused the id for another
+    article or another value, which Kassasync cannot apply without losing one of them. Records
+    from before the value was kept compare by article only."""
+    before = known.get(name)
+    if known.get("article") == article and (before is None or Decimal(before) == value):
+        return
+    raise Refused(
+        f"{id_field} {ident!r} was applied before as {name} {before} of article "
+        f"{known.get('article')!r}; this message says {name} {value} of article {article!r}. "
+        f"A new movement or count needs a new {id_field}"
+    )
+
+
 def on_count(ctx: Ctx, data: StockCountedData) -> None:
     if not _enabled(ctx):
         ctx.note("stock.ignored", article=data.article_number, reason="stock sync is off")
         return
-    if ctx.txn.get(COUNTS, data.count_id) is not None:
+    known = ctx.txn.get(COUNTS, data.count_id)
+    if known is not None:
+        _same_or_refuse(
+            known, "count_id", data.count_id, data.article_number, "quantity", data.quantity
+        )
         ctx.note("stock.count.duplicate", count_id=data.count_id)
         return
-    ctx.txn.put(COUNTS, data.count_id, {"article": data.article_number})
+    ctx.txn.put(
+        COUNTS, data.count_id, {"article": data.article_number, "quantity": str(data.quantity)}
+    )
     level = _load(ctx, data.article_number)
     inflight = level.till_inflight
     applied = inflight is not None and data.last_applied_command_id == inflight["id"]

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import json
 from dataclasses import dataclass
+from decimal import Decimal
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Union
 
 from pydantic import Field, TypeAdapter, ValidationError
 
 from topics import commands, fortnox, outcomes, till
+from topics.common import MAX_DIGITS, OversizedNumber
 from topics.envelope import Envelope
 from topics.names import Topic
 
@@ -111,6 +116,44 @@ def dump(message: Envelope) -> bytes:
     return message.model_dump_json().encode()
 
 
+def _canonical(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    if isinstance(value, Decimal):
+        if value.is_zero():
+            return "0"  # -0 and 0E+5 are 0
+        return format(value.normalize(), "f") if value.is_finite() else str(value)
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat() if value.tzinfo else value.isoformat()
+    if isinstance(value, dt.date | Enum):
+        return str(value.value if isinstance(value, Enum) else value.isoformat())
+    return value
+
+
+def fingerprint(message: Envelope) -> str:
+    """A digest of ``message``'s content by value: two messages have the same fingerprint
+    exactly when they are equal (``"-2"`` and ``-2.0``, one instant in two time zones). For a
+    runtime that keeps only a digest of each message id it admitted (the Kafka worker), to tell
+    a resend from a changed message under a known id."""
+    text = json.dumps(
+        _canonical(message.model_dump(mode="python")), sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def same_message(stored: bytes, message: Envelope) -> bool:
+    """True if ``stored`` (a payload on a log) is ``message`` again: compared as parsed
+    messages, by value (``"-2"`` and ``-2.0``, one instant in two time zones, and a payload
+    stored before the contract added an optional field are the same). A payload that no longer
+    parses is not the same message."""
+    try:
+        return parse(stored) == message
+    except ValueError:  # pydantic's ValidationError is a ValueError
+        return False
+
+
 @dataclass(frozen=True, slots=True)
 class Packed:
     """A message serialized ahead of its append, with what a log needs to file it. A full pass
@@ -157,12 +200,33 @@ def topic_and_type(message: Envelope | Packed) -> tuple[str, str]:
     return str(message.TOPIC), str(getattr(message, "type", "unknown"))
 
 
+#: Pydantic's errors for a ``type`` that names no message (or is missing): they carry no field.
+_TAG_ERRORS = frozenset({"union_tag_invalid", "union_tag_not_found"})
+
+
 def describe_errors(error: ValidationError) -> list[dict[str, str]]:
     """Validation errors as a list of {'field', 'problem'} a till developer can act on."""
     out: list[dict[str, str]] = []
     for item in error.errors(include_url=False):
         loc = ".".join(str(p) for p in item.get("loc", ()))
-        out.append({"field": loc or "(message)", "problem": str(item.get("msg", "invalid"))})
+        problem = str(item.get("msg", "invalid"))
+        if item.get("type") in _TAG_ERRORS and not loc:
+            loc = "type"
+            found = item.get("input")
+            tag = found.get("type") if isinstance(found, dict) else None
+            expected = (item.get("ctx") or {}).get("expected_tags")
+            problem = (
+                "is missing: every message names its type"
+                if tag is None
+                else f"{str(tag)[:100]!r} is not a message type this topic takes"
+                + (f" (expected one of: {expected})" if expected else "")
+            )
+        elif isinstance(item.get("input"), OversizedNumber):
+            problem = (
+                f"is a number with more than {MAX_DIGITS} significant digits or an exponent out "
+                "of range"
+            )
+        out.append({"field": loc or "(message)", "problem": problem})
     return out
 
 

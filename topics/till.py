@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 from enum import StrEnum
 from typing import ClassVar, Literal
@@ -17,8 +16,12 @@ from topics.common import (
     Ident,
     LongText,
     Money,
-    Quantity,
+    Percent,
     ShortText,
+    TillCount,
+    TillDate,
+    TillQuantity,
+    TillTime,
     VatRate,
 )
 from topics.envelope import Envelope, Model, Source
@@ -26,8 +29,15 @@ from topics.names import Topic
 
 
 class TillEvent(Envelope):
+    """What a till sends: the envelope with the door's bounds on the till's own values (the
+    ingest API also refuses an ``occurred_at`` more than five minutes ahead of its clock)."""
+
     TOPIC: ClassVar[str] = Topic.TILL_EVENTS
     source: Literal[Source.TILL] = Source.TILL
+    version: int = Field(default=1, ge=1, le=1000, description="Schema version of this type.")
+    occurred_at: TillTime = Field(
+        description="When it happened in the till (ISO 8601 with a time zone, years 2000-2100)."
+    )
 
 
 # --- customers -------------------------------------------------------------------------------
@@ -54,9 +64,21 @@ class CustomerFields(Model):
     active: bool = True
 
 
+#: The till's own order of one customer's edits (see ``docs/contract.md``).
+Sequence = Field(
+    default=None,
+    ge=0,
+    le=2**63 - 1,
+    description="Optional: the till's version of this customer, higher for every later edit or "
+    "deletion of the same customer (a row version, an edit counter). Kassasync applies the "
+    "edits of one customer in this order; without it, in the order they were received.",
+)
+
+
 class CustomerUpsertedData(Model):
     till_customer_id: Ident
     customer: CustomerFields
+    sequence: int | None = Sequence
 
 
 class CustomerUpserted(TillEvent):
@@ -68,6 +90,7 @@ class CustomerUpserted(TillEvent):
 
 class CustomerDeletedData(Model):
     till_customer_id: Ident
+    sequence: int | None = Sequence
 
 
 class CustomerDeleted(TillEvent):
@@ -111,11 +134,33 @@ class MovementReason(StrEnum):
     OTHER = "other"
 
 
+#: The sign a movement's delta must have for its reason (``correction`` and ``other`` take both).
+MOVEMENT_SIGN: dict[MovementReason, int] = {
+    MovementReason.SALE: -1,
+    MovementReason.WASTE: -1,
+    MovementReason.RETURN: 1,
+    MovementReason.DELIVERY: 1,
+}
+
+
 class StockMovementData(Model):
     article_number: ArticleNumber
     movement_id: Ident = Field(description="The till's own id of the movement; unique per tenant.")
-    delta: Quantity = Field(description="Signed change of the on-hand quantity (sale = negative).")
+    delta: TillQuantity = Field(
+        description="Signed change of the on-hand quantity, never 0 (sale and waste negative, "
+        "return and delivery positive)."
+    )
     reason: MovementReason
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StockMovementData:
+        if self.delta == 0:
+            raise ValueError("delta is 0: a movement that changes nothing must not be sent")
+        sign = MOVEMENT_SIGN.get(self.reason)
+        if sign is not None and (self.delta > 0) != (sign > 0):
+            want = "negative" if sign < 0 else "positive"
+            raise ValueError(f"delta must be {want} for reason '{self.reason.value}'")
+        return self
 
 
 class StockMovement(TillEvent):
@@ -126,7 +171,7 @@ class StockMovement(TillEvent):
 class StockCountedData(Model):
     article_number: ArticleNumber
     count_id: Ident
-    quantity: Quantity = Field(description="The absolute on-hand quantity counted.")
+    quantity: TillQuantity = Field(description="The absolute on-hand quantity counted.")
     last_applied_command_id: Ident | None = Field(
         default=None,
         description="Id of the last Kassasync stock command for this article that the till had "
@@ -145,22 +190,28 @@ class StockCounted(TillEvent):
 class InvoiceRow(Model):
     article_number: ArticleNumber | None = None
     description: ShortText = Field(min_length=1)
-    quantity: Quantity
+    quantity: TillQuantity
     unit_price: Money
     vat_rate: VatRate
-    discount_percent: Decimal = Field(default=Decimal(0), ge=0, le=100)
+    discount_percent: Percent = Decimal(0)
 
 
 class InvoiceCreatedData(Model):
     invoice_id: Ident
     till_customer_id: Ident
-    invoice_date: dt.date
-    due_date: dt.date | None = None
+    invoice_date: TillDate
+    due_date: TillDate | None = None
     currency: CurrencyCode = "SEK"
     terms_of_payment: Ident | None = None
     your_reference: ShortText | None = None
     remarks: LongText | None = None
     rows: list[InvoiceRow] = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _due_after_invoice(self) -> InvoiceCreatedData:
+        if self.due_date is not None and self.due_date < self.invoice_date:
+            raise ValueError("due_date is before invoice_date")
+        return self
 
 
 class InvoiceCreated(TillEvent):
@@ -192,12 +243,14 @@ class ProductGroupLine(Model):
 
 
 class ZReportData(Model):
-    z_number: int = Field(ge=1, description="The Z-report's number in the till's unbroken series.")
+    z_number: int = Field(
+        ge=1, le=10**12, description="The Z-report's number in the till's unbroken series."
+    )
     till_id: Ident = Field(description="The till (kassabeteckning).")
     location_code: Ident | None = Field(
         default=None, description="Location or cost-centre code of the till."
     )
-    business_date: dt.date
+    business_date: TillDate
     currency: CurrencyCode = "SEK"
     vat: list[VatLine] = Field(default_factory=list, max_length=20)
     payments: list[PaymentLine] = Field(default_factory=list, max_length=50)
@@ -209,7 +262,7 @@ class ZReportData(Model):
         "customer's favour.",
     )
     gift_cards_sold: Money = Decimal(0)
-    receipts: int = Field(default=0, ge=0)
+    receipts: TillCount = 0
     grand_total_net: Money | None = None
 
     @model_validator(mode="after")
@@ -249,7 +302,7 @@ class VoucherSubmittedData(Model):
         "it is posted once, however often it is sent."
     )
     source: Literal["sie4i"] = "sie4i"
-    transaction_date: dt.date
+    transaction_date: TillDate
     description: ShortText = Field(min_length=1)
     rows: list[SubmittedRow] = Field(min_length=2, max_length=1000)
 

@@ -3,7 +3,13 @@
 ``POST /v1/tenants/{tenant}/events`` takes one till event or ``{"events": [...]}`` (at most 500).
 A batch is all or nothing: if any event is invalid nothing is stored and the answer lists every
 problem with its index and field, so the till fixes and resends the batch. Events already
-received (same message id) are acknowledged again without being stored twice.
+received (same message id, same content) are acknowledged again without being stored twice; a
+known id with other content is a conflict (409) and nothing of the batch is stored.
+
+The door bounds every value later code converts or formats (``docs/contract.md``, *Limits*):
+numbers are parsed with at most 20 significant digits, dates and times lie in the years
+2000-2100 (the models in ``topics.till``), and ``occurred_at`` is at most five minutes ahead of
+the engine's clock (here).
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import structlog
@@ -18,11 +26,15 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter, ValidationError
 
+from engine.clock import utcnow
 from engine.embedded.edge import Edge
+from engine.store.db import log_table
 from engine.tenants import TenantDirectory
 from topics import registry
-from topics.common import TENANT_PATTERN
+from topics.common import MAX_DIGITS, TENANT_PATTERN, OversizedNumber
 from topics.envelope import Envelope
+from topics.names import Topic
+from topics.till import StockMovement
 
 log = structlog.get_logger("kassasync.ingest")
 
@@ -109,6 +121,9 @@ def _answers() -> dict[int | str, dict[str, Any]]:
         400: described("the body is not JSON", _PROBLEM),
         401: described("missing or wrong ingest key for this tenant", _PROBLEM),
         404: described("not a tenant id", _PROBLEM),
+        409: described(
+            "nothing was stored: a message id was received before with other content", _PROBLEM
+        ),
         413: described(f"body over {MAX_BODY_BYTES} bytes or over {MAX_BATCH} events", _PROBLEM),
         422: described("nothing was stored: the problems name each event and field", _PROBLEM),
     }
@@ -159,36 +174,111 @@ def router(
         raw = await read_capped(request)
         if raw is None:
             return problem(413, f"body is larger than {MAX_BODY_BYTES} bytes; send smaller batches")
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as bad:
-            return problem(400, f"body is not valid JSON: {type(bad).__name__}")
-        items = body.get("events") if isinstance(body, dict) and "events" in body else [body]
-        if not isinstance(items, list) or not items:
-            return problem(422, "'events' must be a non-empty list of till events")
-        if len(items) > MAX_BATCH:
-            return problem(413, f"at most {MAX_BATCH} events per request")
+        items = parse_body(raw)
+        if isinstance(items, JSONResponse):
+            return items
         events, problems = validate_batch(tenant, items)
         if problems:
             log.info("ingest.rejected", tenant=tenant, problems=len(problems))
             return problem(422, "the batch was not stored: fix these events and resend", problems)
-        accepted, duplicates = store(edge, tenant, events)
-        if accepted and on_stored is not None:
+        stored = store(edge, tenant, events)
+        if stored.conflicts:
+            return conflict(tenant, stored.conflicts)
+        if stored.accepted and on_stored is not None:
             on_stored()
-        log.info("ingest.accepted", tenant=tenant, accepted=accepted, duplicates=duplicates)
+        log.info(
+            "ingest.accepted", tenant=tenant, accepted=stored.accepted, duplicates=stored.duplicates
+        )
         return JSONResponse(
-            status_code=202 if accepted else 200,
-            content={"accepted": accepted, "duplicates": duplicates},
+            status_code=202 if stored.accepted else 200,
+            content={"accepted": stored.accepted, "duplicates": stored.duplicates},
         )
 
     return api
 
 
-def validate_batch(tenant: str, items: list[Any]) -> tuple[list[Envelope], list[dict[str, Any]]]:
+def _json_int(text: str) -> int | OversizedNumber:
+    """A JSON integer, or :class:`OversizedNumber` past :data:`MAX_DIGITS` digits (Python's
+    ``int()`` refuses more than 4,300 digits with a ValueError, and is quadratic before that)."""
+    return OversizedNumber(text) if len(text.lstrip("-")) > MAX_DIGITS else int(text)
+
+
+def _json_float(text: str) -> Decimal | OversizedNumber:
+    """A JSON number with a fraction or exponent, exactly (as a Decimal, never a binary float
+    that would turn ``1e-999999`` into 0), or :class:`OversizedNumber` when it is out of bounds."""
+    if len(text) > 4 * MAX_DIGITS:
+        return OversizedNumber(text)
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return OversizedNumber(text)
+    if len(value.as_tuple().digits) > MAX_DIGITS or abs(value.adjusted()) > MAX_DIGITS:
+        return OversizedNumber(text)
+    return value
+
+
+def _no_constant(text: str) -> None:
+    raise ValueError(f"{text} is not JSON")
+
+
+def parse_body(raw: bytes) -> list[Any] | JSONResponse:
+    """The events of an ingest body (one event or ``{"events": [...]}``), or the answer that
+    refuses it. Both runtimes' ingest APIs read bodies through here."""
+    try:
+        body = json.loads(
+            raw, parse_int=_json_int, parse_float=_json_float, parse_constant=_no_constant
+        )
+    except (ValueError, UnicodeDecodeError, RecursionError) as bad:
+        # JSONDecodeError is a ValueError; so is NaN or Infinity, which JSON does not have.
+        return problem(400, f"body is not valid JSON: {type(bad).__name__}")
+    items = body.get("events") if isinstance(body, dict) and "events" in body else [body]
+    if not isinstance(items, list) or not items:
+        return problem(422, "'events' must be a non-empty list of till events")
+    if len(items) > MAX_BATCH:
+        return problem(413, f"at most {MAX_BATCH} events per request")
+    return items
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """An event of a batch whose message id was received before with other content."""
+
+    index: int
+    id: str
+    #: Where the first one with this id is on the log.
+    offset: int
+
+    def problem(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "field": "id",
+            "problem": f"message id {self.id!r} was received before with other content "
+            f"(stored at offset {self.offset}): send a changed event under a new id",
+        }
+
+
+def conflict(tenant: str, conflicts: list[Conflict]) -> JSONResponse:
+    """409: message ids this tenant sent before with other content; nothing was stored."""
+    log.warning("ingest.conflict", tenant=tenant, message_ids=[c.id for c in conflicts][:20])
+    ids = ", ".join(repr(c.id) for c in conflicts[:5])
+    return problem(
+        409,
+        f"message id {ids} was received before with other content; nothing was stored. "
+        "A changed event needs a new id",
+        [c.problem() for c in conflicts],
+    )
+
+
+def validate_batch(
+    tenant: str, items: list[Any], now: dt.datetime | None = None
+) -> tuple[list[Envelope], list[dict[str, Any]]]:
+    """The events of a batch, or the problems that refuse it (index, field, problem each).
+    ``now`` is the engine's clock (``occurred_at`` may be at most five minutes ahead of it)."""
     events: list[Envelope] = []
     problems: list[dict[str, Any]] = []
-    latest = dt.datetime.now(dt.UTC) + MAX_FUTURE
+    latest = (now or utcnow()) + MAX_FUTURE
     seen: set[str] = set()
+    movements: dict[str, tuple[int, StockMovement]] = {}
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             problems.append({"index": index, "field": "(event)", "problem": "must be an object"})
@@ -201,6 +291,16 @@ def validate_batch(tenant: str, items: list[Any]) -> tuple[list[Envelope], list[
             continue
         except RecursionError:
             problems.append({"index": index, "field": "(event)", "problem": "nested too deeply"})
+            continue
+        except Exception as failed:  # a validator's bug must not answer 5xx to a till
+            log.exception("ingest.validation_failed", tenant=tenant, index=index)
+            problems.append(
+                {
+                    "index": index,
+                    "field": "(event)",
+                    "problem": f"could not be validated ({type(failed).__name__})",
+                }
+            )
             continue
         if event.tenant != tenant:
             problems.append(
@@ -217,25 +317,78 @@ def validate_batch(tenant: str, items: list[Any]) -> tuple[list[Envelope], list[
         elif event.id in seen:
             problems.append({"index": index, "field": "id", "problem": "repeated in this batch"})
         else:
+            reused = _reused_movement(event, movements, index)
+            if reused is not None:
+                problems.append(reused)
+                continue
             seen.add(event.id)
             events.append(event)
     return events, problems
 
 
-def store(edge: Edge, tenant: str, events: list[Envelope]) -> tuple[int, int]:
-    accepted = duplicates = 0
+def _reused_movement(
+    event: Envelope, movements: dict[str, tuple[int, StockMovement]], index: int
+) -> dict[str, Any] | None:
+    """A problem if ``event`` is a stock movement whose ``movement_id`` came earlier in the same
+    batch with another article or delta (the same movement sent twice is left to the
+    reconciler, which applies a movement id once)."""
+    if not isinstance(event, StockMovement):
+        return None
+    data = event.data
+    earlier = movements.setdefault(data.movement_id, (index, event))
+    first, other = earlier
+    if first == index or other.data == data:
+        return None
+    return {
+        "index": index,
+        "field": "data.movement_id",
+        "problem": f"is used by event {first} of this batch for another movement",
+    }
+
+
+@dataclass(slots=True)
+class Stored:
+    """What :func:`store` did with a batch: nothing at all when ``conflicts`` is not empty."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    conflicts: list[Conflict] = field(default_factory=list)
+
+
+def store(edge: Edge, tenant: str, events: list[Envelope]) -> Stored:
+    """Store the events not received before, in one transaction; all or nothing: an id received
+    before with other content stores none of the batch."""
+    result = Stored()
+    table = log_table(Topic.TILL_EVENTS)
     with edge.db.transaction(durable=True) as conn:  # the till is told 202 after this
-        for event in events:
+        fresh: list[Envelope] = []
+        for index, event in enumerate(events):
             found = conn.execute(
-                "SELECT 1 FROM ingest_seen WHERE tenant = ? AND msg_id = ?", (tenant, event.id)
+                f'SELECT s."offset", l.payload FROM ingest_seen s LEFT JOIN {table} l '
+                'ON l."offset" = s."offset" WHERE s.tenant = ? AND s.msg_id = ?',
+                (tenant, event.id),
             ).fetchone()
-            if found:
-                duplicates += 1
-                continue
+            if found is None:
+                fresh.append(event)
+            elif _same(found[1], event):
+                result.duplicates += 1
+            else:
+                result.conflicts.append(Conflict(index, event.id, int(found[0])))
+        if result.conflicts:
+            result.duplicates = 0
+            return result
+        for event in fresh:
             offset = edge.log.append(event)
             conn.execute(
                 'INSERT INTO ingest_seen (tenant, msg_id, "offset") VALUES (?, ?, ?)',
                 (tenant, event.id, offset),
             )
-            accepted += 1
-    return accepted, duplicates
+            result.accepted += 1
+    return result
+
+
+def _same(stored: bytes | None, event: Envelope) -> bool:
+    if stored is None:
+        # The log row is gone (never, today; the log is not compacted): the id alone decides.
+        return True
+    return registry.same_message(stored, event)

@@ -11,8 +11,8 @@ answers ``{"accepted": n, "duplicates": 0}`` where the embedded API counts dupli
 from __future__ import annotations
 
 import asyncio
-import json
 import re
+from typing import Protocol
 
 import structlog
 from fastapi import FastAPI, Header, Request
@@ -20,7 +20,13 @@ from fastapi.responses import JSONResponse
 from kafka import KafkaProducer
 from prometheus_client import make_asgi_app
 
-from engine.gateway.ingest import MAX_BATCH, MAX_BODY_BYTES, problem, validate_batch
+from engine.gateway.ingest import (
+    MAX_BODY_BYTES,
+    parse_body,
+    problem,
+    read_capped,
+    validate_batch,
+)
 from engine.kafka.config import KafkaConfig
 from engine.kafka.directory import KafkaTenantDirectory
 from engine.kafka.topics import partition_for
@@ -30,6 +36,12 @@ from topics.envelope import Envelope
 from topics.names import Topic, message_key
 
 log = structlog.get_logger("kassasync.kafka.ingest")
+
+
+class EventSink(Protocol):
+    """Where the ingest API puts accepted events: ``store`` returns once they are durable."""
+
+    async def store(self, tenant: str, events: list[Envelope]) -> int: ...
 
 
 class EventProducer:
@@ -62,7 +74,7 @@ class EventProducer:
         self.producer.close()
 
 
-def create_app(directory: KafkaTenantDirectory, events: EventProducer) -> FastAPI:
+def create_app(directory: KafkaTenantDirectory, events: EventSink) -> FastAPI:
     app = FastAPI(title="Kassasync ingest (Kafka)", version="0.1.0")
 
     @app.post("/v1/tenants/{tenant}/events", tags=["ingest"])
@@ -76,18 +88,12 @@ def create_app(directory: KafkaTenantDirectory, events: EventProducer) -> FastAP
             directory.verify_key, tenant, key
         ):
             return problem(401, "missing or wrong API key for this tenant")
-        raw = await request.body()
-        if len(raw) > MAX_BODY_BYTES:
+        raw = await read_capped(request)
+        if raw is None:
             return problem(413, f"body is larger than {MAX_BODY_BYTES} bytes; send smaller batches")
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as bad:
-            return problem(400, f"body is not valid JSON: {type(bad).__name__}")
-        items = body.get("events") if isinstance(body, dict) and "events" in body else [body]
-        if not isinstance(items, list) or not items:
-            return problem(422, "'events' must be a non-empty list of till events")
-        if len(items) > MAX_BATCH:
-            return problem(413, f"at most {MAX_BATCH} events per request")
+        items = parse_body(raw)
+        if isinstance(items, JSONResponse):
+            return items
         accepted_events, problems = validate_batch(tenant, items)
         if problems:
             log.info("ingest.rejected", tenant=tenant, problems=len(problems))

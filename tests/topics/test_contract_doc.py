@@ -38,3 +38,16 @@ def test_schema_export_covers_every_type(tmp_path: Path) -> None:
             schema["properties"]["type"]["const"] == name
             or schema["properties"]["type"].get("default") == name
         )
+
+
+def test_every_till_event_is_documented() -> None:
+    """A vendor learns every event a till may send from this page (``till.voucher.submitted``
+    was missing)."""
+    text = DOC.read_text(encoding="utf-8")
+    documented = {json.loads(block)["type"] for block in BLOCKS}
+    for model in registry.TILL_EVENTS:
+        name = registry.type_name(model)
+        assert f"`{name}`" in text, name
+        assert name in documented or name in ("till.customer.deleted", "till.article.edited"), (
+            f"{name} has no JSON example"
+        )
