@@ -58,6 +58,7 @@ from engine.kafka.topics import partition_for
 from engine.secrets import SecretBox
 from engine.store.outbox import TARGETS
 from engine.tenants import TenantConfig
+from reconcilers.context import Refused
 from reconcilers.dispatch import requeues_dead_command
 from reconcilers.state import Note, Record, StateView
 from topics import registry
@@ -691,9 +692,17 @@ def admit(data: StateView, topic: Topic, message: Envelope) -> Admitted | None:
     """
     puts: dict[tuple[str, str], Record | None] = {}
     if topic is Topic.TILL_EVENTS:
-        if data.get(SEEN, message.id) is not None:
-            return None
-        puts[(SEEN, message.id)] = {"at": message.occurred_at.isoformat()}
+        digest = registry.fingerprint(message)
+        seen = data.get(SEEN, message.id)
+        if seen is not None:
+            if seen.get("fp") in (None, digest):
+                return None
+            # The embedded door answers this 409; behind the Kafka door it is a dead letter.
+            raise Refused(
+                f"message id {message.id!r} was received before with other content: "
+                "the first one is kept; send a change under a new id"
+            )
+        puts[(SEEN, message.id)] = {"at": message.occurred_at.isoformat(), "fp": digest}
     elif isinstance(message, Tick):
         wake = data.get(WAKE, "")
         if wake is not None and dt.datetime.fromisoformat(wake["at"]) <= message.occurred_at:

@@ -59,3 +59,29 @@ async def test_poison_is_dead_lettered_and_everyone_goes_on(
     assert len(letters) == 1, letters
     text = json.dumps(letters[0], default=str)
     assert "invalid_input" in text
+
+
+async def test_a_changed_payload_under_a_known_id_is_a_dead_letter_behind_the_kafka_door(
+    tmp_path: Path, bootstrap: str, prefix: str
+) -> None:
+    """The embedded door answers it 409 (tests/reliability/test_hostile_input.py); the Kafka
+    door cannot tell, so the worker refuses it with the reason and keeps the first."""
+    world = await World(["shop-a"]).start()
+    config = KafkaConfig(bootstrap=bootstrap, prefix=prefix, data_dir=tmp_path / "kafka")
+    harness = KafkaHarness(config, SecretBox.from_env())
+    try:
+        async with running(harness):
+            key = await harness.add_tenant(world.config("shop-a"))
+            first = customer("shop-a", "601")
+            changed = {**first, "data": {**first["data"], "customer": {"name": "Other name"}}}
+            assert await harness.ingest("shop-a", key, [first]) < 300
+            assert await harness.ingest("shop-a", key, [first]) < 300  # a plain resend
+            assert await harness.ingest("shop-a", key, [changed]) < 300
+            await harness.wait_quiet()
+            letters = await asyncio.to_thread(dead_letters, harness, config, "shop-a")
+            record = harness.state("shop-a").get(("cust.till", "601"))
+    finally:
+        await world.stop()
+    assert len(letters) == 1, letters
+    assert "received before with other content" in json.dumps(letters[0])
+    assert record is not None and "Kund 601" in json.dumps(record)
