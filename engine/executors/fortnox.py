@@ -218,6 +218,8 @@ class FortnoxSession:
         #: Resources whose full pass of this session's life is done (the first poll of each is
         #: one: the full pass runs at start-up, then every ``full_sync_seconds``).
         self._passed: set[str] = set()
+        #: Whether delete-missing was on, per resource, when last looked at.
+        self._delete_missing: dict[str, bool] = {}
         #: Completed polls and master-data refreshes; a caller that wants fresh data waits for
         #: these to move.
         self.polls_done = 0
@@ -298,6 +300,7 @@ class FortnoxSession:
                 continue
             try:
                 worked = await self.drain(stop)
+                self._watch_delete_missing()
                 masterdata, resources = self._due(loop.time())
                 # Polls first: on a new tenant, the first pass over articles and customers is
                 # what the shop waits for; the bookkeeping master data is needed later.
@@ -326,6 +329,25 @@ class FortnoxSession:
                 await self._sleep(stop, self._backoff * (1 + random.random()))
                 self._backoff = min(self._backoff * 2, 60.0)
         log.info("fortnox.session.stopped", tenant=self.tenant)
+
+    def _watch_delete_missing(self) -> None:
+        """Delete-missing just turned on: a full pass now (it is what removes what Fortnox does
+        not have), not at the next one in up to six hours."""
+        settings = self.settings()
+        for resource, on in (
+            ("articles", settings.articles.delete_missing),
+            ("customers", settings.customers.delete_missing),
+        ):
+            if on and self._delete_missing.get(resource) is False:
+                self._passed.discard(resource)
+                self._requested.add(resource)
+                log.info(
+                    "fortnox.full_pass.requested",
+                    tenant=self.tenant,
+                    resource=resource,
+                    reason="delete_missing_turned_on",
+                )
+            self._delete_missing[resource] = on
 
     async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
         self.wakeup.clear()

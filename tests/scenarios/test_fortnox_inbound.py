@@ -208,3 +208,24 @@ async def test_delete_missing_removes_till_only_and_deleted_records_at_the_start
         assert "fortnox-5" not in rt.till.customers
         sync = rt.state("sync", "articles")
         assert sync is not None and sync["current"] is None and sync["pass"]
+
+
+async def test_turning_delete_missing_on_removes_till_only_articles_without_a_restart(
+    runtime: Factory,
+) -> None:
+    async with runtime(feed=False) as rt:
+        await rt.settle()
+        rt.till.articles["T-2"] = {"article_number": "T-2", "description": "Bara i kassan"}
+        await rt.send(
+            rt.event(
+                "till.article.edited",
+                {"article_number": "T-2", "changes": {"description": "Bara i kassan"}},
+            )
+        )
+        await rt.settle()
+        assert "T-2" in rt.till.articles  # delete-missing is off: till-only articles stay
+        before = _full_passes(rt)
+        await rt.update_settings({"articles": {"delete_missing": True}})
+        await rt.settle()
+        assert "T-2" not in rt.till.articles
+        assert (_full_passes(rt)["articles"] or 0) > (before["articles"] or 0)
