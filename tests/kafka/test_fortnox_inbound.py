@@ -15,7 +15,7 @@ from engine.kafka.config import KafkaConfig
 from engine.secrets import SecretBox
 from sandbox.fortnox.clock import BusinessClock
 from tests.kafka.harness import EmbeddedHarness, Harness, KafkaHarness, World, eventually, running
-from tests.kafka.scenario import initial_sync
+from tests.kafka.scenario import event, initial_sync
 from topics.settings import TenantSettings
 
 TENANT = "shop-odd"
@@ -133,5 +133,58 @@ async def test_skewed_clocks_lose_no_article_customer_or_payment(
                     )
 
                 await eventually(arrived, 30, f"round {round_} to reach the till")
+    finally:
+        await world.stop()
+
+
+@pytest.mark.parametrize("kind", ["embedded", "kafka"])
+async def test_delete_missing_takes_effect_at_the_start_up_full_pass(
+    kind: str, tmp_path: Path, bootstrap: str, prefix: str
+) -> None:
+    """What incremental polls cannot see (a till-only article, an article and a customer deleted
+    in Fortnox, no topics feed) is removed from the till by the full pass at the next start."""
+    world = await World([TENANT]).start()
+    fortnox_id = world.seeded[TENANT].tenant.id
+    admin = f"{world.sandbox_url}/_sandbox/tenants/{fortnox_id}"
+    settings = TenantSettings.model_validate(
+        {
+            **DEMO_SETTINGS,
+            "articles": {"price_list": "A", "delete_missing": True},
+            "customers": {"master": "fortnox", "delete_missing": True},
+        }
+    )
+    till = world.tills[TENANT]
+    try:
+        first = make(kind, tmp_path, bootstrap, prefix)
+        async with running(first):
+            key = await first.add_tenant(
+                world.config(TENANT).model_copy(update={"settings": settings})
+            )
+            await initial_sync(world, TENANT)
+            assert "3005" in till.articles and "fortnox-5" in till.customers
+            till.articles["T-1"] = {"article_number": "T-1", "description": "Bara i kassan"}
+            edited = event(
+                TENANT,
+                "till.article.edited",
+                {"article_number": "T-1", "changes": {"description": "Bara i kassan"}},
+            )
+            assert await first.ingest(TENANT, key, [edited]) == 202
+            for path in ("/records/customers/5", "/records/articles/3005"):
+                assert (await world.http.delete(f"{admin}{path}")).status_code == 204
+            await first.wait_quiet(60)
+            # Incremental polls cannot see what is gone: all three are still in the till.
+            assert "T-1" in till.articles and "3005" in till.articles
+            assert "fortnox-5" in till.customers
+
+        second = make(kind, tmp_path, bootstrap, prefix)  # the same data, a new process
+        async with running(second):
+
+            async def removed() -> bool:
+                return not ({"T-1", "3005"} & set(till.articles)) and (
+                    "fortnox-5" not in till.customers
+                )
+
+            await eventually(removed, 60, "the start-up full pass to remove what is gone")
+            assert "1001" in till.articles and "fortnox-1" in till.customers
     finally:
         await world.stop()
