@@ -68,7 +68,8 @@ _SERVERS: list[asyncio.Task[None]] = []
 
 
 async def _serve(app: Any, sock: socket.socket) -> uvicorn.Server:
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", date_header=False)
+    server = uvicorn.Server(config)
     _SERVERS.append(asyncio.create_task(server.serve(sockets=[sock])))
     while not server.started:
         await asyncio.sleep(0.02)

@@ -15,6 +15,15 @@ Unique barcodes
     first, then each upsert once its barcode is free in the till (an article about to give up
     that barcode is flushed along with it), and a swap of barcodes is broken by clearing one.
 
+What the till cannot take
+    Fortnox accepts values the till does not (a barcode with a space, a control character in a
+    description). Such an article is not sent: it is reported for that article
+    (``till_refuses_article``, naming the fields and values, and what to fix in Fortnox) and the
+    rest of the register goes on syncing. If the till already has the article, it keeps the last
+    version it took (and its barcode) until Fortnox has values the till can take again; then the
+    article is sent as usual. A record that could not be read at all (``fortnox.record.unreadable``)
+    is reported the same way and still counts as present in a full pass.
+
 Till edits
     Fortnox is master: an edit made in the till to a Fortnox article is overwritten at the next
     flush and reported (``till_edit_overwritten``).
@@ -47,6 +56,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 from reconcilers import passes, stock
 from reconcilers.context import Ctx
 from topics.commands import (
@@ -56,7 +67,7 @@ from topics.commands import (
     UpsertTillArticle,
     UpsertTillArticleData,
 )
-from topics.fortnox import FortnoxArticle, Observation, SyncCompletedData
+from topics.fortnox import FortnoxArticle, Observation, SyncCompletedData, UnreadableData
 from topics.outcomes import OutcomeData, OutcomeStatus
 from topics.settings import TenantSettings
 from topics.till import ArticleEditedData
@@ -100,7 +111,30 @@ def on_fortnox_article(ctx: Ctx, article: FortnoxArticle, observed: Observation)
     ctx.txn.put(FX, number, record)
     if changed:
         _evaluate(ctx, number)
-    stock.observe_fortnox(ctx, article, observed.seq)
+    if _till_takes_number(number):
+        stock.observe_fortnox(ctx, article, observed.seq)
+    else:
+        ctx.note("article.stock_not_synced", article=number, reason="number_refused_by_till")
+
+
+def on_unreadable(ctx: Ctx, data: UnreadableData) -> None:
+    """Fortnox has the article, but its record could not be read: the till keeps what it has,
+    the article is reported, and a full pass under way does not take it for missing."""
+    if not ctx.settings.articles.enabled:
+        return
+    passes.observed_unreadable(ctx, FX, RESOURCE, data.key, data.observed.sync_pass)
+    ctx.report(
+        f"article:{data.key}", {"kind": "fortnox_record_unreadable", "problem": data.problem}
+    )
+    ctx.note("article.unreadable", article=data.key, problem=data.problem)
+
+
+def _till_takes_number(number: str) -> bool:
+    try:
+        RemoveTillArticleData.model_validate({"article_number": number, "reason": "excluded"})
+    except ValidationError:
+        return False
+    return True
 
 
 def on_fortnox_deleted(ctx: Ctx, number: str) -> None:
@@ -221,17 +255,65 @@ def _desired(ctx: Ctx, number: str, want: dict[str, Any]) -> tuple[dict[str, Any
         if want.get("reason") != "excluded":
             ctx.note("article.excluded", article=number, marker=marker)
         return {"in_till": False, "reason": "excluded"}, None
-    target = TillArticle(
-        article_number=number,
-        description=article.description,
-        ean=article.ean,
-        price=_price(ctx, record, want),
-        vat=article.vat,
-        unit=article.unit,
-        stock_goods=article.stock_goods,
-        active=article.active,
-    ).model_dump(mode="json")
+    try:
+        target = TillArticle.model_validate(
+            {
+                "article_number": number,
+                "description": article.description,
+                "ean": article.ean,
+                "price": _price(ctx, record, want),
+                "vat": article.vat,
+                "unit": article.unit,
+                "stock_goods": article.stock_goods,
+                "active": article.active,
+            }
+        ).model_dump(mode="json")
+    except ValidationError as refused:
+        return _refused(ctx, number, article, want, refused)
     return {"in_till": True, "reason": "fortnox", "article": target}, article.ean
+
+
+#: What a shop can do about each field the till refuses.
+_FIX = {
+    "ean": "a barcode of letters and digits only (no spaces), at most 30 characters",
+    "description": "a description without control characters, at most 200 characters",
+    "unit": "a unit without control characters, at most 200 characters",
+    "article_number": "an article number of letters, digits and _ + / . - only",
+}
+
+
+def _refused(
+    ctx: Ctx,
+    number: str,
+    article: FortnoxArticle,
+    want: dict[str, Any],
+    refused: ValidationError,
+) -> tuple[dict[str, Any], str | None]:
+    """Fortnox has values the till cannot take: report them for this article; the till keeps
+    the version it has (with its barcode), or does not get the article yet."""
+    fields = sorted({str(e["loc"][0]) for e in refused.errors() if e["loc"]})
+    if want.get("reason") != "till_refuses" or want.get("fields") != fields:
+        values = article.model_dump(mode="json")
+        ctx.report(
+            f"article:{number}",
+            {
+                "kind": "till_refuses_article",
+                "fields": fields,
+                "values": {f: values.get(f, number) for f in fields},
+                "fix": "; ".join(f"{f}: {_FIX[f]}" for f in fields if f in _FIX),
+            },
+        )
+        ctx.note("article.till_refuses", article=number, fields=fields)
+    till = ctx.txn.get(TILL, number) or {}
+    sent = till.get("sent")
+    if sent is not None and not till.get("remove"):
+        return {
+            "in_till": True,
+            "reason": "till_refuses",
+            "fields": fields,
+            "keep": True,
+        }, sent.get("ean")
+    return {"in_till": False, "reason": "till_refuses", "fields": fields}, None
 
 
 def _evaluate(ctx: Ctx, number: str) -> None:

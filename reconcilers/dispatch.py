@@ -11,6 +11,7 @@ from reconcilers import (
     customers,
     invoices,
     ledger,
+    passes,
     payments,
     stock,
     submitted,
@@ -104,6 +105,25 @@ def _fx_sync_completed(ctx: Ctx, msg: Any) -> None:
         articles.on_sync_completed(ctx, data)
     else:
         customers.on_sync_completed(ctx, data)
+
+
+def _fx_unreadable(ctx: Ctx, msg: Any) -> None:
+    """A Fortnox record that could not be read: reported for that record, present in a pass."""
+    data: fx.UnreadableData = msg.data
+    if data.resource is fx.PolledResource.ARTICLES:
+        articles.on_unreadable(ctx, data)
+        return
+    if data.resource is fx.PolledResource.CUSTOMERS:
+        if not ctx.settings.customers.enabled:
+            return
+        passes.observed_unreadable(
+            ctx, customers.FX, customers.RESOURCE, data.key, data.observed.sync_pass
+        )
+        about = f"customer:fortnox-{data.key}"
+    else:
+        about = f"payment:{data.key}"
+    ctx.report(about, {"kind": "fortnox_record_unreadable", "problem": data.problem})
+    ctx.note("fortnox.record_unreadable", resource=data.resource.value, key=data.key)
 
 
 def _fx_stock_written(ctx: Ctx, msg: Any) -> None:
@@ -346,6 +366,7 @@ _HANDLERS: dict[str, Callable[[Ctx, Any], None]] = {
     fx.FortnoxPaymentDeleted.model_fields["type"].default: _fx_payment_deleted,
     fx.FortnoxMasterDataRefreshed.model_fields["type"].default: _fx_masterdata,
     fx.FortnoxVoucherChanged.model_fields["type"].default: _fx_voucher,
+    fx.FortnoxRecordUnreadable.model_fields["type"].default: _fx_unreadable,
     oc.Tick.model_fields["type"].default: _tick,
     oc.SettingsChanged.model_fields["type"].default: _settings_changed,
     oc.TenantPaused.model_fields["type"].default: _paused,

@@ -30,6 +30,17 @@ def observed(ctx: Ctx, resource: str, sync_pass: str | None) -> str | None:
     return None if current is None else str(current)
 
 
+def observed_unreadable(
+    ctx: Ctx, kind: str, resource: str, key: str, sync_pass: str | None
+) -> None:
+    """A record Fortnox has but Kassasync could not read: the entity is still present in
+    Fortnox, so a pass under way must not take it for missing."""
+    seen = observed(ctx, resource, sync_pass)
+    record = ctx.txn.get(kind, key)
+    if record is not None and record.get("seen") != seen:
+        ctx.txn.put(kind, key, {**record, "seen": seen})
+
+
 def current(ctx: Ctx, resource: str) -> str | None:
     value = (ctx.txn.get(KIND, resource) or {}).get("current")
     return None if value is None else str(value)

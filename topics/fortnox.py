@@ -10,16 +10,15 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 from enum import StrEnum
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from topics.common import (
     AccountNumber,
     ArticleNumber,
     CurrencyCode,
     CustomerNumber,
-    Ean,
     Ident,
     Money,
     Quantity,
@@ -29,6 +28,13 @@ from topics.common import (
 from topics.envelope import Envelope, Model, Source
 from topics.names import Topic
 from topics.till import CustomerFields
+
+#: Text as Fortnox keeps it: whatever Fortnox accepts (a space in a barcode, a control character
+#: in a description), bounded. Whether the till can take it is the reconcilers' decision, per
+#: record; a record is never refused on its way in for it.
+FortnoxText = Annotated[str, StringConstraints(max_length=1000)]
+#: A Fortnox record's key (article number) as Fortnox keeps it.
+FortnoxKey = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
 
 class FortnoxChange(Envelope):
@@ -74,13 +80,16 @@ class FortnoxCustomerDeleted(FortnoxChange):
 
 
 class FortnoxArticle(Model):
-    article_number: ArticleNumber
-    description: ShortText
-    ean: Ean | None = None
+    """An article as Fortnox has it. Text fields take what Fortnox accepts; the till's rules
+    (:class:`topics.commands.TillArticle`) are applied by the articles reconciler."""
+
+    article_number: FortnoxKey
+    description: FortnoxText
+    ean: FortnoxText | None = None
     active: bool = True
     stock_goods: bool = False
     quantity_in_stock: Quantity = Decimal(0)
-    unit: ShortText | None = None
+    unit: FortnoxText | None = None
     vat: VatRate | None = None
     #: Price from the tenant's chosen price list (null when the article has none there).
     price: Money | None = None
@@ -98,7 +107,7 @@ class FortnoxArticleChanged(FortnoxChange):
 
 
 class FortnoxArticleDeletedData(Model):
-    article_number: ArticleNumber
+    article_number: FortnoxKey
 
 
 class FortnoxArticleDeleted(FortnoxChange):
@@ -137,6 +146,27 @@ class FortnoxStockWritten(FortnoxChange):
 
     type: Literal["fortnox.stock.written"] = "fortnox.stock.written"
     data: StockWrittenData
+
+
+class PolledResource(StrEnum):
+    ARTICLES = "articles"
+    CUSTOMERS = "customers"
+    PAYMENTS = "payments"
+
+
+class UnreadableData(Model):
+    resource: PolledResource
+    key: Ident = Field(description="The record's key, control characters escaped.")
+    problem: ShortText = Field(description="What could not be read, in the shop's words.")
+    observed: Observation = Field(default_factory=Observation)
+
+
+class FortnoxRecordUnreadable(FortnoxChange):
+    """A Fortnox record Kassasync cannot turn into a change record: reported for that record;
+    it still counts as present in a full pass (it is not missing in Fortnox)."""
+
+    type: Literal["fortnox.record.unreadable"] = "fortnox.record.unreadable"
+    data: UnreadableData
 
 
 # --- payments --------------------------------------------------------------------------------

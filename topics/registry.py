@@ -39,6 +39,7 @@ FORTNOX_CHANGES: tuple[type[Envelope], ...] = (
     fortnox.FortnoxPaymentDeleted,
     fortnox.FortnoxMasterDataRefreshed,
     fortnox.FortnoxVoucherChanged,
+    fortnox.FortnoxRecordUnreadable,
 )
 FORTNOX_COMMANDS: tuple[type[Envelope], ...] = (
     commands.CreateFortnoxCustomer,

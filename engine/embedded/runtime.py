@@ -17,6 +17,7 @@ import structlog
 import uvicorn
 from fastapi import FastAPI
 
+from engine.clock import utcnow
 from engine.embedded.edge import Edge
 from engine.embedded.processor import BatchResult, Processor
 from engine.embedded.scheduler import TickScheduler
@@ -231,7 +232,7 @@ class EmbeddedEngine:
         sessions_at = 0.0
         while not stop.is_set():
             self._wakes_changed.clear()
-            now = dt.datetime.now(dt.UTC)
+            now = utcnow()
             self.scheduler.due(now)
             if loop.time() >= sessions_at:
                 await self._ensure_sessions(stop)
@@ -292,7 +293,7 @@ class EmbeddedEngine:
 def seconds_until(moment: dt.datetime) -> float:
     """Seconds of the event loop's clock until the business time ``moment`` (the same clock in
     production; a simulation that runs business time faster replaces this)."""
-    return (moment - dt.datetime.now(dt.UTC)).total_seconds()
+    return (moment - utcnow()).total_seconds()
 
 
 async def _first(stop: asyncio.Event, event: asyncio.Event, *, timeout: float) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 import structlog
+from pydantic import ValidationError
 
 from engine.clock import utcnow
 from engine.executors.fortnox import FortnoxSession
@@ -49,9 +50,26 @@ class DatabaseOffsets:
 
 
 def deletion(event: TopicEvent, tenant: str) -> Envelope | None:
-    """The deletion record for a ``*-deleted-v1`` event, or None for other events."""
+    """The deletion record for a ``*-deleted-v1`` event, or None for other events (and for an
+    entity id no record can carry: that deletion is left to the next full pass, never replayed
+    in a loop)."""
     if event.entity_id is None:
         return None
+    try:
+        return _deletion(event, tenant)
+    except ValidationError:
+        log.warning(
+            "fortnox.feed.deletion_unreadable",
+            tenant=tenant,
+            type=event.type,
+            offset=event.offset,
+            action="left_to_full_pass",
+        )
+        return None
+
+
+def _deletion(event: TopicEvent, tenant: str) -> Envelope | None:
+    assert event.entity_id is not None
     common = {"id": f"feed-{event.topic}-{event.offset}", "tenant": tenant, "occurred_at": utcnow()}
     if event.type == "article-deleted-v1":
         return fx.FortnoxArticleDeleted.model_validate(

@@ -35,6 +35,7 @@ from engine.fortnox.errors import (
     FortnoxUnavailable,
     LicenceOrScopeMissing,
     LoginExpired,
+    NotFound,
     UnknownOutcome,
     WarehouseModuleActive,
 )
@@ -50,6 +51,7 @@ from engine.fortnox.models import (
 )
 from engine.fortnox.paging import iterate_raw
 from engine.fortnox.polling import Change, LastModifiedPoller, PollCursor
+from engine.fortnox.resources.base import seg
 from engine.store.outbox import Pending
 from engine.tenants import TenantConfig
 from topics import commands as cm
@@ -135,21 +137,53 @@ def customer_fields(raw: dict[str, Any]) -> CustomerFields:
 def fortnox_article(
     raw: dict[str, Any], price_list: str, price: Decimal | None
 ) -> fx.FortnoxArticle:
-    quantity = raw.get("QuantityInStock")
+    """Fortnox's article as the change record: read with the tolerant model (``"1 234,5"``,
+    ``"25"``, blanks), text kept as Fortnox has it; the till's rules are the reconciler's."""
+    article = Article.model_validate(raw)
     return fx.FortnoxArticle.model_validate(
         {
-            "article_number": raw["ArticleNumber"],
-            "description": (raw.get("Description") or "")[:200],
-            "ean": _clean(raw.get("EAN")),
-            "active": raw.get("Active", True) not in (False, "false"),
-            "stock_goods": raw.get("StockGoods") in (True, "true"),
-            "quantity_in_stock": Decimal(str(quantity)) if _clean(quantity) is not None else 0,
-            "unit": _clean(raw.get("Unit")),
-            "vat": _clean(raw.get("VAT")),
+            "article_number": article.article_number or raw.get("ArticleNumber"),
+            "description": (article.description or "")[:1000],
+            "ean": article.ean,
+            "active": article.active is not False,
+            "stock_goods": article.stock_goods is True,
+            "quantity_in_stock": article.quantity_in_stock or 0,
+            "unit": article.unit,
+            "vat": article.vat,
             "price": None if price is None else Decimal(str(price)).quantize(Decimal("0.01")),
             "price_list": price_list,
         }
     )
+
+
+def fortnox_payment(number: str, raw: dict[str, Any]) -> fx.FortnoxPayment:
+    """Fortnox's invoice payment as the change record, read with the tolerant model."""
+    payment = InvoicePayment.model_validate(raw)
+    if payment.payment_date is None:
+        raise ValueError("the payment has no PaymentDate")
+    return fx.FortnoxPayment(
+        number=number,
+        invoice_number=payment.invoice_number or 0,
+        amount=_money(payment.amount) or Decimal("0.00"),
+        amount_currency=_money(payment.amount_currency),
+        currency=(payment.currency or "SEK").upper(),
+        currency_rate=_positive(payment.currency_rate),
+        currency_unit=_positive(payment.currency_unit),
+        payment_date=payment.payment_date,
+        booked=payment.booked is True,
+    )
+
+
+#: What turning one Fortnox record into a change record can raise (ValidationError is a
+#: ValueError; decimal's InvalidOperation an ArithmeticError): the record is then reported as
+#: unreadable, never an error of the poll.
+UNREADABLE = (ValueError, TypeError, KeyError, ArithmeticError)
+
+
+def printable_key(key: str) -> str:
+    """A record key fit for message ids and reports: control characters escaped, bounded."""
+    text = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in key)
+    return text[:100] or "?"
 
 
 def _fingerprint(obj: Any) -> str:
@@ -181,6 +215,11 @@ class FortnoxSession:
         #: (feed topic, entity) -> until when each expected echo of our own writes may come.
         self._echoes: dict[tuple[str, str], list[float]] = {}
         self._backoff = 1.0
+        #: Resources whose full pass of this session's life is done (the first poll of each is
+        #: one: the full pass runs at start-up, then every ``full_sync_seconds``).
+        self._passed: set[str] = set()
+        #: Whether delete-missing was on, per resource, when last looked at.
+        self._delete_missing: dict[str, bool] = {}
         #: Completed polls and master-data refreshes; a caller that wants fresh data waits for
         #: these to move.
         self.polls_done = 0
@@ -261,6 +300,7 @@ class FortnoxSession:
                 continue
             try:
                 worked = await self.drain(stop)
+                self._watch_delete_missing()
                 masterdata, resources = self._due(loop.time())
                 # Polls first: on a new tenant, the first pass over articles and customers is
                 # what the shop waits for; the bookkeeping master data is needed later.
@@ -289,6 +329,25 @@ class FortnoxSession:
                 await self._sleep(stop, self._backoff * (1 + random.random()))
                 self._backoff = min(self._backoff * 2, 60.0)
         log.info("fortnox.session.stopped", tenant=self.tenant)
+
+    def _watch_delete_missing(self) -> None:
+        """Delete-missing just turned on: a full pass now (it is what removes what Fortnox does
+        not have), not at the next one in up to six hours."""
+        settings = self.settings()
+        for resource, on in (
+            ("articles", settings.articles.delete_missing),
+            ("customers", settings.customers.delete_missing),
+        ):
+            if on and self._delete_missing.get(resource) is False:
+                self._passed.discard(resource)
+                self._requested.add(resource)
+                log.info(
+                    "fortnox.full_pass.requested",
+                    tenant=self.tenant,
+                    resource=resource,
+                    reason="delete_missing_turned_on",
+                )
+            self._delete_missing[resource] = on
 
     async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
         self.wakeup.clear()
@@ -521,12 +580,20 @@ class FortnoxSession:
     async def _poll_resource(self, resource: str, path: str, key: str, id_field: str) -> None:
         cursor, full_at = self._cursor(resource)
         started = utcnow()
-        full = resource != "payments" and (
-            cursor is None
+        # A full pass at start-up (the first poll of this session), then on its period; for
+        # every resource, payments included, as the safety net under the incremental polls.
+        full = (
+            resource not in self._passed
+            or cursor is None
             or full_at is None
             or started.timestamp() - full_at > self.timing.full_sync_seconds
         )
-        sync_pass = f"{resource}-{uuid.uuid4().hex[:12]}" if full else None
+        # Only articles and customers have deletions to prove: their passes are closed.
+        sync_pass = (
+            f"{resource}-{uuid.uuid4().hex[:12]}"
+            if full and resource in {r.value for r in fx.SyncedResource}
+            else None
+        )
         price_list = self.settings().articles.price_list
         poller = LastModifiedPoller(
             self.api.client,
@@ -545,7 +612,9 @@ class FortnoxSession:
         out: list[Envelope | Packed] = []
 
         async def convert(changes: list[Change[Any]]) -> None:
-            out.extend(map(pack, await self._changes(resource, changes, sync_pass, price_list)))
+            out.extend(
+                map(pack, await self._changes(resource, changes, sync_pass, price_list, full))
+            )
 
         batch = await poller.poll(None if full else cursor, on_changes=convert)
         published = len(out)
@@ -573,13 +642,16 @@ class FortnoxSession:
             out,
             cursor=CursorUpdate(self.tenant, resource, next_cursor.to_json(), full),
         )
-        if out:
+        if full:
+            self._passed.add(resource)
+        if out or full:
             log.info(
                 "fortnox.polled",
                 tenant=self.tenant,
                 resource=resource,
                 changes=published,
                 full_sync=full,
+                since=next_cursor.since.isoformat(),
             )
 
     async def _changes(
@@ -588,42 +660,90 @@ class FortnoxSession:
         changes: list[Change[Any]],
         sync_pass: str | None,
         price_list: str,
+        full: bool = False,
     ) -> list[Envelope]:
-        """The change records for one chunk of a poll."""
-        messages: list[tuple[str, dict[str, Any]]] = [(c.key, c.raw) for c in changes]
-        if resource == "articles":
-            # List items may be a subset of the article (real list views omit StockGoods,
-            # VAT, Unit): only then, fetch the changed article whole.
-            for index, (entity, raw) in enumerate(messages):
-                if "StockGoods" not in raw:
-                    whole = await self.api.client.get_json(f"/3/articles/{entity}")
-                    messages[index] = (entity, {**raw, **whole.get("Article", {})})
+        """The change records for one chunk of a poll: one per record, and a record that cannot
+        be read becomes ``fortnox.record.unreadable`` for that record (never an error of the
+        poll: the rest of the register goes on syncing)."""
+        messages: list[tuple[str, dict[str, Any], str | None]] = []
+        for change in changes:
+            raw = change.raw
+            if resource == "articles" and change.problem is None and "StockGoods" not in raw:
+                # List items may be a subset of the article (real list views omit StockGoods,
+                # VAT, Unit): only then, fetch the changed article whole.
+                try:
+                    whole = await self.api.client.get_json(f"/3/articles/{seg(change.key)}")
+                except NotFound:
+                    # Deleted since the list was read: its deletion is the feed's or the next
+                    # full pass's to notice.
+                    log.info("fortnox.poll.gone_meanwhile", tenant=self.tenant, key=change.key)
+                    continue
+                article = whole.get("Article")
+                raw = {**raw, **(article if isinstance(article, dict) else {})}
+            messages.append((change.key, raw, change.problem))
         prices: dict[str, Decimal | None] = {}
         if resource == "articles" and price_list != "A":
-            for entity, _raw in messages:
-                found = await self.api.prices.get_price(price_list, entity)
-                prices[entity] = None if found is None else found.price
+            for entity, _raw, problem in messages:
+                if problem is None:
+                    found = await self.api.prices.get_price(price_list, entity)
+                    prices[entity] = None if found is None else found.price
         first = self.edge.next_fx_seq(self.tenant, len(messages)) if messages else 0
         now = utcnow()
-        return [
-            self._change(resource, entity, raw, sync_pass, prices, first + i, now)
-            for i, (entity, raw) in enumerate(messages)
-        ]
+        out: list[Envelope] = []
+        for i, (entity, raw, problem) in enumerate(messages):
+            observed = fx.Observation(
+                via="full_sync" if full else "poll", sync_pass=sync_pass, seq=first + i
+            )
+            record: Envelope | None = None
+            if problem is None:
+                try:
+                    record = self._change(resource, entity, raw, observed, prices, now)
+                except UNREADABLE as failed:
+                    problem = _problem(failed)
+            if record is None:
+                record = self._unreadable(resource, entity, problem or "unreadable", observed, now)
+            out.append(record)
+        return out
+
+    def _unreadable(
+        self,
+        resource: str,
+        entity: str,
+        problem: str,
+        observed: fx.Observation,
+        now: dt.datetime,
+    ) -> Envelope:
+        key = printable_key(entity)
+        log.warning(
+            "fortnox.record.unreadable",
+            tenant=self.tenant,
+            resource=resource,
+            key=key,
+            problem=problem,
+            action="reported",
+        )
+        return fx.FortnoxRecordUnreadable(
+            id=f"fx-{resource}-unreadable-{observed.seq}",
+            tenant=self.tenant,
+            occurred_at=now,
+            data=fx.UnreadableData(
+                resource=fx.PolledResource(resource),
+                key=key,
+                problem=printable_key(problem)[:200],
+                observed=observed,
+            ),
+        )
 
     def _change(
         self,
         resource: str,
         entity: str,
         raw: dict[str, Any],
-        sync_pass: str | None,
+        observed: fx.Observation,
         prices: dict[str, Decimal | None],
-        seq: int,
         now: dt.datetime,
     ) -> Envelope:
-        observed = fx.Observation(
-            via="full_sync" if sync_pass else "poll", sync_pass=sync_pass, seq=seq
-        )
-        msg_id = f"fx-{resource}-{entity}-{seq}"
+        msg_id = f"fx-{resource}-{printable_key(entity)[:60]}-{observed.seq}"
         if resource == "articles":
             price_list = self.settings().articles.price_list
             price = prices[entity] if entity in prices else raw.get("SalesPrice")
@@ -649,17 +769,7 @@ class FortnoxSession:
             tenant=self.tenant,
             occurred_at=now,
             data=fx.FortnoxPaymentData(
-                payment=fx.FortnoxPayment(
-                    number=entity,
-                    invoice_number=int(raw.get("InvoiceNumber") or 0),
-                    amount=Decimal(str(raw.get("Amount") or 0)).quantize(Decimal("0.01")),
-                    amount_currency=_money(raw.get("AmountCurrency")),
-                    currency=raw.get("Currency") or "SEK",
-                    currency_rate=_positive(raw.get("CurrencyRate")),
-                    currency_unit=_positive(raw.get("CurrencyUnit")),
-                    payment_date=raw.get("PaymentDate"),
-                    booked=raw.get("Booked") in (True, "true"),
-                ),
+                payment=fortnox_payment(entity, raw),
                 observed=observed,
             ),
         )
@@ -759,6 +869,14 @@ async def start_session(
     )
     session = FortnoxSession(config.id, api, ports, settings, timing)
     return session, asyncio.create_task(session.run(stop))
+
+
+def _problem(failed: BaseException) -> str:
+    """What could not be read, in words (field names, not values)."""
+    if isinstance(failed, ValidationError):
+        fields = sorted({".".join(str(p) for p in e["loc"]) for e in failed.errors()})
+        return f"Fortnox's record has values Kassasync cannot read ({', '.join(fields)})"
+    return f"Fortnox's record could not be read ({type(failed).__name__})"
 
 
 def _money(value: Any) -> Decimal | None:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Self
 
 import httpx
@@ -334,6 +336,13 @@ class FortnoxClient:
         response = await self.request("GET", path, params=params, context=context)
         return self._json(response, path)
 
+    async def get_json_dated(
+        self, path: str, params: Params | None = None
+    ) -> tuple[dict[str, Any], datetime | None]:
+        """``get_json``, with Fortnox's own clock at the answer (its ``Date`` header)."""
+        response = await self.request("GET", path, params=params)
+        return self._json(response, path), server_time(response)
+
     async def send_json(
         self,
         method: str,
@@ -372,6 +381,23 @@ class FortnoxClient:
                 "Fortnox answered with JSON that is not an object", tenant=self.tenant, path=path
             )
         return data
+
+
+def server_time(response: httpx.Response) -> datetime | None:
+    """The server's clock when it answered (the HTTP ``Date`` header, aware UTC), or None.
+
+    Of several ``Date`` headers the last is taken: a server in front of the application may put
+    its own first."""
+    values = response.headers.get_list("date")
+    if not values:
+        return None
+    try:
+        moment = parsedate_to_datetime(values[-1])
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 _DEFAULT_LIMITERS = LimiterRegistry()

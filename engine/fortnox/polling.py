@@ -1,11 +1,19 @@
 """``lastmodified`` polling with an overlap window and exact de-duplication.
 
 Fortnox's ``lastmodified`` filter takes Swedish local wall-clock time at minute resolution
-(``YYYY-MM-DD HH:MM``; the timezone is undocumented, Stockholm is the belief). Clocks differ,
-minutes are truncated and a record saved while we were polling may carry a time just before our
-cursor, so each poll asks from ``cursor - overlap``. Records already seen are then dropped
-*exactly*: the cursor carries the (entity key -> content fingerprint) of every record the last
-poll returned, and a record is a change only if its fingerprint differs.
+(``YYYY-MM-DD HH:MM``; the timezone is undocumented, Stockholm is the belief). The cursor is
+Fortnox's own time: the ``Date`` header of its answer to the poll's first page (list items carry
+no modification time of their own). Our clock is never compared with Fortnox's, so an engine
+whose clock runs minutes ahead of or behind Fortnox loses nothing; only when Fortnox sends no
+``Date`` does the poll fall back to our clock (logged ``fortnox.poll.no_server_time``). Minutes
+are truncated and a record saved while we were polling may carry a time just before the cursor,
+so each poll asks from ``cursor - overlap``. Records already seen are then dropped *exactly*:
+the cursor carries the (entity key -> content fingerprint) of every record the last poll
+returned, and a record is a change only if its fingerprint differs.
+
+A record that the tolerant model cannot read either is not an error of the poll: it is handed
+over as a change with ``item`` None and the ``problem`` in words, so one odd record never stops
+the rest of the register.
 
 Flow::
 
@@ -27,9 +35,10 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 
+from engine.fortnox.errors import UnexpectedResponse
 from engine.fortnox.models import FortnoxModel
 from engine.fortnox.observability import log
-from engine.fortnox.paging import iterate_raw, parse_item
+from engine.fortnox.paging import ServedAt, iterate_raw, parse_item
 
 if TYPE_CHECKING:
     from engine.fortnox.client import FortnoxClient
@@ -88,9 +97,11 @@ class PollCursor(BaseModel):
 @dataclass
 class Change(Generic[M]):
     key: str
-    item: M
+    #: The record read with the tolerant model; None when even that failed (see ``problem``).
+    item: M | None
     raw: dict[str, Any]
     fingerprint: str
+    problem: str | None = None
 
 
 @dataclass
@@ -103,7 +114,7 @@ class PollBatch(Generic[M]):
 
     @property
     def items(self) -> list[M]:
-        return [c.item for c in self.changes]
+        return [c.item for c in self.changes if c.item is not None]
 
 
 class LastModifiedPoller(Generic[M]):
@@ -146,8 +157,11 @@ class LastModifiedPoller(Generic[M]):
 
         Every ``YIELD_EVERY`` items the event loop gets a turn: the pages read ahead are sent
         when the limiter lets them go, not when a page's worth of parsing is over (the limiter
-        counts from each actual send, so a late send would push every later one back)."""
+        counts from each actual send, so a late send would push every later one back).
+
+        The next cursor's ``since`` is Fortnox's clock at its answer to the first page."""
         started = self.clock()
+        served = ServedAt()
         query = dict(self.params)
         seen: Mapping[str, str] = {}
         if cursor is not None:
@@ -158,7 +172,7 @@ class LastModifiedPoller(Generic[M]):
         changes: list[Change[M]] = []
         returned: dict[str, str] = {}
         fetched = duplicates = handed = 0
-        async for raw in iterate_raw(self.client, self.path, self.key, query):
+        async for raw in iterate_raw(self.client, self.path, self.key, query, served=served):
             fetched += 1
             if fetched % YIELD_EVERY == 0:
                 await asyncio.sleep(0)
@@ -169,8 +183,20 @@ class LastModifiedPoller(Generic[M]):
                 returned[key] = digest
                 continue
             returned[key] = digest
-            item = parse_item(self.model, raw, self.client.tenant, self.path)
-            changes.append(Change(key=key, item=item, raw=raw, fingerprint=digest))
+            item: M | None = None
+            problem: str | None = None
+            try:
+                item = parse_item(self.model, raw, self.client.tenant, self.path)
+            except UnexpectedResponse as unreadable:
+                problem = unreadable.message
+                log.warning(
+                    "fortnox.poll.record_unreadable",
+                    tenant=self.client.tenant,
+                    resource=self.path,
+                    key=key,
+                    problem=problem,
+                )
+            changes.append(Change(key=key, item=item, raw=raw, fingerprint=digest, problem=problem))
             if on_changes is not None and len(changes) >= chunk:
                 handed += len(changes)
                 await on_changes(changes)
@@ -179,8 +205,17 @@ class LastModifiedPoller(Generic[M]):
             handed += len(changes)
             await on_changes(changes)
             changes = []
+        since = served.first
+        if since is None:
+            since = started
+            log.warning(
+                "fortnox.poll.no_server_time",
+                tenant=self.client.tenant,
+                resource=self.path,
+                action="cursor_from_own_clock",
+            )
         # Everything this poll returned may come back in the next one's overlap.
-        next_cursor = PollCursor(since=started, seen=returned)
+        next_cursor = PollCursor(since=since, seen=returned)
         log.info(
             "fortnox.poll",
             tenant=self.client.tenant,
@@ -189,6 +224,8 @@ class LastModifiedPoller(Generic[M]):
             fetched=fetched,
             changes=handed + len(changes),
             duplicates=duplicates,
+            since=since.isoformat(),
+            skew_seconds=round((started - since).total_seconds(), 1),
         )
         return PollBatch(
             changes=changes,

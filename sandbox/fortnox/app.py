@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from email.utils import formatdate
 
 from fastapi import FastAPI, Request, WebSocket
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox.fortnox import admin, auth
 from sandbox.fortnox import errors as E
@@ -43,6 +45,32 @@ API_ROUTERS = (
     sie.router,
     warehouse.router,
 )
+
+
+class BusinessDate:
+    """Every HTTP answer carries the sandbox's business clock as its ``Date`` header, as
+    Fortnox's carry Fortnox's clock: a client that takes its polling cursor from the server's
+    time sees the sandbox's time, however far it has been moved. (Serve the app with the
+    server's own ``Date`` header off, e.g. uvicorn's ``date_header=False``; if both are sent,
+    this one comes last.)"""
+
+    def __init__(self, app: ASGIApp, state: SandboxState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def dated(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                stamp = formatdate(self.state.clock.time(), usegmt=True).encode("latin-1")
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+                message = {**message, "headers": [*headers, (b"date", stamp)]}
+            await send(message)
+
+        await self.app(scope, receive, dated)
 
 
 def create_app(state: SandboxState | None = None) -> FastAPI:
@@ -84,4 +112,5 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
 
     routes = [route for router in API_ROUTERS for route in router.routes]
     app.add_middleware(FortnoxGateway, state=state, routes=routes)
+    app.add_middleware(BusinessDate, state=state)
     return app

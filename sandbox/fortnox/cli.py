@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         lifespan="off",
         timeout_graceful_shutdown=2,
+        date_header=False,  # the app's Date is the business clock (see app.BusinessDate)
     )
     server = uvicorn.Server(config)
     if threading.current_thread() is threading.main_thread():

@@ -9,8 +9,18 @@ from typing import Any, cast
 
 import pytest
 
-from engine.executors.fortnox import RESOURCES, FortnoxSession, SessionTiming
+from engine.executors.feed import deletion
+from engine.executors.fortnox import (
+    RESOURCES,
+    FortnoxSession,
+    SessionTiming,
+    fortnox_article,
+    fortnox_payment,
+    printable_key,
+)
+from engine.fortnox.topics_feed import TopicEvent
 from topics import commands as cm
+from topics import fortnox as fx
 from topics.settings import TenantSettings
 
 TIMING = SessionTiming(
@@ -148,3 +158,69 @@ async def test_a_poll_slower_than_its_period_still_leaves_the_period_free() -> N
     await asyncio.wait_for(s.run(stop), 5)
     gaps = [nxt[0] - prev[1] for prev, nxt in itertools.pairwise(polls)]
     assert len(gaps) == 3 and min(gaps) >= period - 0.005, gaps
+
+
+# --- what a poll reads: as lenient as Fortnox --------------------------------------------------
+
+
+def test_an_article_record_keeps_what_fortnox_accepts() -> None:
+    record = fortnox_article(
+        {
+            "ArticleNumber": "1001",
+            "Description": "Ring\x07klocka",
+            "EAN": "123 456",
+            "QuantityInStock": "1 234,50",
+            "VAT": "25",
+            "StockGoods": "true",
+            "Unit": "",
+        },
+        "A",
+        Decimal("12.5"),
+    )
+    assert (record.ean, record.description, record.unit) == ("123 456", "Ring\x07klocka", None)
+    assert record.quantity_in_stock == Decimal("1234.50") and record.stock_goods is True
+    assert record.price == Decimal("12.50")
+
+
+def test_a_payment_record_is_read_with_the_tolerant_model() -> None:
+    payment = fortnox_payment(
+        "7",
+        {
+            "InvoiceNumber": "12",
+            "Amount": "1 234,5",
+            "Currency": "eur",
+            "PaymentDate": "2026-11-02",
+        },
+    )
+    assert (payment.invoice_number, payment.amount, payment.currency) == (
+        12,
+        Decimal("1234.50"),
+        "EUR",
+    )
+    with pytest.raises(ValueError, match="PaymentDate"):
+        fortnox_payment("8", {"InvoiceNumber": 12, "Amount": 1})
+
+
+def test_a_record_key_is_made_printable_for_ids_and_reports() -> None:
+    assert printable_key("A\x07B") == "A\\x07B"
+    assert printable_key("") == "?"
+    assert len(printable_key("x" * 500)) == 100
+
+
+def test_a_feed_deletion_no_record_can_carry_is_left_to_the_full_pass() -> None:
+    def event(type_: str, entity: str) -> TopicEvent:
+        return TopicEvent(
+            topic="t",
+            offset="1",
+            type=type_,
+            tenant="shop",
+            fortnox_tenant_id=1,
+            entity_id=entity,
+            timestamp=None,
+            raw={},
+        )
+
+    gone = deletion(event("article-deleted-v1", "A 1"), "shop")
+    assert isinstance(gone, fx.FortnoxArticleDeleted) and gone.data.article_number == "A 1"
+    assert deletion(event("customer-deleted-v1", "K\x001"), "shop") is None
+    assert deletion(event("invoicepayment-deleted-v1", ""), "shop") is None

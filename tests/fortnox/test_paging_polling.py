@@ -2,15 +2,18 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from email.utils import format_datetime
 from typing import Any
 
 import httpx
 import pytest
 
 from engine.fortnox.errors import FortnoxError
-from engine.fortnox.models import Customer, InvoicePayment
+from engine.fortnox.models import Article, Customer, InvoicePayment
 from engine.fortnox.paging import iterate_raw, paginate
 from engine.fortnox.polling import (
+    STOCKHOLM,
     LastModifiedPoller,
     PollCursor,
     fingerprint,
@@ -210,3 +213,98 @@ async def test_payments_for_invoice_compare_exactly() -> None:
     client = make_client(fake, await seeded_store(fake, now=clock()), clock=clock)
     found = await InvoicePayments(client).for_invoice(12)
     assert [p.number for p in found] == ["1", "3"]
+
+
+async def test_the_cursor_is_fortnox_time_not_ours() -> None:
+    """Our clock 10 minutes ahead of Fortnox's: the cursor is the Date Fortnox answered with,
+    so the next poll asks from Fortnox's time minus the overlap and a payment Fortnox saves
+    a minute later is seen (with our clock as the cursor it would be asked for 8 minutes
+    after it was saved, and never seen)."""
+    clock = FakeClock()
+    fake = FakeFortnox()
+    fortnox_now = [datetime(2024, 3, 1, 12, 0, 30, tzinfo=UTC)]
+    db: dict[str, dict[str, Any]] = {"1": {"Number": "1", "InvoiceNumber": 10, "Amount": 100}}
+    modified = {"1": fortnox_now[0]}
+    queries: list[str | None] = []
+
+    def route(request: httpx.Request) -> httpx.Response:
+        asked = request.url.params.get("lastmodified")
+        queries.append(asked)
+        since = (
+            datetime.strptime(asked, "%Y-%m-%d %H:%M").replace(tzinfo=STOCKHOLM) if asked else None
+        )
+        items = [db[k] for k, at in modified.items() if since is None or at >= since]
+        date = format_datetime(fortnox_now[0], usegmt=True)
+        return httpx.Response(200, json={"InvoicePayments": items}, headers={"Date": date})
+
+    fake.routes[("GET", "/3/invoicepayments")] = route
+    client = make_client(fake, await seeded_store(fake, now=clock()), clock=clock)
+    ours = lambda: fortnox_now[0] + timedelta(minutes=10)  # noqa: E731
+    poller = LastModifiedPoller(
+        client,
+        "/3/invoicepayments",
+        "InvoicePayments",
+        InvoicePayment,
+        payment_key,
+        overlap=timedelta(minutes=2),
+        clock=ours,
+    )
+    first = await poller.poll(None)
+    assert first.next_cursor.since == datetime(2024, 3, 1, 12, 0, 30, tzinfo=UTC)
+
+    fortnox_now[0] += timedelta(minutes=1)
+    db["2"] = {"Number": "2", "InvoiceNumber": 11, "Amount": 50}
+    modified["2"] = fortnox_now[0]
+    second = await poller.poll(first.next_cursor)
+    assert queries[-1] == "2024-03-01 12:58"  # 13:00:30 Stockholm minus two minutes
+    assert [c.key for c in second.changes] == ["2"]
+    assert second.duplicates == 1  # payment 1 again, in the overlap: dropped exactly
+    assert second.next_cursor.since == datetime(2024, 3, 1, 12, 1, 30, tzinfo=UTC)
+
+
+async def test_without_a_date_header_the_cursor_falls_back_to_our_clock() -> None:
+    clock = FakeClock()
+    fake = FakeFortnox()
+    fake.routes[("GET", "/3/invoicepayments")] = lambda r: httpx.Response(
+        200, json={"InvoicePayments": []}
+    )
+    client = make_client(fake, await seeded_store(fake, now=clock()), clock=clock)
+    ours = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+    poller = LastModifiedPoller(
+        client,
+        "/3/invoicepayments",
+        "InvoicePayments",
+        InvoicePayment,
+        payment_key,
+        clock=lambda: ours,
+    )
+    assert (await poller.poll(None)).next_cursor.since == ours
+
+
+async def test_an_unreadable_record_is_handed_over_with_its_problem_and_the_rest_is_read() -> None:
+    """One record even the tolerant model cannot read does not fail the poll."""
+    clock = FakeClock()
+    fake = FakeFortnox()
+    items = [
+        {"ArticleNumber": "1", "EAN": "123 456", "Description": "Bell\x07"},
+        {"ArticleNumber": "2", "QuantityInStock": "many"},
+        {"ArticleNumber": "3", "QuantityInStock": "1 234,50"},
+    ]
+    fake.routes[("GET", "/3/articles")] = lambda r: httpx.Response(200, json={"Articles": items})
+    client = make_client(fake, await seeded_store(fake, now=clock()), clock=clock)
+    poller = LastModifiedPoller(
+        client, "/3/articles", "Articles", Article, lambda raw: str(raw.get("ArticleNumber"))
+    )
+    batch = await poller.poll(None)
+    assert [(c.key, c.problem is None) for c in batch.changes] == [
+        ("1", True),
+        ("2", False),
+        ("3", True),
+    ]
+    unreadable = batch.changes[1]
+    assert unreadable.item is None and "QuantityInStock" in (unreadable.problem or "")
+    assert [a.ean for a in batch.items] == ["123 456", None]
+    assert batch.items[1].quantity_in_stock == Decimal("1234.50")
+    # Seen once: the same unreadable content in the next poll's overlap is not handed over again.
+    again = await poller.poll(batch.next_cursor)
+    assert again.changes == [] and again.duplicates == 3

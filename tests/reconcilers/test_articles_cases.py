@@ -276,3 +276,65 @@ def test_a_disabled_article_flow_removes_nothing_at_a_pass() -> None:
     world.quiesce()
     assert set(world.till_articles) == {"A1"}
     assert not [c for c in world.emitted if isinstance(c, cm.RemoveTillArticle)]
+
+
+# --- what the till cannot take -----------------------------------------------------------------
+
+
+def test_an_article_the_till_cannot_take_is_reported_and_the_rest_is_sent() -> None:
+    world = world_with(art("A1", "E1"), art("A2", "123 456"), art("A3", "E3", "Ring\x07klocka"))
+    assert eans(world) == {"A1": "E1"}
+    assert report(world, "A2")["kind"] == "till_refuses_article"
+    assert report(world, "A2")["fields"] == ["ean"]
+    assert report(world, "A2")["values"] == {"ean": "123 456"}
+    assert report(world, "A3")["fields"] == ["description"]
+    want = world.state.get("art.want", "A2")
+    assert want is not None and want["in_till"] is False and want["reason"] == "till_refuses"
+    assert [n.fields["article"] for n in world.notes_named("article.till_refuses")] == ["A2", "A3"]
+
+
+def test_a_till_article_keeps_its_last_version_and_barcode_until_fortnox_is_fixed() -> None:
+    world = world_with(art("A1", "E1"))
+    world.fx_put_article(art("A1", "E 1", "Kaffe ny"))
+    world.fx_put_article(art("A4", "E1"))  # wants A1's old barcode, which the till still has
+    world.quiesce()
+    assert eans(world) == {"A1": "E1"}
+    assert world.till_articles["A1"]["description"] == "Kaffe"
+    assert report(world, "A1")["kind"] == "till_refuses_article"
+    assert report(world, "A4")["kind"] == "barcode_conflict"
+    # Fixed in Fortnox: sent as usual, and the barcode it gave up goes to the one waiting.
+    world.fx_put_article(art("A1", "E2", "Kaffe ny"))
+    world.quiesce()
+    assert eans(world) == {"A1": "E2", "A4": "E1"}
+    assert world.till_articles["A1"]["description"] == "Kaffe ny"
+    assert not world.barcode_violations
+
+
+def test_a_refused_article_is_reported_once_per_change() -> None:
+    world = world_with(art("A2", "123 456"))
+    world.fx_put_article(art("A2", "123 456", "Kaffe"), announce=True)
+    world.full_sync()
+    world.quiesce()
+    assert len(world.notes_named("article.till_refuses")) == 1
+
+
+def test_an_unreadable_record_is_reported_and_not_taken_for_missing_by_the_pass() -> None:
+    world = world_with(art("A1", "E1"), art("A2", "E2"), delete_missing=True)
+    world.fx_delete_article("A2", announce=False)  # only a pass can tell
+    world.send(
+        fx.FortnoxRecordUnreadable,
+        data={
+            "resource": "articles",
+            "key": "A1",
+            "problem": "Fortnox's record has values Kassasync cannot read (QuantityInStock)",
+            "observed": {"via": "full_sync", "seq": world.seq(), "sync_pass": "p-odd"},
+        },
+    )
+    world.send(
+        fx.FortnoxSyncCompleted,
+        data={"resource": "articles", "sync_pass": "p-odd", "count": 1},
+    )
+    world.quiesce()
+    assert eans(world) == {"A1": "E1"}, "A2 was not in the pass; A1 was, unreadable"
+    assert report(world, "A1")["kind"] == "fortnox_record_unreadable"
+    assert "QuantityInStock" in report(world, "A1")["problem"]

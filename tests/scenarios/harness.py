@@ -22,12 +22,13 @@ import uvicorn
 
 from engine.clock import utcnow
 from engine.embedded.runtime import EmbeddedEngine
-from engine.executors.fortnox import SessionTiming
+from engine.executors.fortnox import FortnoxSession, SessionTiming
 from engine.fortnox.api import FortnoxApi
 from engine.net import loopback_listener
 from engine.secrets import SecretBox, generate_key
 from engine.tenants import FortnoxConnection, TenantConfig, TillConnection
 from sandbox.fortnox.app import create_app as create_sandbox
+from sandbox.fortnox.clock import BusinessClock
 from sandbox.fortnox.seed import Seeded, seed_demo
 from sandbox.fortnox.state import SandboxState
 from sandbox.till import TillState
@@ -107,13 +108,15 @@ class ScenarioRuntime:
         poll_seconds: float = 0.5,
         feed: bool = True,
         wrap_sandbox: Callable[[Any], Any] | None = None,
+        fortnox_clock: BusinessClock | None = None,
     ) -> None:
+        """``fortnox_clock``: the sandbox's clock (e.g. started minutes behind the engine's)."""
         self.wrap_sandbox = wrap_sandbox
         self.data = data
         self.poll_seconds = poll_seconds
         self.feed = feed
         self.settings = TenantSettings.model_validate(merged(BASE_SETTINGS, settings or {}))
-        self.sandbox_state = SandboxState(rate_window_seconds=WINDOW)
+        self.sandbox_state = SandboxState(rate_window_seconds=WINDOW, clock=fortnox_clock)
         self.seeded: Seeded = seed_demo(self.sandbox_state, client_id="kassasync-test")
         self.fortnox_tenant = self.seeded.tenant.id
         self.till = TillState(tenant=TENANT, token="till-token")
@@ -124,7 +127,9 @@ class ScenarioRuntime:
 
     async def _serve(self, app: Any) -> str:
         sock = loopback_listener()
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        # No server Date: the sandbox's answers carry its business clock as their Date.
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", date_header=False)
+        server = uvicorn.Server(config)
         self._tasks.append(asyncio.create_task(server.serve(sockets=[sock])))
         while not server.started:
             await asyncio.sleep(0.01)
@@ -228,16 +233,45 @@ class EmbeddedRuntime(ScenarioRuntime):
         engine_sock = loopback_listener()
         port = engine_sock.getsockname()[1]
         engine_sock.close()
-        self.engine = EmbeddedEngine(
-            self.data, SecretBox(generate_key()), http_port=port, timing=FAST_TIMING
-        )
+        self.box = SecretBox(generate_key())
+        self.engine = EmbeddedEngine(self.data, self.box, http_port=port, timing=FAST_TIMING)
         key = self.engine.tenants.upsert(self.tenant_config())
         assert key is not None
         self.api_key = key
         self.engine_url = f"http://127.0.0.1:{port}"
-        self._tasks.append(asyncio.create_task(self.engine.run(self.stop)))
+        self._engine_task = asyncio.create_task(self.engine.run(self.stop))
+        self._tasks.append(self._engine_task)
         await self._wait_http(f"{self.engine_url}/healthz")
         return self
+
+    async def restart(self) -> None:
+        """Stop the engine and start a new one on the same data folder (the sandbox and the
+        till go on), as after a deploy."""
+        old, old_task = self.engine, self._engine_task
+        # The engine runs until self.stop (the servers stop by should_exit): a new stop for
+        # the new engine.
+        self.stop.set()
+        await asyncio.gather(old_task, return_exceptions=True)
+        self._tasks.remove(old_task)
+        old.db.close()
+        self.stop = asyncio.Event()
+        self.engine = EmbeddedEngine(
+            self.data, self.box, http_port=old.http_port, timing=FAST_TIMING
+        )
+        self._engine_task = asyncio.create_task(self.engine.run(self.stop))
+        self._tasks.append(self._engine_task)
+        await self._wait_http(f"{self.engine_url}/healthz")
+
+    @property
+    def session(self) -> FortnoxSession:
+        return self.engine.sessions[TENANT]
+
+    def full_passes(self) -> dict[str, float | None]:
+        """Resource -> when its last full pass was saved (the dashboard's last full pass)."""
+        rows = self.engine.db.conn.execute(
+            "SELECT resource, full_sync_at FROM fx_cursor WHERE tenant = ?", (TENANT,)
+        ).fetchall()
+        return {resource: at for resource, at in rows}
 
     async def __aexit__(self, *exc: object) -> None:
         await self._stop_world()

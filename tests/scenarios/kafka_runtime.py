@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from engine.executors.fortnox import FortnoxSession
 from engine.fortnox.api import FortnoxApi
 from engine.kafka.config import KafkaConfig
 from engine.kafka.ingest import EventProducer, create_app
@@ -52,7 +53,8 @@ class KafkaScenarioRuntime(ScenarioRuntime):
             data_dir=self.data / "kafka",
         )
         await asyncio.to_thread(init_topics, self.config)
-        self.worker = KafkaRuntime(self.config, SecretBox(generate_key()), timing=FAST_TIMING)
+        self.box = SecretBox(generate_key())
+        self.worker = KafkaRuntime(self.config, self.box, timing=FAST_TIMING)
         key = await asyncio.to_thread(self.worker.directory.upsert, self.tenant_config())
         assert key is not None
         self.api_key = key
@@ -68,9 +70,25 @@ class KafkaScenarioRuntime(ScenarioRuntime):
         self.events.close()
         self._consumer.close()
 
+    async def restart(self) -> None:
+        """Stop the worker and start a new one on the same topics and data, as after a deploy."""
+        await self.worker.stop()
+        self.worker = KafkaRuntime(self.config, self.box, timing=FAST_TIMING)
+        await self.worker.start()
+
     @property
     def api(self) -> FortnoxApi:
         return self.worker.sessions[TENANT].api
+
+    @property
+    def session(self) -> FortnoxSession:
+        return self.worker.sessions[TENANT]
+
+    def full_passes(self) -> dict[str, float | None]:
+        """Resource -> when its last full pass was saved (the dashboard's last full pass)."""
+        data = self.worker.mirror.tenants.get(TENANT)
+        cursors = [] if data is None else data.scan(CURSOR)
+        return {resource: cursor.get("full_sync_at") for resource, cursor in cursors}
 
     def publish(self, messages: list[Envelope]) -> None:
         self.worker.ports.publish(messages)
