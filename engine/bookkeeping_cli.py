@@ -97,9 +97,16 @@ def _import_sie(args: argparse.Namespace) -> int:
     if directory.get(args.tenant) is None:
         print(json.dumps({"error": f"unknown tenant {args.tenant}"}))
         return 2
-    result = import_file(Edge(db), args.tenant, Path(args.file))
-    print(json.dumps(result, default=str))
-    return 1 if result.get("errors") else 0
+    report = import_file(
+        Edge(db),
+        args.tenant,
+        Path(args.file),
+        ledger_range=args.ledger_range,
+        origin=args.origin,
+        dimensions=args.dimension,
+    )
+    print(json.dumps(report.to_dict(), ensure_ascii=False, default=str))
+    return 1 if report.errors else 0
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], data: str) -> None:
@@ -115,10 +122,31 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], data: str
     zr.set_defaults(func=_export_zreports)
 
     sie_import = sub.add_parser(
-        "import-sie", help="a till's daily SIE 4I file as vouchers (posted once, preflighted)"
+        "import-sie",
+        help="queue a till's daily SIE 4I file as vouchers; `kassasync run` posts them",
+        description="Check a SIE 4I transaction file and queue its vouchers for Fortnox. This "
+        "only queues: the running engine (kassasync run) posts them, each once, in date order. "
+        "A full ledger (4E), a type 1-3 file or anything else is refused, and so is the whole "
+        "file when one voucher is refused (each refusal names file, line, voucher and value). "
+        "See docs/sie.md.",
     )
     sie_import.add_argument("file")
     sie_import.add_argument("--tenant", required=True)
+    sie_import.add_argument(
+        "--ledger-range",
+        metavar="FROM:TO",
+        help="take the vouchers dated FROM to TO (YYYY-MM-DD) out of a full ledger (SIE 4E)",
+    )
+    sie_import.add_argument(
+        "--origin", help="the books the file comes from (default: its #PROGRAM and #ORGNR)"
+    )
+    sie_import.add_argument(
+        "--dimension",
+        action="append",
+        default=[],
+        metavar="N=costcenter|project",
+        help="book SIE dimension N as a Fortnox cost centre or project (1 and 6 are built in)",
+    )
     sie_import.add_argument("--data", default=data)
     sie_import.set_defaults(func=_import_sie)
 
