@@ -297,8 +297,10 @@ def import_file(
         return report
     report.encoding, report.sie_type = document.encoding, document.sie_type.value
     report.origin = origin or file_origin(document)
-    report.warnings = [
-        f"line {w.line}: {w.message}" for w in document.warnings if "encod" in w.message
+    report.warnings = [  # how the text was read; the file's other departures are in sie check
+        f"line {w.line}: {w.message}"
+        for w in document.warnings
+        if "encoded as" in w.message or "byte order mark" in w.message
     ]
     if document.errors:
         report.errors = [Refusal(path.name, e.line, e.message) for e in document.errors]
