@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +14,7 @@ from engine.embedded.edge import Edge
 from engine.store.db import Database
 from tests.sie.cli import kassasync, setup_tenant
 from topics.names import Topic
+from topics.till import VoucherSubmitted
 
 from .support import CORPUS_DIR
 
@@ -45,8 +47,11 @@ GOOD = voucher(
 )
 
 
+Shop = tuple[Path, dict[str, str]]
+
+
 @pytest.fixture
-def shop(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+def shop(tmp_path: Path) -> Shop:
     data = tmp_path / "data"
     return data, setup_tenant(data)
 
@@ -59,7 +64,7 @@ def queued(data: Path) -> int:
         db.close()
 
 
-def import_sie(shop: tuple[Path, dict[str, str]], path: Path, *extra: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+def import_sie(shop: Shop, path: Path, *extra: str) -> tuple[int, dict[str, Any]]:
     data, env = shop
     ran = kassasync(
         data, env, "import-sie", str(path), "--tenant", "shop", "--data", str(data), *extra
@@ -67,7 +72,7 @@ def import_sie(shop: tuple[Path, dict[str, str]], path: Path, *extra: str) -> tu
     return ran.code, ran.json()
 
 
-def test_a_full_ledger_is_refused_unless_a_date_range_is_named(shop, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_full_ledger_is_refused_unless_a_date_range_is_named(shop: Shop, tmp_path: Path) -> None:
     ledger = CORPUS_DIR / "transaktioner_ovnbolag.se"
     code, result = import_sie(shop, ledger)
     assert code == 1
@@ -78,7 +83,7 @@ def test_a_full_ledger_is_refused_unless_a_date_range_is_named(shop, tmp_path: P
     assert queued(shop[0]) == 0
 
 
-def test_type_1_to_3_files_are_refused(shop) -> None:  # type: ignore[no-untyped-def]
+def test_type_1_to_3_files_are_refused(shop: Shop) -> None:
     for name, kind in (("typ1.se", "1"), ("typ2.se", "2"), ("typ3.se", "3")):
         code, result = import_sie(shop, CORPUS_DIR / name)
         assert code == 1, name
@@ -88,7 +93,7 @@ def test_type_1_to_3_files_are_refused(shop) -> None:  # type: ignore[no-untyped
     assert queued(shop[0]) == 0
 
 
-def test_markdown_and_binary_input_are_one_error_each(shop, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_markdown_and_binary_input_are_one_error_each(shop: Shop, tmp_path: Path) -> None:
     markdown = tmp_path / "README.md"
     markdown.write_text("# Kassan\n\nSome *notes*.\n\n## Export\n\n- one\n- two\n" * 50)
     binary = tmp_path / "random.si"
@@ -107,8 +112,8 @@ def test_markdown_and_binary_input_are_one_error_each(shop, tmp_path: Path) -> N
 
 
 def test_a_missing_file_or_a_directory_is_one_json_error_not_a_traceback(
-    shop, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    shop: Shop, tmp_path: Path
+) -> None:
     for path, reason in ((tmp_path / "nope.si", "No such file"), (tmp_path, "Is a directory")):
         code, result = import_sie(shop, path)  # kassasync() asserts there is no traceback
         assert code == 1
@@ -116,7 +121,9 @@ def test_a_missing_file_or_a_directory_is_one_json_error_not_a_traceback(
         assert error["line"] == 0 and reason in error["message"]
 
 
-def test_refusals_name_file_line_voucher_and_the_value_as_written(shop, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_refusals_name_file_line_voucher_and_the_value_as_written(
+    shop: Shop, tmp_path: Path
+) -> None:
     odd_account = voucher("A", "3", DAY, "Fel konto", ["0351 {} 10.00", "1910 {} -10.00"])
     unbalanced = voucher("B", "7", DAY, "Obalans", ["1910 {} 10.00", "3001 {} -8.50"])
     path = sie_file(tmp_path / "bad.si", GOOD, odd_account, unbalanced)
@@ -141,7 +148,7 @@ def test_refusals_name_file_line_voucher_and_the_value_as_written(shop, tmp_path
     assert queued(shop[0]) == 0  # all or nothing: the good voucher waits for a good file
 
 
-def test_other_dimensions_are_refused_or_mapped_never_dropped(shop, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_other_dimensions_are_refused_or_mapped_never_dropped(shop: Shop, tmp_path: Path) -> None:
     tagged = voucher("A", "4", DAY, "Dim 7", ['3001 {7 "47"} -10.00', "1910 {} 10.00"])
     path = sie_file(tmp_path / "dim.si", tagged)
     code, result = import_sie(shop, path)
@@ -153,7 +160,9 @@ def test_other_dimensions_are_refused_or_mapped_never_dropped(shop, tmp_path: Pa
     assert (code, result["accepted"]) == (0, 1)
 
 
-def test_a_bom_in_front_of_cp437_is_read_as_cp437_with_a_warning(shop, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_bom_in_front_of_cp437_is_read_as_cp437_with_a_warning(
+    shop: Shop, tmp_path: Path
+) -> None:
     swedish = voucher("A", "5", DAY, "Försäljning på öl", ["1910 {} 10.00", "3001 {} -10.00"])
     path = tmp_path / "bom.si"
     path.write_bytes(b"\xef\xbb\xbf" + sie_file(tmp_path / "x.si", swedish).read_bytes())
@@ -167,10 +176,11 @@ def test_a_bom_in_front_of_cp437_is_read_as_cp437_with_a_warning(shop, tmp_path:
     finally:
         db.close()
     event = record.message()
-    assert event.data.description == "Försäljning på öl"  # type: ignore[attr-defined]
+    assert isinstance(event, VoucherSubmitted)
+    assert event.data.description == "Försäljning på öl"
 
 
-def test_a_text_with_a_replacement_character_is_never_sent(shop, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_text_with_a_replacement_character_is_never_sent(shop: Shop, tmp_path: Path) -> None:
     lost = voucher("A", "6", DAY, "F\ufffdrs\ufffdljning", ["1910 {} 10.00", "3001 {} -10.00"])
     code, result = import_sie(shop, sie_file(tmp_path / "lost.si", lost, encoding="utf-8"))
     assert code == 1
@@ -178,7 +188,7 @@ def test_a_text_with_a_replacement_character_is_never_sent(shop, tmp_path: Path)
     assert (error["line"], error["voucher"]) == (8, "A 6") and "U+FFFD" in error["message"]
 
 
-def test_vouchers_from_a_ledger_for_a_named_range(shop, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_vouchers_from_a_ledger_for_a_named_range(shop: Shop, tmp_path: Path) -> None:
     head = HEAD + "#RAR 0 {year}0101 {year}1231\n#IB 0 1910 1000.00\n"
     january = voucher("A", "1", f"{YEAR}0110", "Jan", ["1910 {} 10.00", "3001 {} -10.00"])
     march = voucher("A", "2", f"{YEAR}0310", "Mar", ["1910 {} 20.00", "3001 {} -20.00"])
@@ -190,7 +200,7 @@ def test_vouchers_from_a_ledger_for_a_named_range(shop, tmp_path: Path) -> None:
     assert "kassasync run" in result["note"]
 
 
-def test_import_sie_help_says_it_only_queues(shop) -> None:  # type: ignore[no-untyped-def]
+def test_import_sie_help_says_it_only_queues(shop: Shop) -> None:
     data, env = shop
     ran = kassasync(data, env, "import-sie", "--help")
     text = " ".join(ran.out.split())
