@@ -5,6 +5,7 @@ re-import books nothing and a corrected voucher with the same identity is refuse
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,7 +33,7 @@ async def test_each_source_voucher_is_booked_once_in_date_order_and_a_change_is_
         env = setup_tenant(data, sandbox.connection())
         path = sie_file(tmp_path / "bok.si", JUNE, JANUARY, MARCH)
 
-        def import_sie(file: Path) -> tuple[int, dict[str, object]]:
+        def import_sie(file: Path) -> tuple[int, dict[str, Any]]:
             ran = kassasync(
                 data, env, "import-sie", str(file), "--tenant", "shop", "--data", str(data)
             )
