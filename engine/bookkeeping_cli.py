@@ -14,7 +14,7 @@ from engine.clock import utcnow
 from engine.embedded.edge import Edge
 from engine.fortnox.tokens import SqliteTokenStore
 from engine.fortnox_factory import open_api
-from engine.ledger import export_sie, sync_vouchers
+from engine.ledger import NoSuchYear, export_sie, sync_vouchers
 from engine.ops import progress
 from engine.secrets import SecretBox
 from engine.sie_import import import_file
@@ -71,21 +71,34 @@ async def _ledger(args: argparse.Namespace) -> int:
     api = await open_api(config, SqliteTokenStore(Path(args.data) / "tokens.db", box))
     try:
         if args.action == "export":
-            years = await export_sie(api, Path(args.out), year=args.year, last_years=args.years)
+            try:
+                years = await export_sie(
+                    api, Path(args.out), year=args.year, last_years=args.years, checksum=args.ksumma
+                )
+            except NoSuchYear as missing:
+                print(json.dumps({"error": str(missing)}, ensure_ascii=False))
+                return 2
             for item in years:
-                print(json.dumps(asdict(item)))
+                print(json.dumps(asdict(item), ensure_ascii=False))
+            if not years:
+                print(json.dumps({"error": "Fortnox has no financial year that has started"}))
+                return 2
             return 0
         edge = Edge(db)
         with progress(None, f"ledger sync {args.tenant}") as bar:
-            result = await sync_vouchers(
-                api,
-                args.tenant,
-                edge.publish,
-                year=args.year,
-                last_years=args.years,
-                download_dir=Path(args.download) if args.download else None,
-                on_progress=bar.advance,
-            )
+            try:
+                result = await sync_vouchers(
+                    api,
+                    args.tenant,
+                    edge.publish,
+                    year=args.year,
+                    last_years=args.years,
+                    download_dir=Path(args.download) if args.download else None,
+                    on_progress=bar.advance,
+                )
+            except NoSuchYear as missing:
+                print(json.dumps({"error": str(missing)}, ensure_ascii=False))
+                return 2
         print(json.dumps(asdict(result) | {"downloaded": len(result.downloaded)}))
         return 0
     finally:
@@ -153,7 +166,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], data: str
     ledger = sub.add_parser("ledger", help="Fortnox's vouchers and general ledger to the till")
     ledger.add_argument("action", choices=["sync", "export"])
     ledger.add_argument("--tenant", required=True)
-    ledger.add_argument("--year", type=int, help="a calendar year inside the financial year")
+    ledger.add_argument(
+        "--year",
+        type=int,
+        help="the financial year containing YEAR-01-01, else the one starting in YEAR",
+    )
+    ledger.add_argument(
+        "--ksumma", action="store_true", help="export: end the file with a #KSUMMA checksum"
+    )
     ledger.add_argument("--years", type=int, default=2, help="how many recent years (default 2)")
     ledger.add_argument("--out", default="ledger", help="folder for export's SIE files")
     ledger.add_argument("--download", help="sync: also save attached documents in this folder")

@@ -54,6 +54,11 @@ def kassasync(data: Path, env: dict[str, str], *args: str) -> Ran:
     return Ran(done.returncode, done.stdout, done.stderr)
 
 
+async def kassasync_async(data: Path, env: dict[str, str], *args: str) -> Ran:
+    """:func:`kassasync` from a test whose event loop serves the sandbox the command talks to."""
+    return await asyncio.to_thread(kassasync, data, env, *args)
+
+
 def setup_tenant(
     data: Path, fortnox: FortnoxConnection | None = None, settings: dict[str, Any] | None = None
 ) -> dict[str, str]:
