@@ -9,13 +9,14 @@ import json
 import uuid
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from engine.clock import utcnow
 from engine.embedded.edge import Edge
 from engine.fortnox.tokens import SqliteTokenStore
 from engine.fortnox_factory import open_api
 from engine.ledger import NoSuchYear, export_sie, sync_vouchers
-from engine.ops import progress
+from engine.ops import SqliteOpsStore, progress
 from engine.secrets import SecretBox
 from engine.sie_import import import_file
 from engine.store.db import Database
@@ -48,18 +49,37 @@ def _export_zreports(args: argparse.Namespace) -> int:
             )
         ]
     )
-    print(
-        json.dumps(
-            {
-                "tenant": args.tenant,
-                "requested": "zreports",
-                "from": str(start),
-                "to": str(end),
-                "note": "only Z-reports not yet posted are posted",
-            }
+    config = directory.get(args.tenant)
+    first_day = None if config is None else config.settings.zreports.start_date
+    out: dict[str, object] = {
+        "tenant": args.tenant,
+        "requested": "zreports",
+        "from": str(start),
+        "to": str(end),
+        "note": "only Z-reports not yet posted are posted",
+    }
+    if first_day is not None and start < first_day:
+        last_skipped = min(end, first_day - dt.timedelta(days=1))
+        out["not_posted"] = (
+            f"{start}..{last_skipped} is before the Z-report start date {first_day}: Z-reports "
+            "of those days are not posted (they are booked some other way; move the start date "
+            "in the settings to post them)"
         )
-    )
+        out["skipped"] = [
+            {"key": key, "reason": record.get("reason", "before the start date")}
+            for key, record in SqliteOpsStore(db).records(
+                args.tenant, "zr", where={"status": ["before_start"]}
+            )
+            if start <= _record_day(record) <= end
+        ]
+    print(json.dumps(out, ensure_ascii=False))
     return 0
+
+
+def _record_day(record: dict[str, Any]) -> dt.date:
+    if "report" in record:
+        return dt.date.fromisoformat(record["report"]["business_date"])
+    return dt.date.fromisoformat(record["submitted"]["transaction_date"])
 
 
 async def _ledger(args: argparse.Namespace) -> int:

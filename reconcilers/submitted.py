@@ -79,7 +79,7 @@ def try_post(ctx: Ctx, key: str) -> None:
     # An import is an operator's explicit action, like a manual export: it posts whether or not
     # automatic posting is on, but never a day before the start date (booked some other way).
     if settings.start_date is not None and data.transaction_date < settings.start_date:
-        ctx.txn.put(zreports.KIND, key, {**record, "status": "before_start"})
+        zreports.skip_before_start(ctx, key, record, data.transaction_date, settings.start_date)
         return
     master = zreports.master_data(ctx)
     if master is None:

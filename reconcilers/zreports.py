@@ -76,7 +76,7 @@ def _try_post(ctx: Ctx, key: str, *, manual: bool) -> None:
         return
     if settings.start_date is not None and z.business_date < settings.start_date:
         # Also for a manual export: days before the start date are booked some other way.
-        _set(ctx, key, record, "before_start")
+        skip_before_start(ctx, key, record, z.business_date, settings.start_date)
         return
     master = master_data(ctx)
     if master is None:
@@ -125,6 +125,21 @@ def _order(record: dict[str, Any], key: str) -> tuple[dt.date, str, int, str]:
     number = data.get("source_number") or ""
     series = data.get("source_series") or ""
     return (_day(record), series, int(number) if number.isdigit() else -1, key)
+
+
+def skip_before_start(
+    ctx: Ctx, key: str, record: dict[str, Any], day: dt.date, start: dt.date
+) -> None:
+    """Not posted, and said so: the record keeps the reason, and the dashboard's reports show
+    it the first time (not again on every retry)."""
+    reason = (
+        f"dated {day}, before the Z-report start date {start}: not posted (days before the "
+        "start date are booked some other way; move the start date to post it)"
+    )
+    if record["status"] != "before_start":
+        ctx.note("zreport.skipped_before_start", key=key, day=str(day), start=str(start))
+        ctx.report(f"zreport:{key}", {"kind": "skipped_before_start", "message": reason})
+    _set(ctx, key, record, "before_start", reason=reason)
 
 
 def _set(ctx: Ctx, key: str, record: dict[str, Any], status: str, **extra: Any) -> None:

@@ -4,12 +4,14 @@ sandbox the engine posts to."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,8 @@ from sandbox.fortnox.state import SandboxState
 from tests.procs import terminate
 from tests.scenarios.harness import BASE_SETTINGS, TENANT, WINDOW, merged
 from topics.settings import TenantSettings
+
+ADMIN_TOKEN = "sie-cli-test-admin-token-0123456789"
 
 
 @dataclass(frozen=True)
@@ -62,10 +66,11 @@ async def kassasync_async(data: Path, env: dict[str, str], *args: str) -> Ran:
 def setup_tenant(
     data: Path, fortnox: FortnoxConnection | None = None, settings: dict[str, Any] | None = None
 ) -> dict[str, str]:
-    """A data folder with tenant ``shop``; returns the environment the commands need."""
+    """A data folder with tenant ``shop``; returns the environment the commands need (with the
+    tenant's ingest key as ``SIE_TEST_INGEST_KEY``)."""
     key = generate_key()
     directory = TenantDirectory(Database(data / "kassasync.db"), SecretBox(key))
-    directory.upsert(
+    ingest_key = directory.upsert(
         TenantConfig(
             id=TENANT,
             settings=TenantSettings.model_validate(merged(BASE_SETTINGS, settings or {})),
@@ -76,7 +81,8 @@ def setup_tenant(
     return {
         **os.environ,
         "KASSASYNC_SECRET_KEY": key,
-        "KASSASYNC_ADMIN_TOKEN": "sie-cli-test-admin-token-0123456789",
+        "KASSASYNC_ADMIN_TOKEN": ADMIN_TOKEN,
+        "SIE_TEST_INGEST_KEY": ingest_key or "",
     }
 
 
@@ -139,12 +145,11 @@ class Sandbox:
         return sorted(found, key=lambda v: (v["VoucherSeries"], int(v["VoucherNumber"])))
 
 
-async def run_engine(
-    data: Path, env: dict[str, str], sandbox: Sandbox, expect: int, *, timeout: float = 60
-) -> list[dict[str, Any]]:
-    """``kassasync run`` until ``expect`` imported vouchers are in the sandbox and the engine
-    has been quiet a moment; then SIGTERM. Returns the imported vouchers."""
+@contextlib.asynccontextmanager
+async def engine(data: Path, env: dict[str, str]) -> AsyncIterator[str]:
+    """``kassasync run`` as a child process; yields its base URL; SIGTERM at the end."""
     log = (data / "engine.log").open("ab")
+    port = _free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -156,22 +161,41 @@ async def run_engine(
             "--data",
             str(data),
             "--http-port",
-            str(_free_port()),
+            str(port),
         ],
         env=env,
         stdout=log,
         stderr=log,
     )
+    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        found = await sandbox.imported()
-        while len(found) < expect and time.monotonic() < deadline:
-            assert proc.poll() is None, f"the engine exited: see {log.name}"
-            await asyncio.sleep(0.5)
-            found = await sandbox.imported()
-        await asyncio.sleep(3)  # anything more it would post (it must not) has time to arrive
-        return await sandbox.imported()
+        async with httpx.AsyncClient() as http:
+            deadline = time.monotonic() + 60
+            while True:
+                assert proc.poll() is None, f"the engine exited: see {log.name}"
+                assert time.monotonic() < deadline, f"the engine did not listen: see {log.name}"
+                try:
+                    await http.get(f"{url}/metrics")
+                    break
+                except httpx.HTTPError:
+                    await asyncio.sleep(0.2)
+        yield url
     finally:
         killed = await terminate(proc, timeout=20)
         log.close()
         assert not killed, "the engine ignored SIGTERM"
+
+
+async def run_engine(
+    data: Path, env: dict[str, str], sandbox: Sandbox, expect: int, *, timeout: float = 60
+) -> list[dict[str, Any]]:
+    """``kassasync run`` until ``expect`` imported vouchers are in the sandbox and the engine
+    has been quiet a moment; then SIGTERM. Returns the imported vouchers."""
+    async with engine(data, env):
+        deadline = time.monotonic() + timeout
+        found = await sandbox.imported()
+        while len(found) < expect and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            found = await sandbox.imported()
+        await asyncio.sleep(3)  # anything more it would post (it must not) has time to arrive
+        return await sandbox.imported()
