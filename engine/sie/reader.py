@@ -49,6 +49,18 @@ MAX_PROBLEMS: Final = 1000
 MAX_LINE: Final = 100_000
 """A longer line is reported and skipped; it is never held in memory whole."""
 
+# The common #TRANS row: account digits, an object list of dimension/object pairs without
+# escapes, an amount with at most two decimals, then optionally a date and a plain quoted text.
+_FAST_TRANS_RE: Final = re.compile(
+    r'#TRANS[ \t]++([0-9]++)[ \t]++\{([^{}"\\]*+(?:"[^"\\]*+"[^{}"\\]*+)*+)\}[ \t]++'
+    r'(-?[0-9]++(?:\.[0-9]{1,2})?+)(?:[ \t]++([0-9]{8})(?:[ \t]++"([^"\\]*+)")?+)?+'
+)
+_FAST_OBJECTS_RE: Final = re.compile(
+    r'(?:[ \t]*+[0-9]++[ \t]++(?:"[^"\\]*+"|[^ \t"{}]++))*+[ \t]*+'
+)
+_FAST_OBJECT_RE: Final = re.compile(r'([0-9]++)[ \t]++(?:"([^"\\]*+)"|([^ \t"{}]++))')
+_FAST_CACHE: Final = 4096
+
 NOT_SIE: Final = "no SIE records found: this is not a SIE file"
 
 _INT_RE: Final = re.compile(r"[+-]?[0-9]+")
@@ -133,6 +145,8 @@ class _Reader:
         self.odd_accounts: set[str] = set()
         self.record_count = 0
         self.known_count = 0
+        self._fast_objects: dict[str, tuple[ObjectRef, ...]] = {}
+        self._fast_dates: dict[str, dt.date] = {}
         self.on_voucher = on_voucher
         self.voucher_count = 0
         self.first_label: str | None = None
@@ -226,6 +240,8 @@ class _Reader:
         if first != "#":
             self.error("line does not start with a '#' label, '{' or '}'; ignored")
             return
+        if stripped.startswith("#TRANS") and self._fast_trans(stripped):
+            return
         tokens = tokenize(stripped)
         fields = tokens.fields
         raw_label = fields[0]
@@ -255,6 +271,65 @@ class _Reader:
             self.error(f"{label}: {exc}")
         except Exception as exc:  # defensive: a reader bug must not lose the whole file
             self.error(f"{label}: internal error while reading the record: {exc!r}")
+
+    def _fast_trans(self, stripped: str) -> bool:
+        """The common ``#TRANS`` row (plain account, simple object list, amount with at most two
+        decimals, optional valid date and plain quoted text) read in one match; anything else
+        (and any row while a checksum is being computed) goes the general way. Same result."""
+        voucher = self.voucher
+        if (
+            voucher is None
+            or not voucher.in_block
+            or voucher.pending_rtrans is not None
+            or self.crc is not None
+        ):
+            return False
+        match = _FAST_TRANS_RE.fullmatch(stripped)
+        if match is None:
+            return False
+        account, body, amount, day, text = match.groups()
+        objects = self._fast_objects.get(body)
+        if objects is None:
+            if _FAST_OBJECTS_RE.fullmatch(body) is None:
+                return False
+            objects = tuple(
+                ObjectRef(int(dim), quoted if quoted is not None else bare)
+                for dim, quoted, bare in _FAST_OBJECT_RE.findall(body)
+            )
+            if len(self._fast_objects) < _FAST_CACHE:
+                self._fast_objects[body] = objects
+        trans_date: dt.date | None = None
+        if day is not None:
+            trans_date = self._fast_dates.get(day)
+            if trans_date is None:
+                try:
+                    trans_date = dt.date(int(day[:4]), int(day[4:6]), int(day[6:]))
+                except ValueError:
+                    return False
+                if len(self._fast_dates) < _FAST_CACHE:
+                    self._fast_dates[day] = trans_date
+        self.label = "#TRANS"
+        self.record_count += 1
+        self.known_count += 1
+        if self.first_label is None:
+            self.first_label = "#TRANS"
+        if "#TRANS" not in self.seen:
+            self.seen["#TRANS"] = self.line
+        if voucher.head is not None:
+            voucher.rows.append(
+                VoucherRow(
+                    account,
+                    Decimal(amount),
+                    RowKind.TRANS,
+                    objects,
+                    trans_date,
+                    text or "",
+                    None,
+                    "",
+                    self.line,
+                )
+            )
+        return True
 
     def _record(self, label: str, raw_label: str, args: list[Field]) -> None:
         voucher = self.voucher
@@ -663,7 +738,17 @@ class _Reader:
             self.warn(f"#RTRANS on line {line} is not followed by its #TRANS", line)
         if draft.head is None:
             return
-        voucher = replace(draft.head, rows=tuple(draft.rows))
+        head = draft.head  # built anew, not dataclasses.replace: this runs once per voucher
+        voucher = Voucher(
+            head.date,
+            head.series,
+            head.number,
+            head.text,
+            head.reg_date,
+            head.sign,
+            tuple(draft.rows),
+            head.line,
+        )
         self.voucher_count += 1
         if self.on_voucher is None:
             self.vouchers.append(voucher)
