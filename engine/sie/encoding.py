@@ -72,7 +72,7 @@ def _count_bytes(data: bytes, values: frozenset[int]) -> int:
     return sum(data.count(bytes((value,))) for value in values)
 
 
-CHUNK: Final = 1 << 20
+CHUNK: Final = 1 << 18
 """Files are detected and decoded in pieces of this many bytes."""
 
 _SNIFF: Final = 1 << 16
