@@ -177,8 +177,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], data: str
         "--dimension",
         action="append",
         default=[],
-        metavar="N=costcenter|project",
-        help="book SIE dimension N as a Fortnox cost centre or project (1 and 6 are built in)",
+        metavar="N=costcenter",
+        help="book SIE dimension N as a Fortnox cost centre (dimension 1 is); other dimensions "
+        "on a row are refused",
     )
     sie_import.add_argument("--data", default=data)
     sie_import.set_defaults(func=_import_sie)

@@ -47,7 +47,6 @@ from topics.till import SubmittedRow, VoucherSubmitted, VoucherSubmittedData
 log = structlog.get_logger("kassasync.sie_import")
 
 COST_CENTER_DIMENSION: Final = 1
-PROJECT_DIMENSION: Final = 6
 MAX_VOUCHERS: Final = 20_000
 """More vouchers than this in one file is not a till's daily file: refused, read no further."""
 
@@ -197,35 +196,39 @@ def _rows(
             refuse(row.line, "amount has more than 2 decimals", voucher, str(row.amount))
             ok = False
         _check_text(refuse, row.line, voucher, "row text", row.text)
-        cost_center = project = None
+        cost_center: str | None = None
         for ref in row.objects:
-            target = dimensions.get(ref.dimension)
-            if target is None:
+            if dimensions.get(ref.dimension) != "costcenter":
                 refuse(
                     row.line,
-                    f"dimension {ref.dimension} has no place in Fortnox (cost centre is 1, "
-                    "project 6): map it with --dimension "
-                    f"{ref.dimension}=costcenter|project or remove it in the till",
+                    f"dimension {ref.dimension} has no place in Fortnox here: cost centres are "
+                    "dimension 1 (projects, dimension 6, are not imported yet); book it as a "
+                    f"cost centre with --dimension {ref.dimension}=costcenter or remove it in "
+                    "the till",
                     voucher,
                     shown(ref.number),
                 )
                 ok = False
-                continue
-            if not ref.number or len(ref.number) > _IDENT or _CONTROL_RE.search(ref.number):
+            elif not ref.number or len(ref.number) > _IDENT or _CONTROL_RE.search(ref.number):
                 refuse(row.line, f"object of dimension {ref.dimension}", voucher, shown(ref.number))
                 ok = False
-                continue
-            if target == "costcenter":
-                cost_center = ref.number
+            elif cost_center is not None and cost_center != ref.number:
+                refuse(
+                    row.line,
+                    f"two cost centres on one row ({cost_center} and dimension "
+                    f"{ref.dimension}'s): Fortnox takes one",
+                    voucher,
+                    shown(ref.number),
+                )
+                ok = False
             else:
-                project = ref.number
+                cost_center = ref.number
         if ok and row.amount:
             rows.append(
                 SubmittedRow(
                     account=int(row.account),
                     amount=row.amount,
                     cost_center=cost_center,
-                    project=project,
                     text=_clean(row.text, _SHORT) or None,
                 )
             )
@@ -256,12 +259,13 @@ def _date_range(text: str) -> tuple[dt.date, dt.date]:
 
 
 def parse_dimensions(specs: list[str]) -> dict[int, str]:
-    """``--dimension 7=costcenter`` settings on top of SIE's own 1 (cost centre), 6 (project)."""
-    mapping = {COST_CENTER_DIMENSION: "costcenter", PROJECT_DIMENSION: "project"}
+    """``--dimension 7=costcenter`` settings on top of SIE's own 1 (cost centre). Any other
+    dimension on a row is refused, never dropped."""
+    mapping = {COST_CENTER_DIMENSION: "costcenter"}
     for spec in specs:
         number, sep, target = spec.partition("=")
-        if not sep or not number.isdigit() or target not in ("costcenter", "project"):
-            raise ValueError(f"--dimension {spec!r}: write NUMBER=costcenter or NUMBER=project")
+        if not sep or not number.isdigit() or target != "costcenter":
+            raise ValueError(f"--dimension {spec!r}: write NUMBER=costcenter")
         mapping[int(number)] = target
     return mapping
 

@@ -240,7 +240,6 @@ class SubmittedRow(Model):
     account: int = Field(ge=1000, le=9999)
     amount: Money = Field(description="Signed: debit positive, credit negative.")
     cost_center: Ident | None = None
-    project: Ident | None = Field(default=None, description="SIE dimension 6: a Fortnox project.")
     text: ShortText | None = None
 
 

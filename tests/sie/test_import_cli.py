@@ -155,9 +155,17 @@ def test_other_dimensions_are_refused_or_mapped_never_dropped(shop: Shop, tmp_pa
     assert code == 1
     [error] = result["errors"]
     assert (error["line"], error["voucher"], error["value"]) == (10, "A 4", "'47'")
-    assert "dimension 7" in error["message"] and "--dimension 7=" in error["message"]
+    assert "dimension 7" in error["message"] and "--dimension 7=costcenter" in error["message"]
     code, result = import_sie(shop, path, "--dimension", "7=costcenter")
     assert (code, result["accepted"]) == (0, 1)
+    # A project (dimension 6) is not imported yet: refused, not dropped.
+    project = voucher("A", "5", DAY, "Projekt", ['3001 {1 "100" 6 "P1"} -10.00', "1910 {} 10.00"])
+    code, result = import_sie(shop, sie_file(tmp_path / "projekt.si", project))
+    assert code == 1
+    [error] = result["errors"]
+    assert (error["voucher"], error["value"]) == ("A 5", "'P1'") and "dimension 6" in error[
+        "message"
+    ]
 
 
 def test_a_bom_in_front_of_cp437_is_read_as_cp437_with_a_warning(
