@@ -293,8 +293,8 @@ class _Reader:
             if _FAST_OBJECTS_RE.fullmatch(body) is None:
                 return False
             objects = tuple(
-                ObjectRef(int(dim), quoted if quoted is not None else bare)
-                for dim, quoted, bare in _FAST_OBJECT_RE.findall(body)
+                ObjectRef(int(m[1]), m[2] if m[2] is not None else m[3])
+                for m in _FAST_OBJECT_RE.finditer(body)
             )
             if len(self._fast_objects) < _FAST_CACHE:
                 self._fast_objects[body] = objects

@@ -101,3 +101,49 @@ def test_a_streamed_read_holds_memory_independent_of_the_number_of_vouchers(
     assert (small_seen, big_seen) == (60_000, 240_000)
     assert small_peak < small.stat().st_size
     assert big_peak < 1.25 * small_peak  # four times the file, not more memory
+
+
+def test_the_fast_row_path_reads_as_the_general_one() -> None:
+    """Every corpus file read as written (common rows take the one-match path) and with its
+    row labels in lower case (the general path: labels are case-insensitive) gives the same
+    vouchers, rows, errors and warnings."""
+    from .support import CORPUS_DIR
+
+    compared = 0
+    for path in sorted(CORPUS_DIR.iterdir()):
+        if path.suffix.lower() not in (".se", ".si"):
+            continue
+        data = path.read_bytes()
+        if b"#TRANS " not in data:
+            continue
+        fast = read_sie(data)
+        general = read_sie(data.replace(b"#TRANS ", b"#trans "))
+        assert fast.vouchers == general.vouchers, path.name
+        assert [r.line for v in fast.vouchers for r in v.rows] == [
+            r.line for v in general.vouchers for r in v.rows
+        ]
+        assert fast.errors == general.errors and fast.warnings == general.warnings, path.name
+        compared += sum(len(v.rows) for v in fast.vouchers)
+    assert compared > 5000
+
+
+def test_the_fast_row_path_on_every_object_list_form() -> None:
+    rows = [
+        '#TRANS 3001 {1 100 6 "P 1"} -10.00 20250101 "Text"',
+        '#TRANS 3001 {1\t""} 10.00',
+        '#TRANS 3001 {"1" "456" "7" "47"} 1.5 20250101',
+        '#TRANS 3001 { } -1.50 20250101 ""',
+        '#TRANS 3001 {1 "a}b"} 0 20250101 "x"',
+        '#TRANS 3001 {1 "a\\"b"} 0 20250101 "x"',
+        "#TRANS 3001 {1 2 3} 0",
+        "#TRANS 3001 {} 0 20250230",
+        '#TRANS 0351 {} 00.10 20250101 "Café"',
+    ]
+    text = "#FLAGGA 0\n#SIETYP 4\n#VER A 1 20250101\n{\n" + "\n".join(rows) + "\n}\n"
+    fast = read_sie(text.encode("cp437"))
+    general = read_sie(text.replace("#TRANS ", "#trans ").encode("cp437"))
+    assert fast.vouchers == general.vouchers
+    assert fast.errors == general.errors and fast.warnings == general.warnings
+    [voucher] = fast.vouchers
+    assert voucher.rows[0].objects[1].number == "P 1"
+    assert voucher.rows[1].objects[0].number == ""
