@@ -86,6 +86,12 @@ def _initial_sync(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
+def _sie_read(args: argparse.Namespace) -> dict[str, Any]:
+    from bench import sie_read
+
+    return sie_read.run(5.0 if args.quick else 50.0, rounds=1 if args.quick else 3)
+
+
 KAFKA_REASON = "not measured: the Kafka broker or worker did not start on this machine"
 
 BENCHES: dict[str, Bench] = {
@@ -95,6 +101,7 @@ BENCHES: dict[str, Bench] = {
     "latency": _latency,
     "scale": _scale,
     "initial_sync": _initial_sync,
+    "sie_read": _sie_read,
 }
 
 #: (key, target text, check) for the table and the ``targets`` section.
@@ -122,6 +129,8 @@ TARGETS: list[tuple[str, str, Callable[[dict[str, Any]], bool | None]]] = [
         lambda r: _le(r.get("per_event_cost_ratio_1000_vs_10"), 1.2),
     ),
     ("initial_sync_vs_bound", "<= 1.1", lambda r: _le(r.get("initial_sync_vs_bound"), 1.1)),
+    ("sie_read_vs_stdlib_ratio", ">= 1.0", lambda r: _ge(r.get("sie_read_vs_stdlib_ratio"), 1.0)),
+    ("sie_read_memory_ratio", "<= 4.0", lambda r: _le(r.get("sie_read_memory_ratio"), 4.0)),
 ]
 
 HEADLINE = [
@@ -138,6 +147,9 @@ HEADLINE = [
     "rss_mb_1000_tenants",
     "per_event_cost_ratio_1000_vs_10",
     "initial_sync_vs_bound",
+    "sie_read_vs_stdlib_ratio",
+    "sie_read_memory_ratio",
+    "sie_document_vs_stdlib_kept_ratio",
 ]
 
 

@@ -9,13 +9,14 @@ import json
 import uuid
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from engine.clock import utcnow
 from engine.embedded.edge import Edge
 from engine.fortnox.tokens import SqliteTokenStore
 from engine.fortnox_factory import open_api
-from engine.ledger import export_sie, sync_vouchers
-from engine.ops import progress
+from engine.ledger import NoSuchYear, export_sie, sync_vouchers
+from engine.ops import SqliteOpsStore, progress
 from engine.secrets import SecretBox
 from engine.sie_import import import_file
 from engine.store.db import Database
@@ -48,18 +49,37 @@ def _export_zreports(args: argparse.Namespace) -> int:
             )
         ]
     )
-    print(
-        json.dumps(
-            {
-                "tenant": args.tenant,
-                "requested": "zreports",
-                "from": str(start),
-                "to": str(end),
-                "note": "only Z-reports not yet posted are posted",
-            }
+    config = directory.get(args.tenant)
+    first_day = None if config is None else config.settings.zreports.start_date
+    out: dict[str, object] = {
+        "tenant": args.tenant,
+        "requested": "zreports",
+        "from": str(start),
+        "to": str(end),
+        "note": "only Z-reports not yet posted are posted",
+    }
+    if first_day is not None and start < first_day:
+        last_skipped = min(end, first_day - dt.timedelta(days=1))
+        out["not_posted"] = (
+            f"{start}..{last_skipped} is before the Z-report start date {first_day}: Z-reports "
+            "of those days are not posted (they are booked some other way; move the start date "
+            "in the settings to post them)"
         )
-    )
+        out["skipped"] = [
+            {"key": key, "reason": record.get("reason", "before the start date")}
+            for key, record in SqliteOpsStore(db).records(
+                args.tenant, "zr", where={"status": ["before_start"]}
+            )
+            if start <= _record_day(record) <= end
+        ]
+    print(json.dumps(out, ensure_ascii=False))
     return 0
+
+
+def _record_day(record: dict[str, Any]) -> dt.date:
+    if "report" in record:
+        return dt.date.fromisoformat(record["report"]["business_date"])
+    return dt.date.fromisoformat(record["submitted"]["transaction_date"])
 
 
 async def _ledger(args: argparse.Namespace) -> int:
@@ -71,21 +91,34 @@ async def _ledger(args: argparse.Namespace) -> int:
     api = await open_api(config, SqliteTokenStore(Path(args.data) / "tokens.db", box))
     try:
         if args.action == "export":
-            years = await export_sie(api, Path(args.out), year=args.year, last_years=args.years)
+            try:
+                years = await export_sie(
+                    api, Path(args.out), year=args.year, last_years=args.years, checksum=args.ksumma
+                )
+            except NoSuchYear as missing:
+                print(json.dumps({"error": str(missing)}, ensure_ascii=False))
+                return 2
             for item in years:
-                print(json.dumps(asdict(item)))
+                print(json.dumps(asdict(item), ensure_ascii=False))
+            if not years:
+                print(json.dumps({"error": "Fortnox has no financial year that has started"}))
+                return 2
             return 0
         edge = Edge(db)
         with progress(None, f"ledger sync {args.tenant}") as bar:
-            result = await sync_vouchers(
-                api,
-                args.tenant,
-                edge.publish,
-                year=args.year,
-                last_years=args.years,
-                download_dir=Path(args.download) if args.download else None,
-                on_progress=bar.advance,
-            )
+            try:
+                result = await sync_vouchers(
+                    api,
+                    args.tenant,
+                    edge.publish,
+                    year=args.year,
+                    last_years=args.years,
+                    download_dir=Path(args.download) if args.download else None,
+                    on_progress=bar.advance,
+                )
+            except NoSuchYear as missing:
+                print(json.dumps({"error": str(missing)}, ensure_ascii=False))
+                return 2
         print(json.dumps(asdict(result) | {"downloaded": len(result.downloaded)}))
         return 0
     finally:
@@ -97,9 +130,16 @@ def _import_sie(args: argparse.Namespace) -> int:
     if directory.get(args.tenant) is None:
         print(json.dumps({"error": f"unknown tenant {args.tenant}"}))
         return 2
-    result = import_file(Edge(db), args.tenant, Path(args.file))
-    print(json.dumps(result, default=str))
-    return 1 if result.get("errors") else 0
+    report = import_file(
+        Edge(db),
+        args.tenant,
+        Path(args.file),
+        ledger_range=args.ledger_range,
+        origin=args.origin,
+        dimensions=args.dimension,
+    )
+    print(json.dumps(report.to_dict(), ensure_ascii=False, default=str))
+    return 1 if report.errors else 0
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], data: str) -> None:
@@ -115,17 +155,46 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], data: str
     zr.set_defaults(func=_export_zreports)
 
     sie_import = sub.add_parser(
-        "import-sie", help="a till's daily SIE 4I file as vouchers (posted once, preflighted)"
+        "import-sie",
+        help="queue a till's daily SIE 4I file as vouchers; `kassasync run` posts them",
+        description="Check a SIE 4I transaction file and queue its vouchers for Fortnox. This "
+        "only queues: the running engine (kassasync run) posts them, each once, in date order. "
+        "A full ledger (4E), a type 1-3 file or anything else is refused, and so is the whole "
+        "file when one voucher is refused (each refusal names file, line, voucher and value). "
+        "See docs/sie.md.",
     )
     sie_import.add_argument("file")
     sie_import.add_argument("--tenant", required=True)
+    sie_import.add_argument(
+        "--ledger-range",
+        metavar="FROM:TO",
+        help="take the vouchers dated FROM to TO (YYYY-MM-DD) out of a full ledger (SIE 4E)",
+    )
+    sie_import.add_argument(
+        "--origin", help="the books the file comes from (default: its #PROGRAM and #ORGNR)"
+    )
+    sie_import.add_argument(
+        "--dimension",
+        action="append",
+        default=[],
+        metavar="N=costcenter",
+        help="book SIE dimension N as a Fortnox cost centre (dimension 1 is); other dimensions "
+        "on a row are refused",
+    )
     sie_import.add_argument("--data", default=data)
     sie_import.set_defaults(func=_import_sie)
 
     ledger = sub.add_parser("ledger", help="Fortnox's vouchers and general ledger to the till")
     ledger.add_argument("action", choices=["sync", "export"])
     ledger.add_argument("--tenant", required=True)
-    ledger.add_argument("--year", type=int, help="a calendar year inside the financial year")
+    ledger.add_argument(
+        "--year",
+        type=int,
+        help="the financial year containing YEAR-01-01, else the one starting in YEAR",
+    )
+    ledger.add_argument(
+        "--ksumma", action="store_true", help="export: end the file with a #KSUMMA checksum"
+    )
     ledger.add_argument("--years", type=int, default=2, help="how many recent years (default 2)")
     ledger.add_argument("--out", default="ledger", help="folder for export's SIE files")
     ledger.add_argument("--download", help="sync: also save attached documents in this folder")

@@ -1,10 +1,23 @@
 """``kassasync import-sie FILE --tenant T``: a till's daily SIE 4I file as vouchers for Fortnox.
 
-Each ``#VER`` becomes a ``till.voucher.submitted`` event, stored like any ingested event (same
-validation, de-duplicated by id), and is then posted through the Z-report checks and ledger. The
-voucher's key is a fingerprint of its content (date, text, rows) plus its position among
-identical vouchers in the file, so the same file — or the same vouchers in a file generated again
-with another header — is posted once.
+The import only **queues**: each accepted ``#VER`` becomes a ``till.voucher.submitted`` event in
+the engine's log, and the running engine (``kassasync run``) posts it through the Z-report
+checks and ledger. The rules (docs/sie.md, "Importing vouchers"):
+
+* **What is imported.** A transaction file (SIE 4I). A full ledger (4E: balances ``#IB``,
+  ``#UB``, ``#PSALDO`` ...) is refused unless the operator names a date range
+  (``--ledger-range FROM:TO``): then only the vouchers dated in that range are taken. Types 1-3
+  hold balances, not vouchers, and are refused. Input that is not SIE is one error.
+* **All or nothing.** When any voucher is refused nothing of the file is queued. Every refusal
+  names the file, the line, the voucher (series and number as written) and the value as written.
+* **Identity.** A numbered source voucher is identified by its origin (the program that wrote
+  the file and the company: ``#PROGRAM`` name and ``#ORGNR``, else ``#FNAMN``; ``--origin``
+  overrides it), series, number and date. Importing it again queues nothing; the same identity
+  with other content is refused as a conflict, never booked twice. A voucher without series and
+  number (a till's Z-report voucher) is identified by its content and its position among equal
+  vouchers in the file, as before.
+* **Order.** Vouchers are queued in date order (then series and number), so Fortnox numbers
+  them in that order.
 """
 
 from __future__ import annotations
@@ -12,92 +25,478 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
+import unicodedata
 from collections import Counter
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+
+import structlog
+from pydantic import ValidationError
 
 from engine.clock import utcnow
 from engine.embedded.edge import Edge
 from engine.gateway.ingest import store, validate_batch
 from engine.sie import read_sie_file
-from engine.sie.model import SieDocument, Voucher
+from engine.sie.model import ObjectRef, SieDocument, SieType, Voucher
+from engine.sie.reader import shown
+from topics.till import SubmittedRow, VoucherSubmitted, VoucherSubmittedData
 
-COST_CENTER_DIMENSION = "1"
+log = structlog.get_logger("kassasync.sie_import")
 
+COST_CENTER_DIMENSION: Final = 1
+MAX_VOUCHERS: Final = 20_000
+"""More vouchers than this in one file is not a till's daily file: refused, read no further."""
 
-def voucher_events(tenant: str, document: SieDocument) -> list[dict[str, Any]]:
-    seen: Counter[str] = Counter()
-    events: list[dict[str, Any]] = []
-    for voucher in document.vouchers:
-        rows = [_row(r.account, r.amount, r.objects, r.text) for r in voucher.trans_rows]
-        fingerprint = _fingerprint(voucher, rows)
-        seen[fingerprint] += 1
-        key = f"{fingerprint}:{seen[fingerprint]}"
-        events.append(
-            {
-                "id": f"sie-{key}",
-                "tenant": tenant,
-                "type": "till.voucher.submitted",
-                "occurred_at": _occurred_at(voucher).isoformat(),
-                "source": "till",
-                "data": {
-                    "key": key,
-                    "source": "sie4i",
-                    "transaction_date": voucher.date.isoformat(),
-                    "description": (voucher.text or f"SIE {voucher.date.isoformat()}")[:200],
-                    "rows": rows,
-                },
-            }
-        )
-    return events
+_ACCOUNT_RE: Final = re.compile(r"[1-9][0-9]{3}")
+_CONTROL_RE: Final = re.compile(r"[\x00-\x1f\x7f]")
+_CENT: Final = Decimal("0.01")
+_SHORT: Final = 200
+_IDENT: Final = 100
 
 
-def _occurred_at(voucher: Voucher) -> dt.datetime:
-    """The start of the voucher's day (UTC), or now if that is still ahead: the same voucher
-    imported again is the same event (its id is its content's fingerprint, and an id with other
-    content is refused as a conflict)."""
-    return min(dt.datetime.combine(voucher.date, dt.time(), tzinfo=dt.UTC), utcnow())
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why (part of) a file is not imported: where, which voucher, which value as written."""
+
+    file: str
+    line: int
+    message: str
+    voucher: str | None = None
+    value: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def _row(account: str, amount: Any, objects: Any, text: str) -> dict[str, Any]:
+@dataclass
+class ImportReport:
+    """What ``import-sie`` prints (one JSON line)."""
+
+    file: str
+    tenant: str
+    encoding: str | None = None
+    sie_type: str | None = None
+    origin: str | None = None
+    vouchers: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    errors: list[Refusal] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "file": self.file,
+            "tenant": self.tenant,
+            "encoding": self.encoding,
+            "sie_type": self.sie_type,
+            "origin": self.origin,
+        }
+        if self.errors:
+            out["errors"] = [e.to_dict() for e in self.errors]
+            out["queued"] = 0
+        else:
+            out.update(vouchers=self.vouchers, accepted=self.accepted, duplicates=self.duplicates)
+        if self.warnings:
+            out["warnings"] = self.warnings
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+def voucher_name(voucher: Voucher) -> str:
+    """``A 12`` as the file writes it (``"" ""`` when the voucher has no series and number)."""
+    return f"{voucher.series or chr(34) * 2} {voucher.number or chr(34) * 2}"
+
+
+def file_origin(document: SieDocument) -> str:
+    """The books a file comes from: the writing program and the company."""
+    company = document.company.orgnr or document.company.name or "?"
+    return f"{document.header.program or '?'} / {company}"[:_SHORT]
+
+
+def identity_key(origin: str, voucher: Voucher) -> str:
+    raw = json.dumps([origin, voucher.series, voucher.number, voucher.date.isoformat()])
+    return "v" + hashlib.blake2b(raw.encode(), digest_size=10).hexdigest()
+
+
+def _legacy_row(account: str, amount: Decimal, objects: tuple[ObjectRef, ...], text: str) -> Any:
+    # The row as the first import wrote it: its fingerprint keys unnumbered vouchers, so a file
+    # imported before this version is still recognised.
     row: dict[str, Any] = {
         "account": int(account) if account.isdigit() else account,
         "amount": str(amount),
     }
     for ref in objects:
-        if str(ref.dimension) == COST_CENTER_DIMENSION:
+        if ref.dimension == COST_CENTER_DIMENSION:
             row["cost_center"] = ref.number
     if text:
         row["text"] = text[:200]
     return row
 
 
-def _fingerprint(voucher: Voucher, rows: list[dict[str, Any]]) -> str:
+def content_fingerprint(voucher: Voucher) -> str:
+    rows = [_legacy_row(r.account, r.amount, r.objects, r.text) for r in voucher.trans_rows]
     raw = json.dumps([voucher.date.isoformat(), voucher.text, rows], sort_keys=True)
     return hashlib.blake2b(raw.encode(), digest_size=10).hexdigest()
 
 
-def import_file(edge: Edge, tenant: str, path: Path) -> dict[str, Any]:
-    """Read, validate and store; nothing is stored when the file or any voucher is invalid."""
-    document = read_sie_file(path)
-    result: dict[str, Any] = {"file": str(path), "tenant": tenant, "encoding": document.encoding}
+def _clean(text: str, limit: int) -> str:
+    return _CONTROL_RE.sub(" ", text)[:limit]
+
+
+class _Refuser:
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.found: list[Refusal] = []
+
+    def __call__(
+        self, line: int, message: str, voucher: Voucher | None = None, value: str | None = None
+    ) -> None:
+        self.found.append(
+            Refusal(
+                self.file,
+                line,
+                message,
+                None if voucher is None else voucher_name(voucher),
+                value,
+            )
+        )
+
+
+def _check_text(refuse: _Refuser, line: int, voucher: Voucher, what: str, text: str) -> None:
+    if "\ufffd" in text:
+        refuse(
+            line,
+            f"the {what} holds U+FFFD, a letter lost before the file was written; "
+            "correct the text in the till and export the file again",
+            voucher,
+            text[:60],
+        )
+
+
+def _rows(
+    voucher: Voucher, refuse: _Refuser, dimensions: dict[int, str]
+) -> list[SubmittedRow] | None:
+    rows: list[SubmittedRow] = []
+    ok = True
+    for row in voucher.trans_rows:
+        if _ACCOUNT_RE.fullmatch(row.account) is None:
+            refuse(
+                row.line,
+                "account is not a Fortnox account number (four digits, 1000-9999)",
+                voucher,
+                row.account[:40],
+            )
+            ok = False
+        if row.amount != row.amount.quantize(_CENT):
+            refuse(row.line, "amount has more than 2 decimals", voucher, str(row.amount))
+            ok = False
+        _check_text(refuse, row.line, voucher, "row text", row.text)
+        cost_center: str | None = None
+        for ref in row.objects:
+            if dimensions.get(ref.dimension) != "costcenter":
+                refuse(
+                    row.line,
+                    f"dimension {ref.dimension} has no place in Fortnox here: cost centres are "
+                    "dimension 1 (projects, dimension 6, are not imported yet); book it as a "
+                    f"cost centre with --dimension {ref.dimension}=costcenter or remove it in "
+                    "the till",
+                    voucher,
+                    shown(ref.number),
+                )
+                ok = False
+            elif not ref.number or len(ref.number) > _IDENT or _CONTROL_RE.search(ref.number):
+                refuse(row.line, f"object of dimension {ref.dimension}", voucher, shown(ref.number))
+                ok = False
+            elif cost_center is not None and cost_center != ref.number:
+                refuse(
+                    row.line,
+                    f"two cost centres on one row ({cost_center} and dimension "
+                    f"{ref.dimension}'s): Fortnox takes one",
+                    voucher,
+                    shown(ref.number),
+                )
+                ok = False
+            else:
+                cost_center = ref.number
+        if ok and row.amount:
+            rows.append(
+                SubmittedRow(
+                    account=int(row.account),
+                    amount=row.amount,
+                    cost_center=cost_center,
+                    text=_clean(row.text, _SHORT) or None,
+                )
+            )
+    if not ok:
+        return None
+    if len(rows) < 2:
+        refuse(voucher.line, "voucher has fewer than two rows with an amount", voucher)
+        return None
+    return rows
+
+
+def _seen_ids(edge: Edge, tenant: str, prefix: str) -> list[str]:
+    rows = edge.db.conn.execute(
+        "SELECT msg_id FROM ingest_seen WHERE tenant = ? AND msg_id >= ? AND msg_id < ?",
+        (tenant, prefix, prefix + "\uffff"),
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def _date_range(text: str) -> tuple[dt.date, dt.date]:
+    start, sep, end = text.partition(":")
+    if not sep:
+        raise ValueError("--ledger-range is FROM:TO, e.g. 2025-01-01:2025-01-31")
+    first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+    if last < first:
+        raise ValueError("--ledger-range ends before it starts")
+    return first, last
+
+
+def parse_dimensions(specs: list[str]) -> dict[int, str]:
+    """``--dimension 7=costcenter`` settings on top of SIE's own 1 (cost centre). Any other
+    dimension on a row is refused, never dropped."""
+    mapping = {COST_CENTER_DIMENSION: "costcenter"}
+    for spec in specs:
+        number, sep, target = spec.partition("=")
+        if not sep or not number.isdigit() or target != "costcenter":
+            raise ValueError(f"--dimension {spec!r}: write NUMBER=costcenter")
+        mapping[int(number)] = target
+    return mapping
+
+
+def import_file(
+    edge: Edge,
+    tenant: str,
+    path: Path,
+    *,
+    ledger_range: str | None = None,
+    origin: str | None = None,
+    dimensions: list[str] | None = None,
+) -> ImportReport:
+    """Read, check and queue; nothing is queued when the file or any voucher is refused."""
+    report = ImportReport(file=str(path), tenant=tenant)
+    refuse = _Refuser(path.name)
+    try:
+        span = _date_range(ledger_range) if ledger_range else None
+        mapping = parse_dimensions(dimensions or [])
+    except ValueError as bad:
+        report.errors = [Refusal(path.name, 0, str(bad))]
+        return report
+    collected: list[Voucher] = []
+
+    def keep(voucher: Voucher) -> None:
+        if len(collected) <= MAX_VOUCHERS:
+            collected.append(voucher)
+
+    try:
+        document = read_sie_file(path, on_voucher=keep)
+    except OSError as exc:
+        report.errors = [Refusal(str(path), 0, f"cannot read the file: {exc.strerror or exc}")]
+        return report
+    report.encoding, report.sie_type = document.encoding, document.sie_type.value
+    report.origin = origin or file_origin(document)
+    report.warnings = [  # how the text was read; the file's other departures are in sie check
+        f"line {w.line}: {w.message}"
+        for w in document.warnings
+        if "encoded as" in w.message or "byte order mark" in w.message
+    ]
     if document.errors:
-        result["errors"] = [e.to_dict() for e in document.errors]
-        return result
-    unbalanced = [v.line for v in document.unbalanced_vouchers]
-    if unbalanced:
-        result["errors"] = [
-            {"line": line, "message": "voucher does not balance over its #TRANS rows"}
-            for line in unbalanced
+        report.errors = [Refusal(path.name, e.line, e.message) for e in document.errors]
+        return report
+    if len(collected) > MAX_VOUCHERS:
+        refuse(0, f"more than {MAX_VOUCHERS} vouchers: this is not a till's daily file")
+    elif document.sie_type is SieType.TYPE_4E and span is None:
+        first = document.balances[0] if document.balances else None
+        refuse(
+            0 if first is None else first.line,
+            f"this is a full ledger (SIE 4E, {len(collected)} vouchers and balances such as "
+            f"#{first.kind if first else 'IB'}); import-sie posts a till's transaction files "
+            "(SIE 4I). To post some of its vouchers on purpose, name their dates: "
+            "--ledger-range FROM:TO",
+        )
+    elif document.sie_type.number < 4:
+        refuse(
+            0,
+            f"SIE type {document.sie_type} holds balances, not vouchers to post; "
+            "import-sie posts a till's transaction files (SIE 4I)",
+        )
+    if refuse.found:
+        report.errors = refuse.found
+        return report
+    if span is not None:
+        collected = [v for v in collected if span[0] <= v.date <= span[1]]
+        if not collected:
+            refuse(0, f"no voucher is dated {span[0]} to {span[1]}")
+    queued = _events(tenant, path.name, report.origin, collected, refuse, mapping)
+    if not refuse.found:
+        _conflicts(edge, tenant, queued, refuse)
+    if refuse.found:
+        report.errors = refuse.found
+        log.info("sie_import.refused", tenant=tenant, file=path.name, refusals=len(refuse.found))
+        return report
+    # An id seen before is the same voucher with the same content (the id holds both; a changed
+    # one was refused above): a duplicate, though the file's name or header may differ.
+    fresh = [
+        q.event
+        for q in queued
+        if not _seen(edge, tenant, q.legacy_id) and not _seen(edge, tenant, q.event.id)
+    ]
+    parsed, problems = validate_batch(tenant, [e.model_dump(mode="json") for e in fresh])
+    if problems:  # the checks above should leave none; never a pydantic path for the operator
+        report.errors = [
+            Refusal(path.name, 0, f"{p.get('field')}: {p.get('problem')}") for p in problems
         ]
-        return result
-    events, problems = validate_batch(tenant, voucher_events(tenant, document))
-    if problems:
-        result["errors"] = problems
-        return result
-    stored = store(edge, tenant, events)
-    if stored.conflicts:
-        result["errors"] = [c.problem() for c in stored.conflicts]
-        return result
-    result.update(vouchers=len(events), accepted=stored.accepted, duplicates=stored.duplicates)
-    return result
+        return report
+    stored = store(edge, tenant, parsed)
+    if stored.conflicts:  # _conflicts above refuses these first; a race with another import
+        report.errors = [
+            Refusal(path.name, 0, f"message {c.id} was queued before with other content")
+            for c in stored.conflicts
+        ]
+        return report
+    accepted, duplicates = stored.accepted, stored.duplicates
+    report.vouchers = len(queued)
+    report.accepted, report.duplicates = accepted, duplicates + len(queued) - len(fresh)
+    report.note = "queued only: the running engine (kassasync run) posts them to Fortnox"
+    log.info(
+        "sie_import.queued",
+        tenant=tenant,
+        file=path.name,
+        vouchers=len(queued),
+        accepted=accepted,
+        duplicates=report.duplicates,
+    )
+    return report
+
+
+def _seen(edge: Edge, tenant: str, msg_id: str | None) -> bool:
+    if msg_id is None:
+        return False
+    found = edge.db.conn.execute(
+        "SELECT 1 FROM ingest_seen WHERE tenant = ? AND msg_id = ?", (tenant, msg_id)
+    ).fetchone()
+    return found is not None
+
+
+def _sort_key(voucher: Voucher) -> tuple[dt.date, str, int, str, int]:
+    number = voucher.number
+    return (
+        voucher.date,
+        voucher.series,
+        int(number) if number.isdigit() else -1,
+        number,
+        voucher.line,
+    )
+
+
+def _events(
+    tenant: str,
+    file: str,
+    origin: str,
+    vouchers: list[Voucher],
+    refuse: _Refuser,
+    mapping: dict[int, str],
+) -> list[_Queued]:
+    """One event per voucher, in date order, with the id the first import gave it (if any)."""
+    queued: list[_Queued] = []
+    equal: Counter[str] = Counter()
+    identities: dict[str, Voucher] = {}
+    for voucher in vouchers:  # file order decides the position among equal vouchers
+        fingerprint = content_fingerprint(voucher)
+        equal[fingerprint] += 1
+        position = equal[fingerprint]
+        if not voucher.is_balanced:
+            refuse(
+                voucher.line,
+                f"voucher does not balance: its #TRANS rows sum to {voucher.balance}",
+                voucher,
+                str(voucher.balance),
+            )
+            continue
+        _check_text(refuse, voucher.line, voucher, "voucher text", voucher.text)
+        rows = _rows(voucher, refuse, mapping)
+        if rows is None:
+            continue
+        numbered = bool(voucher.series or voucher.number)
+        if numbered:
+            key = identity_key(origin, voucher)
+            twin = identities.get(key)
+            if twin is not None:
+                refuse(
+                    voucher.line,
+                    f"the same voucher (series, number and date) is also on line {twin.line}",
+                    voucher,
+                )
+                continue
+            identities[key] = voucher
+            event_id = f"sie-{key}-{fingerprint}"
+        else:
+            key = f"{fingerprint}:{position}"
+            event_id = f"sie-{key}"
+        for what, value in (("series", voucher.series), ("number", voucher.number)):
+            if len(value) > _IDENT or _CONTROL_RE.search(value):
+                refuse(voucher.line, f"voucher {what}", voucher, shown(value))
+        try:
+            data = VoucherSubmittedData(
+                key=key,
+                transaction_date=voucher.date,
+                description=_clean(voucher.text, _SHORT).strip()
+                or f"SIE {voucher.date.isoformat()}",
+                rows=rows,
+                origin=origin,
+                source_series=voucher.series or None,
+                source_number=voucher.number or None,
+                registration_date=voucher.reg_date,
+                signature=_clean(voucher.sign, _SHORT) or None,
+                file=_clean(unicodedata.normalize("NFC", file), _SHORT),
+                line=voucher.line or None,
+                fingerprint=fingerprint,
+            )
+        except ValidationError as invalid:
+            for problem in invalid.errors():
+                where = ".".join(str(p) for p in problem["loc"])
+                refuse(voucher.line, f"{where}: {problem['msg']}", voucher)
+            continue
+        event = VoucherSubmitted(
+            id=event_id, tenant=tenant, occurred_at=_occurred_at(voucher), source="till", data=data
+        )
+        queued.append(
+            _Queued(voucher, event, f"sie-{fingerprint}:{position}" if numbered else None)
+        )
+    return sorted(queued, key=lambda q: _sort_key(q.voucher))
+
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    voucher: Voucher
+    event: VoucherSubmitted
+    #: The id the first version of the import gave a numbered voucher (by content).
+    legacy_id: str | None
+
+
+def _conflicts(edge: Edge, tenant: str, queued: list[_Queued], refuse: _Refuser) -> None:
+    """A numbered voucher imported before with other content is a conflict: refused."""
+    for item in queued:
+        key, voucher = item.event.data.key, item.voucher
+        if not key.startswith("v"):
+            continue
+        earlier = [i for i in _seen_ids(edge, tenant, f"sie-{key}-") if i != item.event.id]
+        if earlier:
+            refuse(
+                voucher.line,
+                f"voucher dated {voucher.date} was imported before with other content; Fortnox "
+                "vouchers are never changed: book the correction as a new voucher in the till",
+                voucher,
+            )
+
+
+def _occurred_at(voucher: Voucher) -> dt.datetime:
+    """The start of the voucher's day (UTC), or now if that is still ahead: the same voucher
+    imported again is the same event (an id with other content is refused as a conflict)."""
+    return min(dt.datetime.combine(voucher.date, dt.time(), tzinfo=dt.UTC), utcnow())

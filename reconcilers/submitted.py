@@ -1,6 +1,12 @@
 """Vouchers a till booked itself (its daily SIE 4I file): each posted to Fortnox once, through
 the same checks and the same ledger as a Z-report's voucher (state kind ``zr``, keyed by the
-voucher's own key), so the writer's look-before-posting applies too."""
+voucher's own key), so the writer's look-before-posting applies too.
+
+The key is the source voucher's identity (origin, series, number, date). The same voucher again
+is a duplicate; the same identity with other content replaces a voucher that is not booked yet
+and is a conflict (reported, nothing posted) once it is booked: Fortnox vouchers are never
+changed. The source's series, number, registration date, signature, file and line go into the
+voucher's Comments after the marker (docs/sie.md, "Identity")."""
 
 from __future__ import annotations
 
@@ -16,11 +22,52 @@ PREFIX = "sie:"
 def on_submitted(ctx: Ctx, data: VoucherSubmittedData) -> None:
     key = PREFIX + data.key
     existing = ctx.txn.get(zreports.KIND, key)
+    payload = data.model_dump(mode="json")
     if existing is not None:
-        ctx.note("voucher.duplicate", key=key, status=existing["status"])
-        return
-    ctx.txn.put(zreports.KIND, key, {"submitted": data.model_dump(mode="json"), "status": "new"})
+        before = existing["submitted"]
+        if before.get("fingerprint") == data.fingerprint or before["rows"] == payload["rows"]:
+            ctx.note("voucher.duplicate", key=key, status=existing["status"])
+            return
+        if existing["status"] in ("posting", "posted"):
+            ctx.report(
+                f"voucher:{key}",
+                {
+                    "kind": "conflict",
+                    "status": existing["status"],
+                    "voucher": source_name(data),
+                    "message": "imported again with other content; Fortnox vouchers are never "
+                    "changed: book the correction as a new voucher",
+                },
+            )
+            ctx.note("voucher.conflict", key=key, status=existing["status"])
+            return
+        ctx.note("voucher.replaced", key=key, status=existing["status"])
+    ctx.txn.put(zreports.KIND, key, {"submitted": payload, "status": "new"})
     try_post(ctx, key)
+
+
+def source_name(data: VoucherSubmittedData) -> str:
+    """``A 12 (2025-01-03)``: the voucher as the source books name it."""
+    if data.source_series or data.source_number:
+        return f"{data.source_series or ''} {data.source_number or ''} ({data.transaction_date})"
+    return f"{data.description} ({data.transaction_date})"
+
+
+def comments(key: str, data: VoucherSubmittedData) -> str:
+    """The marker the writer looks for, then the source voucher's identity (documented mapping:
+    Fortnox has no fields for them on a manual voucher)."""
+    parts = [f"kassasync zreport {key}"]
+    if data.source_series or data.source_number:
+        parts.append(f"källa {data.source_series or '-'} {data.source_number or '-'}")
+    if data.registration_date is not None:
+        parts.append(f"reg {data.registration_date}")
+    if data.signature:
+        parts.append(f"sign {data.signature}")
+    if data.origin:
+        parts.append(f"från {data.origin}")
+    if data.file:
+        parts.append(f"fil {data.file}" + (f" rad {data.line}" if data.line else ""))
+    return " | ".join(parts)[:1000]
 
 
 def try_post(ctx: Ctx, key: str) -> None:
@@ -32,7 +79,7 @@ def try_post(ctx: Ctx, key: str) -> None:
     # An import is an operator's explicit action, like a manual export: it posts whether or not
     # automatic posting is on, but never a day before the start date (booked some other way).
     if settings.start_date is not None and data.transaction_date < settings.start_date:
-        ctx.txn.put(zreports.KIND, key, {**record, "status": "before_start"})
+        zreports.skip_before_start(ctx, key, record, data.transaction_date, settings.start_date)
         return
     master = zreports.master_data(ctx)
     if master is None:
@@ -53,11 +100,11 @@ def try_post(ctx: Ctx, key: str) -> None:
             day=data.transaction_date,
             series=settings.series,
             description=data.description,
-            comments=f"kassasync zreport {key}",
+            comments=comments(key, data),
             master=master,
             cost_center=None,
-            subject=f"voucher {data.key} ({data.transaction_date})",
-            holder=f"voucher {data.key}",
+            subject=f"voucher {source_name(data)}",
+            holder=f"voucher {source_name(data)}",
         )
     except PreflightError as failed:
         ctx.note("voucher.preflight_failed", key=key, kind=failed.error.kind.value)

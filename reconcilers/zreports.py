@@ -76,7 +76,7 @@ def _try_post(ctx: Ctx, key: str, *, manual: bool) -> None:
         return
     if settings.start_date is not None and z.business_date < settings.start_date:
         # Also for a manual export: days before the start date are booked some other way.
-        _set(ctx, key, record, "before_start")
+        skip_before_start(ctx, key, record, z.business_date, settings.start_date)
         return
     master = master_data(ctx)
     if master is None:
@@ -112,24 +112,62 @@ def _day(record: dict[str, Any]) -> dt.date:
     return dt.date.fromisoformat(record["submitted"]["transaction_date"])
 
 
+def _order(record: dict[str, Any], key: str) -> tuple[dt.date, str, int, str]:
+    """Date, then the source's series and number (a Z-report's number), then the key."""
+    if "report" in record:
+        return (
+            _day(record),
+            record["report"].get("till_id") or "",
+            record["report"]["z_number"],
+            key,
+        )
+    data = record["submitted"]
+    number = data.get("source_number") or ""
+    series = data.get("source_series") or ""
+    return (_day(record), series, int(number) if number.isdigit() else -1, key)
+
+
+def skip_before_start(
+    ctx: Ctx, key: str, record: dict[str, Any], day: dt.date, start: dt.date
+) -> None:
+    """Not posted, and said so: the record keeps the reason, and the dashboard's reports show
+    it the first time (not again on every retry)."""
+    reason = (
+        f"dated {day}, before the Z-report start date {start}: not posted (days before the "
+        "start date are booked some other way; move the start date to post it)"
+    )
+    if record["status"] != "before_start":
+        ctx.note("zreport.skipped_before_start", key=key, day=str(day), start=str(start))
+        ctx.report(f"zreport:{key}", {"kind": "skipped_before_start", "message": reason})
+    _set(ctx, key, record, "before_start", reason=reason)
+
+
 def _set(ctx: Ctx, key: str, record: dict[str, Any], status: str, **extra: Any) -> None:
     kept = {k: v for k, v in record.items() if k.startswith("till_") or k in _PAYLOADS}
     ctx.txn.put(KIND, key, {**kept, "status": status, **extra})
 
 
 def retry_waiting(ctx: Ctx) -> None:
-    """Master data or settings changed: try every Z-report that waits."""
-    for key, record in ctx.txn.scan(KIND):
-        if record["status"] in ("waiting", "disabled", "before_start", "new"):
-            _try_post(ctx, key, manual=False)
+    """Master data or settings changed: try every Z-report that waits, oldest day first (so
+    Fortnox numbers the vouchers in date order)."""
+    waiting = [
+        (_order(record, key), key)
+        for key, record in ctx.txn.scan(KIND)
+        if record["status"] in ("waiting", "disabled", "before_start", "new")
+    ]
+    for _when, key in sorted(waiting):
+        _try_post(ctx, key, manual=False)
 
 
 def export_range(ctx: Ctx, start: dt.date, end: dt.date) -> None:
-    """Manual export: post every Z-report in the range that is not posted yet."""
-    for key, record in ctx.txn.scan(KIND):
-        day = _day(record)
-        if start <= day <= end and record["status"] not in ("posting", "posted"):
-            _try_post(ctx, key, manual=True)
+    """Manual export: post every Z-report in the range that is not posted yet, oldest first."""
+    chosen = [
+        (_order(record, key), key)
+        for key, record in ctx.txn.scan(KIND)
+        if start <= _day(record) <= end and record["status"] not in ("posting", "posted")
+    ]
+    for _when, key in sorted(chosen):
+        _try_post(ctx, key, manual=True)
 
 
 def on_outcome(ctx: Ctx, key: str, outcome: OutcomeData) -> None:

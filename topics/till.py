@@ -305,6 +305,19 @@ class VoucherSubmittedData(Model):
     transaction_date: TillDate
     description: ShortText = Field(min_length=1)
     rows: list[SubmittedRow] = Field(min_length=2, max_length=1000)
+    # The source voucher's identity, as the file wrote it (docs/sie.md, "Identity").
+    origin: ShortText | None = Field(
+        default=None, description="Which books the file comes from: program and company."
+    )
+    source_series: Ident | None = None
+    source_number: Ident | None = None
+    registration_date: TillDate | None = None
+    signature: ShortText | None = None
+    file: ShortText | None = Field(default=None, description="The file's name, for the record.")
+    line: int | None = Field(default=None, ge=1, description="The #VER's line in the file.")
+    fingerprint: Ident | None = Field(
+        default=None, description="The voucher's content: a changed voucher has another."
+    )
 
 
 class VoucherSubmitted(TillEvent):

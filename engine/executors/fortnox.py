@@ -776,12 +776,9 @@ class FortnoxSession:
 
     async def refresh_master_data(self) -> None:
         bk = self.api.bookkeeping
-        today = utcnow().date()
-        years = [
-            y
-            for y in await bk.financial_years()
-            if y.to_date and y.to_date >= today.replace(year=today.year - 2)
-        ]
+        # Every year Fortnox has: a voucher (an imported SIE file, a late Z-report) may belong to
+        # an old one, and "no financial year" must mean that Fortnox has none for its date.
+        years = [y for y in await bk.financial_years() if y.from_date and y.to_date]
         year_data: list[fx.YearMasterData] = []
         for year in years:
             accounts = []

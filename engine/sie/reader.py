@@ -14,14 +14,14 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Final
 
 from engine.sie.checksum import ChecksumAccumulator, ChecksumResult, ChecksumStatus
 from engine.sie.checksum import parse_checksum_value as _parse_checksum_value
-from engine.sie.encoding import CP437, decode, detect_encoding
+from engine.sie.encoding import CHUNK, CP437, decode_chunks, scan_bytes
 from engine.sie.model import (
     Account,
     Address,
@@ -46,6 +46,23 @@ from engine.sie.tokens import Field, tokenize
 MAX_PROBLEMS: Final = 1000
 """At most this many errors (and as many warnings) are reported per file."""
 
+MAX_LINE: Final = 100_000
+"""A longer line is reported and skipped; it is never held in memory whole."""
+
+# The common #TRANS row: account digits, an object list of dimension/object pairs without
+# escapes, an amount with at most two decimals, then optionally a date and a plain quoted text.
+_FAST_TRANS_RE: Final = re.compile(
+    r'#TRANS[ \t]++([0-9]++)[ \t]++\{([^{}"\\]*+(?:"[^"\\]*+"[^{}"\\]*+)*+)\}[ \t]++'
+    r'(-?[0-9]++(?:\.[0-9]{1,2})?+)(?:[ \t]++([0-9]{8})(?:[ \t]++"([^"\\]*+)")?+)?+'
+)
+_FAST_OBJECTS_RE: Final = re.compile(
+    r'(?:[ \t]*+[0-9]++[ \t]++(?:"[^"\\]*+"|[^ \t"{}]++))*+[ \t]*+'
+)
+_FAST_OBJECT_RE: Final = re.compile(r'([0-9]++)[ \t]++(?:"([^"\\]*+)"|([^ \t"{}]++))')
+_FAST_CACHE: Final = 4096
+
+NOT_SIE: Final = "no SIE records found: this is not a SIE file"
+
 _INT_RE: Final = re.compile(r"[+-]?[0-9]+")
 _DATE_RE: Final = re.compile(r"[0-9]{8}")
 _PERIOD_RE: Final = re.compile(r"[0-9]{4}(?:0[1-9]|1[0-2])")
@@ -54,6 +71,24 @@ _AMOUNT_RE: Final = re.compile(r"(?P<sign>[+-]?)(?P<int>[0-9]*)(?:(?P<sep>[.,])(
 _ROW_LABELS: Final = {"#TRANS": RowKind.TRANS, "#RTRANS": RowKind.RTRANS, "#BTRANS": RowKind.BTRANS}
 _BALANCE_LABELS: Final = frozenset(f"#{kind.value}" for kind in BalanceKind)
 _ACCOUNT_TYPES: Final = frozenset("TSKI")
+
+
+SHOWN_LIMIT: Final = 40
+"""Values quoted in messages are cut to this many characters."""
+
+
+def shown(value: Field) -> str:
+    """``value`` as a message quotes it: its repr, cut to :data:`SHOWN_LIMIT` characters with the
+    full length given, so that an oversized field does not repeat itself in every message."""
+    if isinstance(value, tuple):
+        text = "{" + " ".join(value) + "}"
+        if len(text) <= SHOWN_LIMIT:
+            return repr(value)
+    else:
+        text = value
+        if len(text) <= SHOWN_LIMIT:
+            return repr(text)
+    return repr(text[:SHOWN_LIMIT]) + f"... ({len(text)} characters)"
 
 
 class _RecordError(Exception):
@@ -91,8 +126,7 @@ def _voucher_name(voucher: Voucher) -> str:
 class _Reader:
     """One pass over the lines of a decoded SIE text."""
 
-    def __init__(self, text: str, encoding: str) -> None:
-        self.text = text
+    def __init__(self, encoding: str, on_voucher: Callable[[Voucher], None] | None = None) -> None:
         self.encoding = encoding
         self.line = 0
         self.label = ""
@@ -110,6 +144,11 @@ class _Reader:
         self.seen: dict[str, int] = {}
         self.odd_accounts: set[str] = set()
         self.record_count = 0
+        self.known_count = 0
+        self._fast_objects: dict[str, tuple[ObjectRef, ...]] = {}
+        self._fast_dates: dict[str, dt.date] = {}
+        self.on_voucher = on_voucher
+        self.voucher_count = 0
         self.first_label: str | None = None
         self.voucher: _VoucherDraft | None = None
         self.crc: ChecksumAccumulator | None = None
@@ -168,25 +207,23 @@ class _Reader:
 
     # ------------------------------------------------------------------ main loop
 
-    def run(self) -> SieDocument:
-        text = self.text
-        if "\n" in text:
-            lines = text.split("\n")
-        elif "\r" in text:
-            lines = text.split("\r")
-        else:
-            lines = [text]
-        line_count = len(lines) - 1 if len(lines) > 1 and lines[-1] == "" else len(lines)
+    def run(self, lines: Iterable[str | None]) -> SieDocument:
+        """Read ``lines`` (without their line breaks; ``None`` stands for an overlong line)."""
+        number = 0
         for number, raw in enumerate(lines, 1):
             self.line = number
+            if raw is None:
+                self.error(f"the line is longer than {MAX_LINE} characters; ignored")
+                continue
             stripped = raw.strip(" \t\r")
             if stripped:
                 self._line(stripped)
+        line_count = max(number, 1)
         self.line = line_count
         self._finish_voucher(at_eof=True)
         self._finish_checksum()
-        if self.record_count == 0:
-            self.errors = [SieError(1, "no SIE records found: this is not a SIE file")]
+        if self.known_count == 0:
+            self.errors = [SieError(1, NOT_SIE)]
             self.warnings = []
         else:
             self._check_conformance()
@@ -203,6 +240,8 @@ class _Reader:
         if first != "#":
             self.error("line does not start with a '#' label, '{' or '}'; ignored")
             return
+        if stripped.startswith("#TRANS") and self._fast_trans(stripped):
+            return
         tokens = tokenize(stripped)
         fields = tokens.fields
         raw_label = fields[0]
@@ -210,6 +249,8 @@ class _Reader:
         label = raw_label.upper()
         self.label = label
         self.record_count += 1
+        if label in self.handlers or label in _ROW_LABELS:
+            self.known_count += 1
         if self.first_label is None:
             self.first_label = label
         for message in tokens.errors:
@@ -230,6 +271,65 @@ class _Reader:
             self.error(f"{label}: {exc}")
         except Exception as exc:  # defensive: a reader bug must not lose the whole file
             self.error(f"{label}: internal error while reading the record: {exc!r}")
+
+    def _fast_trans(self, stripped: str) -> bool:
+        """The common ``#TRANS`` row (plain account, simple object list, amount with at most two
+        decimals, optional valid date and plain quoted text) read in one match; anything else
+        (and any row while a checksum is being computed) goes the general way. Same result."""
+        voucher = self.voucher
+        if (
+            voucher is None
+            or not voucher.in_block
+            or voucher.pending_rtrans is not None
+            or self.crc is not None
+        ):
+            return False
+        match = _FAST_TRANS_RE.fullmatch(stripped)
+        if match is None:
+            return False
+        account, body, amount, day, text = match.groups()
+        objects = self._fast_objects.get(body)
+        if objects is None:
+            if _FAST_OBJECTS_RE.fullmatch(body) is None:
+                return False
+            objects = tuple(
+                ObjectRef(int(m[1]), m[2] if m[2] is not None else m[3])
+                for m in _FAST_OBJECT_RE.finditer(body)
+            )
+            if len(self._fast_objects) < _FAST_CACHE:
+                self._fast_objects[body] = objects
+        trans_date: dt.date | None = None
+        if day is not None:
+            trans_date = self._fast_dates.get(day)
+            if trans_date is None:
+                try:
+                    trans_date = dt.date(int(day[:4]), int(day[4:6]), int(day[6:]))
+                except ValueError:
+                    return False
+                if len(self._fast_dates) < _FAST_CACHE:
+                    self._fast_dates[day] = trans_date
+        self.label = "#TRANS"
+        self.record_count += 1
+        self.known_count += 1
+        if self.first_label is None:
+            self.first_label = "#TRANS"
+        if "#TRANS" not in self.seen:
+            self.seen["#TRANS"] = self.line
+        if voucher.head is not None:
+            voucher.rows.append(
+                VoucherRow(
+                    account,
+                    Decimal(amount),
+                    RowKind.TRANS,
+                    objects,
+                    trans_date,
+                    text or "",
+                    None,
+                    "",
+                    self.line,
+                )
+            )
+        return True
 
     def _record(self, label: str, raw_label: str, args: list[Field]) -> None:
         voucher = self.voucher
@@ -292,16 +392,16 @@ class _Reader:
 
     def _int(self, text: str, name: str) -> int:
         if _INT_RE.fullmatch(text) is None:
-            raise _RecordError(f"{name} {text!r} is not an integer")
+            raise _RecordError(f"{name} {shown(text)} is not an integer")
         return int(text)
 
     def _date(self, text: str, name: str) -> dt.date:
         if _DATE_RE.fullmatch(text) is None:
-            raise _RecordError(f"{name} {text!r} is not a date (YYYYMMDD)")
+            raise _RecordError(f"{name} {shown(text)} is not a date (YYYYMMDD)")
         try:
             return dt.date(int(text[:4]), int(text[4:6]), int(text[6:]))
         except ValueError:
-            raise _RecordError(f"{name} {text!r} is not a valid date") from None
+            raise _RecordError(f"{name} {shown(text)} is not a valid date") from None
 
     def _optional_date(self, args: list[Field], index: int, name: str) -> dt.date | None:
         value = self._field(args, index, name)
@@ -310,14 +410,14 @@ class _Reader:
     def _decimal(self, text: str, name: str, *, amount: bool) -> Decimal:
         match = _AMOUNT_RE.fullmatch(text)
         if match is None or not (match.group("int") or match.group("frac")):
-            raise _RecordError(f"{name} {text!r} is not a number")
+            raise _RecordError(f"{name} {shown(text)} is not a number")
         sign, whole, sep, frac = match.group("sign", "int", "sep", "frac")
         if sep == ",":
-            self.warn(f"{self.label}: comma used as decimal separator in {name} {text!r}")
+            self.warn(f"{self.label}: comma used as decimal separator in {name} {shown(text)}")
         if sign == "+":
-            self.warn(f"{self.label}: {name} {text!r} has a '+' sign")
+            self.warn(f"{self.label}: {name} {shown(text)} has a '+' sign")
         if amount and frac is not None and len(frac.rstrip("0")) > 2:
-            self.warn(f"{self.label}: {name} {text!r} has more than 2 decimals")
+            self.warn(f"{self.label}: {name} {shown(text)} has more than 2 decimals")
         digits = f"{whole or '0'}.{frac}" if frac else whole or "0"
         return Decimal(f"-{digits}" if sign == "-" else digits)
 
@@ -332,14 +432,14 @@ class _Reader:
         number = self._required(args, index, "account number")
         if not (number.isascii() and number.isdigit()) and number not in self.odd_accounts:
             self.odd_accounts.add(number)
-            self.warn(f"{self.label}: account number {number!r} is not numeric")
+            self.warn(f"{self.label}: account number {shown(number)} is not numeric")
         return number
 
     def _objects(self, value: Field) -> tuple[ObjectRef, ...]:
         if isinstance(value, str):
-            raise _RecordError(f"expected an object list, found {value!r}")
+            raise _RecordError(f"expected an object list, found {shown(value)}")
         if len(value) % 2:
-            raise _RecordError(f"object list {value!r} has an odd number of members")
+            raise _RecordError(f"object list {shown(value)} has an odd number of members")
         pairs = []
         for position in range(0, len(value), 2):
             dimension = self._int(value[position], "dimension number")
@@ -372,7 +472,7 @@ class _Reader:
         value = self._required(args, 0, "format")
         self.header = replace(self.header, format=value)
         if value.upper() != "PC8":
-            self.warn(f"#FORMAT {value!r}: the standard only allows PC8")
+            self.warn(f"#FORMAT {shown(value)}: the standard only allows PC8")
 
     def _gen(self, args: list[Field]) -> None:
         date = self._date(self._required(args, 0, "date"), "date")
@@ -473,7 +573,7 @@ class _Reader:
             self.warn(f"#KTYP {number} has no account type; ignored")
             return
         if kind.upper() not in _ACCOUNT_TYPES:
-            self.warn(f"#KTYP {number}: account type {kind!r} is not T, S, K or I")
+            self.warn(f"#KTYP {number}: account type {shown(kind)} is not T, S, K or I")
         self._account_draft(number).type = kind.upper()
 
     def _enhet(self, args: list[Field]) -> None:
@@ -533,7 +633,7 @@ class _Reader:
         year = self._year(args)
         period = self._required(args, 1, "period")
         if _PERIOD_RE.fullmatch(period) is None:
-            raise _RecordError(f"period {period!r} is not a month (YYYYMM)")
+            raise _RecordError(f"period {shown(period)} is not a month (YYYYMM)")
         account = self._account(args, 2)
         objects, next_index = self._object_list_at(args, 3)
         amount = self._amount(args, next_index)
@@ -613,7 +713,7 @@ class _Reader:
                 if len(args) > index + 2:
                     raise
                 self.warn(
-                    f"{self.label}: {date_field!r} stands where the transaction date belongs; "
+                    f"{self.label}: {shown(date_field)} stands where the transaction date belongs; "
                     "read as the row text"
                 )
                 text = date_field
@@ -638,8 +738,22 @@ class _Reader:
             self.warn(f"#RTRANS on line {line} is not followed by its #TRANS", line)
         if draft.head is None:
             return
-        voucher = replace(draft.head, rows=tuple(draft.rows))
-        self.vouchers.append(voucher)
+        head = draft.head  # built anew, not dataclasses.replace: this runs once per voucher
+        voucher = Voucher(
+            head.date,
+            head.series,
+            head.number,
+            head.text,
+            head.reg_date,
+            head.sign,
+            tuple(draft.rows),
+            head.line,
+        )
+        self.voucher_count += 1
+        if self.on_voucher is None:
+            self.vouchers.append(voucher)
+        else:
+            self.on_voucher(voucher)
         balance = voucher.balance
         if not voucher.rows:
             self.warn(f"{_voucher_name(voucher)} has no rows", draft.line)
@@ -669,7 +783,7 @@ class _Reader:
         expected = _parse_checksum_value(value)
         if expected is None:
             self.checksum = ChecksumResult(ChecksumStatus.INVALID, self.line, None, crc.computed)
-            raise _RecordError(f"checksum {value!r} is not a 32-bit integer")
+            raise _RecordError(f"checksum {shown(value)} is not a 32-bit integer")
         variant = crc.match(expected)
         if variant is None:
             self.checksum = ChecksumResult(
@@ -751,25 +865,93 @@ def read_sie_text(text: str, *, encoding: str = CP437) -> SieDocument:
     ``encoding`` is only recorded in the document and used for the checksum
     variants; the text is not decoded again.
     """
-    return _Reader(text, encoding).run()
+    separator = "\n" if "\n" in text else "\r"
+    return _Reader(encoding).run(split_lines([text], separator))
 
 
-def read_sie(data: bytes, *, encoding: str | None = None) -> SieDocument:
+def read_sie(
+    data: bytes,
+    *,
+    encoding: str | None = None,
+    on_voucher: Callable[[Voucher], None] | None = None,
+) -> SieDocument:
     """Read ``data`` as a SIE file.
 
     The encoding is detected (see :mod:`engine.sie.encoding`) unless given; pass
     ``encoding="cp437"`` for files known to follow the standard.  Never raises for
-    bad data: problems are reported in ``errors`` and ``warnings``.
+    bad data: problems are reported in ``errors`` and ``warnings``.  With
+    ``on_voucher`` each voucher is handed to the callback as soon as it is read and
+    ``document.vouchers`` stays empty (memory stays bounded on any input).
     """
-    if encoding is None:
-        encoding = detect_encoding(data)
-    return _Reader(decode(data, encoding), encoding).run()
+    view = memoryview(data)
+    return _read_chunks(
+        lambda: (view[i : i + CHUNK].tobytes() for i in range(0, len(view), CHUNK)),
+        encoding,
+        on_voucher,
+    )
 
 
-def read_sie_file(path: str | os.PathLike[str], *, encoding: str | None = None) -> SieDocument:
-    """Read the SIE file at ``path``; see :func:`read_sie`.
+def read_sie_file(
+    path: str | os.PathLike[str],
+    *,
+    encoding: str | None = None,
+    on_voucher: Callable[[Voucher], None] | None = None,
+) -> SieDocument:
+    """Read the SIE file at ``path``, streaming it in chunks; see :func:`read_sie`.
 
-    Raises :class:`OSError` if the file cannot be opened.
+    Raises :class:`OSError` if the file cannot be opened (or is a directory).
     """
-    with open(path, "rb") as handle:
-        return read_sie(handle.read(), encoding=encoding)
+
+    def chunks() -> Iterator[bytes]:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(CHUNK):
+                yield chunk
+
+    with open(path, "rb"):
+        pass  # a missing file or a directory raises here, before any reading
+    return _read_chunks(chunks, encoding, on_voucher)
+
+
+def _read_chunks(
+    chunks: Callable[[], Iterator[bytes]],
+    encoding: str | None,
+    on_voucher: Callable[[Voucher], None] | None,
+) -> SieDocument:
+    scan = scan_bytes(chunks())
+    if scan.binary:
+        return SieDocument(
+            encoding=scan.encoding,
+            errors=(SieError(1, NOT_SIE),),
+            line_count=1,
+        )
+    chosen = encoding or scan.encoding
+    reader = _Reader(chosen, on_voucher)
+    if encoding is None and scan.bom_ignored:
+        reader.warn(
+            f"the file starts with a UTF-8 byte order mark but is not UTF-8; read as {chosen}",
+            1,
+        )
+    return reader.run(split_lines(decode_chunks(chunks(), chosen), scan.separator))
+
+
+def split_lines(texts: Iterable[str], separator: str) -> Iterator[str | None]:
+    """The lines of a text given in pieces, without their separator; ``None`` for a line
+    longer than :data:`MAX_LINE` characters (its text is dropped as it streams by)."""
+    carry = ""
+    skipping = False
+    for text in texts:
+        parts = (carry + text).split(separator)
+        carry = parts.pop()
+        for part in parts:
+            if skipping:
+                skipping = False  # the overlong line's last piece: already reported
+                continue
+            yield None if len(part) > MAX_LINE else part
+        if len(carry) > MAX_LINE:
+            if not skipping:
+                yield None
+            skipping, carry = True, ""
+    if carry and not skipping:
+        yield carry
+    elif not carry and not skipping:
+        return

@@ -5,7 +5,8 @@ CRLF line ends, ``#FLAGGA 0`` first, texts quoted with ``\\"`` escapes and no co
 characters, amounts with two decimals and no ``+``, dates ``YYYYMMDD``. No ``#KSUMMA`` (Fortnox's
 exports carry none).
 
-* every type: identification, ``#RAR`` for the year and the one before it (when it exists),
+* every type: identification (``#ORGNR``, ``#KPTYP`` from the year's chart of accounts), ``#RAR``
+  for the year and the one before it (when it exists),
   the chart of accounts (``#KONTO``/``#KTYP``/``#SRU``), ``#IB``/``#UB`` for balance accounts
   (1xxx-2xxx) and ``#RES`` for result accounts;
 * type 2 adds ``#PSALDO`` per month: the accumulated balance for balance accounts, the month's
@@ -132,6 +133,7 @@ def write_sie(
     generated: date,
     program: str = "Kassasync Fortnox sandbox",
     version: str = "1.0",
+    chart_type: str | None = None,
 ) -> bytes:
     if sie_type not in (1, 2, 3, 4):
         raise ValueError("SIE type must be 1, 2, 3 or 4")
@@ -153,6 +155,9 @@ def write_sie(
     lines.append(f"#RAR 0 {ymd(year.start)} {ymd(year.end)}")
     if previous is not None:
         lines.append(f"#RAR -1 {ymd(previous.start)} {ymd(previous.end)}")
+    if chart_type:
+        # The year's chart of accounts ("BAS 2024" in Fortnox, BAS2024 in SIE).
+        lines.append(f"#KPTYP {chart_type.replace(' ', '')}")
     lines.append("#VALUTA SEK")
     for acc in sorted(year.accounts, key=lambda a: a.number):
         lines.append(f"#KONTO {acc.number} {quote(acc.name)}")

@@ -62,10 +62,10 @@ async def test_a_4i_file_is_posted_once_however_often_it_is_imported(
         await rt.settle()
         path = write(tmp_path / "Z20250314.SI", FILE)
         first = import_file(rt.engine.edge, "shop", path)
-        assert (first["vouchers"], first["accepted"]) == (1, 1)
+        assert (first.vouchers, first.accepted) == (1, 1)
         # The till exports the same day again, with another header: still the same voucher.
         again = write(tmp_path / "again.SI", FILE.replace('"Kassan" 1.0', '"Kassan" 1.1'))
-        assert import_file(rt.engine.edge, "shop", again)["duplicates"] == 1
+        assert import_file(rt.engine.edge, "shop", again).duplicates == 1
         await rt.settle()
         posted = await _posted(rt)
         assert len(posted) == 1
@@ -93,7 +93,7 @@ async def test_a_4i_voucher_on_an_inactive_account_waits_with_the_shops_error(
         )
         text = FILE.replace("#TRANS 3740 {{}} 0.40", "#TRANS 3999 {{}} 0.40")
         result = import_file(rt.engine.edge, "shop", write(tmp_path / "bad.SI", text))
-        assert result["accepted"] == 1
+        assert result.accepted == 1
         await rt.settle()
         waiting = [r for k, r in rt.records("zr") if k.startswith("sie:")]
         assert waiting and waiting[0]["status"] == "waiting"
@@ -109,7 +109,7 @@ def test_an_unbalanced_file_is_refused_with_the_line_and_nothing_stored(tmp_path
     edge = Edge(Database(tmp_path / "k.db"))
     text = FILE.replace("#TRANS 2890 {{}} -150.00", "#TRANS 2890 {{}} -149.00")
     result = import_file(edge, "shop", write(tmp_path / "unbalanced.SI", text))
-    assert result["errors"] and result["errors"][0]["line"] == 7
+    assert result.errors and result.errors[0].line == 7
     assert edge.log.count(Topic.TILL_EVENTS) == 0
 
 

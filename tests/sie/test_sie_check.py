@@ -13,7 +13,17 @@ from engine.sie import check_file, main_check, read_sie
 
 from .support import CORPUS_DIR, z_report_example_bytes
 
-KEYS = {"file", "sie_type", "program", "encoding", "accounts", "vouchers", "unbalanced", "errors"}
+KEYS = {
+    "file",
+    "sie_type",
+    "program",
+    "encoding",
+    "accounts",
+    "vouchers",
+    "unbalanced",
+    "unbalanced_vouchers",
+    "errors",
+}
 
 
 def test_check_file_on_the_example(tmp_path: Path) -> None:
@@ -28,6 +38,7 @@ def test_check_file_on_the_example(tmp_path: Path) -> None:
         "accounts": 12,
         "vouchers": 1,
         "unbalanced": 0,
+        "unbalanced_vouchers": [],
         "errors": [],
     }
 
@@ -37,6 +48,26 @@ def test_check_file_on_an_unbalanced_corpus_file() -> None:
     assert set(result) == KEYS
     assert (result["sie_type"], result["vouchers"], result["unbalanced"]) == ("4E", 65, 1)
     assert result["errors"] == []
+    # Which voucher, where, and by how much (12.00 debit against 10.00 credit).
+    assert result["unbalanced_vouchers"] == [
+        {"line": 1368, "series": "1", "number": "1", "date": "2015-09-12", "difference": "2.00"}
+    ]
+
+
+def test_sie_check_exits_non_zero_on_an_unbalanced_voucher_through_the_cli() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "sie", "check", str(CORPUS_DIR / "testWrite.se")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    result = json.loads(done.stdout)
+    assert result["unbalanced_vouchers"][0]["line"] == 1368
+    assert result["unbalanced_vouchers"][0]["difference"] == "2.00"
 
 
 def test_check_file_reports_errors_with_lines(tmp_path: Path) -> None:

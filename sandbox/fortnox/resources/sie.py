@@ -88,6 +88,7 @@ def export(tenant: Tenant, sie_type: int, fy_id: int, **dates: date | None) -> b
         previous=sie_year(tenant, previous_id) if previous_id is not None else None,
         cost_centers={r.key: str(r.data.get("Description") or "") for r in tenant.costcenters},
         generated=tenant.today(),
+        chart_type=fy.get("AccountChartType"),
     )
 
 
