@@ -240,7 +240,10 @@ class Onboarding:
 
     def _oauth(self) -> OAuthClient:
         return OAuthClient(
-            self.app.credentials, base_url=self.app.auth_base, transport=self.transport
+            self.app.credentials,
+            base_url=self.app.auth_base,
+            transport=self.transport,
+            clock=self.clock,
         )
 
     # -- the link ------------------------------------------------------------------------------
