@@ -2,8 +2,9 @@
 
 The tenant's row in ``tenants`` (its configuration and ingest key) stays, so the shop can be
 activated again; everything synced, queued or remembered about it goes: its messages on every
-topic, its state records, outbox commands, dead letters, de-duplication memory, Fortnox cursors
-and wake-up times.
+topic (except a topic's single newest message, whose offset must not be reused), its state
+records, outbox commands, dead letters, de-duplication memory, Fortnox cursors and wake-up
+times.
 """
 
 from __future__ import annotations
@@ -40,8 +41,19 @@ def delete_tenant_data(db: Database, tenant: str) -> dict[str, int]:
     ]
     deleted: dict[str, int] = {}
     with db.transaction() as conn:
-        for table in (*_TABLES, *topic_tables):
+        for table in _TABLES:
             cursor = conn.execute(f'DELETE FROM "{table}" WHERE tenant = ?', (tenant,))
+            if cursor.rowcount:
+                deleted[table] = cursor.rowcount
+        for table in topic_tables:
+            # A topic's offsets are its row ids: deleting its newest row would hand that offset
+            # to the next message, which consumers past it would never read. So the newest
+            # row stays (even if it is this tenant's); everything before it goes.
+            cursor = conn.execute(
+                f'DELETE FROM "{table}" WHERE tenant = ? AND "offset" < '
+                f'(SELECT MAX("offset") FROM "{table}")',
+                (tenant,),
+            )
             if cursor.rowcount:
                 deleted[table] = cursor.rowcount
     log.warning("tenant.data_deleted", tenant=tenant, rows=sum(deleted.values()))

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import structlog
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine.clock import utcnow
 from engine.fortnox.errors import ConsentError, FortnoxError
@@ -46,8 +46,8 @@ CONSENT_PAUSES = frozenset(
 )
 DEACTIVATED_REASON = "the Fortnox integration is deactivated"
 CSRF_HEADER = "x-kassasync-csrf"
+TENANT_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 MAX_FORM_BYTES = 16_384
-TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
 def resume_if_waiting_for_consent(ops: Ops, tenant: str) -> bool:
@@ -74,12 +74,27 @@ def resume_if_waiting_for_consent(ops: Ops, tenant: str) -> bool:
     return True
 
 
+class BadBody(Exception):
+    """A JSON body that is not a JSON object (400)."""
+
+
 class NewShop(BaseModel):
     """A shop the operator adds: no Fortnox tokens yet (it connects through its link)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(min_length=1, max_length=63)
+    id: str
+
+    @field_validator("id")
+    @classmethod
+    def _tenant_id(cls, value: str) -> str:
+        if not TENANT_ID.fullmatch(value):
+            raise ValueError(
+                "a tenant id is 1-63 lower-case letters, digits, '-' or '_', starting with a "
+                "letter or digit"
+            )
+        return value
+
     name: str = Field(default="", max_length=200)
     till_endpoint: str | None = Field(default=None, max_length=2000)
     #: How often Kassasync asks the shop's Fortnox for changes (seconds).
@@ -144,11 +159,6 @@ def router(
     # -- the shared steps ----------------------------------------------------------------------
 
     def add_shop(shop: NewShop) -> str:
-        if not TENANT_ID.match(shop.id):
-            raise ValueError(
-                "a tenant id is 1-63 lower-case letters, digits, '-' or '_' (starting with a "
-                "letter or digit)"
-            )
         if tenants.get(shop.id) is not None:
             raise ValueError(f"tenant {shop.id} exists already")
         key = tenants.upsert(
@@ -277,7 +287,7 @@ def router(
             )
             key = add_shop(shop)
         except (ValidationError, ValueError) as bad:
-            text = bad.errors()[0]["msg"] if isinstance(bad, ValidationError) else str(bad)
+            text = _problem(bad) if isinstance(bad, ValidationError) else str(bad)
             return html_response(
                 layout("Add a shop", new_shop_form(csrf, text), csrf=csrf), status=400
             )
@@ -412,13 +422,17 @@ def router(
 
     async def json_body(request: Request) -> dict[str, object]:
         raw = await request.body()
+        if len(raw) > MAX_FORM_BYTES:
+            raise BadBody("the body is too large")
         if not raw:
             return {}
         try:
             data = json.loads(raw)
         except ValueError:
-            return {"__invalid__": True}
-        return data if isinstance(data, dict) else {"__invalid__": True}
+            raise BadBody("the body is not JSON") from None
+        if not isinstance(data, dict):
+            raise BadBody("send a JSON object")
+        return data
 
     @routes.post("/ops/api/tenants")
     async def add_api(request: Request, who: Session = Depends(session)) -> JSONResponse:
@@ -427,7 +441,9 @@ def router(
             shop = NewShop.model_validate(await json_body(request))
             key = add_shop(shop)
         except ValidationError as bad:
-            return JSONResponse({"error": bad.errors()[0]["msg"]}, status_code=400)
+            return JSONResponse({"error": _problem(bad)}, status_code=400)
+        except BadBody as bad:
+            return JSONResponse({"error": str(bad)}, status_code=400)
         except ValueError as bad:
             return JSONResponse({"error": str(bad)}, status_code=409)
         out: dict[str, object] = {"tenant": shop.id, "api_key": key, "connection": "not_connected"}
@@ -458,7 +474,9 @@ def router(
             choice = Deactivation.model_validate(await json_body(request))
             revoked = await deactivate(tenant, choice.delete_data)
         except ValidationError as bad:
-            return JSONResponse({"error": bad.errors()[0]["msg"]}, status_code=400)
+            return JSONResponse({"error": _problem(bad)}, status_code=400)
+        except BadBody as bad:
+            return JSONResponse({"error": str(bad)}, status_code=400)
         except (ValueError, ConsentError) as failed:
             return JSONResponse({"error": _text(failed)}, status_code=404)
         return JSONResponse(
@@ -482,6 +500,13 @@ def router(
         return JSONResponse({"tenant": tenant, "deactivated": False})
 
     return routes
+
+
+def _problem(bad: ValidationError) -> str:
+    """The first problem of a form or body, as ``field: message``."""
+    first = bad.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    return f"{where}: {first['msg'].removeprefix('Value error, ')}"
 
 
 def _text(failed: Exception) -> str:
