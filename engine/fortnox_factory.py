@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from engine.fortnox.api import FortnoxApi
 from engine.fortnox.auth import OAuthClient, TokenManager
 from engine.fortnox.client import FortnoxClient
@@ -13,29 +15,40 @@ from engine.tenants import FortnoxConnection, TenantConfig
 from topics.settings import StockMode
 
 
-def resolve_connection(
-    conn: FortnoxConnection, app: FortnoxApp | None
-) -> tuple[FortnoxConnection, AppCredentials]:
-    """The tenant's connection with the installation's app filled in where the tenant names
-    none (client id and secret, and the app's API and OAuth addresses)."""
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A tenant's Fortnox connection with the installation's app filled in."""
+
+    app: FortnoxApp
+
+    @property
+    def credentials(self) -> AppCredentials:
+        return self.app.credentials
+
+
+def resolve_connection(conn: FortnoxConnection, app: FortnoxApp | None) -> Resolved:
+    """The app a tenant runs as: its own client id and secret if its configuration names them
+    (older configurations), else the installation's app, configured once; the tenant's
+    ``api_base``/``auth_base`` win over the app's when given."""
     if conn.client_id and conn.client_secret is not None:
-        return conn, AppCredentials(client_id=conn.client_id, client_secret=conn.client_secret)
-    app = app or FortnoxApp.from_env()
-    if app is None:
-        raise ValueError(
-            "no Fortnox app configured: set KASSASYNC_FORTNOX_CLIENT_ID and "
-            "KASSASYNC_FORTNOX_CLIENT_SECRET (or the tenant's fortnox.client_id/client_secret)"
+        own = FortnoxApp(client_id=conn.client_id, client_secret=conn.client_secret)
+    else:
+        installed = app or FortnoxApp.from_env()
+        if installed is None:
+            raise ValueError(
+                "no Fortnox app configured: set KASSASYNC_FORTNOX_CLIENT_ID and "
+                "KASSASYNC_FORTNOX_CLIENT_SECRET (or the tenant's fortnox.client_id and "
+                "client_secret)"
+            )
+        own = installed
+    return Resolved(
+        own.model_copy(
+            update={
+                "api_base": conn.api_base or own.api_base,
+                "auth_base": conn.auth_base or own.auth_base,
+            }
         )
-    given = conn.model_fields_set
-    resolved = conn.model_copy(
-        update={
-            "client_id": app.client_id,
-            "client_secret": app.client_secret,
-            "api_base": conn.api_base if "api_base" in given else app.api_base,
-            "auth_base": conn.auth_base if "auth_base" in given else app.auth_base,
-        }
     )
-    return resolved, app.credentials
 
 
 async def open_api(
@@ -49,8 +62,9 @@ async def open_api(
     """Connect a tenant: a service account gets its first token by client credentials."""
     if config.fortnox is None:
         raise ValueError(f"tenant {config.id} has no Fortnox connection configured")
-    conn, credentials = resolve_connection(config.fortnox, app)
-    oauth = OAuthClient(credentials, base_url=conn.auth_base)
+    conn = config.fortnox
+    resolved = resolve_connection(conn, app)
+    oauth = OAuthClient(resolved.credentials, base_url=resolved.app.auth_base)
     tokens = TokenManager(token_store, oauth, metrics=metrics)
     if await token_store.load(config.id) is None and conn.fortnox_tenant_id is not None:
         await token_store.save(
@@ -59,7 +73,7 @@ async def open_api(
     client = FortnoxClient(
         config.id,
         tokens,
-        base_url=conn.api_base,
+        base_url=resolved.app.api_base,
         limiters=limiters,
         rate_window=conn.rate_window_seconds,
         metrics=metrics,

@@ -38,8 +38,10 @@ class TillConnection(BaseModel):
 class FortnoxConnection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    api_base: str = "https://api.fortnox.se"
-    auth_base: str = "https://apps.fortnox.se"
+    #: None: the installation's Fortnox app's (``KASSASYNC_FORTNOX_API_BASE`` /
+    #: ``_AUTH_BASE``), which default to ``https://api.fortnox.se`` / ``https://apps.fortnox.se``.
+    api_base: str | None = None
+    auth_base: str | None = None
     topics_url: str | None = None
     #: The Fortnox app's credentials; leave both out to use the installation's app
     #: (``KASSASYNC_FORTNOX_CLIENT_ID`` / ``KASSASYNC_FORTNOX_CLIENT_SECRET``), configured once.

@@ -204,7 +204,7 @@ class EmbeddedEngine:
             config = self.tenants.get(tenant)
             if config is None or config.fortnox is None or not config.fortnox.topics_url:
                 continue
-            _conn, app = resolve_connection(config.fortnox, self.fortnox_app)
+            app = resolve_connection(config.fortnox, self.fortnox_app).app
             key = app_key(app.client_id, config.fortnox.topics_url)
             url, secret, members = groups.setdefault(
                 key, (config.fortnox.topics_url, app.client_secret, set())

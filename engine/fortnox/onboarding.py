@@ -20,14 +20,14 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from engine.fortnox.auth import OAUTH_BASE_URL, OAuthClient
+from engine.fortnox.auth import OAUTH_BASE_URL, OAuthClient, consent_url
 from engine.fortnox.client import API_BASE_URL
 from engine.fortnox.errors import ConsentError, FortnoxError
 from engine.fortnox.observability import log
@@ -279,8 +279,10 @@ class Onboarding:
         *,
         redirect_uri: str | None = None,
         service_account: bool | None = None,
+        scopes: Sequence[str] | None = None,
     ) -> str:
-        """The consent link for ``tenant`` (to send to the shop's Fortnox administrator)."""
+        """The consent link for ``tenant`` (to send to the shop's Fortnox administrator); its
+        scopes follow the tenant's flows unless ``scopes`` names them."""
         target = redirect_uri or self.callback_url
         if target is None:
             raise ConsentError(
@@ -290,14 +292,12 @@ class Onboarding:
             )
         service = self.app.service_accounts if service_account is None else service_account
         state = self.seal_state(tenant, target, service=service)
-        scopes = scopes_for(settings)
-        log.info("fortnox.connect.link", tenant=tenant, scopes=" ".join(scopes), service=service)
-        from engine.fortnox.auth import consent_url
-
+        wanted = tuple(scopes) if scopes is not None else scopes_for(settings)
+        log.info("fortnox.connect.link", tenant=tenant, scopes=" ".join(wanted), service=service)
         return consent_url(
             self.app.client_id,
             redirect_uri=target,
-            scopes=scopes,
+            scopes=wanted,
             state=state,
             service_account=service,
             base_url=self.app.auth_base,

@@ -287,7 +287,7 @@ def router(
             )
             key = add_shop(shop)
         except (ValidationError, ValueError) as bad:
-            text = _problem(bad) if isinstance(bad, ValidationError) else str(bad)
+            text = problem_text(bad) if isinstance(bad, ValidationError) else str(bad)
             return html_response(
                 layout("Add a shop", new_shop_form(csrf, text), csrf=csrf), status=400
             )
@@ -441,7 +441,7 @@ def router(
             shop = NewShop.model_validate(await json_body(request))
             key = add_shop(shop)
         except ValidationError as bad:
-            return JSONResponse({"error": _problem(bad)}, status_code=400)
+            return JSONResponse({"error": problem_text(bad)}, status_code=400)
         except BadBody as bad:
             return JSONResponse({"error": str(bad)}, status_code=400)
         except ValueError as bad:
@@ -474,7 +474,7 @@ def router(
             choice = Deactivation.model_validate(await json_body(request))
             revoked = await deactivate(tenant, choice.delete_data)
         except ValidationError as bad:
-            return JSONResponse({"error": _problem(bad)}, status_code=400)
+            return JSONResponse({"error": problem_text(bad)}, status_code=400)
         except BadBody as bad:
             return JSONResponse({"error": str(bad)}, status_code=400)
         except (ValueError, ConsentError) as failed:
@@ -502,7 +502,7 @@ def router(
     return routes
 
 
-def _problem(bad: ValidationError) -> str:
+def problem_text(bad: ValidationError) -> str:
     """The first problem of a form or body, as ``field: message``."""
     first = bad.errors()[0]
     where = ".".join(str(part) for part in first["loc"]) or "body"
