@@ -114,23 +114,23 @@ _TEXT: dict[ErrorKind, tuple[str, str, str | None]] = {
     ),
     ErrorKind.NOT_CONNECTED: (
         "This shop is not connected to Fortnox yet.",
-        "Send the consent link on the dashboard (Tenants > {tenant} > Fortnox connection) to "
-        "the shop's Fortnox administrator, or run kassasync connect {tenant} on the Kassasync "
+        "Send the consent link on the dashboard's page /tenants/{tenant}/connection to the "
+        "shop's Fortnox administrator, or run kassasync connect {tenant} on the Kassasync "
         "machine. Sync starts by itself once the administrator has approved.",
         None,
     ),
     ErrorKind.LOGIN_EXPIRED: (
         "Your Fortnox login has expired: Kassasync could not use it for 45 days.",
-        "Send the shop's Fortnox administrator a new consent link from the dashboard "
-        "(Tenants > {tenant} > Fortnox connection), or run kassasync connect {tenant}. "
-        "Nothing is lost: the shop's changes wait and sync resumes by itself after approval.",
+        "Send the shop's Fortnox administrator a new consent link from the dashboard's page "
+        "/tenants/{tenant}/connection, or run kassasync connect {tenant}. Nothing is lost: the "
+        "shop's changes wait and sync resumes by itself after approval.",
         "https://apps.fortnox.se/integrations",
     ),
     ErrorKind.CONSENT_REVOKED: (
         "Fortnox no longer accepts Kassasync for this shop: the access was withdrawn in "
         "Fortnox (Integrationer) or by a Fortnox administrator.",
         "If the shop still wants the sync, its Fortnox administrator approves Kassasync again "
-        "with a new consent link from the dashboard (Tenants > {tenant} > Fortnox connection). "
+        "with a new consent link from the dashboard's page /tenants/{tenant}/connection. "
         "Changes wait meanwhile and sync resumes by itself after approval.",
         "https://apps.fortnox.se/integrations",
     ),
