@@ -99,6 +99,7 @@ def test_a_shop_connects_from_its_consent_link_and_resumes_after_reconsent(
         "4-connected",
         "5-consent-revoked",
         "6-reconnected",
+        "7-deactivated",
     ):
         assert (ARTIFACTS / f"connect-{name}.png").stat().st_size > 5_000, name
 
@@ -223,3 +224,22 @@ def walk(chrome: Any, live: Live, till: Till, admin: httpx.Client, fortnox_tenan
             == "connected"
         )
         shot("6-reconnected")
+
+        # The shop leaves: the operator deactivates, keeping the data. Flows stop and
+        # Fortnox revokes the token; activated again, the shop is not connected until it
+        # approves a new link.
+        chrome.find_element(By.XPATH, "//button[normalize-space()='Deactivate, keep data']").click()
+        wait_for(lambda: "Fortnox revoked the token" in chrome.page_source, 10)
+        state = chrome.find_element(By.ID, "connection-state")
+        assert state.get_attribute("data-state") == "deactivated"
+        wait_for(lambda: paused_kind(api) == "paused_by_operator", 15, 0.2)
+        consents = admin.get(f"/_sandbox/tenants/{fortnox_tenant}").json()["consents"]
+        assert consents and all(c["active"] for c in consents)  # the grant, not the consent
+        shot("7-deactivated")
+        chrome.find_element(
+            By.XPATH, "//button[normalize-space()='Activate the integration']"
+        ).click()
+        wait_for(lambda: "Activated" in chrome.page_source, 10)
+        state = chrome.find_element(By.ID, "connection-state")
+        assert state.get_attribute("data-state") == "not_connected"
+        wait_for(lambda: paused_kind(api) == "not_connected", 15, 0.2)
