@@ -27,7 +27,12 @@ from engine.executors.till import TillDelivery
 from engine.fortnox.api import FortnoxApi
 from engine.fortnox.errors import FortnoxError
 from engine.fortnox.limiter import LimiterRegistry
-from engine.fortnox.onboarding import FortnoxApp, Onboarding, public_url_from_env
+from engine.fortnox.onboarding import (
+    FortnoxApp,
+    Onboarding,
+    public_url_from_env,
+    renew_idle_logins,
+)
 from engine.fortnox.tokens import SqliteTokenStore
 from engine.fortnox.topics_feed import TopicsFeed
 from engine.fortnox_factory import open_api, resolve_connection
@@ -46,6 +51,8 @@ from topics.settings import TenantSettings
 
 #: How often the tick loop checks that every tenant with Fortnox has a running session.
 SESSIONS_CHECK_SECONDS = 0.2
+#: How often idle tenants' Fortnox logins are checked (and renewed before they lapse).
+LOGINS_CHECK_SECONDS = 3600.0
 
 log = structlog.get_logger("kassasync.engine")
 
@@ -267,6 +274,14 @@ class EmbeddedEngine:
                 # Until the ingest API appends (it sets _work) or, as a safety net, 50 ms.
                 await _first(stop, self._work, timeout=0.05)
 
+    async def _logins_loop(self, stop: asyncio.Event) -> None:
+        """Renew idle tenants' refresh tokens before their 45 days run out (a paused tenant's
+        session makes no requests, so nothing else would)."""
+        while not stop.is_set():
+            managers = {t: s.api.client.tokens for t, s in self.sessions.items()}
+            await renew_idle_logins(self.token_store, managers)
+            await _first(stop, asyncio.Event(), timeout=LOGINS_CHECK_SECONDS)
+
     async def _tick_loop(self, stop: asyncio.Event) -> None:
         """Ticks tenants whose flush window has passed, waking at the earliest wake-up time (or
         when the processor wrote new ones); checks the sessions every 0.2 s."""
@@ -294,6 +309,7 @@ class EmbeddedEngine:
                 asyncio.create_task(self._process_loop(stop)),
                 asyncio.create_task(self._tick_loop(stop)),
                 asyncio.create_task(delivery.run(stop)),
+                asyncio.create_task(self._logins_loop(stop)),
             ]
             if serve_http:
                 config = server_config(

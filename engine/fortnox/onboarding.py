@@ -27,9 +27,9 @@ from enum import StrEnum
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from engine.fortnox.auth import OAUTH_BASE_URL, OAuthClient, consent_url
+from engine.fortnox.auth import OAUTH_BASE_URL, OAuthClient, TokenManager, consent_url
 from engine.fortnox.client import API_BASE_URL
-from engine.fortnox.errors import ConsentError, FortnoxError
+from engine.fortnox.errors import ConsentError, FortnoxError, LoginExpired
 from engine.fortnox.observability import log
 from engine.fortnox.tokens import (
     AppCredentials,
@@ -54,6 +54,9 @@ CALLBACK_PATH = "/fortnox/callback"
 STATE_SECONDS = 7 * 24 * 3600.0
 #: A refresh token this close to its 45 days is warned about (the tenant has been idle).
 EXPIRY_WARNING_SECONDS = 10 * 24 * 3600.0
+#: A refresh token this old is renewed by the engine even while its tenant is idle (paused: its
+#: session makes no requests), so an idle tenant's login does not lapse while the engine runs.
+RENEW_AFTER_SECONDS = 30 * 24 * 3600.0
 _STATE_CONTEXT = "kassasync fortnox consent state v1"
 
 #: Scopes every tenant needs: what the session's master-data refresh reads whatever flows are
@@ -418,6 +421,42 @@ class Onboarding:
         """Allow the tenant to connect again (it is then not connected until consent)."""
         await self.store.set_deactivated(tenant, False)
         log.info("fortnox.connect.activated", tenant=tenant)
+
+
+async def renew_idle_logins(
+    store: TokenStore,
+    managers: Mapping[str, TokenManager],
+    *,
+    clock: Callable[[], float] = time.time,
+) -> list[str]:
+    """Renew the logins whose refresh token is :data:`RENEW_AFTER_SECONDS` old (their tenant
+    has been idle); returns the tenants renewed. A refusal marks the login as any refresh does
+    (and the tenant pauses when it next runs); Fortnox being away is retried on the next round."""
+    renewed: list[str] = []
+    for tenant, manager in managers.items():
+        tokens = await store.load(tenant)
+        if tokens is None or tokens.login_expired or tokens.refresh_expires_at() is None:
+            continue
+        if clock() < tokens.issued_at + RENEW_AFTER_SECONDS:
+            continue
+        try:
+            # Issued 30 days ago, the access token is long expired: this refreshes.
+            await manager.refresh(tenant)
+        except LoginExpired as refused:
+            log.warning("fortnox.token.renew_refused", tenant=tenant, kind=refused.kind.value)
+            continue
+        except FortnoxError as failed:
+            days = ((tokens.refresh_expires_at() or 0.0) - clock()) / 86400
+            log.warning(
+                "fortnox.token.refresh_expiring",
+                tenant=tenant,
+                days_left=round(days, 1),
+                renew_error=type(failed).__name__,
+            )
+            continue
+        log.info("fortnox.token.renewed_idle", tenant=tenant)
+        renewed.append(tenant)
+    return renewed
 
 
 async def database_number(

@@ -20,10 +20,12 @@ from engine.fortnox.errors import (
 from engine.fortnox.onboarding import (
     BASE_SCOPES,
     EXPIRY_WARNING_SECONDS,
+    RENEW_AFTER_SECONDS,
     STATE_SECONDS,
     ConnectionState,
     FortnoxApp,
     Onboarding,
+    renew_idle_logins,
     scopes_for,
 )
 from engine.fortnox.tokens import REFRESH_TOKEN_SECONDS, Ended, GrantKind, MemoryTokenStore
@@ -333,3 +335,31 @@ async def test_the_callback_page_never_shows_tokens(world: World) -> None:
         await world.approve(world.onboarding.link("shop", TenantSettings()))
     )
     assert connected.tokens.access_token.reveal() not in repr(connected)
+
+
+async def test_the_engine_renews_an_idle_tenants_login_before_it_lapses(world: World) -> None:
+    await world.onboarding.complete(
+        await world.approve(world.onboarding.link("shop", TenantSettings()))
+    )
+    before = await world.store.load("shop")
+    assert before is not None
+    managers = {"shop": world.manager()}
+    # Young: left alone (no token request).
+    world.clock.now += RENEW_AFTER_SECONDS - 3600
+    assert await renew_idle_logins(world.store, managers, clock=world.clock) == []
+    assert await world.store.load("shop") == before
+    # 30 days unused (the tenant was paused): renewed, so the 45 days start again.
+    world.clock.now += 7200
+    assert await renew_idle_logins(world.store, managers, clock=world.clock) == ["shop"]
+    after = await world.store.load("shop")
+    assert after is not None and after.refresh_token != before.refresh_token
+    assert after.issued_at == world.clock() and not after.login_expired
+    # A login Fortnox refuses is marked as any refresh would, and not retried in a loop.
+    world.clock.now += RENEW_AFTER_SECONDS + 1
+    await world.env.admin.post(
+        f"/_sandbox/tenants/{world.env.tenant_id}/revoke-consent",
+        json={"client_id": world.env.client_id},
+    )
+    assert await renew_idle_logins(world.store, managers, clock=world.clock) == []
+    assert (await world.onboarding.status("shop")).state is ConnectionState.CONSENT_REVOKED
+    assert await renew_idle_logins(world.store, managers, clock=world.clock) == []
