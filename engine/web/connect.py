@@ -16,6 +16,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable
+from urllib.parse import urlencode
 
 import structlog
 from fastapi import APIRouter, Depends, Request
@@ -28,8 +29,10 @@ from engine.fortnox.onboarding import ConnectionState, ConnectionStatus, Onboard
 from engine.ops import Ops, SqliteOpsStore
 from engine.tenant_data import delete_tenant_data
 from engine.tenants import FortnoxConnection, TenantConfig, TenantDirectory, TillConnection
+from engine.web.api import CSRF_HEADER
 from engine.web.auth import AdminAuth, Forbidden, NeedLogin, Session, check_same_origin
 from engine.web.html import button_form, esc, hidden, html_response, layout, url
+from engine.web.pages import MAX_FORM_BYTES, read_form
 from topics.errors import ErrorKind, shop_error
 from topics.outcomes import Source, TenantPaused, TenantPausedData, TenantResumed, TenantResumedData
 
@@ -45,9 +48,7 @@ CONSENT_PAUSES = frozenset(
     }
 )
 DEACTIVATED_REASON = "the Fortnox integration is deactivated"
-CSRF_HEADER = "x-kassasync-csrf"
 TENANT_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
-MAX_FORM_BYTES = 16_384
 
 
 def resume_if_waiting_for_consent(ops: Ops, tenant: str) -> bool:
@@ -141,14 +142,6 @@ def router(
                 "KASSASYNC_FORTNOX_CLIENT_SECRET"
             )
         return found
-
-    async def read_form(request: Request) -> dict[str, str]:
-        from urllib.parse import parse_qsl
-
-        body = await request.body()
-        if len(body) > MAX_FORM_BYTES:
-            raise Forbidden("form too large")
-        return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
 
     def api_actor(request: Request, who: Session) -> None:
         if who.via == "cookie":
@@ -514,6 +507,4 @@ def _text(failed: Exception) -> str:
 
 
 def _q(**params: str) -> str:
-    from urllib.parse import urlencode
-
     return urlencode(params)
