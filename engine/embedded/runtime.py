@@ -45,7 +45,7 @@ from engine.store.db import Database
 from engine.tenants import TenantConfig, TenantDirectory
 from engine.web import mount as mount_web
 from engine.web.auth import AdminAuth, resolve_admin_token
-from engine.web.connect import resume_if_waiting_for_consent
+from engine.web.connect import resume_if_waiting_for_consent, resume_where_connected
 from engine.web.door import DoorSettings, server_config
 from topics.settings import TenantSettings
 
@@ -53,6 +53,8 @@ from topics.settings import TenantSettings
 SESSIONS_CHECK_SECONDS = 0.2
 #: How often idle tenants' Fortnox logins are checked (and renewed before they lapse).
 LOGINS_CHECK_SECONDS = 3600.0
+#: How often tenants paused for their Fortnox connection are checked for new tokens.
+CONSENT_CHECK_SECONDS = 2.0
 
 log = structlog.get_logger("kassasync.engine")
 
@@ -282,6 +284,16 @@ class EmbeddedEngine:
             await renew_idle_logins(self.token_store, managers)
             await _first(stop, asyncio.Event(), timeout=LOGINS_CHECK_SECONDS)
 
+    async def _consent_loop(self, stop: asyncio.Event) -> None:
+        """Resume tenants paused for their connection once they have tokens (see
+        :func:`resume_where_connected`), and wake their sessions."""
+        while not stop.is_set():
+            for tenant in await resume_where_connected(
+                self.ops, self.token_store, list(self.sessions)
+            ):
+                self.sessions[tenant].wakeup.set()
+            await _first(stop, asyncio.Event(), timeout=CONSENT_CHECK_SECONDS)
+
     async def _tick_loop(self, stop: asyncio.Event) -> None:
         """Ticks tenants whose flush window has passed, waking at the earliest wake-up time (or
         when the processor wrote new ones); checks the sessions every 0.2 s."""
@@ -310,6 +322,7 @@ class EmbeddedEngine:
                 asyncio.create_task(self._tick_loop(stop)),
                 asyncio.create_task(delivery.run(stop)),
                 asyncio.create_task(self._logins_loop(stop)),
+                asyncio.create_task(self._consent_loop(stop)),
             ]
             if serve_http:
                 config = server_config(

@@ -11,11 +11,12 @@ callback, and deactivating / activating a shop's integration.
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 import json
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from urllib.parse import urlencode
 
 import structlog
@@ -26,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from engine.clock import utcnow
 from engine.fortnox.errors import ConsentError, FortnoxError
 from engine.fortnox.onboarding import ConnectionState, ConnectionStatus, Onboarding
+from engine.fortnox.tokens import TokenStore
 from engine.ops import Ops, SqliteOpsStore
 from engine.tenant_data import delete_tenant_data
 from engine.tenants import FortnoxConnection, TenantConfig, TenantDirectory, TillConnection
@@ -46,6 +48,11 @@ CONSENT_PAUSES = frozenset(
         ErrorKind.CONSENT_REVOKED,
         ErrorKind.LICENCE_OR_SCOPE_MISSING,
     }
+)
+#: Pauses that tokens stored later answer by themselves (not a missing scope: the tokens of a
+#: connection without the scope look fine, and resuming would only pause again).
+STALE_WITH_NEW_TOKENS = frozenset(
+    {ErrorKind.NOT_CONNECTED, ErrorKind.LOGIN_EXPIRED, ErrorKind.CONSENT_REVOKED}
 )
 DEACTIVATED_REASON = "the Fortnox integration is deactivated"
 TENANT_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
@@ -73,6 +80,42 @@ def resume_if_waiting_for_consent(ops: Ops, tenant: str) -> bool:
     )
     log.info("fortnox.connect.resumed", tenant=tenant)
     return True
+
+
+async def resume_where_connected(ops: Ops, store: TokenStore, tenants: Iterable[str]) -> list[str]:
+    """Resume tenants paused for their Fortnox connection that have working tokens by now.
+
+    The callback resumes its tenant at once; this is the safety net for a pause that reached the
+    log after that resume (the session found no tokens a moment before they were saved), and for
+    tokens stored by another process (``kassasync connect`` on the engine's data folder)."""
+    resumed: list[str] = []
+    for tenant in tenants:
+        status = ops.store.record(tenant, "tenant", "status") or {}
+        error = status.get("error") if status.get("paused") else None
+        kind = error.get("kind") if isinstance(error, dict) else None
+        if kind not in STALE_WITH_NEW_TOKENS:
+            continue
+        tokens = await store.load(tenant)
+        if tokens is None or tokens.login_expired or await store.deactivated(tenant):
+            continue
+        if kind != ErrorKind.NOT_CONNECTED:
+            # Expired or revoked: only tokens issued after the pause answer it (tokens that
+            # merely look fine, say after a 401 Fortnox gave anyway, must not flap).
+            paused_at = _timestamp(status.get("at"))
+            if paused_at is None or tokens.issued_at <= paused_at:
+                continue
+        if resume_if_waiting_for_consent(ops, tenant):
+            resumed.append(tenant)
+    return resumed
+
+
+def _timestamp(value: object) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return dt.datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
 
 
 class BadBody(Exception):

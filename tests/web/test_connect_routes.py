@@ -16,6 +16,7 @@ from engine.clock import utcnow
 from engine.embedded.runtime import EmbeddedEngine
 from engine.fortnox.onboarding import FortnoxApp, Onboarding
 from engine.secrets import Secret
+from engine.web.connect import resume_where_connected
 from tests.fortnox.sandbox_env import SandboxEnv, asgi_sandbox
 from tests.ops.world import ADMIN_TOKEN, TENANT, new_engine, paused_with_dead_letters
 from tests.web.test_dashboard import BASE, BEARER, csrf_of, login, session
@@ -215,3 +216,48 @@ async def test_unknown_tenants_and_missing_token(world: World) -> None:
         assert (await world.http.request(method, path, headers=BEARER)).status_code == 404
     assert (await world.http.get("/tenants/nobody/connection", headers=BEARER)).status_code == 404
     assert ADMIN_TOKEN not in (await world.http.get("/tenants/new")).text
+
+
+async def test_the_safety_net_resumes_only_answered_connection_pauses(world: World) -> None:
+    """Tokens stored by another process (``kassasync connect``), or a pause that reached the log
+    after the callback's resume: the engine's check resumes the tenant. It never resumes a pause
+    that new tokens do not answer."""
+    store = world.engine.token_store
+    engine = world.engine
+
+    def paused_as(kind: ErrorKind) -> None:
+        engine.ops.store.append(
+            TenantPaused(
+                id=f"pause-{kind.value}-{utcnow().timestamp()}",
+                tenant=TENANT,
+                occurred_at=utcnow(),
+                source="kassasync",
+                data=TenantPausedData(error=shop_error(kind, tenant=TENANT)),
+            )
+        )
+        assert world.paused_kind() == kind.value
+
+    async def net() -> list[str]:
+        found = await resume_where_connected(engine.ops, store, [TENANT])
+        engine.processor.step()
+        return found
+
+    # Expired login (the fixture's pause) with only tokens older than the pause: stays.
+    assert world.paused_kind() == "login_expired"
+    link = (await world.http.get(f"/ops/api/tenants/{TENANT}/connection", headers=BEARER)).json()
+    assert (await world.consent(link["consent_link"])).status_code == 200  # resumes at once
+    tokens = await store.load(TENANT)
+    assert tokens is not None
+    paused_as(ErrorKind.LOGIN_EXPIRED)
+    assert await net() == [] and world.paused_kind() == "login_expired"
+    # New tokens, issued after the pause: resumed.
+    await store.save(TENANT, tokens.model_copy(update={"issued_at": utcnow().timestamp() + 1}))
+    assert await net() == [TENANT] and world.paused_kind() is None
+    # Not connected, while tokens exist after all (the race): resumed.
+    paused_as(ErrorKind.NOT_CONNECTED)
+    assert await net() == [TENANT] and world.paused_kind() is None
+    # A missing scope is not answered by tokens that look fine, nor is an operator's pause.
+    paused_as(ErrorKind.LICENCE_OR_SCOPE_MISSING)
+    assert await net() == [] and world.paused_kind() == "licence_or_scope_missing"
+    engine.ops.pause(TENANT, "inventory day")
+    assert await net() == [] and world.paused_kind() == "paused_by_operator"
