@@ -171,6 +171,9 @@ class ConnectionStatus:
     refresh_expires_at: float | None = None
     #: Set when the refresh token lapses within :data:`EXPIRY_WARNING_SECONDS`.
     warning: str | None = None
+    #: Scopes the switched-on flows need that the consent did not grant: a new consent link
+    #: grants them (Fortnox keeps a connection's scopes).
+    missing_scopes: tuple[str, ...] = ()
 
     @property
     def text(self) -> str:
@@ -191,6 +194,7 @@ class ConnectionStatus:
             "scope": self.scope,
             "refresh_expires_at": self.refresh_expires_at,
             "warning": self.warning,
+            "missing_scopes": list(self.missing_scopes),
         }
 
 
@@ -357,7 +361,9 @@ class Onboarding:
 
     # -- states --------------------------------------------------------------------------------
 
-    async def status(self, tenant: str) -> ConnectionStatus:
+    async def status(self, tenant: str, settings: TenantSettings | None = None) -> ConnectionStatus:
+        """The tenant's connection state; with ``settings``, also the scopes its switched-on
+        flows need that the consent did not grant (a flow switched on after the consent)."""
         if await self.store.deactivated(tenant):
             return ConnectionStatus(tenant, ConnectionState.DEACTIVATED)
         tokens = await self.store.load(tenant)
@@ -384,6 +390,10 @@ class Onboarding:
                 log.warning(
                     "fortnox.token.refresh_expiring", tenant=tenant, days_left=round(days, 1)
                 )
+        missing: tuple[str, ...] = ()
+        if settings is not None and state is ConnectionState.CONNECTED:
+            granted = set(tokens.scope.split())
+            missing = tuple(s for s in scopes_for(settings) if s not in granted)
         return ConnectionStatus(
             tenant,
             state,
@@ -392,6 +402,7 @@ class Onboarding:
             scope=tokens.scope,
             refresh_expires_at=lapses,
             warning=warning,
+            missing_scopes=missing,
         )
 
     # -- deactivation --------------------------------------------------------------------------

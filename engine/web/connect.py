@@ -351,6 +351,13 @@ def router(
             parts.append(
                 f'<div class="flash error" id="expiry-warning">{esc(status.warning)}</div>'
             )
+        if status.missing_scopes:
+            lacking = esc(", ".join(status.missing_scopes))
+            parts.append(
+                '<div class="flash error" id="missing-scopes">The flows switched on need '
+                f"Fortnox permissions this connection lacks: {lacking}. Send the consent link "
+                "below again; approving it adds them.</div>"
+            )
         if status.state is ConnectionState.CONNECTED:
             kind = status.kind.value if status.kind else "?"
             parts.append(
@@ -407,7 +414,8 @@ def router(
                 "docs/fortnox-client.md) and restart.</p>"
             )
             return html_response(layout("Fortnox connection", body, csrf=csrf), 503)
-        status = await service.status(tenant)
+        config = tenants.get(tenant)
+        status = await service.status(tenant, config.settings if config else None)
         link = None
         if status.state is not ConnectionState.DEACTIVATED:
             try:
@@ -495,7 +503,8 @@ def router(
         if tenants.get(tenant) is None:
             return JSONResponse({"error": f"no tenant {tenant!r}"}, status_code=404)
         try:
-            status = await need_onboarding().status(tenant)
+            config = tenants.get(tenant)
+            status = await need_onboarding().status(tenant, config.settings if config else None)
             link = None if status.state is ConnectionState.DEACTIVATED else link_for(tenant)
         except ConsentError as missing:
             return JSONResponse({"error": missing.message}, status_code=503)

@@ -363,3 +363,19 @@ async def test_the_engine_renews_an_idle_tenants_login_before_it_lapses(world: W
     assert await renew_idle_logins(world.store, managers, clock=world.clock) == []
     assert (await world.onboarding.status("shop")).state is ConnectionState.CONSENT_REVOKED
     assert await renew_idle_logins(world.store, managers, clock=world.clock) == []
+
+
+async def test_a_flow_switched_on_after_the_consent_shows_its_missing_scope(world: World) -> None:
+    await world.onboarding.complete(
+        await world.approve(world.onboarding.link("shop", TenantSettings()))
+    )
+    assert (await world.onboarding.status("shop", TenantSettings())).missing_scopes == ()
+    later = TenantSettings.model_validate(
+        {"stock": {"mode": "warehouse_documents"}, "invoices": {"enabled": True}}
+    )
+    status = await world.onboarding.status("shop", later)
+    assert status.state is ConnectionState.CONNECTED
+    assert status.missing_scopes == ("invoice", "order", "warehouse")
+    # A new consent with the new link grants them.
+    await world.onboarding.complete(await world.approve(world.onboarding.link("shop", later)))
+    assert (await world.onboarding.status("shop", later)).missing_scopes == ()
