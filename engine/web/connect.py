@@ -262,7 +262,10 @@ def router(
     async def callback(request: Request) -> Response:
         query = dict(request.query_params)
         try:
-            connected = await need_onboarding().complete(query)
+            service = need_onboarding()
+            if tenants.get(service.open_state(query.get("state", "")).tenant) is None:
+                raise ConsentError("this shop is no longer set up in Kassasync")
+            connected = await service.complete(query)
         except ConsentError as refused:
             log.warning(
                 "fortnox.connect.callback_refused", tenant=refused.tenant, error=refused.message

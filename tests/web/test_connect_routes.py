@@ -86,6 +86,12 @@ async def test_a_forged_or_foreign_callback_is_refused(world: World) -> None:
         assert "Fortnox was not connected" in answer.text
         assert answer.headers["content-security-policy"].startswith("default-src 'none'")
     assert await world.engine.token_store.load(TENANT) is None
+    # A link sealed for a shop that is not (or no longer) set up stores nothing either.
+    assert world.engine.onboarding is not None
+    gone = world.engine.onboarding.link("gone", world.engine.settings_of(TENANT))
+    answer = await world.consent(gone)
+    assert answer.status_code == 400 and "no longer set up" in answer.text
+    assert await world.engine.token_store.load("gone") is None
 
 
 async def test_a_consent_lands_resumes_the_tenant_and_says_it_worked(world: World) -> None:
