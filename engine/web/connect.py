@@ -34,7 +34,7 @@ from engine.tenants import FortnoxConnection, TenantConfig, TenantDirectory, Til
 from engine.web.api import CSRF_HEADER
 from engine.web.auth import AdminAuth, Forbidden, NeedLogin, Session, check_same_origin
 from engine.web.html import button_form, esc, hidden, html_response, layout, url
-from engine.web.pages import MAX_FORM_BYTES, read_form
+from engine.web.pages import read_form
 from topics.errors import ErrorKind, shop_error
 from topics.outcomes import Source, TenantPaused, TenantPausedData, TenantResumed, TenantResumedData
 
@@ -152,6 +152,12 @@ class Deactivation(BaseModel):
     delete_data: bool = False
 
 
+class Activation(BaseModel):
+    """Activating takes no options (an empty body or ``{}``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 def _page(title: str, text: str, *, status: int = 200, ok: bool = True) -> Response:
     css = "" if ok else " error"
     body = (
@@ -171,9 +177,9 @@ def router(
     routes = APIRouter(include_in_schema=False)
 
     def session(request: Request) -> Session:
-        found = auth.authenticate(request)
+        api = request.url.path.startswith("/ops/api/")
+        found = auth.authenticate(request, api=api)
         if found is None:
-            api = request.url.path.startswith("/ops/api/")
             raise NeedLogin(api=api, path=request.url.path)
         return found
 
@@ -468,9 +474,7 @@ def router(
     # -- JSON ------------------------------------------------------------------------------------
 
     async def json_body(request: Request) -> dict[str, object]:
-        raw = await request.body()
-        if len(raw) > MAX_FORM_BYTES:
-            raise BadBody("the body is too large")
+        raw = await request.body()  # capped by the door while it is read
         if not raw:
             return {}
         try:
@@ -542,7 +546,12 @@ def router(
     ) -> JSONResponse:
         api_actor(request, who)
         try:
+            Activation.model_validate(await json_body(request))
             await activate(tenant)
+        except ValidationError as bad:
+            return JSONResponse({"error": problem_text(bad)}, status_code=400)
+        except BadBody as bad:
+            return JSONResponse({"error": str(bad)}, status_code=400)
         except (ValueError, ConsentError) as failed:
             return JSONResponse({"error": _text(failed)}, status_code=404)
         return JSONResponse({"tenant": tenant, "deactivated": False})
