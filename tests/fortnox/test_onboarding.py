@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from structlog.testing import capture_logs
 
 from engine.fortnox.auth import OAuthClient, TokenManager
 from engine.fortnox.errors import (
@@ -379,3 +380,25 @@ async def test_a_flow_switched_on_after_the_consent_shows_its_missing_scope(worl
     # A new consent with the new link grants them.
     await world.onboarding.complete(await world.approve(world.onboarding.link("shop", later)))
     assert (await world.onboarding.status("shop", later)).missing_scopes == ()
+
+
+async def test_no_token_code_state_or_secret_is_logged(world: World) -> None:
+    with capture_logs() as logs:
+        link = world.onboarding.link("shop", TenantSettings())
+        answer = await world.approve(link)
+        connected = await world.onboarding.complete(answer)
+        world.clock.now += 3600
+        await world.manager().access_token("shop")
+        await world.onboarding.deactivate("shop")
+    tokens = connected.tokens
+    assert tokens.refresh_token is not None
+    text = repr(logs)
+    assert {e["event"] for e in logs} >= {"fortnox.connect.link", "fortnox.connect.done"}
+    for secret in (
+        tokens.access_token.reveal(),
+        tokens.refresh_token.reveal(),
+        answer["code"],
+        answer["state"],
+        world.env.client_secret,
+    ):
+        assert secret not in text
