@@ -66,10 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("files", nargs="+")
     check.set_defaults(func=_cmd_sie_check)
 
-    from engine import bookkeeping_cli, ops_cli
+    from engine import bookkeeping_cli, connect_cli, ops_cli
 
     ops_cli.register(sub)
     bookkeeping_cli.register(sub, str(DEFAULT_DATA))
+    connect_cli.register(sub, str(DEFAULT_DATA))
 
     run = sub.add_parser("run", help="run the embedded engine")
     run.add_argument("--data", default=str(DEFAULT_DATA))

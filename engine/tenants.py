@@ -38,11 +38,15 @@ class TillConnection(BaseModel):
 class FortnoxConnection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    api_base: str = "https://api.fortnox.se"
-    auth_base: str = "https://apps.fortnox.se"
+    #: None: the installation's Fortnox app's (``KASSASYNC_FORTNOX_API_BASE`` /
+    #: ``_AUTH_BASE``), which default to ``https://api.fortnox.se`` / ``https://apps.fortnox.se``.
+    api_base: str | None = None
+    auth_base: str | None = None
     topics_url: str | None = None
-    client_id: str
-    client_secret: Secret
+    #: The Fortnox app's credentials; leave both out to use the installation's app
+    #: (``KASSASYNC_FORTNOX_CLIENT_ID`` / ``KASSASYNC_FORTNOX_CLIENT_SECRET``), configured once.
+    client_id: str | None = None
+    client_secret: Secret | None = None
     #: Service account (client credentials): Fortnox's TenantId of the company.
     fortnox_tenant_id: int | None = None
     poll_seconds: float = Field(default=30.0, gt=0)
@@ -104,7 +108,7 @@ class TenantDirectory:
         data = config.model_dump(mode="json")
         if config.till.token is not None:
             data["till"]["token"] = self.box.seal(config.till.token, f"{config.id}:till")
-        if config.fortnox is not None:
+        if config.fortnox is not None and config.fortnox.client_secret is not None:
             data["fortnox"]["client_secret"] = self.box.seal(
                 config.fortnox.client_secret, f"{config.id}:fortnox"
             )
@@ -115,7 +119,7 @@ class TenantDirectory:
         tenant = data["id"]
         if data["till"].get("token"):
             data["till"]["token"] = self.box.open(data["till"]["token"], f"{tenant}:till").reveal()
-        if data.get("fortnox"):
+        if data.get("fortnox") and data["fortnox"].get("client_secret"):
             data["fortnox"]["client_secret"] = self.box.open(
                 data["fortnox"]["client_secret"], f"{tenant}:fortnox"
             ).reveal()

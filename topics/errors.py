@@ -22,7 +22,9 @@ class ErrorKind(StrEnum):
     COST_CENTER_REQUIRED = "cost_center_required"
     FINANCIAL_YEAR_MISSING = "financial_year_missing"
     PERIOD_LOCKED = "period_locked"
+    NOT_CONNECTED = "not_connected"
     LOGIN_EXPIRED = "login_expired"
+    CONSENT_REVOKED = "consent_revoked"
     LICENCE_OR_SCOPE_MISSING = "licence_or_scope_missing"
     TERMS_OF_PAYMENT_MISSING = "terms_of_payment_missing"
     VOUCHER_UNBALANCED = "voucher_unbalanced"
@@ -40,7 +42,12 @@ class ErrorKind(StrEnum):
 #: Which errors pause the whole tenant (nothing can succeed until the shop acts) as opposed to
 #: parking only the one message that hit them.
 PAUSES_TENANT: frozenset[ErrorKind] = frozenset(
-    {ErrorKind.LOGIN_EXPIRED, ErrorKind.LICENCE_OR_SCOPE_MISSING}
+    {
+        ErrorKind.NOT_CONNECTED,
+        ErrorKind.LOGIN_EXPIRED,
+        ErrorKind.CONSENT_REVOKED,
+        ErrorKind.LICENCE_OR_SCOPE_MISSING,
+    }
 )
 
 FORTNOX_SETTINGS = "https://apps.fortnox.se/settings"
@@ -105,10 +112,26 @@ _TEXT: dict[ErrorKind, tuple[str, str, str | None]] = {
         "open period.",
         "https://apps.fortnox.se/settings/bookkeeping/lockedperiod",
     ),
+    ErrorKind.NOT_CONNECTED: (
+        "This shop is not connected to Fortnox yet.",
+        "Send the consent link on the dashboard's page /tenants/{tenant}/connection to the "
+        "shop's Fortnox administrator, or run kassasync connect {tenant} on the Kassasync "
+        "machine. Sync starts by itself once the administrator has approved.",
+        None,
+    ),
     ErrorKind.LOGIN_EXPIRED: (
-        "Your Fortnox login has expired. Log in to Fortnox to renew the connection.",
-        "Open the Kassasync connection link for this shop (kassasync connect {tenant}) and "
-        "approve access in Fortnox again. Nothing is lost: the shop's changes wait until then.",
+        "Your Fortnox login has expired: Kassasync could not use it for 45 days.",
+        "Send the shop's Fortnox administrator a new consent link from the dashboard's page "
+        "/tenants/{tenant}/connection, or run kassasync connect {tenant}. Nothing is lost: the "
+        "shop's changes wait and sync resumes by itself after approval.",
+        "https://apps.fortnox.se/integrations",
+    ),
+    ErrorKind.CONSENT_REVOKED: (
+        "Fortnox no longer accepts Kassasync for this shop: the access was withdrawn in "
+        "Fortnox (Integrationer) or by a Fortnox administrator.",
+        "If the shop still wants the sync, its Fortnox administrator approves Kassasync again "
+        "with a new consent link from the dashboard's page /tenants/{tenant}/connection. "
+        "Changes wait meanwhile and sync resumes by itself after approval.",
         "https://apps.fortnox.se/integrations",
     ),
     ErrorKind.LICENCE_OR_SCOPE_MISSING: (

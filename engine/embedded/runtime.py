@@ -27,9 +27,15 @@ from engine.executors.till import TillDelivery
 from engine.fortnox.api import FortnoxApi
 from engine.fortnox.errors import FortnoxError
 from engine.fortnox.limiter import LimiterRegistry
+from engine.fortnox.onboarding import (
+    FortnoxApp,
+    Onboarding,
+    public_url_from_env,
+    renew_idle_logins,
+)
 from engine.fortnox.tokens import SqliteTokenStore
 from engine.fortnox.topics_feed import TopicsFeed
-from engine.fortnox_factory import open_api
+from engine.fortnox_factory import open_api, resolve_connection
 from engine.gateway.ingest import MAX_BODY_BYTES as INGEST_BODY_BYTES
 from engine.gateway.ingest import router as ingest_router
 from engine.metrics import EngineMetrics, MeteredPorts
@@ -39,11 +45,16 @@ from engine.store.db import Database
 from engine.tenants import TenantConfig, TenantDirectory
 from engine.web import mount as mount_web
 from engine.web.auth import AdminAuth, resolve_admin_token
+from engine.web.connect import resume_if_waiting_for_consent, resume_where_connected
 from engine.web.door import DoorSettings, server_config
 from topics.settings import TenantSettings
 
 #: How often the tick loop checks that every tenant with Fortnox has a running session.
 SESSIONS_CHECK_SECONDS = 0.2
+#: How often idle tenants' Fortnox logins are checked (and renewed before they lapse).
+LOGINS_CHECK_SECONDS = 3600.0
+#: How often tenants paused for their Fortnox connection are checked for new tokens.
+CONSENT_CHECK_SECONDS = 2.0
 
 log = structlog.get_logger("kassasync.engine")
 
@@ -66,6 +77,8 @@ class EmbeddedEngine:
         timing: SessionTiming | None = None,
         admin_token: str | None = None,
         door: DoorSettings | None = None,
+        fortnox_app: FortnoxApp | None = None,
+        public_url: str | None = None,
     ) -> None:
         self.data_dir = data_dir
         #: The HTTP port's limits (body caps, read timeouts); the ingest API takes 1 MB bodies.
@@ -85,6 +98,8 @@ class EmbeddedEngine:
         self.tenants = TenantDirectory(self.db, box)
         self.token_store = SqliteTokenStore(data_dir / "tokens.db", box)
         self.limiters = LimiterRegistry()
+        #: The Fortnox app, configured once (``KASSASYNC_FORTNOX_CLIENT_ID`` / ``_SECRET``).
+        self.fortnox_app = fortnox_app or FortnoxApp.from_env()
         self.ops = Ops(
             SqliteOpsStore(self.db, self.edge.log),
             EmbeddedProbe(self.db, limiters=self.limiters, throughput=self.throughput),
@@ -96,6 +111,21 @@ class EmbeddedEngine:
         self.admin = AdminAuth(self.admin_token)
         self.host = host
         self.http_port = http_port
+        #: Where shops' browsers reach the dashboard (the consent callback lives there).
+        self.public_url = (
+            public_url or public_url_from_env() or f"http://{host}:{http_port}"
+        ).rstrip("/")
+        self.onboarding = (
+            Onboarding(
+                self.fortnox_app,
+                self.token_store,
+                box,
+                public_url=self.public_url,
+                on_connected=self._connected,
+            )
+            if self.fortnox_app is not None
+            else None
+        )
         self.timing = timing or SessionTiming()
         self.sessions: dict[str, FortnoxSession] = {}
         self._feeds: dict[str, tuple[TopicsFeed, set[str], asyncio.Task[None]]] = {}
@@ -119,7 +149,15 @@ class EmbeddedEngine:
         # The OpenAPI document describes the till-facing API; no interactive docs pages.
         app = FastAPI(title="Kassasync", version="0.1.0", docs_url=None, redoc_url=None)
         app.include_router(ingest_router(self.tenants, self.edge, on_stored=self._work.set))
-        mount_web(app, ops=self.ops, auth=self.admin, metrics=self.metrics, door=self.door)
+        mount_web(
+            app,
+            ops=self.ops,
+            auth=self.admin,
+            metrics=self.metrics,
+            door=self.door,
+            onboarding=lambda: self.onboarding,
+            tenants=self.tenants,
+        )
 
         @app.get("/healthz")
         async def healthz() -> dict[str, object]:
@@ -136,9 +174,21 @@ class EmbeddedEngine:
 
     # -- Fortnox sessions -----------------------------------------------------------------------
 
+    async def _connected(self, tenant: str) -> None:
+        """A shop approved Kassasync in Fortnox: resume it if it waited for that, and wake its
+        session so the first sync starts at once."""
+        resume_if_waiting_for_consent(self.ops, tenant)
+        session = self.sessions.get(tenant)
+        if session is not None:
+            session.wakeup.set()
+
     async def _api_for(self, config: TenantConfig) -> FortnoxApi:
         return await open_api(
-            config, self.token_store, limiters=self.limiters, metrics=self.metrics.fortnox
+            config,
+            self.token_store,
+            limiters=self.limiters,
+            metrics=self.metrics.fortnox,
+            app=self.fortnox_app,
         )
 
     async def _ensure_sessions(self, stop: asyncio.Event) -> None:
@@ -163,9 +213,10 @@ class EmbeddedEngine:
             config = self.tenants.get(tenant)
             if config is None or config.fortnox is None or not config.fortnox.topics_url:
                 continue
-            key = app_key(config.fortnox.client_id, config.fortnox.topics_url)
+            app = resolve_connection(config.fortnox, self.fortnox_app).app
+            key = app_key(app.client_id, config.fortnox.topics_url)
             url, secret, members = groups.setdefault(
-                key, (config.fortnox.topics_url, config.fortnox.client_secret, set())
+                key, (config.fortnox.topics_url, app.client_secret, set())
             )
             members.add(tenant)
         for key, (url, secret, members) in groups.items():
@@ -225,6 +276,24 @@ class EmbeddedEngine:
                 # Until the ingest API appends (it sets _work) or, as a safety net, 50 ms.
                 await _first(stop, self._work, timeout=0.05)
 
+    async def _logins_loop(self, stop: asyncio.Event) -> None:
+        """Renew idle tenants' refresh tokens before their 45 days run out (a paused tenant's
+        session makes no requests, so nothing else would)."""
+        while not stop.is_set():
+            managers = {t: s.api.client.tokens for t, s in self.sessions.items()}
+            await renew_idle_logins(self.token_store, managers)
+            await _first(stop, asyncio.Event(), timeout=LOGINS_CHECK_SECONDS)
+
+    async def _consent_loop(self, stop: asyncio.Event) -> None:
+        """Resume tenants paused for their connection once they have tokens (see
+        :func:`resume_where_connected`), and wake their sessions."""
+        while not stop.is_set():
+            for tenant in await resume_where_connected(
+                self.ops, self.token_store, list(self.sessions)
+            ):
+                self.sessions[tenant].wakeup.set()
+            await _first(stop, asyncio.Event(), timeout=CONSENT_CHECK_SECONDS)
+
     async def _tick_loop(self, stop: asyncio.Event) -> None:
         """Ticks tenants whose flush window has passed, waking at the earliest wake-up time (or
         when the processor wrote new ones); checks the sessions every 0.2 s."""
@@ -252,6 +321,8 @@ class EmbeddedEngine:
                 asyncio.create_task(self._process_loop(stop)),
                 asyncio.create_task(self._tick_loop(stop)),
                 asyncio.create_task(delivery.run(stop)),
+                asyncio.create_task(self._logins_loop(stop)),
+                asyncio.create_task(self._consent_loop(stop)),
             ]
             if serve_http:
                 config = server_config(

@@ -30,9 +30,12 @@ import httpx
 from engine.fortnox.errors import (
     AppCredentialsInvalid,
     AuthError,
+    ConsentRevoked,
     ErrorInfo,
     FortnoxError,
+    IntegrationDeactivated,
     LoginExpired,
+    NotConnected,
     ServerError,
     TokenRefreshBusy,
     TransportFailure,
@@ -40,7 +43,9 @@ from engine.fortnox.errors import (
 )
 from engine.fortnox.observability import FortnoxMetrics, NullMetrics, log
 from engine.fortnox.tokens import (
+    REFRESH_TOKEN_SECONDS,
     AppCredentials,
+    Ended,
     GrantKind,
     TokenSet,
     TokenStore,
@@ -163,7 +168,15 @@ class OAuthClient:
             data={"token_type_hint": "refresh_token", "token": refresh_token.reveal()},
             auth=self._basic(),
         )
-        return response.is_success
+        if not response.is_success:
+            log.warning("fortnox.token.revoke_refused", tenant=tenant, status=response.status_code)
+            return False
+        try:
+            answer = response.json()
+        except ValueError:
+            return True
+        # Fortnox answers {"Revoked": true|false}; an unknown token is not revoked.
+        return not (isinstance(answer, dict) and answer.get("Revoked") is False)
 
     def _basic(self) -> httpx.BasicAuth:
         return httpx.BasicAuth(self.app.client_id, self.app.client_secret.reveal())
@@ -184,6 +197,7 @@ class OAuthClient:
             access_token=Secret(access),
             refresh_token=Secret(refresh) if isinstance(refresh, str) and refresh else None,
             expires_at=self._clock() + expires_in,
+            issued_at=self._clock(),
             scope=str(data.get("scope") or ""),
             kind=kind,
             fortnox_tenant_id=tenant_id_from_token(access) or fortnox_tenant_id,
@@ -336,6 +350,8 @@ class TokenManager:
         """
         async with self._lock(tenant):
             current = await self.store.load(tenant)
+            if current is None and await self.store.deactivated(tenant):
+                raise IntegrationDeactivated("the integration is deactivated", tenant=tenant)
             self._check_connected(tenant, current)
             if self._usable(current, rejected):
                 assert current is not None
@@ -354,13 +370,28 @@ class TokenManager:
 
     def _check_connected(self, tenant: str, current: TokenSet | None) -> None:
         if current is None:
-            raise LoginExpired(
-                "no Fortnox tokens stored for this tenant; run `kassasync connect`",
+            raise NotConnected(
+                "no Fortnox tokens stored for this tenant: its consent link was not followed yet",
                 tenant=tenant,
             )
         if current.login_expired:
             self._cache.pop(tenant, None)
+            if current.kind is GrantKind.SERVICE and current.fortnox_tenant_id is not None:
+                # A service account needs no person: try client credentials again (the consent
+                # may have been given again), and report revoked only if Fortnox still refuses.
+                return
+            if current.ended is Ended.REVOKED:
+                raise ConsentRevoked("the tenant's Fortnox consent was revoked", tenant=tenant)
             raise LoginExpired("the Fortnox login of this tenant has expired", tenant=tenant)
+
+    def ended(self, current: TokenSet) -> Ended:
+        """Why Fortnox refused ``current``: a refresh token past its 45 days expired; anything
+        younger (or a service account) was revoked in Fortnox."""
+        if current.kind is GrantKind.SERVICE:
+            return Ended.REVOKED
+        if current.issued_at and self._clock() - current.issued_at >= REFRESH_TOKEN_SECONDS:
+            return Ended.EXPIRED
+        return Ended.REVOKED if current.issued_at else Ended.EXPIRED
 
     async def _take_lease(self, tenant: str, rejected: Secret | None) -> TokenSet | None:
         """Wait for the cross-process lease. Returns tokens if another process refreshed."""
@@ -401,17 +432,25 @@ class TokenManager:
                 )
             else:
                 fresh = await self.oauth.refresh(current, tenant=tenant)
-        except LoginExpired:
+        except LoginExpired as refused:
             latest = await self.store.load(tenant)
             if latest is not None and latest.refresh_token != current.refresh_token:
                 # Rotated by someone else after all (e.g. their lease outlived ours).
                 log.info("fortnox.token.refresh_skipped", tenant=tenant, reason="rotated_meanwhile")
                 self._metrics.token_refreshed(tenant=tenant, outcome="lost_race")
                 return latest
-            await self.store.mark_login_expired(tenant, current.refresh_token)
+            ended = self.ended(current)
+            await self.store.mark_login_expired(tenant, current.refresh_token, ended)
             self._cache.pop(tenant, None)
-            log.warning("fortnox.token.login_expired", tenant=tenant, kind=current.kind.value)
+            log.warning(
+                "fortnox.token.login_expired",
+                tenant=tenant,
+                kind=current.kind.value,
+                ended=ended.value,
+            )
             self._metrics.token_refreshed(tenant=tenant, outcome="login_expired")
+            if ended is Ended.REVOKED:
+                raise ConsentRevoked(refused.message, tenant=tenant, info=refused.info) from None
             raise
         except FortnoxError as exc:
             log.warning("fortnox.token.refresh_failed", tenant=tenant, error=type(exc).__name__)
@@ -420,6 +459,8 @@ class TokenManager:
             raise
         # Persist the rotated refresh token before anyone may use the new access token.
         await self.store.save(tenant, fresh)
+        if current.login_expired:
+            log.info("fortnox.token.service_account_restored", tenant=tenant)
         log.info(
             "fortnox.token.refreshed",
             tenant=tenant,

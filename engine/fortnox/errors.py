@@ -149,6 +149,29 @@ class LoginExpired(AuthError):
     kind = ErrorKind.LOGIN_EXPIRED
 
 
+class NotConnected(LoginExpired):
+    """No Fortnox tokens were ever stored for the tenant: its consent link was not followed."""
+
+    kind = ErrorKind.NOT_CONNECTED
+
+
+class ConsentRevoked(LoginExpired):
+    """Fortnox refused a refresh token younger than 45 days (or a service account's client
+    credentials): the consent was withdrawn in Fortnox."""
+
+    kind = ErrorKind.CONSENT_REVOKED
+
+
+class IntegrationDeactivated(AuthError):
+    """The operator deactivated the tenant's Fortnox integration: nothing runs until it is
+    activated again and the shop approves Kassasync anew."""
+
+    kind = ErrorKind.PAUSED_BY_OPERATOR
+
+    def _detail(self) -> str:
+        return "the Fortnox integration of this shop is deactivated"
+
+
 class AppCredentialsInvalid(AuthError):
     """Fortnox rejected our client id or client secret (``invalid_client``)."""
 

@@ -31,6 +31,17 @@ class GrantKind(StrEnum):
     SERVICE = "service"  # service account; new tokens by client credentials + TenantId
 
 
+class Ended(StrEnum):
+    """Why a tenant's Fortnox login stopped working (shown to the operator differently)."""
+
+    EXPIRED = "expired"  # the refresh token lapsed: not used for 45 days
+    REVOKED = "revoked"  # Fortnox refused a younger refresh token, or a service account
+
+
+#: Fortnox's refresh tokens live 45 days from when they were issued (and are single-use).
+REFRESH_TOKEN_SECONDS = 45 * 24 * 3600.0
+
+
 class AppCredentials(BaseModel):
     """A Fortnox app (integration): client id and client secret."""
 
@@ -53,9 +64,19 @@ class TokenSet(BaseModel):
     kind: GrantKind = GrantKind.AUTHORIZATION_CODE
     fortnox_tenant_id: int | None = None
     login_expired: bool = False
+    #: When these tokens were issued (the refresh token's 45 days run from then); 0 = unknown.
+    issued_at: float = 0.0
+    #: Why the login stopped working, once ``login_expired`` is set.
+    ended: Ended | None = None
 
     def expires_within(self, seconds: float, now: float) -> bool:
         return self.expires_at - seconds <= now
+
+    def refresh_expires_at(self) -> float | None:
+        """When the refresh token lapses (None: a service account, or no refresh token)."""
+        if self.kind is GrantKind.SERVICE or self.refresh_token is None or not self.issued_at:
+            return None
+        return self.issued_at + REFRESH_TOKEN_SECONDS
 
 
 def jwt_claims(token: Secret | str) -> dict[str, Any]:
@@ -89,7 +110,9 @@ class TokenStore(Protocol):
 
     async def tenants(self) -> list[str]: ...
 
-    async def mark_login_expired(self, tenant: str, refresh_token: Secret | None) -> bool:
+    async def mark_login_expired(
+        self, tenant: str, refresh_token: Secret | None, ended: Ended = Ended.EXPIRED
+    ) -> bool:
         """Flag the tenant as needing a new consent, unless its tokens changed meanwhile.
 
         Returns False when the stored refresh token is no longer ``refresh_token`` (another
@@ -106,6 +129,12 @@ class TokenStore(Protocol):
     async def save_app(self, app: AppCredentials) -> None: ...
 
     async def load_app(self, client_id: str) -> AppCredentials | None: ...
+
+    async def set_deactivated(self, tenant: str, deactivated: bool) -> None:
+        """Record that the operator deactivated (or activated again) the tenant's connection."""
+        ...
+
+    async def deactivated(self, tenant: str) -> bool: ...
 
 
 _SCHEMA = """
@@ -126,6 +155,10 @@ CREATE TABLE IF NOT EXISTS fortnox_tokens (
     login_expired INTEGER NOT NULL DEFAULT 0,
     generation INTEGER NOT NULL DEFAULT 0,
     updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS fortnox_deactivated (
+    tenant TEXT PRIMARY KEY,
+    at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS fortnox_refresh_leases (
     tenant TEXT PRIMARY KEY,
@@ -153,6 +186,10 @@ class SqliteTokenStore:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            columns = {r[1] for r in db.execute("PRAGMA table_info(fortnox_tokens)")}
+            for column, kind in (("issued_at", "REAL NOT NULL DEFAULT 0"), ("ended", "TEXT")):
+                if column not in columns:  # a store written before these columns existed
+                    db.execute(f"ALTER TABLE fortnox_tokens ADD COLUMN {column} {kind}")
 
     def __repr__(self) -> str:
         return f"SqliteTokenStore({self.path!r})"
@@ -196,6 +233,8 @@ class SqliteTokenStore:
             scope=row["scope"],
             fortnox_tenant_id=row["fortnox_tenant_id"],
             login_expired=bool(row["login_expired"]),
+            issued_at=row["issued_at"],
+            ended=Ended(row["ended"]) if row["ended"] else None,
         )
 
     def _save(self, tenant: str, tokens: TokenSet) -> None:
@@ -209,8 +248,9 @@ class SqliteTokenStore:
             db.execute(
                 """
                 INSERT INTO fortnox_tokens (tenant, client_id, kind, access_token, refresh_token,
-                    expires_at, scope, fortnox_tenant_id, login_expired, generation, updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)
+                    expires_at, scope, fortnox_tenant_id, login_expired, generation, updated_at,
+                    issued_at, ended)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)
                 ON CONFLICT(tenant) DO UPDATE SET
                     client_id = excluded.client_id, kind = excluded.kind,
                     access_token = excluded.access_token, refresh_token = excluded.refresh_token,
@@ -218,7 +258,8 @@ class SqliteTokenStore:
                     fortnox_tenant_id = excluded.fortnox_tenant_id,
                     login_expired = excluded.login_expired,
                     generation = fortnox_tokens.generation + 1,
-                    updated_at = excluded.updated_at
+                    updated_at = excluded.updated_at, issued_at = excluded.issued_at,
+                    ended = excluded.ended
                 """,
                 (
                     tenant,
@@ -231,10 +272,12 @@ class SqliteTokenStore:
                     tokens.fortnox_tenant_id,
                     int(tokens.login_expired),
                     self._clock(),
+                    tokens.issued_at,
+                    tokens.ended.value if tokens.ended else None,
                 ),
             )
 
-    def _mark_login_expired(self, tenant: str, refresh_token: Secret | None) -> bool:
+    def _mark_login_expired(self, tenant: str, refresh_token: Secret | None, ended: Ended) -> bool:
         with self._immediate() as db:
             row = db.execute(
                 "SELECT refresh_token FROM fortnox_tokens WHERE tenant = ?", (tenant,)
@@ -245,7 +288,10 @@ class SqliteTokenStore:
             current = self._box.open(stored, f"{tenant}:refresh_token") if stored else None
             if current != refresh_token:
                 return False
-            db.execute("UPDATE fortnox_tokens SET login_expired = 1 WHERE tenant = ?", (tenant,))
+            db.execute(
+                "UPDATE fortnox_tokens SET login_expired = 1, ended = ? WHERE tenant = ?",
+                (ended.value, tenant),
+            )
             return True
 
     async def load(self, tenant: str) -> TokenSet | None:
@@ -254,8 +300,10 @@ class SqliteTokenStore:
     async def save(self, tenant: str, tokens: TokenSet) -> None:
         await asyncio.to_thread(self._save, tenant, tokens)
 
-    async def mark_login_expired(self, tenant: str, refresh_token: Secret | None) -> bool:
-        return await asyncio.to_thread(self._mark_login_expired, tenant, refresh_token)
+    async def mark_login_expired(
+        self, tenant: str, refresh_token: Secret | None, ended: Ended = Ended.EXPIRED
+    ) -> bool:
+        return await asyncio.to_thread(self._mark_login_expired, tenant, refresh_token, ended)
 
     async def delete(self, tenant: str) -> None:
         def _delete() -> None:
@@ -344,6 +392,34 @@ class SqliteTokenStore:
 
         return await asyncio.to_thread(_load)
 
+    # --- deactivation ---------------------------------------------------------------------
+
+    async def set_deactivated(self, tenant: str, deactivated: bool) -> None:
+        def _set() -> None:
+            with self._immediate() as db:
+                if deactivated:
+                    db.execute(
+                        "INSERT OR REPLACE INTO fortnox_deactivated (tenant, at) VALUES (?, ?)",
+                        (tenant, self._clock()),
+                    )
+                else:
+                    db.execute("DELETE FROM fortnox_deactivated WHERE tenant = ?", (tenant,))
+
+        await asyncio.to_thread(_set)
+
+    async def deactivated(self, tenant: str) -> bool:
+        def _get() -> bool:
+            db = self._connect()
+            try:
+                row = db.execute(
+                    "SELECT 1 FROM fortnox_deactivated WHERE tenant = ?", (tenant,)
+                ).fetchone()
+            finally:
+                db.close()
+            return row is not None
+
+        return await asyncio.to_thread(_get)
+
 
 class MemoryTokenStore:
     """In-process :class:`TokenStore` (tests, single-process tools). Same semantics as SQLite."""
@@ -352,6 +428,7 @@ class MemoryTokenStore:
         self._tokens: dict[str, TokenSet] = {}
         self._leases: dict[str, tuple[str, float]] = {}
         self._apps: dict[str, AppCredentials] = {}
+        self._deactivated: set[str] = set()
         self._clock = clock
         self.saves: list[tuple[str, TokenSet]] = []
 
@@ -369,13 +446,15 @@ class MemoryTokenStore:
     async def tenants(self) -> list[str]:
         return sorted(self._tokens)
 
-    async def mark_login_expired(self, tenant: str, refresh_token: Secret | None) -> bool:
+    async def mark_login_expired(
+        self, tenant: str, refresh_token: Secret | None, ended: Ended = Ended.EXPIRED
+    ) -> bool:
         current = self._tokens.get(tenant)
         if current is None:
             return True
         if current.refresh_token != refresh_token:
             return False
-        self._tokens[tenant] = current.model_copy(update={"login_expired": True})
+        self._tokens[tenant] = current.model_copy(update={"login_expired": True, "ended": ended})
         return True
 
     async def acquire_lease(self, tenant: str, owner: str, ttl: float) -> bool:
@@ -395,3 +474,12 @@ class MemoryTokenStore:
 
     async def load_app(self, client_id: str) -> AppCredentials | None:
         return self._apps.get(client_id)
+
+    async def set_deactivated(self, tenant: str, deactivated: bool) -> None:
+        if deactivated:
+            self._deactivated.add(tenant)
+        else:
+            self._deactivated.discard(tenant)
+
+    async def deactivated(self, tenant: str) -> bool:
+        return tenant in self._deactivated

@@ -98,7 +98,7 @@ class KafkaTenantDirectory:
         data = config.model_dump(mode="json")
         if config.till.token is not None:
             data["till"]["token"] = self.box.seal(config.till.token, f"{config.id}:till")
-        if config.fortnox is not None:
+        if config.fortnox is not None and config.fortnox.client_secret is not None:
             data["fortnox"]["client_secret"] = self.box.seal(
                 config.fortnox.client_secret, f"{config.id}:fortnox"
             )
@@ -108,7 +108,7 @@ class KafkaTenantDirectory:
         tenant = data["id"]
         if data["till"].get("token"):
             data["till"]["token"] = self.box.open(data["till"]["token"], f"{tenant}:till").reveal()
-        if data.get("fortnox"):
+        if data.get("fortnox") and data["fortnox"].get("client_secret"):
             data["fortnox"]["client_secret"] = self.box.open(
                 data["fortnox"]["client_secret"], f"{tenant}:fortnox"
             ).reveal()

@@ -5,15 +5,18 @@ app); serve the app with :func:`engine.web.door.server_config` for the header ti
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from engine.fortnox.onboarding import Onboarding
 from engine.metrics import EngineMetrics
 from engine.ops import Ops
-from engine.web import api, pages
+from engine.tenants import TenantDirectory
+from engine.web import api, connect, pages
 from engine.web.auth import AdminAuth, Forbidden, NeedLogin, Throttled
 from engine.web.door import Door, DoorSettings
 from engine.web.html import esc, html_response, layout
@@ -26,10 +29,17 @@ def mount(
     auth: AdminAuth,
     metrics: EngineMetrics,
     door: DoorSettings | None = None,
+    onboarding: Callable[[], Onboarding | None] | None = None,
+    tenants: TenantDirectory | None = None,
 ) -> None:
     """Dashboard and ops API (admin token) and ``/metrics`` (no token) on ``app``, and the
-    door in front of every route of ``app`` (``door``: its limits, by default 16 KB bodies)."""
+    door in front of every route of ``app`` (``door``: its limits, by default 16 KB bodies);
+    with ``tenants``, adding shops and connecting them to Fortnox (its callback needs no
+    token)."""
     app.add_middleware(Door, settings=door or DoorSettings())
+    if tenants is not None:
+        # Before the pages: /tenants/new is not a tenant called "new".
+        app.include_router(connect.router(ops, auth, onboarding or (lambda: None), tenants))
     app.include_router(pages.router(ops, auth))
     app.include_router(api.router(ops, auth))
 

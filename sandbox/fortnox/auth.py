@@ -1,9 +1,12 @@
 """OAuth as Fortnox runs it (``/oauth-v1/...``), and bearer-token checks for the API.
 
-* ``GET /oauth-v1/auth``: the sandbox approves at once for the tenant's seeded user and redirects
-  to ``redirect_uri`` with ``code`` and ``state`` (``account_type=service`` records a
-  service-account consent). Sandbox extras: ``tenant_id=`` picks the tenant, ``deny=1`` plays a
-  user who says no.
+* ``GET /oauth-v1/auth``: a browser (``Accept: text/html``) gets Fortnox's consent page: the
+  company, the integration and the scopes it asks for, with *Godkänn* (approve) and *Avbryt*
+  (refuse), posted back to ``POST /oauth-v1/auth``. A script (no ``text/html`` in ``Accept``) is
+  approved at once for the tenant's seeded user, as before. Either way the answer is a redirect
+  to ``redirect_uri`` with ``code`` and ``state`` (or ``error``); ``account_type=service``
+  records a service-account consent. Sandbox extras: ``tenant_id=`` picks the tenant, ``deny=1``
+  plays a user who says no.
 * ``POST /oauth-v1/token`` (HTTP Basic client auth): ``authorization_code`` (single-use codes,
   10 minutes, ``redirect_uri`` must repeat the one given to ``/auth``), ``refresh_token``
   (single-use, rotating, 45 days; reuse gives 400 ``invalid_grant`` "Invalid refresh token"),
@@ -20,6 +23,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import html
 import json
 import secrets
 import uuid
@@ -28,7 +32,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from sandbox.fortnox.errors import OAuthError
 from sandbox.fortnox.listing import json_response
@@ -257,10 +261,65 @@ def _with_query(url: str, params: dict[str, str]) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+_CONSENT_PAGE = """<!doctype html><html lang="sv"><head><meta charset="utf-8">
+<title>Fortnox (sandbox) - Godkänn integration</title>
+<style>body{{font-family:sans-serif;margin:3em auto;max-width:36em;color:#222}}
+.box{{border:1px solid #ccc;border-radius:8px;padding:1.5em}}button{{font:inherit;
+padding:.5em 1.4em;margin-right:1em}}#approve{{background:#0a7d3b;color:#fff;border:0}}
+li{{font-family:monospace}}</style></head><body><div class="box">
+<p>Fortnox sandbox</p><h1>Godkänn integration</h1>
+<p><strong id="client">{client}</strong> vill få tillgång till
+<strong id="company">{company}</strong> ({tenant_id}){service}.</p>
+<p>Behörigheter:</p><ul id="scopes">{scopes}</ul>
+<form method="post" action="/oauth-v1/auth">{fields}
+<button id="approve" name="decision" value="approve" type="submit">Godkänn</button>
+<button id="deny" name="decision" value="deny" type="submit">Avbryt</button>
+</form></div></body></html>"""
+
+
+def _consent_page(
+    state: SandboxState, client: OAuthClient, tenant_id: int, q: dict[str, str]
+) -> Response:
+    """Fortnox's consent page, as a person in a browser sees it (sandbox look)."""
+    tenant = state.tenants[tenant_id]
+    scopes = "".join(f"<li>{html.escape(s)}</li>" for s in sorted(q.get("scope", "").split()))
+    fields = "".join(
+        f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+        for k, v in q.items()
+        if k != "decision"
+    )
+    service = " som servicekonto" if q.get("account_type") == "service" else ""
+    page = _CONSENT_PAGE.format(
+        client=html.escape(client.name),
+        company=html.escape(str(tenant.company["CompanyName"])),
+        tenant_id=tenant_id,
+        service=service,
+        scopes=scopes,
+        fields=fields,
+    )
+    return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+
+def _wants_page(request: Request) -> bool:
+    return "text/html" in request.headers.get("accept", "")
+
+
+@router.post("/auth")
+async def decide(request: Request) -> Response:
+    """The consent page's answer: approve or refuse."""
+    form = await _form(request)
+    decision = form.pop("decision", "")
+    if decision != "approve":
+        form["deny"] = "1"
+    return _authorize(_state(request), form, page=False)
+
+
 @router.get("/auth")
 async def authorize(request: Request) -> Response:
-    state = _state(request)
-    q = dict(request.query_params)
+    return _authorize(_state(request), dict(request.query_params), page=_wants_page(request))
+
+
+def _authorize(state: SandboxState, q: dict[str, str], *, page: bool) -> Response:
     client = state.clients.get(q.get("client_id", ""))
     if client is None:
         return json_response(
@@ -299,6 +358,8 @@ async def authorize(request: Request) -> Response:
         return json_response(
             {"error": "invalid_request", "error_description": "no tenant to consent for"}, 400
         )
+    if page:
+        return _consent_page(state, client, tenant_id, q)
     consent = state.grant_consent(
         client.client_id, tenant_id, scopes, service=account_type == "service"
     )

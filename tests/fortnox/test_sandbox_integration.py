@@ -9,11 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from engine.fortnox.errors import LoginExpired, UnknownOutcome, WarehouseModuleActive
+from engine.fortnox.errors import (
+    ConsentRevoked,
+    LoginExpired,
+    UnknownOutcome,
+    WarehouseModuleActive,
+)
 from engine.fortnox.models import Customer, Voucher, VoucherRow
 from engine.fortnox.observability import RecordingMetrics
 from engine.fortnox.resources import Bookkeeping, Customers, Settings
 from engine.fortnox.stock import Stock, StockMode
+from engine.fortnox.tokens import Ended
 from engine.fortnox.topics_feed import MemoryOffsetStore, TopicEvent, TopicsFeed
 from engine.secrets import Secret, SecretBox
 from tests.fortnox.sandbox_env import asgi_sandbox, http_sandbox, serve
@@ -48,7 +54,7 @@ async def test_refresh_race_between_two_clients_sharing_sqlite(
         assert (await env.counters())["by_status"].get("400", 0) == 0
 
 
-async def test_revoked_consent_is_login_expired(tmp_path: Path, box: SecretBox) -> None:
+async def test_revoked_consent_is_consent_revoked(tmp_path: Path, box: SecretBox) -> None:
     async with asgi_sandbox() as env:
         store = await env.sqlite_store(tmp_path / "tokens.sqlite", box)
         client = env.client(store)
@@ -56,10 +62,14 @@ async def test_revoked_consent_is_login_expired(tmp_path: Path, box: SecretBox) 
         await env.fault("revoke-consent", tenant_id=env.tenant_id)
         with pytest.raises(LoginExpired) as info:
             await Settings(client).company_information()
+        # A refresh token days younger than its 45 days that Fortnox refuses was revoked:
+        # the shop is told so, not that its login expired.
+        assert isinstance(info.value, ConsentRevoked)
         shop = info.value.shop_error()
-        assert shop.kind.value == "login_expired" and shop.pauses_tenant
+        assert shop.kind.value == "consent_revoked" and shop.pauses_tenant
+        assert "withdrawn in Fortnox" in shop.message
         stored = await store.load("shop-1")
-        assert stored is not None and stored.login_expired
+        assert stored is not None and stored.login_expired and stored.ended is Ended.REVOKED
 
 
 async def test_429_storm_is_survived_without_hammering(tmp_path: Path, box: SecretBox) -> None:

@@ -13,8 +13,9 @@ event, and both sides converged.
   (committed after the client gave up);
 * token expiry: every access token expires mid-run, twice;
 * refresh race: two engine processes share the token store; tokens expire; both get 401;
-* revoked consent: one tenant's consent is revoked: it pauses with ``login_expired`` in the
-  ops read model while the others go on; after a new consent and a resume, nothing of it
+* revoked consent: one tenant's (service-account) consent is revoked: it pauses with
+  ``consent_revoked`` in the ops read model while the others go on; after a new consent the
+  operator's Resume is enough (the service account gets its own new token), and nothing of it
   was lost.
 """
 
@@ -38,9 +39,8 @@ from chaos.processes import REPO, free_port
 from chaos.run import TillSender
 from chaos.workload import generate
 from chaos.world import World
-from engine.fortnox.auth import OAuthClient
 from engine.fortnox.client import FortnoxClient
-from engine.fortnox.tokens import AppCredentials, GrantKind, SqliteTokenStore, TokenSet
+from engine.fortnox.tokens import GrantKind, SqliteTokenStore, TokenSet
 from engine.secrets import Secret, SecretBox, generate_key
 from engine.store.db import Database
 from engine.tenants import TenantDirectory
@@ -156,15 +156,16 @@ async def test_revoked_consent_pauses_one_tenant_only(tmp_path: Path) -> None:
         while (reason := await paused()) is None:
             assert time.monotonic() < deadline, "the tenant was not paused"
             await asyncio.sleep(0.3)
-        assert reason["kind"] == "login_expired", reason
+        assert reason["kind"] == "consent_revoked", reason
         overview = {t["tenant"]: t for t in (await live.ops("/overview")).json()["tenants"]}
-        assert overview[victim]["paused"]["kind"] == "login_expired"
+        assert overview[victim]["paused"]["kind"] == "consent_revoked"
         assert all(overview[t]["paused"] is None for t in others)
         # The victim's till keeps sending: accepted and kept, not lost, while it is paused.
         await live.send(victim, slice(4, None))
         assert live.engine.edge.dead.count_open(victim) == 0
 
-        # The shop consents again; the operator resumes: everything of the victim arrives.
+        # The shop consents again; the operator resumes, and the service account fetches its
+        # own new token (no one stores tokens for it): everything of the victim arrives.
         client = await live.world.admin(
             "POST",
             f"/tenants/{seeded.tenant.id}/clients",
@@ -175,16 +176,8 @@ async def test_revoked_consent_pauses_one_tenant_only(tmp_path: Path) -> None:
             },
         )
         assert client.is_success, client.text
-        oauth = OAuthClient(
-            AppCredentials(
-                client_id=seeded.client.client_id,
-                client_secret=Secret(seeded.client.client_secret),
-            ),
-            base_url=live.world.sandbox_url,
-        )
-        tokens = await oauth.client_credentials(seeded.tenant.id, tenant=victim)
-        await oauth.aclose()
-        await live.engine.token_store.save(victim, tokens)
+        stale = await live.engine.token_store.load(victim)
+        assert stale is not None and stale.login_expired
         resumed = await live.http.post(
             f"{live.url}/ops/api/tenants/{victim}/resume",
             headers={"Authorization": f"Bearer {live.engine.admin_token}"},
@@ -192,6 +185,9 @@ async def test_revoked_consent_pauses_one_tenant_only(tmp_path: Path) -> None:
         )
         assert resumed.is_success, resumed.text
         clean(await live.settle())
+        fresh = await live.engine.token_store.load(victim)
+        assert fresh is not None and not fresh.login_expired
+        assert (await paused()) is None
 
 
 # -- two engine processes, one token store ---------------------------------------------------

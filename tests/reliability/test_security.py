@@ -240,7 +240,7 @@ async def test_no_secret_in_logs_answers_or_errors(
     events = {line["event"] for line in lines}
     # The run went through the paths that handle secrets.
     assert {"fortnox.token.refreshed", "ingest.accepted", "tenant.paused"} <= events, events
-    assert paused is not None and paused["kind"] == "login_expired"
+    assert paused is not None and paused["kind"] == "consent_revoked"
     text = logs + "\n".join(answers)
     for name, secret in secrets.items():
         for spelling in spellings(secret)[:3]:

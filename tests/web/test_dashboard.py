@@ -26,7 +26,8 @@ from tests.ops.world import (
 
 BASE = "http://127.0.0.1:8080"
 BEARER = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-PUBLIC = {"/login", "/metrics", "/healthz", "/v1/tenants/{tenant}/events"}
+# /fortnox/callback is public by design: Fortnox sends the shop there; its sealed state decides.
+PUBLIC = {"/login", "/metrics", "/healthz", "/v1/tenants/{tenant}/events", "/fortnox/callback"}
 DOCS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
 
