@@ -7,6 +7,7 @@ import hashlib
 import json
 from typing import Any, TypeVar
 
+from reconcilers.events import InternalEvent
 from reconcilers.state import Record, Txn
 from topics.commands import Command
 from topics.envelope import Envelope, Model
@@ -45,7 +46,7 @@ class Refused(ValueError):
 class Ctx:
     """The message being handled, the tenant's settings, and the transaction to write to."""
 
-    __slots__ = ("_settings", "msg", "now", "tenant", "txn")
+    __slots__ = ("_settings", "msg", "now", "raised", "tenant", "txn")
 
     def __init__(self, txn: Txn, msg: Envelope) -> None:
         self.txn = txn
@@ -53,6 +54,11 @@ class Ctx:
         self.tenant = msg.tenant
         self.now: dt.datetime = msg.occurred_at
         self._settings: TenantSettings | None = None
+        #: Internal events for other flows, routed by the dispatcher after this handler.
+        self.raised: list[InternalEvent] = []
+
+    def raise_event(self, event: InternalEvent) -> None:
+        self.raised.append(event)
 
     # -- settings -------------------------------------------------------------------------------
 

@@ -50,8 +50,9 @@ import hashlib
 import re
 from typing import Any
 
-from reconcilers import invoices, passes
+from reconcilers import passes
 from reconcilers.context import DIRTY, TENANT, Ctx
+from reconcilers.events import CustomerFailed, CustomerReady
 from topics.commands import (
     CreateCustomerData,
     CreateFortnoxCustomer,
@@ -555,7 +556,7 @@ def on_outcome(ctx: Ctx, till_id: str, command_type: str, outcome: OutcomeData) 
             if outcome.status is OutcomeStatus.REJECTED:
                 rec["error"] = outcome.error.model_dump(mode="json") if outcome.error else None
             ctx.txn.put(TILL, till_id, rec)
-            invoices.on_customer_failed(ctx, till_id, outcome)
+            ctx.raise_event(CustomerFailed(till_id, outcome))
     else:
         if command_type.startswith("till.") and rec.get("till_inflight") == outcome.command_id:
             if outcome.status is OutcomeStatus.RETRYING:
@@ -610,7 +611,7 @@ def _created(ctx: Ctx, till_id: str, rec: dict[str, Any], outcome: OutcomeData) 
     ):
         ctx.report(f"customer:{till_id}", {"kind": "till_edit_overwritten", "number": number})
         ctx.note("customer.till_edit_overwritten", till_customer_id=till_id, number=number)
-    invoices.on_customer_ready(ctx, till_id, number)
+    ctx.raise_event(CustomerReady(till_id, number))
     ctx.mark_dirty(FLOW, _key(till_id))
 
 

@@ -18,6 +18,7 @@ from reconcilers import (
     zreports,
 )
 from reconcilers.context import DIRTY, TENANT, Ctx
+from reconcilers.events import CustomerFailed, CustomerReady, InternalEvent, SubmittedVoucherDue
 from reconcilers.state import Decision, StateView, Txn
 from topics import fortnox as fx
 from topics import outcomes as oc
@@ -42,7 +43,31 @@ def reconcile(view: StateView, message: Envelope) -> Decision:
         ctx.note("message.not_reconciled", type=message.type)  # type: ignore[attr-defined]
     else:
         handler(ctx, message)
+    _route(ctx)
     return txn.decision
+
+
+#: More internal events than this from one message is a loop between flows: a dead letter.
+MAX_INTERNAL_EVENTS = 100_000
+
+
+def _route(ctx: Ctx) -> None:
+    """Hand each internal event a handler raised to the flows that react to it, in order."""
+    routed = 0
+    while ctx.raised:
+        event = ctx.raised.pop(0)
+        routed += 1
+        if routed > MAX_INTERNAL_EVENTS:
+            raise RuntimeError(f"internal events loop between flows (last: {event!r})")
+        for react in _REACTIONS[type(event)]:
+            react(ctx, event)
+
+
+_REACTIONS: dict[type[InternalEvent], tuple[Callable[[Ctx, Any], None], ...]] = {
+    CustomerReady: (invoices.on_customer_ready,),
+    CustomerFailed: (invoices.on_customer_failed,),
+    SubmittedVoucherDue: (submitted.on_due,),
+}
 
 
 # --- till events ---------------------------------------------------------------------------------

@@ -23,7 +23,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from reconcilers import customers
 from reconcilers.context import Ctx
+from reconcilers.events import CustomerFailed, CustomerReady
 from topics.commands import CreateFortnoxOrder, CreateOrderData
 from topics.errors import ErrorKind, shop_error
 from topics.fortnox import MasterData
@@ -70,8 +72,6 @@ def _set(ctx: Ctx, invoice_id: str, status: str, **extra: Any) -> None:
 
 
 def _try(ctx: Ctx, invoice_id: str) -> None:
-    from reconcilers import customers  # customers also calls back into this module
-
     record = ctx.txn.get(KIND, invoice_id)
     if record is None or record["status"] in ("posting", "done"):
         return
@@ -128,14 +128,16 @@ def _try(ctx: Ctx, invoice_id: str) -> None:
     _set(ctx, invoice_id, "posting", command_id=cmd.id)
 
 
-def on_customer_ready(ctx: Ctx, till_customer_id: str, number: str) -> None:
+def on_customer_ready(ctx: Ctx, event: CustomerReady) -> None:
+    till_customer_id = event.till_customer_id
     waiting = (ctx.txn.get(WAIT, till_customer_id) or {}).get("invoices", [])
     ctx.txn.delete(WAIT, till_customer_id)
     for invoice_id in waiting:
         _try(ctx, invoice_id)
 
 
-def on_customer_failed(ctx: Ctx, till_customer_id: str, outcome: OutcomeData) -> None:
+def on_customer_failed(ctx: Ctx, event: CustomerFailed) -> None:
+    till_customer_id, outcome = event.till_customer_id, event.outcome
     waiting = (ctx.txn.get(WAIT, till_customer_id) or {}).get("invoices", [])
     error = outcome.error.model_dump(mode="json") if outcome.error else None
     for invoice_id in waiting:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from reconcilers import zreports
 from reconcilers.context import Ctx
+from reconcilers.events import SubmittedVoucherDue
 from reconcilers.vouchers import PreflightError, _Line, checked_draft
 from topics.commands import CreateFortnoxVoucher, CreateVoucherData
 from topics.till import VoucherSubmittedData
@@ -68,6 +69,10 @@ def comments(key: str, data: VoucherSubmittedData) -> str:
     if data.file:
         parts.append(f"fil {data.file}" + (f" rad {data.line}" if data.line else ""))
     return " | ".join(parts)[:1000]
+
+
+def on_due(ctx: Ctx, event: SubmittedVoucherDue) -> None:
+    try_post(ctx, event.key)
 
 
 def try_post(ctx: Ctx, key: str) -> None:

@@ -17,6 +17,7 @@ import datetime as dt
 from typing import Any
 
 from reconcilers.context import Ctx
+from reconcilers.events import SubmittedVoucherDue
 from reconcilers.vouchers import PreflightError, build_voucher, zreport_key
 from topics.commands import CreateFortnoxVoucher, CreateVoucherData
 from topics.fortnox import MasterData
@@ -64,10 +65,8 @@ def _try_post(ctx: Ctx, key: str, *, manual: bool) -> None:
     record = ctx.txn.get(KIND, key)
     if record is None or record["status"] in ("posting", "posted"):
         return
-    if "submitted" in record:  # a voucher the till booked itself (SIE 4I)
-        from reconcilers import submitted
-
-        submitted.try_post(ctx, key)
+    if "submitted" in record:  # a voucher the till booked itself (SIE 4I): its own flow
+        ctx.raise_event(SubmittedVoucherDue(key))
         return
     settings = ctx.settings.zreports
     z = ZReportData.model_validate(record["report"])
