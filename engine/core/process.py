@@ -16,8 +16,9 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
+import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import structlog
@@ -193,6 +194,16 @@ def dead_letter(
         error=reason,
     )
     return step
+
+
+#: A note's level (``reconcilers.state.Note.level``) as the logging module counts them.
+_LEVELS = {"info": logging.INFO, "warning": logging.WARNING}
+
+
+def log_decisions(logger: structlog.typing.FilteringBoundLogger, notes: Iterable[Note]) -> None:
+    """Log the decisions a step explains, each at the level the reconciler gave it."""
+    for note in notes:
+        logger.log(_LEVELS[note.level], note.event, **note.fields)
 
 
 def _type_of(message: Envelope | None, inbound: Inbound) -> str:

@@ -20,7 +20,15 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from engine.core.process import INFRASTRUCTURE, Inbound, Outcome, Step, dead_letter, process
+from engine.core.process import (
+    INFRASTRUCTURE,
+    Inbound,
+    Outcome,
+    Step,
+    dead_letter,
+    log_notes,
+    process,
+)
 from engine.store.db import Database
 from engine.store.log import Log, LogRecord, Offsets
 from engine.store.outbox import DeadLetters, Outbox
@@ -89,8 +97,7 @@ class Processor:
                 _merge(result, one)
                 notes.extend(one_notes)
         if self.log_notes:
-            for note in notes:
-                log.info(note.event, **note.fields)
+            log_decisions(log, notes)
         if self.on_batch is not None:
             self.on_batch(result)
         return result

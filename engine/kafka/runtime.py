@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaProducer
 from faust.types import TP
 from kafka import KafkaProducer
 
-from engine.core.process import Admitted, Inbound, Outcome, Step, process
+from engine.core.process import Admitted, Inbound, Outcome, Step, log_decisions, process
 from engine.executors.fortnox import FortnoxSession, SessionTiming, start_session
 from engine.executors.till import TillDelivery
 from engine.fortnox.api import FortnoxApi
@@ -419,8 +419,7 @@ class KafkaRuntime:
             for session in list(self.sessions.values()):
                 session.wakeup.set()
         if self.log_notes:
-            for note in batch.notes:
-                log.info(note.event, **note.fields)
+            log_decisions(log, batch.notes)
 
     def _one(
         self,
