@@ -26,7 +26,7 @@ from engine.core.process import (
     Outcome,
     Step,
     dead_letter,
-    log_notes,
+    log_decisions,
     process,
 )
 from engine.store.db import Database
