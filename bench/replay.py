@@ -33,7 +33,7 @@ from bench.record import copy_reconciled_log, record
 from engine.embedded.processor import Processor
 from engine.store.db import Database, log_table
 from topics import registry
-from topics.names import Topic
+from topics.names import RECONCILED_TOPICS, Topic
 
 DECODE_REPEAT = 3
 
@@ -153,13 +153,11 @@ class Floor:
 
 
 def _payloads(conn: sqlite3.Connection, after_seq: int, count: int) -> list[tuple[int, bytes]]:
-    """The next ``count`` reconciled (seq, payload) after ``after_seq``, in arrival order."""
-    parts = [
-        f"SELECT seq, payload FROM {log_table(t)} WHERE seq > ?"
-        for t in (Topic.TILL_EVENTS, Topic.FORTNOX_CHANGES, Topic.SYNC_CONTROL)
-    ]
+    """The next ``count`` reconciled (seq, payload) after ``after_seq``, in arrival order: every
+    topic the processor reads (outcomes included), so the baseline decodes what is replayed."""
+    parts = [f"SELECT seq, payload FROM {log_table(t)} WHERE seq > ?" for t in RECONCILED_TOPICS]
     sql = " UNION ALL ".join(parts) + " ORDER BY seq LIMIT ?"
-    rows = conn.execute(sql, (after_seq, after_seq, after_seq, count)).fetchall()
+    rows = conn.execute(sql, (*[after_seq] * len(parts), count)).fetchall()
     return [(int(r[0]), bytes(r[1])) for r in rows]
 
 
@@ -224,6 +222,9 @@ def run(
             if profiler is not None:
                 profiler.stop()
             seq_done = payloads[-1][0]
+        if done != total:
+            # Every figure below divides by what was replayed: a partial replay is no result.
+            raise RuntimeError(f"replayed {done} of the {total} messages on the log")
         rows = db.conn.execute("SELECT COUNT(*) FROM state").fetchone()[0]
         db.close()
         floor.db.close()
@@ -231,6 +232,7 @@ def run(
         profile.write_text(profiler.output_text(unicode=False, color=False, show_all=False))
     return {
         "messages": total,
+        "replayed": done,
         "tenants": tenants,
         "batch": batch,
         "setup_seconds": round(fill_s, 2),
