@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
@@ -207,6 +207,44 @@ class ScenarioRuntime:
         response = await self.admin("GET", f"?registers={names}")
         return dict(response.json())
 
+    # -- settling (each runtime says what its sessions are and when it is quiet) -----------------
+
+    @property
+    def sessions(self) -> Mapping[str, FortnoxSession]:
+        raise NotImplementedError
+
+    async def quiet(self) -> bool:
+        raise NotImplementedError
+
+    def backlog(self) -> str:
+        raise NotImplementedError
+
+    async def settle(self, timeout: float = 60.0) -> None:
+        """Until nothing is pending and two fresh polls (and master-data reads) in a row brought
+        nothing new."""
+        deadline = time.monotonic() + timeout
+        quiet = 0
+        while quiet < 2:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the {self.name} runtime did not settle: {self.backlog()}")
+            polled = {t: (s.polls_done, s.masterdata_done) for t, s in self.sessions.items()}
+            for session in self.sessions.values():
+                session.request_poll()
+                session.request_master_data()
+            while any(
+                s.polls_done <= polled.get(t, (-1, -1))[0]
+                or s.masterdata_done <= polled.get(t, (-1, -1))[1]
+                for t, s in self.sessions.items()
+            ):
+                if time.monotonic() > deadline:
+                    raise AssertionError("Fortnox was not polled (see the session's log)")
+                await asyncio.sleep(0.05)
+            if not self.sessions:
+                await asyncio.sleep(0.2)
+                continue
+            await asyncio.sleep(0.3)
+            quiet = quiet + 1 if await self.quiet() else 0
+
     # -- two-sided views -----------------------------------------------------------------------
 
     async def stock_levels(self) -> dict[str, tuple[Decimal, Decimal]]:
@@ -302,32 +340,12 @@ class EmbeddedRuntime(ScenarioRuntime):
         self.settings = TenantSettings.model_validate(settings)
         self.engine.tenants.upsert(config.model_copy(update={"settings": self.settings}))
 
-    async def settle(self, timeout: float = 60.0) -> None:
-        """Until nothing is pending and two fresh polls (and master-data reads) in a row brought
-        nothing new."""
-        deadline = time.monotonic() + timeout
-        quiet = 0
-        while quiet < 2:
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"the engine did not settle: lag={self.engine.processor.lag()} "
-                    f"outbox={self.engine.edge.outbox.depth()}"
-                )
-            sessions = self.engine.sessions
-            polled = {t: (s.polls_done, s.masterdata_done) for t, s in sessions.items()}
-            for session in sessions.values():
-                session.request_poll()
-                session.request_master_data()
-            while any(
-                s.polls_done <= polled.get(t, (-1, -1))[0]
-                or s.masterdata_done <= polled.get(t, (-1, -1))[1]
-                for t, s in self.engine.sessions.items()
-            ):
-                if time.monotonic() > deadline:
-                    raise AssertionError("Fortnox was not polled (see the session's log)")
-                await asyncio.sleep(0.05)
-            if not self.engine.sessions:
-                await asyncio.sleep(0.2)
-                continue
-            await asyncio.sleep(0.3)
-            quiet = quiet + 1 if self.engine.quiet() else 0
+    @property
+    def sessions(self) -> Mapping[str, FortnoxSession]:
+        return self.engine.sessions
+
+    async def quiet(self) -> bool:
+        return self.engine.quiet()
+
+    def backlog(self) -> str:
+        return f"lag={self.engine.processor.lag()} outbox={self.engine.edge.outbox.depth()}"

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -129,40 +129,18 @@ class KafkaScenarioRuntime(ScenarioRuntime):
             for tp, end in ends.items()
         )
 
-    def quiet(self) -> bool:
+    @property
+    def sessions(self) -> Mapping[str, FortnoxSession]:
+        return self.worker.sessions
+
+    async def quiet(self) -> bool:
+        behind = await asyncio.to_thread(self._behind)
         return (
             self.worker.ready
-            and not self._behind()
+            and not behind
             and not self.worker.pending()
             and not self.worker.wakes()
         )
 
-    async def settle(self, timeout: float = 60.0) -> None:
-        """Until nothing is pending and two fresh polls (and master-data reads) in a row brought
-        nothing new."""
-        deadline = time.monotonic() + timeout
-        quiet = 0
-        while quiet < 2:
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"the Kafka worker did not settle: pending={self.worker.pending()} "
-                    f"wakes={self.worker.wakes()}"
-                )
-            sessions = self.worker.sessions
-            polled = {t: (s.polls_done, s.masterdata_done) for t, s in sessions.items()}
-            for session in sessions.values():
-                session.request_poll()
-                session.request_master_data()
-            while any(
-                s.polls_done <= polled.get(t, (-1, -1))[0]
-                or s.masterdata_done <= polled.get(t, (-1, -1))[1]
-                for t, s in self.worker.sessions.items()
-            ):
-                if time.monotonic() > deadline:
-                    raise AssertionError("Fortnox was not polled (see the session's log)")
-                await asyncio.sleep(0.05)
-            if not self.worker.sessions:
-                await asyncio.sleep(0.2)
-                continue
-            await asyncio.sleep(0.3)
-            quiet = quiet + 1 if await asyncio.to_thread(self.quiet) else 0
+    def backlog(self) -> str:
+        return f"pending={self.worker.pending()} wakes={self.worker.wakes()}"
