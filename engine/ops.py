@@ -51,8 +51,8 @@ from engine.store.db import Database
 from engine.store.log import Log, Offsets
 from engine.store.outbox import DeadLetters, Outbox
 from reconcilers import dispatch
+from reconcilers.queries import article_drifts, stock_drifts
 from reconcilers.state import Record
-from reconcilers.stock import Level
 from topics import registry
 from topics.envelope import Envelope, Source
 from topics.errors import ErrorKind, ShopError, shop_error
@@ -460,30 +460,19 @@ class SqliteOpsStore:
         ).fetchall()
         stock: list[str] = []
         for key, value in rows:
-            try:
-                settled = Level.load(json.loads(value)).settled
-            except (TypeError, ValueError, InvalidOperation):
-                settled = False
-            if not settled:
+            if stock_drifts(json.loads(value), self.record(tenant, "art.want", str(key))):
                 stock.append(str(key))
         rows = self.db.conn.execute(
             "SELECT w.key, w.value, t.value FROM state w LEFT JOIN state t ON "
             "t.tenant = w.tenant AND t.kind = 'art.till' AND t.key = w.key "
-            "WHERE w.tenant = ? AND w.kind = 'art.want' "
-            "AND json_extract(w.value, '$.in_till') = 1 "
-            "AND COALESCE(json_extract(w.value, '$.keep'), 0) != 1 AND ("
-            "t.value IS NULL OR COALESCE(json_extract(t.value, '$.stale'), 0) = 1 OR "
-            "json_extract(t.value, '$.sent') IS NULL OR "
-            "json_extract(t.value, '$.sent') != json_extract(w.value, '$.article')) "
-            "ORDER BY w.key",
+            "WHERE w.tenant = ? AND w.kind = 'art.want' ORDER BY w.key",
             (tenant,),
         ).fetchall()
-        articles: list[str] = []
-        for key, want_text, till_text in rows:
-            want = json.loads(want_text)
-            till = json.loads(till_text) if till_text else {}
-            if till.get("sent") != want.get("article") or till.get("stale"):
-                articles.append(str(key))
+        articles = [
+            str(key)
+            for key, want_text, till_text in rows
+            if article_drifts(json.loads(want_text), json.loads(till_text) if till_text else None)
+        ]
         return Drift(len(stock), len(articles), tuple(stock[:samples]), tuple(articles[:samples]))
 
     def pending(self, tenant: str | None = None) -> list[PendingGroup]:

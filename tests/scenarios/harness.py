@@ -25,6 +25,7 @@ from engine.embedded.runtime import EmbeddedEngine
 from engine.executors.fortnox import FortnoxSession, SessionTiming
 from engine.fortnox.api import FortnoxApi
 from engine.net import loopback_listener
+from engine.ops import Drift
 from engine.secrets import SecretBox, generate_key
 from engine.tenants import FortnoxConnection, TenantConfig, TillConnection
 from sandbox.fortnox.app import create_app as create_sandbox
@@ -219,6 +220,10 @@ class ScenarioRuntime:
     def backlog(self) -> str:
         raise NotImplementedError
 
+    async def drift(self) -> Drift:
+        """The pending drift the dashboard shows for the tenant."""
+        raise NotImplementedError
+
     async def settle(self, timeout: float = 60.0) -> None:
         """Until nothing is pending and two fresh polls (and master-data reads) in a row brought
         nothing new."""
@@ -349,3 +354,6 @@ class EmbeddedRuntime(ScenarioRuntime):
 
     def backlog(self) -> str:
         return f"lag={self.engine.processor.lag()} outbox={self.engine.edge.outbox.depth()}"
+
+    async def drift(self) -> Drift:
+        return self.engine.ops.store.drift(TENANT)

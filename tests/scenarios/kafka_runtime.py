@@ -17,9 +17,11 @@ from engine.executors.fortnox import FortnoxSession
 from engine.fortnox.api import FortnoxApi
 from engine.kafka.config import KafkaConfig
 from engine.kafka.ingest import EventProducer, create_app
+from engine.kafka.ops import KafkaOps
 from engine.kafka.runtime import KafkaRuntime, quiet_faust_logs
 from engine.kafka.store import CURSOR
 from engine.kafka.topics import init_topics
+from engine.ops import Drift
 from engine.secrets import SecretBox, generate_key
 from tests.scenarios.harness import FAST_TIMING, TENANT, ScenarioRuntime, merged
 from topics.envelope import Envelope
@@ -141,6 +143,14 @@ class KafkaScenarioRuntime(ScenarioRuntime):
             and not self.worker.pending()
             and not self.worker.wakes()
         )
+
+    async def drift(self) -> Drift:
+        ops = KafkaOps(self.config, self.data / "ops.db")
+        try:
+            await asyncio.to_thread(ops.catch_up)
+            return ops.ops.store.drift(TENANT)
+        finally:
+            ops.close()
 
     def backlog(self) -> str:
         return f"pending={self.worker.pending()} wakes={self.worker.wakes()}"

@@ -85,3 +85,13 @@ async def test_an_article_deleted_in_fortnox_leaves_the_till(runtime: Factory) -
         rt.force_full_sync()
         await rt.settle()
         assert "3005" not in rt.till.articles
+
+
+async def test_pending_drift_is_zero_at_quiescence_with_held_out_articles(runtime: Factory) -> None:
+    """The demo company has an #E#-excluded stock article (X-900) and one whose barcode another
+    article holds (X-901): their stock waits for them, it is not drift (docs/operations.md)."""
+    async with runtime() as rt:
+        await rt.settle()
+        assert "X-900" not in rt.till.articles and "X-901" not in rt.till.articles
+        drift = await rt.drift()
+        assert (drift.unsettled_stock, drift.unsent_articles) == (0, 0), drift
