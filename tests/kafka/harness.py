@@ -33,7 +33,6 @@ from engine.secrets import SecretBox
 from engine.tenants import FortnoxConnection, TenantConfig, TillConnection
 from reconcilers.state import Record
 from sandbox.fortnox.app import create_app as create_sandbox
-from sandbox.fortnox.clock import BusinessClock
 from sandbox.fortnox.seed import seed_demo
 from sandbox.fortnox.state import SandboxState
 from sandbox.till import TillState
@@ -57,19 +56,12 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what:
 class World:
     """The Fortnox sandbox (one company per tenant) and the tills, on loopback HTTP."""
 
-    def __init__(
-        self,
-        tenants: list[str],
-        *,
-        down: set[str] | None = None,
-        clock: BusinessClock | None = None,
-    ) -> None:
+    def __init__(self, tenants: list[str], *, down: set[str] | None = None) -> None:
         self.tenants = tenants
         #: Tenants whose till back office answers every command with 503 (it is down).
         self.down = set(down or ())
         self.refused_calls: dict[str, int] = {}
-        #: ``clock``: Fortnox's clock (e.g. minutes behind the engine's).
-        self.sandbox = SandboxState(rate_window_seconds=WINDOW, clock=clock)
+        self.sandbox = SandboxState(rate_window_seconds=WINDOW)
         self.seeded = {
             tenant: seed_demo(self.sandbox, tenant_id=3_000_000 + i, client_id=f"ks-{tenant}")
             for i, tenant in enumerate(tenants)

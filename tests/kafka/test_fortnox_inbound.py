@@ -1,19 +1,16 @@
-"""On both runtimes: a Fortnox article the till cannot take is reported for that article, and the
-rest of the register, the customers and the payments go on syncing (the session never stops);
-with Fortnox's clock 10 minutes off the engine's, no change made in Fortnox is lost."""
+"""The full pass at start-up, through a restart, on both runtimes: a new engine (or Kafka worker)
+on the same data removes from the till what incremental polls cannot see. (The other Fortnox-in
+guarantees run in the scenario suite on both runtimes: tests/scenarios/test_fortnox_inbound.py.)"""
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from engine.demo import DEMO_SETTINGS
 from engine.kafka.config import KafkaConfig
 from engine.secrets import SecretBox
-from sandbox.fortnox.clock import BusinessClock
 from tests.kafka.harness import EmbeddedHarness, Harness, KafkaHarness, World, eventually, running
 from tests.kafka.scenario import event, initial_sync
 from topics.settings import TenantSettings
@@ -27,114 +24,6 @@ def make(kind: str, tmp_path: Path, bootstrap: str, prefix: str) -> Harness:
         return EmbeddedHarness(tmp_path / "embedded", box)
     config = KafkaConfig(bootstrap=bootstrap, prefix=prefix, data_dir=tmp_path / "kafka")
     return KafkaHarness(config, box)
-
-
-@pytest.mark.parametrize("kind", ["embedded", "kafka"])
-async def test_an_article_the_till_cannot_take_is_reported_and_the_rest_goes_on(
-    kind: str, tmp_path: Path, bootstrap: str, prefix: str
-) -> None:
-    world = await World([TENANT]).start()
-    harness = make(kind, tmp_path, bootstrap, prefix)
-    fortnox_id = world.seeded[TENANT].tenant.id
-    admin = f"{world.sandbox_url}/_sandbox/tenants/{fortnox_id}"
-
-    async def change(method: str, path: str, body: dict[str, Any]) -> None:
-        response = await world.http.request(method, f"{admin}{path}", json=body)
-        assert response.status_code < 400, response.text
-
-    settings = TenantSettings.model_validate({**DEMO_SETTINGS, "payments": {"enabled": True}})
-    try:
-        async with running(harness):
-            await harness.add_tenant(world.config(TENANT).model_copy(update={"settings": settings}))
-            await initial_sync(world, TENANT)
-            till = world.tills[TENANT]
-            held = dict(till.articles["1001"])
-            await change("PATCH", "/records/articles/1001", {"EAN": "123 456"})
-            await change("PATCH", "/records/articles/1002", {"Description": "Te grönt 20 p"})
-            await change("PATCH", "/records/customers/1", {"Name": "Anna Berg"})
-            invoices = (await world.http.get(f"{admin}?registers=invoices")).json()["invoices"]
-            invoice = min(
-                int(i["DocumentNumber"]) for i in invoices if float(i.get("Balance") or 0) >= 12
-            )
-            today = dt.date.today().isoformat()
-            await change(
-                "POST", f"/invoices/{invoice}/payments", {"Amount": 12.0, "PaymentDate": today}
-            )
-
-            async def synced() -> bool:
-                return (
-                    till.articles["1002"]["description"] == "Te grönt 20 p"
-                    and any(c["name"] == "Anna Berg" for c in till.customers.values())
-                    and any(
-                        p["invoice_number"] == invoice and p["amount"] == "12.00"
-                        for p in till.payments.values()
-                    )
-                    and ("report", "article:1001") in harness.state(TENANT)
-                )
-
-            await eventually(synced, 60, "the other changes to reach the till")
-            report = harness.state(TENANT)[("report", "article:1001")]
-            assert report["kind"] == "till_refuses_article"
-            assert report["values"] == {"ean": "123 456"}
-            assert till.articles["1001"] == held  # the till keeps the version it took
-            assert till.refused == 0
-    finally:
-        await world.stop()
-
-
-@pytest.mark.parametrize("kind", ["embedded", "kafka"])
-@pytest.mark.parametrize("fortnox_minutes", [-10, 10], ids=["fortnox_behind", "fortnox_ahead"])
-async def test_skewed_clocks_lose_no_article_customer_or_payment(
-    kind: str, fortnox_minutes: int, tmp_path: Path, bootstrap: str, prefix: str
-) -> None:
-    """Fortnox's clock 10 minutes behind or ahead of the engine's: every change made in Fortnox
-    after the first sync reaches the till by the incremental polls."""
-    start = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=fortnox_minutes)
-    world = await World([TENANT], clock=BusinessClock(start=start)).start()
-    harness = make(kind, tmp_path, bootstrap, prefix)
-    fortnox_id = world.seeded[TENANT].tenant.id
-    admin = f"{world.sandbox_url}/_sandbox/tenants/{fortnox_id}"
-
-    async def change(method: str, path: str, body: dict[str, Any]) -> None:
-        response = await world.http.request(method, f"{admin}{path}", json=body)
-        assert response.status_code < 400, response.text
-
-    settings = TenantSettings.model_validate({**DEMO_SETTINGS, "payments": {"enabled": True}})
-    try:
-        async with running(harness):
-            await harness.add_tenant(world.config(TENANT).model_copy(update={"settings": settings}))
-            await initial_sync(world, TENANT)
-            till = world.tills[TENANT]
-            invoices = (await world.http.get(f"{admin}?registers=invoices")).json()["invoices"]
-            open_invoice = min(
-                int(i["DocumentNumber"]) for i in invoices if float(i.get("Balance") or 0) >= 20
-            )
-            today = world.sandbox.clock.today().isoformat()
-            for round_ in range(3):
-                await change(
-                    "PATCH", "/records/articles/1002", {"Description": f"Te runda {round_}"}
-                )
-                await change("PATCH", "/records/customers/1", {"Name": f"Anna {round_}"})
-                amount = f"{3 + round_}.00"
-                await change(
-                    "POST",
-                    f"/invoices/{open_invoice}/payments",
-                    {"Amount": 3.0 + round_, "PaymentDate": today},
-                )
-
-                async def arrived(round_: int = round_, amount: str = amount) -> bool:
-                    return (
-                        till.articles["1002"]["description"] == f"Te runda {round_}"
-                        and any(c["name"] == f"Anna {round_}" for c in till.customers.values())
-                        and any(
-                            p["invoice_number"] == open_invoice and p["amount"] == amount
-                            for p in till.payments.values()
-                        )
-                    )
-
-                await eventually(arrived, 30, f"round {round_} to reach the till")
-    finally:
-        await world.stop()
 
 
 @pytest.mark.parametrize("kind", ["embedded", "kafka"])

@@ -55,8 +55,7 @@ class KafkaScenarioRuntime(ScenarioRuntime):
             data_dir=self.data / "kafka",
         )
         await asyncio.to_thread(init_topics, self.config)
-        self.box = SecretBox(generate_key())
-        self.worker = KafkaRuntime(self.config, self.box, timing=FAST_TIMING)
+        self.worker = KafkaRuntime(self.config, SecretBox(generate_key()), timing=FAST_TIMING)
         key = await asyncio.to_thread(self.worker.directory.upsert, self.tenant_config())
         assert key is not None
         self.api_key = key
@@ -71,12 +70,6 @@ class KafkaScenarioRuntime(ScenarioRuntime):
         await self.worker.stop()
         self.events.close()
         self._consumer.close()
-
-    async def restart(self) -> None:
-        """Stop the worker and start a new one on the same topics and data, as after a deploy."""
-        await self.worker.stop()
-        self.worker = KafkaRuntime(self.config, self.box, timing=FAST_TIMING)
-        await self.worker.start()
 
     @property
     def api(self) -> FortnoxApi:
