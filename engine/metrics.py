@@ -247,8 +247,17 @@ class OpsCollector(Collector):
             "When a Fortnox poll stream last succeeded, per tenant and resource (Unix time).",
             labels=["tenant", "resource"],
         )
+        overlaps = GaugeMetricFamily(
+            "kassasync_stock_possible_lost_sales",
+            "Absolute stock writes a change made by someone else in Fortnox overlapped (a sale "
+            "may have been overwritten), per tenant; shown on the tenant page.",
+            labels=["tenant"],
+        )
         for summary in self.ops.overview():
             dead.add_metric([summary.tenant], summary.dead_letters)
+            overlaps.add_metric(
+                [summary.tenant], self.ops.store.kind_counts(summary.tenant).get("stock.overlap", 0)
+            )
             for flow in summary.flows:
                 if flow.light in LIGHT_VALUE:
                     light.add_metric([summary.tenant, flow.flow], LIGHT_VALUE[flow.light])
@@ -259,6 +268,7 @@ class OpsCollector(Collector):
                 if cursor.last_ok is not None:
                     last_ok.add_metric([summary.tenant, cursor.resource], cursor.last_ok)
         yield dead
+        yield overlaps
         yield light
         yield flow_ok
         yield last_ok

@@ -874,6 +874,8 @@ class TenantDetail:
     invoices_waiting: tuple[tuple[str, Record], ...]
     reports: tuple[tuple[str, Record], ...]
     warnings: tuple[str, ...]
+    #: Absolute stock writes a foreign change overlapped (possible lost sales), newest first.
+    possible_lost_sales: tuple[tuple[str, Record], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -1042,6 +1044,11 @@ class Ops:
         reports = sorted(
             store.records(tenant, "report"), key=lambda kv: str(kv[1].get("at")), reverse=True
         )[:limit]
+        overlaps = sorted(
+            store.records(tenant, "stock.overlap"),
+            key=lambda kv: str(kv[1].get("at")),
+            reverse=True,
+        )[:limit]
         warnings = (store.record(tenant, "tenant", "warnings") or {}).get("warnings") or []
         return TenantDetail(
             summary=summary,
@@ -1067,6 +1074,7 @@ class Ops:
             ),
             reports=tuple(reports),
             warnings=tuple(str(w) for w in warnings),
+            possible_lost_sales=tuple(overlaps),
         )
 
     def system(self) -> SystemView:

@@ -155,6 +155,10 @@ def _fx_stock_written(ctx: Ctx, msg: Any) -> None:
     stock.on_written(ctx, msg.data)
 
 
+def _fx_stock_overlap(ctx: Ctx, msg: Any) -> None:
+    stock.on_overlap(ctx, msg.data)
+
+
 def _fx_payment(ctx: Ctx, msg: Any) -> None:
     payments.on_payment(ctx, msg.data.payment, msg.data.observed)
 
@@ -387,6 +391,7 @@ _HANDLERS: dict[str, Callable[[Ctx, Any], None]] = {
     fx.FortnoxArticleDeleted.model_fields["type"].default: _fx_article_deleted,
     fx.FortnoxSyncCompleted.model_fields["type"].default: _fx_sync_completed,
     fx.FortnoxStockWritten.model_fields["type"].default: _fx_stock_written,
+    fx.FortnoxStockOverlapFound.model_fields["type"].default: _fx_stock_overlap,
     fx.FortnoxPaymentChanged.model_fields["type"].default: _fx_payment,
     fx.FortnoxPaymentDeleted.model_fields["type"].default: _fx_payment_deleted,
     fx.FortnoxMasterDataRefreshed.model_fields["type"].default: _fx_masterdata,

@@ -26,7 +26,7 @@ from typing import Any
 
 from reconcilers.context import Ctx, Refused
 from topics.commands import AdjustTillStock, AdjustTillStockData, ApplyFortnoxStock, ApplyStockData
-from topics.fortnox import FortnoxArticle, StockWrittenData
+from topics.fortnox import FortnoxArticle, StockOverlap, StockOverlapData, StockWrittenData
 from topics.outcomes import OutcomeData, OutcomeStatus
 from topics.till import StockCountedData, StockMovementData
 
@@ -35,6 +35,8 @@ KIND = "stock"
 MOVEMENTS = "stock.mv"
 COUNTS = "stock.count"
 MERGES = "stock.merge"
+#: Writes a foreign change overlapped (possible lost sales), by command id, for the shop.
+OVERLAPS = "stock.overlap"
 ZERO = Decimal(0)
 
 
@@ -247,9 +249,38 @@ def on_written(ctx: Ctx, data: StockWrittenData) -> None:
         # is no longer owed.
         level.to_fx -= applied
     level.last_written = data.command_id
+    if data.overlap is not None:
+        _record_overlap(ctx, data.article_number, data.command_id, data.overlap)
     _save(ctx, data.article_number, level)
     if not level.settled:
         ctx.mark_dirty(FLOW, data.article_number)
+
+
+def on_overlap(ctx: Ctx, data: StockOverlapData) -> None:
+    """A foreign change found close to an earlier write (after it was settled)."""
+    if ctx.txn.get(OVERLAPS, data.command_id) is not None:
+        ctx.note("stock.overlap.duplicate", command_id=data.command_id)
+        return
+    _record_overlap(ctx, data.article_number, data.command_id, data.overlap)
+
+
+def _record_overlap(ctx: Ctx, article: str, command_id: str, overlap: StockOverlap) -> None:
+    """A shop-facing "possible lost sale on article X", with the numbers. The state is not
+    changed: what was lost cannot be told from Fortnox's level, so a person counts it."""
+    record = {
+        "at": ctx.now.isoformat(),
+        "article": article,
+        "reason": overlap.reason.value,
+        "read": str(overlap.read),
+        "written": str(overlap.written),
+        "level": None if overlap.level is None else str(overlap.level),
+        "foreign": None if overlap.foreign is None else str(overlap.foreign),
+        "assumed_landed": overlap.assumed_landed,
+        "window_seconds": overlap.window_seconds,
+        "events": overlap.events,
+    }
+    ctx.txn.put(OVERLAPS, command_id, record)
+    ctx.note("stock.possible_lost_sale", command_id=command_id, **record)
 
 
 def on_outcome(ctx: Ctx, article: str, command_type: str, outcome: OutcomeData) -> None:

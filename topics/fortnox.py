@@ -133,12 +133,48 @@ class FortnoxSyncCompleted(FortnoxChange):
     data: SyncCompletedData
 
 
+class OverlapReason(StrEnum):
+    #: The answer to the write was lost (or the process died) and the level read afterwards was
+    #: neither the value read nor the value written: someone else changed the article meanwhile.
+    OUTCOME_AMBIGUOUS = "outcome_ambiguous"
+    #: Fortnox's topics feed announced a change of the article within one read-to-write window
+    #: of another change around the write: a sale may have landed between the read and the write.
+    FEED_EVENT_IN_WINDOW = "feed_event_in_window"
+
+
+class StockOverlap(Model):
+    """A change someone else made in Fortnox overlapped Kassasync's absolute stock write: a
+    sale may have been overwritten (or the write counted twice). Shown to the shop."""
+
+    reason: OverlapReason
+    read: Quantity = Field(description="QuantityInStock read before the write.")
+    written: Quantity = Field(description="QuantityInStock the write set.")
+    level: Quantity | None = Field(
+        default=None, description="QuantityInStock read afterwards to settle the write."
+    )
+    foreign: Quantity | None = Field(
+        default=None, description="The change by someone else this reading implies, if known."
+    )
+    assumed_landed: bool = Field(
+        default=True, description="Whether the write was taken to have arrived."
+    )
+    window_seconds: float | None = Field(
+        default=None, ge=0, description="Longest the read-to-write window can have been."
+    )
+    events: int | None = Field(
+        default=None, ge=0, description="Feed events of the article seen around the write."
+    )
+
+
 class StockWrittenData(Model):
     article_number: ArticleNumber
     command_id: Ident
     read: Quantity = Field(description="QuantityInStock read just before the write.")
     written: Quantity = Field(description="QuantityInStock written (read + the command's delta).")
     seq: int | None = Field(default=None, ge=0, description="Position in the tenant's Fortnox I/O.")
+    overlap: StockOverlap | None = Field(
+        default=None, description="Set when a foreign change overlapped the write."
+    )
 
 
 class FortnoxStockWritten(FortnoxChange):
@@ -167,6 +203,20 @@ class FortnoxRecordUnreadable(FortnoxChange):
 
     type: Literal["fortnox.record.unreadable"] = "fortnox.record.unreadable"
     data: UnreadableData
+
+
+class StockOverlapData(Model):
+    article_number: ArticleNumber
+    command_id: Ident = Field(description="The fortnox.stock.apply command whose write it was.")
+    overlap: StockOverlap
+
+
+class FortnoxStockOverlapFound(FortnoxChange):
+    """A foreign change was found close to one of Kassasync's earlier absolute stock writes
+    (after the write was settled): a possible lost sale, for the shop to check."""
+
+    type: Literal["fortnox.stock.overlap"] = "fortnox.stock.overlap"
+    data: StockOverlapData
 
 
 # --- payments --------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ FORTNOX_CHANGES: tuple[type[Envelope], ...] = (
     fortnox.FortnoxArticleDeleted,
     fortnox.FortnoxSyncCompleted,
     fortnox.FortnoxStockWritten,
+    fortnox.FortnoxStockOverlapFound,
     fortnox.FortnoxPaymentChanged,
     fortnox.FortnoxPaymentDeleted,
     fortnox.FortnoxMasterDataRefreshed,

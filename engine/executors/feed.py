@@ -102,7 +102,11 @@ class FeedHandler:
         if record is not None:
             self.edge.publish([record])
         session = self.sessions().get(event.tenant)
-        action = "no_session" if session is None else session.on_feed(event.topic, event.entity_id)
+        action = (
+            "no_session"
+            if session is None
+            else session.on_feed(event.topic, event.entity_id, event.timestamp)
+        )
         self.handled += 1
         log.info(
             "fortnox.feed.event",

@@ -52,6 +52,14 @@ from engine.fortnox.models import (
 from engine.fortnox.paging import iterate_raw
 from engine.fortnox.polling import Change, LastModifiedPoller, PollCursor
 from engine.fortnox.resources.base import seg
+from engine.fortnox.stock import (
+    Landed,
+    OverlapWatch,
+    StockIntent,
+    Suspect,
+    Watch,
+    settle_intent,
+)
 from engine.store.outbox import Pending
 from engine.tenants import TenantConfig
 from topics import commands as cm
@@ -66,6 +74,8 @@ from topics.till import CustomerFields
 log = structlog.get_logger("kassasync.fortnox.session")
 
 EXTERNAL_REF_PREFIX = "kassasync:"
+#: Reads and writes one stock command may take in one execution before it is retried later.
+STOCK_WRITE_TRIES = 3
 OVERLAP = dt.timedelta(minutes=2)
 _MODELS: dict[str, type[FortnoxModel]] = {
     "articles": Article,
@@ -220,6 +230,8 @@ class FortnoxSession:
         self._passed: set[str] = set()
         #: Whether delete-missing was on, per resource, when last looked at.
         self._delete_missing: dict[str, bool] = {}
+        #: Absolute stock writes whose feed events are still being watched for overwrites.
+        self.overlaps = OverlapWatch()
         #: Completed polls and master-data refreshes; a caller that wants fresh data waits for
         #: these to move.
         self.polls_done = 0
@@ -234,10 +246,12 @@ class FortnoxSession:
         self._masterdata_requested = True
         self.wakeup.set()
 
-    def on_feed(self, topic: str, entity: str | None) -> str:
+    def on_feed(self, topic: str, entity: str | None, timestamp: str | None = None) -> str:
         """A topics-feed event for this tenant: what it led to (logged by the caller)."""
         if topic not in FEED_TOPICS:
             return "ignored"
+        if topic == "articles" and entity is not None:
+            self.overlaps.event(entity, _feed_stamp(timestamp), asyncio.get_running_loop().time())
         resource = FEED_TOPICS[topic]
         if resource is None:
             self.request_master_data()
@@ -301,6 +315,7 @@ class FortnoxSession:
             try:
                 worked = await self.drain(stop)
                 self._watch_delete_missing()
+                self._report_overlaps(loop.time())
                 masterdata, resources = self._due(loop.time())
                 # Polls first: on a new tenant, the first pass over articles and customers is
                 # what the shop waits for; the bookkeeping master data is needed later.
@@ -357,6 +372,41 @@ class FortnoxSession:
         finally:
             for waiter in waiters:
                 waiter.cancel()
+
+    def _report_overlaps(self, now: float) -> None:
+        """Publish the writes the feed showed a foreign change close to (possible lost sales)."""
+        suspects = self.overlaps.due(now)
+        if suspects:
+            self.edge.publish([self._overlap_found(s) for s in suspects])
+
+    def _overlap_found(self, suspect: Suspect) -> fx.FortnoxStockOverlapFound:
+        log.warning(
+            "fortnox.stock.possible_lost_sale",
+            tenant=self.tenant,
+            article=suspect.article_number,
+            command_id=suspect.command_id,
+            read=str(suspect.read),
+            written=str(suspect.written),
+            events=len(suspect.stamps),
+            window=round(suspect.window, 3),
+            reason=fx.OverlapReason.FEED_EVENT_IN_WINDOW.value,
+        )
+        return fx.FortnoxStockOverlapFound(
+            id=f"overlap-{suspect.command_id}",
+            tenant=self.tenant,
+            occurred_at=utcnow(),
+            data=fx.StockOverlapData(
+                article_number=suspect.article_number,
+                command_id=suspect.command_id,
+                overlap=fx.StockOverlap(
+                    reason=fx.OverlapReason.FEED_EVENT_IN_WINDOW,
+                    read=suspect.read,
+                    written=suspect.written,
+                    window_seconds=round(suspect.window, 3),
+                    events=len(suspect.stamps),
+                ),
+            ),
+        )
 
     # -- commands -----------------------------------------------------------------------------
 
@@ -447,23 +497,14 @@ class FortnoxSession:
     ) -> tuple[dict[str, str], list[Envelope]]:
         article = command.data.article_number
         delta = command.data.delta
+        overlap: fx.StockOverlap | None = None
         if self.settings().stock.mode is StockMode.WAREHOUSE_DOCUMENTS:
             balances = await self.api.stock.balances([article])
             read = sum((Decimal(str(b.in_stock or 0)) for b in balances), Decimal(0))
             await self.api.stock.move(command.id, {article: delta}, day=utcnow().date())
             written = read + delta
         else:
-            read = await self.api.stock.read_quantity(article)
-            intent = self.edge.intent(pending)
-            if intent is not None and "written" in intent and Decimal(intent["written"]) == read:
-                # The write whose answer was lost had arrived: do not apply it twice.
-                log.info("fortnox.stock.already_written", tenant=self.tenant, article=article)
-                read, written = Decimal(intent["read"]), Decimal(intent["written"])
-            else:
-                written = read + delta
-                self.edge.remember_intent(command.id, {"read": str(read), "written": str(written)})
-                # Straight after the read: no second read whose gap a sale could fall into.
-                await self.api.stock.put_quantity(article, written)
+            read, written, overlap = await self._stock_quantity(command, pending)
         fact = fx.FortnoxStockWritten(
             id=f"written-{command.id}",
             tenant=self.tenant,
@@ -474,9 +515,123 @@ class FortnoxSession:
                 read=read,
                 written=written,
                 seq=self.edge.next_fx_seq(self.tenant),
+                overlap=overlap,
             ),
         )
         return {"read": str(read), "written": str(written)}, [fact]
+
+    async def _stock_quantity(
+        self, command: cm.ApplyFortnoxStock, pending: Pending
+    ) -> tuple[Decimal, Decimal, fx.StockOverlap | None]:
+        """The absolute write (no warehouse module): (read, written, overlap found).
+
+        An earlier attempt that recorded an intent may have arrived: the level read now
+        settles it (:func:`engine.fortnox.stock.settle_intent`). A write whose answer is lost is
+        settled the same way at once, never sent again as it was: the HTTP layer does not repeat
+        it, and a new write always starts from a new read.
+        """
+        article = command.data.article_number
+        delta = command.data.delta
+        stock = self.api.stock
+        recorded = self.edge.intent(pending)
+        intent = _stock_intent(recorded)
+        overlap: fx.StockOverlap | None = None
+        loop = asyncio.get_running_loop()
+        #: The feed watch of a write whose answer was lost, finished if it turns out to have landed.
+        watch: Watch | None = None
+        for _attempt in range(STOCK_WRITE_TRIES):
+            if intent is not None:
+                level = await stock.read_quantity(article)
+                verdict = settle_intent(intent, level)
+                log.info(
+                    "fortnox.stock.intent_settled",
+                    tenant=self.tenant,
+                    article=article,
+                    read=str(intent.read),
+                    written=str(intent.written),
+                    level=str(level),
+                    landed=verdict.landed,
+                    certainty=verdict.certainty.value,
+                )
+                if verdict.certainty is Landed.AMBIGUOUS:
+                    overlap = fx.StockOverlap(
+                        reason=fx.OverlapReason.OUTCOME_AMBIGUOUS,
+                        read=intent.read,
+                        written=intent.written,
+                        level=level,
+                        foreign=verdict.foreign,
+                        assumed_landed=verdict.landed,
+                    )
+                    log.warning(
+                        "fortnox.stock.possible_lost_sale",
+                        tenant=self.tenant,
+                        article=article,
+                        read=str(intent.read),
+                        written=str(intent.written),
+                        level=str(level),
+                        assumed_landed=verdict.landed,
+                        reason=overlap.reason.value,
+                    )
+                if verdict.landed:
+                    if watch is not None:
+                        self.overlaps.finish(
+                            watch,
+                            loop.time(),
+                            command_id=command.id,
+                            read=intent.read,
+                            written=intent.written,
+                            changed=True,
+                        )
+                    return intent.read, intent.written, overlap
+                # It did not arrive: start again from a new read (its level is only a hint).
+                self.edge.remember_intent(command.id, {"read": str(intent.read), "applied": "no"})
+                intent = None
+                if watch is not None:
+                    self.overlaps.abandon(watch)
+                    watch = None
+            sent: list[StockIntent] = []
+
+            def remember(new: StockIntent, sent: list[StockIntent] = sent) -> None:
+                sent.append(new)
+                self.edge.remember_intent(
+                    command.id, {"read": str(new.read), "written": str(new.written)}
+                )
+
+            watch = self.overlaps.begin(article, loop.time())
+            try:
+                result = await stock.apply_delta(article, delta, remember)
+            except UnknownOutcome:
+                if not sent:
+                    self.overlaps.abandon(watch)
+                    raise
+                # The write may have arrived: read and decide now, not after a backoff.
+                intent = sent[-1]
+                continue
+            except BaseException as failed:
+                self.overlaps.abandon(watch)
+                if isinstance(failed, FortnoxUnavailable) and sent:
+                    # Refused before it was applied (429, never sent): nothing to settle.
+                    self.edge.remember_intent(
+                        command.id, {"read": str(sent[-1].read), "applied": "no"}
+                    )
+                raise
+            self.overlaps.finish(
+                watch,
+                loop.time(),
+                command_id=command.id,
+                read=result.read,
+                written=result.written,
+                changed=result.changed,
+            )
+            return result.read, result.written, overlap
+        if watch is not None:
+            self.overlaps.abandon(watch)
+        raise UnknownOutcome(
+            f"stock write of {article} could not be settled in {STOCK_WRITE_TRIES} tries",
+            tenant=self.tenant,
+            method="PUT",
+            path=f"/3/articles/{article}",
+        )
 
     async def _voucher(self, command: cm.CreateFortnoxVoucher, pending: Pending) -> dict[str, str]:
         data = command.data
@@ -874,6 +1029,26 @@ def _problem(failed: BaseException) -> str:
         fields = sorted({".".join(str(p) for p in e["loc"]) for e in failed.errors()})
         return f"Fortnox's record has values Kassasync cannot read ({', '.join(fields)})"
     return f"Fortnox's record could not be read ({type(failed).__name__})"
+
+
+def _feed_stamp(timestamp: str | None) -> float | None:
+    """A feed event's server timestamp in seconds, or None when it has none."""
+    if not timestamp:
+        return None
+    try:
+        stamp = dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.UTC)
+    return stamp.timestamp()
+
+
+def _stock_intent(recorded: dict[str, Any] | None) -> StockIntent | None:
+    """The intent an earlier attempt recorded, if its write may have left."""
+    if recorded is None or "written" not in recorded:
+        return None
+    return StockIntent(Decimal(recorded["read"]), Decimal(recorded["written"]))
 
 
 def _money(value: Any) -> Decimal | None:

@@ -36,7 +36,12 @@ from engine.fortnox.errors import (
 )
 from engine.fortnox.limiter import LimiterRegistry, SlidingWindowLimiter
 from engine.fortnox.observability import FortnoxMetrics, NullMetrics, log, resource_of
-from engine.fortnox.retry import NEVER_SENT, RetryPolicy, is_idempotent
+from engine.fortnox.retry import (
+    NEVER_SENT,
+    RetryPolicy,
+    is_absolute_stock_write,
+    is_idempotent,
+)
 
 API_BASE_URL = "https://api.fortnox.se"
 
@@ -146,14 +151,19 @@ class FortnoxClient:
         idempotent: bool | None = None,
         context: Mapping[str, object] | None = None,
         headers: Mapping[str, str] | None = None,
+        repeat: bool | None = None,
     ) -> httpx.Response:
         """Send one logical request; retry where safe; raise a typed error otherwise.
 
         ``idempotent`` overrides the default (GET/PUT/DELETE yes, POST no). ``context`` fills
-        the shop-facing error text (series, date, account ...).
+        the shop-facing error text (series, date, account ...). ``repeat=False`` sends the
+        request exactly once (the default for absolute stock writes): any failure is raised at
+        once, as :class:`UnknownOutcome` when the request may have reached Fortnox.
         """
         method = method.upper()
-        idem = is_idempotent(method, path) if idempotent is None else idempotent
+        if repeat is None:
+            repeat = not is_absolute_stock_write(method, path, json)
+        idem = (is_idempotent(method, path) if idempotent is None else idempotent) and repeat
         query = {k: v for k, v in (params or {}).items() if v is not None}
         resource = resource_of(path)
         attempt = 0
@@ -168,6 +178,7 @@ class FortnoxClient:
                 self._finished(method, resource, type(exc).__name__, started)
                 await self._retry_or_raise(
                     attempt,
+                    repeat=repeat,
                     reason="connect",
                     error=TransportFailure(
                         f"could not connect to Fortnox ({type(exc).__name__})",
@@ -211,6 +222,7 @@ class FortnoxClient:
                 )
                 await self._retry_or_raise(
                     attempt,
+                    repeat=repeat,
                     reason="429",
                     rate_limited=True,
                     error=RateLimited(
@@ -269,8 +281,26 @@ class FortnoxClient:
         )
 
     async def _retry_or_raise(
-        self, attempt: int, *, reason: str, error: FortnoxError, rate_limited: bool = False
+        self,
+        attempt: int,
+        *,
+        reason: str,
+        error: FortnoxError,
+        rate_limited: bool = False,
+        repeat: bool = True,
     ) -> None:
+        if not repeat:
+            # Fortnox provably did not apply it (never sent, or refused with 429): the caller
+            # reads again before it writes anything.
+            log.warning(
+                "fortnox.not_repeated",
+                tenant=self.tenant,
+                reason=reason,
+                method=error.method,
+                resource=resource_of(error.path or ""),
+                error=type(error).__name__,
+            )
+            raise error
         if not self.retry.allows(attempt, rate_limited=rate_limited):
             log.warning(
                 "fortnox.retry.gave_up",
@@ -352,9 +382,16 @@ class FortnoxClient:
         params: Params | None = None,
         idempotent: bool | None = None,
         context: Mapping[str, object] | None = None,
+        repeat: bool | None = None,
     ) -> dict[str, Any]:
         response = await self.request(
-            method, path, params=params, json=body, idempotent=idempotent, context=context
+            method,
+            path,
+            params=params,
+            json=body,
+            idempotent=idempotent,
+            context=context,
+            repeat=repeat,
         )
         if not response.content:
             return {}

@@ -16,15 +16,21 @@ Bursts are kept small: once ``burst`` requests are in the window, further reques
 with queueing jitter (new connections, server-side queues) that a later, faster burst can
 overtake, which would squeeze 26 arrivals into 5 seconds; paced sends keep the arrival spacing
 close to the send spacing. The long-run rate is unchanged (25 per window + margin).
+
+A read-then-write pair (an absolute stock write: ``GET`` the article, ``PUT`` its new quantity)
+takes its two slots together: inside ``async with limiter.pair():`` the first request waits
+until the window has room for two and holds the second slot, so the second goes the moment it
+is ready, with no pacing in between. Every other request sees the held slot as taken.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 Clock = Callable[[], float]
@@ -61,14 +67,25 @@ class SlidingWindow:
         self.burst = limit if burst is None else burst
         self._sent: deque[float] = deque(maxlen=limit)
         self._blocked_until = float("-inf")
+        #: Slots promised to the second request of a pair, not sent yet.
+        self.reserved = 0
 
-    def delay(self, now: float) -> float:
+    def delay(self, now: float, need: int = 1) -> float:
+        """How long until ``need`` requests may go (the first now, the others held for later)."""
         wait = self._blocked_until - now
-        if len(self._sent) == self.limit:
-            wait = max(wait, self._sent[0] + self.period - now)
-        if self.min_interval > 0 and self._sent and self.in_window(now) >= self.burst:
+        room = self.limit - self.reserved - need
+        if room < 0:
+            # Held slots fill the window: wait for a pair to send (or give up) its second.
+            return max(wait, self.period / self.limit, 0.0)
+        if len(self._sent) > room:
+            wait = max(wait, self._sent[len(self._sent) - room - 1] + self.period - now)
+        busy = self.in_window(now) + self.reserved
+        if self.min_interval > 0 and self._sent and busy >= self.burst:
             wait = max(wait, self._sent[-1] + self.min_interval - now)
         return max(0.0, wait)
+
+    def blocked_for(self, now: float) -> float:
+        return max(0.0, self._blocked_until - now)
 
     def record(self, now: float) -> None:
         self._sent.append(now)
@@ -96,6 +113,18 @@ class LimiterStats:
     @property
     def mean_wait(self) -> float:
         return self.total_wait / self.acquired if self.acquired else 0.0
+
+
+@dataclass
+class _Pair:
+    """A read-then-write pair in progress: ``state`` is unused, held (the first request went
+    and the second slot is kept) or spent."""
+
+    limiter: SlidingWindowLimiter
+    state: str = "unused"
+
+
+_PAIR: contextvars.ContextVar[_Pair | None] = contextvars.ContextVar("limiter_pair", default=None)
 
 
 class SlidingWindowLimiter:
@@ -135,7 +164,44 @@ class SlidingWindowLimiter:
         if self._queue and not self._queue[0].done():
             self._queue[0].set_result(None)
 
+    @contextlib.asynccontextmanager
+    async def pair(self) -> AsyncIterator[None]:
+        """The next two requests of this task on this limiter take their slots together."""
+        pair = _Pair(self)
+        token = _PAIR.set(pair)
+        try:
+            yield
+        finally:
+            _PAIR.reset(token)
+            if pair.state == "held":
+                self.window.reserved -= 1
+                pair.state = "spent"
+                self._wake_head()
+
     async def acquire(self) -> float:
+        pair = _PAIR.get()
+        if pair is not None and pair.limiter is self:
+            if pair.state == "held":
+                return await self._send_held(pair)
+            if pair.state == "unused":
+                pair.state = "held"
+                return await self._acquire(need=2)
+        return await self._acquire(need=1)
+
+    async def _send_held(self, pair: _Pair) -> float:
+        """The second request of a pair: its slot is held, so it waits only for a 429 pause."""
+        start = self._clock()
+        pair.state = "spent"
+        self.window.reserved -= 1
+        while (blocked := self.window.blocked_for(self._clock())) > 0:
+            await self._sleep(blocked)
+        now = self._clock()
+        self.window.record(now)
+        waited = max(0.0, now - start)
+        self._account(waited)
+        return waited
+
+    async def _acquire(self, need: int) -> float:
         start = self._clock()
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append(fut)
@@ -145,12 +211,13 @@ class SlidingWindowLimiter:
                 fut.set_result(None)
             await fut
             while True:
-                delay = self.window.delay(self._clock())
+                delay = self.window.delay(self._clock(), need)
                 if delay <= 0:
                     break
                 await self._sleep(delay)
             now = self._clock()
             self.window.record(now)
+            self.window.reserved += need - 1
         finally:
             self.stats.waiting_now -= 1
             with contextlib.suppress(ValueError):

@@ -7,6 +7,11 @@
   the request provably never reached Fortnox: a connection that could not be opened, or a 429 /
   401 answer (Fortnox refused it without doing it). Any other failure after the request may have
   been received raises :class:`~engine.fortnox.errors.UnknownOutcome`.
+* Absolute stock writes (``PUT /3/articles/{n}`` carrying ``QuantityInStock``) are never repeated
+  by the HTTP layer at all, not even after a 429: the value was computed from a read, and sending
+  it again later would overwrite whatever Fortnox (its web shop, say) changed meanwhile. A failure
+  is raised at once (:class:`~engine.fortnox.errors.UnknownOutcome` when the request may have
+  arrived), and the stock executor reads again and decides from its recorded intent.
 """
 
 from __future__ import annotations
@@ -22,6 +27,22 @@ NON_IDEMPOTENT_PUT_ACTIONS = frozenset({"createinvoice", "createorder", "credit"
 
 #: Transport failures raised before any byte of the request was written.
 NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+#: The resource whose ``QuantityInStock`` is an absolute value (without Fortnox Lager).
+_ARTICLE_PATH_PREFIX = "/3/articles/"
+
+
+def is_absolute_stock_write(method: str, path: str, body: object) -> bool:
+    """True for ``PUT /3/articles/{n}`` whose body sets ``QuantityInStock``: a value computed
+    from an earlier read, which must never be sent again without reading again."""
+    if method.upper() != "PUT":
+        return False
+    bare = path.split("?")[0].rstrip("/")
+    if not bare.startswith(_ARTICLE_PATH_PREFIX) or "/" in bare[len(_ARTICLE_PATH_PREFIX) :]:
+        return False
+    article = body.get("Article") if isinstance(body, dict) else None
+    return isinstance(article, dict) and "QuantityInStock" in article
 
 
 def is_idempotent(method: str, path: str) -> bool:

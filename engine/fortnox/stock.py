@@ -18,6 +18,7 @@ enabled documents in Kassasync gets :class:`~engine.fortnox.errors.WarehouseModu
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -49,6 +50,55 @@ if TYPE_CHECKING:
 WAREHOUSE_STATUS_PATH = "/api/warehouse/tenants-v4"
 CUSTOM_DOCS = "/api/warehouse/documentdeliveries/custom"
 _TYPE_RE = re.compile(r"^[A-Za-z0-9_-]{1,25}$")
+
+
+class Landed(StrEnum):
+    """Whether an absolute write whose answer was lost (or whose process died) arrived."""
+
+    #: The level read afterwards is the value written, and the read differs from it.
+    YES = "yes"
+    #: The level read afterwards is still the value read before the write.
+    NO = "no"
+    #: Neither: Fortnox's level moved by someone else's change around the write, so the level
+    #: alone cannot say. The verdict's ``landed`` is the likelier reading (the smaller foreign
+    #: change), and the write is reported as a possible lost sale.
+    AMBIGUOUS = "ambiguous"
+
+
+@dataclass(frozen=True)
+class StockIntent:
+    """What an absolute stock write read and is about to write, recorded before it leaves."""
+
+    read: Decimal
+    written: Decimal
+
+
+@dataclass(frozen=True)
+class Verdict:
+    landed: bool
+    certainty: Landed
+    #: The change someone else made that this reading implies (level - written if landed,
+    #: level - read otherwise).
+    foreign: Decimal
+
+
+def settle_intent(intent: StockIntent, level: Decimal) -> Verdict:
+    """Decide from a level read after the fact whether ``intent``'s write arrived.
+
+    Pure. Exact when nobody else changed the article between the write and this read: the
+    level then equals the value written (arrived) or the value read (did not). Any other level
+    means a foreign change overlapped the write; the verdict then takes the reading that needs
+    the smaller foreign change (arrived on a tie) and says it is ambiguous.
+    """
+    if intent.written == intent.read:
+        return Verdict(True, Landed.YES, level - intent.written)
+    if level == intent.written:
+        return Verdict(True, Landed.YES, Decimal(0))
+    if level == intent.read:
+        return Verdict(False, Landed.NO, Decimal(0))
+    if_landed, if_not = level - intent.written, level - intent.read
+    landed = abs(if_landed) <= abs(if_not)
+    return Verdict(landed, Landed.AMBIGUOUS, if_landed if landed else if_not)
 
 
 class StockMode(StrEnum):
@@ -176,14 +226,40 @@ class Stock:
         await self.put_quantity(article_number, new)
         return StockWrite(article_number, read, new, changed=True)
 
+    async def apply_delta(
+        self,
+        article_number: str,
+        delta: Decimal,
+        remember: Callable[[StockIntent], None],
+    ) -> StockWrite:
+        """Read ``QuantityInStock`` and write it plus ``delta``, as one pair of limiter slots.
+
+        ``remember`` records the intent (what was read, what is about to be written) before the
+        write leaves, so a process that dies, or an answer that is lost, is settled by
+        :func:`settle_intent` from a later read. The write is sent once: a failure after it may
+        have arrived raises :class:`~engine.fortnox.errors.UnknownOutcome`.
+        """
+        if await self.warehouse_active():
+            raise self._refuse(article_number)
+        async with self.client.limiter.pair():
+            read = await self.read_quantity(article_number)
+            written = read + delta
+            if written == read:
+                return StockWrite(article_number, read, read, changed=False)
+            remember(StockIntent(read, written))
+            # Straight after the read, on the held slot: no pacing, no second read.
+            await self.put_quantity(article_number, written)
+        return StockWrite(article_number, read, written, changed=True)
+
     async def put_quantity(self, article_number: str, new: Decimal) -> None:
         """Set ``QuantityInStock`` (absolute; no read first — the caller read it and recorded
-        what it is about to write). Checks Fortnox kept the value."""
+        what it is about to write). Sent once, never repeated by the HTTP layer (a stale
+        absolute value would overwrite what changed since the read). Checks Fortnox kept it."""
         if await self.warehouse_active():
             raise self._refuse(article_number)
         path = f"/3/articles/{seg(article_number)}"
         body = {"Article": Article(quantity_in_stock=new).to_payload()}
-        data = await self.client.send_json("PUT", path, body)
+        data = await self.client.send_json("PUT", path, body, repeat=False)
         stored = parse_item(Article, data.get("Article"), self.client.tenant, path)
         if stored.quantity_in_stock is not None and stored.quantity_in_stock != new:
             # Fortnox ignored the absolute write: the warehouse module took over meanwhile.
@@ -278,3 +354,119 @@ class Stock:
         if not data:
             return doc
         return parse_item(CustomDocument, data, self.client.tenant, path)
+
+
+# --- overwrites: a foreign change close to an absolute write ----------------------------------
+
+
+@dataclass(frozen=True)
+class Suspect:
+    """An absolute write that a change made by someone else may have overwritten."""
+
+    article_number: str
+    command_id: str
+    read: Decimal
+    written: Decimal
+    #: Server timestamps (seconds) of the article's feed events around the write.
+    stamps: tuple[float, ...]
+    #: Seconds from sending the read to the write's answer: the longest the window can be.
+    window: float
+
+
+@dataclass
+class Watch:
+    article_number: str
+    started: float
+    stamps: list[float]
+    unstamped: int = 0
+    command_id: str = ""
+    read: Decimal = Decimal(0)
+    written: Decimal = Decimal(0)
+    answered: float | None = None
+
+
+class OverlapWatch:
+    """Finds absolute writes that a foreign change may have overwritten, from the topics feed.
+
+    Fortnox's feed announces every change of an article (``article-updated-v1``) with the
+    server's timestamp, in order; Kassasync's own write is one of them, its read is not. A sale
+    that Fortnox applied between the read and the write (the window, at most ``window`` =
+    answer time - read send time long) therefore shows as a second event whose timestamp is
+    within ``window`` of another. :meth:`begin` starts watching the article before the read;
+    :meth:`finish` ends the write; :meth:`due` returns the writes whose ``lag`` seconds for
+    late events have passed, flagged when two events of the article lie within the window
+    (conservative: a sale just after the write is flagged too; one inside is never missed
+    while the feed delivers within ``lag``). Without the feed nothing is flagged.
+    """
+
+    def __init__(self, *, lag: float = 2.0, slack: float = 0.01) -> None:
+        self.lag = lag
+        self.slack = slack
+        self._open: dict[str, list[Watch]] = {}
+
+    def begin(self, article_number: str, now: float) -> Watch:
+        watch = Watch(article_number, now, [])
+        self._open.setdefault(article_number, []).append(watch)
+        return watch
+
+    def event(self, article_number: str, stamp: float | None, now: float) -> None:
+        for watch in self._open.get(article_number, ()):
+            if watch.answered is None or now <= watch.answered + self.lag:
+                if stamp is None:
+                    watch.unstamped += 1
+                else:
+                    watch.stamps.append(stamp)
+
+    def finish(
+        self,
+        watch: Watch,
+        now: float,
+        *,
+        command_id: str,
+        read: Decimal,
+        written: Decimal,
+        changed: bool,
+    ) -> None:
+        if not changed:
+            self._drop(watch)
+            return
+        watch.command_id, watch.read, watch.written, watch.answered = (
+            command_id,
+            read,
+            written,
+            now,
+        )
+
+    def abandon(self, watch: Watch) -> None:
+        self._drop(watch)
+
+    def _drop(self, watch: Watch) -> None:
+        watches = self._open.get(watch.article_number, [])
+        if watch in watches:
+            watches.remove(watch)
+        if not watches:
+            self._open.pop(watch.article_number, None)
+
+    def due(self, now: float) -> list[Suspect]:
+        """Writes whose watch is over and that a foreign change may have overwritten."""
+        found: list[Suspect] = []
+        for watches in list(self._open.values()):
+            for watch in list(watches):
+                if watch.answered is None or now < watch.answered + self.lag:
+                    continue
+                self._drop(watch)
+                window = watch.answered - watch.started
+                stamps = sorted(watch.stamps)
+                close = any(b - a <= window + self.slack for a, b in itertools.pairwise(stamps))
+                if close or (watch.unstamped > 0 and watch.unstamped + len(stamps) > 1):
+                    found.append(
+                        Suspect(
+                            watch.article_number,
+                            watch.command_id,
+                            watch.read,
+                            watch.written,
+                            tuple(stamps),
+                            window,
+                        )
+                    )
+        return found

@@ -414,6 +414,33 @@ def render_tenant(detail: TenantDetail, csrf: str, now: float) -> str:
         table(["Article", "At", "Base", "Till", "Fortnox", "New"], merge_rows, empty="None yet.")
     )
 
+    lost_rows = [
+        [
+            f"<code>{esc(str(r.get('article') or ''))}</code>",
+            iso(r.get("at")),
+            esc(money(r.get("read"))),
+            esc(money(r.get("written"))),
+            esc(money(r.get("level"))),
+            esc(money(r.get("foreign"))),
+            "arrived" if r.get("assumed_landed") else "written again",
+        ]
+        for _command, r in detail.possible_lost_sales
+    ]
+    parts.append("<h2>Possible lost sales</h2>")
+    parts.append(
+        '<p class="muted">A change made in Fortnox (a web shop sale, say) overlapped one of '
+        "Kassasync's stock writes, so a sale may have been overwritten or a till movement "
+        "counted twice: count the article and correct it. Fortnox's warehouse module avoids "
+        "this (stock mode <code>warehouse_documents</code>).</p>"
+    )
+    parts.append(
+        table(
+            ["Article", "At", "Read", "Written", "Read after", "Foreign change", "Our write"],
+            lost_rows,
+            empty="None.",
+        )
+    )
+
     conflict_rows = [
         [
             f"<code>{esc(article)}</code>",
