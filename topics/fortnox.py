@@ -162,7 +162,7 @@ class StockOverlap(Model):
         default=None, ge=0, description="Longest the read-to-write window can have been."
     )
     events: int | None = Field(
-        default=None, ge=0, description="Feed events of the article seen around the write."
+        default=None, ge=0, description="Foreign feed events of the article around the write."
     )
 
 

@@ -58,6 +58,7 @@ from engine.fortnox.stock import (
     StockIntent,
     Suspect,
     Watch,
+    overwritten,
     settle_intent,
 )
 from engine.store.outbox import Pending
@@ -315,7 +316,7 @@ class FortnoxSession:
             try:
                 worked = await self.drain(stop)
                 self._watch_delete_missing()
-                self._report_overlaps(loop.time())
+                await self._report_overlaps(loop.time())
                 masterdata, resources = self._due(loop.time())
                 # Polls first: on a new tenant, the first pass over articles and customers is
                 # what the shop waits for; the bookkeeping master data is needed later.
@@ -373,13 +374,34 @@ class FortnoxSession:
             for waiter in waiters:
                 waiter.cancel()
 
-    def _report_overlaps(self, now: float) -> None:
-        """Publish the writes the feed showed a foreign change close to (possible lost sales)."""
-        suspects = self.overlaps.due(now)
-        if suspects:
-            self.edge.publish([self._overlap_found(s) for s in suspects])
+    async def _report_overlaps(self, now: float) -> None:
+        """Publish the writes the feed showed a foreign change inside the window of (possible
+        lost sales). The level after each write (its next read, or one read now) tells a
+        change after the write, which polling passes on, from one the write replaced."""
+        found: list[Envelope] = []
+        for suspect in self.overlaps.due(now):
+            level = suspect.next_read
+            if level is None:
+                try:
+                    level = await self.api.stock.read_quantity(suspect.article_number)
+                except FortnoxError:
+                    # Cannot look: report it rather than lose it.
+                    level = suspect.written
+            if overwritten(suspect, level):
+                found.append(self._overlap_found(suspect, level))
+            else:
+                log.info(
+                    "fortnox.stock.foreign_change_after_write",
+                    tenant=self.tenant,
+                    article=suspect.article_number,
+                    command_id=suspect.command_id,
+                    written=str(suspect.written),
+                    level=str(level),
+                )
+        if found:
+            self.edge.publish(found)
 
-    def _overlap_found(self, suspect: Suspect) -> fx.FortnoxStockOverlapFound:
+    def _overlap_found(self, suspect: Suspect, level: Decimal) -> fx.FortnoxStockOverlapFound:
         log.warning(
             "fortnox.stock.possible_lost_sale",
             tenant=self.tenant,
@@ -387,7 +409,8 @@ class FortnoxSession:
             command_id=suspect.command_id,
             read=str(suspect.read),
             written=str(suspect.written),
-            events=len(suspect.stamps),
+            foreign_events=suspect.foreign_events,
+            level=str(level),
             window=round(suspect.window, 3),
             reason=fx.OverlapReason.FEED_EVENT_IN_WINDOW.value,
         )
@@ -402,8 +425,9 @@ class FortnoxSession:
                     reason=fx.OverlapReason.FEED_EVENT_IN_WINDOW,
                     read=suspect.read,
                     written=suspect.written,
+                    level=level,
                     window_seconds=round(suspect.window, 3),
-                    events=len(suspect.stamps),
+                    events=suspect.foreign_events,
                 ),
             ),
         )
@@ -535,6 +559,8 @@ class FortnoxSession:
         stock = self.api.stock
         recorded = self.edge.intent(pending)
         intent = _stock_intent(recorded)
+        #: Whether the last write was answered with an error (5xx) rather than not at all.
+        error_answer = False
         overlap: fx.StockOverlap | None = None
         loop = asyncio.get_running_loop()
         #: The feed watch of a write whose answer was lost, finished if it turns out to have landed.
@@ -542,7 +568,7 @@ class FortnoxSession:
         for _attempt in range(STOCK_WRITE_TRIES):
             if intent is not None:
                 level = await stock.read_quantity(article)
-                verdict = settle_intent(intent, level)
+                verdict = settle_intent(intent, level, error_answer=error_answer)
                 log.info(
                     "fortnox.stock.intent_settled",
                     tenant=self.tenant,
@@ -552,6 +578,7 @@ class FortnoxSession:
                     level=str(level),
                     landed=verdict.landed,
                     certainty=verdict.certainty.value,
+                    error_answer=error_answer,
                 )
                 if verdict.certainty is Landed.AMBIGUOUS:
                     overlap = fx.StockOverlap(
@@ -600,12 +627,13 @@ class FortnoxSession:
             watch = self.overlaps.begin(article, loop.time())
             try:
                 result = await stock.apply_delta(article, delta, remember)
-            except UnknownOutcome:
+            except UnknownOutcome as unknown:
                 if not sent:
                     self.overlaps.abandon(watch)
                     raise
                 # The write may have arrived: read and decide now, not after a backoff.
                 intent = sent[-1]
+                error_answer = (unknown.cause or "").startswith("HTTP 5")
                 continue
             except BaseException as failed:
                 self.overlaps.abandon(watch)

@@ -121,6 +121,8 @@ class _Pair:
     and the second slot is kept) or spent."""
 
     limiter: SlidingWindowLimiter
+    #: Only the task that opened the pair uses it (tasks it starts inherit the context).
+    task: asyncio.Task[object] | None
     state: str = "unused"
 
 
@@ -167,7 +169,7 @@ class SlidingWindowLimiter:
     @contextlib.asynccontextmanager
     async def pair(self) -> AsyncIterator[None]:
         """The next two requests of this task on this limiter take their slots together."""
-        pair = _Pair(self)
+        pair = _Pair(self, asyncio.current_task())
         token = _PAIR.set(pair)
         try:
             yield
@@ -180,7 +182,7 @@ class SlidingWindowLimiter:
 
     async def acquire(self) -> float:
         pair = _PAIR.get()
-        if pair is not None and pair.limiter is self:
+        if pair is not None and pair.limiter is self and pair.task is asyncio.current_task():
             if pair.state == "held":
                 return await self._send_held(pair)
             if pair.state == "unused":

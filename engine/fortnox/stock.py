@@ -21,7 +21,7 @@ import hashlib
 import itertools
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
@@ -82,22 +82,32 @@ class Verdict:
     foreign: Decimal
 
 
-def settle_intent(intent: StockIntent, level: Decimal) -> Verdict:
+def settle_intent(intent: StockIntent, level: Decimal, *, error_answer: bool = False) -> Verdict:
     """Decide from a level read after the fact whether ``intent``'s write arrived.
 
-    Pure. Exact when nobody else changed the article between the write and this read: the
-    level then equals the value written (arrived) or the value read (did not). Any other level
-    means a foreign change overlapped the write; the verdict then takes the reading that needs
-    the smaller foreign change (arrived on a tie) and says it is ambiguous.
+    Pure. ``error_answer``: Fortnox answered the write with an error (5xx) rather than not at
+    all (a dropped connection, a timeout, a process that died).
+
+    * The level is the value read before: the write did not arrive (certain: nothing but our
+      write could have set it back... unless a foreign change cancelled it out exactly, which
+      leaves the same books either way).
+    * The level is the value written, and no error answer came: it arrived. A foreign change of
+      exactly the write's size in the moment between the lost answer and this read, with the
+      write lost, would look the same; Fortnox records no author of a change, so that one case
+      cannot be told apart (docs/reliability.md).
+    * The level is the value written after an error answer: ambiguous (the error says it did not
+      arrive, the level says a change of that size happened); taken as not arrived and reported.
+    * Any other level: a foreign change overlapped the write. Taken as arrived if that needs the
+      smaller foreign change (not arrived after an error answer), and reported as ambiguous.
     """
     if intent.written == intent.read:
         return Verdict(True, Landed.YES, level - intent.written)
-    if level == intent.written:
+    if level == intent.written and not error_answer:
         return Verdict(True, Landed.YES, Decimal(0))
     if level == intent.read:
         return Verdict(False, Landed.NO, Decimal(0))
     if_landed, if_not = level - intent.written, level - intent.read
-    landed = abs(if_landed) <= abs(if_not)
+    landed = not error_answer and abs(if_landed) <= abs(if_not)
     return Verdict(landed, Landed.AMBIGUOUS, if_landed if landed else if_not)
 
 
@@ -361,42 +371,46 @@ class Stock:
 
 @dataclass(frozen=True)
 class Suspect:
-    """An absolute write that a change made by someone else may have overwritten."""
+    """An absolute write the topics feed showed a foreign change close to."""
 
     article_number: str
     command_id: str
     read: Decimal
     written: Decimal
-    #: Server timestamps (seconds) of the article's feed events around the write.
-    stamps: tuple[float, ...]
+    #: Feed events of the article during the watch that were not Kassasync's own writes.
+    foreign_events: int
     #: Seconds from sending the read to the write's answer: the longest the window can be.
     window: float
+    #: The read of Kassasync's next write of the article, if one read since (else None).
+    next_read: Decimal | None
 
 
 @dataclass
 class Watch:
     article_number: str
     started: float
-    stamps: list[float]
+    stamps: list[float] = field(default_factory=list)
     unstamped: int = 0
+    #: Kassasync's own writes of the article whose echo may fall in this watch (itself first).
+    own: int = 1
     command_id: str = ""
     read: Decimal = Decimal(0)
     written: Decimal = Decimal(0)
     answered: float | None = None
+    next_read: Decimal | None = None
 
 
 class OverlapWatch:
-    """Finds absolute writes that a foreign change may have overwritten, from the topics feed.
+    """Finds absolute writes a foreign change may have overwritten, from the topics feed.
 
     Fortnox's feed announces every change of an article (``article-updated-v1``) with the
     server's timestamp, in order; Kassasync's own write is one of them, its read is not. A sale
-    that Fortnox applied between the read and the write (the window, at most ``window`` =
-    answer time - read send time long) therefore shows as a second event whose timestamp is
-    within ``window`` of another. :meth:`begin` starts watching the article before the read;
-    :meth:`finish` ends the write; :meth:`due` returns the writes whose ``lag`` seconds for
-    late events have passed, flagged when two events of the article lie within the window
-    (conservative: a sale just after the write is flagged too; one inside is never missed
-    while the feed delivers within ``lag``). Without the feed nothing is flagged.
+    Fortnox applied between the read and the write (the window: at most ``window`` = answer
+    time - read send time long) therefore shows as one more event whose timestamp lies within
+    ``window`` of another. :meth:`begin` starts watching the article before the read;
+    :meth:`finish` ends the write; :meth:`due` returns, once ``lag`` seconds for late events
+    have passed, the writes with a foreign event that close. :func:`overwritten` then decides
+    from the level after the write. Without the feed nothing is found.
     """
 
     def __init__(self, *, lag: float = 2.0, slack: float = 0.01) -> None:
@@ -405,7 +419,11 @@ class OverlapWatch:
         self._open: dict[str, list[Watch]] = {}
 
     def begin(self, article_number: str, now: float) -> Watch:
-        watch = Watch(article_number, now, [])
+        watch = Watch(article_number, now)
+        for other in self._open.get(article_number, ()):
+            if other.answered is None or now <= other.answered + self.lag:
+                # This write's echo may come while the earlier watch still collects.
+                other.own += 1
         self._open.setdefault(article_number, []).append(watch)
         return watch
 
@@ -427,6 +445,9 @@ class OverlapWatch:
         written: Decimal,
         changed: bool,
     ) -> None:
+        for other in self._open.get(watch.article_number, ()):
+            if other is not watch and other.answered is not None and other.next_read is None:
+                other.next_read = read
         if not changed:
             self._drop(watch)
             return
@@ -448,7 +469,7 @@ class OverlapWatch:
             self._open.pop(watch.article_number, None)
 
     def due(self, now: float) -> list[Suspect]:
-        """Writes whose watch is over and that a foreign change may have overwritten."""
+        """Writes whose watch is over with a foreign event within the window of another."""
         found: list[Suspect] = []
         for watches in list(self._open.values()):
             for watch in list(watches):
@@ -457,16 +478,37 @@ class OverlapWatch:
                 self._drop(watch)
                 window = watch.answered - watch.started
                 stamps = sorted(watch.stamps)
-                close = any(b - a <= window + self.slack for a, b in itertools.pairwise(stamps))
-                if close or (watch.unstamped > 0 and watch.unstamped + len(stamps) > 1):
+                foreign = len(stamps) + watch.unstamped - watch.own
+                close = watch.unstamped > 0 or any(
+                    b - a <= window + self.slack for a, b in itertools.pairwise(stamps)
+                )
+                if foreign > 0 and close:
                     found.append(
                         Suspect(
                             watch.article_number,
                             watch.command_id,
                             watch.read,
                             watch.written,
-                            tuple(stamps),
+                            foreign,
                             window,
+                            watch.next_read,
                         )
                     )
         return found
+
+
+def overwritten(suspect: Suspect, level: Decimal) -> bool:
+    """Whether ``suspect``'s write may have overwritten a foreign change, given ``level``: the
+    article's quantity read after the write and before Kassasync wrote it again.
+
+    A foreign change after the write shows in the level; one inside the window leaves none
+    (the write replaced it). With one foreign event, a level that moved from the value written
+    means that event came after the write: nothing was lost. A level still at the value written
+    (or several foreign events, which the level cannot tell apart) means one may have been
+    overwritten.
+    """
+    if suspect.foreign_events <= 0:
+        return False
+    if suspect.foreign_events == 1:
+        return level == suspect.written
+    return True

@@ -589,6 +589,12 @@ async def webshop_sale(request: Request, tenant_id: int, body: WebshopSale) -> R
     return json_response({"ArticleNumber": rec.key, "QuantityInStock": rec.data["QuantityInStock"]})
 
 
+@router.get("/tenants/{tenant_id}/stock-audit")
+async def stock_audit(request: Request, tenant_id: int) -> Response:
+    """The absolute stock writes that overwrote a change the API client had not seen."""
+    return json_response(_tenant(request, tenant_id).stock_audit.as_dict())
+
+
 @router.post("/tenants/{tenant_id}/invoices/{number}/payments", status_code=201)
 async def register_payment(request: Request, tenant_id: int, number: str) -> Response:
     tenant = _tenant(request, tenant_id)

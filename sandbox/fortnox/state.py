@@ -19,6 +19,7 @@ from sandbox.fortnox.collection import Collection, Record, SortKey
 from sandbox.fortnox.counters import RequestCounters
 from sandbox.fortnox.faults import Faults
 from sandbox.fortnox.ratelimit import RateLimiter
+from sandbox.fortnox.stock_audit import StockAudit
 from sandbox.fortnox.topics_feed import TopicsFeed
 
 #: Every scope the sandbox knows (reference/fortnox-api.md §1.3).
@@ -191,6 +192,8 @@ class Tenant:
         self.reserved: dict[str, float] = {}
         self.document_types: dict[str, str] = {}
         self.custom_documents: dict[tuple[str, str, str], dict[str, Any]] = {}
+        #: Ground truth for benchmarks: what the API's absolute stock writes overwrote.
+        self.stock_audit = StockAudit()
 
     # --- time and events -------------------------------------------------------------------
     def now(self) -> float:

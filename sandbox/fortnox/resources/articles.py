@@ -156,6 +156,13 @@ def update_article(
     stock_before = rec.data.get("QuantityInStock")
     rec.data.update(given)
     _normalise(rec.data)
+    if actor == "api" and given.get("QuantityInStock") is not None:
+        tenant.stock_audit.write(
+            rec.key,
+            float(stock_before or 0.0),
+            float(rec.data["QuantityInStock"]),
+            tenant.now(),
+        )
     derive(tenant, rec.data)
     tenant.articles.touch(rec, now=tenant.now())
     tenant.emit("articles", "article-updated-v1", rec.key)
@@ -179,6 +186,7 @@ def webshop_sale(tenant: Tenant, number: str, quantity: float) -> Record:
     if rec is None:
         raise E.ARTICLE_NOT_FOUND()
     rec.data["QuantityInStock"] = float(rec.data.get("QuantityInStock") or 0.0) - quantity
+    tenant.stock_audit.sale(quantity)
     derive(tenant, rec.data)
     tenant.articles.touch(rec, now=tenant.now())
     tenant.emit("articles", "article-updated-v1", number)
@@ -307,6 +315,7 @@ async def list_articles(request: Request) -> Response:
 async def get_article(request: Request, ArticleNumber: str) -> Response:
     tenant = tenant_of(request)
     rec = _get(tenant, ArticleNumber)
+    tenant.stock_audit.read(rec.key, float(rec.data.get("QuantityInStock") or 0.0))
     return single(
         "Article", view_full(rec, base_url(request)), as_text=text_numbers(tenant, "articles")
     )
