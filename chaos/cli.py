@@ -31,11 +31,12 @@ async def measure(
     work: Path,
     kafka_port: int = 19592,
     settle_timeout: float = 240.0,
-    overlap: bool = False,
+    overlap: bool = True,
     rate_window: float = 5.0,
+    stock_mode: str = "warehouse_documents",
 ) -> tuple[dict[str, Any], list[str]]:
     """Run the workload of ``seed`` uninterrupted, then with ``kills`` kills; compare."""
-    workload = generate(seed, tenants, scale, overlap=overlap)
+    workload = generate(seed, tenants, scale, overlap=overlap, stock_mode=stock_mode)
     work.mkdir(parents=True, exist_ok=True)
     key = generate_key()
     broker = OwnBroker(kafka_port, work / "broker.log") if runtime == "kafka" else None
@@ -98,8 +99,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--overlap",
-        action="store_true",
-        help="the webshop also sells the till's articles (exposes the stock-intent ambiguity)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the webshop also sells the till's articles (default; --no-overlap: other articles)",
+    )
+    parser.add_argument(
+        "--stock-mode",
+        choices=["warehouse_documents", "quantity"],
+        default="warehouse_documents",
+        help="Fortnox Lager with warehouse documents (default, the recommended setting), or "
+        "absolute QuantityInStock writes (a webshop sale inside a write's window can be lost)",
     )
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="kassasync-chaos-"))
@@ -118,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 settle_timeout=args.settle_timeout,
                 overlap=args.overlap,
                 rate_window=args.rate_window,
+                stock_mode=args.stock_mode,
             )
         )
         print(json.dumps(line), flush=True)

@@ -270,7 +270,9 @@ async def run_once(
     settle_timeout: float = 240.0,
     rate_window: float = 5.0,
 ) -> RunResult:
-    world = await World(workload.tenants, rate_window=rate_window).start()
+    world = await World(
+        workload.tenants, rate_window=rate_window, warehouse=workload.warehouse
+    ).start()
     try:
         run = ChaosRun(
             target,
@@ -319,6 +321,7 @@ def report(
         "events": workload.events,
         "seed": workload.seed,
         "webshop_overlaps_till": workload.overlap,
+        "stock_mode": workload.stock_mode,
         "seconds": round(chaos_run.seconds, 1),
         "uninterrupted_seconds": round(reference.seconds, 1),
         "work": str(work),

@@ -89,6 +89,8 @@ class TenantPlan:
     batches: list[list[dict[str, Any]]] = field(default_factory=list)
     #: ``after[i]``: the Fortnox actions done once batch ``i`` was acknowledged.
     after: dict[int, list[FortnoxAction]] = field(default_factory=dict)
+    #: ``stock.mode``: ``quantity`` (absolute writes) or ``warehouse_documents`` (Fortnox Lager).
+    stock_mode: str = "quantity"
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -99,6 +101,7 @@ class TenantPlan:
 
     def settings(self) -> dict[str, Any]:
         out = {**SETTINGS, "customers": {"master": self.master}}
+        out["stock"] = {"enabled": True, "mode": self.stock_mode}
         return out
 
     # -- what must be true at the end ----------------------------------------------------------
@@ -141,6 +144,11 @@ class Workload:
     seed: int
     plans: list[TenantPlan]
     overlap: bool = False
+    stock_mode: str = "quantity"
+
+    @property
+    def warehouse(self) -> bool:
+        return self.stock_mode == "warehouse_documents"
 
     @property
     def tenants(self) -> list[str]:
@@ -251,10 +259,16 @@ class _Builder:
 
 
 def _plan(
-    tenant: str, master: str, rng: random.Random, scale: int, now: dt.datetime, overlap: bool
+    tenant: str,
+    master: str,
+    rng: random.Random,
+    scale: int,
+    now: dt.datetime,
+    overlap: bool,
+    stock_mode: str,
 ) -> TenantPlan:
     build = _Builder(tenant, rng, now)
-    plan = TenantPlan(tenant=tenant, master=master)
+    plan = TenantPlan(tenant=tenant, master=master, stock_mode=stock_mode)
     customers = 0
     zreports = 0
     batches = 12 * scale
@@ -294,16 +308,25 @@ def _plan(
     return plan
 
 
-def generate(seed: int, tenants: int = 3, scale: int = 1, *, overlap: bool = False) -> Workload:
+def generate(
+    seed: int,
+    tenants: int = 3,
+    scale: int = 1,
+    *,
+    overlap: bool = False,
+    stock_mode: str = "quantity",
+) -> Workload:
     """The workload of ``seed``: ``tenants`` shops (alternating till- and Fortnox-as-master).
 
-    With ``overlap`` the webshop also sells the articles the till moves, so Kassasync's
-    absolute stock writes race with webshop sales of the same article (see docs/reliability.md:
-    a known way to lose a sale when a write's outcome is unknown)."""
+    With ``overlap`` the webshop also sells the articles the till moves (``make chaos`` does by
+    default). With ``stock_mode = "quantity"`` Kassasync's absolute stock writes then race with
+    webshop sales of the same article (docs/reliability.md: a sale inside a write's window is
+    lost, and reported); with ``warehouse_documents`` (Fortnox Lager, ``make chaos``'s default)
+    stock moves only as documents and nothing can be lost."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     plans = []
     for index in range(tenants):
         rng = random.Random(f"{seed}:{index}")
         master = "till" if index % 2 == 0 else "fortnox"
-        plans.append(_plan(f"chaos-{index + 1}", master, rng, scale, now, overlap))
-    return Workload(seed=seed, plans=plans, overlap=overlap)
+        plans.append(_plan(f"chaos-{index + 1}", master, rng, scale, now, overlap, stock_mode))
+    return Workload(seed=seed, plans=plans, overlap=overlap, stock_mode=stock_mode)

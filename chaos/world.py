@@ -78,6 +78,7 @@ class World:
         poll_seconds: float = 0.5,
         rate_window: float = 5.0,
         topics_feed: bool = False,
+        warehouse: bool = False,
     ) -> None:
         self.tenants = tenants
         self.poll_seconds = poll_seconds
@@ -90,6 +91,9 @@ class World:
             tenant: seed_demo(self.sandbox, tenant_id=7_100_000 + i, client_id=f"ks-{tenant}")
             for i, tenant in enumerate(tenants)
         }
+        for seeded in self.seeded.values():
+            # Fortnox Lager active: stock moves only through warehouse documents.
+            seeded.tenant.warehouse_active = warehouse
         self.tills = {t: TillState(tenant=t, token=f"till-token-{t}") for t in tenants}
         tills = FastAPI()
         for tenant, state in self.tills.items():

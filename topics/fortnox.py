@@ -137,6 +137,10 @@ class OverlapReason(StrEnum):
     #: The answer to the write was lost (or the process died) and the level read afterwards was
     #: neither the value read nor the value written: someone else changed the article meanwhile.
     OUTCOME_AMBIGUOUS = "outcome_ambiguous"
+    #: The answer to the write was lost (or the process died) and Fortnox shows the value
+    #: written: taken as arrived, but a foreign change of the write's size in that moment, with
+    #: the write lost, would show the same.
+    OUTCOME_UNPROVEN = "outcome_unproven"
     #: Fortnox's topics feed announced a change of the article within one read-to-write window
     #: of another change around the write: a sale may have landed between the read and the write.
     FEED_EVENT_IN_WINDOW = "feed_event_in_window"

@@ -580,9 +580,16 @@ class FortnoxSession:
                     certainty=verdict.certainty.value,
                     error_answer=error_answer,
                 )
-                if verdict.certainty is Landed.AMBIGUOUS:
+                if verdict.certainty is not Landed.NO:
+                    # Fortnox records no author: a level that is not the one read before cannot
+                    # prove the write arrived rather than a change of the same size. Reported.
+                    reason = (
+                        fx.OverlapReason.OUTCOME_AMBIGUOUS
+                        if verdict.certainty is Landed.AMBIGUOUS
+                        else fx.OverlapReason.OUTCOME_UNPROVEN
+                    )
                     overlap = fx.StockOverlap(
-                        reason=fx.OverlapReason.OUTCOME_AMBIGUOUS,
+                        reason=reason,
                         read=intent.read,
                         written=intent.written,
                         level=level,

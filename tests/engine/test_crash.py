@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import random
 import signal
@@ -105,6 +106,18 @@ def _quiet(data: Path) -> bool:
         db.close()
 
 
+def _possible_lost_sales(data: Path) -> set[str]:
+    """Articles the engine reported a possible lost sale on (the tenant page's table)."""
+    db = Database(data / "kassasync.db")
+    try:
+        rows = db.conn.execute(
+            "SELECT value FROM state WHERE tenant = ? AND kind = 'stock.overlap'", (TENANT,)
+        ).fetchall()
+        return {str(json.loads(value)["article"]) for (value,) in rows}
+    finally:
+        db.close()
+
+
 async def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     rng = random.Random(20261121)
     key = generate_key()
@@ -141,11 +154,11 @@ async def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: P
 
     # The workload: till sales on stock articles, customers, invoices and Z-reports.
     stock_articles = ["1001", "1002", "1003", "1004", "2002", "2003", "A100", "D-401"]
-    # The till moves the first five, the webshop sells the other three. When both move one
-    # article, a crash between a stock write and its settlement is ambiguous to the engine (a
-    # webshop sale equal to the write's delta makes a lost write look arrived): a known,
-    # documented limit of the overwrite mode (docs/reliability.md), not what this test measures.
-    till_articles, webshop_articles = stock_articles[:5], stock_articles[5:]
+    # The till and the webshop sell the same articles (issue 16). Fortnox has no compare-and-set
+    # on QuantityInStock, so a webshop sale inside a write's read-to-write window, or one equal
+    # to the delta of a write whose process died before it was settled, can still be lost; the
+    # engine must then report a possible lost sale on that article (never silently).
+    till_articles = webshop_articles = stock_articles
     events: list[dict[str, Any]] = []
     till_deltas: dict[str, int] = {a: 0 for a in stock_articles}
     for i in range(240):
@@ -296,10 +309,14 @@ async def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: P
     fortnox_qty = {
         a["ArticleNumber"]: Decimal(str(a["QuantityInStock"])) for a in state["articles"]
     }
+    reported = _possible_lost_sales(data)
     for article in stock_articles:
         expected = before[article] + till_deltas[article] - webshop_sold[article]
-        assert fortnox_qty[article] == expected, (article, "Fortnox lost or doubled a movement")
-        assert till.stock[article] == expected, (article, "the till lost or doubled a movement")
+        assert fortnox_qty[article] == expected or article in reported, (
+            article,
+            "Fortnox lost or doubled a movement and no possible lost sale was reported",
+        )
+        assert till.stock[article] == fortnox_qty[article], (article, "the till and Fortnox differ")
     # No duplicate writes: one customer per till id, one order per invoice, one voucher per Z.
     refs = [c.get("ExternalReference") for c in state["customers"] if c.get("ExternalReference")]
     assert len(refs) == len(set(refs)) == 10
