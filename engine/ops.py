@@ -876,6 +876,8 @@ class TenantDetail:
     warnings: tuple[str, ...]
     #: Absolute stock writes a foreign change overlapped (possible lost sales), newest first.
     possible_lost_sales: tuple[tuple[str, Record], ...] = ()
+    #: The tenant's ``stock.mode`` ("off" when stock sync is off).
+    stock_mode: str = "off"
 
 
 @dataclass(frozen=True, slots=True)
@@ -1075,7 +1077,12 @@ class Ops:
             reports=tuple(reports),
             warnings=tuple(str(w) for w in warnings),
             possible_lost_sales=tuple(overlaps),
+            stock_mode=self._stock_mode(tenant),
         )
+
+    def _stock_mode(self, tenant: str) -> str:
+        stock = self.settings(tenant).stock
+        return stock.mode.value if stock.enabled else "off"
 
     def system(self) -> SystemView:
         pending: dict[str, int] = {}

@@ -70,6 +70,18 @@ async def read_form(request: Request) -> dict[str, str]:
     return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
 
 
+#: The tenant page's advice while a shop's stock is written as absolute quantities (issue 16).
+RECOMMEND_WAREHOUSE = (
+    "<strong>Recommended:</strong> activate Fortnox Lager (the warehouse module; a system "
+    "administrator does it in Fortnox) and set this shop's stock mode to "
+    "<code>warehouse_documents</code>. Stock then moves only as warehouse documents (deltas), "
+    "which a web shop sale cannot race, and nothing on the list above can happen. Kassasync's "
+    "Fortnox app needs the scopes <code>article</code> and <code>warehouse</code> (Fortnox "
+    "lists no scope for its warehouse services; a missing one shows as "
+    "licence_or_scope_missing)."
+)
+
+
 def _flash(request: Request) -> str:
     done = request.query_params.get("done")
     template = _FLASH.get(done or "")
@@ -414,14 +426,18 @@ def render_tenant(detail: TenantDetail, csrf: str, now: float) -> str:
         table(["Article", "At", "Base", "Till", "Fortnox", "New"], merge_rows, empty="None yet.")
     )
 
+    def quantity(value: object) -> str:
+        return "" if value is None else esc(money(value))
+
     lost_rows = [
         [
             f"<code>{esc(str(r.get('article') or ''))}</code>",
             iso(r.get("at")),
-            esc(money(r.get("read"))),
-            esc(money(r.get("written"))),
-            esc(money(r.get("level"))),
-            esc(money(r.get("foreign"))),
+            quantity(r.get("read")),
+            quantity(r.get("written")),
+            quantity(r.get("level")),
+            quantity(r.get("foreign")),
+            esc(str(r.get("reason") or "")),
             "arrived" if r.get("assumed_landed") else "written again",
         ]
         for _command, r in detail.possible_lost_sales
@@ -429,13 +445,23 @@ def render_tenant(detail: TenantDetail, csrf: str, now: float) -> str:
     parts.append("<h2>Possible lost sales</h2>")
     parts.append(
         '<p class="muted">A change made in Fortnox (a web shop sale, say) overlapped one of '
-        "Kassasync's stock writes, so a sale may have been overwritten or a till movement "
-        "counted twice: count the article and correct it. Fortnox's warehouse module avoids "
-        "this (stock mode <code>warehouse_documents</code>).</p>"
+        "Kassasync's stock writes, or a write's answer was lost, so a sale may have been "
+        "overwritten or a till movement counted twice: count the article and correct it.</p>"
     )
+    if detail.stock_mode == "quantity":
+        parts.append(f'<div class="flash">{RECOMMEND_WAREHOUSE}</div>')
     parts.append(
         table(
-            ["Article", "At", "Read", "Written", "Read after", "Foreign change", "Our write"],
+            [
+                "Article",
+                "At",
+                "Read",
+                "Written",
+                "Read after",
+                "Foreign change",
+                "Why",
+                "Our write",
+            ],
             lost_rows,
             empty="None.",
         )
