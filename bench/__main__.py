@@ -92,6 +92,12 @@ def _sie_read(args: argparse.Namespace) -> dict[str, Any]:
     return sie_read.run(5.0 if args.quick else 50.0, rounds=1 if args.quick else 3)
 
 
+def _stock_contention(args: argparse.Namespace) -> dict[str, Any]:
+    from bench import stock_contention
+
+    return stock_contention.run(seconds=20.0 if args.quick else 60.0)
+
+
 KAFKA_REASON = "not measured: the Kafka broker or worker did not start on this machine"
 
 BENCHES: dict[str, Bench] = {
@@ -102,6 +108,7 @@ BENCHES: dict[str, Bench] = {
     "scale": _scale,
     "initial_sync": _initial_sync,
     "sie_read": _sie_read,
+    "stock_contention": _stock_contention,
 }
 
 #: (key, target text, check) for the table and the ``targets`` section.
@@ -131,6 +138,21 @@ TARGETS: list[tuple[str, str, Callable[[dict[str, Any]], bool | None]]] = [
     ("initial_sync_vs_bound", "<= 1.1", lambda r: _le(r.get("initial_sync_vs_bound"), 1.1)),
     ("sie_read_vs_stdlib_ratio", ">= 1.0", lambda r: _ge(r.get("sie_read_vs_stdlib_ratio"), 1.0)),
     ("sie_read_memory_ratio", "<= 4.0", lambda r: _le(r.get("sie_read_memory_ratio"), 4.0)),
+    (
+        "stock_lost_units_per_1000_webshop_sales",
+        "<= 4.6 (10 x below issue 16's 46)",
+        lambda r: _le(r.get("stock_lost_units_per_1000_webshop_sales"), 4.6),
+    ),
+    (
+        "stock_lost_units_per_1000_webshop_sales_warehouse",
+        "== 0",
+        lambda r: _le(r.get("stock_lost_units_per_1000_webshop_sales_warehouse"), 0.0),
+    ),
+    (
+        "stock_overwrites_detected_ratio",
+        "== 1.0",
+        lambda r: _ge(r.get("stock_overwrites_detected_ratio"), 1.0),
+    ),
 ]
 
 HEADLINE = [
@@ -150,6 +172,10 @@ HEADLINE = [
     "sie_read_vs_stdlib_ratio",
     "sie_read_memory_ratio",
     "sie_document_vs_stdlib_kept_ratio",
+    "stock_lost_units_per_1000_webshop_sales",
+    "stock_lost_units_per_1000_webshop_sales_warehouse",
+    "stock_lost_units_per_1000_webshop_sales_baseline",
+    "stock_overwrites_detected_ratio",
 ]
 
 

@@ -523,6 +523,15 @@ class FortnoxSession:
         delta = command.data.delta
         overlap: fx.StockOverlap | None = None
         if self.settings().stock.mode is StockMode.WAREHOUSE_DOCUMENTS:
+            if not await self.api.stock.warehouse_active():
+                # Documents are the safe path only where Fortnox Lager keeps the balances.
+                raise FortnoxApiError(
+                    "stock mode is warehouse_documents but Fortnox's warehouse module (Lager) is "
+                    "not active for this company: activate it in Fortnox, or set stock mode "
+                    "to quantity",
+                    tenant=self.tenant,
+                    details={"article": article},
+                )
             balances = await self.api.stock.balances([article])
             read = sum((Decimal(str(b.in_stock or 0)) for b in balances), Decimal(0))
             await self.api.stock.move(command.id, {article: delta}, day=utcnow().date())

@@ -13,6 +13,7 @@ import pytest
 
 from engine.executors.fortnox import FortnoxSession
 from engine.fortnox.api import FortnoxApi
+from engine.fortnox.errors import FortnoxApiError
 from engine.secrets import SecretBox
 from engine.store.outbox import Pending
 from tests.fortnox.sandbox_env import SandboxEnv, asgi_sandbox, http_sandbox
@@ -172,3 +173,37 @@ async def test_a_webshop_sale_is_never_overwritten_when_it_comes_before_the_read
         read, written, _overlap = await session._stock_quantity(command, _pending(command))
         assert (read, written) == (before - quantity, before - quantity - 1)
         assert (await _audit(env))["overwrites"] == []
+
+
+def _documents() -> TenantSettings:
+    return TenantSettings.model_validate(
+        {"stock": {"enabled": True, "mode": "warehouse_documents"}}
+    )
+
+
+async def test_warehouse_mode_moves_stock_by_document_and_never_writes_the_article(
+    tmp_path: Path, box: SecretBox
+) -> None:
+    async with asgi_sandbox(warehouse=True) as env:
+        store = await env.sqlite_store(tmp_path / "tokens.sqlite", box)
+        api = FortnoxApi(env.client(store), stock_documents_enabled=True)
+        session = FortnoxSession("shop-1", api, Ports(), _documents)  # type: ignore[arg-type]
+        before = await _level(env, "1001")
+        command = _command("1001", -2)
+        result, _facts = await session._stock(command, _pending(command))
+        assert result == {"read": str(before), "written": str(before - 2)}
+        await session._stock(command, _pending(command))  # repeated: the same document
+        assert await _level(env, "1001") == before - 2
+        assert (await _audit(env))["api_writes"] == 0
+
+
+async def test_warehouse_mode_without_the_module_is_refused_with_a_reason(
+    tmp_path: Path, box: SecretBox
+) -> None:
+    async with asgi_sandbox() as env:
+        store = await env.sqlite_store(tmp_path / "tokens.sqlite", box)
+        api = FortnoxApi(env.client(store), stock_documents_enabled=True)
+        session = FortnoxSession("shop-1", api, Ports(), _documents)  # type: ignore[arg-type]
+        command = _command("1001", -2)
+        with pytest.raises(FortnoxApiError, match="warehouse module"):
+            await session._stock(command, _pending(command))
