@@ -216,11 +216,12 @@ async def _mode(
     flagged = {
         (str(o["article"]), Decimal(str(o["read"])), Decimal(str(o["written"]))) for o in overlaps
     }
-    detected = sum(
-        1
+    missed = [
+        o
         for o in truth
-        if (str(o["article"]), Decimal(str(o["seen"])), Decimal(str(o["written"]))) in flagged
-    )
+        if (str(o["article"]), Decimal(str(o["seen"])), Decimal(str(o["written"]))) not in flagged
+    ]
+    detected = len(truth) - len(missed)
     return {
         "webshop_sales": webshop_sales,
         "till_movements": sent,
@@ -232,6 +233,7 @@ async def _mode(
         "possible_lost_sales_reported": len(overlaps),
         "overwrites_detected": detected,
         "detected_ratio": round(detected / len(truth), 3) if truth else None,
+        "missed": missed,
         "articles_off": {
             a: float(after[a] - expected[a]) for a in ARTICLES if after[a] != expected[a]
         },

@@ -413,7 +413,7 @@ class OverlapWatch:
     from the level after the write. Without the feed nothing is found.
     """
 
-    def __init__(self, *, lag: float = 2.0, slack: float = 0.01) -> None:
+    def __init__(self, *, lag: float = 5.0, slack: float = 0.01) -> None:
         self.lag = lag
         self.slack = slack
         self._open: dict[str, list[Watch]] = {}
