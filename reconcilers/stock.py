@@ -280,7 +280,7 @@ def _record_overlap(ctx: Ctx, article: str, command_id: str, overlap: StockOverl
         "events": overlap.events,
     }
     ctx.txn.put(OVERLAPS, command_id, record)
-    ctx.note("stock.possible_lost_sale", command_id=command_id, **record)
+    ctx.warn("stock.possible_lost_sale", command_id=command_id, **record)
 
 
 def on_outcome(ctx: Ctx, article: str, command_type: str, outcome: OutcomeData) -> None:
