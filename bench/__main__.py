@@ -193,13 +193,13 @@ def _le(value: Any, bound: float | None) -> bool | None:
 
 def table(result: dict[str, Any]) -> str:
     targets = {key: (text, check(result)) for key, text, check in TARGETS}
-    lines = [f"{'metric':36} {'value':>14}  target"]
+    lines = [f"{'metric':50} {'value':>14}  target"]
     for key in HEADLINE:
         value = result.get(key)
         shown = "null" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
         text, ok = targets.get(key, ("", None))
         mark = "" if ok is None else ("  ok" if ok else "  MISSED")
-        lines.append(f"{key:36} {shown:>14}  {text}{mark}")
+        lines.append(f"{key:50} {shown:>14}  {text}{mark}")
     return "\n".join(lines)
 
 
