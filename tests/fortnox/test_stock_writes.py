@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from typing import Any, cast
 
 import httpx
 import pytest
 
+from engine.executors.fortnox import FortnoxSession
 from engine.fortnox.errors import RateLimited, ServerError, TransportFailure, UnknownOutcome
 from engine.fortnox.limiter import SlidingWindowLimiter
 from engine.fortnox.retry import is_absolute_stock_write
@@ -24,6 +26,7 @@ from engine.fortnox.stock import (
 )
 from tests.fortnox.fakes import FakeClock, FakeFortnox, make_client, seeded_store
 from tests.fortnox.test_client import scripted
+from topics.settings import TenantSettings
 
 D = Decimal
 STOCK_BODY = {"Article": {"QuantityInStock": 7}}
@@ -233,3 +236,20 @@ def test_unchanged_or_abandoned_writes_are_not_watched() -> None:
     watch.abandon(token)
     watch.event("A1", 1000.0, 101.0)
     assert watch.due(200.0) == []
+
+
+async def test_the_session_feeds_article_events_with_their_timestamps_to_the_watch() -> None:
+    session = FortnoxSession("shop", cast(Any, None), cast(Any, None), TenantSettings)
+    loop = asyncio.get_running_loop()
+    token = session.overlaps.begin("1001", loop.time())
+    # A web shop sale, then our write's echo, 0.1 s apart (Fortnox's ISO timestamps).
+    session.on_feed("articles", "1001", "2026-12-04T10:00:00.200Z")
+    session.on_feed("articles", "1001", "2026-12-04T10:00:00.300+00:00")
+    session.on_feed("customers", "1001", "2026-12-04T10:00:00.250Z")  # another register
+    answered = loop.time() + 0.4
+    session.overlaps.finish(
+        token, answered, command_id="c1", read=D(10), written=D(8), changed=True
+    )
+    [suspect] = session.overlaps.due(answered + 10)
+    assert suspect.foreign_events == 1
+    assert suspect.window >= 0.4
