@@ -280,7 +280,9 @@ def _record_overlap(ctx: Ctx, article: str, command_id: str, overlap: StockOverl
         "events": overlap.events,
     }
     ctx.txn.put(OVERLAPS, command_id, record)
-    ctx.warn("stock.possible_lost_sale", command_id=command_id, **record)
+    # "level" is the log call's own argument: the level read after goes out as level_after.
+    noted = {("level_after" if k == "level" else k): v for k, v in record.items()}
+    ctx.warn("stock.possible_lost_sale", command_id=command_id, **noted)
 
 
 def on_outcome(ctx: Ctx, article: str, command_type: str, outcome: OutcomeData) -> None:

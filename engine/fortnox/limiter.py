@@ -40,6 +40,8 @@ DEFAULT_LIMIT = 25
 DEFAULT_WINDOW = 5.0
 DEFAULT_SAFETY_MARGIN = 0.1
 DEFAULT_BURST = 5
+#: Waits shorter than this are rounding errors of the clock arithmetic, not waits.
+_EPSILON = 1e-9
 
 
 class SlidingWindow:
@@ -82,7 +84,8 @@ class SlidingWindow:
         busy = self.in_window(now) + self.reserved
         if self.min_interval > 0 and self._sent and busy >= self.burst:
             wait = max(wait, self._sent[-1] + self.min_interval - now)
-        return max(0.0, wait)
+        # A wait of a few ulps is float rounding of ``t + delay(t)``: no wait.
+        return wait if wait > _EPSILON else 0.0
 
     def blocked_for(self, now: float) -> float:
         return max(0.0, self._blocked_until - now)
