@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 from pydantic import ValidationError
@@ -33,8 +33,12 @@ from pydantic import ValidationError
 from engine.kafka.config import KafkaConfig
 from engine.kafka.readmodel import KafkaReadModel
 from engine.kafka.topics import partition_for
+from engine.metrics import EngineMetrics
 from engine.ops import Budget, DeadLetterRow, Ops, SqliteOpsStore, TopicLag, WorkerAssignment
 from engine.store.db import Database
+from engine.web import mount
+from engine.web.auth import AdminAuth, NeedLogin
+from engine.web.html import esc, html_response, layout
 from topics import registry
 from topics.envelope import Envelope
 from topics.names import RECONCILED_TOPICS, Topic, message_key
@@ -278,17 +282,39 @@ def kafka_ops(config: KafkaConfig, path: Path | None = None) -> Iterator[KafkaOp
 def create_ops_app(kafka: KafkaOps, admin_token: str) -> FastAPI:
     """The Kafka deployment's dashboard, ops API and ``/metrics`` (every ``kassasync_*`` gauge
     the read model holds), with ``/healthz`` red while the read model cannot catch up."""
-    from engine.metrics import EngineMetrics
-    from engine.web import mount
-    from engine.web.auth import AdminAuth
-
     app = FastAPI(title="Kassasync ops (Kafka)", docs_url=None, redoc_url=None)
     metrics = EngineMetrics()
     metrics.watch(kafka.ops)
+    _onboarding_elsewhere(app, AdminAuth(admin_token))  # before /tenants/{tenant} matches "new"
     mount(app, ops=kafka.ops, auth=AdminAuth(admin_token), metrics=metrics)
 
     app.get("/healthz")(health_of(kafka))
     return app
+
+
+def _onboarding_elsewhere(app: FastAPI, auth: AdminAuth) -> None:
+    """The dashboard's "Add a shop" and a tenant's "Fortnox connection" say how it is done on a
+    Kafka deployment (connecting from a consent link runs on the embedded engine only, yet)."""
+    text = (
+        "<h1>Shops on a Kafka deployment</h1>"
+        "<p>Add or change shops with <code>kassasync kafka tenants add --config FILE</code> "
+        "(docs/kafka.md). Connecting a Fortnox company from a consent link, and deactivating "
+        "one, are not available on a Kafka deployment yet: they run on the embedded engine "
+        "(<code>kassasync connect TENANT</code>).</p>"
+    )
+
+    def page(request: Request, back: str = "") -> HTMLResponse:
+        if auth.authenticate(request, api=False) is None:
+            raise NeedLogin(api=False, path=request.url.path)
+        return html_response(layout("Shops", text + back))
+
+    @app.get("/tenants/new", include_in_schema=False)
+    async def add_a_shop(request: Request) -> HTMLResponse:
+        return page(request)
+
+    @app.get("/tenants/{tenant}/connection", include_in_schema=False)
+    async def connection(request: Request, tenant: str) -> HTMLResponse:
+        return page(request, f'<p><a href="/tenants/{esc(tenant)}">Back</a></p>')
 
 
 def health_of(kafka: KafkaOps) -> Callable[[], Awaitable[JSONResponse]]:

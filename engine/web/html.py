@@ -110,8 +110,8 @@ def layout(title: str, body: str, *, csrf: str | None = None, flash: str = "") -
     nav = ""
     if csrf is not None:
         nav = (
-            '<nav><a href="/">Overview</a><a href="/system">System</a>'
-            '<a href="/metrics">Metrics</a></nav>'
+            '<nav><a href="/">Overview</a><a href="/tenants/new">Add a shop</a>'
+            '<a href="/system">System</a><a href="/metrics">Metrics</a></nav>'
             f'<form method="post" action="/logout">{hidden("csrf", csrf)}'
             '<button type="submit">Log out</button></form>'
         )

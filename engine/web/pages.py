@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 import structlog
 from fastapi import APIRouter, Depends, Request
@@ -337,6 +337,8 @@ def render_tenant(detail: TenantDetail, csrf: str, now: float) -> str:
     parts: list[str] = [
         f"<h1>{esc(s.tenant)} {light(s.light)}</h1>",
         f'<p class="muted">{esc(s.name)}</p>' if s.name else "",
+        f'<p><a href="/tenants/{quote(s.tenant, safe="")}/connection">Fortnox connection</a>: '
+        "consent link, state, scopes, deactivate</p>",
     ]
     if s.paused is not None:
         parts.append(_paused_section(s, s.paused, csrf))

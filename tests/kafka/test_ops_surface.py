@@ -104,6 +104,11 @@ async def test_status_deadletters_dashboard_and_metrics_on_kafka(
                     overview = (await http.get("/ops/api/overview", headers=bearer)).json()
                     assert {t["tenant"] for t in overview["tenants"]} == {"shop-a", "shop-b"}
                     assert (await http.get("/ops/api/overview")).status_code == 401
+                    page = await http.get("/tenants/new", headers=bearer)
+                    assert page.status_code == 200 and "kafka tenants add" in page.text
+                    page = await http.get("/tenants/shop-a/connection", headers=bearer)
+                    assert page.status_code == 200 and "not available on a Kafka" in page.text
+                    assert (await http.get("/tenants/new")).status_code == 401
                     metrics = (await http.get("/metrics")).text
                     assert "kassasync_tenants" in metrics
                     assert "kassasync_dead_letters_open" in metrics

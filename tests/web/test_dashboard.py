@@ -271,6 +271,8 @@ async def test_the_tenant_page_shows_what_an_operator_needs(
     engine: EmbeddedEngine, client: httpx.AsyncClient
 ) -> None:
     page = (await client.get("/tenants/bageriet", headers=BEARER)).text
+    assert 'href="/tenants/bageriet/connection"' in page  # the consent link and state live there
+    assert 'href="/tenants/new"' in page  # "Add a shop" in the navigation
     assert "Your Fortnox login has expired" in page
     assert 'href="https://apps.fortnox.se/integrations"' in page
     assert 'action="/tenants/bageriet/resume"' in page
