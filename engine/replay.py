@@ -190,8 +190,9 @@ def main_replay(args: argparse.Namespace) -> int:
 
         result = kafka_replay(_config(args), args.tenant, start)
     else:
-        data = Path(args.data) if args.data else Path("var/kassasync")
-        result = embedded_replay(data, args.tenant, start)
+        from engine.cliutil import settings_of
+
+        result = embedded_replay(settings_of(args).data, args.tenant, start)
     if args.json:
         print(json.dumps(result.as_json(), default=str))
     else:
