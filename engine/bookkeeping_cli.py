@@ -9,24 +9,20 @@ import json
 import uuid
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engine.bootstrap import TOKENS, open_database, secret_box
 from engine.cliutil import CliError, Parser, settings_of
-from engine.clock import utcnow
-from engine.embedded.edge import Edge
-from engine.fortnox.tokens import SqliteTokenStore
-from engine.fortnox_factory import open_api
-from engine.ledger import NoSuchYear, export_sie, sync_vouchers
-from engine.ops import SqliteOpsStore, progress
-from engine.secrets import SecretBox
-from engine.sie_import import import_file
-from engine.store.db import Database
-from engine.tenants import TenantDirectory
-from topics.outcomes import ExportRequested, ExportRequestedData
+
+if TYPE_CHECKING:  # imported where used: ``kassasync --help`` need not load them
+    from engine.secrets import SecretBox
+    from engine.store.db import Database
+    from engine.tenants import TenantDirectory
 
 
 def _open(args: argparse.Namespace) -> tuple[Database, TenantDirectory, SecretBox]:
+    from engine.bootstrap import open_database, secret_box
+    from engine.tenants import TenantDirectory
+
     settings = settings_of(args)
     box = secret_box(settings)
     try:
@@ -37,6 +33,11 @@ def _open(args: argparse.Namespace) -> tuple[Database, TenantDirectory, SecretBo
 
 
 def _export_zreports(args: argparse.Namespace) -> int:
+    from engine.clock import utcnow
+    from engine.embedded.edge import Edge
+    from engine.ops import SqliteOpsStore
+    from topics.outcomes import ExportRequested, ExportRequestedData
+
     db, directory, _box = _open(args)
     if directory.get(args.tenant) is None:
         print(json.dumps({"error": f"unknown tenant {args.tenant}"}))
@@ -89,6 +90,13 @@ def _record_day(record: dict[str, Any]) -> dt.date:
 
 
 async def _ledger(args: argparse.Namespace) -> int:
+    from engine.bootstrap import TOKENS
+    from engine.embedded.edge import Edge
+    from engine.fortnox.tokens import SqliteTokenStore
+    from engine.fortnox_factory import open_api
+    from engine.ledger import NoSuchYear, export_sie, sync_vouchers
+    from engine.ops import progress
+
     db, directory, box = _open(args)
     config = directory.get(args.tenant)
     if config is None or config.fortnox is None:
@@ -132,6 +140,9 @@ async def _ledger(args: argparse.Namespace) -> int:
 
 
 def _import_sie(args: argparse.Namespace) -> int:
+    from engine.embedded.edge import Edge
+    from engine.sie_import import import_file
+
     db, directory, _box = _open(args)
     if directory.get(args.tenant) is None:
         print(json.dumps({"error": f"unknown tenant {args.tenant}"}))
