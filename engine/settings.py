@@ -2,12 +2,14 @@
 
 :meth:`Settings.from_env` reads the environment; :meth:`Settings.with_flags` lays the command
 line's flags over it (a flag wins over its variable, the variable over the default). The CLI does
-both once, in :func:`engine.cli.main`, and hands the result to every command; nothing else in
-``engine/`` needs to look at the environment for these values. ``docs/configuration.md`` shows
-the table :func:`variables_table` renders from this module (``python -m engine.config_reference``
-writes it; a test checks it is up to date).
+both once, in :func:`engine.cliutil.execute`, and hands the result to every command; the
+bootstrap (:mod:`engine.bootstrap`) passes each value explicitly to the runtimes' constructors.
+(``SecretBox.from_env``, ``KafkaConfig``'s defaults and the web's admin-token fallback still read
+the environment for code that builds those objects directly, such as tests.)
 
-The variables of the development tools (the test broker, the chaos harness) are listed in
+``docs/configuration.md`` shows the table :func:`variables_table` renders from this module
+(``python -m engine.config_reference`` writes it; a test checks it is up to date). The variables
+of the development tools (the test broker, docker compose, the chaos harness) are listed in
 :data:`TOOL_VARIABLES` so that the reference names every ``KASSASYNC_*`` variable; those tools
 read them themselves.
 """
@@ -206,6 +208,12 @@ TOOL_VARIABLES: tuple[ToolVariable, ...] = (
         "mvn",
         "The Maven command that fetches the broker's jars.",
         "deploy/kafka/broker.py",
+    ),
+    ToolVariable(
+        "KASSASYNC_WORKERS",
+        "2",
+        "How many Kafka workers `docker compose up` starts.",
+        "docker-compose.yml",
     ),
     ToolVariable(
         "KASSASYNC_CHAOS_KAFKA_PORT",
