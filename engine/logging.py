@@ -22,6 +22,7 @@ _SECRET_VALUES = [
     re.compile(r"\bks_[A-Za-z0-9_.-]+_[A-Za-z0-9_-]{16,}"),
     re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*"),
     re.compile(r"(?i)(refresh_token|access_token|client_secret|code_verifier|password)=[^&\s]+"),
+    re.compile(r"(?i)\bkassasync_session=[^;\s'\"]+"),
 ]
 #: A secret field inside JSON text (a logged request or response body).
 _SECRET_JSON = re.compile(
@@ -74,7 +75,8 @@ class _Stderr(logging.StreamHandler[Any]):
         pass
 
 
-#: Libraries whose INFO lines are one per request: kept at WARNING unless DEBUG is asked for.
+#: Libraries that log every request at INFO and raw headers (cookies, tokens) at DEBUG: kept at
+#: WARNING whatever the level, so the JSON log is not flooded and never carries their headers.
 CHATTY = ("httpx", "httpcore", "uvicorn.access", "aiokafka", "kafka")
 
 
@@ -106,9 +108,11 @@ def configure(level: str = "INFO", stream: Any = None) -> None:
     for old in [h for h in root.handlers if getattr(h, "_kassasync", False)]:
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(numeric)
+    # Other libraries' records join the JSON log from WARNING up; Kassasync's own events
+    # (structlog) follow ``level``.
+    root.setLevel(max(numeric, logging.WARNING))
     for name in CHATTY:
-        logging.getLogger(name).setLevel(numeric if numeric <= logging.DEBUG else logging.WARNING)
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
     structlog.configure(
         processors=[*shared, redact, structlog.processors.JSONRenderer()],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
