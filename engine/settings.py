@@ -136,7 +136,7 @@ class Settings(BaseModel):
 
     def with_flags(self, **flags: object) -> Settings:
         """These settings with the flags that were given (None: not given) laid over them."""
-        given = {k: v for k, v in flags.items() if v is not None and v != ""}
+        given = {k: v for k, v in flags.items() if v is not None}
         if not given:
             return self
         return self._checked(self.model_dump() | given, source="flags")

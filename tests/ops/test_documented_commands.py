@@ -341,7 +341,7 @@ def test_the_kafka_runtimes_documented_commands(tmp_path: Path) -> None:
         shell.background(f"kassasync worker --tokens {tmp_path / 'tokens.db'}") as worker,
         shell.background(f"kassasync kafka ingest --host 127.0.0.1 --port {port}") as ingest,
     ):
-        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/metrics"), seconds=60)
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), seconds=60)
         answer = httpx.post(
             f"http://127.0.0.1:{port}/v1/tenants/shop-1/events",
             headers={"Authorization": f"Bearer {added['api_key']}"},
