@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import uuid
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.cliutil import CliError, Parser, settings_of
+from engine.cliutil import CliError, Parser, iso_date, settings_of
 
 if TYPE_CHECKING:  # imported where used: ``kassasync --help`` need not load them
     from engine.secrets import SecretBox
@@ -42,7 +41,7 @@ def _export_zreports(args: argparse.Namespace) -> int:
     if directory.get(args.tenant) is None:
         print(json.dumps({"error": f"unknown tenant {args.tenant}"}))
         return 2
-    start, end = dt.date.fromisoformat(args.from_date), dt.date.fromisoformat(args.to_date)
+    start, end = args.from_date, args.to_date
     if end < start:
         print(json.dumps({"error": "--to is before --from"}))
         return 2
@@ -169,8 +168,12 @@ def register(sub: argparse._SubParsersAction[Parser], data: str | None) -> None:
         "zreports", help="post every Z-report in a date range that is not posted yet"
     )
     zr.add_argument("--tenant", required=True, help="the tenant")
-    zr.add_argument("--from", dest="from_date", required=True, help="YYYY-MM-DD")
-    zr.add_argument("--to", dest="to_date", required=True, help="YYYY-MM-DD")
+    zr.add_argument(
+        "--from", dest="from_date", type=iso_date, required=True, help="first day, YYYY-MM-DD"
+    )
+    zr.add_argument(
+        "--to", dest="to_date", type=iso_date, required=True, help="last day, YYYY-MM-DD"
+    )
     zr.add_argument("--data", default=data, help=DATA_HELP)
     zr.set_defaults(func=_export_zreports)
 

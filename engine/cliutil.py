@@ -4,6 +4,7 @@ read once from the environment and the flags (:func:`execute`)."""
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -76,6 +77,14 @@ def resolve(args: argparse.Namespace, environ: Settings) -> Settings:
     return settings
 
 
+def iso_date(text: str) -> dt.date:
+    """An argparse type: a calendar date, YYYY-MM-DD."""
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
 def fail(message: str) -> int:
     print(f"kassasync: {message}", file=sys.stderr, flush=True)
     return USAGE
@@ -99,6 +108,9 @@ def execute(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) 
             result = args.func(args)
         except (ConfigError, SecretKeyError, SecretDecryptError) as bad:
             raise CliError(str(bad)) from None
+        except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as bad:
+            # A path the user gave that cannot be used (other OS errors keep their traceback).
+            raise CliError(f"{bad.filename}: {bad.strerror}") from None
     except CliError as error:
         fail(error.message)
         raise

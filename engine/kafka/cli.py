@@ -24,6 +24,19 @@ def _config(args: argparse.Namespace) -> KafkaConfig:
     )
 
 
+def _start(text: str) -> str:
+    """An argparse type for ``replay --from``: an offset or an ISO time, checked here."""
+    from engine.replay import parse_start
+
+    try:
+        parse_start(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an offset or an ISO time (2026-11-01T00:00): {text!r}"
+        ) from None
+    return text
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bootstrap",
@@ -234,6 +247,7 @@ def register(sub: Any) -> None:
         "--from",
         dest="start",
         default="0",
+        type=_start,
         help="an offset (embedded: log offset; kafka: partition offset) or an ISO time",
     )
     replay.add_argument("--dry-run", action="store_true", help="show the diff, change nothing")

@@ -83,6 +83,12 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         (["--log-level", "loud", "status"], "KASSASYNC_LOG_LEVEL (flags): 'loud' is not one of"),
         (["status", "--data", "/nonexistent/kassasync"], "no engine database at"),
         (["deadletters", "retry", "--data", "/tmp"], "give a dead letter id, --tenant or --all"),
+        (
+            ["export", "zreports", "--tenant", "t", "--from", "x", "--to", "2026-01-01"],
+            "argument --from: not a date (YYYY-MM-DD): 'x'",
+        ),
+        (["replay", "--tenant", "t", "--from", "yesterday"], "not an offset or an ISO time"),
+        (["schema", "--out", "/proc/no/such/folder"], "/proc/no: No such file or directory"),
     ],
 )
 def test_a_cli_mistake_is_one_line_and_exit_2(
@@ -103,6 +109,7 @@ def test_a_cli_mistake_from_the_shell_is_one_line_and_exit_2(tmp_path: Path) -> 
         ("kassasync connectt demo", "invalid choice: 'connectt'"),
         ("kassasync tenants add", "tenants add needs --config FILE"),
         ("kassasync ledger sync --tenant demo", "KASSASYNC_SECRET_KEY is not set"),
+        ("kassasync sie check", "the following arguments are required: FILE"),
     ):
         result = shell.run(line)
         assert result.code == 2, str(result)
