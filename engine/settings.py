@@ -25,6 +25,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: What ``KASSASYNC_COOKIE_SECURE`` accepts (engine/web/auth.py reads it when the dashboard
+#: starts; checked here too, so that a typo is one line at start, not a traceback later).
+COOKIE_SECURE_WORDS = ("1", "true", "yes", "always", "0", "false", "no", "never", "auto")
 
 
 class SettingsError(ValueError):
@@ -65,6 +68,13 @@ class Settings(BaseModel):
         "engine generates one and prints it. The CLI sends it when it acts through a running "
         "engine.",
         json_schema_extra=_env("KASSASYNC_ADMIN_TOKEN"),
+    )
+    cookie_secure: str = Field(
+        default="1",
+        description="Whether the dashboard's session cookie is marked Secure: `1` (always), `0` "
+        "(never: a dashboard served over plain HTTP on the shop's LAN) or `auto` (when the "
+        "request came over HTTPS); see docs/operations.md.",
+        json_schema_extra=_env("KASSASYNC_COOKIE_SECURE"),
     )
     url: str | None = Field(
         default=None,
@@ -115,6 +125,14 @@ class Settings(BaseModel):
         if level not in LOG_LEVELS:
             raise ValueError(f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
         return level
+
+    @field_validator("cookie_secure", mode="before")
+    @classmethod
+    def _cookie(cls, value: object) -> str:
+        word = str(value).strip().lower()
+        if word not in COOKIE_SECURE_WORDS:
+            raise ValueError(f"{value!r} is not 1, 0 or auto")
+        return word
 
     @field_validator("secret_key_previous", mode="before")
     @classmethod
