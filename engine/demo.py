@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
 import shutil
 import socket
@@ -284,6 +285,12 @@ async def _until_serving(engine: EmbeddedEngine, task: asyncio.Task[None]) -> No
             task.result()
             raise CliError("the engine stopped before its dashboard was up (see the log)")
         await asyncio.sleep(0.05)
+    # uvicorn gave its loggers their own plain-text handlers on the terminal: send their
+    # records to the JSON log instead, so nothing writes below the banner.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
 
 
 async def _until_interrupted() -> None:
