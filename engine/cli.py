@@ -117,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox_cli.add_arguments(sandbox)
     sandbox.set_defaults(func=sandbox_cli.run)
 
-    demo_parser = sub.add_parser("demo", help="the make-run demo, headless, for a bounded time")
+    demo_parser = sub.add_parser(
+        "demo", help="what make run runs: the engine, a sandbox Fortnox and a simulated till"
+    )
     demo.add_arguments(demo_parser)
     demo_parser.set_defaults(func=demo.run)
 
