@@ -110,7 +110,8 @@ def execute(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) 
             raise CliError(str(bad)) from None
         except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as bad:
             # A path the user gave that cannot be used (other OS errors keep their traceback).
-            raise CliError(f"{bad.filename}: {bad.strerror}") from None
+            where = f"{bad.filename}: " if bad.filename is not None else ""
+            raise CliError(f"{where}{bad.strerror or bad}") from None
     except CliError as error:
         fail(error.message)
         raise
