@@ -4,15 +4,14 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from engine.cliutil import CliError, Parser, execute, settings_of
+from engine.cliutil import run_until_signal as _run_until_signal
 from engine.settings import LOG_LEVELS
 
 DESCRIPTION = (
@@ -55,18 +54,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     engine = bootstrap.embedded_engine(settings, http_port=args.http_port)
     return _run_until_signal(lambda stop: engine.run(stop))
-
-
-def _run_until_signal(main: Callable[[asyncio.Event], object]) -> int:
-    async def runner() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await main(stop)  # type: ignore[misc]
-
-    asyncio.run(runner())
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

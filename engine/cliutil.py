@@ -4,9 +4,11 @@ read once from the environment and the flags (:func:`execute`)."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import NoReturn
 
 import structlog
@@ -83,6 +85,20 @@ def iso_date(text: str) -> dt.date:
         return dt.date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def run_until_signal(main: Callable[[asyncio.Event], Awaitable[object]]) -> int:
+    """Run ``main(stop)`` until SIGINT or SIGTERM sets ``stop``; exit status 0."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())
+    return 0
 
 
 def fail(message: str) -> int:

@@ -185,14 +185,14 @@ def kafka_replay(config: Any, tenant: str, start: int | dt.datetime = 0) -> Repl
 
 def main_replay(args: argparse.Namespace) -> int:
     start = parse_start(args.start)
+    from engine.bootstrap import kafka_config
+    from engine.cliutil import settings_of
+
+    settings = settings_of(args)
     if args.runtime == "kafka":
-        from engine.kafka.cli import _config
-
-        result = kafka_replay(_config(args), args.tenant, start)
+        result = kafka_replay(kafka_config(settings), args.tenant, start)
     else:
-        from engine.cliutil import settings_of
-
-        result = embedded_replay(settings_of(args).data, args.tenant, start)
+        result = embedded_replay(settings.data, args.tenant, start)
     if args.json:
         print(json.dumps(result.as_json(), default=str))
     else:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import bootstrap
-from engine.cliutil import settings_of
+from engine.cliutil import run_until_signal, settings_of
 from engine.kafka.config import KafkaConfig, parse_cleanup
 
 
@@ -89,7 +89,6 @@ def _cmd_tenants(args: argparse.Namespace) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from engine.cli import _run_until_signal
     from engine.executors.fortnox import SessionTiming
     from engine.kafka.runtime import quiet_faust_logs
 
@@ -104,7 +103,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         executors=not args.no_executors,
         log_notes=not args.no_notes,
     )
-    return _run_until_signal(runtime.run)
+    return run_until_signal(runtime.run)
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
@@ -135,7 +134,6 @@ def _cmd_ops(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from engine.cli import _run_until_signal
     from engine.kafka.ops import KafkaOps, create_ops_app
     from engine.web.auth import resolve_admin_token
     from engine.web.door import DoorSettings, server_config
@@ -161,7 +159,7 @@ def _cmd_ops(args: argparse.Namespace) -> int:
         await asyncio.gather(following, serving, return_exceptions=True)
 
     try:
-        return _run_until_signal(serve)
+        return run_until_signal(serve)
     finally:
         kafka.close()
 
