@@ -258,6 +258,12 @@ async def demo(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
                 await asyncio.wait_for(stop_engine.wait(), timeout=active)
         else:
             await _until_interrupted()
+            if not args.json:
+                print(
+                    "Stopping: the till and the webshop stop selling, the engine finishes what "
+                    "they started (up to a minute), then the summary.",
+                    flush=True,
+                )
         stop_activity.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         deadline = started + max(args.duration, 30.0) + 60.0
