@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ops_cli.register(sub)
     bookkeeping_cli.register(sub, None)
-    connect_cli.register(sub, None)  # type: ignore[arg-type]
+    connect_cli.register(sub, None)  # type: ignore[arg-type]  # its parser class is ours
 
     run = sub.add_parser("run", help="run the embedded engine")
     run.add_argument("--data", default=None, help=DATA_HELP)

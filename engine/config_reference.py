@@ -45,8 +45,6 @@ tenants:
       token: env:KIOSKEN_TILL_TOKEN
       timeout_seconds: 10
     fortnox:
-      client_id: your-fortnox-app-client-id
-      client_secret: env:FORTNOX_CLIENT_SECRET
       fortnox_tenant_id: 1234567
       poll_seconds: 30
     settings:
@@ -88,7 +86,7 @@ tenants:
 """
 
 #: Environment the example's ``env:NAME`` secrets read when the test loads it.
-EXAMPLE_ENV = {"KIOSKEN_TILL_TOKEN": "till-token", "FORTNOX_CLIENT_SECRET": "app-secret"}
+EXAMPLE_ENV = {"KIOSKEN_TILL_TOKEN": "till-token"}
 
 #: Meanings of the keys whose model field has no ``#:`` comment.
 MEANINGS: dict[str, str] = {
@@ -97,16 +95,19 @@ MEANINGS: dict[str, str] = {
     "name": "The shop's name as the dashboard shows it.",
     "settings": "What to sync and how (the `settings.*` keys below).",
     "till": "How Kassasync reaches the till's back office (the `till.*` keys below).",
-    "fortnox": "The Fortnox company. Without it nothing is sent to or read from Fortnox.",
+    "fortnox": "The Fortnox company (`fortnox: {}` for a shop that connects through the "
+    "installation's app with `kassasync connect`). Without it nothing is sent to or read from "
+    "Fortnox.",
     "till.timeout_seconds": "How long one delivery to the till may take before it is retried.",
     "fortnox.api_base": "Fortnox's API. Change it only for a Fortnox-compatible server (the "
     "sandbox).",
-    "fortnox.auth_base": "Fortnox's OAuth server (token endpoint).",
+    "fortnox.auth_base": "Fortnox's OAuth server (token endpoint); unset: the installation's "
+    "(KASSASYNC_FORTNOX_AUTH_BASE, default https://apps.fortnox.se).",
     "fortnox.topics_url": "Fortnox's WebSocket feed of changes (optional: without it, changes "
     "are found by polling every `poll_seconds`).",
-    "fortnox.client_id": "The Fortnox app's client id.",
-    "fortnox.client_secret": "The Fortnox app's client secret (stored sealed with "
-    "KASSASYNC_SECRET_KEY; write `env:NAME` to take it from the environment).",
+    "fortnox.client_secret": "The Fortnox app's client secret when the tenant has its own app "
+    "(stored sealed with KASSASYNC_SECRET_KEY; write `env:NAME` to take it from the "
+    "environment).",
     "fortnox.poll_seconds": "How often Fortnox's registers are polled for changes.",
     "settings.customers": "The customer flow.",
     "settings.customers.enabled": "Sync customers.",
@@ -314,10 +315,7 @@ def _error_examples() -> list[tuple[str, str]]:
             "An unknown master mode",
             "tenants:\n  - id: kiosken\n    settings:\n      customers:\n        master: pos\n",
         ),
-        (
-            "A missing field",
-            "tenants:\n  - id: kiosken\n    fortnox:\n      client_secret: env:SECRET\n",
-        ),
+        ("A missing field", "tenants:\n  - name: Kiosken i Hamnen AB\n"),
         ("Bad YAML", "tenants:\n  - id: kiosken\n   name: Kiosken\n"),
     ]
     out: list[tuple[str, str]] = []

@@ -4,8 +4,9 @@
 line's flags over it (a flag wins over its variable, the variable over the default). The CLI does
 both once, in :func:`engine.cliutil.execute`, and hands the result to every command; the
 bootstrap (:mod:`engine.bootstrap`) passes each value explicitly to the runtimes' constructors.
-(``SecretBox.from_env``, ``KafkaConfig``'s defaults and the web's admin-token fallback still read
-the environment for code that builds those objects directly, such as tests.)
+(``SecretBox.from_env``, ``KafkaConfig``'s defaults, the web's admin-token and cookie settings
+and the Fortnox app (``engine/fortnox/onboarding.py``) still read the environment themselves;
+their variables are here so that the table is complete and a bad value stops the CLI at once.)
 
 ``docs/configuration.md`` shows the table :func:`variables_table` renders from this module
 (``python -m engine.config_reference`` writes it; a test checks it is up to date). The variables
@@ -75,6 +76,40 @@ class Settings(BaseModel):
         "(never: a dashboard served over plain HTTP on the shop's LAN) or `auto` (when the "
         "request came over HTTPS); see docs/operations.md.",
         json_schema_extra=_env("KASSASYNC_COOKIE_SECURE"),
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="The dashboard's public address (https://kassasync.example.se), where a "
+        "shop's Fortnox administrator lands after approving the consent link; needed for "
+        "`kassasync connect --link` and the dashboard's links.",
+        json_schema_extra=_env("KASSASYNC_PUBLIC_URL"),
+    )
+    fortnox_client_id: str | None = Field(
+        default=None,
+        description="The installation's Fortnox app: its client id, configured once for every "
+        "tenant (a tenant's `fortnox.client_id` overrides it).",
+        json_schema_extra=_env("KASSASYNC_FORTNOX_CLIENT_ID"),
+    )
+    fortnox_client_secret: SecretStr | None = Field(
+        default=None,
+        description="The Fortnox app's client secret.",
+        json_schema_extra=_env("KASSASYNC_FORTNOX_CLIENT_SECRET"),
+    )
+    fortnox_api_base: str | None = Field(
+        default=None,
+        description="Fortnox's API (default https://api.fortnox.se; the sandbox's URL in tests).",
+        json_schema_extra=_env("KASSASYNC_FORTNOX_API_BASE"),
+    )
+    fortnox_auth_base: str | None = Field(
+        default=None,
+        description="Fortnox's OAuth server (default https://apps.fortnox.se).",
+        json_schema_extra=_env("KASSASYNC_FORTNOX_AUTH_BASE"),
+    )
+    fortnox_service_account: bool = Field(
+        default=False,
+        description="Connect shops as Fortnox service accounts (client credentials with the "
+        "company's TenantId): `1`/`true`/`yes`.",
+        json_schema_extra=_env("KASSASYNC_FORTNOX_SERVICE_ACCOUNT"),
     )
     url: str | None = Field(
         default=None,

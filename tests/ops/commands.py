@@ -3,6 +3,7 @@ its own, with only the environment a user would have set."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -29,8 +30,17 @@ DOCUMENTED = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 
 def documented_lines() -> dict[str, str]:
-    """Every ``kassasync ...`` line inside a fenced block of the README and docs/*.md (its
-    trailing ``# comment`` dropped), with where it is written."""
+    """Every ``kassasync COMMAND ...`` line inside a fenced block of the README and docs/*.md
+    (its trailing ``# comment`` dropped), with where it is written. A line whose second word is
+    no command (a Fortnox comment that starts with "kassasync") is not a command line."""
+    from engine.cli import build_parser
+
+    commands = {
+        name
+        for action in build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for name in action.choices
+    }
     found: dict[str, str] = {}
     for path in DOCUMENTED:
         fenced = False
@@ -39,7 +49,8 @@ def documented_lines() -> dict[str, str]:
                 fenced = not fenced
                 continue
             text = line.strip()
-            if fenced and re.match(r"kassasync\s", text):
+            words = text.split()
+            if fenced and len(words) > 1 and words[0] == "kassasync" and words[1] in commands:
                 command = re.split(r"\s{2,}#\s", text)[0].strip()
                 found.setdefault(command, f"{path.relative_to(REPO)}:{number}")
     return found

@@ -49,6 +49,7 @@ def test_the_example_is_a_valid_tenants_file(tmp_path: Path) -> None:
     path.write_text(EXAMPLE, encoding="utf-8")
     [tenant] = load_config_file(path, environ=EXAMPLE_ENV)
     assert tenant.id == "kiosken" and tenant.fortnox is not None
+    assert tenant.fortnox.fortnox_tenant_id == 1234567
     assert tenant.settings.zreports.accounts.payment_methods["swish"] == 1930
     assert tenant.till.token is not None and tenant.till.token.reveal() == "till-token"
     assert not tenant.settings.warnings()
@@ -63,9 +64,9 @@ BROKEN = {
         "tenants:\n  - id: kiosken\n    settings:\n      customers:\n        master: pos\n",
         ["tenant 'kiosken'", "settings.customers.master", "'pos'", "fix: write 'till' or"],
     ),
-    "missing field": (
-        "tenants:\n  - id: kiosken\n    fortnox:\n      client_secret: abc\n",
-        ["tenant 'kiosken'", "fortnox.client_id is missing", "fix: add `client_id: ...`"],
+    "missing field under a section": (
+        "tenants:\n  - id: kiosken\n    fortnox:\n      poll_seconds: \n",
+        ["tenant 'kiosken'", "field fortnox.poll_seconds", "fix:"],
     ),
     "misspelt key": (
         "tenants:\n  - id: kiosken\n    settings:\n      zreports:\n        seires: K\n",

@@ -12,6 +12,7 @@ A documented line no test runs fails :func:`test_every_documented_command_is_run
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import secrets
@@ -55,6 +56,11 @@ SESSION = {
     "kassasync import-sie FILE --tenant T",
     "kassasync sie check FILE...",
     "kassasync ledger sync|export --tenant T [--year Y]",
+    "kassasync ledger export --tenant T [--year Y | --years N] [--ksumma] [--out DIR]",
+    "kassasync import-sie FILE --tenant T [--ledger-range FROM:TO] [--origin NAME] "
+    "[--dimension N=costcenter]",
+    "kassasync connect T [--add] [--link|--status]",
+    "kassasync connect T [--add [--name N] [--till-endpoint URL]] [--link | --status]",
     "kassasync replay --tenant T --from OFFSET_OR_TIME [--dry-run]",
 }
 DEMO = {"kassasync demo --duration 30 --json"}
@@ -147,6 +153,7 @@ def test_an_operators_session_runs_every_documented_embedded_command(tmp_path: P
             ran |= _status_and_tenants(shell)
             ran |= _dead_letters(shell)
             ran |= _bookkeeping(shell, tmp_path)
+            ran |= _connect(shell, credentials, engine_url)
             # Fortnox goes quiet, the engine catches up with its log, then it is stopped: the
             # replay below then has the same history the live state was built from.
             assert sandbox.stop() == 0, str(sandbox)
@@ -297,11 +304,64 @@ def _bookkeeping(shell: Shell, folder: Path) -> set[str]:
     years = ok(shell.run(f"kassasync ledger export --tenant demo --year {today.year}"))
     [year] = years.json_lines()
     assert Path(folder / str(year["path"])).exists() or Path(str(year["path"])).exists(), year
+    # The same day from another till, with its own origin and dimension 1 as the cost centre.
+    other = folder / f"K2-{day}.SI"
+    other.write_bytes(
+        SIE_4I.format(day=day)
+        .replace("kassa K1", "kassa K2")
+        .replace("#TRANS 3001 {}", '#TRANS 3001 {1 "100"}')
+        .replace("\n", "\r\n")
+        .encode("cp437")
+    )
+    second = ok(
+        shell.run(
+            f"kassasync import-sie {other.name} --tenant demo --origin 'Kassan K2' "
+            "--dimension 1=costcenter"
+        )
+    ).json()
+    assert (second["vouchers"], second["accepted"]) == (1, 1), second
+    exported = ok(
+        shell.run("kassasync ledger export --tenant demo --years 1 --ksumma --out sie-export")
+    )
+    assert len(exported.json_lines()) == 1 and any((folder / "sie-export").iterdir())
     return {
+        "kassasync ledger export --tenant T [--year Y | --years N] [--ksumma] [--out DIR]",
+        "kassasync import-sie FILE --tenant T [--ledger-range FROM:TO] [--origin NAME] "
+        "[--dimension N=costcenter]",
         "kassasync export zreports --tenant T --from D --to D",
         "kassasync import-sie FILE --tenant T",
         "kassasync sie check FILE...",
         "kassasync ledger sync|export --tenant T [--year Y]",
+    }
+
+
+def _connect(shell: Shell, credentials: dict[str, object], engine_url: str) -> set[str]:
+    """A shop added with no tokens: its consent link for the dashboard's callback, and its
+    state. (The consent on this machine, ``kassasync connect T`` with a browser, is driven by
+    the onboarding tests.)"""
+    base = str(credentials["base_url"])
+    app = {
+        "KASSASYNC_FORTNOX_CLIENT_ID": str(credentials["client_id"]),
+        "KASSASYNC_FORTNOX_CLIENT_SECRET": str(credentials["client_secret"]),
+        "KASSASYNC_FORTNOX_API_BASE": base,
+        "KASSASYNC_FORTNOX_AUTH_BASE": base,
+        "KASSASYNC_PUBLIC_URL": engine_url,
+    }
+    added = ok(
+        shell.run(
+            "kassasync connect shop-2 --add --name 'Shop 2' "
+            "--till-endpoint http://127.0.0.1:9/kassasync/commands --link",
+            **app,
+        )
+    )
+    first, link = added.out.strip().splitlines()
+    assert json.loads(first)["connection"] == "not_connected", str(added)
+    assert link.startswith(base) and "state=" in link, link
+    status = ok(shell.run("kassasync connect shop-2 --status", **app)).json()
+    assert status["tenant"] == "shop-2" and status["state"] == "not_connected", status
+    return {
+        "kassasync connect T [--add] [--link|--status]",
+        "kassasync connect T [--add [--name N] [--till-endpoint URL]] [--link | --status]",
     }
 
 
