@@ -129,9 +129,10 @@ def test_an_operators_session_runs_every_documented_embedded_command(tmp_path: P
     ):
         credentials = _json_line(sandbox.wait_for_output(r"^\{.*\}\n"))
         assert credentials["base_url"] == f"http://127.0.0.1:{sandbox_port}"
-        assert _json_line(other.wait_for_output(r"^\{.*\}\n"))["base_url"].endswith(
-            f":{other_port}"
-        )
+        other_url = str(_json_line(other.wait_for_output(r"^\{.*\}\n"))["base_url"])
+        assert other_url == f"http://127.0.0.1:{other_port}"
+        # The line comes first, the server a moment later: Ctrl-C once it answers.
+        wait_until(lambda: _serving(other_url), seconds=60)
         assert other.stop() == 0, str(other)
         ran |= {
             "kassasync sandbox --port 9000 --seed demo",
@@ -154,11 +155,18 @@ def test_an_operators_session_runs_every_documented_embedded_command(tmp_path: P
             ran |= _dead_letters(shell)
             ran |= _bookkeeping(shell, tmp_path)
             ran |= _connect(shell, credentials, engine_url)
-            # Fortnox goes quiet, the engine catches up with its log, then it is stopped: the
-            # replay below then has the same history the live state was built from.
-            assert sandbox.stop() == 0, str(sandbox)
-            wait_until(lambda: _caught_up(engine_url) and _caught_up(engine_url), seconds=60)
+            # The engine is stopped once it is quiet (its log processed, its outbox empty, three
+            # reads in a row a second apart): the replay below then has the history the live
+            # state was built from. (Stopping Fortnox first would leave retries in flight.)
+            quiet = [0]
+
+            def settled() -> bool:
+                quiet[0] = quiet[0] + 1 if _quiet(engine_url) else 0
+                return quiet[0] >= 3
+
+            wait_until(settled, seconds=90, every=1.0)
             assert engine.stop() == 0, str(engine)
+        assert sandbox.stop() == 0, str(sandbox)
 
     # Replay, with the engine stopped: the history rebuilds the live state exactly.
     for line in (
@@ -185,6 +193,14 @@ def _json_line(found: re.Match[str]) -> dict[str, object]:
     return value
 
 
+def _serving(url: str) -> bool:
+    try:
+        httpx.get(url + "/", timeout=2)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
 def _healthy(url: str) -> bool:
     try:
         return httpx.get(url + "/healthz", timeout=2).status_code == 200
@@ -192,11 +208,13 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def _caught_up(url: str) -> bool:
-    """The engine has processed everything on its log (``kassasync_consumer_lag_messages``)."""
+def _quiet(url: str) -> bool:
+    """Nothing left on the engine's log to process and nothing in its outbox (``/metrics``)."""
     text = httpx.get(url + "/metrics", timeout=5, follow_redirects=True).text
-    lags = re.findall(r"^kassasync_consumer_lag_messages\{[^}]*\} ([0-9.e+]+)$", text, re.M)
-    return bool(lags) and all(float(lag) == 0 for lag in lags)
+    found = re.findall(
+        r"^kassasync_(?:consumer_lag_messages|outbox_depth)\{[^}]*\} ([0-9.e+]+)$", text, re.M
+    )
+    return bool(found) and all(float(value) == 0 for value in found)
 
 
 def _tenants_file(path: Path, credentials: dict[str, object], till_url: str) -> None:
