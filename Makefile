@@ -17,9 +17,12 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## make run: the embedded engine with the sandbox Fortnox, a simulated till and the dashboard.
+## make run: the embedded engine with the sandbox Fortnox, a simulated till and the dashboard
+## on http://127.0.0.1:$(PORT)/login (make run PORT=8081 when 8080 is taken). It ends by printing
+## the admin token to paste there, the data folder and the secret key; the log goes to a file.
+PORT ?= 8080
 run: $(STAMP)
-	$(BIN)/kassasync demo --duration $(DEMO_SECONDS)
+	@$(BIN)/kassasync demo --duration $(DEMO_SECONDS) --http-port $(PORT)
 
 ## make test: lint, types, then the whole suite with a real Kafka broker (started and stopped here).
 test: $(STAMP) lint browser-deps

@@ -9,33 +9,40 @@ import json
 import uuid
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engine.clock import utcnow
-from engine.embedded.edge import Edge
-from engine.fortnox.tokens import SqliteTokenStore
-from engine.fortnox_factory import open_api
-from engine.ledger import NoSuchYear, export_sie, sync_vouchers
-from engine.ops import SqliteOpsStore, progress
-from engine.secrets import SecretBox
-from engine.sie_import import import_file
-from engine.store.db import Database
-from engine.tenants import TenantDirectory
-from topics.outcomes import ExportRequested, ExportRequestedData
+from engine.cliutil import CliError, Parser, iso_date, settings_of
+
+if TYPE_CHECKING:  # imported where used: ``kassasync --help`` need not load them
+    from engine.secrets import SecretBox
+    from engine.store.db import Database
+    from engine.tenants import TenantDirectory
 
 
-def _open(data: str) -> tuple[Database, TenantDirectory, SecretBox]:
-    box = SecretBox.from_env()
-    db = Database(Path(data) / "kassasync.db")
+def _open(args: argparse.Namespace) -> tuple[Database, TenantDirectory, SecretBox]:
+    from engine.bootstrap import open_database, secret_box
+    from engine.tenants import TenantDirectory
+
+    settings = settings_of(args)
+    box = secret_box(settings)
+    try:
+        db = open_database(settings, create=False)
+    except FileNotFoundError as missing:
+        raise CliError(f"no engine database at {missing} (use --data or KASSASYNC_DATA)") from None
     return db, TenantDirectory(db, box), box
 
 
 def _export_zreports(args: argparse.Namespace) -> int:
-    db, directory, _box = _open(args.data)
+    from engine.clock import utcnow
+    from engine.embedded.edge import Edge
+    from engine.ops import SqliteOpsStore
+    from topics.outcomes import ExportRequested, ExportRequestedData
+
+    db, directory, _box = _open(args)
     if directory.get(args.tenant) is None:
         print(json.dumps({"error": f"unknown tenant {args.tenant}"}))
         return 2
-    start, end = dt.date.fromisoformat(args.from_date), dt.date.fromisoformat(args.to_date)
+    start, end = args.from_date, args.to_date
     if end < start:
         print(json.dumps({"error": "--to is before --from"}))
         return 2
@@ -83,12 +90,19 @@ def _record_day(record: dict[str, Any]) -> dt.date:
 
 
 async def _ledger(args: argparse.Namespace) -> int:
-    db, directory, box = _open(args.data)
+    from engine.bootstrap import TOKENS
+    from engine.embedded.edge import Edge
+    from engine.fortnox.tokens import SqliteTokenStore
+    from engine.fortnox_factory import open_api
+    from engine.ledger import NoSuchYear, export_sie, sync_vouchers
+    from engine.ops import progress
+
+    db, directory, box = _open(args)
     config = directory.get(args.tenant)
     if config is None or config.fortnox is None:
         print(json.dumps({"error": f"tenant {args.tenant} has no Fortnox connection"}))
         return 2
-    api = await open_api(config, SqliteTokenStore(Path(args.data) / "tokens.db", box))
+    api = await open_api(config, SqliteTokenStore(settings_of(args).data / TOKENS, box))
     try:
         if args.action == "export":
             try:
@@ -126,7 +140,10 @@ async def _ledger(args: argparse.Namespace) -> int:
 
 
 def _import_sie(args: argparse.Namespace) -> int:
-    db, directory, _box = _open(args.data)
+    from engine.embedded.edge import Edge
+    from engine.sie_import import import_file
+
+    db, directory, _box = _open(args)
     if directory.get(args.tenant) is None:
         print(json.dumps({"error": f"unknown tenant {args.tenant}"}))
         return 2
@@ -142,16 +159,23 @@ def _import_sie(args: argparse.Namespace) -> int:
     return 1 if report.errors else 0
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], data: str) -> None:
+DATA_HELP = "the engine's data folder (default $KASSASYNC_DATA or var/kassasync)"
+
+
+def register(sub: argparse._SubParsersAction[Parser], data: str | None) -> None:
     export = sub.add_parser("export", help="manual exports")
     export_sub = export.add_subparsers(dest="export_what", required=True)
     zr = export_sub.add_parser(
         "zreports", help="post every Z-report in a date range that is not posted yet"
     )
-    zr.add_argument("--tenant", required=True)
-    zr.add_argument("--from", dest="from_date", required=True, help="YYYY-MM-DD")
-    zr.add_argument("--to", dest="to_date", required=True, help="YYYY-MM-DD")
-    zr.add_argument("--data", default=data)
+    zr.add_argument("--tenant", required=True, help="the tenant")
+    zr.add_argument(
+        "--from", dest="from_date", type=iso_date, required=True, help="first day, YYYY-MM-DD"
+    )
+    zr.add_argument(
+        "--to", dest="to_date", type=iso_date, required=True, help="last day, YYYY-MM-DD"
+    )
+    zr.add_argument("--data", default=data, help=DATA_HELP)
     zr.set_defaults(func=_export_zreports)
 
     sie_import = sub.add_parser(
@@ -163,8 +187,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], data: str
         "file when one voucher is refused (each refusal names file, line, voucher and value). "
         "See docs/sie.md.",
     )
-    sie_import.add_argument("file")
-    sie_import.add_argument("--tenant", required=True)
+    sie_import.add_argument("file", help="the SIE 4I file")
+    sie_import.add_argument("--tenant", required=True, help="the tenant whose file it is")
     sie_import.add_argument(
         "--ledger-range",
         metavar="FROM:TO",
@@ -181,12 +205,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], data: str
         help="book SIE dimension N as a Fortnox cost centre (dimension 1 is); other dimensions "
         "on a row are refused",
     )
-    sie_import.add_argument("--data", default=data)
+    sie_import.add_argument("--data", default=data, help=DATA_HELP)
     sie_import.set_defaults(func=_import_sie)
 
     ledger = sub.add_parser("ledger", help="Fortnox's vouchers and general ledger to the till")
-    ledger.add_argument("action", choices=["sync", "export"])
-    ledger.add_argument("--tenant", required=True)
+    ledger.add_argument(
+        "action",
+        choices=["sync", "export"],
+        help="sync: vouchers to the till; export: SIE 4 files per year",
+    )
+    ledger.add_argument("--tenant", required=True, help="the tenant")
     ledger.add_argument(
         "--year",
         type=int,
@@ -198,5 +226,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], data: str
     ledger.add_argument("--years", type=int, default=2, help="how many recent years (default 2)")
     ledger.add_argument("--out", default="ledger", help="folder for export's SIE files")
     ledger.add_argument("--download", help="sync: also save attached documents in this folder")
-    ledger.add_argument("--data", default=data)
+    ledger.add_argument("--data", default=data, help=DATA_HELP)
     ledger.set_defaults(func=lambda args: asyncio.run(_ledger(args)))

@@ -1,20 +1,31 @@
-"""``kassasync``: the command line."""
+"""The ``kassasync`` command line: every command is built here, on the settings that
+:func:`engine.cliutil.execute` reads once from the environment and the flags."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import os
-import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from engine.logging import configure
-from engine.secrets import SecretKeyMissing
+from engine.cliutil import CliError, Parser, execute, settings_of
+from engine.cliutil import run_until_signal as _run_until_signal
+from engine.settings import LOG_LEVELS
 
-DEFAULT_DATA = Path(os.environ.get("KASSASYNC_DATA", "var/kassasync"))
+DESCRIPTION = (
+    "Kassasync keeps a shop's till and its Fortnox company in sync. Settings come from the "
+    "KASSASYNC_* environment variables (docs/configuration.md); a flag wins over its variable."
+)
+DATA_HELP = "the engine's data folder (default $KASSASYNC_DATA or var/kassasync)"
+
+
+def package_version() -> str:
+    try:
+        return version("kassasync")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
@@ -32,49 +43,58 @@ def _cmd_sie_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from engine.embedded.runtime import EmbeddedEngine
-    from engine.secrets import SecretBox
+    from engine import bootstrap
+    from engine.net import port_in_use
 
-    engine = EmbeddedEngine(Path(args.data), SecretBox.from_env(), http_port=args.http_port)
+    settings = settings_of(args)
+    if port_in_use(settings.http_host, args.http_port):
+        raise CliError(
+            f"port {args.http_port} on {settings.http_host} is in use (another kassasync?); "
+            "choose a free one with --http-port"
+        )
+    engine = bootstrap.embedded_engine(settings, http_port=args.http_port)
     return _run_until_signal(lambda stop: engine.run(stop))
 
 
-def _run_until_signal(main: Callable[[asyncio.Event], object]) -> int:
-    async def runner() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await main(stop)  # type: ignore[misc]
-
-    asyncio.run(runner())
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kassasync", description=__doc__)
-    parser.add_argument("--log-level", default=os.environ.get("KASSASYNC_LOG_LEVEL", "INFO"))
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="kassasync", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"kassasync {package_version()}")
+    parser.add_argument(
+        "--log-level",
+        dest="main_log_level",
+        metavar="LEVEL",
+        default=None,
+        help=f"{', '.join(LOG_LEVELS)} (default $KASSASYNC_LOG_LEVEL or INFO)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     schema = sub.add_parser("schema", help="export JSON Schema for every message")
-    schema.add_argument("--out", required=True)
+    schema.add_argument("--out", required=True, help="folder to write one .json file per message")
     schema.set_defaults(func=_cmd_schema)
 
     sie = sub.add_parser("sie", help="SIE 4 files")
     sie_sub = sie.add_subparsers(dest="sie_command", required=True)
     check = sie_sub.add_parser("check", help="read SIE files and print one JSON line per file")
-    check.add_argument("files", nargs="+")
+    check.add_argument("files", nargs="+", metavar="FILE", help="SIE 4 files (.se, .si)")
     check.set_defaults(func=_cmd_sie_check)
 
     from engine import bookkeeping_cli, connect_cli, ops_cli
 
     ops_cli.register(sub)
-    bookkeeping_cli.register(sub, str(DEFAULT_DATA))
-    connect_cli.register(sub, str(DEFAULT_DATA))
+    bookkeeping_cli.register(sub, None)
+    connect_cli.register(sub, None)  # type: ignore[arg-type]  # its parser class is ours
 
     run = sub.add_parser("run", help="run the embedded engine")
-    run.add_argument("--data", default=str(DEFAULT_DATA))
-    run.add_argument("--http-port", type=int, default=8080)
+    run.add_argument("--data", default=None, help=DATA_HELP)
+    run.add_argument(
+        "--http-port", type=int, default=8080, help="ingest API and dashboard port (default 8080)"
+    )
+    run.add_argument(
+        "--host",
+        dest="http_host",
+        default=None,
+        help="address to bind (default $KASSASYNC_HTTP_HOST or 127.0.0.1)",
+    )
     run.set_defaults(func=_cmd_run)
 
     from engine import demo
@@ -84,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox_cli.add_arguments(sandbox)
     sandbox.set_defaults(func=sandbox_cli.run)
 
-    demo_parser = sub.add_parser("demo", help="the make-run demo, headless, for a bounded time")
+    demo_parser = sub.add_parser(
+        "demo", help="what make run runs: the engine, a sandbox Fortnox and a simulated till"
+    )
     demo.add_arguments(demo_parser)
     demo_parser.set_defaults(func=demo.run)
 
@@ -95,15 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    configure(args.log_level)
-    try:
-        result = args.func(args)
-    except SecretKeyMissing as missing:
-        print(f"kassasync: {missing}", file=sys.stderr)
-        return 2
-    return int(result or 0)
+    return execute(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -40,11 +40,13 @@ from engine.tenants import FortnoxConnection, TenantConfig, TenantDirectory, Til
 from engine.web.connect import NewShop, problem_text, resume_if_waiting_for_consent
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], default_data: str) -> None:
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], default_data: str | None
+) -> None:
     parser = sub.add_parser(
         "connect",
         help="connect a shop to Fortnox (consent on this machine, or a link to send)",
-        description=__doc__,
+        description=(__doc__ or "").replace("``", ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("tenant", help="the tenant (shop) id")

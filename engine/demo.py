@@ -8,34 +8,34 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
+import logging
 import secrets
+import shutil
 import socket
+import sys
 import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import httpx
 import structlog
-import uvicorn
+from pydantic import SecretStr
 
-from engine.embedded.runtime import EmbeddedEngine
-from engine.executors.fortnox import SessionTiming
-from engine.net import loopback_listener
-from engine.secrets import KEY_ENV, SecretBox, generate_key
-from engine.tenants import FortnoxConnection, TenantConfig, TillConnection
-from sandbox.fortnox.app import create_app as create_sandbox
-from sandbox.fortnox.seed import seed_demo
-from sandbox.fortnox.state import SandboxState
-from sandbox.till import TillActivity, TillState
-from sandbox.till import create_app as create_till
-from topics.settings import TenantSettings
+from engine.cliutil import CliError, settings_of
+from engine.settings import Settings
+
+if TYPE_CHECKING:  # imported where used: ``kassasync --help`` need not load the servers
+    import uvicorn
+
+    from engine.embedded.runtime import EmbeddedEngine
+    from sandbox.till import TillState
 
 log = structlog.get_logger("kassasync.demo")
 
 TENANT = "demo"
+LOG_FILE = "kassasync.log"
 DEMO_SETTINGS: dict[str, Any] = {
     "customers": {"master": "fortnox"},
     "articles": {"price_list": "A"},
@@ -58,9 +58,22 @@ DEMO_SETTINGS: dict[str, Any] = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=0, help="seconds; 0 = until Ctrl-C")
-    parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    parser.add_argument("--data", default=None, help="data folder (default: a fresh temp folder)")
-    parser.add_argument("--http-port", type=int, default=8080)
+    parser.add_argument(
+        "--json", action="store_true", help="headless: log to stderr, print one JSON summary"
+    )
+    parser.add_argument(
+        "--data",
+        dest="demo_data",
+        default=None,
+        help="data folder (default: a fresh temporary folder; KASSASYNC_DATA is not used, so "
+        "the demo never writes into an engine's data)",
+    )
+    parser.add_argument(
+        "--http-port",
+        type=int,
+        default=8080,
+        help="dashboard and ingest port (default 8080; make run PORT=N)",
+    )
     parser.add_argument("--rate", type=float, default=6.0, help="till events per second")
 
 
@@ -68,7 +81,13 @@ _SERVERS: list[asyncio.Task[None]] = []
 
 
 async def _serve(app: Any, sock: socket.socket) -> uvicorn.Server:
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", date_header=False)
+    import uvicorn
+
+    # log_config=None: uvicorn's records go through the JSON log like every other line;
+    # date_header=False: the sandbox's Date is its business clock.
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="off", date_header=False, log_config=None
+    )
     server = uvicorn.Server(config)
     _SERVERS.append(asyncio.create_task(server.serve(sockets=[sock])))
     while not server.started:
@@ -77,7 +96,32 @@ async def _serve(app: Any, sock: socket.socket) -> uvicorn.Server:
 
 
 def run(args: argparse.Namespace) -> int:
-    summary = asyncio.run(demo(args))
+    from engine.logging import configure
+    from engine.net import port_in_use
+
+    settings = settings_of(args)
+    if port_in_use("127.0.0.1", args.http_port):
+        raise CliError(
+            f"port {args.http_port} is in use (another kassasync or demo?); stop it or pick a "
+            f"free port: make run PORT={args.http_port + 1} (kassasync demo --http-port N)"
+        )
+    data = (
+        Path(args.demo_data) if args.demo_data else Path(tempfile.mkdtemp(prefix="kassasync-demo-"))
+    )
+    data.mkdir(parents=True, exist_ok=True)
+    key = settings.secret_key or SecretStr(_generate_key())
+    demo_settings = settings.model_copy(update={"data": data, "secret_key": key})
+    log_stream: TextIO | None = None
+    if not args.json:
+        # The terminal keeps the banner; the JSON log goes to a file in the data folder.
+        log_stream = (data / LOG_FILE).open("a", encoding="utf-8", buffering=1)
+        configure(settings.log_level, stream=log_stream)
+    try:
+        summary = asyncio.run(demo(args, demo_settings))
+    finally:
+        if log_stream is not None:
+            configure(settings.log_level)
+            log_stream.close()
     if args.json:
         print(json.dumps(summary))
     else:
@@ -85,10 +129,66 @@ def run(args: argparse.Namespace) -> int:
     return 0 if summary["drift"] == 0 or args.duration == 0 else 1
 
 
-async def demo(args: argparse.Namespace) -> dict[str, Any]:
-    data = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="kassasync-demo-"))
-    key = os.environ.get(KEY_ENV) or generate_key()
-    box = SecretBox(key)
+def _generate_key() -> str:
+    from engine.secrets import generate_key
+
+    return generate_key()
+
+
+def _cli_command() -> str:
+    """How this terminal runs ``kassasync``: the name when it is on PATH, else the path used."""
+    invoked = Path(sys.argv[0])
+    found = shutil.which("kassasync")
+    if invoked.name == "kassasync":
+        if found and Path(found).resolve() == invoked.resolve():
+            return "kassasync"
+        with contextlib.suppress(ValueError):
+            return str(invoked.resolve().relative_to(Path.cwd()))
+        return str(invoked)
+    return "kassasync" if found else f"{sys.executable} -m engine.cli"
+
+
+def banner(settings: Settings, *, url: str, admin_token: str, log_file: Path | None) -> str:
+    """What ``make run`` leaves on the terminal: how to log in, and how to point the CLI at the
+    demo's data."""
+    key = settings.secret_key.get_secret_value() if settings.secret_key else ""
+    command = _cli_command()
+    lines = [
+        "",
+        "Kassasync demo is running: the embedded engine, a sandbox Fortnox and a simulated till.",
+        "",
+        f"  1. Open        {url}/login",
+        f"  2. Paste       {admin_token}",
+        "",
+        f"  Data folder    {settings.data}",
+        f"  Secret key     {key}",
+    ]
+    if log_file is not None:
+        lines.append(f"  Log (JSON)     {log_file}")
+    lines += [
+        "",
+        "  The CLI on the demo's data, from another terminal:",
+        f"    export KASSASYNC_DATA={settings.data} KASSASYNC_SECRET_KEY={key} "
+        f"KASSASYNC_ADMIN_TOKEN={admin_token}",
+        f"    {command} status",
+        "",
+        "  Ctrl-C stops the demo.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+async def demo(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from engine import bootstrap
+    from engine.executors.fortnox import SessionTiming
+    from engine.net import loopback_listener
+    from engine.tenants import FortnoxConnection, TenantConfig, TillConnection
+    from sandbox.fortnox.app import create_app as create_sandbox
+    from sandbox.fortnox.seed import seed_demo
+    from sandbox.fortnox.state import SandboxState
+    from sandbox.till import TillActivity, TillState
+    from sandbox.till import create_app as create_till
+    from topics.settings import TenantSettings
 
     sandbox_state = SandboxState()
     seeded = seed_demo(sandbox_state, client_id="kassasync-demo")
@@ -100,13 +200,12 @@ async def demo(args: argparse.Namespace) -> dict[str, Any]:
         await _serve(create_sandbox(sandbox_state), sandbox_sock),
         await _serve(create_till(till), till_sock),
     ]
-    engine = EmbeddedEngine(
-        data,
-        box,
+    engine = bootstrap.embedded_engine(
+        settings.model_copy(update={"http_host": "127.0.0.1"}),
         http_port=args.http_port,
         timing=SessionTiming(poll_seconds=2, masterdata_seconds=30, idle_seconds=0.1),
     )
-    engine.announce_admin_token = False  # printed below, with the dashboard's address
+    engine.announce_admin_token = False  # the banner shows it, with the dashboard's address
     credentials = seeded.credentials(sandbox_url)
     api_key = engine.tenants.upsert(
         TenantConfig(
@@ -121,23 +220,25 @@ async def demo(args: argparse.Namespace) -> dict[str, Any]:
         )
     )
     assert api_key is not None
+    log.info(
+        "demo.started",
+        data=str(settings.data),
+        sandbox=sandbox_url,
+        dashboard=f"http://127.0.0.1:{args.http_port}/login",
+    )
+    stop_engine, stop_activity = asyncio.Event(), asyncio.Event()
+    engine_task = asyncio.create_task(engine.run(stop_engine))
     if not args.json:
+        await _until_serving(engine, engine_task)
         print(
-            json.dumps(
-                {
-                    "engine": f"http://127.0.0.1:{args.http_port}",
-                    "dashboard": f"http://127.0.0.1:{args.http_port}/login",
-                    "admin_token": engine.admin_token
-                    if engine.admin_token_generated
-                    else "(from KASSASYNC_ADMIN_TOKEN)",
-                    "sandbox": sandbox_url,
-                    "data": str(data),
-                }
+            banner(
+                settings,
+                url=f"http://127.0.0.1:{args.http_port}",
+                admin_token=engine.admin_token,
+                log_file=settings.data / LOG_FILE,
             ),
             flush=True,
         )
-    stop_engine, stop_activity = asyncio.Event(), asyncio.Event()
-    engine_task = asyncio.create_task(engine.run(stop_engine))
     started = time.monotonic()
     async with httpx.AsyncClient(timeout=30) as http:
         activity = TillActivity(
@@ -157,6 +258,12 @@ async def demo(args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.wait_for(stop_engine.wait(), timeout=active)
         else:
             await _until_interrupted()
+            if not args.json:
+                print(
+                    "Stopping: the till and the webshop stop selling, the engine finishes what "
+                    "they started (up to a minute), then the summary.",
+                    flush=True,
+                )
         stop_activity.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         deadline = started + max(args.duration, 30.0) + 60.0
@@ -175,6 +282,21 @@ async def demo(args: argparse.Namespace) -> dict[str, Any]:
         "drift_detail": drift,
         "seconds": round(time.monotonic() - started, 1),
     }
+
+
+async def _until_serving(engine: EmbeddedEngine, task: asyncio.Task[None]) -> None:
+    """Until the dashboard answers (or the engine stopped: its error is raised here)."""
+    while not (engine.server is not None and engine.server.started):
+        if task.done():
+            task.result()
+            raise CliError("the engine stopped before its dashboard was up (see the log)")
+        await asyncio.sleep(0.05)
+    # uvicorn gave its loggers their own plain-text handlers on the terminal: send their
+    # records to the JSON log instead, so nothing writes below the banner.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
 
 
 async def _until_interrupted() -> None:

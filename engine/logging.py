@@ -22,6 +22,7 @@ _SECRET_VALUES = [
     re.compile(r"\bks_[A-Za-z0-9_.-]+_[A-Za-z0-9_-]{16,}"),
     re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*"),
     re.compile(r"(?i)(refresh_token|access_token|client_secret|code_verifier|password)=[^&\s]+"),
+    re.compile(r"(?i)\bkassasync_session=[^;\s'\"]+"),
 ]
 #: A secret field inside JSON text (a logged request or response body).
 _SECRET_JSON = re.compile(
@@ -58,17 +59,63 @@ def redact(
     return event_dict
 
 
+class _Stderr(logging.StreamHandler[Any]):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (a test's capture stream
+    comes and goes; a handler holding the old one would write to a closed file)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+#: Libraries that log every request at INFO and raw headers (cookies, tokens) at DEBUG: kept at
+#: WARNING whatever the level, so the JSON log is not flooded and never carries their headers.
+CHATTY = ("httpx", "httpcore", "uvicorn.access", "aiokafka", "kafka")
+
+
 def configure(level: str = "INFO", stream: Any = None) -> None:
-    logging.basicConfig(format="%(message)s", stream=stream or sys.stderr, level=level)
+    """JSON lines on ``stream`` (default stderr) for structlog's events and for every standard
+    ``logging`` record (httpx, uvicorn, faust…) alike: one format, one redaction."""
+    level = level.upper()
+    numeric = logging.getLevelName(level)
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    handler: logging.Handler = _Stderr() if stream is None else logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                redact,
+                structlog.processors.JSONRenderer(),
+            ],
+        )
+    )
+    handler._kassasync = True  # type: ignore[attr-defined]
+    root = logging.getLogger()
+    # Replace only the handler an earlier call installed (pytest's capture handlers stay).
+    for old in [h for h in root.handlers if getattr(h, "_kassasync", False)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    # Other libraries' records join the JSON log from WARNING up; Kassasync's own events
+    # (structlog) follow ``level``.
+    root.setLevel(max(numeric, logging.WARNING))
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact,
-            structlog.processors.JSONRenderer(),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        processors=[*shared, redact, structlog.processors.JSONRenderer()],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
         cache_logger_on_first_use=False,
     )

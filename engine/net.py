@@ -17,3 +17,18 @@ def loopback_listener(backlog: int = 128, port: int = 0) -> socket.socket:
     sock.bind(("127.0.0.1", port))
     sock.listen(backlog)
     return sock
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether ``host:port`` cannot be bound now (another process listens there). Port 0 is
+    never in use."""
+    if port == 0:
+        return False
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False

@@ -2,7 +2,7 @@
 
 Reads (status, lists) open the engine's database directly: WAL lets them read while the engine
 runs. Actions (retry, discard, pause, resume) go through the running engine's ops API when one
-answers (``--url``, ``KASSASYNC_URL``, else ``http://127.0.0.1:8080``) with
+answers (``--url``, ``KASSASYNC_URL``, else http://127.0.0.1:8080) with
 ``KASSASYNC_ADMIN_TOKEN``, so the engine appends them itself; with no engine running they are
 written to the database directly (``--offline`` forces that).
 """
@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import httpx
 from rich.console import Console
 from rich.table import Table
 
+from engine.cliutil import CliError, Parser, execute, settings_of
 from engine.ops import (
     FLOW_TITLES,
     FLOWS,
@@ -36,31 +35,41 @@ from engine.ops import (
     age_text,
     progress,
 )
+from engine.settings import DEFAULT_URL
 from engine.store.db import Database
 from engine.web.auth import ADMIN_TOKEN_ENV
 
-DEFAULT_DATA = Path(os.environ.get("KASSASYNC_DATA", "var/kassasync"))
 URL_ENV = "KASSASYNC_URL"
-DEFAULT_URL = "http://127.0.0.1:8080"
+DATA_HELP = "the engine's data folder (default $KASSASYNC_DATA or var/kassasync)"
 
 _STYLE = {Light.GREEN: "green", Light.AMBER: "dark_orange", Light.RED: "red", Light.OFF: "grey50"}
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: argparse._SubParsersAction[Parser]) -> None:
     """Add ``status``, ``deadletters`` and ``tenants`` to the ``kassasync`` command line."""
 
     def data_option(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--data", default=str(DEFAULT_DATA), help="the engine's data folder")
+        parser.add_argument("--data", default=None, help=DATA_HELP)
         parser.add_argument(
             "--runtime",
             choices=["embedded", "kafka"],
             default="embedded",
             help="the deployment to read and act on (kafka: its topics, via a local read model)",
         )
-        parser.add_argument("--bootstrap", help="Kafka HOST:PORT (env KASSASYNC_KAFKA_BOOTSTRAP)")
-        parser.add_argument("--prefix", default=None, help="Kafka topic prefix (env)")
-        parser.add_argument("--partitions", type=int, default=0, help="Kafka partitions (env)")
-        parser.add_argument("--replication", type=int, default=0, help=argparse.SUPPRESS)
+        parser.add_argument(
+            "--bootstrap",
+            help="Kafka HOST:PORT (default $KASSASYNC_KAFKA_BOOTSTRAP or 127.0.0.1:9092)",
+        )
+        parser.add_argument(
+            "--prefix", default=None, help="Kafka topic prefix (default $KASSASYNC_KAFKA_PREFIX)"
+        )
+        parser.add_argument(
+            "--partitions",
+            type=int,
+            default=None,
+            help="Kafka partitions (default $KASSASYNC_KAFKA_PARTITIONS or 8)",
+        )
+        parser.add_argument("--replication", type=int, default=None, help=argparse.SUPPRESS)
 
     def action_options(parser: argparse.ArgumentParser) -> None:
         data_option(parser)
@@ -79,21 +88,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     letters = sub.add_parser("deadletters", help="list, retry or discard dead letters")
     action_options(letters)
-    letters.add_argument("action", choices=["list", "retry", "discard"])
+    letters.add_argument(
+        "action", choices=["list", "retry", "discard"], help="list, retry or discard"
+    )
     letters.add_argument("id", nargs="?", help="one dead letter (else all open ones of --tenant)")
     letters.add_argument("--tenant", help="only this tenant's dead letters")
     letters.add_argument("--all", action="store_true", help="every tenant's open dead letters")
-    letters.add_argument("--status", default="open", choices=["open", "retried", "discarded"])
-    letters.add_argument("--json", action="store_true")
+    letters.add_argument(
+        "--status",
+        default="open",
+        choices=["open", "retried", "discarded"],
+        help="list: which dead letters (default open)",
+    )
+    letters.add_argument("--json", action="store_true", help="print JSON")
     letters.set_defaults(func=cmd_deadletters)
 
     tenants = sub.add_parser("tenants", help="add, list, pause or resume tenants")
     action_options(tenants)
-    tenants.add_argument("action", choices=["add", "list", "pause", "resume"])
+    tenants.add_argument("action", choices=["add", "list", "pause", "resume"], help="what to do")
     tenants.add_argument("tenant", nargs="?", help="the tenant to pause or resume")
-    tenants.add_argument("--config", help="YAML file with tenants: [...] (for add)")
+    tenants.add_argument(
+        "--config", help="add: YAML file with tenants: [...] (docs/configuration.md)"
+    )
     tenants.add_argument("--reason", default=None, help="why (pause, resume)")
-    tenants.add_argument("--json", action="store_true")
+    tenants.add_argument("--json", action="store_true", help="print JSON")
     tenants.set_defaults(func=cmd_tenants)
 
 
@@ -101,10 +119,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _database(args: argparse.Namespace) -> Database:
-    path = Path(args.data) / "kassasync.db"
-    if not path.exists():
-        raise SystemExit(f"kassasync: no engine database at {path} (use --data)")
-    return Database(path)
+    from engine.bootstrap import open_database
+
+    try:
+        return open_database(settings_of(args), create=False)
+    except FileNotFoundError as missing:
+        raise CliError(
+            f"no engine database at {missing} (use --data or KASSASYNC_DATA; "
+            "make run prints the demo's)"
+        ) from None
 
 
 def open_ops(args: argparse.Namespace) -> Ops:
@@ -138,7 +161,7 @@ class EngineApi:
     def post(self, path: str, body: dict[str, str] | None = None) -> ActionResult:
         answer = self.http.post(path, json=body or {})
         if answer.status_code == 401:
-            raise SystemExit(f"kassasync: the engine refused the admin token ({ADMIN_TOKEN_ENV})")
+            raise CliError(f"the engine refused the admin token ({ADMIN_TOKEN_ENV})")
         data = answer.json()
         if answer.status_code >= 400:
             raise OpsError(str(data.get("error", answer.text)))
@@ -156,20 +179,21 @@ def engine_api(args: argparse.Namespace, err: Console) -> EngineApi | None:
     """The running engine to send actions to, or None to write to the database."""
     if args.offline or (getattr(args, "runtime", "embedded") == "kafka" and not args.url):
         return None  # Kafka: actions are published as messages for the owning worker
-    explicit = args.url or os.environ.get(URL_ENV)
-    url = explicit or DEFAULT_URL
+    settings = settings_of(args)
+    explicit = settings.url
+    url = settings.engine_url
     try:
         alive = httpx.get(url.rstrip("/") + "/healthz", timeout=2).status_code == 200
     except httpx.HTTPError:
         alive = False
     if not alive:
         if explicit:
-            raise SystemExit(f"kassasync: no engine answers at {url}")
+            raise CliError(f"no engine answers at {url}")
         return None
-    token = os.environ.get(ADMIN_TOKEN_ENV, "").strip()
+    token = settings.admin_token.get_secret_value().strip() if settings.admin_token else ""
     if not token:
-        raise SystemExit(
-            f"kassasync: an engine runs at {url}; set {ADMIN_TOKEN_ENV} to act through it "
+        raise CliError(
+            f"an engine runs at {url}; set {ADMIN_TOKEN_ENV} to act through it "
             "(or stop it and use --offline)"
         )
     err.print(f"via the running engine at {url}", style="dim")
@@ -218,7 +242,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     ops = open_ops(args)
     summaries = [s for s in ops.overview() if args.tenant in (None, s.tenant)]
     if args.tenant and not summaries:
-        raise SystemExit(f"kassasync: no tenant {args.tenant!r}")
+        raise CliError(f"no tenant {args.tenant!r}")
     if args.json:
         from engine.web.api import summary_json
 
@@ -267,7 +291,7 @@ def cmd_deadletters(args: argparse.Namespace) -> int:
             Console().print(letters_table(rows, ops.clock()))
         return 0
     if args.id is None and args.tenant is None and not args.all:
-        raise SystemExit(f"kassasync: give a dead letter id, --tenant or --all to {args.action}")
+        raise CliError(f"give a dead letter id, --tenant or --all to {args.action}")
     if args.id is not None:
         ids = [args.id]
     else:
@@ -317,7 +341,7 @@ def cmd_tenants(args: argparse.Namespace) -> int:
                 print(s.tenant)
         return 0
     if not args.tenant:
-        raise SystemExit(f"kassasync: name the tenant to {args.action}")
+        raise CliError(f"name the tenant to {args.action}")
     err = Console(stderr=True)
     api = engine_api(args, err)
     try:
@@ -347,14 +371,14 @@ def cmd_tenants(args: argparse.Namespace) -> int:
 
 
 def _tenants_add(args: argparse.Namespace) -> int:
-    from engine.secrets import SecretBox
-    from engine.tenants import TenantDirectory, load_config_file
+    from engine.bootstrap import tenant_directory
+    from engine.tenants import load_config_file
 
     if not args.config:
-        raise SystemExit("kassasync: tenants add needs --config FILE")
-    Path(args.data).mkdir(parents=True, exist_ok=True)
-    directory = TenantDirectory(Database(Path(args.data) / "kassasync.db"), SecretBox.from_env())
-    for config in load_config_file(Path(args.config)):
+        raise CliError("tenants add needs --config FILE")
+    configs = load_config_file(Path(args.config))  # every tenant checked before one is added
+    directory = tenant_directory(settings_of(args))
+    for config in configs:
         key = directory.upsert(config)
         print(json.dumps({"tenant": config.id, "api_key": key}))
     return 0
@@ -362,11 +386,10 @@ def _tenants_add(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """For ``python -m engine.ops_cli``: the same commands without the rest of the CLI."""
-    parser = argparse.ArgumentParser(prog="kassasync")
+    parser = Parser(prog="kassasync")
+    parser.add_argument("--log-level", dest="main_log_level", default=None, help="log level")
     register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    result: Any = args.func(args)
-    return int(result or 0)
+    return execute(parser, argv)
 
 
 if __name__ == "__main__":

@@ -185,13 +185,14 @@ def kafka_replay(config: Any, tenant: str, start: int | dt.datetime = 0) -> Repl
 
 def main_replay(args: argparse.Namespace) -> int:
     start = parse_start(args.start)
-    if args.runtime == "kafka":
-        from engine.kafka.cli import _config
+    from engine.bootstrap import kafka_config
+    from engine.cliutil import settings_of
 
-        result = kafka_replay(_config(args), args.tenant, start)
+    settings = settings_of(args)
+    if args.runtime == "kafka":
+        result = kafka_replay(kafka_config(settings), args.tenant, start)
     else:
-        data = Path(args.data) if args.data else Path("var/kassasync")
-        result = embedded_replay(data, args.tenant, start)
+        result = embedded_replay(settings.data, args.tenant, start)
     if args.json:
         print(json.dumps(result.as_json(), default=str))
     else:

@@ -3,18 +3,19 @@ ingest keys (stored hashed) and their secrets (stored sealed)."""
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import hmac
 import json
 import secrets
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.clock import utcnow
 from engine.embedded.edge import Edge
@@ -187,16 +188,168 @@ class TenantDirectory:
         return key
 
 
-def load_config_file(path: Path) -> list[TenantConfig]:
-    """A YAML (or JSON) file with ``tenants: [...]``; secrets may be given as ``env:NAME``."""
+CONFIG_DOC = "docs/configuration.md"
+_TOP_LEVEL = ("tenants",)
+
+
+class ConfigError(ValueError):
+    """A tenant configuration file that cannot be used: the message names the file, the tenant,
+    the field and the fix, in one or two lines."""
+
+
+def load_config_file(path: Path, environ: Mapping[str, str] | None = None) -> list[TenantConfig]:
+    """A YAML (or JSON) file with ``tenants: [...]``; secrets may be given as ``env:NAME``.
+
+    Every tenant is checked before any is returned: a mistake is a :class:`ConfigError`."""
     import os
 
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    env = os.environ if environ is None else environ
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{name}: no such file") from None
+    except (OSError, UnicodeDecodeError) as unreadable:
+        raise ConfigError(f"{name}: cannot read it ({unreadable})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as bad:
+        raise ConfigError(_yaml_problem(name, bad)) from None
+    if data is None:
+        raise ConfigError(
+            f"{name}: the file is empty\n  fix: start it with `tenants:` and list the tenants "
+            f"below it (see {CONFIG_DOC})"
+        )
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{name}: the file holds a {_kind(data)}, not `tenants: [...]`\n"
+            f"  fix: start it with `tenants:` and list the tenants below it (see {CONFIG_DOC})"
+        )
+    unknown = [str(k) for k in data if k not in _TOP_LEVEL]
+    if unknown:
+        raise ConfigError(
+            f"{name}: unknown top-level key {unknown[0]!r}\n  fix: "
+            + _suggest(unknown[0], _TOP_LEVEL, "the file's only key is `tenants:`")
+        )
+    items = data.get("tenants")
+    if not isinstance(items, list) or not items:
+        raise ConfigError(
+            f"{name}: `tenants:` must be a list with at least one tenant (found "
+            f"{_kind(items)})\n  fix: one `- id: shop-1` entry per tenant (see {CONFIG_DOC})"
+        )
     out: list[TenantConfig] = []
-    for item in data.get("tenants", []):
+    seen: set[str] = set()
+    for number, item in enumerate(items, start=1):
+        tenant = _tenant_label(item, number)
+        if not isinstance(item, dict):
+            raise ConfigError(
+                f"{name}: {tenant} is a {_kind(item)}, not a mapping\n"
+                f"  fix: write it as `- id: shop-1` with its settings indented below"
+            )
         for section, field in (("till", "token"), ("fortnox", "client_secret")):
-            value = (item.get(section) or {}).get(field)
-            if isinstance(value, str) and value.startswith("env:"):
-                item[section][field] = os.environ[value[4:]]
-        out.append(TenantConfig.model_validate(item))
+            part = item.get(section)
+            value = part.get(field) if isinstance(part, dict) else None
+            if isinstance(part, dict) and isinstance(value, str) and value.startswith("env:"):
+                variable = value[4:]
+                if not env.get(variable):
+                    raise ConfigError(
+                        f"{name}: {tenant}, field {section}.{field}: the environment variable "
+                        f"{variable} is not set\n  fix: export {variable} before running "
+                        f"the command (or write the value instead of env:{variable})"
+                    )
+                part[field] = env[variable]
+        try:
+            config = TenantConfig.model_validate(item)
+        except ValidationError as invalid:
+            raise ConfigError(_validation_problem(name, tenant, invalid)) from None
+        if config.id in seen:
+            raise ConfigError(f"{name}: {tenant} appears twice\n  fix: give each tenant its own id")
+        seen.add(config.id)
+        out.append(config)
     return out
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "mapping"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _tenant_label(item: object, number: int) -> str:
+    if isinstance(item, dict) and isinstance(item.get("id"), str | int):
+        return f"tenant {str(item['id'])!r}"
+    return f"tenant #{number}"
+
+
+def _yaml_problem(name: str, bad: yaml.YAMLError) -> str:
+    mark = getattr(bad, "problem_mark", None)
+    where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(bad, "problem", None) or str(bad).splitlines()[0]
+    return (
+        f"{name}{where}: not valid YAML ({problem})\n  fix: check the indentation (spaces, "
+        "not tabs) and the colons around that line"
+    )
+
+
+def _suggest(key: str, known: Sequence[str], otherwise: str) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return otherwise
+
+
+def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
+    """The model whose fields the location ``loc`` (of a TenantConfig error) names."""
+    model: type[BaseModel] = TenantConfig
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        inner = _model_in(field.annotation)
+        if inner is None:
+            return None
+        model = inner
+    return model
+
+
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
+
+
+def _validation_problem(name: str, tenant: str, invalid: ValidationError) -> str:
+    errors = invalid.errors()
+    first = errors[0]
+    loc = [p for p in first["loc"]]
+    field = ".".join(str(p) for p in loc) or "(the tenant)"
+    kind = first["type"]
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        parent = _model_at(loc[:-1])
+        known = sorted(parent.model_fields) if parent is not None else []
+        where = ".".join(str(p) for p in loc[:-1])
+        problem = f"unknown key {key!r}" + (f" in {where}" if where else "")
+        fix = _suggest(key, known, f"the keys here are: {', '.join(known)}")
+    elif kind == "missing":
+        problem = f"field {field} is missing"
+        section = ".".join(str(p) for p in loc[:-1])
+        fix = f"add `{loc[-1]}: ...`" + (f" under `{section}:`" if section else " to the tenant")
+    elif kind in ("enum", "literal_error"):
+        problem = f"field {field}: {first.get('input')!r} is not allowed"
+        fix = f"write {first.get('ctx', {}).get('expected', 'one of the documented values')}"
+    else:
+        got = first.get("input")
+        shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+        problem = f"field {field}: {message}{shown}"
+        fix = f"see {CONFIG_DOC} for what {field} takes"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{name}: {tenant}, {problem}{more}\n  fix: {fix}"

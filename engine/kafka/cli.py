@@ -6,34 +6,62 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
+from engine import bootstrap
+from engine.cliutil import run_until_signal, settings_of
 from engine.kafka.config import KafkaConfig, parse_cleanup
 
 
 def _config(args: argparse.Namespace) -> KafkaConfig:
-    defaults = KafkaConfig()
-    return KafkaConfig(
-        bootstrap=args.bootstrap or defaults.bootstrap,
-        prefix=defaults.prefix if args.prefix is None else args.prefix,
-        partitions=args.partitions or defaults.partitions,
-        replication=args.replication or defaults.replication,
+    """The Kafka configuration of this command line (its settings, ``--cleanup``, ``--tokens``)."""
+    tokens = getattr(args, "tokens", None)
+    return bootstrap.kafka_config(
+        settings_of(args),
         cleanup=parse_cleanup(getattr(args, "cleanup", None)),
-        data_dir=Path(args.data) if args.data else defaults.data_dir,
-        tokens_path=Path(args.tokens) if getattr(args, "tokens", None) else None,
+        tokens=Path(tokens) if tokens else None,
     )
+
+
+def _start(text: str) -> str:
+    """An argparse type for ``replay --from``: an offset or an ISO time, checked here."""
+    from engine.replay import parse_start
+
+    try:
+        parse_start(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an offset or an ISO time (2026-11-01T00:00): {text!r}"
+        ) from None
+    return text
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bootstrap", help="HOST:PORT (env KASSASYNC_KAFKA_BOOTSTRAP)")
     parser.add_argument(
-        "--prefix", default=None, help="topic/group prefix (env KASSASYNC_KAFKA_PREFIX)"
+        "--bootstrap",
+        help="Kafka bootstrap HOST:PORT (default $KASSASYNC_KAFKA_BOOTSTRAP or 127.0.0.1:9092)",
     )
-    parser.add_argument("--partitions", type=int, default=0, help="default 8 (env)")
-    parser.add_argument("--replication", type=int, default=0, help="default 1 (env)")
-    parser.add_argument("--data", default=None, help="local folder (default var/kassasync)")
+    parser.add_argument(
+        "--prefix", default=None, help="topic/group prefix (default $KASSASYNC_KAFKA_PREFIX)"
+    )
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        default=None,
+        help="partitions per topic (default $KASSASYNC_KAFKA_PARTITIONS or 8)",
+    )
+    parser.add_argument(
+        "--replication",
+        type=int,
+        default=None,
+        help="replication factor (default $KASSASYNC_KAFKA_REPLICATION or 1)",
+    )
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="local folder, the token store's (default $KASSASYNC_DATA or var/kassasync)",
+    )
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
@@ -44,59 +72,57 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_tenants(args: argparse.Namespace) -> int:
-    from engine.kafka.directory import KafkaTenantDirectory
-    from engine.secrets import SecretBox
+    from engine.cliutil import CliError
     from engine.tenants import load_config_file
 
-    directory = KafkaTenantDirectory(_config(args), SecretBox.from_env())
+    if args.action == "add" and not args.config:
+        raise CliError("kafka tenants add needs --config FILE")
+    configs = load_config_file(Path(args.config)) if args.action == "add" else []
+    directory = bootstrap.kafka_tenant_directory(settings_of(args))
     if args.action == "list":
         for tenant in directory.ids():
             print(tenant)
         return 0
-    if not args.config:
-        raise SystemExit("tenants add needs --config FILE")
-    for config in load_config_file(Path(args.config)):
+    for config in configs:
         print(json.dumps({"tenant": config.id, "api_key": directory.upsert(config)}))
     return 0
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from engine.cli import _run_until_signal
     from engine.executors.fortnox import SessionTiming
-    from engine.kafka.runtime import KafkaRuntime, quiet_faust_logs
-    from engine.secrets import SecretBox
+    from engine.kafka.runtime import quiet_faust_logs
 
     quiet_faust_logs()
     timing = SessionTiming(
         masterdata_seconds=args.masterdata_seconds, idle_seconds=args.idle_seconds
     )
-    runtime = KafkaRuntime(
-        _config(args),
-        SecretBox.from_env(),
+    runtime = bootstrap.kafka_runtime(
+        settings_of(args),
+        tokens=Path(args.tokens) if args.tokens else None,
         timing=timing,
         executors=not args.no_executors,
         log_notes=not args.no_notes,
     )
-    return _run_until_signal(runtime.run)
+    return run_until_signal(runtime.run)
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
     import uvicorn
 
     from engine.gateway.ingest import MAX_BODY_BYTES
-    from engine.kafka.directory import KafkaTenantDirectory
     from engine.kafka.ingest import EventProducer, create_app
-    from engine.secrets import SecretBox
     from engine.web.door import Door, DoorSettings, server_config
 
-    config = _config(args)
-    producer = EventProducer(config)
-    app = create_app(KafkaTenantDirectory(config, SecretBox.from_env()), producer)
+    settings = settings_of(args)
+    producer = EventProducer(_config(args))
+    app = create_app(bootstrap.kafka_tenant_directory(settings), producer)
     # The port's limits (docs/operations.md): ingest bodies up to 1 MB, read timeouts.
     door = DoorSettings(caps={"/v1/": MAX_BODY_BYTES})
     app.add_middleware(Door, settings=door)
     try:
-        uvicorn.Server(server_config(app, host=args.host, port=args.port, settings=door)).run()
+        uvicorn.Server(
+            server_config(app, host=settings.http_host, port=args.port, settings=door)
+        ).run()
     finally:
         producer.close()
     return 0
@@ -108,32 +134,32 @@ def _cmd_ops(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from engine.cli import _run_until_signal
     from engine.kafka.ops import KafkaOps, create_ops_app
     from engine.web.auth import resolve_admin_token
     from engine.web.door import DoorSettings, server_config
 
     logging.getLogger("kafka").setLevel(logging.WARNING)  # the client's chatter, not ours
+    settings = settings_of(args)
+    host = settings.http_host
     kafka = KafkaOps(_config(args))
-    token, generated = resolve_admin_token()
+    given = settings.admin_token.get_secret_value() if settings.admin_token else None
+    token, generated = resolve_admin_token(given)
     app = create_ops_app(kafka, token)
 
     async def serve(stop: asyncio.Event) -> None:
         # The dashboard's limits (create_ops_app mounts the door; here its timeouts).
-        config = server_config(app, host=args.host, port=args.port, settings=DoorSettings())
+        config = server_config(app, host=host, port=args.port, settings=DoorSettings())
         server = uvicorn.Server(config)
         following = asyncio.create_task(kafka.follow(stop))
         serving = asyncio.create_task(server.serve())
         if generated:
-            print(
-                json.dumps({"dashboard": f"http://{args.host}:{args.port}/", "admin_token": token})
-            )
+            print(json.dumps({"dashboard": f"http://{host}:{args.port}/", "admin_token": token}))
         await stop.wait()
         server.should_exit = True
         await asyncio.gather(following, serving, return_exceptions=True)
 
     try:
-        return _run_until_signal(serve)
+        return run_until_signal(serve)
     finally:
         kafka.close()
 
@@ -149,15 +175,25 @@ def register(sub: Any) -> None:
     worker = sub.add_parser("worker", help="run a Kafka worker (faust) for the owned tenants")
     _common(worker)
     worker.add_argument("--tokens", default=None, help="Fortnox token store (shared SQLite)")
-    worker.add_argument("--masterdata-seconds", type=float, default=300.0)
-    worker.add_argument("--idle-seconds", type=float, default=0.25)
+    worker.add_argument(
+        "--masterdata-seconds",
+        type=float,
+        default=300.0,
+        help="full re-read of Fortnox's registers every this many seconds (default 300)",
+    )
+    worker.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=0.25,
+        help="a Fortnox session's nap when it has nothing to do (default 0.25)",
+    )
     worker.add_argument(
         "--no-executors", action="store_true", help="reconcile only (benchmarks, replicas)"
     )
     worker.add_argument("--no-notes", action="store_true", help="do not log decision notes")
     worker.set_defaults(func=_cmd_worker)
 
-    kafka = sub.add_parser("kafka", help="Kafka runtime: topics, tenants, ingest API")
+    kafka = sub.add_parser("kafka", help="Kafka runtime: topics, tenants, ingest API, ops")
     kafka_sub = kafka.add_subparsers(dest="kafka_command", required=True)
     init = kafka_sub.add_parser("init", help="create every topic of topics/names.py")
     _common(init)
@@ -167,33 +203,51 @@ def register(sub: Any) -> None:
     init.set_defaults(func=_cmd_init)
     tenants = kafka_sub.add_parser("tenants", help="tenants in the kassasync.tenants topic")
     _common(tenants)
-    tenants.add_argument("action", choices=["add", "list"])
-    tenants.add_argument("--config", help="YAML file with tenants: [...] (for add)")
+    tenants.add_argument("action", choices=["add", "list"], help="add or list")
+    tenants.add_argument(
+        "--config", help="add: YAML file with tenants: [...] (docs/configuration.md)"
+    )
     tenants.set_defaults(func=_cmd_tenants)
     ingest = kafka_sub.add_parser("ingest", help="serve the till ingest API onto till.events")
     _common(ingest)
-    ingest.add_argument("--host", default=os.environ.get("KASSASYNC_HTTP_HOST", "127.0.0.1"))
-    ingest.add_argument("--port", type=int, default=8080)
+    ingest.add_argument(
+        "--host",
+        dest="http_host",
+        default=None,
+        help="address to bind (default $KASSASYNC_HTTP_HOST or 127.0.0.1)",
+    )
+    ingest.add_argument("--port", type=int, default=8080, help="port to bind (default 8080)")
     ingest.set_defaults(func=_cmd_ingest)
 
     ops = kafka_sub.add_parser(
         "ops", help="serve the dashboard, ops API and /metrics of a Kafka deployment"
     )
     _common(ops)
-    ops.add_argument("--host", default=os.environ.get("KASSASYNC_HTTP_HOST", "127.0.0.1"))
-    ops.add_argument("--port", type=int, default=8081)
+    ops.add_argument(
+        "--host",
+        dest="http_host",
+        default=None,
+        help="address to bind (default $KASSASYNC_HTTP_HOST or 127.0.0.1)",
+    )
+    ops.add_argument("--port", type=int, default=8081, help="port to bind (default 8081)")
     ops.set_defaults(func=_cmd_ops)
 
     replay = sub.add_parser("replay", help="rebuild a tenant's state from the log; show the diff")
     _common(replay)
-    replay.add_argument("--runtime", choices=["embedded", "kafka"], default="embedded")
-    replay.add_argument("--tenant", required=True)
+    replay.add_argument(
+        "--runtime",
+        choices=["embedded", "kafka"],
+        default="embedded",
+        help="whose log to replay (default embedded)",
+    )
+    replay.add_argument("--tenant", required=True, help="the tenant to replay")
     replay.add_argument(
         "--from",
         dest="start",
         default="0",
+        type=_start,
         help="an offset (embedded: log offset; kafka: partition offset) or an ISO time",
     )
     replay.add_argument("--dry-run", action="store_true", help="show the diff, change nothing")
-    replay.add_argument("--json", action="store_true")
+    replay.add_argument("--json", action="store_true", help="print one JSON object")
     replay.set_defaults(func=_cmd_replay)

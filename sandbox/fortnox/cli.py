@@ -15,13 +15,11 @@ import socket
 import sys
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
 
-import uvicorn
-
-from sandbox.fortnox.app import create_app
-from sandbox.fortnox.gateway import SimulatedConnectionDrop
-from sandbox.fortnox.seed import Seeded, add_client_for, seed_bulk, seed_demo, seed_empty
-from sandbox.fortnox.state import SandboxState
+if TYPE_CHECKING:  # imported where used: ``kassasync --help`` need not load the server
+    from sandbox.fortnox.seed import Seeded
+    from sandbox.fortnox.state import SandboxState
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -52,6 +50,8 @@ class _QuietDrops(logging.Filter):
     """One line instead of a traceback for the drop-after-commit fault."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        from sandbox.fortnox.gateway import SimulatedConnectionDrop
+
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, SimulatedConnectionDrop):
             record.msg = "sandbox fault: connection dropped after a committed write"
@@ -61,6 +61,9 @@ class _QuietDrops(logging.Filter):
 
 
 def build(args: argparse.Namespace) -> tuple[SandboxState, Seeded]:
+    from sandbox.fortnox.seed import Seeded, add_client_for, seed_bulk, seed_demo, seed_empty
+    from sandbox.fortnox.state import SandboxState
+
     state = SandboxState(rate_window_seconds=args.rate_window)
     if args.no_rate_limit:
         state.rate_limiter.configure(enabled=False)
@@ -88,6 +91,10 @@ def build(args: argparse.Namespace) -> tuple[SandboxState, Seeded]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from sandbox.fortnox.app import create_app
+
     if args.host not in LOOPBACK:
         print(
             f"refusing to bind {args.host}: the sandbox listens on loopback only", file=sys.stderr
