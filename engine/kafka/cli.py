@@ -4,13 +4,18 @@ and ``kassasync replay`` (both runtimes)."""
 from __future__ import annotations
 
 import argparse
+import asyncio
+import functools
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import bootstrap
 from engine.cliutil import run_until_signal, settings_of
+
+if TYPE_CHECKING:
+    import uvicorn
 from engine.kafka.config import KafkaConfig, parse_cleanup
 
 
@@ -119,19 +124,31 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     # The port's limits (docs/operations.md): ingest bodies up to 1 MB, read timeouts.
     door = DoorSettings(caps={"/v1/": MAX_BODY_BYTES})
     app.add_middleware(Door, settings=door)
+    server = uvicorn.Server(
+        server_config(app, host=settings.http_host, port=args.port, settings=door)
+    )
     try:
-        uvicorn.Server(
-            server_config(app, host=settings.http_host, port=args.port, settings=door)
-        ).run()
+        return run_until_signal(functools.partial(serve_until, server))
     finally:
         producer.close()
-    return 0
+
+
+async def serve_until(server: uvicorn.Server, stop: asyncio.Event) -> None:
+    """Serve until ``stop`` is set (SIGINT, SIGTERM) or the server ends; a clean exit, status 0.
+
+    uvicorn takes the signal itself while it serves, shuts down gracefully and then raises the
+    signal again for the handler it found, which is ``run_until_signal``'s: it sets ``stop``.
+    """
+    serving = asyncio.create_task(server.serve())
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    stopped.cancel()
+    await serving
 
 
 def _cmd_ops(args: argparse.Namespace) -> int:
     """The Kafka deployment's dashboard, ops API and /metrics over a read model of its topics."""
-    import asyncio
-
     import uvicorn
 
     from engine.kafka.ops import KafkaOps, create_ops_app
@@ -151,12 +168,12 @@ def _cmd_ops(args: argparse.Namespace) -> int:
         config = server_config(app, host=host, port=args.port, settings=DoorSettings())
         server = uvicorn.Server(config)
         following = asyncio.create_task(kafka.follow(stop))
-        serving = asyncio.create_task(server.serve())
         if generated:
-            print(json.dumps({"dashboard": f"http://{host}:{args.port}/", "admin_token": token}))
-        await stop.wait()
-        server.should_exit = True
-        await asyncio.gather(following, serving, return_exceptions=True)
+            where = f"http://{host}:{args.port}/"
+            print(json.dumps({"dashboard": where, "admin_token": token}), flush=True)
+        await serve_until(server, stop)
+        stop.set()
+        await following
 
     try:
         return run_until_signal(serve)
