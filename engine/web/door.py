@@ -292,5 +292,8 @@ def server_config(app: Any, *, host: str, port: int, settings: DoorSettings) -> 
         timeout_keep_alive=settings.keep_alive,
         h11_max_incomplete_event_size=settings.max_header_bytes,
         log_level="warning",
+        # No logging set-up of uvicorn's own: its warnings go through the engine's JSON log
+        # (engine/logging.py) instead of plain-text lines of their own.
+        log_config=None,
         lifespan="off",
     )
