@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 from engine.executors.ports import CursorUpdate, ExecutorPorts
 from engine.ops import Light, Ops, topic_of
 from engine.store.outbox import Pending
+from engine.supervision import Health
 from topics.envelope import Envelope
 from topics.errors import ShopError
 from topics.outcomes import OutcomeStatus
@@ -96,6 +97,13 @@ class EngineMetrics:
             buckets=WAIT_BUCKETS,
             registry=r,
         )
+        self.loop_restarts = Counter(
+            "kassasync_loop_restarts",
+            "Long-running loops restarted by the supervisor after a crash, by loop kind "
+            "(processor, ticks, sessions, session, feed, till, ...).",
+            ["loop"],
+            registry=r,
+        )
         self.fortnox = PrometheusFortnoxMetrics(self)
 
     # -- hooks ----------------------------------------------------------------------------
@@ -122,6 +130,15 @@ class EngineMetrics:
 
     def settled(self, target: str, command_type: str, outcome: str) -> None:
         self.commands.labels(target, command_type, outcome).inc()
+
+    def loop_restarted(self, kind: str) -> None:
+        self.loop_restarts.labels(kind).inc()
+
+    def watch_health(self, health: Callable[[], Health]) -> HealthCollector:
+        """Report the supervisor's health at every scrape."""
+        collector = HealthCollector(health)
+        self.registry.register(collector)
+        return collector
 
     def watch(self, ops: Ops) -> OpsCollector:
         """Read the state gauges from ``ops`` at every scrape."""
@@ -157,6 +174,33 @@ class PrometheusFortnoxMetrics:
 
     def token_refreshed(self, *, tenant: str, outcome: str) -> None:
         self.m.token_refreshes.labels(outcome).inc()
+
+
+class HealthCollector(Collector):
+    """``kassasync_healthy`` (1 or 0) and ``kassasync_loop_problems`` per loop kind."""
+
+    def __init__(self, health: Callable[[], Health]) -> None:
+        self.health = health
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        health = self.health()
+        healthy = GaugeMetricFamily(
+            "kassasync_healthy", "1 while /healthz answers 200, else 0 (see its problems)."
+        )
+        healthy.add_metric([], 1.0 if health.ok else 0.0)
+        yield healthy
+        problems = GaugeMetricFamily(
+            "kassasync_loop_problems",
+            "Loops that are down, crashing, reporting a fault or stalled, by loop kind.",
+            labels=["loop"],
+        )
+        kinds = collections.Counter(p.loop.split(":", 1)[0] for p in health.problems)
+        for kind, count in sorted(kinds.items()):
+            problems.add_metric([kind], float(count))
+        yield problems
 
 
 class OpsCollector(Collector):

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import functools
+import shutil
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ from engine.embedded.edge import Edge
 from engine.embedded.processor import BatchResult, Processor
 from engine.embedded.scheduler import TickScheduler
 from engine.executors.feed import DatabaseOffsets, FeedHandler, app_key
-from engine.executors.fortnox import FortnoxSession, SessionTiming, start_session
+from engine.executors.fortnox import FortnoxSession, SessionTiming
+from engine.executors.sessions import SessionKeeper
 from engine.executors.till import TillDelivery
 from engine.fortnox.api import FortnoxApi
 from engine.fortnox.errors import FortnoxError
@@ -42,14 +44,18 @@ from engine.metrics import EngineMetrics, MeteredPorts
 from engine.ops import EmbeddedProbe, Ops, SqliteOpsStore, Throughput
 from engine.secrets import Secret, SecretBox
 from engine.store.db import Database
+from engine.supervision import Health, Supervisor
 from engine.tenants import TenantConfig, TenantDirectory
 from engine.web import mount as mount_web
+from engine.web.api import healthz_router
 from engine.web.auth import AdminAuth, resolve_admin_token
 from engine.web.connect import resume_if_waiting_for_consent, resume_where_connected
 from engine.web.door import DoorSettings, server_config
 from topics.settings import TenantSettings
 
-#: How often the tick loop checks that every tenant with Fortnox has a running session.
+#: Health turns red when the data folder's disk has less room than this.
+MIN_FREE_BYTES = 16 * 1024 * 1024
+#: How often every tenant with Fortnox is checked for a running session (and ticks at least).
 SESSIONS_CHECK_SECONDS = 0.2
 #: How often idle tenants' Fortnox logins are checked (and renewed before they lapse).
 LOGINS_CHECK_SECONDS = 3600.0
@@ -127,9 +133,24 @@ class EmbeddedEngine:
             else None
         )
         self.timing = timing or SessionTiming()
-        self.sessions: dict[str, FortnoxSession] = {}
+        #: Every long-running loop runs under it; /healthz and the dashboard read its health.
+        self.supervisor = Supervisor(self.metrics)
+        self.supervisor.watch("processor.lag", self._lag_reading)
+        #: Below this many free bytes on the data folder's disk, health is red (writes are about
+        #: to fail with "database or disk is full").
+        self.min_free_bytes = MIN_FREE_BYTES
+        self.supervisor.check("disk", self._disk_problem)
+        self.metrics.watch_health(self.health)
+        self.keeper = SessionKeeper(
+            self.supervisor,
+            self.tenants.get,
+            self._api_for,
+            self.ports,
+            self._settings_for,
+            self.timing,
+        )
+        self.sessions: dict[str, FortnoxSession] = self.keeper.sessions
         self._feeds: dict[str, tuple[TopicsFeed, set[str], asyncio.Task[None]]] = {}
-        self._session_tasks: dict[str, asyncio.Task[None]] = {}
         self._http: httpx.AsyncClient | None = None
         #: Set when the ingest API stored events (the processor need not wait out its idle nap).
         self._work = asyncio.Event()
@@ -157,12 +178,11 @@ class EmbeddedEngine:
             door=self.door,
             onboarding=lambda: self.onboarding,
             tenants=self.tenants,
+            health=self.health,
         )
-
-        @app.get("/healthz")
-        async def healthz() -> dict[str, object]:
-            return {"ok": True, "tenants": len(self.tenants.ids())}
-
+        app.include_router(
+            healthz_router(self.health, lambda: {"tenants": len(self.tenants.ids())})
+        )
         return app
 
     def settings_of(self, tenant: str) -> TenantSettings:
@@ -191,26 +211,18 @@ class EmbeddedEngine:
             app=self.fortnox_app,
         )
 
-    async def _ensure_sessions(self, stop: asyncio.Event) -> None:
-        for tenant in self.tenants.ids():
-            if tenant in self._session_tasks and not self._session_tasks[tenant].done():
-                continue
-            config = self.tenants.get(tenant)
-            if config is None or config.fortnox is None:
-                continue
-            started = await start_session(
-                config, self._api_for, self.ports, self._settings_for(tenant), self.timing, stop
-            )
-            if started is None:
-                continue
-            self.sessions[tenant], self._session_tasks[tenant] = started
-        self._ensure_feeds()
+    def _ensure_sessions(self, stop: asyncio.Event) -> None:
+        self.keeper.ensure(self.tenants.ids(), stop)
+        self._ensure_feeds(stop)
 
-    def _ensure_feeds(self) -> None:
+    def _ensure_feeds(self, stop: asyncio.Event) -> None:
         """One topics-feed connection per Fortnox app, carrying all of that app's tenants."""
         groups: dict[str, tuple[str, Secret, set[str]]] = {}
-        for tenant in self.sessions:
-            config = self.tenants.get(tenant)
+        for tenant in list(self.sessions):
+            try:
+                config = self.tenants.get(tenant)
+            except Exception:  # reported by the tenant's session loop (SessionKeeper.ensure)
+                continue
             if config is None or config.fortnox is None or not config.fortnox.topics_url:
                 continue
             app = resolve_connection(config.fortnox, self.fortnox_app).app
@@ -233,7 +245,8 @@ class EmbeddedEngine:
                 on_event=FeedHandler(self.ports, lambda: self.sessions),
                 url=url,
             )
-            self._feeds[key] = (feed, members, asyncio.create_task(feed.run()))
+            task = self.supervisor.spawn(f"feed:{key}", feed.run, stop, kind="feed")
+            self._feeds[key] = (feed, members, task)
             self._follow(feed, members)
 
     def _follow(self, feed: TopicsFeed, members: set[str]) -> None:
@@ -260,15 +273,14 @@ class EmbeddedEngine:
 
         return source
 
-    # -- loops --------------------------------------------------------------------------------
+    # -- loops (each under the supervisor) --------------------------------------------------
 
     async def _process_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self._work.clear()
             result = self.processor.step(limit=500)
             if result.commands:
-                for session in self.sessions.values():
-                    session.wakeup.set()
+                self.keeper.wake_all()
             if result.processed:
                 self._wakes_changed.set()
                 await asyncio.sleep(0)
@@ -296,33 +308,55 @@ class EmbeddedEngine:
 
     async def _tick_loop(self, stop: asyncio.Event) -> None:
         """Ticks tenants whose flush window has passed, waking at the earliest wake-up time (or
-        when the processor wrote new ones); checks the sessions every 0.2 s."""
-        loop = asyncio.get_running_loop()
-        sessions_at = 0.0
+        when the processor wrote new ones), at least every 0.2 s."""
         while not stop.is_set():
             self._wakes_changed.clear()
             now = utcnow()
             self.scheduler.due(now)
-            if loop.time() >= sessions_at:
-                await self._ensure_sessions(stop)
-                sessions_at = loop.time() + SESSIONS_CHECK_SECONDS
-            timeout = sessions_at - loop.time()
+            timeout = SESSIONS_CHECK_SECONDS
             earliest = self.scheduler.earliest()
             if earliest is not None:
                 timeout = min(timeout, seconds_until(earliest))
             # Never less than 5 ms: this loop must always yield to the others.
             await _first(stop, self._wakes_changed, timeout=max(timeout, 0.005))
 
+    async def _session_loop(self, stop: asyncio.Event) -> None:
+        """Every 0.2 s: a supervised session for every tenant with Fortnox, and their feeds."""
+        while not stop.is_set():
+            self._ensure_sessions(stop)
+            await _first(stop, self._wakes_changed, timeout=SESSIONS_CHECK_SECONDS)
+
+    def _lag_reading(self) -> tuple[int, int]:
+        """(messages waiting for the reconcilers, messages they consumed so far)."""
+        lag = self.processor.lag()
+        done = self.processor.offsets.get(self.processor.consumer)
+        return sum(lag.values()), sum(done.values())
+
+    def _disk_problem(self) -> str | None:
+        free = shutil.disk_usage(self.data_dir).free
+        if free >= self.min_free_bytes:
+            return None
+        return (
+            f"disk full: {free} bytes free where the database lives ({self.data_dir}); "
+            f"writes fail below {self.min_free_bytes}"
+        )
+
+    def health(self) -> Health:
+        return self.supervisor.health()
+
     async def run(self, stop: asyncio.Event, *, serve_http: bool = True) -> None:
         async with httpx.AsyncClient() as http:
             self._http = http
-            delivery = TillDelivery(self.ports, self.tenants.get, http)
+            delivery = TillDelivery(self.ports, self.tenants.get, http, self.supervisor)
+            spawn = self.supervisor.spawn
             tasks = [
-                asyncio.create_task(self._process_loop(stop)),
-                asyncio.create_task(self._tick_loop(stop)),
-                asyncio.create_task(delivery.run(stop)),
-                asyncio.create_task(self._logins_loop(stop)),
-                asyncio.create_task(self._consent_loop(stop)),
+                spawn("processor", lambda: self._process_loop(stop), stop, backoff_max=5.0),
+                spawn("ticks", lambda: self._tick_loop(stop), stop, backoff_max=5.0),
+                spawn("sessions", lambda: self._session_loop(stop), stop, backoff_max=5.0),
+                spawn("till", lambda: delivery.run(stop), stop, backoff_max=5.0),
+                spawn("watchdog", lambda: self.supervisor.watchdog(stop), stop),
+                spawn("logins", lambda: self._logins_loop(stop), stop),
+                spawn("consent", lambda: self._consent_loop(stop), stop),
             ]
             if serve_http:
                 config = server_config(
@@ -343,12 +377,7 @@ class EmbeddedEngine:
                 self.server.should_exit = True
             for feed, _members, _task in self._feeds.values():
                 await feed.stop()
-            feed_tasks = [task for _f, _m, task in self._feeds.values()]
-            await asyncio.gather(
-                *tasks, *self._session_tasks.values(), *feed_tasks, return_exceptions=True
-            )
-            for session in self.sessions.values():
-                await session.api.client.aclose()
+            await asyncio.gather(*tasks, *self.supervisor.tasks(), return_exceptions=True)
         log.info("engine.stopped")
 
     # -- for the demo, tests and ops ----------------------------------------------------------

@@ -10,14 +10,13 @@ stock write records its intent before it leaves so a lost answer is read back, n
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 import hashlib
 import json
 import math
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -62,7 +61,6 @@ from engine.fortnox.stock import (
     settle_intent,
 )
 from engine.store.outbox import Pending
-from engine.tenants import TenantConfig
 from topics import commands as cm
 from topics import fortnox as fx
 from topics.envelope import Envelope
@@ -1034,37 +1032,6 @@ class FortnoxSession:
             fingerprint=(self.tenant, "masterdata", "", digest),
         )
         log.info("fortnox.masterdata.refreshed", tenant=self.tenant, years=len(year_data))
-
-
-async def start_session(
-    config: TenantConfig,
-    api_for: Callable[[TenantConfig], Awaitable[FortnoxApi]],
-    ports: ExecutorPorts,
-    settings: Callable[[], TenantSettings],
-    base: SessionTiming,
-    stop: asyncio.Event,
-    still_wanted: Callable[[], bool] = lambda: True,
-) -> tuple[FortnoxSession, asyncio.Task[None]] | None:
-    """Connect a tenant and start its session (both runtimes); None when it cannot connect now
-    (it is logged, and the caller tries again on its next round) or is no longer wanted once
-    connected (a Kafka partition revoked meanwhile)."""
-    assert config.fortnox is not None
-    try:
-        api = await api_for(config)
-    except Exception as failed:  # one tenant's bad configuration must not stop the others
-        log.error("fortnox.session.start_failed", tenant=config.id, error=type(failed).__name__)
-        return None
-    if stop.is_set() or not still_wanted():
-        await api.client.aclose()
-        return None
-    timing = dataclasses.replace(
-        base,
-        poll_seconds=config.fortnox.poll_seconds,
-        # The feed's safety net is never tighter than the tenant's own poll period.
-        feed_poll_seconds=max(config.fortnox.poll_seconds, base.feed_poll_seconds),
-    )
-    session = FortnoxSession(config.id, api, ports, settings, timing)
-    return session, asyncio.create_task(session.run(stop))
 
 
 def _problem(failed: BaseException) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ import structlog
 
 from engine.executors.ports import ExecutorPorts
 from engine.store.outbox import Pending
+from engine.supervision import Supervisor
 from engine.tenants import TenantConfig
 from topics.errors import ErrorKind, shop_error
 from topics.outcomes import OutcomeStatus
@@ -35,10 +37,15 @@ class TillDelivery:
         edge: ExecutorPorts,
         tenants: Callable[[str], TenantConfig | None],
         http: httpx.AsyncClient,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.edge = edge
         self.tenants = tenants
         self.http = http
+        #: Each tenant's delivery runs as the loop ``till:<tenant>``: a crash (a configuration
+        #: the secret key cannot open, a database error) is logged, counted and retried with
+        #: backoff, and shows on /healthz, instead of ending the tenant's delivery silently.
+        self.supervisor = supervisor or Supervisor()
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     async def run(self, stop: asyncio.Event, poll: float = 0.1) -> None:
@@ -46,7 +53,13 @@ class TillDelivery:
             for tenant in self.edge.tenants_with_work("till"):
                 task = self._tasks.get(tenant)
                 if task is None or task.done():
-                    self._tasks[tenant] = asyncio.create_task(self.deliver_tenant(tenant, stop))
+                    self._tasks[tenant] = self.supervisor.spawn(
+                        f"till:{tenant}",
+                        functools.partial(self.deliver_tenant, tenant, stop),
+                        stop,
+                        kind="till",
+                        finite=True,
+                    )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=poll)
         for task in self._tasks.values():

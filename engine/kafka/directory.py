@@ -13,16 +13,20 @@ import time
 import uuid
 from typing import Any
 
+import structlog
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from engine.clock import utcnow
 from engine.kafka.config import KafkaConfig
 from engine.kafka.topics import partition_for
-from engine.secrets import SecretBox
+from engine.secrets import SecretBox, SecretDecryptError
+from engine.supervision import describe
 from engine.tenants import TenantConfig, hash_key, new_api_key
 from topics import registry
 from topics.names import Topic, message_key
 from topics.outcomes import SettingsChanged, SettingsChangedData
+
+log = structlog.get_logger("kassasync.kafka.tenants")
 
 
 class KafkaTenantDirectory:
@@ -32,6 +36,9 @@ class KafkaTenantDirectory:
         self.refresh_every = refresh_every
         self._configs: dict[str, TenantConfig] = {}
         self._hashes: dict[str, str] = {}
+        #: Tenants whose configuration cannot be opened (a wrong KASSASYNC_SECRET_KEY): the
+        #: cause, reported by the worker's health; their API keys still work for ingest.
+        self.unreadable: dict[str, str] = {}
         self._position = 0
         self._checked = 0.0
         self._lock = threading.Lock()
@@ -70,10 +77,19 @@ class KafkaTenantDirectory:
         if value is None:
             self._configs.pop(tenant, None)
             self._hashes.pop(tenant, None)
+            self.unreadable.pop(tenant, None)
             return
         data = json.loads(value)
-        self._configs[tenant] = self._open(data["config"])
         self._hashes[tenant] = data["api_key_hash"]
+        try:
+            self._configs[tenant] = self._open(data["config"])
+        except SecretDecryptError as failed:
+            # One tenant the key cannot open must not hide every later tenant of the topic.
+            self._configs.pop(tenant, None)
+            self.unreadable[tenant] = describe(failed)
+            log.error("tenants.config_unreadable", tenant=tenant, cause=self.unreadable[tenant])
+        else:
+            self.unreadable.pop(tenant, None)
 
     def get(self, tenant: str) -> TenantConfig | None:
         self.refresh()

@@ -33,7 +33,8 @@ from faust.types import TP
 from kafka import KafkaProducer
 
 from engine.core.process import Admitted, Inbound, Outcome, Step, log_decisions, process
-from engine.executors.fortnox import FortnoxSession, SessionTiming, start_session
+from engine.executors.fortnox import FortnoxSession, SessionTiming
+from engine.executors.sessions import SessionKeeper, session_loop
 from engine.executors.till import TillDelivery
 from engine.fortnox.api import FortnoxApi
 from engine.fortnox.limiter import LimiterRegistry
@@ -57,6 +58,7 @@ from engine.kafka.store import (
 from engine.kafka.topics import partition_for
 from engine.secrets import SecretBox
 from engine.store.outbox import TARGETS
+from engine.supervision import Health, RestartCounter, Supervisor
 from engine.tenants import TenantConfig
 from reconcilers.context import Refused
 from reconcilers.dispatch import requeues_dead_command
@@ -118,6 +120,7 @@ class KafkaRuntime:
         timing: SessionTiming | None = None,
         executors: bool = True,
         log_notes: bool = True,
+        restarts: RestartCounter | None = None,
     ) -> None:
         self.config = config
         self.box = box
@@ -190,8 +193,18 @@ class KafkaRuntime:
         self.app.agent(self.source, name="kassasync.reconcile")(self._agent)
         self._exec_stop = asyncio.Event()
         self._exec_tasks: list[asyncio.Task[None]] = []
-        self.sessions: dict[str, FortnoxSession] = {}
-        self._session_tasks: dict[str, asyncio.Task[None]] = {}
+        #: Every executor loop of this worker runs under it (see engine/supervision.py).
+        self.supervisor = Supervisor(restarts)
+        self.keeper = SessionKeeper(
+            self.supervisor,
+            self.directory.cached,
+            self._api_for,
+            self.ports,
+            self._settings_for,
+            self.timing,
+        )
+        self.sessions: dict[str, FortnoxSession] = self.keeper.sessions
+        self._unreadable_reported: set[str] = set()
         self.token_store: SqliteTokenStore | None = None
         self.limiters = LimiterRegistry()
         self._http: httpx.AsyncClient | None = None
@@ -546,17 +559,19 @@ class KafkaRuntime:
         stop = self._exec_stop
         if self._http is None:
             self._http = httpx.AsyncClient()
-        delivery = TillDelivery(self.ports, self.directory.cached, self._http)
+        delivery = TillDelivery(self.ports, self.directory.cached, self._http, self.supervisor)
+        spawn = self.supervisor.spawn
         self._exec_tasks = [
-            asyncio.create_task(delivery.run(stop)),
-            asyncio.create_task(self._tick_loop(stop)),
+            spawn("till", lambda: delivery.run(stop), stop, backoff_max=5.0),
+            spawn("ticks", lambda: self._tick_loop(stop), stop, backoff_max=5.0),
+            spawn("sessions", lambda: self._session_loop(stop), stop, backoff_max=5.0),
         ]
 
     async def _stop_executors(self) -> None:
         self._exec_stop.set()
         waited: set[asyncio.Task[None]] = set()
         while True:  # again if a session was started while this waited
-            tasks = {*self._exec_tasks, *self._session_tasks.values()} - waited
+            tasks = {*self._exec_tasks, *self.supervisor.tasks()} - waited
             if not tasks:
                 break
             _, late = await asyncio.wait(tasks, timeout=10)
@@ -564,21 +579,27 @@ class KafkaRuntime:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             waited |= tasks
-        # A copy: the tick loop may still be starting a session while this awaits.
-        for session in list(self.sessions.values()):
-            with contextlib.suppress(Exception):
-                await session.api.client.aclose()
+        # Each session closes its Fortnox client as it ends (SessionKeeper).
         self._exec_tasks = []
-        self._session_tasks.clear()
         self.sessions.clear()
 
     async def _tick_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self.due_ticks(dt.datetime.now(dt.UTC))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.2)
+
+    async def _session_loop(self, stop: asyncio.Event) -> None:
+        """Reads new tenants and keeps a supervised session for each owned one with Fortnox."""
+        while not stop.is_set():
             await asyncio.to_thread(self.directory.refresh)
             await self._ensure_sessions(stop)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.2)
+
+    def health(self) -> Health:
+        """This worker's health: its executor loops and the tenants it cannot open."""
+        return self.supervisor.health()
 
     def settings_of(self, tenant: str) -> TenantSettings:
         config = self.directory.cached(tenant)
@@ -594,32 +615,20 @@ class KafkaRuntime:
             self.token_store = SqliteTokenStore(self.config.tokens, self.box)
         return await open_api(config, self.token_store, limiters=self.limiters)
 
-    def _still_owned(self, tenant: str) -> Callable[[], bool]:
-        return lambda: not self._exec_stop.is_set() and self.owns(tenant)
-
     async def _ensure_sessions(self, stop: asyncio.Event) -> None:
-        for tenant in self.directory.ids():
-            if not self.owns(tenant) or stop.is_set() or self._exec_stop.is_set():
-                continue
-            task = self._session_tasks.get(tenant)
-            if task is not None and not task.done():
-                continue
-            config = self.directory.cached(tenant)
-            if config is None or config.fortnox is None:
-                continue
-            started = await start_session(
-                config,
-                self._api_for,
-                self.ports,
-                self._settings_for(tenant),
-                self.timing,
-                stop,
-                # Revoked while the session was being set up: it must not start here.
-                still_wanted=self._still_owned(tenant),
-            )
-            if started is None:
-                continue
-            self.sessions[tenant], self._session_tasks[tenant] = started
+        if stop.is_set() or self._exec_stop.is_set():
+            return
+        self.keeper.ensure(self.directory.ids(), stop, self._wanted)
+        unreadable = {t: c for t, c in self.directory.unreadable.items() if self.owns(t)}
+        for tenant, cause in unreadable.items():
+            self.supervisor.fault(session_loop(tenant), cause)
+        for tenant in self._unreadable_reported - set(unreadable):
+            self.supervisor.clear(session_loop(tenant))
+        self._unreadable_reported = set(unreadable)
+
+    def _wanted(self, tenant: str) -> bool:
+        # Revoked while the session was being set up: it must not start here.
+        return not self._exec_stop.is_set() and self.owns(tenant)
 
     # -- life cycle -----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from engine.fortnox.onboarding import Onboarding
 from engine.metrics import EngineMetrics
 from engine.ops import Ops
+from engine.supervision import Health
 from engine.tenants import TenantDirectory
 from engine.web import api, connect, pages
 from engine.web.auth import AdminAuth, Forbidden, NeedLogin, Throttled
@@ -31,16 +32,17 @@ def mount(
     door: DoorSettings | None = None,
     onboarding: Callable[[], Onboarding | None] | None = None,
     tenants: TenantDirectory | None = None,
+    health: Callable[[], Health] | None = None,
 ) -> None:
     """Dashboard and ops API (admin token) and ``/metrics`` (no token) on ``app``, and the
     door in front of every route of ``app`` (``door``: its limits, by default 16 KB bodies);
     with ``tenants``, adding shops and connecting them to Fortnox (its callback needs no
-    token)."""
+    token); with ``health``, every dashboard page shows the engine's health problems in red."""
     app.add_middleware(Door, settings=door or DoorSettings())
     if tenants is not None:
         # Before the pages: /tenants/new is not a tenant called "new".
         app.include_router(connect.router(ops, auth, onboarding or (lambda: None), tenants))
-    app.include_router(pages.router(ops, auth))
+    app.include_router(pages.router(ops, auth, health=health))
     app.include_router(api.router(ops, auth))
 
     @app.get("/metrics", include_in_schema=False)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import json
+import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -25,6 +27,7 @@ from engine.ops import (
     TenantDetail,
     TenantSummary,
 )
+from engine.supervision import Health, health_json
 from engine.web.auth import AdminAuth, Forbidden, NeedLogin, Session, check_same_origin
 
 CSRF_HEADER = "x-kassasync-csrf"
@@ -192,3 +195,20 @@ def router(ops: Ops, auth: AdminAuth) -> APIRouter:
             return _error(failed)
 
     return api
+
+
+def healthz_router(
+    health: Callable[[], Health], extra: Callable[[], dict[str, object]]
+) -> APIRouter:
+    """``GET /healthz``: 200 while every supervised loop runs and nothing is stalled; otherwise
+    503 with the problems (which loop, why, for how long). No token: load balancers and
+    orchestrators probe it; it names loops and causes, never a secret or a tenant's data."""
+    route = APIRouter()
+
+    @route.get("/healthz")
+    async def healthz() -> JSONResponse:
+        found = health()
+        body = health_json(found, time.monotonic(), **extra())
+        return JSONResponse(body, status_code=200 if found.ok else 503)
+
+    return route

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -21,6 +22,7 @@ from engine.ops import (
     age_text,
     money,
 )
+from engine.supervision import Health
 from engine.web.auth import (
     AdminAuth,
     NeedLogin,
@@ -98,7 +100,12 @@ def _with_query(path: str, **params: str) -> str:
     return f"{base}?{urlencode(params)}"
 
 
-def router(ops: Ops, auth: AdminAuth) -> APIRouter:
+def router(
+    ops: Ops,
+    auth: AdminAuth,
+    *,
+    health: Callable[[], Health] | None = None,
+) -> APIRouter:
     pages = APIRouter(include_in_schema=False)
 
     def session(request: Request) -> Session:
@@ -112,7 +119,8 @@ def router(ops: Ops, auth: AdminAuth) -> APIRouter:
 
     def page(request: Request, who: Session, title: str, body: str) -> HTMLResponse:
         csrf = auth.csrf_token(who) if who.via == "cookie" else ""
-        return html_response(layout(title, body, csrf=csrf, flash=_flash(request)))
+        banner = "" if health is None else render_health(health(), time.monotonic())
+        return html_response(layout(title, banner + body, csrf=csrf, flash=_flash(request)))
 
     async def action(
         request: Request, who: Session, run: Callable[[], str], default_next: str
@@ -532,6 +540,30 @@ def render_tenant(detail: TenantDetail, csrf: str, now: float) -> str:
     parts.append("<h2>Recent reports</h2>")
     parts.append(table(["At", "About", "Kind", "Detail"], report_rows, empty="No reports."))
     return "".join(parts)
+
+
+def render_health(health: Health, now_monotonic: float) -> str:
+    """The engine's own health, on top of every page: red with each problem while /healthz is
+    not 200 (nothing when all is well)."""
+    if health.ok:
+        return ""
+    rows = [
+        [
+            f"<code>{esc(p.loop)}</code>",
+            esc(p.cause),
+            esc(age_text(max(0.0, now_monotonic - p.since))),
+            f'<span class="num">{p.restarts}</span>',
+        ]
+        for p in health.problems
+    ]
+    return (
+        f'<div class="alert engine-health">{light(Light.RED, [p.cause for p in health.problems])}'
+        " <h2>The engine is not healthy</h2>"
+        "<p>These loops are down, crashing or stalled; each restarts by itself once its cause is "
+        "gone (see the log's <code>loop.crashed</code> / <code>loop.fault</code> lines).</p>"
+        + table(["Loop", "Cause", "For", "Restarts"], rows)
+        + "</div>"
+    )
 
 
 def render_system(view: SystemView, now: float) -> str:
