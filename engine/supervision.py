@@ -149,11 +149,15 @@ class Supervisor:
         kind: str | None = None,
         finite: bool = False,
         backoff_max: float | None = None,
+        transient: tuple[type[BaseException], ...] = (),
     ) -> asyncio.Task[None]:
         """Run ``body`` until ``stop``, restarting it after a crash. A ``finite`` body may return
         when its work is done (a tenant's till delivery with nothing left); any other body that
         returns before ``stop`` is set is treated as a crash. ``backoff_max`` caps the wait between
-        restarts below the supervisor's (a loop everything waits for comes back sooner)."""
+        restarts below the supervisor's (a loop everything waits for comes back sooner).
+        ``transient`` failures are another system being unavailable (Fortnox down): restarted
+        with the same backoff and logged at warning, but not the engine's ill health (the
+        tenant's flows show it on the dashboard)."""
         state = self.loops.get(name)
         if state is not None and state.task is not None and not state.task.done():
             return state.task
@@ -161,7 +165,9 @@ class Supervisor:
             state = LoopState(name=name, kind=kind or name.split(":", 1)[0])
             self.loops[name] = state
         cap = self.backoff_max if backoff_max is None else min(backoff_max, self.backoff_max)
-        task = asyncio.create_task(self._supervise(state, body, stop, finite, cap), name=name)
+        task = asyncio.create_task(
+            self._supervise(state, body, stop, finite, cap, transient), name=name
+        )
         state.task = task
         return task
 
@@ -181,9 +187,11 @@ class Supervisor:
         stop: asyncio.Event,
         finite: bool,
         cap: float,
+        transient: tuple[type[BaseException], ...] = (),
     ) -> None:
         delay = min(self.backoff_first, cap)
         while not stop.is_set():
+            passing = False
             state.running = True
             state.started_at = self.clock()
             try:
@@ -193,6 +201,7 @@ class Supervisor:
                 raise
             except Exception as failed:  # the point of a supervisor: nothing stops the engine
                 cause = describe(failed)
+                passing = isinstance(failed, transient)
             else:
                 state.running = False
                 if finite or stop.is_set():
@@ -204,19 +213,26 @@ class Supervisor:
             if self.clock() - state.started_at >= self.stable_seconds:
                 delay = min(self.backoff_first, cap)
             state.restarts += 1
-            state.last_cause = cause
-            state.failed_at = self.clock()
-            if self.counter is not None:
-                self.counter.loop_restarted(state.kind)
             wait = delay * (0.5 + random.random() / 2)
-            log.error(
-                "loop.crashed",
-                loop=state.name,
-                cause=cause,
-                restarts=state.restarts,
-                restart_in=round(wait, 3),
-                exc_info=True,
-            )
+            if passing:
+                state.last_cause = None
+                state.failed_at = None
+                log.warning(
+                    "loop.unavailable", loop=state.name, cause=cause, restart_in=round(wait, 3)
+                )
+            else:
+                state.last_cause = cause
+                state.failed_at = self.clock()
+                if self.counter is not None:
+                    self.counter.loop_restarted(state.kind)
+                log.error(
+                    "loop.crashed",
+                    loop=state.name,
+                    cause=cause,
+                    restarts=state.restarts,
+                    restart_in=round(wait, 3),
+                    exc_info=True,
+                )
             await _sleep_unless(stop, wait)
             delay = min(delay * 2, cap)
         state.running = False

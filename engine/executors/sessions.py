@@ -15,11 +15,13 @@ import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Iterable
 
+import httpx
 import structlog
 
 from engine.executors.fortnox import FortnoxSession, SessionTiming
 from engine.executors.ports import ExecutorPorts
 from engine.fortnox.api import FortnoxApi
+from engine.fortnox.errors import FortnoxUnavailable
 from engine.supervision import Supervisor, describe
 from engine.tenants import TenantConfig
 from topics.settings import TenantSettings
@@ -77,6 +79,9 @@ class SessionKeeper:
                 stop,
                 kind="session",
                 finite=True,
+                # Fortnox (or its OAuth server) not answering is the tenant's Fortnox flow
+                # problem, shown on its page; the loop still retries with backoff.
+                transient=(FortnoxUnavailable, httpx.TransportError),
             )
 
     async def _run(self, tenant: str, stop: asyncio.Event, wanted: Callable[[str], bool]) -> None:
