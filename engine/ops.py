@@ -49,7 +49,7 @@ from engine.clock import utcnow
 from engine.fortnox.limiter import LimiterRegistry
 from engine.store.db import Database
 from engine.store.log import Log, Offsets
-from engine.store.outbox import DeadLetters, Outbox
+from engine.store.outbox import DeadLetters, Outbox, OutboxRow
 from reconcilers import dispatch
 from reconcilers.queries import article_drifts, stock_drifts
 from reconcilers.state import Record
@@ -200,6 +200,8 @@ class PendingCommand:
     created_at: float
     next_at: float
     last_error: str | None
+    #: Which of the tenant's commands it holds back (engine/store/lanes.py).
+    lane: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,6 +330,21 @@ class OpsStore(Protocol):
 
     def replay(self, row: DeadLetterRow) -> bool:
         """Append a dead-lettered message to its topic again (False if it cannot be parsed)."""
+
+    # -- commands still being retried ------------------------------------------------------
+
+    def retrying(self, tenant: str | None = None, limit: int | None = None) -> list[PendingCommand]:
+        """Pending commands that failed at least once, oldest first."""
+
+    def command(self, command_id: str) -> tuple[PendingCommand, str] | None:
+        """(a command of the outbox, its status), whatever the status."""
+
+    def retry_command_now(self, command_id: str) -> bool:
+        """A pending command is due at once (False if it is not pending)."""
+
+    def cancel_command(self, command_id: str, reason: str) -> bool:
+        """Settle a command waiting for its retry as refused by the operator (it becomes a dead
+        letter); False if it is not waiting for a retry (an executor may be attempting it)."""
 
 
 class RuntimeProbe(Protocol):
@@ -574,6 +591,38 @@ class SqliteOpsStore:
             return False
         self.log.append_raw(topic, message, row.payload)
         return True
+
+    def retrying(self, tenant: str | None = None, limit: int | None = None) -> list[PendingCommand]:
+        rows = (self.outbox.get(p.command_id) for p in self.outbox.retrying(tenant, limit))
+        return [_pending_command(row) for row in rows if row is not None]
+
+    def command(self, command_id: str) -> tuple[PendingCommand, str] | None:
+        row = self.outbox.get(command_id)
+        return None if row is None else (_pending_command(row), row.status)
+
+    def retry_command_now(self, command_id: str) -> bool:
+        with self.db.transaction():
+            return self.outbox.retry_now(command_id)
+
+    def cancel_command(self, command_id: str, reason: str) -> bool:
+        from engine.embedded.edge import Edge  # the embedded runtime's one settle
+
+        return Edge(self.db).cancel(command_id, reason) is not None
+
+
+def _pending_command(row: OutboxRow) -> PendingCommand:
+    pending = row.pending
+    return PendingCommand(
+        command_id=pending.command_id,
+        tenant=pending.tenant,
+        target=pending.target,
+        type=pending.type,
+        attempts=pending.attempts,
+        created_at=row.created_at,
+        next_at=pending.next_at,
+        last_error=pending.last_error,
+        lane=row.lane,
+    )
 
 
 # --- runtime probes ---------------------------------------------------------------------------
@@ -1194,6 +1243,54 @@ class Ops:
             replayed=replayed,
         )
         return ActionResult("retry", row.tenant, row.id, message.id, requeued, replayed)
+
+    # -- commands still being retried ---------------------------------------------------------
+
+    def retrying(self, tenant: str | None = None, limit: int | None = None) -> list[PendingCommand]:
+        """Commands that failed and wait for their next attempt (head-of-line: each holds back
+        only the later commands of its lane)."""
+        return self.store.retrying(tenant, limit)
+
+    def _pending_command(self, command_id: str) -> PendingCommand:
+        found = self.store.command(command_id)
+        if found is None:
+            raise NotFound(f"no command {command_id!r}")
+        command, status = found
+        if status != "pending":
+            raise Conflict(f"command {command_id!r} is {status}, not waiting to be retried")
+        return command
+
+    def retry_command(self, command_id: str) -> ActionResult:
+        """Attempt a pending command at once instead of at the end of its backoff."""
+        command = self._pending_command(command_id)
+        if not self.store.retry_command_now(command_id):
+            raise Conflict(f"command {command_id!r} is no longer pending")
+        log.info(
+            "ops.command.retry_now",
+            tenant=command.tenant,
+            command_id=command_id,
+            command_type=command.type,
+            attempts=command.attempts,
+        )
+        return ActionResult("retry_now", command.tenant, None, command_id)
+
+    def cancel_command(
+        self, command_id: str, reason: str = "cancelled by operator"
+    ) -> ActionResult:
+        """Stop retrying a command: it is settled as refused and becomes a dead letter (retry
+        or discard it there), and the commands behind it in its lane go on."""
+        command = self._pending_command(command_id)
+        if command.attempts == 0:
+            raise Conflict(f"command {command_id!r} has not failed yet; it is not being retried")
+        if not self.store.cancel_command(command_id, reason):
+            raise Conflict(
+                f"command {command_id!r} is being attempted right now; cancel it once the "
+                "attempt is over"
+            )
+        log.info(
+            "ops.command.cancelled", tenant=command.tenant, command_id=command_id, reason=reason
+        )
+        return ActionResult("cancel", command.tenant, command_id, command_id)
 
     def discard(self, dead_letter_id: str) -> ActionResult:
         row = self._open_letter(dead_letter_id)

@@ -1,4 +1,5 @@
-"""``kassasync status``, ``kassasync deadletters`` and ``kassasync tenants``.
+"""``kassasync status``, ``kassasync deadletters``, ``kassasync commands`` and
+``kassasync tenants``.
 
 Reads (status, lists) open the engine's database directly: WAL lets them read while the engine
 runs. Actions (retry, discard, pause, resume) go through the running engine's ops API when one
@@ -30,6 +31,7 @@ from engine.ops import (
     Light,
     Ops,
     OpsError,
+    PendingCommand,
     SqliteOpsStore,
     TenantSummary,
     age_text,
@@ -46,7 +48,7 @@ _STYLE = {Light.GREEN: "green", Light.AMBER: "dark_orange", Light.RED: "red", Li
 
 
 def register(sub: argparse._SubParsersAction[Parser]) -> None:
-    """Add ``status``, ``deadletters`` and ``tenants`` to the ``kassasync`` command line."""
+    """Add ``status``, ``deadletters``, ``commands`` and ``tenants`` to the command line."""
 
     def data_option(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--data", default=None, help=DATA_HELP)
@@ -102,6 +104,17 @@ def register(sub: argparse._SubParsersAction[Parser]) -> None:
     )
     letters.add_argument("--json", action="store_true", help="print JSON")
     letters.set_defaults(func=cmd_deadletters)
+
+    commands = sub.add_parser(
+        "commands", help="list commands being retried; retry one now or cancel it"
+    )
+    action_options(commands)
+    commands.add_argument("action", choices=["list", "retry", "cancel"], help="what to do")
+    commands.add_argument("id", nargs="?", help="the command (for retry and cancel)")
+    commands.add_argument("--tenant", help="only this tenant's commands (list)")
+    commands.add_argument("--reason", default=None, help="why (cancel)")
+    commands.add_argument("--json", action="store_true", help="print JSON")
+    commands.set_defaults(func=cmd_commands)
 
     tenants = sub.add_parser("tenants", help="add, list, pause or resume tenants")
     action_options(tenants)
@@ -183,7 +196,8 @@ def engine_api(args: argparse.Namespace, err: Console) -> EngineApi | None:
     explicit = settings.url
     url = settings.engine_url
     try:
-        alive = httpx.get(url.rstrip("/") + "/healthz", timeout=2).status_code == 200
+        # 503 is a running engine that reports a problem: actions still go through it.
+        alive = httpx.get(url.rstrip("/") + "/healthz", timeout=2).status_code in (200, 503)
     except httpx.HTTPError:
         alive = False
     if not alive:
@@ -318,6 +332,70 @@ def cmd_deadletters(args: argparse.Namespace) -> int:
         if not ids:
             print("no open dead letters")
     return 1 if failures else 0
+
+
+# --- commands being retried -------------------------------------------------------------------
+
+
+def commands_table(rows: Sequence[PendingCommand], now: float) -> Table:
+    table = Table(title="Commands being retried", title_justify="left")
+    table.add_column("Id", overflow="fold")
+    table.add_column("Tenant", no_wrap=True)
+    table.add_column("Type", no_wrap=True)
+    table.add_column("Lane", overflow="fold")
+    table.add_column("Attempts", justify="right")
+    table.add_column("Next", no_wrap=True)
+    table.add_column("Last error", overflow="fold")
+    for row in rows:
+        due = "now" if row.next_at <= now else f"in {age_text(row.next_at - now)}"
+        table.add_row(
+            row.command_id,
+            row.tenant,
+            row.type,
+            row.lane,
+            str(row.attempts),
+            due,
+            row.last_error or "",
+        )
+    return table
+
+
+def cmd_commands(args: argparse.Namespace) -> int:
+    err = Console(stderr=True)
+    if args.action == "list":
+        ops = open_ops(args)
+        rows = ops.retrying(args.tenant)
+        if args.json:
+            from engine.web.api import jsonable
+
+            _print_json({"commands": [jsonable(r) for r in rows]})
+        elif rows:
+            Console().print(commands_table(rows, ops.clock()))
+        else:
+            print("no command is waiting for a retry")
+        return 0
+    if args.id is None:
+        raise SystemExit(f"kassasync: name the command to {args.action}")
+    reason = args.reason or "cancelled by operator"
+    api = engine_api(args, err)
+    path = f"/ops/api/commands/{quote(args.id, safe='')}/{args.action}"
+    try:
+        if api is not None:
+            result = api.post(path, {"reason": reason} if args.action == "cancel" else None)
+        elif args.action == "retry":
+            result = open_ops(args).retry_command(args.id)
+        else:
+            result = open_ops(args).cancel_command(args.id, reason)
+    except OpsError as failed:
+        err.print(f"[red]{args.id}: {failed}[/red]")
+        return 1
+    if args.json:
+        _print_json(result.as_dict())
+    elif args.action == "retry":
+        print(f"{args.id}: will be attempted at once")
+    else:
+        print(f"{args.id}: cancelled; it is now a dead letter (kassasync deadletters list)")
+    return 0
 
 
 # --- tenants ----------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ class ErrorKind(StrEnum):
     TILL_UNREACHABLE = "till_unreachable"
     TILL_REFUSED = "till_refused"
     PAUSED_BY_OPERATOR = "paused_by_operator"
+    CANCELLED_BY_OPERATOR = "cancelled_by_operator"
 
 
 #: Which errors pause the whole tenant (nothing can succeed until the shop acts) as opposed to
@@ -196,6 +197,12 @@ _TEXT: dict[ErrorKind, tuple[str, str, str | None]] = {
     ErrorKind.PAUSED_BY_OPERATOR: (
         "Sync with Fortnox is paused by the Kassasync operator: {detail}",
         "Nothing to do in the shop: changes wait and are sent when the operator resumes the sync.",
+        None,
+    ),
+    ErrorKind.CANCELLED_BY_OPERATOR: (
+        "The Kassasync operator stopped retrying this command: {detail}",
+        "Nothing to do in the shop. The operator can retry it from the dead letters once its "
+        "cause is fixed, or discard it.",
         None,
     ),
     ErrorKind.TILL_UNREACHABLE: (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,7 +18,7 @@ from engine.store.outbox import DeadLetters, Outbox, Pending
 from engine.store.state import StateStore
 from topics import registry
 from topics.envelope import Envelope
-from topics.errors import ShopError
+from topics.errors import ErrorKind, ShopError, shop_error
 from topics.outcomes import OutcomeData, OutcomeStatus, SyncOutcome, Target
 from topics.registry import Packed
 
@@ -163,6 +164,30 @@ class Edge:
             attempt=attempt,
             error=error.kind.value if error else None,
         )
+
+    def cancel(self, command_id: str, reason: str) -> Pending | None:
+        """An operator gives up on a command that is waiting to be retried: it is settled as
+        refused (an outcome the reconcilers handle as a refusal, and a dead letter the operator
+        can retry or discard later). None when it is not waiting (done, dead, never tried, or
+        due — an executor may be attempting it right now)."""
+        with self.db.transaction():
+            found = self.outbox.get(command_id)
+            if found is None:
+                return None
+            pending, status = found.pending, found.status
+            if status != "pending" or pending.attempts == 0 or pending.next_at <= time.time():
+                return None
+            error = shop_error(ErrorKind.CANCELLED_BY_OPERATOR, detail=reason)
+            self.settle(pending, OutcomeStatus.REJECTED, error=error)
+        log.warning(
+            "command.cancelled",
+            tenant=pending.tenant,
+            command_id=command_id,
+            command_type=pending.type,
+            attempts=pending.attempts,
+            reason=reason,
+        )
+        return pending
 
     def remember_intent(self, command_id: str, intent: dict[str, Any]) -> None:
         """Write down what a write is about to do, before it leaves (read back after a crash);

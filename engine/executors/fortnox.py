@@ -25,6 +25,7 @@ import structlog
 from pydantic import ValidationError
 
 from engine.clock import utcnow
+from engine.executors.breaker import Breaker
 from engine.executors.ports import CursorUpdate, ExecutorPorts
 from engine.fortnox.api import FortnoxApi
 from engine.fortnox.errors import (
@@ -231,6 +232,8 @@ class FortnoxSession:
         self._delete_missing: dict[str, bool] = {}
         #: Absolute stock writes whose feed events are still being watched for overwrites.
         self.overlaps = OverlapWatch()
+        #: Whether Fortnox fails every command, rather than one (engine/executors/breaker.py).
+        self.breaker = Breaker()
         #: Completed polls and master-data refreshes; a caller that wants fresh data waits for
         #: these to move.
         self.polls_done = 0
@@ -437,6 +440,8 @@ class FortnoxSession:
         worked = False
         loop = asyncio.get_running_loop()
         while not stop.is_set():
+            if self.breaker.wait():
+                return worked  # Fortnox fails every command: probe again after the backoff
             pending = self.edge.head("fortnox", self.tenant)
             if pending is None or pending.next_at > dt.datetime.now().timestamp():
                 return worked
@@ -462,17 +467,24 @@ class FortnoxSession:
         except (LoginExpired, LicenceOrScopeMissing, AuthError):
             raise
         except WarehouseModuleActive as refused:
+            self.breaker.succeeded()
             self.edge.settle(pending, OutcomeStatus.REJECTED, error=refused.shop_error())
         except (UnknownOutcome, FortnoxUnavailable) as later:
+            # Retried with backoff; only its lane waits (engine/store/lanes.py), unless Fortnox
+            # fails the next command too (then the breaker holds back the tenant's commands).
+            self.breaker.failed()
             delay = min(60.0, 2.0 ** min(pending.attempts, 6)) * (0.5 + random.random())
             self.edge.settle(
                 pending, OutcomeStatus.RETRYING, error=later.shop_error(), retry_in=delay
             )
         except FortnoxApiError as rejected:
+            self.breaker.succeeded()
             self.edge.settle(pending, OutcomeStatus.REJECTED, error=rejected.shop_error())
         except FortnoxError as other:
+            self.breaker.succeeded()
             self.edge.settle(pending, OutcomeStatus.REJECTED, error=other.shop_error())
         else:
+            self.breaker.succeeded()
             self.edge.settle(pending, OutcomeStatus.DONE, result=result, facts=facts)
 
     async def _run(

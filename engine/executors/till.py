@@ -1,10 +1,12 @@
-"""Delivers commands to till back offices over HTTP, in order per tenant.
+"""Delivers commands to till back offices over HTTP, in order per tenant and lane.
 
 ``POST {endpoint}`` with the command as JSON, ``Idempotency-Key: <command id>`` and the tenant's
 till token as ``Authorization: Bearer``. 2xx = applied (or already applied); 4xx other than
 408/409/425/429 = refused for good (dead letter, the next command goes on); anything else =
-retried with exponential backoff and jitter, holding back the tenant's later commands so the till
-sees them in order.
+retried with exponential backoff and jitter, holding back the tenant's later commands of the same
+lane (the same article, customer or payment: engine/store/lanes.py) so the till sees those in
+order, while the tenant's other lanes go on. A back office that fails two commands in a row is
+taken for down and probed one command at a time (engine/executors/breaker.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Callable
 import httpx
 import structlog
 
+from engine.executors.breaker import Breaker
 from engine.executors.ports import ExecutorPorts
 from engine.store.outbox import Pending
 from engine.supervision import Supervisor
@@ -47,12 +50,20 @@ class TillDelivery:
         #: backoff, and shows on /healthz, instead of ending the tenant's delivery silently.
         self.supervisor = supervisor or Supervisor()
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        #: Per tenant: is its back office down as a whole, rather than refusing one command?
+        self.breakers: dict[str, Breaker] = {}
+
+    def breaker(self, tenant: str) -> Breaker:
+        found = self.breakers.get(tenant)
+        if found is None:
+            found = self.breakers[tenant] = Breaker()
+        return found
 
     async def run(self, stop: asyncio.Event, poll: float = 0.1) -> None:
         while not stop.is_set():
             for tenant in self.edge.tenants_with_work("till"):
                 task = self._tasks.get(tenant)
-                if task is None or task.done():
+                if (task is None or task.done()) and not self.breaker(tenant).wait():
                     self._tasks[tenant] = self.supervisor.spawn(
                         f"till:{tenant}",
                         functools.partial(self.deliver_tenant, tenant, stop),
@@ -67,7 +78,10 @@ class TillDelivery:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
     async def deliver_tenant(self, tenant: str, stop: asyncio.Event) -> None:
+        breaker = self.breaker(tenant)
         while not stop.is_set():
+            if breaker.wait():
+                return  # the back office is down: probe again after the tenant's backoff
             pending = self.edge.head("till", tenant)
             if pending is None:
                 return
@@ -75,7 +89,10 @@ class TillDelivery:
             if wait > 0:
                 if wait > 1.0:
                     return  # come back on a later sweep
+                # Then look again: another lane's command may be due first, or an operator may
+                # have cancelled this one meanwhile.
                 await asyncio.sleep(wait)
+                continue
             await self.deliver(pending)
 
     async def deliver(self, pending: Pending) -> None:
@@ -105,8 +122,10 @@ class TillDelivery:
             return
         status = response.status_code
         if 200 <= status < 300:
+            self.breaker(pending.tenant).succeeded()
             self.edge.settle(pending, OutcomeStatus.DONE, result=_result(response))
         elif 400 <= status < 500 and status not in RETRYABLE_4XX:
+            self.breaker(pending.tenant).succeeded()  # it answers: refusing one is not down
             error = shop_error(
                 ErrorKind.TILL_REFUSED, subject=pending.type, detail=_reason(response)
             )
@@ -115,6 +134,16 @@ class TillDelivery:
             self._later(pending, f"HTTP {status}")
 
     def _later(self, pending: Pending, detail: str) -> None:
+        breaker = self.breaker(pending.tenant)
+        breaker.failed()
+        if breaker.down:
+            log.warning(
+                "till.down",
+                tenant=pending.tenant,
+                strikes=breaker.strikes,
+                probe_in=round(breaker.wait(), 3),
+                detail=detail,
+            )
         delay = min(60.0, 0.5 * 2.0 ** min(pending.attempts, 7)) * (0.5 + random.random())
         error = shop_error(ErrorKind.TILL_UNREACHABLE, detail=detail)
         self.edge.settle(pending, OutcomeStatus.RETRYING, error=error, retry_in=delay)

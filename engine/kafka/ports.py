@@ -38,6 +38,7 @@ from engine.kafka.store import (
     encode_value,
 )
 from engine.kafka.topics import partition_for
+from engine.store.lanes import lane_of
 from engine.store.outbox import Pending
 from reconcilers.state import Record
 from topics import registry
@@ -79,6 +80,8 @@ class KafkaPorts:
         self.producer = producer
         self.queues: dict[tuple[str, str], list[tuple[int, str]]] = {}
         self._republished: set[str] = set()
+        #: command id -> its lane (engine/store/lanes.py), computed once per command.
+        self._lanes: dict[str, str] = {}
         self._pauses = Pauses(
             lambda tenant: self._data(tenant).get("tenant", "status"),
             lambda message: self.produce(message, durable=True),
@@ -127,6 +130,7 @@ class KafkaPorts:
     def rebuild(self) -> None:
         """After a recovery: queue every pending command of the owned tenants."""
         self.queues.clear()
+        self._lanes.clear()
         self._republished.clear()
         self._seq.clear()
         for tenant, data in self.mirror.tenants.items():
@@ -144,20 +148,30 @@ class KafkaPorts:
         return sum(len(q) for q in self.queues.values())
 
     def head(self, target: str, tenant: str) -> Pending | None:
+        """As the embedded outbox's: the oldest due command that is first in its lane, else
+        the lane head due soonest; a command waiting to be retried holds back its lane only."""
         if not self.owned(tenant):
             return None
         queue = self.queues.get((tenant, target))
         if not queue:
             return None
         data = self._data(tenant)
+        now = time.time()
+        blocked: set[str] = set()
+        soonest: tuple[float, int, str, Record, dict[str, Any], int] | None = None
         index = 0
         while index < len(queue):
             seq, command_id = queue[index]
             cmd = data.get(CMD, command_id)
             if cmd is None or cmd.get("status") != "pending":
                 del queue[index]
+                self._lanes.pop(command_id, None)
                 if cmd is None and data.get(EXEC, command_id) is not None:
                     self.write(tenant, EXEC, command_id, None, durable=False)
+                continue
+            lane = self._lane(command_id, cmd)
+            if lane in blocked:
+                index += 1
                 continue
             marks = data.get(EXEC, command_id) or {}
             attempts = int(cmd.get("attempts", 0))
@@ -171,23 +185,50 @@ class KafkaPorts:
                 attempts = int(settled["attempt"])
                 next_at = float(settled.get("retry_at", 0.0))
             attempts = max(attempts, int(marks.get("inflight", 0)))
-            if next_at <= time.time() and int(marks.get("inflight", 0)) <= attempts:
-                # About to be executed: an attempt that leaves must be known to the next owner.
-                marks = {**marks, "inflight": attempts + 1}
-                self.write(tenant, EXEC, command_id, marks, durable=target == "fortnox")
-            intent = marks.get("intent")
-            return Pending(
-                seq=seq,
-                command_id=command_id,
-                tenant=tenant,
-                target=target,
-                type=cmd["type"],
-                payload=cmd["payload"].encode(),
-                attempts=attempts,
-                next_at=next_at,
-                last_error=json.dumps({"intent": intent}) if intent else None,
-            )
-        return None
+            blocked.add(lane)
+            if next_at <= now:
+                return self._pending(tenant, target, seq, command_id, cmd, marks, attempts, 0.0)
+            if soonest is None or next_at < soonest[0]:
+                soonest = (next_at, seq, command_id, cmd, marks, attempts)
+            index += 1
+        if soonest is None:
+            return None
+        next_at, seq, command_id, cmd, marks, attempts = soonest
+        return self._pending(tenant, target, seq, command_id, cmd, marks, attempts, next_at)
+
+    def _lane(self, command_id: str, cmd: Record) -> str:
+        lane = self._lanes.get(command_id)
+        if lane is None:
+            lane = self._lanes[command_id] = lane_of(cmd["type"], cmd["payload"])
+        return lane
+
+    def _pending(
+        self,
+        tenant: str,
+        target: str,
+        seq: int,
+        command_id: str,
+        cmd: Record,
+        marks: dict[str, Any],
+        attempts: int,
+        next_at: float,
+    ) -> Pending:
+        if next_at <= time.time() and int(marks.get("inflight", 0)) <= attempts:
+            # About to be executed: an attempt that leaves must be known to the next owner.
+            marks = {**marks, "inflight": attempts + 1}
+            self.write(tenant, EXEC, command_id, marks, durable=target == "fortnox")
+        intent = marks.get("intent")
+        return Pending(
+            seq=seq,
+            command_id=command_id,
+            tenant=tenant,
+            target=target,
+            type=cmd["type"],
+            payload=cmd["payload"].encode(),
+            attempts=attempts,
+            next_at=next_at,
+            last_error=json.dumps({"intent": intent}) if intent else None,
+        )
 
     def _republish(self, command_id: str, settled: Record) -> None:
         """A settled attempt of a previous owner: publish its facts and outcome again."""

@@ -102,6 +102,12 @@ class Database:
             columns = {row[1] for row in self.conn.execute("PRAGMA table_info(outbox)")}
             if "intent" not in columns:  # databases made before the intent column
                 self.conn.execute("ALTER TABLE outbox ADD COLUMN intent TEXT")
+            if "lane" not in columns:  # before lanes: every earlier command in one lane
+                self.conn.execute("ALTER TABLE outbox ADD COLUMN lane TEXT NOT NULL DEFAULT ''")
+            self.conn.execute(
+                "CREATE INDEX IF NOT EXISTS outbox_lane "
+                "ON outbox (target, tenant, lane, status, seq)"
+            )
             for spec in TOPICS:
                 for ddl in _topic_ddl(spec.topic):
                     self.conn.execute(ddl)

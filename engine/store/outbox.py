@@ -1,13 +1,17 @@
-"""The transactional outbox: commands wait here, in order per tenant and target, until an
-executor has delivered them (or an operator has dealt with them)."""
+"""The transactional outbox: commands wait here, in order per tenant, target and lane
+(engine/store/lanes.py), until an executor has delivered them (or an operator has dealt with
+them)."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from engine.store.db import Database
+from engine.store.lanes import lane_of
 from topics import registry
 from topics.envelope import Envelope
 from topics.errors import ShopError
@@ -34,6 +38,40 @@ class Pending:
         return registry.parse(self.payload)
 
 
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    pending: Pending
+    status: str
+    lane: str
+    created_at: float
+
+
+_COLUMNS = (
+    "o.seq, o.command_id, o.tenant, o.target, o.type, o.payload, o.attempts, o.next_at, "
+    "o.last_error, o.intent"
+)
+#: No earlier pending command in the same lane.
+_FIRST_IN_LANE = (
+    "NOT EXISTS (SELECT 1 FROM outbox p WHERE p.target = o.target AND p.tenant = o.tenant "
+    "AND p.lane = o.lane AND p.status = 'pending' AND p.seq < o.seq)"
+)
+
+
+def _pending(row: Sequence[Any]) -> Pending:
+    return Pending(
+        seq=row[0],
+        command_id=row[1],
+        tenant=row[2],
+        target=row[3],
+        type=row[4],
+        payload=bytes(row[5]),
+        attempts=row[6],
+        next_at=row[7],
+        last_error=row[8],
+        intent=row[9],
+    )
+
+
 class Outbox:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -41,8 +79,9 @@ class Outbox:
     def enqueue(self, command: Envelope, payload: bytes) -> None:
         """Inside the reconciler's transaction. A command already queued is not queued twice."""
         self.db.conn.execute(
-            "INSERT OR IGNORE INTO outbox (command_id, tenant, target, type, payload, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO outbox "
+            "(command_id, tenant, target, type, payload, created_at, lane) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 command.id,
                 command.tenant,
@@ -50,31 +89,58 @@ class Outbox:
                 command.type,  # type: ignore[attr-defined]
                 payload,
                 time.time(),
+                lane_of(command.type, payload),  # type: ignore[attr-defined]
             ),
         )
 
-    def head(self, target: str, tenant: str) -> Pending | None:
-        """The oldest undelivered command of a tenant for a target (delivery is in order)."""
+    def head(self, target: str, tenant: str, now: float | None = None) -> Pending | None:
+        """The command of a tenant for a target to execute next: the oldest one that is due and
+        first in its lane; when none is due, the first of a lane that is due soonest (the caller
+        waits for its ``next_at``). A command waiting to be retried holds back its lane only."""
+        moment = time.time() if now is None else now
         row = self.db.conn.execute(
-            "SELECT seq, command_id, tenant, target, type, payload, attempts, next_at, last_error, "
-            "intent FROM outbox WHERE target = ? AND tenant = ? AND status = 'pending' "
-            "ORDER BY seq LIMIT 1",
-            (target, tenant),
+            f"SELECT {_COLUMNS} FROM outbox o WHERE target = ? AND tenant = ? "
+            f"AND status = 'pending' AND next_at <= ? AND {_FIRST_IN_LANE} ORDER BY seq LIMIT 1",
+            (target, tenant, moment),
+        ).fetchone()
+        if row is None:
+            row = self.db.conn.execute(
+                f"SELECT {_COLUMNS} FROM outbox o WHERE target = ? AND tenant = ? "
+                f"AND status = 'pending' AND {_FIRST_IN_LANE} ORDER BY next_at, seq LIMIT 1",
+                (target, tenant),
+            ).fetchone()
+        return None if row is None else _pending(row)
+
+    def retrying(self, tenant: str | None = None, limit: int | None = None) -> list[Pending]:
+        """Commands still pending after at least one failed attempt, oldest first."""
+        sql = f"SELECT {_COLUMNS} FROM outbox o WHERE status = 'pending' AND attempts > 0"
+        params: list[object] = []
+        if tenant is not None:
+            sql += " AND tenant = ?"
+            params.append(tenant)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_pending(row) for row in self.db.conn.execute(sql, params).fetchall()]
+
+    def get(self, command_id: str) -> OutboxRow | None:
+        """A command of the outbox, whatever its status."""
+        row = self.db.conn.execute(
+            f"SELECT {_COLUMNS}, o.status, o.lane, o.created_at FROM outbox o WHERE command_id = ?",
+            (command_id,),
         ).fetchone()
         if row is None:
             return None
-        return Pending(
-            seq=row[0],
-            command_id=row[1],
-            tenant=row[2],
-            target=row[3],
-            type=row[4],
-            payload=bytes(row[5]),
-            attempts=row[6],
-            next_at=row[7],
-            last_error=row[8],
-            intent=row[9],
+        return OutboxRow(_pending(row), str(row[10]), str(row[11]), float(row[12]))
+
+    def retry_now(self, command_id: str) -> bool:
+        """A pending command is due at once (its backoff is cut short)."""
+        cur = self.db.conn.execute(
+            "UPDATE outbox SET next_at = 0 WHERE command_id = ? AND status = 'pending'",
+            (command_id,),
         )
+        return cur.rowcount > 0
 
     def tenants_with_work(self, target: str) -> list[str]:
         rows = self.db.conn.execute(

@@ -180,6 +180,33 @@ def router(ops: Ops, auth: AdminAuth) -> APIRouter:
         except OpsError as failed:
             return _error(failed)
 
+    @api.get("/commands")
+    async def commands(
+        _: Session = Depends(reader),
+        tenant: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
+    ) -> JSONResponse:
+        """Commands that failed and wait for their next attempt."""
+        rows = ops.retrying(tenant, limit)
+        return JSONResponse({"commands": [jsonable(r) for r in rows]})
+
+    @api.post("/commands/{command_id:path}/retry")
+    async def retry_command(command_id: str, _: Session = Depends(actor)) -> JSONResponse:
+        try:
+            return done(ops.retry_command(command_id))
+        except OpsError as failed:
+            return _error(failed)
+
+    @api.post("/commands/{command_id:path}/cancel")
+    async def cancel_command(
+        command_id: str, request: Request, _: Session = Depends(actor)
+    ) -> JSONResponse:
+        try:
+            reason = await reason_of(request, "cancelled by operator")
+            return done(ops.cancel_command(command_id, reason))
+        except OpsError as failed:
+            return _error(failed)
+
     @api.post("/tenants/{tenant}/resume")
     async def resume(tenant: str, request: Request, _: Session = Depends(actor)) -> JSONResponse:
         try:

@@ -16,6 +16,7 @@ from engine.ops import (
     Light,
     Ops,
     OpsError,
+    PendingCommand,
     SystemView,
     TenantDetail,
     TenantSummary,
@@ -55,6 +56,8 @@ _FLASH = {
     "resumed": "Tenant {id} resumed: its Fortnox session starts again.",
     "requeued": "Dead letter {id} retried: its command was queued again.",
     "replayed": "Dead letter {id} retried: the message was appended to its topic again.",
+    "retry_now": "Command {id} will be attempted at once.",
+    "cancelled": "Command {id} cancelled: it is now a dead letter (retry or discard it there).",
 }
 
 
@@ -200,7 +203,9 @@ def router(
             body = f"<h1>No tenant {esc(tenant)}</h1><p><a href='/'>Back to the overview</a></p>"
             return html_response(layout("Not found", body, csrf=auth.csrf_token(who)), 404)
         csrf = auth.csrf_token(who)
-        return page(request, who, tenant, render_tenant(detail, csrf, ops.clock()))
+        now = ops.clock()
+        body = render_tenant(detail, csrf, now) + render_retrying(ops.retrying(tenant), csrf, now)
+        return page(request, who, tenant, body)
 
     @pages.get("/system")
     async def system_page(request: Request, who: Session = Depends(session)) -> HTMLResponse:
@@ -227,6 +232,28 @@ def router(
             back = f"/tenants/{url(result.tenant)}"
             done = "requeued" if result.requeued else "replayed" if result.replayed else "retried"
             return _with_query(back, done=done, id=dead_letter_id)
+
+        return await action(request, who, run, "/")
+
+    @pages.post("/commands/{command_id:path}/retry")
+    async def retry_command(
+        request: Request, command_id: str, who: Session = Depends(session)
+    ) -> Response:
+        def run() -> str:
+            result = ops.retry_command(command_id)
+            back = f"/tenants/{url(result.tenant)}"
+            return _with_query(back, done="retry_now", id=command_id)
+
+        return await action(request, who, run, "/")
+
+    @pages.post("/commands/{command_id:path}/cancel")
+    async def cancel_command(
+        request: Request, command_id: str, who: Session = Depends(session)
+    ) -> Response:
+        def run() -> str:
+            result = ops.cancel_command(command_id, "cancelled from the dashboard")
+            back = f"/tenants/{url(result.tenant)}"
+            return _with_query(back, done="cancelled", id=command_id)
 
         return await action(request, who, run, "/")
 
@@ -337,6 +364,43 @@ def _dead_letters(detail: TenantDetail, csrf: str, now: float) -> str:
         )
     return table(
         ["Id", "Type", "Since", "Error", ""], rows, empty="No dead letters: nothing is parked."
+    )
+
+
+def render_retrying(commands: list[PendingCommand], csrf: str, now: float) -> str:
+    """Commands that failed and wait for their next attempt; each holds back only its lane."""
+    rows = []
+    for c in commands:
+        back = f"/tenants/{url(c.tenant)}"
+        buttons = button_form(
+            f"/commands/{url(c.command_id)}/retry",
+            "Retry now",
+            csrf,
+            fields={"next": back},
+            css="primary",
+            title="Attempt it at once instead of at the end of its backoff",
+        ) + button_form(
+            f"/commands/{url(c.command_id)}/cancel",
+            "Cancel",
+            csrf,
+            fields={"next": back},
+            css="danger",
+            title="Stop retrying: it becomes a dead letter, and its lane goes on",
+        )
+        rows.append(
+            [
+                f"<code>{esc(c.command_id)}</code>",
+                f"{esc(c.type)}<div class='muted'>{esc(c.target)} · lane {esc(c.lane)}</div>",
+                f'<span class="num">{c.attempts}</span>',
+                esc(c.last_error or ""),
+                esc("now" if c.next_at <= now else f"in {age_text(c.next_at - now)}"),
+                buttons,
+            ]
+        )
+    return "<h2>Commands being retried</h2>" + table(
+        ["Id", "Type", "Attempts", "Last error", "Next attempt", ""],
+        rows,
+        empty="No command is waiting for a retry.",
     )
 
 

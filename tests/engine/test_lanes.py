@@ -1,0 +1,183 @@
+"""Head-of-line: a command waiting for its retry holds back only its own lane (the same entity,
+or the same flow where the books need one order); a back office that fails every command is
+probed one command at a time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from engine.embedded.edge import Edge
+from engine.executors.breaker import Breaker
+from engine.store.db import Database
+from engine.store.lanes import lane_of
+from engine.store.outbox import Pending
+from topics import commands as cm
+from topics import registry
+from topics.errors import ErrorKind, shop_error
+from topics.fortnox import FortnoxPayment
+from topics.outcomes import OutcomeStatus
+
+TENANT = "shop"
+
+
+def stock(command_id: str, article: str) -> cm.ApplyFortnoxStock:
+    return cm.ApplyFortnoxStock.model_validate(
+        {
+            "id": command_id,
+            "tenant": TENANT,
+            "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
+            "data": {"article_number": article, "delta": "-1"},
+        }
+    )
+
+
+def payment(command_id: str, number: str) -> cm.RegisterTillPayment:
+    return cm.RegisterTillPayment(
+        id=command_id,
+        tenant=TENANT,
+        occurred_at=dt.datetime.now(dt.UTC),
+        data=cm.RegisterTillPaymentData(
+            payment=FortnoxPayment(
+                number=number,
+                invoice_number=1,
+                amount=Decimal("10.00"),
+                payment_date=dt.date(2026, 12, 1),
+            )
+        ),
+    )
+
+
+@pytest.fixture
+def edge(tmp_path: Path) -> Edge:
+    return Edge(Database(tmp_path / "kassasync.db"))
+
+
+def enqueue(edge: Edge, *commands: cm.Command) -> None:
+    with edge.db.transaction():
+        for command in commands:
+            edge.outbox.enqueue(command, registry.dump(command))
+
+
+def fail(edge: Edge, command_id: str, target: str, retry_in: float) -> None:
+    pending = edge.head(target, TENANT)
+    assert pending is not None and pending.command_id == command_id
+    error = shop_error(ErrorKind.TILL_UNREACHABLE, detail="HTTP 503")
+    edge.settle(pending, OutcomeStatus.RETRYING, error=error, retry_in=retry_in)
+
+
+def test_lanes_name_the_entity_or_the_flow() -> None:
+    assert lane_of("fortnox.stock.apply", registry.dump(stock("c", "1001"))) == "article:1001"
+    assert lane_of("till.payment.register", registry.dump(payment("c", "77"))) == "payment:77"
+    assert lane_of("fortnox.voucher.create", b"{}") == "vouchers"
+    assert lane_of("till.ledger.voucher", b"{}") == "ledger"
+    order = {"data": {"customer_number": "K1"}}
+    create = {"data": {"customer_number": "K1", "till_customer_id": "c1"}}
+    # An order waits behind the creation of its customer: one lane.
+    assert lane_of("fortnox.order.create", order) == lane_of("fortnox.customer.create", create)
+    assert lane_of("some.future.command", b"{}") == "type:some.future.command"
+
+
+def test_a_retrying_command_holds_back_only_its_lane(edge: Edge) -> None:
+    enqueue(
+        edge,
+        stock("a1", "1001"),
+        stock("b1", "1002"),
+        stock("a2", "1001"),
+        stock("c1", "1003"),
+    )
+    fail(edge, "a1", "fortnox", retry_in=3600)
+    # a2 is behind a1 in lane article:1001; b1 and c1 are not.
+    assert [pending.command_id for pending in drain(edge, "fortnox")] == ["b1", "c1"]
+    waiting = edge.head("fortnox", TENANT)
+    assert waiting is not None and waiting.command_id == "a1"  # soonest due: the caller waits
+    assert waiting.next_at > time.time() + 3000
+    with edge.db.transaction():
+        assert edge.outbox.retry_now("a1")
+    assert [pending.command_id for pending in drain(edge, "fortnox")] == ["a1", "a2"]
+
+
+def drain(edge: Edge, target: str) -> list[Pending]:
+    """Deliver every due command as an executor does (head, then settle DONE)."""
+    done: list[Pending] = []
+    while True:
+        pending = edge.head(target, TENANT)
+        if pending is None or pending.next_at > time.time():
+            return done
+        edge.settle(pending, OutcomeStatus.DONE)
+        done.append(pending)
+
+
+def test_per_lane_order_holds_with_many_retries(edge: Edge) -> None:
+    """Whatever fails and when, each lane's commands are delivered in their order."""
+    commands = [payment(f"p{n}-{i}", str(n)) for i in range(3) for n in range(4)]
+    enqueue(edge, *commands)
+    delivered: list[str] = []
+    rounds = 0
+    while len(delivered) < len(commands):
+        rounds += 1
+        pending = edge.head("till", TENANT)
+        assert pending is not None
+        if pending.next_at > time.time():
+            with edge.db.transaction():
+                edge.outbox.retry_now(pending.command_id)
+            continue
+        if rounds % 3 == 0:  # every third attempt fails
+            error = shop_error(ErrorKind.TILL_UNREACHABLE, detail="HTTP 503")
+            edge.settle(pending, OutcomeStatus.RETRYING, error=error, retry_in=60)
+            continue
+        edge.settle(pending, OutcomeStatus.DONE)
+        delivered.append(pending.command_id)
+    for n in range(4):
+        mine = [c for c in delivered if c.startswith(f"p{n}-")]
+        assert mine == [f"p{n}-{i}" for i in range(3)]
+
+
+def test_cancel_settles_a_waiting_command_as_refused_and_frees_its_lane(edge: Edge) -> None:
+    enqueue(edge, payment("p1", "1"), payment("p1-again", "1"))
+    assert edge.cancel("p1", "never tried") is None  # not retrying yet: nothing to cancel
+    fail(edge, "p1", "till", retry_in=3600)
+    cancelled = edge.cancel("p1", "the till will never take it")
+    assert cancelled is not None
+    found = edge.outbox.get("p1")
+    assert found is not None and found.status == "dead"
+    [letter] = edge.dead.list(tenant=TENANT)
+    assert letter["id"] == "p1"
+    error = letter["error"]
+    assert isinstance(error, dict) and error["kind"] == "cancelled_by_operator"
+    assert "the till will never take it" in json.dumps(error)
+    head = edge.head("till", TENANT)
+    assert head is not None and head.command_id == "p1-again"  # its lane goes on
+    assert edge.cancel("p1", "twice") is None
+
+
+def test_a_due_command_cannot_be_cancelled_while_it_may_be_in_flight(edge: Edge) -> None:
+    enqueue(edge, payment("p1", "1"))
+    fail(edge, "p1", "till", retry_in=0)  # due again at once: an executor may hold it
+    assert edge.cancel("p1", "too late") is None
+    found = edge.outbox.get("p1")
+    assert found is not None and found.status == "pending"
+
+
+def test_the_breaker_tells_a_down_target_from_one_bad_command() -> None:
+    now = [0.0]
+    breaker = Breaker(first=1.0, cap=8.0, clock=lambda: now[0])
+    breaker.failed()
+    assert not breaker.down and breaker.wait() == 0  # one command failing: go on with others
+    breaker.succeeded()
+    breaker.failed()
+    breaker.failed()  # two in a row: the target is down
+    assert breaker.down and 0.5 <= breaker.wait() <= 1.5
+    waits = []
+    for _ in range(8):
+        now[0] += 100
+        breaker.failed()
+        waits.append(breaker.wait())
+    assert max(waits) <= 8 * 1.5 and waits[-1] >= 4  # doubling, capped
+    breaker.succeeded()
+    assert not breaker.down and breaker.wait() == 0
