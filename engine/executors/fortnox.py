@@ -472,8 +472,8 @@ class FortnoxSession:
         except (UnknownOutcome, FortnoxUnavailable) as later:
             # Retried with backoff; only its lane waits (engine/store/lanes.py), unless Fortnox
             # fails the next command too (then the breaker holds back the tenant's commands).
-            self.breaker.failed()
             delay = min(60.0, 2.0 ** min(pending.attempts, 6)) * (0.5 + random.random())
+            self.breaker.failed(delay)
             self.edge.settle(
                 pending, OutcomeStatus.RETRYING, error=later.shop_error(), retry_in=delay
             )

@@ -134,8 +134,9 @@ class TillDelivery:
             self._later(pending, f"HTTP {status}")
 
     def _later(self, pending: Pending, detail: str) -> None:
+        delay = min(60.0, 0.5 * 2.0 ** min(pending.attempts, 7)) * (0.5 + random.random())
         breaker = self.breaker(pending.tenant)
-        breaker.failed()
+        breaker.failed(delay)
         if breaker.down:
             log.warning(
                 "till.down",
@@ -144,7 +145,6 @@ class TillDelivery:
                 probe_in=round(breaker.wait(), 3),
                 detail=detail,
             )
-        delay = min(60.0, 0.5 * 2.0 ** min(pending.attempts, 7)) * (0.5 + random.random())
         error = shop_error(ErrorKind.TILL_UNREACHABLE, detail=detail)
         self.edge.settle(pending, OutcomeStatus.RETRYING, error=error, retry_in=delay)
 

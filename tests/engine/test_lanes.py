@@ -181,3 +181,6 @@ def test_the_breaker_tells_a_down_target_from_one_bad_command() -> None:
     assert max(waits) <= 8 * 1.5 and waits[-1] >= 4  # doubling, capped
     breaker.succeeded()
     assert not breaker.down and breaker.wait() == 0
+    breaker.failed(30.0)
+    breaker.failed(7.0)  # down: wait for the failed command's own backoff, then probe
+    assert breaker.wait() == 7.0

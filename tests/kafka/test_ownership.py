@@ -50,7 +50,10 @@ async def test_a_down_till_does_not_hold_back_its_partition(
             await eventually(down_tried_its_first, 60, "a try of the down till")
             pending, marks = tried()
             assert pending >= 48  # nothing reached the till that is down
-            assert len(marks) == 1, "in order: only the tenant's first command is tried"
+            # Lanes (issue 12): after the first failure one command of another lane is tried, to
+            # tell a down till from one command it refuses; when that fails too, the till is
+            # taken for down and only probed (engine/executors/breaker.py), never the backlog.
+            assert 1 <= len(marks) <= 2, "a down till is probed, its backlog is not tried"
             settled = marks[0]["settled"]
             assert settled["status"] == "retrying"
             assert settled["retry_at"] > time.time() - 1  # backing off, not hammering
