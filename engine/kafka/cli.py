@@ -107,6 +107,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         timing=timing,
         executors=not args.no_executors,
         log_notes=not args.no_notes,
+        health_port=args.health_port or None,
     )
     return run_until_signal(runtime.run)
 
@@ -208,6 +209,12 @@ def register(sub: Any) -> None:
         "--no-executors", action="store_true", help="reconcile only (benchmarks, replicas)"
     )
     worker.add_argument("--no-notes", action="store_true", help="do not log decision notes")
+    worker.add_argument(
+        "--health-port",
+        type=int,
+        default=0,
+        help="serve GET /healthz on 127.0.0.1:PORT (503 naming the loop and cause when unhealthy)",
+    )
     worker.set_defaults(func=_cmd_worker)
 
     kafka = sub.add_parser("kafka", help="Kafka runtime: topics, tenants, ingest API, ops")

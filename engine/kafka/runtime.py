@@ -28,7 +28,9 @@ from typing import Any
 import faust
 import httpx
 import structlog
+import uvicorn
 from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI
 from faust.types import TP
 from kafka import KafkaProducer
 
@@ -60,6 +62,7 @@ from engine.secrets import SecretBox
 from engine.store.outbox import TARGETS
 from engine.supervision import Health, RestartCounter, Supervisor
 from engine.tenants import TenantConfig
+from engine.web.api import healthz_router
 from reconcilers.context import Refused
 from reconcilers.dispatch import requeues_dead_command
 from reconcilers.state import Note, Record, StateView
@@ -121,8 +124,13 @@ class KafkaRuntime:
         executors: bool = True,
         log_notes: bool = True,
         restarts: RestartCounter | None = None,
+        health_port: int | None = None,
     ) -> None:
         self.config = config
+        #: ``GET /healthz`` on 127.0.0.1:<port> while the worker runs (None: not served).
+        self.health_port = health_port
+        self._health_server: uvicorn.Server | None = None
+        self._health_task: asyncio.Task[None] | None = None
         self.box = box
         self.timing = timing or SessionTiming()
         self.run_executors = executors
@@ -644,6 +652,31 @@ class KafkaRuntime:
         await self.aproducer.start()
         await self.app.start()
         self._watch = asyncio.create_task(self._watch_positions())
+        if self.health_port is not None:
+            await self._serve_health(self.health_port)
+
+    async def _serve_health(self, port: int) -> None:
+        """The worker's ``/healthz``: its executor loops, as the embedded engine's."""
+        app = FastAPI(title="Kassasync worker", docs_url=None, redoc_url=None, openapi_url=None)
+        app.include_router(
+            healthz_router(
+                self.health,
+                lambda: {
+                    "runtime": "kafka",
+                    "ready": self.ready,
+                    "partitions": sorted(self.owned_partitions),
+                },
+            )
+        )
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        )
+        server = self._health_server = uvicorn.Server(config)
+        self._health_task = asyncio.create_task(server.serve())
+        while not server.started and not self._health_task.done():
+            await asyncio.sleep(0.01)  # listening before start() returns
+        if self._health_task.done():
+            self._health_task.result()  # it could not listen: say why
 
     async def _watch_positions(self) -> None:
         while True:
@@ -654,6 +687,10 @@ class KafkaRuntime:
                 log.info("kafka.position_check_skipped", error=type(failed).__name__)
 
     async def stop(self) -> None:
+        if self._health_server is not None and self._health_task is not None:
+            self._health_server.should_exit = True
+            await asyncio.gather(self._health_task, return_exceptions=True)
+            self._health_server = self._health_task = None
         if self._watch is not None:
             self._watch.cancel()
             await asyncio.gather(self._watch, return_exceptions=True)

@@ -1,0 +1,117 @@
+"""Nothing stops silently on the Kafka worker either (issue 12, item 2), seen through the
+worker's ``/healthz`` (``kassasync worker --health-port``): its tick loop crashing, and a tenant
+in the tenants topic that the worker's ``KASSASYNC_SECRET_KEY`` cannot open, are each a 503
+naming the loop and the cause within 10 s, with a log line at error; the crashed loop comes back
+without a restart, and the tenants the key can open are served all along."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from structlog.testing import capture_logs
+
+from engine.kafka.config import KafkaConfig
+from engine.kafka.directory import KafkaTenantDirectory
+from engine.kafka.runtime import KafkaRuntime
+from engine.kafka.topics import init_topics
+from engine.secrets import SecretBox, generate_key
+from engine.tenants import TenantConfig, TillConnection
+from tests.kafka.harness import TIMING, eventually
+from tests.ops.world import free_port
+
+RED_WITHIN = 10.0
+
+
+def tenant(name: str) -> TenantConfig:
+    return TenantConfig(
+        id=name,
+        till=TillConnection(endpoint="http://127.0.0.1:9/kassasync/commands", token=f"tok-{name}"),
+    )
+
+
+async def health(url: str) -> tuple[int, dict[str, Any]]:
+    async with httpx.AsyncClient(timeout=5) as http:
+        answer = await http.get(url + "/healthz")
+    return answer.status_code, answer.json()
+
+
+async def problem_of(url: str, loop: str, says: str) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+
+    async def red() -> bool:
+        status, body = await health(url)
+        for problem in body["problems"]:
+            if status == 503 and problem["loop"] == loop and says in problem["cause"]:
+                found.update(problem)
+                return True
+        return False
+
+    took = await eventually(red, RED_WITHIN, f"/healthz naming {loop}: {says}")
+    assert took <= RED_WITHIN
+    return found
+
+
+async def test_a_crashed_tick_loop_and_an_unreadable_tenant_are_red_on_the_worker(
+    bootstrap: str, prefix: str, tmp_path: Path
+) -> None:
+    config = KafkaConfig(bootstrap=bootstrap, prefix=prefix, data_dir=tmp_path)
+    await asyncio.to_thread(init_topics, config)
+    worker_key, other_key = generate_key(), generate_key()
+    # "shop-old" was added with a key the worker does not have; "shop-new" with the worker's.
+    await asyncio.to_thread(
+        KafkaTenantDirectory(config, SecretBox(other_key)).upsert, tenant("shop-old")
+    )
+    await asyncio.to_thread(
+        KafkaTenantDirectory(config, SecretBox(worker_key)).upsert, tenant("shop-new")
+    )
+    port = free_port()
+    runtime = KafkaRuntime(config, SecretBox(worker_key), timing=TIMING, health_port=port)
+    url = f"http://127.0.0.1:{port}"
+    ticks = runtime.due_ticks
+    broken = False
+
+    def crashing_ticks(now: dt.datetime) -> int:
+        if broken:
+            raise RuntimeError("tick loop broke")
+        return ticks(now)
+
+    runtime.due_ticks = crashing_ticks  # type: ignore[method-assign]
+    with capture_logs() as logs:
+        await runtime.start()
+        try:
+
+            async def ready() -> bool:
+                return runtime.ready
+
+            await eventually(ready, 60, "the worker's partitions")
+            assert runtime.directory.ids() == ["shop-new"]  # the rest of the topic is read
+            problem = await problem_of(url, "session:shop-old", "KASSASYNC_SECRET_KEY")
+            assert "tok-shop-old" not in problem["cause"]
+            status, body = await health(url)
+            assert status == 503
+            assert body["runtime"] == "kafka" and body["ready"] is True
+            assert [p["loop"] for p in body["problems"]] == ["session:shop-old"]
+
+            broken = True
+            crashed = await problem_of(url, "ticks", "RuntimeError: tick loop broke")
+            assert crashed["restarts"] >= 1
+            broken = False
+            started = time.monotonic()
+
+            async def only_the_tenant_left() -> bool:
+                _, now = await health(url)
+                return [p["loop"] for p in now["problems"]] == ["session:shop-old"]
+
+            await eventually(only_the_tenant_left, 20, "the tick loop to run again")
+            assert time.monotonic() - started < 20
+        finally:
+            await runtime.stop()
+    errors = [e for e in logs if e["log_level"] == "error"]
+    assert any(e["event"] == "tenants.config_unreadable" for e in errors)
+    assert any(e["event"] == "loop.fault" and e["loop"] == "session:shop-old" for e in errors)
+    assert any(e["event"] == "loop.crashed" and e["loop"] == "ticks" for e in errors)
