@@ -184,3 +184,59 @@ def test_the_breaker_tells_a_down_target_from_one_bad_command() -> None:
     breaker.failed(30.0)
     breaker.failed(7.0)  # down: wait for the failed command's own backoff, then probe
     assert breaker.wait() == 7.0
+
+
+class _Sent:
+    def get(self, timeout: float | None = None) -> None:
+        return None
+
+
+class _Producer:
+    """Stands in for the Kafka producer: the ports' marks go nowhere in this test."""
+
+    def send(self, *args: object, **kwargs: object) -> _Sent:
+        return _Sent()
+
+    def flush(self, timeout: float | None = None) -> None:
+        return None
+
+
+def test_the_kafka_ports_keep_the_same_lanes(tmp_path: Path) -> None:
+    from engine.kafka.config import KafkaConfig
+    from engine.kafka.ports import KafkaPorts
+    from engine.kafka.store import CMD, Mirror
+    from engine.kafka.topics import partition_for
+
+    config = KafkaConfig(data_dir=tmp_path)
+    mirror = Mirror(config.partitions)
+    ports = KafkaPorts(config, mirror, lambda _t: True, lambda _k, _v: None, _Producer())  # type: ignore[arg-type]
+    data = mirror.tenant(TENANT, partition_for(TENANT, config.partitions))
+    for seq, command in enumerate(
+        [stock("a1", "1001"), stock("b1", "1002"), stock("a2", "1001"), stock("c1", "1003")], 1
+    ):
+        record = {
+            "seq": seq,
+            "target": "fortnox",
+            "type": command.type,
+            "payload": registry.dump(command).decode(),
+            "status": "pending",
+            "attempts": 0,
+        }
+        data.set(CMD, command.id, record)
+        ports.enqueue(TENANT, "fortnox", command.id, seq)
+
+    def settle_head(expected: str, status: OutcomeStatus, retry_in: float = 0.0) -> None:
+        pending = ports.head("fortnox", TENANT)
+        assert pending is not None and pending.command_id == expected
+        assert pending.next_at <= time.time()
+        error = shop_error(ErrorKind.FORTNOX_UNAVAILABLE, detail="503")
+        ports.settle(pending, status, error=error, retry_in=retry_in)
+        if status is OutcomeStatus.DONE:  # what the agent does when it sees the outcome
+            data.set(CMD, expected, None)
+
+    settle_head("a1", OutcomeStatus.RETRYING, retry_in=3600)
+    settle_head("b1", OutcomeStatus.DONE)
+    settle_head("c1", OutcomeStatus.DONE)  # a2 waits behind a1 in lane article:1001
+    waiting = ports.head("fortnox", TENANT)
+    assert waiting is not None and waiting.command_id == "a1"
+    assert waiting.next_at > time.time() + 3000
