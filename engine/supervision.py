@@ -176,9 +176,13 @@ class Supervisor:
         state = self.loops.get(name)
         return state is not None and state.task is not None and not state.task.done()
 
-    def tasks(self) -> list[asyncio.Task[None]]:
-        """Every supervised task still running (to wait for at shutdown)."""
-        return [s.task for s in self.loops.values() if s.task is not None and not s.task.done()]
+    def tasks(self, *, but: tuple[str, ...] = ()) -> list[asyncio.Task[None]]:
+        """Every supervised task still running (to wait for at shutdown), except ``but``."""
+        return [
+            s.task
+            for s in self.loops.values()
+            if s.task is not None and not s.task.done() and s.name not in but
+        ]
 
     async def _supervise(
         self,

@@ -60,7 +60,7 @@ from engine.kafka.store import (
 from engine.kafka.topics import partition_for
 from engine.secrets import SecretBox
 from engine.store.outbox import TARGETS
-from engine.supervision import Health, RestartCounter, Supervisor
+from engine.supervision import Health, RestartCounter, Supervisor, describe
 from engine.tenants import TenantConfig
 from engine.web.api import healthz_router
 from reconcilers.context import Refused
@@ -155,6 +155,8 @@ class KafkaRuntime:
         self._rereading: dict[tuple[str, int], tuple[int, float]] = {}
         self._progress: dict[tuple[str, int], float] = {}
         self._watch: asyncio.Task[None] | None = None
+        self._watchdog_stop = asyncio.Event()
+        self._watchdog: asyncio.Task[None] | None = None
         self.app = faust.App(
             config.app_id,
             broker=f"kafka://{config.bootstrap}",
@@ -212,6 +214,10 @@ class KafkaRuntime:
             self.timing,
         )
         self.sessions: dict[str, FortnoxSession] = self.keeper.sessions
+        #: (messages behind, messages consumed), sampled every second by _watch_positions.
+        self._lag: tuple[int, int] = (0, 0)
+        self.supervisor.watch("agent.lag", lambda: self._lag)
+        self.supervisor.check("agent", self._agent_problem)
         self._unreadable_reported: set[str] = set()
         self.token_store: SqliteTokenStore | None = None
         self.limiters = LimiterRegistry()
@@ -579,7 +585,7 @@ class KafkaRuntime:
         self._exec_stop.set()
         waited: set[asyncio.Task[None]] = set()
         while True:  # again if a session was started while this waited
-            tasks = {*self._exec_tasks, *self.supervisor.tasks()} - waited
+            tasks = {*self._exec_tasks, *self.supervisor.tasks(but=("watchdog",))} - waited
             if not tasks:
                 break
             _, late = await asyncio.wait(tasks, timeout=10)
@@ -652,6 +658,10 @@ class KafkaRuntime:
         await self.aproducer.start()
         await self.app.start()
         self._watch = asyncio.create_task(self._watch_positions())
+        self._watchdog_stop = asyncio.Event()
+        self._watchdog = self.supervisor.spawn(
+            "watchdog", lambda: self.supervisor.watchdog(self._watchdog_stop), self._watchdog_stop
+        )
         if self.health_port is not None:
             await self._serve_health(self.health_port)
 
@@ -682,11 +692,37 @@ class KafkaRuntime:
         while True:
             await asyncio.sleep(1.0)
             try:
-                await self.check_positions()
+                # Bounded: a consumer that crashed may never answer.
+                await asyncio.wait_for(self.check_positions(), timeout=10)
+                await asyncio.wait_for(self._sample_lag(), timeout=10)
             except Exception as failed:  # a rebalance under way: try again in a second
                 log.info("kafka.position_check_skipped", error=type(failed).__name__)
 
+    async def _sample_lag(self) -> None:
+        """(messages after this worker's positions, messages it consumed) for the supervisor's
+        stall watch: red when a backlog does not move for its ``stall_seconds``."""
+        if not self._ready.is_set() or not self.expected:
+            self._lag = (0, self._lag[1])
+            return
+        wanted = dict(self.expected)
+        ends = await self.app.consumer.highwaters(*(TP(*w) for w in wanted))
+        behind = sum(max(0, ends.get(TP(*w), 0) - offset) for w, offset in wanted.items())
+        self._lag = (behind, sum(self.positions.values()))
+
+    def _agent_problem(self) -> str | None:
+        """The faust app (its reconciling agent, consumer and tables) crashed: the worker reads
+        nothing more until it is restarted, which is what a 503 asks an orchestrator to do."""
+        if not self.app.crashed:
+            return None
+        reason = self.app.crash_reason
+        cause = describe(reason) if reason is not None else "no reason recorded"
+        return f"the reconciling agent crashed; restart this worker ({cause})"
+
     async def stop(self) -> None:
+        self._watchdog_stop.set()
+        if self._watchdog is not None:
+            await asyncio.gather(self._watchdog, return_exceptions=True)
+            self._watchdog = None
         if self._health_server is not None and self._health_task is not None:
             self._health_server.should_exit = True
             await asyncio.gather(self._health_task, return_exceptions=True)

@@ -1,8 +1,9 @@
 """Nothing stops silently on the Kafka worker either (issue 12, item 2), seen through the
-worker's ``/healthz`` (``kassasync worker --health-port``): its tick loop crashing, and a tenant
-in the tenants topic that the worker's ``KASSASYNC_SECRET_KEY`` cannot open, are each a 503
-naming the loop and the cause within 10 s, with a log line at error; the crashed loop comes back
-without a restart, and the tenants the key can open are served all along."""
+worker's ``/healthz`` (``kassasync worker --health-port``): its tick loop crashing, a tenant in
+the tenants topic that the worker's ``KASSASYNC_SECRET_KEY`` cannot open, and the faust app
+crashing are each a 503 naming the loop and the cause within 10 s, with a log line at error; the
+crashed loop comes back without a restart, and the tenants the key can open are served all
+along."""
 
 from __future__ import annotations
 
@@ -109,6 +110,12 @@ async def test_a_crashed_tick_loop_and_an_unreadable_tenant_are_red_on_the_worke
 
             await eventually(only_the_tenant_left, 20, "the tick loop to run again")
             assert time.monotonic() - started < 20
+
+            # The faust app itself crashing (the agent stops reading) is red too: the worker
+            # must be restarted, and /healthz is what tells an orchestrator so.
+            await runtime.app.crash(RuntimeError("fetcher died"))
+            agent = await problem_of(url, "agent", "RuntimeError: fetcher died")
+            assert "restart this worker" in agent["cause"]
         finally:
             await runtime.stop()
     errors = [e for e in logs if e["log_level"] == "error"]
