@@ -4,6 +4,7 @@ processor, the tick scheduler, the executors, the Fortnox sessions and the HTTP 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -324,7 +325,8 @@ class EmbeddedEngine:
         """Every 0.2 s: a supervised session for every tenant with Fortnox, and their feeds."""
         while not stop.is_set():
             self._ensure_sessions(stop)
-            await _first(stop, self._wakes_changed, timeout=SESSIONS_CHECK_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=SESSIONS_CHECK_SECONDS)
 
     def _lag_reading(self) -> tuple[int, int]:
         """(messages waiting for the reconcilers, messages they consumed so far)."""
