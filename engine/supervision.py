@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import structlog
+from pydantic import ValidationError
 
 from engine.secrets import SecretDecryptError, SecretKeyError
 
@@ -48,10 +49,25 @@ class RestartCounter(Protocol):
     def loop_restarted(self, kind: str) -> None: ...
 
 
+#: A cause is shown on the public /healthz: at most this long.
+MAX_CAUSE = 400
+
+
 def describe(failed: BaseException) -> str:
-    """A cause an operator can act on; never a secret value (the secrets module keeps its values
-    out of its messages)."""
-    text = f"{type(failed).__name__}: {failed}"
+    """A cause an operator can act on, short enough for /healthz; never a secret value (the
+    secrets module keeps its values out of its messages) and never the data a model refused
+    (a ValidationError is named by its locations and messages, without the input values)."""
+    return _describe(failed)[:MAX_CAUSE]
+
+
+def _describe(failed: BaseException) -> str:
+    if isinstance(failed, ValidationError):
+        where = "; ".join(
+            f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}"
+            for e in failed.errors(include_url=False, include_input=False)[:5]
+        )
+        return f"ValidationError ({failed.title}, {failed.error_count()} errors): {where}"
+    text = f"{type(failed).__name__}: {str(failed).splitlines()[0] if str(failed) else ''}"
     if isinstance(failed, SecretDecryptError):
         return (
             "a stored secret cannot be opened: KASSASYNC_SECRET_KEY is not the key it was sealed "
@@ -61,8 +77,10 @@ def describe(failed: BaseException) -> str:
         return f"KASSASYNC_SECRET_KEY is missing or malformed ({text})"
     if isinstance(failed, sqlite3.OperationalError):
         message = str(failed).lower()
-        if "disk is full" in message or "disk i/o" in message:
+        if "disk is full" in message:
             return f"disk full: the database cannot be written ({text})"
+        if "disk i/o" in message:
+            return f"the disk failed a read or write ({text})"
         if "unable to open" in message or "readonly" in message or "read-only" in message:
             return f"a database file cannot be opened or written (permissions, path?) ({text})"
         if "locked" in message:

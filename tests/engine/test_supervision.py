@@ -161,3 +161,17 @@ def test_a_wrong_secret_key_is_named_without_the_secret() -> None:
     cause = describe(failed.value)
     assert "KASSASYNC_SECRET_KEY" in cause
     assert "till-token-abc" not in cause
+
+
+def test_a_refused_record_is_named_without_its_data() -> None:
+    from pydantic import BaseModel, Field, ValidationError
+
+    class Article(BaseModel):
+        ean: str = Field(pattern=r"^\d+$")
+
+    with pytest.raises(ValidationError) as failed:
+        Article(ean="123 456 private-customer@example.com")
+    cause = describe(failed.value)
+    assert cause.startswith("ValidationError (Article, 1 errors): ean:")
+    assert "private-customer" not in cause
+    assert len(describe(RuntimeError("x" * 5000))) <= 400
