@@ -34,7 +34,15 @@ from engine.kafka.config import KafkaConfig
 from engine.kafka.readmodel import KafkaReadModel
 from engine.kafka.topics import partition_for
 from engine.metrics import EngineMetrics
-from engine.ops import Budget, DeadLetterRow, Ops, SqliteOpsStore, TopicLag, WorkerAssignment
+from engine.ops import (
+    Budget,
+    DeadLetterRow,
+    Ops,
+    OpsError,
+    SqliteOpsStore,
+    TopicLag,
+    WorkerAssignment,
+)
 from engine.store.db import Database
 from engine.web import mount
 from engine.web.auth import AdminAuth, NeedLogin
@@ -47,6 +55,18 @@ log = structlog.get_logger("kassasync.kafka.ops")
 
 #: ``/healthz`` of the ops service turns red when the read model is older than this.
 STALE_AFTER = 10.0
+
+
+class NotOnKafka(OpsError):
+    """An action the Kafka deployment does not offer yet (501)."""
+
+    status = 501
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"{what} is not available on the Kafka runtime yet: only the worker that owns the "
+            "tenant can change its commands, and there is no operator message for it yet"
+        )
 
 
 class KafkaOpsStore(SqliteOpsStore):
@@ -82,6 +102,12 @@ class KafkaOpsStore(SqliteOpsStore):
     def discard(self, command_id: str) -> bool:
         with self.db.transaction():
             return self.outbox.discard(command_id)
+
+    def retry_command_now(self, command_id: str) -> bool:
+        raise NotOnKafka("retrying a command now")
+
+    def cancel_command(self, command_id: str, reason: str) -> bool:
+        raise NotOnKafka("cancelling a command")
 
     def replay(self, row: DeadLetterRow) -> bool:
         try:

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from engine.kafka.config import KafkaConfig
 from engine.kafka.store import CMD, CURSOR, decode_key, is_internal
 from engine.store.db import Database
+from engine.store.lanes import lane_of
 from topics import registry
 from topics.names import Topic
 from topics.outcomes import DeadLetter, DeadLetterAction
@@ -192,8 +193,8 @@ class KafkaReadModel:
         status = str(record.get("status", "pending"))
         conn.execute(
             "INSERT INTO outbox (command_id, tenant, target, type, payload, status, attempts, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (command_id) DO UPDATE SET "
-            "status = excluded.status, attempts = excluded.attempts",
+            "created_at, lane) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (command_id) DO "
+            "UPDATE SET status = excluded.status, attempts = excluded.attempts",
             (
                 command_id,
                 tenant,
@@ -203,6 +204,7 @@ class KafkaReadModel:
                 status,
                 int(record.get("attempts", 0)),
                 time.time(),
+                _lane(record),
             ),
         )
 
@@ -262,6 +264,14 @@ class KafkaReadModel:
 
 def _where(tp: TopicPartition) -> str:
     return f"{tp.topic}:{tp.partition}"
+
+
+def _lane(record: Any) -> str:
+    """The command's lane (engine/store/lanes.py), shown with the commands being retried."""
+    try:
+        return lane_of(str(record.get("type", "?")), str(record.get("payload", "{}")))
+    except ValueError:  # a payload that is not JSON: no lane to show
+        return ""
 
 
 def _parse(value: bytes | None, kind: type[M]) -> M | None:
