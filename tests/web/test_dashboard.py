@@ -81,6 +81,7 @@ def concrete(path: str) -> str:
         path.replace("{tenant}", TENANT)
         .replace("{dead_letter_id:path}", "x")
         .replace("{dead_letter_id}", "x")
+        .replace("{command_id:path}", "x")
     )
 
 
