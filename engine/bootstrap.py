@@ -125,8 +125,10 @@ def kafka_runtime(
     timing: SessionTiming | None = None,
     executors: bool = True,
     log_notes: bool = True,
+    health_port: int | None = None,
 ) -> KafkaRuntime:
-    """A Kafka worker for the tenants of the partitions it is assigned."""
+    """A Kafka worker for the tenants of the partitions it is assigned (with ``health_port``,
+    serving its ``/healthz`` there)."""
     from engine.kafka.runtime import KafkaRuntime
 
     log.info("bootstrap.kafka", bootstrap=settings.kafka_bootstrap, prefix=settings.kafka_prefix)
@@ -136,4 +138,5 @@ def kafka_runtime(
         timing=timing,
         executors=executors,
         log_notes=log_notes,
+        health_port=health_port,
     )
