@@ -52,6 +52,9 @@ SESSION = {
     "kassasync deadletters list [--tenant T] [--status open|retried|discarded] [--json]",
     "kassasync deadletters retry ID | --tenant T | --all",
     "kassasync deadletters discard ID | --tenant T | --all",
+    "kassasync commands list [--tenant T] [--json]",
+    "kassasync commands retry ID",
+    'kassasync commands cancel ID [--reason "…"]',
     "kassasync export zreports --tenant T --from D --to D",
     "kassasync import-sie FILE --tenant T",
     "kassasync sie check FILE...",
@@ -153,6 +156,7 @@ def test_an_operators_session_runs_every_documented_embedded_command(tmp_path: P
             ran.add("kassasync run --data var/kassasync --http-port 8080")
             ran |= _status_and_tenants(shell)
             ran |= _dead_letters(shell)
+            ran |= _commands(shell)
             ran |= _bookkeeping(shell, tmp_path)
             ran |= _connect(shell, credentials, engine_url)
             # The engine is stopped once it is quiet (its log processed, its outbox empty, three
@@ -295,6 +299,25 @@ def _dead_letters(shell: Shell) -> set[str]:
         "kassasync deadletters list [--tenant T] [--status open|retried|discarded] [--json]",
         "kassasync deadletters retry ID | --tenant T | --all",
         "kassasync deadletters discard ID | --tenant T | --all",
+    }
+
+
+def _commands(shell: Shell) -> set[str]:
+    """The commands being retried, through the running engine (the refusing till makes dead
+    letters, not retries: tests/reliability/test_head_of_line.py has a till that answers 5xx)."""
+    listed = ok(shell.run("kassasync commands list --tenant demo --json")).json()
+    assert isinstance(listed["commands"], list)
+    assert all(c["tenant"] == "demo" and c["attempts"] >= 1 for c in listed["commands"])
+    retried = ok(shell.run("kassasync commands retry no-such-command"), code=1)
+    assert "no command 'no-such-command'" in retried.err, str(retried)
+    cancelled = ok(
+        shell.run('kassasync commands cancel no-such-command --reason "paid by hand"'), code=1
+    )
+    assert "no command 'no-such-command'" in cancelled.err, str(cancelled)
+    return {
+        "kassasync commands list [--tenant T] [--json]",
+        "kassasync commands retry ID",
+        'kassasync commands cancel ID [--reason "…"]',
     }
 
 
