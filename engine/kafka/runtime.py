@@ -63,6 +63,7 @@ from engine.store.outbox import TARGETS
 from engine.supervision import Health, RestartCounter, Supervisor, describe
 from engine.tenants import TenantConfig
 from engine.web.api import healthz_router
+from engine.web.door import DoorSettings, server_config
 from reconcilers.context import Refused
 from reconcilers.dispatch import requeues_dead_command
 from reconcilers.state import Note, Record, StateView
@@ -678,9 +679,8 @@ class KafkaRuntime:
                 },
             )
         )
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-        )
+        # The door's timeouts and limits, and uvicorn's warnings in the engine's JSON log.
+        config = server_config(app, host="127.0.0.1", port=port, settings=DoorSettings())
         server = self._health_server = uvicorn.Server(config)
         self._health_task = asyncio.create_task(server.serve())
         while not server.started and not self._health_task.done():
