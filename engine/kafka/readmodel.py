@@ -214,8 +214,11 @@ class KafkaReadModel:
             return 0
         data = letter.data
         conn.execute(
-            "INSERT OR IGNORE INTO dead_letters (id, tenant, topic, type, payload, error, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO dead_letters (id, tenant, topic, type, payload, error, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET status = 'open', "
+            "error = excluded.error, created_at = excluded.created_at, resolved_at = NULL "
+            "WHERE dead_letters.status != 'open' "
+            "AND excluded.created_at > dead_letters.resolved_at",
             (
                 data.dead_letter_id,
                 letter.tenant,

@@ -214,9 +214,14 @@ class DeadLetters:
         payload: bytes,
         error: ShopError,
     ) -> None:
+        # A letter that was retried (or discarded) and fails again is open again, with the new
+        # error: a command refused a second time must not stay out of sight.
         self.db.conn.execute(
-            "INSERT OR IGNORE INTO dead_letters "
-            "(id, tenant, topic, type, payload, error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO dead_letters "
+            "(id, tenant, topic, type, payload, error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET status = 'open', error = excluded.error, "
+            "created_at = excluded.created_at, resolved_at = NULL "
+            "WHERE dead_letters.status != 'open'",
             (dead_letter_id, tenant, topic, type_, payload, error.model_dump_json(), time.time()),
         )
 
