@@ -7,10 +7,9 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import functools
 import shutil
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,12 +22,12 @@ from engine.clock import utcnow
 from engine.embedded.edge import Edge
 from engine.embedded.processor import BatchResult, Processor
 from engine.embedded.scheduler import TickScheduler
-from engine.executors.feed import DatabaseOffsets, FeedHandler, app_key
+from engine.executors.feed import DatabaseOffsets
+from engine.executors.feeds import FeedKeeper
 from engine.executors.fortnox import FortnoxSession, SessionTiming
 from engine.executors.sessions import SessionKeeper
 from engine.executors.till import TillDelivery
 from engine.fortnox.api import FortnoxApi
-from engine.fortnox.errors import FortnoxError
 from engine.fortnox.limiter import LimiterRegistry
 from engine.fortnox.onboarding import (
     FortnoxApp,
@@ -37,13 +36,12 @@ from engine.fortnox.onboarding import (
     renew_idle_logins,
 )
 from engine.fortnox.tokens import SqliteTokenStore
-from engine.fortnox.topics_feed import TopicsFeed
-from engine.fortnox_factory import open_api, resolve_connection
+from engine.fortnox_factory import open_api
 from engine.gateway.ingest import MAX_BODY_BYTES as INGEST_BODY_BYTES
 from engine.gateway.ingest import router as ingest_router
 from engine.metrics import EngineMetrics, MeteredPorts
 from engine.ops import EmbeddedProbe, Ops, SqliteOpsStore, Throughput
-from engine.secrets import Secret, SecretBox
+from engine.secrets import SecretBox
 from engine.store.db import Database
 from engine.supervision import Health, Supervisor
 from engine.tenants import TenantConfig, TenantDirectory
@@ -151,7 +149,14 @@ class EmbeddedEngine:
             self.timing,
         )
         self.sessions: dict[str, FortnoxSession] = self.keeper.sessions
-        self._feeds: dict[str, tuple[TopicsFeed, set[str], asyncio.Task[None]]] = {}
+        self.feeds = FeedKeeper(
+            self.supervisor,
+            self.tenants.get,
+            self.fortnox_app,
+            self.ports,
+            self.sessions,
+            lambda key: DatabaseOffsets(self.db, key),
+        )
         self._http: httpx.AsyncClient | None = None
         #: Set when the ingest API stored events (the processor need not wait out its idle nap).
         self._work = asyncio.Event()
@@ -214,65 +219,7 @@ class EmbeddedEngine:
 
     def _ensure_sessions(self, stop: asyncio.Event) -> None:
         self.keeper.ensure(self.tenants.ids(), stop)
-        self._ensure_feeds(stop)
-
-    def _ensure_feeds(self, stop: asyncio.Event) -> None:
-        """One topics-feed connection per Fortnox app, carrying all of that app's tenants."""
-        groups: dict[str, tuple[str, Secret, set[str]]] = {}
-        for tenant in list(self.sessions):
-            try:
-                config = self.tenants.get(tenant)
-            except Exception:  # reported by the tenant's session loop (SessionKeeper.ensure)
-                continue
-            if config is None or config.fortnox is None or not config.fortnox.topics_url:
-                continue
-            app = resolve_connection(config.fortnox, self.fortnox_app).app
-            key = app_key(app.client_id, config.fortnox.topics_url)
-            url, secret, members = groups.setdefault(
-                key, (config.fortnox.topics_url, app.client_secret, set())
-            )
-            members.add(tenant)
-        for key, (url, secret, members) in groups.items():
-            running = self._feeds.get(key)
-            if running is not None and running[1] == members and not running[2].done():
-                self._follow(running[0], members)
-                continue
-            if running is not None:
-                running[2].cancel()
-            feed = TopicsFeed(
-                client_secret=secret,
-                tokens=self._feed_tokens(frozenset(members)),
-                offsets=DatabaseOffsets(self.db, key),
-                on_event=FeedHandler(self.ports, lambda: self.sessions),
-                url=url,
-            )
-            task = self.supervisor.spawn(f"feed:{key}", feed.run, stop, kind="feed")
-            self._feeds[key] = (feed, members, task)
-            self._follow(feed, members)
-
-    def _follow(self, feed: TopicsFeed, members: set[str]) -> None:
-        """Tell the members' sessions whether the feed announces their changes."""
-        for tenant in members:
-            session = self.sessions.get(tenant)
-            if session is not None:
-                session.feed_live = functools.partial(feed.covers, tenant)
-
-    def _feed_tokens(
-        self, members: frozenset[str]
-    ) -> Callable[[], Awaitable[Mapping[str, Secret]]]:
-        async def source() -> Mapping[str, Secret]:
-            out: dict[str, Secret] = {}
-            for tenant in sorted(members):
-                session = self.sessions.get(tenant)
-                if session is None:
-                    continue
-                try:
-                    out[tenant] = await session.api.client.tokens.access_token(tenant)
-                except FortnoxError as failed:
-                    log.warning("fortnox.feed.tenant_skipped", tenant=tenant, error=str(failed))
-            return out
-
-        return source
+        self.feeds.ensure(stop)
 
     # -- loops (each under the supervisor) --------------------------------------------------
 
@@ -377,8 +324,7 @@ class EmbeddedEngine:
             await stop.wait()
             if self.server is not None:
                 self.server.should_exit = True
-            for feed, _members, _task in self._feeds.values():
-                await feed.stop()
+            await self.feeds.stop()
             await asyncio.gather(*tasks, *self.supervisor.tasks(), return_exceptions=True)
         log.info("engine.stopped")
 

@@ -35,6 +35,8 @@ from faust.types import TP
 from kafka import KafkaProducer
 
 from engine.core.process import Admitted, Inbound, Outcome, Step, log_decisions, process
+from engine.executors.feed import DatabaseOffsets
+from engine.executors.feeds import FeedKeeper
 from engine.executors.fortnox import FortnoxSession, SessionTiming
 from engine.executors.sessions import SessionKeeper, session_loop
 from engine.executors.till import TillDelivery
@@ -59,6 +61,7 @@ from engine.kafka.store import (
 )
 from engine.kafka.topics import partition_for
 from engine.secrets import SecretBox
+from engine.store.db import Database
 from engine.store.outbox import TARGETS
 from engine.supervision import Health, RestartCounter, Supervisor, describe
 from engine.tenants import TenantConfig
@@ -215,6 +218,16 @@ class KafkaRuntime:
             self.timing,
         )
         self.sessions: dict[str, FortnoxSession] = self.keeper.sessions
+        #: The topics feeds of the owned tenants' sessions; offsets in this worker's data folder.
+        self.feeds = FeedKeeper(
+            self.supervisor,
+            self.directory.cached,
+            None,
+            self.ports,
+            self.sessions,
+            self._feed_offsets,
+        )
+        self._feed_db: Database | None = None
         #: (messages behind, messages consumed), sampled every second by _watch_positions.
         self._lag: tuple[int, int] = (0, 0)
         self.supervisor.watch("agent.lag", lambda: self._lag)
@@ -584,6 +597,7 @@ class KafkaRuntime:
 
     async def _stop_executors(self) -> None:
         self._exec_stop.set()
+        await self.feeds.stop()
         waited: set[asyncio.Task[None]] = set()
         while True:  # again if a session was started while this waited
             tasks = {*self._exec_tasks, *self.supervisor.tasks(but=("watchdog",))} - waited
@@ -623,6 +637,13 @@ class KafkaRuntime:
     def _settings_for(self, tenant: str) -> Callable[[], TenantSettings]:
         return lambda: self.settings_of(tenant)
 
+    def _feed_offsets(self, key: str) -> DatabaseOffsets:
+        """A feed's offsets, in this worker's own SQLite file: after a move, the new owner's
+        feed starts from its own offsets, and what it sees again is de-duplicated."""
+        if self._feed_db is None:
+            self._feed_db = Database(self.config.data_dir / "feed-offsets.db")
+        return DatabaseOffsets(self._feed_db, key)
+
     async def _api_for(self, config: TenantConfig) -> FortnoxApi:
         assert config.fortnox is not None and self._http is not None
         if self.token_store is None:
@@ -634,6 +655,7 @@ class KafkaRuntime:
         if stop.is_set() or self._exec_stop.is_set():
             return
         self.keeper.ensure(self.directory.ids(), stop, self._wanted)
+        self.feeds.ensure(stop)
         unreadable = {t: c for t, c in self.directory.unreadable.items() if self.owns(t)}
         for tenant, cause in unreadable.items():
             self.supervisor.fault(session_loop(tenant), cause)

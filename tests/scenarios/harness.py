@@ -224,6 +224,10 @@ class ScenarioRuntime:
         """The pending drift the dashboard shows for the tenant."""
         raise NotImplementedError
 
+    def feed_offsets(self) -> int:
+        """How many topics-feed offsets the runtime has kept."""
+        raise NotImplementedError
+
     async def settle(self, timeout: float = 60.0) -> None:
         """Until nothing is pending and two fresh polls (and master-data reads) in a row brought
         nothing new."""
@@ -357,3 +361,6 @@ class EmbeddedRuntime(ScenarioRuntime):
 
     async def drift(self) -> Drift:
         return self.engine.ops.store.drift(TENANT)
+
+    def feed_offsets(self) -> int:
+        return int(self.engine.db.conn.execute("SELECT COUNT(*) FROM feed_offsets").fetchone()[0])

@@ -145,5 +145,11 @@ class KafkaScenarioRuntime(ScenarioRuntime):
         finally:
             ops.close()
 
+    def feed_offsets(self) -> int:
+        db = self.worker._feed_db
+        if db is None:
+            return 0
+        return int(db.conn.execute("SELECT COUNT(*) FROM feed_offsets").fetchone()[0])
+
     def backlog(self) -> str:
         return f"pending={self.worker.pending()} wakes={self.worker.wakes()}"
