@@ -16,8 +16,7 @@ from engine.replay import Logged, replay
 from engine.store.db import Database
 from engine.store.log import Log
 from engine.store.state import StateStore
-from tests.reconcilers.test_replay_properties import apply_mixed, mixed_action, mixed_world
-from topics import outcomes as oc
+from tests.reconcilers.test_replay_properties import mixed_action, mixed_run
 from topics import registry
 from topics.names import Topic
 from topics.settings import CustomerMaster
@@ -33,12 +32,7 @@ def test_the_sqlite_path_replays_to_the_same_state_and_commands(
     master_mode: CustomerMaster, actions: list[tuple[Any, ...]], batch: int
 ) -> None:
     note(f"master_mode={master_mode!r} batch={batch} actions={actions!r}")
-    world = mixed_world(master_mode)
-    fresh = [0]
-    for act in actions:
-        apply_mixed(world, act, fresh)
-    world.send(oc.TenantResumed)
-    world.quiesce()
+    world = mixed_run(master_mode, actions)
     tenant = world.processed[0].tenant
     with tempfile.TemporaryDirectory() as tmp:
         db = Database(Path(tmp) / "kassasync.db")

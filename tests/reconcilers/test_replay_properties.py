@@ -114,6 +114,17 @@ def apply_other(world: World, act: tuple[Any, ...]) -> None:
         world.send(oc.TenantResumed)
 
 
+def mixed_run(master_mode: CustomerMaster, actions: list[tuple[Any, ...]]) -> World:
+    """A world after ``actions`` of every flow, resumed and quiet: its log is ``processed``."""
+    world = mixed_world(master_mode)
+    fresh = [0]
+    for act in actions:
+        apply_mixed(world, act, fresh)
+    world.send(oc.TenantResumed)
+    world.quiesce()
+    return world
+
+
 def replay(messages: list[Envelope]) -> tuple[MemoryState, list[str]]:
     state = MemoryState()
     commands: list[str] = []
@@ -133,12 +144,7 @@ def test_replaying_the_log_into_an_empty_store_gives_the_same_state_and_commands
     master_mode: CustomerMaster, actions: list[tuple[Any, ...]]
 ) -> None:
     note(f"master_mode={master_mode!r} actions={actions!r}")
-    world = mixed_world(master_mode)
-    fresh = [0]
-    for act in actions:
-        apply_mixed(world, act, fresh)
-    world.send(oc.TenantResumed)
-    world.quiesce()
+    world = mixed_run(master_mode, actions)
     state, commands = replay(world.processed)
     assert state.records == world.state.records
     assert commands == [c.model_dump_json() for c in world.emitted]
