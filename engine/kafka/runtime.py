@@ -34,6 +34,7 @@ from fastapi import FastAPI
 from faust.types import TP
 from kafka import KafkaProducer
 
+from engine.clock import utcnow
 from engine.core.process import Admitted, Inbound, Outcome, Step, log_decisions, process
 from engine.executors.feed import DatabaseOffsets
 from engine.executors.feeds import FeedKeeper
@@ -547,7 +548,7 @@ class KafkaRuntime:
         letter = DeadLetter(
             id=f"dl-{letter_id}",
             tenant=tenant,
-            occurred_at=dt.datetime.now(dt.UTC),
+            occurred_at=utcnow(),
             data=DeadLetterData(
                 dead_letter_id=letter_id,
                 topic=topic.value,
@@ -614,7 +615,7 @@ class KafkaRuntime:
 
     async def _tick_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            self.due_ticks(dt.datetime.now(dt.UTC))
+            self.due_ticks(utcnow())  # the engine's clock, as every reading compared with messages
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.2)
 

@@ -122,17 +122,12 @@ async def test_a_full_pass_does_not_take_a_refused_article_for_missing(runtime: 
         assert want is not None and want["reason"] == "till_refuses"
 
 
-ENGINE_SKEW_GAP = (
-    "the Kafka runtime's tick loop reads the wall clock directly (engine/kafka/runtime.py)"
-)
-
-
 @pytest.mark.parametrize(
     "skew",
     [
         "fortnox_behind",
         "fortnox_ahead",
-        pytest.param("engine_ahead", marks=pytest.mark.embedded_only(reason=ENGINE_SKEW_GAP)),
+        "engine_ahead",
     ],
 )
 async def test_skewed_clocks_lose_no_article_customer_or_payment(
