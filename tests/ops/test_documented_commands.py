@@ -3,7 +3,7 @@ installed command, in a subprocess, in a fresh folder, with only the variables a
 
 One operator's session walks the embedded runtime's commands in the order a person would use
 them (sandbox, tenants, the engine, status, dead letters, exports, the ledger, replay); the Kafka
-runtime's commands need a broker (skipped without ``KASSASYNC_KAFKA_BOOTSTRAP``); the headless
+runtime's commands need a broker (without ``KASSASYNC_KAFKA_BOOTSTRAP`` they fail with instructions); the headless
 demo runs on its own. Where a documented line names a port (8080, 9000, 8400), the session uses
 a free one instead: this machine runs other engines, and the line is otherwise typed as written.
 A documented line no test runs fails :func:`test_every_documented_command_is_run`.
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import secrets
 import uuid
@@ -34,6 +33,7 @@ from tests.ops.commands import (
     user_env,
     wait_until,
 )
+from tests.scenarios.kafka_runtime import kafka_bootstrap
 
 #: The documented lines each test below runs (the Kafka ones when a broker is given).
 SESSION = {
@@ -418,13 +418,8 @@ def test_the_headless_demo_prints_its_summary(tmp_path: Path) -> None:
 
 
 @pytest.mark.kafka
-@pytest.mark.skipif(
-    not os.environ.get("KASSASYNC_KAFKA_BOOTSTRAP"),
-    reason="the Kafka runtime's documented commands need a broker: KASSASYNC_KAFKA_BOOTSTRAP is "
-    "unset (make test starts one and sets it)",
-)
 def test_the_kafka_runtimes_documented_commands(tmp_path: Path) -> None:
-    bootstrap = os.environ["KASSASYNC_KAFKA_BOOTSTRAP"]
+    bootstrap = kafka_bootstrap()  # fails with instructions when no broker is given, never skips
     prefix = f"doc{uuid.uuid4().hex[:8]}."
     shell = Shell(
         tmp_path,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -95,7 +96,7 @@ class Runtime(Protocol):
     def state(self, kind: str, key: str) -> dict[str, Any] | None: ...
 
 
-class ScenarioRuntime:
+class ScenarioRuntime(ABC):
     """What both runtimes share: the sandbox Fortnox and the simulated till on loopback, the
     tenant's config, and the two-sided views scenarios assert on."""
 
@@ -211,22 +212,25 @@ class ScenarioRuntime:
     # -- settling (each runtime says what its sessions are and when it is quiet) -----------------
 
     @property
+    @abstractmethod
     def sessions(self) -> Mapping[str, FortnoxSession]:
-        raise NotImplementedError
+        """The runtime's running Fortnox sessions, by tenant."""
 
+    @abstractmethod
     async def quiet(self) -> bool:
-        raise NotImplementedError
+        """Nothing left to reconcile, deliver or flush."""
 
+    @abstractmethod
     def backlog(self) -> str:
-        raise NotImplementedError
+        """What is still waiting, for the message of a settle that timed out."""
 
+    @abstractmethod
     async def drift(self) -> Drift:
         """The pending drift the dashboard shows for the tenant."""
-        raise NotImplementedError
 
+    @abstractmethod
     def feed_offsets(self) -> int:
         """How many topics-feed offsets the runtime has kept."""
-        raise NotImplementedError
 
     async def settle(self, timeout: float = 60.0) -> None:
         """Until nothing is pending and two fresh polls (and master-data reads) in a row brought

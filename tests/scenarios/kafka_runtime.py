@@ -35,7 +35,7 @@ def kafka_bootstrap() -> str:
     value = os.environ.get(BOOTSTRAP_ENV, "").strip()
     if not value:
         pytest.fail(
-            f"{BOOTSTRAP_ENV} is not set: the scenarios' kafka runtime needs a real broker "
+            f"{BOOTSTRAP_ENV} is not set: the Kafka runtime's tests need a real broker "
             "(`make test` starts one; see docs/kafka.md)",
             pytrace=False,
         )
