@@ -3,9 +3,10 @@ installed command, in a subprocess, in a fresh folder, with only the variables a
 
 One operator's session walks the embedded runtime's commands in the order a person would use
 them (sandbox, tenants, the engine, status, dead letters, exports, the ledger, replay); the Kafka
-runtime's commands need a broker (without ``KASSASYNC_KAFKA_BOOTSTRAP`` they fail with instructions); the headless
-demo runs on its own. Where a documented line names a port (8080, 9000, 8400), the session uses
-a free one instead: this machine runs other engines, and the line is otherwise typed as written.
+runtime's commands need a broker (without ``KASSASYNC_KAFKA_BOOTSTRAP`` they fail with
+instructions); the headless demo runs on its own. Where a documented line names a port (8080,
+9000, 8400), the session uses a free one instead: this machine runs other engines, and the line
+is otherwise typed as written.
 A documented line no test runs fails :func:`test_every_documented_command_is_run`.
 """
 
