@@ -72,7 +72,7 @@ class _Stderr(logging.StreamHandler[Any]):
 
     @stream.setter
     def stream(self, _value: Any) -> None:
-        pass
+        """Ignored (logging's own set-up assigns it): the stream is always ``sys.stderr``."""
 
 
 #: Libraries that log every request at INFO and raw headers (cookies, tokens) at DEBUG: kept at

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.cliutil import CliError, Parser, execute, settings_of
+from engine.kafka.cli import kafka_options
 from engine.ops import (
     FLOW_TITLES,
     FLOWS,
@@ -58,20 +59,7 @@ def register(sub: argparse._SubParsersAction[Parser]) -> None:
             default="embedded",
             help="the deployment to read and act on (kafka: its topics, via a local read model)",
         )
-        parser.add_argument(
-            "--bootstrap",
-            help="Kafka HOST:PORT (default $KASSASYNC_KAFKA_BOOTSTRAP or 127.0.0.1:9092)",
-        )
-        parser.add_argument(
-            "--prefix", default=None, help="Kafka topic prefix (default $KASSASYNC_KAFKA_PREFIX)"
-        )
-        parser.add_argument(
-            "--partitions",
-            type=int,
-            default=None,
-            help="Kafka partitions (default $KASSASYNC_KAFKA_PARTITIONS or 8)",
-        )
-        parser.add_argument("--replication", type=int, default=None, help=argparse.SUPPRESS)
+        kafka_options(parser, replication=False)
 
     def action_options(parser: argparse.ArgumentParser) -> None:
         data_option(parser)

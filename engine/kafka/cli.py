@@ -42,7 +42,8 @@ def _start(text: str) -> str:
     return text
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def kafka_options(parser: argparse.ArgumentParser, *, replication: bool = True) -> None:
+    """Where the Kafka deployment is: bootstrap, prefix, partitions (and replication)."""
     parser.add_argument(
         "--bootstrap",
         help="Kafka bootstrap HOST:PORT (default $KASSASYNC_KAFKA_BOOTSTRAP or 127.0.0.1:9092)",
@@ -60,8 +61,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--replication",
         type=int,
         default=None,
-        help="replication factor (default $KASSASYNC_KAFKA_REPLICATION or 1)",
+        help="replication factor (default $KASSASYNC_KAFKA_REPLICATION or 1)"
+        if replication
+        else argparse.SUPPRESS,
     )
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    kafka_options(parser)
     parser.add_argument(
         "--data",
         default=None,
