@@ -142,12 +142,21 @@ def _kafka_ops(args: argparse.Namespace) -> Ops:
     """The Kafka deployment's ops over a read model caught up now (kept under ``--data``)."""
     import atexit
 
+    from kafka.errors import KafkaError
+
     from engine.kafka.cli import _config
     from engine.kafka.ops import KafkaOps
 
-    kafka = KafkaOps(_config(args))
-    atexit.register(kafka.close)
-    kafka.catch_up()
+    config = _config(args)
+    try:
+        kafka = KafkaOps(config)
+        atexit.register(kafka.close)
+        kafka.catch_up()
+    except (KafkaError, TimeoutError) as failed:
+        raise CliError(
+            f"cannot read the Kafka deployment at {config.bootstrap} "
+            f"(prefix {config.prefix!r}): {failed} (check --bootstrap and --prefix)"
+        ) from None
     return kafka.ops
 
 

@@ -69,16 +69,34 @@ class NotOnKafka(OpsError):
         )
 
 
+class Producer:
+    """A Kafka producer made on first use."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self._producer: KafkaProducer | None = None
+
+    def get(self) -> KafkaProducer:
+        if self._producer is None:
+            self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        return self._producer
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close()
+            self._producer = None
+
+
 class KafkaOpsStore(SqliteOpsStore):
     """Reads from the read model; writes go to Kafka for the owning worker to apply."""
 
-    def __init__(self, config: KafkaConfig, db: Database, producer: KafkaProducer) -> None:
+    def __init__(self, config: KafkaConfig, db: Database, producer: Producer) -> None:
         super().__init__(db)
         self.config = config
         self.producer = producer
 
     def _send(self, topic: Topic | str, tenant: str, payload: bytes) -> None:
-        self.producer.send(
+        self.producer.get().send(
             self.config.topic(topic),
             value=payload,
             key=message_key(tenant),
@@ -257,7 +275,8 @@ class KafkaOps:
         where = path or config.data_dir / "ops" / f"{config.app_id}.db"
         self.db = Database(where)
         self.readmodel = KafkaReadModel(config, self.db)
-        self.producer = KafkaProducer(bootstrap_servers=config.bootstrap, acks="all")
+        #: Connected on the first action: reading (status, lists, the dashboard) needs none.
+        self.producer = Producer(config.bootstrap)
         self.probe = KafkaProbe(config)
         self.ops = Ops(KafkaOpsStore(config, self.db, self.producer), self.probe)
         self.last_caught_up: float | None = None

@@ -168,3 +168,24 @@ def test_an_operator_action_on_a_dead_command_requeues_or_drops_it_in_the_worker
     data.set("cmd", "c1", {"flow": "articles", "key": "1001", "type": "till.article.upsert"})
     again = admit(data, Topic.SYNC_CONTROL, action("retry"))
     assert again is not None and again.puts == {}
+
+
+def test_a_kafka_deployment_that_cannot_be_read_is_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Seen from outside: a wrong --bootstrap ended in kafka-python's traceback."""
+    from kafka.errors import KafkaTimeoutError
+
+    from engine.cli import main
+
+    def unreachable(self: KafkaOps, timeout: float = 30.0) -> None:
+        raise KafkaTimeoutError("Unable to bootstrap from 127.0.0.1:9")
+
+    monkeypatch.setattr(KafkaOps, "catch_up", unreachable)
+    argv = ["status", "--runtime", "kafka", "--bootstrap", "127.0.0.1:9", "--data", str(tmp_path)]
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("kassasync: cannot read the Kafka deployment at 127.0.0.1:9")
+    assert "Traceback" not in "\n".join(err)
