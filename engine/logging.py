@@ -75,6 +75,19 @@ class _Stderr(logging.StreamHandler[Any]):
         """Ignored (logging's own set-up assigns it): the stream is always ``sys.stderr``."""
 
 
+class _CurrentStderr:
+    """A file for structlog's printer that is whatever ``sys.stderr`` is at each write, for the
+    same reason as ``_Stderr``: structlog's events must not outlive a stream that was closed (a
+    closed capture stream made every later event raise, and faust's revocation callback with it,
+    which stopped the Kafka worker)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 #: Libraries that log every request at INFO and raw headers (cookies, tokens) at DEBUG: kept at
 #: WARNING whatever the level, so the JSON log is not flooded and never carries their headers.
 CHATTY = ("httpx", "httpcore", "uvicorn.access", "aiokafka", "kafka")
@@ -116,6 +129,6 @@ def configure(level: str = "INFO", stream: Any = None) -> None:
     structlog.configure(
         processors=[*shared, redact, structlog.processors.JSONRenderer()],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=stream or _CurrentStderr()),
         cache_logger_on_first_use=False,
     )
