@@ -239,7 +239,10 @@ def on_fortnox_customer(ctx: Ctx, data: FortnoxCustomerData) -> None:
     fx["deleted"] = False
     till_id = fx.get("till_id") or _pending_owner(ctx, number)
     adopted = False
-    if till_id is None:
+    if till_id is None and data.created_for is not None:
+        till_id = _claim(ctx, fx, number, data.created_for)
+        adopted = till_id is not None
+    if till_id is None and fx.get("created_for") is None:
         till_id = _adopt(ctx, number)
         adopted = till_id is not None
     rec = None if till_id is None else ctx.txn.get(TILL, till_id)
@@ -277,6 +280,21 @@ def on_fortnox_customer(ctx: Ctx, data: FortnoxCustomerData) -> None:
 def _pending_owner(ctx: Ctx, number: str) -> str | None:
     owner = ctx.txn.get(PENDING, number)
     return None if owner is None else str(owner["till_id"])
+
+
+def _claim(ctx: Ctx, fx: dict[str, Any], number: str, till_id: str) -> str | None:
+    """A Fortnox customer Kassasync created for ``till_id`` (its mark in ExternalReference) that
+    this state does not link: state that lost the create's answer, or a till event that has not
+    come yet. It is that till customer's record, never a Fortnox-only one: linked at once where
+    the till customer is known (or Fortnox is master and brings it into the till under its own
+    id), else remembered so that the till customer's create takes this number back."""
+    if ctx.txn.get(TILL, till_id) is None and _master(ctx) is not CustomerMaster.FORTNOX:
+        fx["created_for"] = till_id
+        ctx.note("customer.created_for_unknown", number=number, till_customer_id=till_id)
+        return None
+    fx.pop("created_for", None)
+    ctx.note("customer.linked_by_reference", number=number, till_customer_id=till_id)
+    return till_id
 
 
 def _adopt(ctx: Ctx, number: str) -> str | None:
@@ -426,7 +444,8 @@ def _taken(ctx: Ctx, number: str, till_id: str) -> bool:
     if fx is not None and (fx.get("deleted") or fx.get("till_id") not in (None, till_id)):
         return True
     if fx is not None and fx.get("till_id") is None and fx.get("fields") is not None:
-        return True
+        # A Fortnox-only customer, unless Kassasync created it for this very till customer.
+        return fx.get("created_for") != till_id
     owner = _pending_owner(ctx, number)
     return owner is not None and owner != till_id
 
@@ -597,6 +616,7 @@ def _created(ctx: Ctx, till_id: str, rec: dict[str, Any], outcome: OutcomeData) 
     ctx.txn.delete(PENDING, number)
     fx = ctx.txn.get(FX, number) or {}
     fx["till_id"] = till_id
+    fx.pop("created_for", None)
     if fx.get("fields") is None or fx.get("deleted"):
         # What Fortnox has now is what the create sent (a later edit is not in it).
         fx["fields"] = created

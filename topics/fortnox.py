@@ -56,10 +56,36 @@ class Observation(Model):
 # --- customers -------------------------------------------------------------------------------
 
 
+#: Kassasync marks every customer it creates in Fortnox for a till customer with this prefix and
+#: the till's customer id in ``ExternalReference``: the mark outlives any state Kassasync keeps.
+CUSTOMER_REFERENCE_PREFIX = "kassasync:"
+
+
+def customer_reference(till_customer_id: str) -> str:
+    """The ``ExternalReference`` Kassasync gives the Fortnox customer of a till customer."""
+    return f"{CUSTOMER_REFERENCE_PREFIX}{till_customer_id}"
+
+
+def referenced_till_customer(external_reference: object) -> str | None:
+    """The till customer id a Fortnox ``ExternalReference`` names, if it is Kassasync's mark and
+    a valid till id; anything else (a user's own reference) names nobody."""
+    if not isinstance(external_reference, str):
+        return None
+    if not external_reference.startswith(CUSTOMER_REFERENCE_PREFIX):
+        return None
+    till_id = external_reference[len(CUSTOMER_REFERENCE_PREFIX) :]
+    if not 0 < len(till_id) <= 100 or any(ord(c) < 0x20 or ord(c) == 0x7F for c in till_id):
+        return None
+    return till_id
+
+
 class FortnoxCustomerData(Model):
     customer_number: CustomerNumber
     customer: CustomerFields
     observed: Observation = Field(default_factory=Observation)
+    #: The till customer this Fortnox customer was created for, from Kassasync's mark in its
+    #: ``ExternalReference`` (see ``customer_reference``); None for any other customer.
+    created_for: Ident | None = None
 
 
 class FortnoxCustomerChanged(FortnoxChange):

@@ -73,7 +73,12 @@ from topics.till import CustomerFields
 
 log = structlog.get_logger("kassasync.fortnox.session")
 
-EXTERNAL_REF_PREFIX = "kassasync:"
+#: Per polled resource, (the wrapper of one record, a field only the whole record has): a list
+#: item without that field is a subset and the record is fetched whole.
+WHOLE_ONLY: dict[str, tuple[str, str]] = {
+    "articles": ("Article", "StockGoods"),
+    "customers": ("Customer", "Type"),
+}
 #: Reads and writes one stock command may take in one execution before it is retried later.
 STOCK_WRITE_TRIES = 3
 OVERLAP = dt.timedelta(minutes=2)
@@ -510,7 +515,7 @@ class FortnoxSession:
 
     async def _create_customer(self, command: cm.CreateFortnoxCustomer) -> dict[str, str]:
         data = command.data
-        marker = f"{EXTERNAL_REF_PREFIX}{data.till_customer_id}"
+        marker = fx.customer_reference(data.till_customer_id)
         number = data.customer_number
         for attempt in range(10):
             candidate = number if attempt == 0 else f"{number}-{attempt}"
@@ -877,18 +882,21 @@ class FortnoxSession:
         messages: list[tuple[str, dict[str, Any], str | None]] = []
         for change in changes:
             raw = change.raw
-            if resource == "articles" and change.problem is None and "StockGoods" not in raw:
-                # List items may be a subset of the article (real list views omit StockGoods,
-                # VAT, Unit): only then, fetch the changed article whole.
+            whole_only = WHOLE_ONLY.get(resource)
+            if whole_only is not None and change.problem is None and whole_only[1] not in raw:
+                # List items are a subset of the record (real list views omit an article's
+                # StockGoods, VAT and Unit, a customer's Type, CountryCode and
+                # ExternalReference): only then, fetch the changed record whole.
+                wrapper, _field = whole_only
                 try:
-                    whole = await self.api.client.get_json(f"/3/articles/{seg(change.key)}")
+                    whole = await self.api.client.get_json(f"/3/{resource}/{seg(change.key)}")
                 except NotFound:
                     # Deleted since the list was read: its deletion is the feed's or the next
                     # full pass's to notice.
                     log.info("fortnox.poll.gone_meanwhile", tenant=self.tenant, key=change.key)
                     continue
-                article = whole.get("Article")
-                raw = {**raw, **(article if isinstance(article, dict) else {})}
+                fetched = whole.get(wrapper)
+                raw = {**raw, **(fetched if isinstance(fetched, dict) else {})}
             messages.append((change.key, raw, change.problem))
         prices: dict[str, Decimal | None] = {}
         if resource == "articles" and price_list != "A":
@@ -970,7 +978,10 @@ class FortnoxSession:
                 tenant=self.tenant,
                 occurred_at=now,
                 data=fx.FortnoxCustomerData(
-                    customer_number=entity, customer=customer_fields(raw), observed=observed
+                    customer_number=entity,
+                    customer=customer_fields(raw),
+                    observed=observed,
+                    created_for=fx.referenced_till_customer(raw.get("ExternalReference")),
                 ),
             )
         return fx.FortnoxPaymentChanged(

@@ -191,6 +191,46 @@ def test_fortnox_master_a_till_delete_during_the_create_is_overwritten() -> None
     assert world.till_customers == {"c1": fields(ANNA)}, "Fortnox has it: the till gets it back"
 
 
+def _created_earlier(world: World, till_id: str, number: str, value: dict[str, Any]) -> None:
+    """Kassasync created ``number`` for ``till_id`` (its mark is in Fortnox), but this state
+    never recorded it: a Kafka partition taken over before the create's answer was journalled,
+    then the poll that sees the customer read before the till's event."""
+    world.fx_customer_owner[number] = till_id
+    world.fx_put_customer(number, value)
+    world.process_all()
+
+
+def test_a_customer_created_for_a_till_customer_is_taken_back_not_created_again() -> None:
+    world = world_for(CustomerMaster.TILL)
+    _created_earlier(world, "c1", "Kc1", ANNA)
+    world.till_upsert_customer("c1", ANNA_2)
+    world.quiesce()
+    assert set(world.fx_customers) == {"Kc1"}, "no second customer Kc1-1"
+    assert world.state.get(customers.TILL, "c1")["number"] == "Kc1"  # type: ignore[index]
+    assert world.fx_customers["Kc1"] == fields(ANNA_2), "the till's later fields reach it"
+    assert not world.till_customers.keys() - {"c1"}
+
+
+def test_fortnox_master_brings_a_marked_customer_into_the_till_under_its_own_id() -> None:
+    world = world_for(CustomerMaster.FORTNOX)
+    _created_earlier(world, "c1", "Kc1", ANNA)
+    world.quiesce()
+    assert world.till_customers == {"c1": fields(ANNA)}, "not as a second till customer"
+    world.till_upsert_customer("c1", ANNA_2)
+    world.quiesce()
+    assert set(world.fx_customers) == {"Kc1"} and world.till_customers["c1"] == fields(ANNA)
+
+
+def test_a_number_someone_else_holds_is_still_passed_over() -> None:
+    world = world_for(CustomerMaster.TILL)
+    _created_earlier(world, "c9", "Kc1", BO)  # Kassasync's mark for another till customer
+    world.fx_put_customer("F1", BO)  # and a user's own customer, no mark
+    world.till_upsert_customer("c1", ANNA)
+    world.quiesce()
+    assert world.state.get(customers.TILL, "c1")["number"] == "Kc1-1"  # type: ignore[index]
+    assert world.fx_customers["Kc1"] == fields(BO), "the other customer's record is untouched"
+
+
 def test_delete_missing_removes_till_customers_fortnox_no_longer_has() -> None:
     for delete_missing in (False, True):
         world = world_for(CustomerMaster.FORTNOX, delete_missing=delete_missing)

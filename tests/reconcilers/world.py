@@ -416,6 +416,8 @@ class World:
                 "customer_number": number,
                 "customer": self.fx_customers[number],
                 "observed": {"via": via, "seq": self.seq(), "sync_pass": sync_pass},
+                # Fortnox keeps the mark of the till customer a create was for.
+                "created_for": self.fx_customer_owner.get(number),
             },
         )
 

@@ -26,6 +26,34 @@ async def test_fortnox_master_edits_flow_to_the_till(runtime: Factory) -> None:
         assert rt.till.customers["fortnox-1"]["name"] == "Anna Berg"
 
 
+async def test_fortnox_master_brings_the_whole_customer_not_the_list_view(
+    runtime: Factory,
+) -> None:
+    """Fortnox's customer list is a subset (no Type, Phone1, CountryCode, Active): the till gets
+    the customer as Fortnox holds it, not as the list shows it."""
+    async with runtime({"customers": {"master": "fortnox"}}) as rt:
+        await rt.settle()
+        company = {
+            "Name": "Bolaget AB",
+            "Type": "COMPANY",
+            "Phone1": "040-123456",
+            "ZipCode": "211 20",
+            "CountryCode": "SE",
+            "OrganisationNumber": "556677-8899",
+        }
+        created = await rt.admin("POST", "/records/customers", json=company)
+        number = created.json()["CustomerNumber"]
+        await rt.settle()
+        till = rt.till.customers[f"fortnox-{number}"]
+        assert till["type"] == "COMPANY"
+        assert (till["phone"], till["zip_code"], till["country_code"]) == (
+            "040-123456",
+            "211 20",
+            "SE",
+        )
+        assert till["organisation_number"] == "556677-8899"
+
+
 async def test_fortnox_master_overwrites_till_edits_but_creates_new_till_customers(
     runtime: Factory,
 ) -> None:
@@ -65,6 +93,26 @@ async def test_till_master_sends_edits_and_overwrites_fortnox_edits(runtime: Fac
         assert (await _fortnox_customers(rt))["KT1"]["City"] == "Malmö"
         report = rt.state("report", "customer:T1")
         assert report is not None and report["kind"] == "fortnox_edit_overwritten"
+
+
+async def test_a_customer_kassasync_made_before_is_taken_back_not_made_twice(
+    runtime: Factory,
+) -> None:
+    """Fortnox has KT9 marked for till customer T9, made by Kassasync while this state did not
+    record it (a partition taken over mid-create, a restored backup), and the poll reads it before
+    the till's event: T9 is linked to KT9, not created again as KT9-1."""
+    async with runtime({"customers": {"master": "till"}}) as rt:
+        await rt.settle()
+        made = {"CustomerNumber": "KT9", "Name": "Till Kund", "ExternalReference": "kassasync:T9"}
+        await rt.admin("POST", "/records/customers", json=made)
+        rt.force_full_sync()
+        await rt.settle()
+        await rt.send(upsert(rt, "T9", "Till Kund", city="Malmö"))
+        await rt.settle()
+        customers = await _fortnox_customers(rt)
+        assert sorted(n for n in customers if n.startswith("KT9")) == ["KT9"]
+        assert customers["KT9"]["City"] == "Malmö"
+        assert customers["KT9"]["ExternalReference"] == "kassasync:T9"
 
 
 async def test_till_master_one_off_import_of_the_fortnox_register(runtime: Factory) -> None:
