@@ -1,0 +1,284 @@
+"""The :class:`~engine.ops.ports.OpsStore` over an embedded-shaped SQLite database (the
+embedded runtime's, or the Kafka deployment's read model)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from engine.ops.records import Cursor, DeadLetterRow, Drift, PendingCommand, PendingGroup, TenantRef
+from engine.store.db import Database
+from engine.store.log import Log
+from engine.store.outbox import DeadLetters, Outbox, OutboxRow
+from reconcilers.queries import article_drifts, stock_drifts
+from reconcilers.state import Record
+from topics import registry
+from topics.envelope import Envelope
+from topics.errors import ShopError
+from topics.names import Topic
+
+log = structlog.get_logger("kassasync.ops")
+
+
+def _json_path(field_name: str) -> str:
+    if not field_name.replace("_", "").isalnum():
+        raise ValueError(f"not a record field: {field_name!r}")
+    return f"$.{field_name}"
+
+
+def _sql_value(value: str | int | bool) -> str | int:
+    return int(value) if isinstance(value, bool) else value
+
+
+class SqliteOpsStore:
+    """:class:`OpsStore` over the embedded runtime's database.
+
+    Give it the :class:`Log` the runtime appends with (``engine.edge.log``), so control messages
+    take their sequence numbers from the same counter as the runtime's own appends.
+    """
+
+    def __init__(self, db: Database, log: Log | None = None) -> None:
+        self.db = db
+        self.log = log or Log(db)
+        self.outbox = Outbox(db)
+        self.dead = DeadLetters(db)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def tenants(self) -> list[TenantRef]:
+        rows = self.db.conn.execute(
+            "SELECT id, COALESCE(json_extract(config, '$.name'), '') FROM tenants "
+            "UNION SELECT DISTINCT tenant, '' FROM dead_letters "
+            "WHERE tenant NOT IN (SELECT id FROM tenants) ORDER BY 1"
+        ).fetchall()
+        return [TenantRef(str(r[0]), str(r[1] or "")) for r in rows]
+
+    def record(self, tenant: str, kind: str, key: str) -> Record | None:
+        row = self.db.conn.execute(
+            "SELECT value FROM state WHERE tenant = ? AND kind = ? AND key = ?",
+            (tenant, kind, key),
+        ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def records(
+        self,
+        tenant: str,
+        kind: str,
+        *,
+        where: Mapping[str, Sequence[str | int | bool]] | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[str, Record]]:
+        sql = "SELECT key, value FROM state WHERE tenant = ? AND kind = ?"
+        params: list[object] = [tenant, kind]
+        for name, values in (where or {}).items():
+            if not values:
+                return []
+            marks = ", ".join("?" for _ in values)
+            sql += f" AND json_extract(value, ?) IN ({marks})"
+            params.append(_json_path(name))
+            params.extend(_sql_value(v) for v in values)
+        sql += " ORDER BY key"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        rows = self.db.conn.execute(sql, params).fetchall()
+        return [(str(k), dict(json.loads(v))) for k, v in rows]
+
+    def count_by(self, tenant: str, kind: str, field: str) -> dict[str, int]:
+        rows = self.db.conn.execute(
+            "SELECT json_extract(value, ?), COUNT(*) FROM state WHERE tenant = ? AND kind = ? "
+            "GROUP BY 1",
+            (_json_path(field), tenant, kind),
+        ).fetchall()
+        return {("" if v is None else str(v)): int(n) for v, n in rows}
+
+    def kind_counts(self, tenant: str) -> dict[str, int]:
+        rows = self.db.conn.execute(
+            "SELECT kind, COUNT(*) FROM state WHERE tenant = ? GROUP BY kind", (tenant,)
+        ).fetchall()
+        return {str(k): int(n) for k, n in rows}
+
+    def cursors(self, tenant: str) -> list[Cursor]:
+        rows = self.db.conn.execute(
+            "SELECT resource, cursor, last_ok, full_sync_at FROM fx_cursor WHERE tenant = ? "
+            "ORDER BY resource",
+            (tenant,),
+        ).fetchall()
+        out: list[Cursor] = []
+        for resource, text, last_ok, full_at in rows:
+            since: str | None = None
+            seen = 0
+            if text:
+                try:
+                    data = json.loads(text)
+                except ValueError:
+                    data = {}
+                if isinstance(data, dict):
+                    since = None if data.get("since") is None else str(data["since"])
+                    seen = len(data.get("seen") or {})
+            out.append(Cursor(str(resource), since, seen, last_ok, full_at))
+        return out
+
+    def drift(self, tenant: str, samples: int = 10) -> Drift:
+        # Candidates by SQL, then the reconcilers' own definition decides.
+        rows = self.db.conn.execute(
+            "SELECT key, value FROM state WHERE tenant = ? AND kind = 'stock' AND ("
+            "CAST(json_extract(value, '$.to_fx') AS REAL) != 0 OR "
+            "CAST(json_extract(value, '$.to_till') AS REAL) != 0 OR "
+            "json_extract(value, '$.fx_inflight') IS NOT NULL OR "
+            "json_extract(value, '$.till_inflight') IS NOT NULL) ORDER BY key",
+            (tenant,),
+        ).fetchall()
+        stock: list[str] = []
+        for key, value in rows:
+            if stock_drifts(json.loads(value), self.record(tenant, "art.want", str(key))):
+                stock.append(str(key))
+        rows = self.db.conn.execute(
+            "SELECT w.key, w.value, t.value FROM state w LEFT JOIN state t ON "
+            "t.tenant = w.tenant AND t.kind = 'art.till' AND t.key = w.key "
+            "WHERE w.tenant = ? AND w.kind = 'art.want' ORDER BY w.key",
+            (tenant,),
+        ).fetchall()
+        articles = [
+            str(key)
+            for key, want_text, till_text in rows
+            if article_drifts(json.loads(want_text), json.loads(till_text) if till_text else None)
+        ]
+        return Drift(len(stock), len(articles), tuple(stock[:samples]), tuple(articles[:samples]))
+
+    def pending(self, tenant: str | None = None) -> list[PendingGroup]:
+        sql = (
+            "SELECT tenant, target, type, COUNT(*), MIN(created_at) FROM outbox "
+            "WHERE target IN ('fortnox', 'till') AND status = 'pending'"
+        )
+        params: tuple[str, ...] = ()
+        if tenant is not None:
+            sql += " AND tenant = ?"
+            params = (tenant,)
+        rows = self.db.conn.execute(sql + " GROUP BY tenant, target, type", params).fetchall()
+        return [PendingGroup(r[0], r[1], r[2], int(r[3]), float(r[4])) for r in rows]
+
+    def oldest_pending(self, tenant: str) -> PendingCommand | None:
+        row = self.db.conn.execute(
+            "SELECT command_id, tenant, target, type, attempts, created_at, next_at, last_error "
+            "FROM outbox WHERE target IN ('fortnox', 'till') AND tenant = ? "
+            "AND status = 'pending' ORDER BY created_at, seq LIMIT 1",
+            (tenant,),
+        ).fetchone()
+        if row is None:
+            return None
+        return PendingCommand(
+            row[0], row[1], row[2], row[3], int(row[4]), float(row[5]), float(row[6]), row[7]
+        )
+
+    def _dead_letter(self, row: Sequence[Any]) -> DeadLetterRow:
+        return DeadLetterRow(
+            id=row[0],
+            tenant=row[1],
+            topic=row[2],
+            type=row[3],
+            payload=bytes(row[4]),
+            error=ShopError.model_validate_json(row[5]),
+            status=row[6],
+            created_at=float(row[7]),
+            resolved_at=None if row[8] is None else float(row[8]),
+        )
+
+    _DL_COLUMNS = "id, tenant, topic, type, payload, error, status, created_at, resolved_at"
+
+    def dead_letters(
+        self, *, tenant: str | None = None, status: str = "open", limit: int | None = None
+    ) -> list[DeadLetterRow]:
+        sql = f"SELECT {self._DL_COLUMNS} FROM dead_letters WHERE status = ?"
+        params: list[object] = [status]
+        if tenant is not None:
+            sql += " AND tenant = ?"
+            params.append(tenant)
+        sql += " ORDER BY created_at, id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [self._dead_letter(r) for r in self.db.conn.execute(sql, params).fetchall()]
+
+    def dead_letter(self, dead_letter_id: str) -> DeadLetterRow | None:
+        row = self.db.conn.execute(
+            f"SELECT {self._DL_COLUMNS} FROM dead_letters WHERE id = ?", (dead_letter_id,)
+        ).fetchone()
+        return None if row is None else self._dead_letter(row)
+
+    def open_dead_letters(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        rows = self.db.conn.execute(
+            "SELECT tenant, type, COUNT(*) FROM dead_letters WHERE status = 'open' "
+            "GROUP BY tenant, type"
+        ).fetchall()
+        for tenant, type_, n in rows:
+            out.setdefault(str(tenant), {})[str(type_)] = int(n)
+        return out
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def atomic(self) -> AbstractContextManager[Any]:
+        return self.db.transaction()
+
+    def append(self, message: Envelope) -> None:
+        # The log draws sequence numbers from the database, so any writer may append.
+        self.log.append(message)
+
+    def requeue(self, command_id: str) -> bool:
+        with self.db.transaction():
+            return self.outbox.requeue(command_id)
+
+    def discard(self, command_id: str) -> bool:
+        with self.db.transaction():
+            return self.outbox.discard(command_id)
+
+    def resolve_dead_letter(self, dead_letter_id: str, status: str) -> bool:
+        with self.db.transaction():
+            return self.dead.resolve(dead_letter_id, status)
+
+    def replay(self, row: DeadLetterRow) -> bool:
+        try:
+            message = registry.parse(row.payload)
+            topic = Topic(row.topic)
+        except (ValidationError, ValueError):
+            return False
+        self.log.append_raw(topic, message, row.payload)
+        return True
+
+    def retrying(self, tenant: str | None = None, limit: int | None = None) -> list[PendingCommand]:
+        rows = (self.outbox.get(p.command_id) for p in self.outbox.retrying(tenant, limit))
+        return [_pending_command(row) for row in rows if row is not None]
+
+    def command(self, command_id: str) -> tuple[PendingCommand, str] | None:
+        row = self.outbox.get(command_id)
+        return None if row is None else (_pending_command(row), row.status)
+
+    def retry_command_now(self, command_id: str) -> bool:
+        with self.db.transaction():
+            return self.outbox.retry_now(command_id)
+
+    def cancel_command(self, command_id: str, reason: str) -> bool:
+        from engine.embedded.edge import Edge  # the embedded runtime's one settle
+
+        return Edge(self.db).cancel(command_id, reason) is not None
+
+
+def _pending_command(row: OutboxRow) -> PendingCommand:
+    pending = row.pending
+    return PendingCommand(
+        command_id=pending.command_id,
+        tenant=pending.tenant,
+        target=pending.target,
+        type=pending.type,
+        attempts=pending.attempts,
+        created_at=row.created_at,
+        next_at=pending.next_at,
+        last_error=pending.last_error,
+        lane=row.lane,
+    )
