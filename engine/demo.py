@@ -23,7 +23,7 @@ import httpx
 import structlog
 from pydantic import SecretStr
 
-from engine.cliutil import CliError, settings_of
+from engine.cli.util import CliError, settings_of
 from engine.settings import Settings
 
 if TYPE_CHECKING:  # imported where used: ``kassasync --help`` need not load the servers

@@ -186,7 +186,7 @@ def kafka_replay(config: Any, tenant: str, start: int | dt.datetime = 0) -> Repl
 def main_replay(args: argparse.Namespace) -> int:
     start = parse_start(args.start)
     from engine.bootstrap import kafka_config
-    from engine.cliutil import settings_of
+    from engine.cli.util import settings_of
 
     settings = settings_of(args)
     if args.runtime == "kafka":

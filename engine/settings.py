@@ -2,7 +2,7 @@
 
 :meth:`Settings.from_env` reads the environment; :meth:`Settings.with_flags` lays the command
 line's flags over it (a flag wins over its variable, the variable over the default). The CLI does
-both once, in :func:`engine.cliutil.execute`, and hands the result to every command; the
+both once, in :func:`engine.cli.util.execute`, and hands the result to every command; the
 bootstrap (:mod:`engine.bootstrap`) passes each value explicitly to the runtimes' constructors.
 (``SecretBox.from_env``, ``KafkaConfig``'s defaults, the web's admin-token and cookie settings
 and the Fortnox app (``engine/fortnox/onboarding.py``) still read the environment themselves;

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine import bootstrap
-from engine.cliutil import run_until_signal, settings_of
+from engine.cli.util import run_until_signal, settings_of
 
 if TYPE_CHECKING:
     import uvicorn
@@ -84,7 +84,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_tenants(args: argparse.Namespace) -> int:
-    from engine.cliutil import CliError
+    from engine.cli.util import CliError
     from engine.tenants import load_config_file
 
     if args.action == "add" and not args.config:

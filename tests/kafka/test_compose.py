@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.cli import build_parser
+from engine.cli.main import build_parser
 from engine.tenants import load_config_file
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from engine.cli import build_parser
+from engine.cli.main import build_parser
 from engine.kafka.config import KafkaConfig
 from topics.names import TOPICS
 

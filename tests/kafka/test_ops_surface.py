@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.cli import build_parser
+from engine.cli.main import build_parser
 from engine.kafka.config import KafkaConfig
 from engine.kafka.ops import KafkaOps, create_ops_app
 from engine.kafka.runtime import admit
@@ -176,7 +176,7 @@ def test_a_kafka_deployment_that_cannot_be_read_is_one_line_and_exit_2(
     """Seen from outside: a wrong --bootstrap ended in kafka-python's traceback."""
     from kafka.errors import KafkaTimeoutError
 
-    from engine.cli import main
+    from engine.cli.main import main
 
     def unreachable(self: KafkaOps, timeout: float = 30.0) -> None:
         raise KafkaTimeoutError("Unable to bootstrap from 127.0.0.1:9")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import build_parser
+from engine.cli.main import build_parser
 from engine.kafka.config import KafkaConfig
 from engine.replay import ReplayResult, embedded_replay, kafka_replay
 from engine.secrets import SecretBox

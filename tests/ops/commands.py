@@ -33,7 +33,7 @@ def documented_lines() -> dict[str, str]:
     """Every ``kassasync COMMAND ...`` line inside a fenced block of the README and docs/*.md
     (its trailing ``# comment`` dropped), with where it is written. A line whose second word is
     no command (a Fortnox comment that starts with "kassasync") is not a command line."""
-    from engine.cli import build_parser
+    from engine.cli.main import build_parser
 
     commands = {
         name

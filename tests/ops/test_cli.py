@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from engine.cli import main
+from engine.cli.main import main
 from engine.logging import configure
 from engine.secrets import KEY_ENV, generate_key
 from tests.ops.world import (

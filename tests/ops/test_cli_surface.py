@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import structlog
 
-from engine.cli import build_parser, main, package_version
-from engine.cliutil import CliError, resolve, settings_of
+from engine.cli.main import build_parser, main, package_version
+from engine.cli.util import CliError, resolve, settings_of
 from engine.logging import configure
 from engine.settings import Settings, SettingsError, all_variable_names
 from tests.ops.commands import REPO, Shell, user_env

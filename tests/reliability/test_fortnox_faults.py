@@ -195,7 +195,7 @@ async def test_revoked_consent_pauses_one_tenant_only(tmp_path: Path) -> None:
 ENGINE_PROCESS = """
 import asyncio, sys
 from pathlib import Path
-from engine.cli import _run_until_signal
+from engine.cli.util import run_until_signal as _run_until_signal
 from engine.embedded.runtime import EmbeddedEngine
 from engine.executors.fortnox import SessionTiming
 from engine.fortnox.tokens import SqliteTokenStore

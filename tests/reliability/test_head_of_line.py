@@ -15,7 +15,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from engine.cli import main
+from engine.cli.main import main
 from engine.logging import configure
 from engine.web.auth import ADMIN_TOKEN_ENV
 from tests.ops.world import (

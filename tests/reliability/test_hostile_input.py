@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from schemathesis.checks import negative_data_rejection, positive_data_acceptance
 from starlette.testclient import TestClient
 
-from engine.cli import main as kassasync
+from engine.cli.main import main as kassasync
 from engine.embedded.runtime import EmbeddedEngine
 from engine.gateway.ingest import MAX_BATCH, MAX_BODY_BYTES
 from engine.secrets import SecretBox, generate_key

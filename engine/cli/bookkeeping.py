@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.cliutil import CliError, Parser, iso_date, settings_of
+from engine.cli.util import CliError, Parser, iso_date, settings_of
 
 if TYPE_CHECKING:  # imported where used: ``kassasync --help`` need not load them
     from engine.secrets import SecretBox

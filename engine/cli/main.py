@@ -1,5 +1,5 @@
 """The ``kassasync`` command line: every command is built here, on the settings that
-:func:`engine.cliutil.execute` reads once from the environment and the flags."""
+:func:`engine.cli.util.execute` reads once from the environment and the flags."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from engine.cliutil import CliError, Parser, execute, settings_of
-from engine.cliutil import run_until_signal as _run_until_signal
+from engine.cli.util import CliError, Parser, execute, settings_of
+from engine.cli.util import run_until_signal as _run_until_signal
 from engine.settings import LOG_LEVELS
 
 DESCRIPTION = (
@@ -78,11 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("files", nargs="+", metavar="FILE", help="SIE 4 files (.se, .si)")
     check.set_defaults(func=_cmd_sie_check)
 
-    from engine import bookkeeping_cli, connect_cli, ops_cli
+    from engine.cli import bookkeeping, connect, ops
 
-    ops_cli.register(sub)
-    bookkeeping_cli.register(sub, None)
-    connect_cli.register(sub, None)  # type: ignore[arg-type]  # its parser class is ours
+    ops.register(sub)
+    bookkeeping.register(sub, None)
+    connect.register(sub, None)  # type: ignore[arg-type]  # its parser class is ours
 
     run = sub.add_parser("run", help="run the embedded engine")
     run.add_argument("--data", default=None, help=DATA_HELP)

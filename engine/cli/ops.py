@@ -21,7 +21,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from engine.cliutil import CliError, Parser, execute, settings_of
+from engine.cli.util import CliError, Parser, execute, settings_of
 from engine.kafka.cli import kafka_options
 from engine.ops import (
     FLOW_TITLES,
@@ -460,7 +460,7 @@ def _tenants_add(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """For ``python -m engine.ops_cli``: the same commands without the rest of the CLI."""
+    """For ``python -m engine.cli.ops``: the same commands without the rest of the CLI."""
     parser = Parser(prog="kassasync")
     parser.add_argument("--log-level", dest="main_log_level", default=None, help="log level")
     register(parser.add_subparsers(dest="command", required=True))
