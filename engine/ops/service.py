@@ -18,6 +18,7 @@ from engine.ops import documents as docs
 from engine.ops.documents import KIND_OF_FLOW, DocKind, DocumentStatus
 from engine.ops.errors import Conflict, NotFound
 from engine.ops.flows import COUNTED_KINDS, FLOWS, POLLED_BY, RETRY_FLOWS, flow_of
+from engine.ops.history import History, Sample, TenantSample
 from engine.ops.ports import OpsStore, RuntimeProbe
 from engine.ops.records import ActionResult, DeadLetterRow, PendingCommand, PendingGroup, TenantRef
 from engine.ops.status import (
@@ -72,6 +73,9 @@ class Ops:
         self.store = store
         self.probe = probe
         self.clock = clock
+        #: Samples for the dashboard's charts (:meth:`sample`).
+        self.history = History()
+        self._acquired: dict[str, int] = {}
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -459,6 +463,73 @@ class Ops:
             f"{title} waits on: {doc.detail}. It is tried again by itself once that is fixed "
             "(a settings change or Fortnox's lists)."
         )
+
+    # -- history -----------------------------------------------------------------------------
+
+    def sample(self) -> Sample:
+        """Take a sample of lag, throughput, Fortnox budget and errors, overall and per tenant,
+        and keep it in :attr:`history`."""
+        now = self.clock()
+        last = self.history.last()
+        since = now - self.history.every if last is None else last.at
+        pending: dict[str, int] = {}
+        oldest: dict[str, float] = {}
+        for group in self.store.pending():
+            pending[group.tenant] = pending.get(group.tenant, 0) + group.count
+            oldest[group.tenant] = min(oldest.get(group.tenant, group.oldest), group.oldest)
+        dead = {t: sum(by_type.values()) for t, by_type in self.store.open_dead_letters().items()}
+        retrying: dict[str, int] = {}
+        for command in self.store.retrying():
+            retrying[command.tenant] = retrying.get(command.tenant, 0) + 1
+        settled = self.store.settled_since(since)
+        used: dict[str, float] = {}
+        requests: dict[str, int] = {}
+        for budget in self.probe.budgets():
+            used[budget.tenant] = max(used.get(budget.tenant, 0.0), budget.used)
+            before = self._acquired.get(budget.tenant, budget.acquired if last is None else 0)
+            requests[budget.tenant] = max(0, budget.acquired - before)
+            self._acquired[budget.tenant] = budget.acquired
+        tenants: dict[str, TenantSample] = {}
+        for tenant in set(pending) | set(dead) | set(retrying) | set(settled) | set(used):
+            one = TenantSample(
+                pending=pending.get(tenant, 0),
+                oldest_age=max(0.0, now - oldest[tenant]) if tenant in oldest else 0.0,
+                settled=settled.get(tenant, 0),
+                dead_letters=dead.get(tenant, 0),
+                retrying=retrying.get(tenant, 0),
+                budget_used=used.get(tenant, 0.0),
+                requests=requests.get(tenant, 0),
+            )
+            if not one.quiet:
+                tenants[tenant] = one
+        sample = Sample(
+            at=now,
+            lag=sum(item.lag for item in self.probe.lag()),
+            throughput=sum(self.probe.throughput().values()),
+            pending=sum(pending.values()),
+            settled=sum(settled.values()),
+            dead_letters=sum(dead.values()),
+            retrying=sum(retrying.values()),
+            budget_used=max(used.values(), default=0.0),
+            requests=sum(requests.values()),
+            tenants=tenants,
+        )
+        self.history.add(sample)
+        log.debug("ops.history.sampled", tenants=len(tenants), lag=sample.lag)
+        return sample
+
+    def sampled(self) -> History:
+        """The history, with a fresh sample first when the last is older than its interval (a
+        runtime that runs no sampling loop still gets history while the dashboard is open)."""
+        if self.history.due(self.clock()):
+            self.sample()
+        return self.history
+
+    def housekeeping(self) -> None:
+        """What the engine does every :data:`~engine.ops.history.SAMPLE_SECONDS`: a sample for
+        the charts, and dead letters whose problem is fixed are marked resolved."""
+        self.sample()
+        self.resolve_fixed()
 
     # -- actions ---------------------------------------------------------------------------
 

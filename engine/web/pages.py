@@ -31,6 +31,7 @@ from engine.web.auth import (
     check_same_origin,
     client_address,
 )
+from engine.web.charts import charts
 from engine.web.html import url
 from engine.web.templating import Flash, Frame
 from topics.errors import ShopError
@@ -280,6 +281,7 @@ def router(ops: Ops, auth: AdminAuth, frame: Frame) -> APIRouter:
             doc_phase=phase,
             doc_limit=DOC_LIMIT,
             fixed={k: v for k, v in fixed.items() if v},
+            charts=charts(ops.sampled(), tenant),
         )
 
     @pages.get("/tenants/{tenant}")
@@ -309,6 +311,9 @@ def router(ops: Ops, auth: AdminAuth, frame: Frame) -> APIRouter:
             flash=flash_of(request),
             refresh=True,
             view=ops.system(),
+            charts=charts(ops.sampled()),
+            every=ops.history.every,
+            size=ops.history.size,
         )
 
     # -- actions -------------------------------------------------------------------------------
