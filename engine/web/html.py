@@ -1,5 +1,5 @@
-"""HTML pieces built in Python for the pages not (yet) written as templates: the connection
-pages (:mod:`engine.web.connect`), the door's answers and the Kafka shop list.
+"""HTML built in Python, for the one page not written as a template: the Kafka deployment's
+shop list (:mod:`engine.kafka.ops`).
 
 :func:`layout` puts such a body into ``base.html`` (:mod:`engine.web.templating`); every value
 that comes from the store, a till, Fortnox or the request goes through :func:`esc` (or
@@ -9,7 +9,6 @@ that comes from the store, a till, Fortnox or the request goes through :func:`es
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
 from urllib.parse import quote
 
 from markupsafe import Markup
@@ -25,9 +24,8 @@ from engine.web.templating import (
 
 __all__ = [
     "SECURITY_HEADERS",
-    "button_form",
+    "default_frame",
     "esc",
-    "hidden",
     "html_response",
     "layout",
     "url",
@@ -44,7 +42,9 @@ def url(path_part: str) -> str:
     return quote(path_part, safe="")
 
 
-def _frame() -> Frame:
+def default_frame() -> Frame:
+    """A frame from the environment's dashboard settings (the defaults when they are bad: the
+    engine refuses to start with them anyway)."""
     try:
         return Frame(DashboardSettings.from_env())
     except BadDashboardSetting:
@@ -54,26 +54,5 @@ def _frame() -> Frame:
 def layout(title: str, body: str, *, csrf: str | None = None, flash: str = "") -> str:
     """A page around ``body`` (HTML, escaped by its builder): ``base.html`` with the navigation
     when ``csrf`` is given."""
-    context = _frame().context(None, csrf=csrf)
+    context = default_frame().context(None, csrf=csrf)
     return render("layout.html", **context, title=title, body=Markup(flash + body))
-
-
-def hidden(name: str, value: str) -> str:
-    return f'<input type="hidden" name="{esc(name)}" value="{esc(value)}">'
-
-
-def button_form(
-    action: str,
-    label: str,
-    csrf: str,
-    *,
-    fields: Mapping[str, str] | None = None,
-    css: str = "",
-    title: str = "",
-) -> str:
-    extra = "".join(hidden(k, v) for k, v in (fields or {}).items())
-    return (
-        f'<form class="inline" method="post" action="{esc(action)}">{hidden("csrf", csrf)}'
-        f'{extra}<button type="submit" class="{esc(css)}" title="{esc(title)}">'
-        f"{esc(label)}</button></form>"
-    )
