@@ -18,6 +18,7 @@ import pytest
 
 from engine.clock import utcnow
 from engine.embedded.runtime import EmbeddedEngine
+from engine.ops import DocKind
 from tests.ops.world import (
     ADMIN_TOKEN,
     TENANT,
@@ -340,3 +341,58 @@ async def test_the_resolve_button_closes_every_fixed_dead_letter(tmp_path: Path)
         assert "1 dead letter(s) marked resolved: their documents are done by now." in shown
         assert "No open dead letters" in shown
     assert ADMIN_TOKEN not in shown
+
+
+async def test_a_waiting_zreport_is_re_run_by_exporting_its_day(tmp_path: Path) -> None:
+    """A Z-report the till sends (through its ingest API) waits for Fortnox's master data: the
+    tenant page lists it with Re-run, which appends an export of its day that the reconciler
+    takes up; a Z-report not failed is not re-run."""
+    from engine.store.log import Log
+    from engine.tenants import TenantConfig, TillConnection
+    from tests.ops.world import TILL_TOKEN, settings
+    from tests.reliability.till_events import zreport as zreport_event
+    from topics.names import Topic
+
+    engine = new_engine(tmp_path)
+    key = engine.tenants.upsert(
+        TenantConfig(
+            id=TENANT,
+            name="Bageriet",
+            settings=settings(zreports=True),
+            till=TillConnection(endpoint="http://till/kassasync/commands", token=TILL_TOKEN),
+        )
+    )
+    assert key is not None
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(engine.app), base_url=BASE) as c:
+        sent = await c.post(
+            f"/v1/tenants/{TENANT}/events",
+            json={"events": [zreport_event(TENANT, business_date="2026-11-30", z_number=41)]},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert sent.status_code < 300, sent.text
+        engine.processor.step()
+        cookie = await login(c)
+        page = (await c.get(f"/tenants/{TENANT}?doc=zreport", headers=session(cookie))).text
+        docs = page.split('id="document-list"', 1)[1].split("</table>", 1)[0]
+        assert "2026-11-30" in docs and "state-waiting" in docs
+        assert "Fortnox master data" in docs and ">Re-run</button>" in docs
+        [(zkey, _record)] = engine.ops.store.records(TENANT, "zr")
+        answer = await c.post(
+            f"/tenants/{TENANT}/documents/zreport/{quote(zkey, safe='')}/rerun",
+            data={"csrf": csrf_of(page), "next": f"/tenants/{TENANT}?doc=zreport#documents"},
+            headers=session(cookie),
+        )
+        location = answer.headers["location"]
+        assert location.startswith(f"/tenants/{TENANT}?doc=zreport&done=note&note=")
+        assert location.endswith("#documents")
+        shown = (await c.get(location, headers=session(cookie))).text
+        assert (
+            f"Z-report {zkey}: posting again (every Z-report of 2026-11-30 not posted yet)."
+            in shown
+        )
+    records = Log(engine.db).read([Topic.SYNC_CONTROL], {}, 100, tenant=TENANT)
+    exports = [r for r in records if r.type == "sync.export.requested"]
+    assert len(exports) == 1 and b'"from_date":"2026-11-30"' in exports[0].payload
+    engine.processor.step()  # the reconciler takes the export up: still waiting for master data
+    doc = engine.ops.document(TENANT, DocKind.ZREPORT, zkey)
+    assert doc is not None and doc.phase.value == "waiting"
