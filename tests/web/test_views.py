@@ -204,8 +204,9 @@ async def test_the_system_and_tenant_pages_chart_the_history(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("name", "value", "said"),
     [
-        ("KASSASYNC_DASHBOARD_TZ", "Mars/Olympus", "is not a time zone"),
-        ("KASSASYNC_DASHBOARD_REFRESH", "soon", "is not a whole number"),
+        ("KASSASYNC_DASHBOARD_TZ", "Mars/Olympus", "'Mars/Olympus' is not a time zone"),
+        ("KASSASYNC_DASHBOARD_REFRESH", "soon", "valid integer"),
+        ("KASSASYNC_DASHBOARD_REFRESH", "86400", "less than or equal to 3600"),
     ],
 )
 def test_a_bad_dashboard_setting_is_one_line_and_exit_2(
@@ -225,7 +226,5 @@ def test_a_bad_dashboard_setting_is_one_line_and_exit_2(
         timeout=120,
     )
     assert done.returncode == 2, done.stderr
-    assert done.stderr.strip().splitlines() == [
-        f"kassasync: {name}={value!r} {said}"
-        + (" (try Europe/Stockholm or UTC)" if "zone" in said else "")
-    ]
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"kassasync: {name} (environment): ") and said in line, line
