@@ -15,7 +15,7 @@ Two protocols keep it runtime-agnostic:
 :class:`Ops` derives everything else (status lights, drift, the pages' views) the same way for
 both, as plain functions of what those two report.
 
-Modules: ``errors``, ``records``, ``documents``, ``flows``, ``ports``, ``status``,
+Modules: ``errors``, ``records``, ``documents``, ``history``, ``flows``, ``ports``, ``status``,
 ``sqlite``, ``probe``, ``progress``, ``service``."""
 
 from __future__ import annotations

@@ -377,7 +377,7 @@ class Ops:
 
     def fixed_since(self, row: DeadLetterRow) -> str | None:
         """Why an open dead letter is stale (its document is done by now), or None."""
-        if not row.is_command:
+        if not row.is_command or row.flow not in KIND_OF_FLOW:
             return None
         cmd = self.store.record(row.tenant, "cmd", row.id)
         if cmd is None:
