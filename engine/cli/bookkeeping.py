@@ -121,7 +121,7 @@ def _kafka_books(args: argparse.Namespace, box: SecretBox) -> Iterator[Books]:
     except (KafkaError, TimeoutError) as failed:
         raise CliError(
             f"cannot read the Kafka deployment at {config.bootstrap} "
-            f"(prefix {config.prefix!r}): {type(failed).__name__}: {failed} "
+            f"(prefix {config.prefix!r}): {failed} "
             "(check --bootstrap and --prefix)"
         ) from None
     finally:
