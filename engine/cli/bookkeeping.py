@@ -114,16 +114,23 @@ def _kafka_books(args: argparse.Namespace, box: SecretBox) -> Iterator[Books]:
     # The client's own retries would print a line each: the command says it once, below.
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     config = _config(args)
+
+    def unreachable(failed: Exception) -> CliError:
+        return CliError(
+            f"cannot read the Kafka deployment at {config.bootstrap} "
+            f"(prefix {config.prefix!r}): {failed} (check --bootstrap and --prefix)"
+        )
+
     books = KafkaBooks(config, box)
     try:
-        books.catch_up()
-        yield books
-    except (KafkaError, TimeoutError) as failed:
-        raise CliError(
-            f"cannot read the Kafka deployment at {config.bootstrap} "
-            f"(prefix {config.prefix!r}): {failed} "
-            "(check --bootstrap and --prefix)"
-        ) from None
+        try:
+            books.catch_up()
+        except (KafkaError, TimeoutError) as failed:  # the read model's own deadline too
+            raise unreachable(failed) from None
+        try:
+            yield books
+        except KafkaError as failed:  # a publish or a read the broker did not answer
+            raise unreachable(failed) from None
     finally:
         books.close()
 

@@ -22,12 +22,14 @@ from what the engine keeps; here the engine is the deployment's workers:
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import structlog
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaTimeoutError
 
 from engine.gateway.ingest import Stored
 from engine.kafka.config import KafkaConfig
@@ -111,7 +113,7 @@ class KafkaVoucherQueue:
             (tenant, str(Topic.TILL_EVENTS)),
         ).fetchone()
         after = None if row is None else int(row[0])
-        queued = self._queued(config, tenant, prefix, after)
+        queued = queued_ids(config, tenant, prefix, after)
         log.info(
             "bookkeeping.received",
             tenant=tenant,
@@ -121,34 +123,6 @@ class KafkaVoucherQueue:
         )
         return admitted | queued
 
-    @staticmethod
-    def _queued(config: KafkaConfig, tenant: str, prefix: str, after: int | None) -> set[str]:
-        """Ids of the tenant's till events after offset ``after`` (all, when None)."""
-        tp = TopicPartition(
-            config.topic(Topic.TILL_EVENTS), partition_for(tenant, config.partitions)
-        )
-        consumer = KafkaConsumer(bootstrap_servers=config.bootstrap, enable_auto_commit=False)
-        try:
-            consumer.assign([tp])
-            end = int(consumer.end_offsets([tp])[tp])
-            if after is None:
-                consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, after + 1)
-            key = message_key(tenant)
-            found: set[str] = set()
-            while consumer.position(tp) < end:
-                for records in consumer.poll(timeout_ms=500, max_records=5000).values():
-                    for record in records:
-                        if record.offset >= end or record.key != key:
-                            continue
-                        msg_id = _id_of(record.value)
-                        if msg_id is not None and msg_id.startswith(prefix):
-                            found.add(msg_id)
-            return found
-        finally:
-            consumer.close()
-
     def enqueue(self, tenant: str, events: list[Envelope]) -> Stored:
         """Produced as the Kafka ingest door produces a till's batch. The ids were checked
         against :meth:`received` just before; one that another import queued meanwhile is
@@ -156,6 +130,39 @@ class KafkaVoucherQueue:
         self.books.publish(events)
         log.info("bookkeeping.vouchers_queued", tenant=tenant, events=len(events))
         return Stored(accepted=len(events))
+
+
+def queued_ids(
+    config: KafkaConfig, tenant: str, prefix: str, after: int | None, timeout: float = 60.0
+) -> set[str]:
+    """Ids starting with ``prefix`` of the tenant's till events on its partition of
+    ``till.events`` after offset ``after`` (from the start, when None); a broker that does not
+    deliver them within ``timeout`` seconds is a :class:`KafkaTimeoutError`."""
+    tp = TopicPartition(config.topic(Topic.TILL_EVENTS), partition_for(tenant, config.partitions))
+    consumer = KafkaConsumer(bootstrap_servers=config.bootstrap, enable_auto_commit=False)
+    try:
+        consumer.assign([tp])
+        end = int(consumer.end_offsets([tp])[tp])
+        if after is None:
+            consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, after + 1)
+        key = message_key(tenant)
+        found: set[str] = set()
+        deadline = time.monotonic() + timeout
+        while consumer.position(tp) < end:
+            if time.monotonic() > deadline:
+                raise KafkaTimeoutError(f"till.events did not deliver within {timeout:.0f} s")
+            for records in consumer.poll(timeout_ms=500, max_records=5000).values():
+                for record in records:
+                    if record.offset >= end or record.key != key:
+                        continue
+                    msg_id = _id_of(record.value)
+                    if msg_id is not None and msg_id.startswith(prefix):
+                        found.add(msg_id)
+        return found
+    finally:
+        consumer.close()
 
 
 def _id_of(value: bytes | None) -> str | None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
+from engine.kafka.bookkeeping import KafkaBooks, queued_ids
 from engine.kafka.config import KafkaConfig
 from engine.kafka.topics import partition_for
 from engine.secrets import KEY_ENV, SecretBox
@@ -94,6 +95,26 @@ def _messages(config: KafkaConfig, topic: Topic, tenant: str, kind: str) -> list
         consumer.close()
 
 
+def what_was_admitted(config: KafkaConfig, path: Path) -> tuple[set[str], int | None, set[str]]:
+    """From a fresh read model: the admitted SIE ids, the consumed offset of ``till.events`` and
+    the tenant's SIE ids on ``till.events`` after it."""
+    books = KafkaBooks(config, SecretBox.from_env(), path)
+    try:
+        books.catch_up()
+        rows = books.ops.db.conn.execute(
+            "SELECT msg_id FROM kafka_seen WHERE tenant = ? AND msg_id LIKE 'sie-%'", (TENANT,)
+        ).fetchall()
+        row = books.ops.db.conn.execute(
+            'SELECT "offset" FROM kafka_consumed WHERE tenant = ? AND topic = ?',
+            (TENANT, str(Topic.TILL_EVENTS)),
+        ).fetchone()
+        consumed = None if row is None else int(row[0])
+        tail = queued_ids(config, TENANT, "sie-", consumed)
+        return {str(r[0]) for r in rows}, consumed, tail
+    finally:
+        books.close()
+
+
 async def test_import_sie_export_zreports_and_ledger_as_typed_against_kafka(
     tmp_path: Path, bootstrap: str, prefix: str, secret_key: str
 ) -> None:
@@ -132,6 +153,13 @@ async def test_import_sie_export_zreports_and_ledger_as_typed_against_kafka(
             # Processed by the worker: still duplicates (its ~seen ids, through the read model).
             later = one_json(ok(await run(f"kassasync import-sie Z.SI --tenant {TENANT}")))
             assert (later["accepted"], later["duplicates"]) == (0, 2)
+            # ... because the read model holds what the worker admitted: its ~seen ids and the
+            # offset it consumed, after which nothing of the tenant is left on till.events.
+            admitted, consumed, tail = await asyncio.to_thread(
+                what_was_admitted, config, tmp_path / "check" / "ops.db"
+            )
+            assert len(admitted) == 2 and all(i.startswith("sie-") for i in admitted)
+            assert consumed is not None and tail == set()
             records = {
                 key: value
                 for (kind, key), value in harness.state(TENANT).items()
