@@ -92,6 +92,11 @@ def _books(args: argparse.Namespace) -> Iterator[Books]:
         with _kafka_books(args, box) as books:
             yield books
         return
+    if getattr(args, "tokens", None):
+        raise CliError(
+            "--tokens names the Kafka workers' token store (with --runtime kafka); the embedded "
+            "engine keeps its own in the data folder (--data)"
+        )
     try:
         db = open_database(settings, create=False)
     except FileNotFoundError as missing:

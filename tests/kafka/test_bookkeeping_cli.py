@@ -238,3 +238,14 @@ def test_an_unreachable_kafka_deployment_is_one_line_and_exit_2(
         [line] = result.err.strip().splitlines()
         assert line.startswith(f"kassasync: cannot read the Kafka deployment at {nowhere}"), line
         assert line.endswith("(check --bootstrap and --prefix)"), line
+
+
+def test_the_workers_token_store_is_named_only_for_a_kafka_deployment(
+    tmp_path: Path, secret_key: str
+) -> None:
+    """``--tokens`` on the embedded runtime would be silently ignored: it is refused instead."""
+    shell = Shell(tmp_path, user_env(**{KEY_ENV: secret_key}))
+    refused = shell.run("kassasync ledger sync --tenant shop-a --tokens shared/tokens.db")
+    assert refused.code == 2 and refused.out == "", str(refused)
+    [line] = refused.err.strip().splitlines()
+    assert line.startswith("kassasync: --tokens names the Kafka workers' token store"), line
