@@ -18,6 +18,11 @@ checks and ledger. The rules (docs/sie.md, "Importing vouchers"):
   vouchers in the file, as before.
 * **Order.** Vouchers are queued in date order (then series and number), so Fortnox numbers
   them in that order.
+
+Where they are queued is a :class:`VoucherQueue`: on the embedded runtime its log through the
+ingest door's store (:class:`EdgeVoucherQueue`), on a Kafka deployment ``till.events`` through
+the Kafka door's producer (:class:`engine.kafka.bookkeeping.KafkaVoucherQueue`); the messages,
+their ids and the checks are the same.
 """
 
 from __future__ import annotations
@@ -31,17 +36,18 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import structlog
 from pydantic import ValidationError
 
 from engine.clock import utcnow
 from engine.embedded.edge import Edge
-from engine.gateway.ingest import store, validate_batch
+from engine.gateway.ingest import Stored, store, validate_batch
 from engine.sie import read_sie_file
 from engine.sie.model import ObjectRef, SieDocument, SieType, Voucher
 from engine.sie.reader import shown
+from topics.envelope import Envelope
 from topics.till import SubmittedRow, VoucherSubmitted, VoucherSubmittedData
 
 log = structlog.get_logger("kassasync.sie_import")
@@ -105,6 +111,37 @@ class ImportReport:
         if self.note:
             out["note"] = self.note
         return out
+
+
+class VoucherQueue(Protocol):
+    """Where a runtime keeps the till events of a tenant: what was received, and a door in."""
+
+    def received(self, tenant: str, prefix: str) -> set[str]:
+        """The ids starting with ``prefix`` of this tenant's till events received so far
+        (queued, whether or not the engine has processed them yet)."""
+        ...
+
+    def enqueue(self, tenant: str, events: list[Envelope]) -> Stored:
+        """Store checked events not received before, all or nothing as the runtime's door does;
+        ``conflicts`` names an id received meanwhile with other content (nothing stored)."""
+        ...
+
+
+class EdgeVoucherQueue:
+    """The embedded runtime's log, through its ingest door's store (``ingest_seen``)."""
+
+    def __init__(self, edge: Edge) -> None:
+        self.edge = edge
+
+    def received(self, tenant: str, prefix: str) -> set[str]:
+        rows = self.edge.db.conn.execute(
+            "SELECT msg_id FROM ingest_seen WHERE tenant = ? AND msg_id >= ? AND msg_id < ?",
+            (tenant, prefix, prefix + "\uffff"),
+        ).fetchall()
+        return {str(r[0]) for r in rows}
+
+    def enqueue(self, tenant: str, events: list[Envelope]) -> Stored:
+        return store(self.edge, tenant, events)
 
 
 def voucher_name(voucher: Voucher) -> str:
@@ -240,14 +277,6 @@ def _rows(
     return rows
 
 
-def _seen_ids(edge: Edge, tenant: str, prefix: str) -> list[str]:
-    rows = edge.db.conn.execute(
-        "SELECT msg_id FROM ingest_seen WHERE tenant = ? AND msg_id >= ? AND msg_id < ?",
-        (tenant, prefix, prefix + "\uffff"),
-    ).fetchall()
-    return [str(r[0]) for r in rows]
-
-
 def _date_range(text: str) -> tuple[dt.date, dt.date]:
     start, sep, end = text.partition(":")
     if not sep:
@@ -271,7 +300,7 @@ def parse_dimensions(specs: list[str]) -> dict[int, str]:
 
 
 def import_file(
-    edge: Edge,
+    queue: VoucherQueue,
     tenant: str,
     path: Path,
     *,
@@ -334,26 +363,23 @@ def import_file(
         if not collected:
             refuse(0, f"no voucher is dated {span[0]} to {span[1]}")
     queued = _events(tenant, path.name, report.origin, collected, refuse, mapping)
+    received = queue.received(tenant, "sie-") if not refuse.found else set()
     if not refuse.found:
-        _conflicts(edge, tenant, queued, refuse)
+        _conflicts(received, queued, refuse)
     if refuse.found:
         report.errors = refuse.found
         log.info("sie_import.refused", tenant=tenant, file=path.name, refusals=len(refuse.found))
         return report
     # An id seen before is the same voucher with the same content (the id holds both; a changed
     # one was refused above): a duplicate, though the file's name or header may differ.
-    fresh = [
-        q.event
-        for q in queued
-        if not _seen(edge, tenant, q.legacy_id) and not _seen(edge, tenant, q.event.id)
-    ]
+    fresh = [q.event for q in queued if q.legacy_id not in received and q.event.id not in received]
     parsed, problems = validate_batch(tenant, [e.model_dump(mode="json") for e in fresh])
     if problems:  # the checks above should leave none; never a pydantic path for the operator
         report.errors = [
             Refusal(path.name, 0, f"{p.get('field')}: {p.get('problem')}") for p in problems
         ]
         return report
-    stored = store(edge, tenant, parsed)
+    stored = queue.enqueue(tenant, parsed)
     if stored.conflicts:  # _conflicts above refuses these first; a race with another import
         report.errors = [
             Refusal(path.name, 0, f"message {c.id} was queued before with other content")
@@ -373,15 +399,6 @@ def import_file(
         duplicates=report.duplicates,
     )
     return report
-
-
-def _seen(edge: Edge, tenant: str, msg_id: str | None) -> bool:
-    if msg_id is None:
-        return False
-    found = edge.db.conn.execute(
-        "SELECT 1 FROM ingest_seen WHERE tenant = ? AND msg_id = ?", (tenant, msg_id)
-    ).fetchone()
-    return found is not None
 
 
 def _sort_key(voucher: Voucher) -> tuple[dt.date, str, int, str, int]:
@@ -480,13 +497,14 @@ class _Queued:
     legacy_id: str | None
 
 
-def _conflicts(edge: Edge, tenant: str, queued: list[_Queued], refuse: _Refuser) -> None:
+def _conflicts(received: set[str], queued: list[_Queued], refuse: _Refuser) -> None:
     """A numbered voucher imported before with other content is a conflict: refused."""
     for item in queued:
         key, voucher = item.event.data.key, item.voucher
         if not key.startswith("v"):
             continue
-        earlier = [i for i in _seen_ids(edge, tenant, f"sie-{key}-") if i != item.event.id]
+        prefix = f"sie-{key}-"
+        earlier = [i for i in received if i.startswith(prefix) and i != item.event.id]
         if earlier:
             refuse(
                 voucher.line,

@@ -1,52 +1,163 @@
-"""Bookkeeping commands: ``kassasync export zreports``, ``kassasync ledger sync|export``."""
+"""Bookkeeping commands: ``kassasync export zreports``, ``kassasync import-sie`` and
+``kassasync ledger sync|export``, on the embedded runtime (its database under ``--data``) or on
+a Kafka deployment (``--runtime kafka``: messages onto its topics, reports from its read model,
+:mod:`engine.kafka.bookkeeping`). The output and exit statuses are the same on both."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
+import logging
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.cli.util import CliError, Parser, iso_date, settings_of
+from engine.kafka.cli import kafka_options
 
 if TYPE_CHECKING:  # imported where used: ``kassasync --help`` need not load them
     from engine.secrets import SecretBox
+    from engine.sie_import import VoucherQueue
     from engine.store.db import Database
-    from engine.tenants import TenantDirectory
+    from engine.tenants import TenantConfig, TenantDirectory
+    from reconcilers.state import Record
+    from topics.envelope import Envelope
 
 
-def _open(args: argparse.Namespace) -> tuple[Database, TenantDirectory, SecretBox]:
-    from engine.bootstrap import open_database, secret_box
+class Books(Protocol):
+    """What the bookkeeping commands need of a deployment, embedded or Kafka."""
+
+    box: SecretBox
+    #: The Fortnox token store the engine uses (SQLite).
+    tokens: Path
+
+    def tenant(self, tenant: str) -> TenantConfig | None: ...
+
+    def publish(self, messages: Sequence[Envelope]) -> None:
+        """Put operator messages where the engine reads them (acknowledged on return)."""
+        ...
+
+    def records(
+        self, tenant: str, kind: str, where: dict[str, Sequence[str]]
+    ) -> list[tuple[str, Record]]: ...
+
+    def vouchers(self) -> VoucherQueue:
+        """Where ``import-sie`` queues a file's vouchers as till events."""
+        ...
+
+
+class EmbeddedBooks:
+    """The embedded runtime's database (it must exist: a command never creates an engine)."""
+
+    def __init__(
+        self, db: Database, directory: TenantDirectory, box: SecretBox, tokens: Path
+    ) -> None:
+        self.db, self.directory, self.box, self.tokens = db, directory, box, tokens
+
+    def tenant(self, tenant: str) -> TenantConfig | None:
+        return self.directory.get(tenant)
+
+    def publish(self, messages: Sequence[Envelope]) -> None:
+        from engine.embedded.edge import Edge
+
+        Edge(self.db).publish(list(messages))
+
+    def records(
+        self, tenant: str, kind: str, where: dict[str, Sequence[str]]
+    ) -> list[tuple[str, Record]]:
+        from engine.ops import SqliteOpsStore
+
+        return SqliteOpsStore(self.db).records(tenant, kind, where=where)
+
+    def vouchers(self) -> VoucherQueue:
+        from engine.embedded.edge import Edge
+        from engine.sie_import import EdgeVoucherQueue
+
+        return EdgeVoucherQueue(Edge(self.db))
+
+
+@contextlib.contextmanager
+def _books(args: argparse.Namespace) -> Iterator[Books]:
+    from engine.bootstrap import TOKENS, open_database, secret_box
     from engine.tenants import TenantDirectory
 
     settings = settings_of(args)
     box = secret_box(settings)
+    if getattr(args, "runtime", "embedded") == "kafka":
+        with _kafka_books(args, box) as books:
+            yield books
+        return
+    if getattr(args, "tokens", None):
+        raise CliError(
+            "--tokens names the Kafka workers' token store (with --runtime kafka); the embedded "
+            "engine keeps its own in the data folder (--data)"
+        )
     try:
         db = open_database(settings, create=False)
     except FileNotFoundError as missing:
         raise CliError(f"no engine database at {missing} (use --data or KASSASYNC_DATA)") from None
-    return db, TenantDirectory(db, box), box
+    try:
+        yield EmbeddedBooks(db, TenantDirectory(db, box), box, settings.data / TOKENS)
+    finally:
+        db.close()
+
+
+@contextlib.contextmanager
+def _kafka_books(args: argparse.Namespace, box: SecretBox) -> Iterator[Books]:
+    """The Kafka deployment, caught up now; one it cannot reach is one line and exit 2 (as
+    ``status --runtime kafka``), at whichever step the broker fails."""
+    from kafka.errors import KafkaError
+
+    from engine.kafka.bookkeeping import KafkaBooks
+    from engine.kafka.cli import _config
+
+    # The client's own retries would print a line each: the command says it once, below.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    config = _config(args)
+
+    def unreachable(failed: Exception) -> CliError:
+        return CliError(
+            f"cannot read the Kafka deployment at {config.bootstrap} "
+            f"(prefix {config.prefix!r}): {failed} (check --bootstrap and --prefix)"
+        )
+
+    books = KafkaBooks(config, box)
+    try:
+        try:
+            books.catch_up()
+        except (KafkaError, TimeoutError) as failed:  # the read model's own deadline too
+            raise unreachable(failed) from None
+        try:
+            yield books
+        except KafkaError as failed:  # a publish or a read the broker did not answer
+            raise unreachable(failed) from None
+    finally:
+        books.close()
 
 
 def _export_zreports(args: argparse.Namespace) -> int:
+    with _books(args) as books:
+        return _export_zreports_on(books, args)
+
+
+def _export_zreports_on(books: Books, args: argparse.Namespace) -> int:
     from engine.clock import utcnow
-    from engine.embedded.edge import Edge
-    from engine.ops import SqliteOpsStore
     from topics.outcomes import ExportRequested, ExportRequestedData
 
-    db, directory, _box = _open(args)
-    if directory.get(args.tenant) is None:
+    config = books.tenant(args.tenant)
+    if config is None:
         print(json.dumps({"error": f"unknown tenant {args.tenant}"}))
         return 2
     start, end = args.from_date, args.to_date
     if end < start:
         print(json.dumps({"error": "--to is before --from"}))
         return 2
-    Edge(db).publish(
+    books.publish(
         [
             ExportRequested(
                 id=f"export-{uuid.uuid4().hex}",
@@ -56,8 +167,7 @@ def _export_zreports(args: argparse.Namespace) -> int:
             )
         ]
     )
-    config = directory.get(args.tenant)
-    first_day = None if config is None else config.settings.zreports.start_date
+    first_day = config.settings.zreports.start_date
     out: dict[str, object] = {
         "tenant": args.tenant,
         "requested": "zreports",
@@ -74,9 +184,7 @@ def _export_zreports(args: argparse.Namespace) -> int:
         )
         out["skipped"] = [
             {"key": key, "reason": record.get("reason", "before the start date")}
-            for key, record in SqliteOpsStore(db).records(
-                args.tenant, "zr", where={"status": ["before_start"]}
-            )
+            for key, record in books.records(args.tenant, "zr", {"status": ["before_start"]})
             if start <= _record_day(record) <= end
         ]
     print(json.dumps(out, ensure_ascii=False))
@@ -89,20 +197,22 @@ def _record_day(record: dict[str, Any]) -> dt.date:
     return dt.date.fromisoformat(record["submitted"]["transaction_date"])
 
 
-async def _ledger(args: argparse.Namespace) -> int:
-    from engine.bootstrap import TOKENS
-    from engine.embedded.edge import Edge
+def _ledger(args: argparse.Namespace) -> int:
+    with _books(args) as books:
+        return asyncio.run(_ledger_on(books, args))
+
+
+async def _ledger_on(books: Books, args: argparse.Namespace) -> int:
     from engine.fortnox.tokens import SqliteTokenStore
     from engine.fortnox_factory import open_api
     from engine.ledger import NoSuchYear, export_sie, sync_vouchers
     from engine.ops import progress
 
-    db, directory, box = _open(args)
-    config = directory.get(args.tenant)
+    config = books.tenant(args.tenant)
     if config is None or config.fortnox is None:
         print(json.dumps({"error": f"tenant {args.tenant} has no Fortnox connection"}))
         return 2
-    api = await open_api(config, SqliteTokenStore(settings_of(args).data / TOKENS, box))
+    api = await open_api(config, SqliteTokenStore(books.tokens, books.box))
     try:
         if args.action == "export":
             try:
@@ -118,13 +228,12 @@ async def _ledger(args: argparse.Namespace) -> int:
                 print(json.dumps({"error": "Fortnox has no financial year that has started"}))
                 return 2
             return 0
-        edge = Edge(db)
         with progress(None, f"ledger sync {args.tenant}") as bar:
             try:
                 result = await sync_vouchers(
                     api,
                     args.tenant,
-                    edge.publish,
+                    books.publish,
                     year=args.year,
                     last_years=args.years,
                     download_dir=Path(args.download) if args.download else None,
@@ -140,15 +249,18 @@ async def _ledger(args: argparse.Namespace) -> int:
 
 
 def _import_sie(args: argparse.Namespace) -> int:
-    from engine.embedded.edge import Edge
+    with _books(args) as books:
+        return _import_sie_on(books, args)
+
+
+def _import_sie_on(books: Books, args: argparse.Namespace) -> int:
     from engine.sie_import import import_file
 
-    db, directory, _box = _open(args)
-    if directory.get(args.tenant) is None:
+    if books.tenant(args.tenant) is None:
         print(json.dumps({"error": f"unknown tenant {args.tenant}"}))
         return 2
     report = import_file(
-        Edge(db),
+        books.vouchers(),
         args.tenant,
         Path(args.file),
         ledger_range=args.ledger_range,
@@ -159,7 +271,22 @@ def _import_sie(args: argparse.Namespace) -> int:
     return 1 if report.errors else 0
 
 
-DATA_HELP = "the engine's data folder (default $KASSASYNC_DATA or var/kassasync)"
+DATA_HELP = (
+    "the engine's data folder (default $KASSASYNC_DATA or var/kassasync); with --runtime kafka "
+    "the folder of the local read model"
+)
+
+
+def _where(parser: argparse.ArgumentParser, data: str | None) -> None:
+    """``--data`` and the deployment: the embedded engine's, or a Kafka deployment's."""
+    parser.add_argument("--data", default=data, help=DATA_HELP)
+    parser.add_argument(
+        "--runtime",
+        choices=["embedded", "kafka"],
+        default="embedded",
+        help="the deployment (kafka: messages onto its topics, reports from a local read model)",
+    )
+    kafka_options(parser, replication=False)
 
 
 def register(sub: argparse._SubParsersAction[Parser], data: str | None) -> None:
@@ -175,7 +302,7 @@ def register(sub: argparse._SubParsersAction[Parser], data: str | None) -> None:
     zr.add_argument(
         "--to", dest="to_date", type=iso_date, required=True, help="last day, YYYY-MM-DD"
     )
-    zr.add_argument("--data", default=data, help=DATA_HELP)
+    _where(zr, data)
     zr.set_defaults(func=_export_zreports)
 
     sie_import = sub.add_parser(
@@ -205,7 +332,7 @@ def register(sub: argparse._SubParsersAction[Parser], data: str | None) -> None:
         help="book SIE dimension N as a Fortnox cost centre (dimension 1 is); other dimensions "
         "on a row are refused",
     )
-    sie_import.add_argument("--data", default=data, help=DATA_HELP)
+    _where(sie_import, data)
     sie_import.set_defaults(func=_import_sie)
 
     ledger = sub.add_parser("ledger", help="Fortnox's vouchers and general ledger to the till")
@@ -226,5 +353,10 @@ def register(sub: argparse._SubParsersAction[Parser], data: str | None) -> None:
     ledger.add_argument("--years", type=int, default=2, help="how many recent years (default 2)")
     ledger.add_argument("--out", default="ledger", help="folder for export's SIE files")
     ledger.add_argument("--download", help="sync: also save attached documents in this folder")
-    ledger.add_argument("--data", default=data, help=DATA_HELP)
-    ledger.set_defaults(func=lambda args: asyncio.run(_ledger(args)))
+    _where(ledger, data)
+    ledger.add_argument(
+        "--tokens",
+        default=None,
+        help="kafka: the Fortnox token store the workers share (default DATA/tokens.db)",
+    )
+    ledger.set_defaults(func=_ledger)

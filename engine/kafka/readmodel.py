@@ -9,7 +9,12 @@ What is projected, from every partition:
   ``fx_cursor``;
 * ``sync.deadletters`` into ``dead_letters``; an operator's ``sync.deadletter.action`` on
   ``sync.control`` resolves its dead letter;
-* the tenants topic into ``tenants`` (secrets stay sealed: only the name is read).
+* the tenants topic into ``tenants`` (secrets stay sealed: only the name is read);
+* the runtime's ``~seen`` records (till event ids a worker admitted, with their fingerprints)
+  into ``kafka_seen``, and each tenant's consumed offsets (its ``~meta`` record) into
+  ``kafka_consumed``, both also from the ``~journal`` record that precedes them on the
+  changelog: ``import-sie`` tells a voucher queued before from a new one with these
+  (:mod:`engine.kafka.bookkeeping`).
 
 The read model is a cache: delete its file and it is rebuilt from the topics. Its positions
 commit with what they brought, so a restarted projection resumes where it stopped.
@@ -27,7 +32,7 @@ from kafka import KafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from engine.kafka.config import KafkaConfig
-from engine.kafka.store import CMD, CURSOR, decode_key, is_internal
+from engine.kafka.store import CMD, CURSOR, JOURNAL, META, SEEN, decode_key, is_internal
 from engine.store.db import Database
 from engine.store.lanes import lane_of
 from topics import registry
@@ -36,7 +41,19 @@ from topics.outcomes import DeadLetter, DeadLetterAction
 
 log = structlog.get_logger("kassasync.kafka.readmodel")
 
-CONSUMER = "kafka-readmodel"
+#: The read model's positions in ``offsets``. Version 2 projects ``~seen`` and the consumed
+#: offsets too: a file of version 1 is read again from the start (every projection is
+#: idempotent), so that it holds them.
+CONSUMER = "kafka-readmodel-2"
+
+_DDL = (
+    """CREATE TABLE IF NOT EXISTS kafka_seen (
+        tenant TEXT NOT NULL, msg_id TEXT NOT NULL, fp TEXT,
+        PRIMARY KEY (tenant, msg_id)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS kafka_consumed (
+        tenant TEXT NOT NULL, topic TEXT NOT NULL, "offset" INTEGER NOT NULL,
+        PRIMARY KEY (tenant, topic)) WITHOUT ROWID""",
+)
 
 M = TypeVar("M", DeadLetter, DeadLetterAction)
 
@@ -63,6 +80,9 @@ class KafkaReadModel:
         self.db = db
         self._consumer: KafkaConsumer | None = None
         self._partitions: list[TopicPartition] = []
+        with db.transaction() as conn:
+            for ddl in _DDL:
+                conn.execute(ddl)
 
     # -- positions --------------------------------------------------------------------------
 
@@ -168,6 +188,8 @@ class KafkaReadModel:
                         record.get("full_sync_at"),
                     ),
                 )
+        elif kind in (SEEN, META, JOURNAL):
+            _admitted(conn, tenant, kind, rkey, record)
         elif is_internal(kind):
             return 0
         elif record is None:
@@ -263,6 +285,32 @@ class KafkaReadModel:
             (tenant, "", json.dumps(shown), time.time()),
         )
         return 1
+
+
+def _admitted(conn: Any, tenant: str, kind: str, key: str, record: Any) -> None:
+    """What a worker admitted of a tenant's messages: the till event ids (``~seen``) and the
+    offsets consumed per topic (``~meta``). A batch's ``~journal`` is acknowledged before its
+    records are written, so it is applied too: what it names is admitted."""
+    if kind == JOURNAL:
+        for put in [] if record is None else record.get("puts", []):
+            if isinstance(put, list) and len(put) == 3 and put[0] in (SEEN, META):
+                _admitted(conn, tenant, str(put[0]), str(put[1]), put[2])
+    elif kind == SEEN:
+        if record is None:
+            conn.execute("DELETE FROM kafka_seen WHERE tenant = ? AND msg_id = ?", (tenant, key))
+        else:
+            conn.execute(
+                "INSERT OR REPLACE INTO kafka_seen (tenant, msg_id, fp) VALUES (?, ?, ?)",
+                (tenant, key, record.get("fp")),
+            )
+    elif kind == META and record is not None:
+        for topic, offset in (record.get("offsets") or {}).items():
+            conn.execute(
+                'INSERT INTO kafka_consumed (tenant, topic, "offset") VALUES (?, ?, ?) '
+                'ON CONFLICT (tenant, topic) DO UPDATE SET "offset" = '
+                'MAX("offset", excluded."offset")',
+                (tenant, str(topic), int(offset)),
+            )
 
 
 def _where(tp: TopicPartition) -> str:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
-from engine.sie_import import import_file
+from engine.kafka.bookkeeping import KafkaBooks
+from engine.sie_import import EdgeVoucherQueue, ImportReport, VoucherQueue, import_file
 from tests.scenarios.conftest import Factory
+from tests.scenarios.harness import EmbeddedRuntime, ScenarioRuntime
+from tests.scenarios.kafka_runtime import KafkaScenarioRuntime
 
 # The Z-report of sie-and-pos.md §1.9 as the till writes it (cp437, CRLF), dated today because
 # the demo company has locked last year's books.
@@ -44,6 +47,27 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
+@contextmanager
+def _queue_of(rt: ScenarioRuntime) -> Iterator[VoucherQueue]:
+    """Where `kassasync import-sie` queues on this runtime: the embedded engine's log, or the
+    Kafka deployment's till.events, with a read model of its own (as the CLI keeps one)."""
+    if isinstance(rt, KafkaScenarioRuntime):
+        books = KafkaBooks(rt.config, rt.worker.box, rt.data / "cli" / "ops.db")
+        try:
+            books.catch_up()
+            yield books.vouchers()
+        finally:
+            books.close()
+    else:
+        assert isinstance(rt, EmbeddedRuntime)
+        yield EdgeVoucherQueue(rt.engine.edge)
+
+
+def _import(rt: ScenarioRuntime, path: Path) -> ImportReport:
+    with _queue_of(rt) as queue:
+        return import_file(queue, "shop", path)
+
+
 async def _posted(rt: object) -> list[dict[str, object]]:
     data = await rt.fortnox("financialyears")  # type: ignore[attr-defined]
     return [
@@ -54,18 +78,17 @@ async def _posted(rt: object) -> list[dict[str, object]]:
     ]
 
 
-@pytest.mark.embedded_only(reason="SIE import stores through the embedded ingest (issue 12)")
 async def test_a_4i_file_is_posted_once_however_often_it_is_imported(
     runtime: Factory, tmp_path: Path
 ) -> None:
     async with runtime() as rt:
         await rt.settle()
         path = write(tmp_path / "Z20250314.SI", FILE)
-        first = import_file(rt.engine.edge, "shop", path)
+        first = _import(rt, path)
         assert (first.vouchers, first.accepted) == (1, 1)
         # The till exports the same day again, with another header: still the same voucher.
         again = write(tmp_path / "again.SI", FILE.replace('"Kassan" 1.0', '"Kassan" 1.1'))
-        assert import_file(rt.engine.edge, "shop", again).duplicates == 1
+        assert _import(rt, again).duplicates == 1
         await rt.settle()
         posted = await _posted(rt)
         assert len(posted) == 1
@@ -75,7 +98,6 @@ async def test_a_4i_file_is_posted_once_however_often_it_is_imported(
         assert centers == {"100"}
 
 
-@pytest.mark.embedded_only(reason="SIE import stores through the embedded ingest (issue 12)")
 async def test_a_4i_voucher_on_an_inactive_account_waits_with_the_shops_error(
     runtime: Factory, tmp_path: Path
 ) -> None:
@@ -92,7 +114,7 @@ async def test_a_4i_voucher_on_an_inactive_account_waits_with_the_shops_error(
             json={"Number": 3999, "Description": "Gammal", "Active": False},
         )
         text = FILE.replace("#TRANS 3740 {{}} 0.40", "#TRANS 3999 {{}} 0.40")
-        result = import_file(rt.engine.edge, "shop", write(tmp_path / "bad.SI", text))
+        result = _import(rt, write(tmp_path / "bad.SI", text))
         assert result.accepted == 1
         await rt.settle()
         waiting = [r for k, r in rt.records("zr") if k.startswith("sie:")]
@@ -108,19 +130,18 @@ def test_an_unbalanced_file_is_refused_with_the_line_and_nothing_stored(tmp_path
 
     edge = Edge(Database(tmp_path / "k.db"))
     text = FILE.replace("#TRANS 2890 {{}} -150.00", "#TRANS 2890 {{}} -149.00")
-    result = import_file(edge, "shop", write(tmp_path / "unbalanced.SI", text))
+    result = import_file(EdgeVoucherQueue(edge), "shop", write(tmp_path / "unbalanced.SI", text))
     assert result.errors and result.errors[0].line == 7
     assert edge.log.count(Topic.TILL_EVENTS) == 0
 
 
-@pytest.mark.embedded_only(reason="SIE import stores through the embedded ingest (issue 12)")
 async def test_an_imported_day_before_the_start_date_is_not_posted(
     runtime: Factory, tmp_path: Path
 ) -> None:
     tomorrow = dt.date.today() + dt.timedelta(days=1)
     async with runtime({"zreports": {"start_date": tomorrow.isoformat()}}) as rt:
         await rt.settle()
-        import_file(rt.engine.edge, "shop", write(tmp_path / "early.SI", FILE))
+        _import(rt, write(tmp_path / "early.SI", FILE))
         await rt.settle()
         records = [r for k, r in rt.records("zr") if k.startswith("sie:")]
         assert [r["status"] for r in records] == ["before_start"]

@@ -1,0 +1,65 @@
+"""The read model's projection of what a worker admitted (``~seen`` ids, consumed offsets), which
+``import-sie --runtime kafka`` reads: from the records, and from the ``~journal`` the worker
+acknowledges before it writes them (a reader between the two already sees the batch)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from engine.kafka.config import KafkaConfig
+from engine.kafka.readmodel import KafkaReadModel
+from engine.kafka.store import JOURNAL, META, SEEN, encode_key
+from engine.store.db import Database
+
+
+def _projected(tmp_path: Path, records: list[tuple[str, str, object]]) -> KafkaReadModel:
+    model = KafkaReadModel(
+        KafkaConfig(bootstrap="127.0.0.1:9", prefix="p."), Database(tmp_path / "r.db")
+    )
+    with model.db.transaction() as conn:
+        for kind, key, value in records:
+            raw = None if value is None else json.dumps(value).encode()
+            model._state(conn, encode_key("shop", kind, key), raw)
+    return model
+
+
+def _seen(model: KafkaReadModel) -> dict[str, str | None]:
+    rows = model.db.conn.execute("SELECT msg_id, fp FROM kafka_seen WHERE tenant = 'shop'")
+    return {str(i): f for i, f in rows.fetchall()}
+
+
+def _consumed(model: KafkaReadModel) -> dict[str, int]:
+    rows = model.db.conn.execute(
+        'SELECT topic, "offset" FROM kafka_consumed WHERE tenant = ?', ("shop",)
+    )
+    return {str(t): int(o) for t, o in rows.fetchall()}
+
+
+def test_a_journal_alone_makes_its_batch_admitted(tmp_path: Path) -> None:
+    journal = {
+        "puts": [
+            [META, "", {"offsets": {"till.events": 7}, "cmd_seq": 0}],
+            [SEEN, "sie-abc", {"at": "2026-12-05T00:00:00+00:00", "fp": "f1"}],
+            ["zr", "sie:abc", {"status": "before_start"}],
+        ]
+    }
+    model = _projected(tmp_path, [(JOURNAL, "", journal)])
+    assert _seen(model) == {"sie-abc": "f1"}
+    assert _consumed(model) == {"till.events": 7}
+
+
+def test_consumed_offsets_only_grow_and_a_deleted_id_is_forgotten(tmp_path: Path) -> None:
+    model = _projected(
+        tmp_path,
+        [
+            (META, "", {"offsets": {"till.events": 9, "sync.control": 2}, "cmd_seq": 1}),
+            # An older record read after a newer journal (another changelog partition's order).
+            (META, "", {"offsets": {"till.events": 4}, "cmd_seq": 0}),
+            (SEEN, "sie-1", {"at": "2026-12-05T00:00:00+00:00", "fp": "a"}),
+            (SEEN, "sie-2", {"at": "2026-12-05T00:00:00+00:00", "fp": "b"}),
+            (SEEN, "sie-2", None),
+        ],
+    )
+    assert _consumed(model) == {"till.events": 9, "sync.control": 2}
+    assert _seen(model) == {"sie-1": "a"}
