@@ -80,6 +80,20 @@ class DocumentStatus:
         return self.kind is DocKind.ZREPORT and self.phase is Phase.WAITING
 
 
+_DATE_OF: dict[DocKind, tuple[str, str]] = {
+    DocKind.ZREPORT: ("report", "business_date"),
+    DocKind.INVOICE: ("invoice", "invoice_date"),
+    DocKind.PAYMENT: ("payment", "payment_date"),
+}
+
+
+def date_of(kind: DocKind, record: Record) -> str:
+    """A document's date as its record keeps it ("" when it has none)."""
+    part, field = _DATE_OF[kind]
+    data = record.get(part)
+    return str(data.get(field, "")) if isinstance(data, dict) else ""
+
+
 def _error(value: object) -> ShopError | None:
     if not isinstance(value, dict):
         return None

@@ -353,20 +353,35 @@ class Ops:
         return docs.payment(key, record, dead, self._command_status(record.get("delivered")))
 
     def documents(
-        self, tenant: str, *, kind: DocKind | None = None, phase: str = "", limit: int = 25
+        self,
+        tenant: str,
+        *,
+        kind: DocKind | None = None,
+        phase: str = "",
+        query: str = "",
+        limit: int = 25,
     ) -> tuple[DocumentStatus, ...]:
         """The tenant's Z-reports, invoices and payments (newest date first, ``limit`` of each
-        kind), optionally of one kind and one phase (done, failed, waiting, working, skipped)."""
+        kind), optionally of one kind, one phase (done, failed, waiting, working, skipped) and
+        whose key or Fortnox number holds ``query``. Records are read newest first and judged
+        only until ``limit`` are found (a payment's state costs a look at its command)."""
         dead = self._open_commands(tenant)
+        needle = query.strip().casefold()
         out: list[DocumentStatus] = []
         for each in DocKind if kind is None else (kind,):
-            found = [
-                self._document(each, key, record, dead)
-                for key, record in self.store.records(tenant, each.record_kind)
-            ]
-            found = [d for d in found if not phase or d.phase.value == phase]
-            found.sort(key=lambda d: (d.date, d.key), reverse=True)
-            out.extend(found[:limit])
+            rows = self.store.records(tenant, each.record_kind)
+            rows.sort(key=lambda kv: (docs.date_of(each, kv[1]), kv[0]), reverse=True)
+            found = 0
+            for key, record in rows:
+                doc = self._document(each, key, record, dead)
+                if phase and doc.phase.value != phase:
+                    continue
+                if needle and needle not in key.casefold() and needle not in doc.fortnox.casefold():
+                    continue
+                out.append(doc)
+                found += 1
+                if found >= limit:
+                    break
         return tuple(out)
 
     def document(self, tenant: str, kind: DocKind, key: str) -> DocumentStatus | None:

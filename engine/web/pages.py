@@ -265,6 +265,14 @@ def router(ops: Ops, auth: AdminAuth, frame: Frame) -> APIRouter:
         chosen = DocKind(kind) if kind in {k.value for k in DocKind} else None
         phase = given.get("phase", "")
         phase = phase if phase in DOC_PHASES else ""
+        doc_query = given.get("dq", "")[:100]
+        limit = _int(given.get("n"), DOC_LIMIT, 1, 1000)
+        documents = ops.documents(tenant, kind=chosen, phase=phase, query=doc_query, limit=limit)
+        per_kind = [sum(1 for d in documents if d.kind is k) for k in DocKind]
+        more = ""
+        if max(per_kind, default=0) >= limit:
+            wider = {k: v for k, v in given.items() if k not in _ACTION_PARAMS}
+            more = f"/tenants/{url(tenant)}?" + urlencode({**wider, "n": limit + 100})
         fixed = {row.id: ops.fixed_since(row) for row in detail.dead_letters}
         return frame.respond(
             request,
@@ -276,10 +284,12 @@ def router(ops: Ops, auth: AdminAuth, frame: Frame) -> APIRouter:
             retrying=ops.retrying(tenant),
             waiting_zreports=waiting_rows(detail.zreports_waiting, ("waiting_for",)),
             waiting_invoices=waiting_rows(detail.invoices_waiting, ("reason", "waiting_for")),
-            documents=ops.documents(tenant, kind=chosen, phase=phase, limit=DOC_LIMIT),
+            documents=documents,
             doc_kind="" if chosen is None else chosen.value,
             doc_phase=phase,
-            doc_limit=DOC_LIMIT,
+            doc_query=doc_query,
+            doc_limit=limit,
+            doc_more=more,
             fixed={k: v for k, v in fixed.items() if v},
             charts=charts(ops.sampled(), tenant),
         )

@@ -233,6 +233,16 @@ async def test_each_payment_shows_its_state_and_a_failed_one_runs_again(tmp_path
         assert "payment 1 of" in listed and "payment 2 of" not in listed
         only_z = (await c.get(f"/tenants/{TENANT}?doc=zreport", headers=BEARER)).text
         assert "No documents for this filter" in only_z
+        # By number: the key or the Fortnox number (invoice 1002 is payment 2's).
+        by_number = (await c.get(f"/tenants/{TENANT}?dq=1002", headers=BEARER)).text
+        listed = by_number.split('id="document-list"', 1)[1].split("</table>", 1)[0]
+        assert "payment 2 of" in listed and "payment 1 of" not in listed
+        # A page of one: the newest, and a link for more that keeps the filter.
+        one = (await c.get(f"/tenants/{TENANT}?doc=payment&n=1", headers=BEARER)).text
+        listed = one.split('id="document-list"', 1)[1].split("</table>", 1)[0]
+        assert "payment 2 of" in listed and "payment 1 of" not in listed
+        assert f'href="/tenants/{TENANT}?doc=payment&amp;n=101#documents"' in one
+        assert 'id="documents-more"' not in page  # 25 a kind: both payments shown
 
         csrf = csrf_of(page)
         rerun = await c.post(
