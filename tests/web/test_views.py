@@ -228,3 +228,24 @@ def test_a_bad_dashboard_setting_is_one_line_and_exit_2(
     assert done.returncode == 2, done.stderr
     [line] = done.stderr.strip().splitlines()
     assert line.startswith(f"kassasync: {name} (environment): ") and said in line, line
+
+
+async def test_only_the_stylesheet_is_served_as_a_static_file(tmp_path: Path) -> None:
+    engine = new_engine(tmp_path)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(engine.app), base_url=BASE) as c:
+        css = await c.get("/static/dashboard.css")  # no token: the login page needs it
+        assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+        assert css.headers["x-content-type-options"] == "nosniff"
+        assert ".light-red" in css.text
+        for path in (
+            "/static/base.html",
+            "/static/..%2Ftemplating.py",
+            "/static/%2E%2E/html.py",
+            "/static/",
+        ):
+            answer = await c.get(path)
+            assert answer.status_code == 404, path
+            assert "import" not in answer.text and "{%" not in answer.text, path
+        login = (await c.get("/login")).text
+        assert '<link rel="stylesheet" href="/static/dashboard.css">' in login
+        assert "<style" not in login and "style=" not in login
