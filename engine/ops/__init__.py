@@ -54,6 +54,7 @@ from engine.ops.service import Ops
 from engine.ops.sqlite import SqliteOpsStore
 from engine.ops.status import (
     LIGHT_FILTERS,
+    BulkResult,
     DeadLetterPage,
     DeadLetterView,
     FlowFacts,
@@ -82,6 +83,7 @@ __all__ = [
     "STALE_POLL_SECONDS",
     "ActionResult",
     "Budget",
+    "BulkResult",
     "Conflict",
     "Cursor",
     "DeadLetterPage",

@@ -23,6 +23,7 @@ from engine.ops.ports import OpsStore, RuntimeProbe
 from engine.ops.records import ActionResult, DeadLetterRow, PendingCommand, PendingGroup, TenantRef
 from engine.ops.status import (
     LIGHT_FILTERS,
+    BulkResult,
     DeadLetterPage,
     DeadLetterView,
     FlowFacts,
@@ -330,6 +331,43 @@ class Ops:
             by_tenant=dict(sorted(by_tenant.items())),
             by_flow=dict(sorted(by_flow.items())),
         )
+
+    def matching_dead_letters(self, *, tenant: str = "", flow: str = "") -> list[DeadLetterRow]:
+        """Open dead letters of a tenant and/or flow ("" for any; flow "other" for those of no
+        flow), oldest first."""
+        return [
+            row
+            for row in self.store.dead_letters(tenant=tenant or None)
+            if not flow or (row.flow or "other") == flow
+        ]
+
+    def bulk(
+        self, action: Literal["retry", "discard"], *, tenant: str = "", flow: str = ""
+    ) -> BulkResult:
+        """Retry or discard every open dead letter of a tenant and/or flow, one by one (each as
+        :meth:`retry` / :meth:`discard` does it)."""
+        done = noop = skipped = 0
+        for row in self.matching_dead_letters(tenant=tenant, flow=flow):
+            try:
+                result = self.retry(row.id) if action == "retry" else self.discard(row.id)
+            except (Conflict, NotFound):
+                skipped += 1
+                continue
+            if result.noop:
+                noop += 1
+            else:
+                done += 1
+        outcome = BulkResult(action, done, noop, skipped)
+        log.info(
+            "ops.deadletter.bulk",
+            action=action,
+            tenant=tenant,
+            flow=flow,
+            done=done,
+            noop=noop,
+            skipped=skipped,
+        )
+        return outcome
 
     # -- documents ---------------------------------------------------------------------------
 

@@ -299,3 +299,26 @@ class DeadLetterPage:
     @property
     def pages(self) -> int:
         return pages_for(self.matched, self.per_page)
+
+
+@dataclass(frozen=True, slots=True)
+class BulkResult:
+    """What a bulk retry or discard of dead letters did."""
+
+    action: str
+    #: Retried or discarded.
+    done: int = 0
+    #: Retries that had nothing left to do (fixed since: marked resolved).
+    noop: int = 0
+    #: Dealt with meanwhile by someone else (no longer open).
+    skipped: int = 0
+
+    @property
+    def text(self) -> str:
+        verb = "retried" if self.action == "retry" else "discarded"
+        parts = [f"{self.done} dead letter(s) {verb}"]
+        if self.noop:
+            parts.append(f"{self.noop} fixed already (marked resolved, nothing sent)")
+        if self.skipped:
+            parts.append(f"{self.skipped} dealt with meanwhile")
+        return "; ".join(parts) + "."

@@ -383,6 +383,45 @@ def router(ops: Ops, auth: AdminAuth, frame: Frame) -> APIRouter:
 
         return await action(request, who, run, "/")
 
+    def bulk_filters(values: dict[str, str]) -> tuple[str, str, str, str]:
+        """(action, tenant, flow, the filtered dead-letter page) from a bulk request."""
+        action = values.get("action", "")
+        if action not in ("retry", "discard"):
+            raise NotFound(f"no bulk action {action!r}: retry or discard")
+        tenant, flow = values.get("tenant", "")[:200], values.get("flow", "")[:50]
+        kept = {k: v for k, v in {"tenant": tenant, "flow": flow}.items() if v}
+        return action, tenant, flow, "/deadletters" + (f"?{urlencode(kept)}" if kept else "")
+
+    @pages.get("/deadletters/bulk")
+    async def bulk_confirm(request: Request, who: Session = Depends(session)) -> Response:
+        try:
+            action, tenant, flow, back = bulk_filters(dict(request.query_params))
+        except NotFound as unknown:
+            return RedirectResponse(_with_query("/deadletters", failed=str(unknown)), 303)
+        return frame.respond(
+            request,
+            "bulk.html",
+            csrf=csrf_of(who),
+            action=action,
+            verb="Retry" if action == "retry" else "Discard",
+            tenant=tenant,
+            flow=flow,
+            back=back,
+            rows=ops.matching_dead_letters(tenant=tenant, flow=flow),
+            flow_titles=FLOW_TITLES,
+        )
+
+    @pages.post("/deadletters/bulk")
+    async def bulk(request: Request, who: Session = Depends(session)) -> Response:
+        form = await read_form(request)
+        auth.check_post(request, who, form)
+        try:
+            action, tenant, flow, back = bulk_filters(form)
+        except NotFound as unknown:
+            return RedirectResponse(_with_query("/deadletters", failed=str(unknown)), 303)
+        done = ops.bulk("retry" if action == "retry" else "discard", tenant=tenant, flow=flow)
+        return RedirectResponse(_with_query(back, done="note", note=done.text), 303)
+
     @pages.post("/deadletters/resolve-fixed")
     async def resolve_fixed(request: Request, who: Session = Depends(session)) -> Response:
         def run(given: str | None) -> str:

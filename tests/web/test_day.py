@@ -406,3 +406,53 @@ async def test_a_waiting_zreport_is_re_run_by_exporting_its_day(tmp_path: Path) 
     engine.processor.step()  # the reconciler takes the export up: still waiting for master data
     doc = engine.ops.document(TENANT, DocKind.ZREPORT, zkey)
     assert doc is not None and doc.phase.value == "waiting"
+
+
+async def test_all_dead_letters_of_a_filter_are_retried_or_discarded_after_a_confirmation(
+    tmp_path: Path,
+) -> None:
+    engine = new_engine(tmp_path)
+    await paused_with_dead_letters(engine, "1", "2", "3")
+    add_tenant(engine, "kiosken", name="Kiosken")
+    payment(engine, "7", tenant="kiosken")
+    await deliver(engine, Till(), tenant="kiosken")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(engine.app), base_url=BASE) as c:
+        cookie = await login(c)
+        listing = (await c.get(f"/deadletters?tenant={TENANT}", headers=session(cookie))).text
+        assert (
+            'href="/deadletters/bulk?tenant=bageriet&amp;status=open&amp;action=retry">Retry all 3'
+            in listing
+        )
+        confirm = (
+            await c.get("/deadletters/bulk?tenant=bageriet&action=retry", headers=session(cookie))
+        ).text
+        assert "Retry 3 dead letter(s)?" in confirm and "kiosken" not in confirm
+        assert len(engine.ops.dead_letters()) == 4  # nothing happens before the confirmation
+        # The confirmation is a form with the CSRF token, like every action.
+        refused = await c.post(
+            "/deadletters/bulk",
+            data={"action": "retry", "tenant": TENANT},
+            headers=session(cookie),
+        )
+        assert refused.status_code == 403 and len(engine.ops.dead_letters()) == 4
+        answer = await c.post(
+            "/deadletters/bulk",
+            data={"csrf": csrf_of(confirm), "action": "retry", "tenant": TENANT},
+            headers=session(cookie),
+        )
+        assert answer.headers["location"].startswith("/deadletters?tenant=bageriet&done=note")
+        shown = (await c.get(answer.headers["location"], headers=session(cookie))).text
+        assert "3 dead letter(s) retried." in shown
+        assert [d.tenant for d in engine.ops.dead_letters()] == ["kiosken"]
+
+        answer = await c.post(
+            "/deadletters/bulk",
+            data={"csrf": csrf_of(confirm), "action": "discard", "flow": "payments"},
+            headers=session(cookie),
+        )
+        shown = (await c.get(answer.headers["location"], headers=session(cookie))).text
+        assert "1 dead letter(s) discarded." in shown and engine.ops.dead_letters() == []
+        odd = await c.get("/deadletters/bulk?action=explode", headers=session(cookie))
+        assert odd.status_code == 303 and "failed=" in odd.headers["location"]
+        empty = (await c.get("/deadletters/bulk?action=retry", headers=session(cookie))).text
+        assert "There is no open dead letter for this filter" in empty
