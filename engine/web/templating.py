@@ -286,6 +286,7 @@ def static_router() -> APIRouter:
     async def static(name: str) -> Response:
         found = served.get(name)
         if found is None:
+            log.info("web.static.not_found", name=name[:100])
             return Response("not found", status_code=404, media_type="text/plain")
         body, media = found
         headers = {**SECURITY_HEADERS, "Cache-Control": "public, max-age=300"}
