@@ -84,6 +84,20 @@ class Settings(BaseModel):
         "`kassasync connect --link` and the dashboard's links.",
         json_schema_extra=_env("KASSASYNC_PUBLIC_URL"),
     )
+    dashboard_tz: str = Field(
+        default="Europe/Stockholm",
+        description="The time zone the dashboard shows times in (the UTC time is in each "
+        "time's tooltip); an IANA name such as Europe/Stockholm or UTC.",
+        json_schema_extra=_env("KASSASYNC_DASHBOARD_TZ"),
+    )
+    dashboard_refresh: int = Field(
+        default=30,
+        ge=0,
+        le=3600,
+        description="Seconds between automatic reloads of the dashboard's overview, dead-letter, "
+        "tenant and system pages; 0 turns it off.",
+        json_schema_extra=_env("KASSASYNC_DASHBOARD_REFRESH"),
+    )
     fortnox_client_id: str | None = Field(
         default=None,
         description="The installation's Fortnox app: its client id, configured once for every "
@@ -168,6 +182,19 @@ class Settings(BaseModel):
         if word not in COOKIE_SECURE_WORDS:
             raise ValueError(f"{value!r} is not 1, 0 or auto")
         return word
+
+    @field_validator("dashboard_tz")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not a time zone (try Europe/Stockholm or UTC)"
+            ) from None
+        return value
 
     @field_validator("secret_key_previous", mode="before")
     @classmethod

@@ -26,14 +26,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from engine.clock import utcnow
 from engine.fortnox.errors import ConsentError, FortnoxError
-from engine.fortnox.onboarding import ConnectionState, ConnectionStatus, Onboarding
+from engine.fortnox.onboarding import ConnectionState, Onboarding
 from engine.fortnox.tokens import TokenStore
 from engine.ops import Ops, SqliteOpsStore
 from engine.tenant_data import delete_tenant_data
 from engine.tenants import FortnoxConnection, TenantConfig, TenantDirectory, TillConnection
 from engine.web.api import CSRF_HEADER
 from engine.web.auth import AdminAuth, Forbidden, NeedLogin, Session, check_same_origin
-from engine.web.html import button_form, esc, hidden, html_response, layout, url
+from engine.web.html import default_frame, url
 from engine.web.pages import read_form
 from topics.errors import ErrorKind, shop_error
 from topics.outcomes import Source, TenantPaused, TenantPausedData, TenantResumed, TenantResumedData
@@ -159,13 +159,10 @@ class Activation(BaseModel):
 
 
 def _page(title: str, text: str, *, status: int = 200, ok: bool = True) -> Response:
-    css = "" if ok else " error"
-    body = (
-        f'<div class="login card"><h1>{esc(title)}</h1>'
-        f'<div class="flash{css}">{esc(text)}</div>'
-        '<p class="muted">You can close this window.</p></div>'
+    """The page the shop's administrator lands on (no navigation: they are not an operator)."""
+    return default_frame().respond(
+        None, "callback.html", csrf=None, status=status, heading=title, text=text, ok=ok
     )
-    return html_response(layout(title, body), status=status)
 
 
 def router(
@@ -175,6 +172,7 @@ def router(
     tenants: TenantDirectory,
 ) -> APIRouter:
     routes = APIRouter(include_in_schema=False)
+    frame = default_frame()
 
     def session(request: Request) -> Session:
         api = request.url.path.startswith("/ops/api/")
@@ -295,28 +293,11 @@ def router(
 
     # -- pages -----------------------------------------------------------------------------------
 
-    def new_shop_form(csrf: str, message: str = "") -> str:
-        note = f'<div class="flash error">{esc(message)}</div>' if message else ""
-        return (
-            f'<div class="card"><h1>Add a shop</h1>{note}'
-            '<p class="muted">The shop gets a consent link to send to its Fortnox '
-            "administrator; no Fortnox credentials are entered here.</p>"
-            f'<form method="post" action="/tenants/new">{hidden("csrf", csrf)}'
-            '<label for="id">Tenant id</label> <input id="id" name="id" required '
-            'pattern="[a-z0-9][a-z0-9_-]{0,62}"><br>'
-            '<label for="name">Shop name</label> <input id="name" name="name"><br>'
-            '<label for="till_endpoint">Till endpoint (optional)</label> '
-            '<input id="till_endpoint" name="till_endpoint" type="url"><br>'
-            '<label for="poll_seconds">Ask Fortnox for changes every (seconds)</label> '
-            '<input id="poll_seconds" name="poll_seconds" type="number" min="1" max="3600" '
-            'value="30"><br>'
-            '<button class="primary" type="submit">Add the shop</button></form></div>'
-        )
-
     @routes.get("/tenants/new")
     async def new_shop_page(request: Request, who: Session = Depends(session)) -> Response:
-        csrf = auth.csrf_token(who)
-        return html_response(layout("Add a shop", new_shop_form(csrf), csrf=csrf))
+        return frame.respond(
+            request, "new_shop.html", csrf=auth.csrf_token(who), added="", message=""
+        )
 
     @routes.post("/tenants/new")
     async def new_shop(request: Request, who: Session = Depends(session)) -> Response:
@@ -333,79 +314,12 @@ def router(
             key = add_shop(shop)
         except (ValidationError, ValueError) as bad:
             text = problem_text(bad) if isinstance(bad, ValidationError) else str(bad)
-            return html_response(
-                layout("Add a shop", new_shop_form(csrf, text), csrf=csrf), status=400
+            return frame.respond(
+                request, "new_shop.html", csrf=csrf, status=400, added="", message=text
             )
-        body = (
-            f'<div class="card"><h1>Shop {esc(shop.id)} added</h1>'
-            "<p>The till's ingest key (shown once; give it to the till's back office):</p>"
-            f'<pre id="api-key">{esc(key)}</pre>'
-            f'<p><a class="button" id="connection" href="/tenants/{esc(url(shop.id))}/connection">'
-            "Connect it to Fortnox</a></p></div>"
+        return frame.respond(
+            request, "new_shop.html", csrf=csrf, status=201, added=shop.id, key=key
         )
-        return html_response(layout(f"{shop.id} added", body, csrf=csrf), status=201)
-
-    def render_connection(status: ConnectionStatus, link: str | None, csrf: str, flash: str) -> str:
-        tenant = status.tenant
-        parts = [
-            f'<h1>Fortnox connection of <a href="/tenants/{esc(url(tenant))}">'
-            f"{esc(tenant)}</a></h1>",
-            flash,
-            f'<div class="card" id="connection-state" data-state="{esc(status.state.value)}">'
-            f"<strong>{esc(status.text)}</strong>",
-        ]
-        if status.fix:
-            parts.append(f'<div><span class="muted">How to fix:</span> {esc(status.fix)}</div>')
-        if status.warning:
-            parts.append(
-                f'<div class="flash error" id="expiry-warning">{esc(status.warning)}</div>'
-            )
-        if status.missing_scopes:
-            lacking = esc(", ".join(status.missing_scopes))
-            parts.append(
-                '<div class="flash error" id="missing-scopes">The flows switched on need '
-                f"Fortnox permissions this connection lacks: {lacking}. Send the consent link "
-                "below again; approving it adds them.</div>"
-            )
-        if status.state is ConnectionState.CONNECTED:
-            kind = status.kind.value if status.kind else "?"
-            parts.append(
-                f'<div class="muted">Grant: {esc(kind)} · Fortnox TenantId '
-                f"{esc(status.fortnox_tenant_id)} · scopes: {esc(status.scope)}</div>"
-            )
-        parts.append("</div>")
-        if link is not None:
-            parts.append(
-                '<div class="card"><h2>Consent link</h2><p>Send this link to the shop\'s Fortnox '
-                "administrator. After they approve in Fortnox, the shop connects and its first "
-                "sync starts without anything more to do here. The link works for 7 days.</p>"
-                f'<textarea id="consent-link" readonly rows="4" cols="90">{esc(link)}</textarea>'
-                f'<p><a id="consent-open" href="{esc(link)}" rel="noreferrer">Open the consent '
-                "link</a> (if you are the shop's Fortnox administrator)</p></div>"
-            )
-        base = f"/tenants/{url(tenant)}"
-        if status.state is ConnectionState.DEACTIVATED:
-            parts.append(
-                '<div class="card"><h2>Activate</h2>'
-                + button_form(f"{base}/activate", "Activate the integration", csrf, css="primary")
-                + "</div>"
-            )
-        else:
-            parts.append(
-                '<div class="card"><h2>Deactivate</h2><p>Stops every flow of this shop and '
-                "revokes Kassasync's Fortnox token. Keep the data to carry on where it stopped "
-                "when activated again; delete it to start afresh.</p>"
-                + button_form(f"{base}/deactivate", "Deactivate, keep data", csrf)
-                + button_form(
-                    f"{base}/deactivate",
-                    "Deactivate and delete data",
-                    csrf,
-                    fields={"delete_data": "1"},
-                    css="danger",
-                )
-                + "</div>"
-            )
-        return "".join(parts)
 
     @routes.get("/tenants/{tenant}/connection")
     async def connection_page(
@@ -413,16 +327,19 @@ def router(
     ) -> Response:
         csrf = auth.csrf_token(who)
         if tenants.get(tenant) is None:
-            body = f"<h1>No tenant {esc(tenant)}</h1><p><a href='/'>Back to the overview</a></p>"
-            return html_response(layout("Not found", body, csrf=csrf), 404)
+            return frame.respond(
+                request,
+                "message.html",
+                csrf=csrf,
+                status=404,
+                heading=f"No tenant {tenant}",
+                text="There is no tenant with this id.",
+                link="/",
+                link_text="Back to the overview",
+            )
         service = onboarding()
         if service is None:
-            body = (
-                "<h1>No Fortnox app configured</h1><p>Set <code>KASSASYNC_FORTNOX_CLIENT_ID"
-                "</code> and <code>KASSASYNC_FORTNOX_CLIENT_SECRET</code> (see "
-                "docs/fortnox-client.md) and restart.</p>"
-            )
-            return html_response(layout("Fortnox connection", body, csrf=csrf), 503)
+            return frame.respond(request, "no_fortnox_app.html", csrf=csrf, status=503)
         config = tenants.get(tenant)
         status = await service.status(tenant, config.settings if config else None)
         link = None
@@ -432,10 +349,15 @@ def router(
             except ConsentError as missing:
                 link = None
                 log.warning("fortnox.connect.no_link", tenant=tenant, error=missing.message)
-        done = request.query_params.get("done", "")
-        flash = f'<div class="flash">{esc(done[:200])}</div>' if done else ""
-        return html_response(
-            layout("Fortnox connection", render_connection(status, link, csrf, flash), csrf=csrf)
+        return frame.respond(
+            request,
+            "connection.html",
+            csrf=csrf,
+            conn=status,
+            link=link,
+            done=request.query_params.get("done", "")[:200],
+            connected=status.state is ConnectionState.CONNECTED,
+            deactivated=status.state is ConnectionState.DEACTIVATED,
         )
 
     @routes.post("/tenants/{tenant}/deactivate")

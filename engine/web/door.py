@@ -34,7 +34,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from engine.web.html import html_response, layout
+from engine.web.html import default_frame
 
 log = structlog.get_logger("kassasync.web")
 
@@ -209,8 +209,16 @@ def _refusal(scope: Scope, status: int, title: str, text: str) -> Response:
             media_type="application/json",
             headers=close,
         )
-    body = f'<div class="login card"><h1>{title}</h1><p>{text}.</p></div>'
-    return html_response(layout(title, body), status=status, headers=close)
+    return default_frame().respond(
+        None,
+        "message.html",
+        csrf=None,
+        status=status,
+        headers=close,
+        heading=title,
+        text=f"{text}.",
+        link="",
+    )
 
 
 # --- the protocol: the header read timeout -------------------------------------------------------

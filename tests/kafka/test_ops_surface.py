@@ -109,6 +109,17 @@ async def test_status_deadletters_dashboard_and_metrics_on_kafka(
                     page = await http.get("/tenants/shop-a/connection", headers=bearer)
                     assert page.status_code == 200 and "not available on a Kafka" in page.text
                     assert (await http.get("/tenants/new")).status_code == 401
+                    # The dashboard's pages on Kafka: the overview, the dead letters of every
+                    # tenant, a tenant's documents and history, the system's history.
+                    for path, text in (
+                        ("/?q=shop-", "page 1 of 1"),
+                        ("/deadletters?status=retried", nonsense),
+                        ("/tenants/shop-a", 'id="chart-errors"'),
+                        ("/system", 'id="chart-lag"'),
+                    ):
+                        page = await http.get(path, headers=bearer)
+                        assert page.status_code == 200 and text in page.text, path
+                    assert fresh.ops.history.samples(), "the pages took a sample"
                     metrics = (await http.get("/metrics")).text
                     assert "kassasync_tenants" in metrics
                     assert "kassasync_dead_letters_open" in metrics
