@@ -20,7 +20,7 @@ from engine.tenants import TenantDirectory
 from engine.web import api, connect, pages
 from engine.web.auth import AdminAuth, Forbidden, NeedLogin, Throttled
 from engine.web.door import Door, DoorSettings
-from engine.web.html import esc, html_response, layout
+from engine.web.templating import DashboardSettings, Frame, static_router
 
 
 def mount(
@@ -33,16 +33,22 @@ def mount(
     onboarding: Callable[[], Onboarding | None] | None = None,
     tenants: TenantDirectory | None = None,
     health: Callable[[], Health] | None = None,
-) -> None:
+    dashboard: DashboardSettings | None = None,
+) -> Frame:
     """Dashboard and ops API (admin token) and ``/metrics`` (no token) on ``app``, and the
     door in front of every route of ``app`` (``door``: its limits, by default 16 KB bodies);
     with ``tenants``, adding shops and connecting them to Fortnox (its callback needs no
-    token); with ``health``, every dashboard page shows the engine's health problems in red."""
+    token); with ``health``, every dashboard page shows the engine's health problems in red.
+    ``dashboard``: the operator's time zone and the pages' reload interval (by default from
+    ``KASSASYNC_DASHBOARD_TZ`` / ``KASSASYNC_DASHBOARD_REFRESH``). Returns the pages'
+    :class:`~engine.web.templating.Frame`, for more page routers on the same layout."""
+    frame = Frame(dashboard or DashboardSettings.from_env(), health=health, clock=ops.clock)
     app.add_middleware(Door, settings=door or DoorSettings())
+    app.include_router(static_router())
     if tenants is not None:
         # Before the pages: /tenants/new is not a tenant called "new".
         app.include_router(connect.router(ops, auth, onboarding or (lambda: None), tenants))
-    app.include_router(pages.router(ops, auth, health=health))
+    app.include_router(pages.router(ops, auth, frame))
     app.include_router(api.router(ops, auth))
 
     @app.get("/metrics", include_in_schema=False)
@@ -57,23 +63,24 @@ def mount(
                 status_code=401,
                 headers={"WWW-Authenticate": 'Bearer realm="kassasync"'},
             )
-        target = f"/login?next={quote(exc.path, safe='/')}"
-        body = (
-            '<div class="login card"><h1>Log in first</h1>'
-            "<p>This page needs the Kassasync admin token.</p>"
-            f'<p><a class="button" href="{esc(target)}">Log in</a></p></div>'
-        )
-        return html_response(
-            layout("Log in first", body),
+        return frame.respond(
+            None,
+            "message.html",
+            csrf=None,
             status=401,
             headers={"WWW-Authenticate": 'Bearer realm="kassasync"'},
+            heading="Log in first",
+            text="This page needs the Kassasync admin token.",
+            link=f"/login?next={quote(exc.path, safe='/')}",
+            link_text="Log in",
         )
 
     async def forbidden(request: Request, exc: Exception) -> Response:
         if request.url.path.startswith("/ops/api/"):
             return JSONResponse({"error": str(exc)}, status_code=403)
-        body = f'<div class="login card"><h1>Refused</h1><p>{esc(exc)}</p></div>'
-        return html_response(layout("Refused", body), status=403)
+        return frame.respond(
+            None, "message.html", csrf=None, status=403, heading="Refused", text=str(exc), link=""
+        )
 
     async def throttled(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Throttled)
@@ -81,12 +88,19 @@ def mount(
         text = f"Too many wrong admin tokens from your address: try again in {exc.retry_after} s."
         if exc.api:
             return JSONResponse({"error": text}, status_code=429, headers=wait)
-        body = (
-            f'<div class="login card"><h1>Wait a moment</h1><p>{esc(text)}</p>'
-            '<p><a class="button" href="/login">Log in</a></p></div>'
+        return frame.respond(
+            None,
+            "message.html",
+            csrf=None,
+            status=429,
+            headers=wait,
+            heading="Wait a moment",
+            text=text,
+            link="/login",
+            link_text="Log in",
         )
-        return html_response(layout("Wait a moment", body), status=429, headers=wait)
 
     app.add_exception_handler(NeedLogin, need_login)
     app.add_exception_handler(Forbidden, forbidden)
     app.add_exception_handler(Throttled, throttled)
+    return frame
