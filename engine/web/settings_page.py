@@ -409,6 +409,9 @@ def router(
             name=config.name,
             form=form,
             choices=choices_for(form, lists),
+            account_names={
+                str(a.number): a.description for a in (lists.accounts if lists else []) if a.active
+            },
             lists=lists,
             unread=unread,
             invalid=invalid,
