@@ -269,6 +269,13 @@ class EmbeddedEngine:
             # Never less than 5 ms: this loop must always yield to the others.
             await _first(stop, self._wakes_changed, timeout=max(timeout, 0.005))
 
+    async def _history_loop(self, stop: asyncio.Event) -> None:
+        """Every 10 s: a sample for the dashboard's charts, and dead letters whose problem is
+        fixed by now marked resolved (:meth:`engine.ops.Ops.housekeeping`)."""
+        while not stop.is_set():
+            self.ops.housekeeping()
+            await _first(stop, asyncio.Event(), timeout=self.ops.history.every)
+
     async def _session_loop(self, stop: asyncio.Event) -> None:
         """Every 0.2 s: a supervised session for every tenant with Fortnox, and their feeds."""
         while not stop.is_set():
@@ -307,6 +314,7 @@ class EmbeddedEngine:
                 spawn("watchdog", lambda: self.supervisor.watchdog(stop), stop),
                 spawn("logins", lambda: self._logins_loop(stop), stop),
                 spawn("consent", lambda: self._consent_loop(stop), stop),
+                spawn("history", lambda: self._history_loop(stop), stop),
             ]
             if serve_http:
                 config = server_config(

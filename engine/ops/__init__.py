@@ -15,11 +15,12 @@ Two protocols keep it runtime-agnostic:
 :class:`Ops` derives everything else (status lights, drift, the pages' views) the same way for
 both, as plain functions of what those two report.
 
-Modules: ``errors``, ``records``, ``flows``, ``ports``, ``status``,
+Modules: ``errors``, ``records``, ``documents``, ``flows``, ``ports``, ``status``,
 ``sqlite``, ``probe``, ``progress``, ``service``."""
 
 from __future__ import annotations
 
+from engine.ops.documents import DocKind, DocumentStatus, Phase
 from engine.ops.errors import Conflict, NotFound, OpsError
 from engine.ops.flows import (
     AMBER_PENDING_SECONDS,
@@ -52,9 +53,13 @@ from engine.ops.records import (
 from engine.ops.service import Ops
 from engine.ops.sqlite import SqliteOpsStore
 from engine.ops.status import (
+    LIGHT_FILTERS,
+    DeadLetterPage,
+    DeadLetterView,
     FlowFacts,
     FlowStatus,
     Light,
+    OverviewPage,
     SystemView,
     TenantDetail,
     TenantSummary,
@@ -70,6 +75,7 @@ __all__ = [
     "COUNTED_KINDS",
     "FLOWS",
     "FLOW_TITLES",
+    "LIGHT_FILTERS",
     "POLLED_BY",
     "RED_PENDING_SECONDS",
     "RETRY_FLOWS",
@@ -78,7 +84,11 @@ __all__ = [
     "Budget",
     "Conflict",
     "Cursor",
+    "DeadLetterPage",
     "DeadLetterRow",
+    "DeadLetterView",
+    "DocKind",
+    "DocumentStatus",
     "Drift",
     "EmbeddedProbe",
     "FlowFacts",
@@ -88,8 +98,10 @@ __all__ = [
     "Ops",
     "OpsError",
     "OpsStore",
+    "OverviewPage",
     "PendingCommand",
     "PendingGroup",
+    "Phase",
     "ProgressHandle",
     "RuntimeProbe",
     "SqliteOpsStore",

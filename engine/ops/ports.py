@@ -61,6 +61,9 @@ class OpsStore(Protocol):
     def open_dead_letters(self) -> dict[str, dict[str, int]]:
         """Open dead letters: tenant -> message or command type -> count."""
 
+    def settled_since(self, since: float) -> dict[str, int]:
+        """Commands settled as done after ``since`` (Unix time), per tenant."""
+
     # -- writes ---------------------------------------------------------------------------
 
     def atomic(self) -> AbstractContextManager[Any]:

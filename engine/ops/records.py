@@ -147,6 +147,10 @@ class ActionResult:
     message_id: str
     requeued: bool = False
     replayed: bool = False
+    #: Nothing was done because nothing was left to do (a retry of a problem fixed since).
+    noop: bool = False
+    #: What happened, in words for the operator ("" when the action name says it all).
+    note: str = ""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -156,4 +160,6 @@ class ActionResult:
             "message_id": self.message_id,
             "requeued": self.requeued,
             "replayed": self.replayed,
+            "noop": self.noop,
+            "note": self.note,
         }

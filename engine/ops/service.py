@@ -3,22 +3,32 @@ the operator's actions (resume, pause, retry, discard)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace as dataclasses_replace
 from typing import Literal
 
 import structlog
 from pydantic import ValidationError
 
 from engine.clock import utcnow
+from engine.ops import documents as docs
+from engine.ops.documents import KIND_OF_FLOW, DocKind, DocumentStatus
 from engine.ops.errors import Conflict, NotFound
 from engine.ops.flows import COUNTED_KINDS, FLOWS, POLLED_BY, RETRY_FLOWS, flow_of
+from engine.ops.history import History, Sample, TenantSample
 from engine.ops.ports import OpsStore, RuntimeProbe
 from engine.ops.records import ActionResult, DeadLetterRow, PendingCommand, PendingGroup, TenantRef
 from engine.ops.status import (
+    LIGHT_FILTERS,
+    DeadLetterPage,
+    DeadLetterView,
     FlowFacts,
     FlowStatus,
+    Light,
+    OverviewPage,
     SystemView,
     TenantDetail,
     TenantSummary,
@@ -29,6 +39,8 @@ from topics.errors import ErrorKind, ShopError, shop_error
 from topics.outcomes import (
     DeadLetterAction,
     DeadLetterActionData,
+    ExportRequested,
+    ExportRequestedData,
     TenantPaused,
     TenantPausedData,
     TenantResumed,
@@ -61,6 +73,9 @@ class Ops:
         self.store = store
         self.probe = probe
         self.clock = clock
+        #: Samples for the dashboard's charts (:meth:`sample`).
+        self.history = History()
+        self._acquired: dict[str, int] = {}
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -82,6 +97,56 @@ class Ops:
             self._summary(ref, dead.get(ref.id, {}), pending.get(ref.id, []))
             for ref in self.store.tenants()
         ]
+
+    def overview_page(
+        self,
+        *,
+        query: str = "",
+        light: str = "",
+        page: int = 1,
+        per_page: int = 50,
+        sort: str = "tenant",
+    ) -> OverviewPage:
+        """One page of the overview: tenants whose id or name holds ``query`` (any case) and
+        whose light passes ``light`` (one of :data:`LIGHT_FILTERS`), by id or, with
+        ``sort="light"``, red first."""
+        if light not in LIGHT_FILTERS:
+            raise ValueError(f"unknown light filter {light!r}")
+        summaries = self.overview()
+        by_light: dict[str, int] = {value.value: 0 for value in Light}
+        for s in summaries:
+            by_light[s.light.value] += 1
+        needle = query.strip().casefold()
+        wanted = {
+            "": set(Light),
+            "problems": {Light.AMBER, Light.RED},
+        }.get(light) or {Light(light)}
+        matched = [
+            s
+            for s in summaries
+            if s.light in wanted
+            and (not needle or needle in s.tenant.casefold() or needle in s.name.casefold())
+        ]
+        if sort == "light":
+            matched.sort(key=lambda s: (-s.light.rank, s.tenant))
+        per_page = max(1, min(per_page, 500))
+        last = max(1, -(-len(matched) // per_page))
+        page = max(1, min(page, last))
+        rows = matched[(page - 1) * per_page : page * per_page]
+        log.debug("ops.overview.page", query=query, light=light, matched=len(matched), page=page)
+        return OverviewPage(
+            rows=tuple(rows),
+            total=len(summaries),
+            by_light=by_light,
+            paused=sum(1 for s in summaries if s.paused is not None),
+            dead_letters=sum(s.dead_letters for s in summaries),
+            matched=len(matched),
+            page=page,
+            per_page=per_page,
+            query=query,
+            light=light,
+            sort="light" if sort == "light" else "tenant",
+        )
 
     def summary(self, tenant: str) -> TenantSummary | None:
         ref = next((t for t in self.store.tenants() if t.id == tenant), None)
@@ -223,6 +288,249 @@ class Ops:
     ) -> list[DeadLetterRow]:
         return self.store.dead_letters(tenant=tenant, status=status, limit=limit)
 
+    def dead_letter_page(
+        self,
+        *,
+        tenant: str = "",
+        flow: str = "",
+        status: str = "open",
+        page: int = 1,
+        per_page: int = 50,
+    ) -> DeadLetterPage:
+        """Dead letters across tenants with one ``status``, filtered by tenant and flow,
+        oldest first; each with what became of its document since (stale when it is done)."""
+        every = self.store.dead_letters(status=status)
+        by_tenant: dict[str, int] = {}
+        by_flow: dict[str, int] = {}
+        for row in every:
+            by_tenant[row.tenant] = by_tenant.get(row.tenant, 0) + 1
+            key = row.flow or "other"
+            by_flow[key] = by_flow.get(key, 0) + 1
+        chosen = [
+            row
+            for row in every
+            if (not tenant or row.tenant == tenant) and (not flow or (row.flow or "other") == flow)
+        ]
+        per_page = max(1, min(per_page, 500))
+        last = max(1, -(-len(chosen) // per_page))
+        page = max(1, min(page, last))
+        shown = chosen[(page - 1) * per_page : page * per_page]
+        views = tuple(
+            DeadLetterView(row, self.fixed_since(row) if status == "open" else None)
+            for row in shown
+        )
+        return DeadLetterPage(
+            rows=views,
+            matched=len(chosen),
+            page=page,
+            per_page=per_page,
+            status=status,
+            tenant=tenant,
+            flow=flow,
+            by_tenant=dict(sorted(by_tenant.items())),
+            by_flow=dict(sorted(by_flow.items())),
+        )
+
+    # -- documents ---------------------------------------------------------------------------
+
+    def _open_commands(self, tenant: str) -> dict[str, str]:
+        """Open dead letters of the tenant's commands: command id -> dead letter id."""
+        return {row.id: row.id for row in self.store.dead_letters(tenant=tenant) if row.is_command}
+
+    def _command_status(self, command_id: object) -> str | None:
+        if not command_id:
+            return None
+        found = self.store.command(str(command_id))
+        return None if found is None else found[1]
+
+    def _document(
+        self, kind: DocKind, key: str, record: dict[str, object], dead: dict[str, str]
+    ) -> DocumentStatus:
+        if kind is DocKind.ZREPORT:
+            return docs.zreport(key, record, dead)
+        if kind is DocKind.INVOICE:
+            return docs.invoice(key, record, dead)
+        return docs.payment(key, record, dead, self._command_status(record.get("delivered")))
+
+    def documents(
+        self, tenant: str, *, kind: DocKind | None = None, phase: str = "", limit: int = 25
+    ) -> tuple[DocumentStatus, ...]:
+        """The tenant's Z-reports, invoices and payments (newest date first, ``limit`` of each
+        kind), optionally of one kind and one phase (done, failed, waiting, working, skipped)."""
+        dead = self._open_commands(tenant)
+        out: list[DocumentStatus] = []
+        for each in DocKind if kind is None else (kind,):
+            found = [
+                self._document(each, key, record, dead)
+                for key, record in self.store.records(tenant, each.record_kind)
+            ]
+            found = [d for d in found if not phase or d.phase.value == phase]
+            found.sort(key=lambda d: (d.date, d.key), reverse=True)
+            out.extend(found[:limit])
+        return tuple(out)
+
+    def document(self, tenant: str, kind: DocKind, key: str) -> DocumentStatus | None:
+        record = self.store.record(tenant, kind.record_kind, key)
+        if record is None:
+            return None
+        return self._document(kind, key, record, self._open_commands(tenant))
+
+    def fixed_since(self, row: DeadLetterRow) -> str | None:
+        """Why an open dead letter is stale (its document is done by now), or None."""
+        if not row.is_command:
+            return None
+        cmd = self.store.record(row.tenant, "cmd", row.id)
+        if cmd is None:
+            return None
+        kind = KIND_OF_FLOW.get(str(cmd.get("flow")))
+        if kind is None:
+            return None
+        key = str(cmd.get("key"))
+        record = self.store.record(row.tenant, kind.record_kind, key)
+        current = None if record is None else self._command_status(record.get("delivered"))
+        return docs.fixed_since(kind, key, record, row.id, current)
+
+    def _resolve_fixed(self, row: DeadLetterRow, why: str) -> DeadLetterAction:
+        """Close a stale dead letter: its command is dropped (a discard for the flow) and the
+        dead letter is marked ``resolved``."""
+        message = self._action(row, "discard")
+        with self.store.atomic():
+            self.store.append(message)
+            self.store.discard(row.id)
+            self.store.resolve_dead_letter(row.id, "resolved")
+        log.info(
+            "ops.deadletter.resolved",
+            tenant=row.tenant,
+            dead_letter_id=row.id,
+            message_id=message.id,
+            why=why,
+        )
+        return message
+
+    def resolve_fixed(self, tenant: str | None = None) -> list[str]:
+        """Mark resolved every open dead letter whose problem is fixed (its document is done by
+        now). Returns their ids."""
+        resolved: list[str] = []
+        for row in self.store.dead_letters(tenant=tenant):
+            why = self.fixed_since(row)
+            if why is not None:
+                self._resolve_fixed(row, why)
+                resolved.append(row.id)
+        return resolved
+
+    def rerun(self, tenant: str, kind: DocKind, key: str) -> ActionResult:
+        """Run a failed document again: its dead letter is retried; a Z-report without one is
+        exported again (its day); anything else says why there is nothing to run."""
+        self._known(tenant)
+        doc = self.document(tenant, kind, key)
+        if doc is None:
+            raise NotFound(f"no {kind.label.lower()} {key!r} for tenant {tenant!r}")
+        title = f"{kind.label} {key}"
+        if doc.dead_letter is not None:
+            result = self.retry(doc.dead_letter)
+            return dataclasses_replace(
+                result,
+                action="rerun",
+                note=result.note or (f"{title}: its dead letter was retried."),
+            )
+        if not doc.can_rerun:
+            note = (
+                f"Nothing to re-run: {title} is {doc.phase.value}"
+                + (f" ({doc.fortnox})" if doc.fortnox else "")
+                + (f": {doc.detail}" if doc.detail else "")
+                + "."
+            )
+            log.info("ops.document.rerun_noop", tenant=tenant, kind=kind.value, key=key)
+            return ActionResult("rerun", tenant, None, "", noop=True, note=note)
+        if kind is DocKind.ZREPORT and doc.date:
+            day = dt.date.fromisoformat(doc.date)
+            message = ExportRequested(
+                id=f"ops-rerun-{uuid.uuid4().hex}",
+                tenant=tenant,
+                occurred_at=utcnow(),
+                data=ExportRequestedData(from_date=day, to_date=day),
+            )
+            self.store.append(message)
+            log.info("ops.document.rerun", tenant=tenant, kind=kind.value, key=key, day=doc.date)
+            return ActionResult(
+                "rerun",
+                tenant,
+                None,
+                message.id,
+                note=f"{title}: posting again (every Z-report of {doc.date} not posted yet).",
+            )
+        raise Conflict(
+            f"{title} waits on: {doc.detail}. It is tried again by itself once that is fixed "
+            "(a settings change or Fortnox's lists)."
+        )
+
+    # -- history -----------------------------------------------------------------------------
+
+    def sample(self) -> Sample:
+        """Take a sample of lag, throughput, Fortnox budget and errors, overall and per tenant,
+        and keep it in :attr:`history`."""
+        now = self.clock()
+        last = self.history.last()
+        since = now - self.history.every if last is None else last.at
+        pending: dict[str, int] = {}
+        oldest: dict[str, float] = {}
+        for group in self.store.pending():
+            pending[group.tenant] = pending.get(group.tenant, 0) + group.count
+            oldest[group.tenant] = min(oldest.get(group.tenant, group.oldest), group.oldest)
+        dead = {t: sum(by_type.values()) for t, by_type in self.store.open_dead_letters().items()}
+        retrying: dict[str, int] = {}
+        for command in self.store.retrying():
+            retrying[command.tenant] = retrying.get(command.tenant, 0) + 1
+        settled = self.store.settled_since(since)
+        used: dict[str, float] = {}
+        requests: dict[str, int] = {}
+        for budget in self.probe.budgets():
+            used[budget.tenant] = max(used.get(budget.tenant, 0.0), budget.used)
+            before = self._acquired.get(budget.tenant, budget.acquired if last is None else 0)
+            requests[budget.tenant] = max(0, budget.acquired - before)
+            self._acquired[budget.tenant] = budget.acquired
+        tenants: dict[str, TenantSample] = {}
+        for tenant in set(pending) | set(dead) | set(retrying) | set(settled) | set(used):
+            one = TenantSample(
+                pending=pending.get(tenant, 0),
+                oldest_age=max(0.0, now - oldest[tenant]) if tenant in oldest else 0.0,
+                settled=settled.get(tenant, 0),
+                dead_letters=dead.get(tenant, 0),
+                retrying=retrying.get(tenant, 0),
+                budget_used=used.get(tenant, 0.0),
+                requests=requests.get(tenant, 0),
+            )
+            if not one.quiet:
+                tenants[tenant] = one
+        sample = Sample(
+            at=now,
+            lag=sum(item.lag for item in self.probe.lag()),
+            throughput=sum(self.probe.throughput().values()),
+            pending=sum(pending.values()),
+            settled=sum(settled.values()),
+            dead_letters=sum(dead.values()),
+            retrying=sum(retrying.values()),
+            budget_used=max(used.values(), default=0.0),
+            requests=sum(requests.values()),
+            tenants=tenants,
+        )
+        self.history.add(sample)
+        log.debug("ops.history.sampled", tenants=len(tenants), lag=sample.lag)
+        return sample
+
+    def sampled(self) -> History:
+        """The history, with a fresh sample first when the last is older than its interval (a
+        runtime that runs no sampling loop still gets history while the dashboard is open)."""
+        if self.history.due(self.clock()):
+            self.sample()
+        return self.history
+
+    def housekeeping(self) -> None:
+        """What the engine does every :data:`~engine.ops.history.SAMPLE_SECONDS`: a sample for
+        the charts, and dead letters whose problem is fixed are marked resolved."""
+        self.sample()
+        self.resolve_fixed()
+
     # -- actions ---------------------------------------------------------------------------
 
     def _known(self, tenant: str) -> None:
@@ -283,6 +591,17 @@ class Ops:
         message (not a command) is appended to its topic again.
         """
         row = self._open_letter(dead_letter_id)
+        fixed = self.fixed_since(row)
+        if fixed is not None:
+            message = self._resolve_fixed(row, fixed)
+            return ActionResult(
+                "retry",
+                row.tenant,
+                row.id,
+                message.id,
+                noop=True,
+                note=f"Nothing to retry: {fixed}. The dead letter is marked resolved.",
+            )
         message = self._action(row, "retry")
         requeued = replayed = False
         with self.store.atomic():

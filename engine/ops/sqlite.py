@@ -221,6 +221,14 @@ class SqliteOpsStore:
             out.setdefault(str(tenant), {})[str(type_)] = int(n)
         return out
 
+    def settled_since(self, since: float) -> dict[str, int]:
+        rows = self.db.conn.execute(
+            "SELECT tenant, COUNT(*) FROM outbox WHERE status = 'done' AND done_at > ? "
+            "GROUP BY tenant",
+            (since,),
+        ).fetchall()
+        return {str(tenant): int(n) for tenant, n in rows}
+
     # -- writes ----------------------------------------------------------------------------
 
     def atomic(self) -> AbstractContextManager[Any]:

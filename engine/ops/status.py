@@ -238,3 +238,64 @@ def money(value: object) -> str:
         return format(Decimal(str(value)).normalize(), "f")
     except (InvalidOperation, ValueError):
         return str(value)
+
+
+#: The overview's light filters: "" (all), "problems" (amber and red), or one light.
+LIGHT_FILTERS: tuple[str, ...] = ("", "problems", "red", "amber", "green", "off")
+
+
+def pages_for(matched: int, per_page: int) -> int:
+    return max(1, -(-matched // per_page))
+
+
+@dataclass(frozen=True, slots=True)
+class OverviewPage:
+    """One page of the tenants overview, after the search and the light filter."""
+
+    rows: tuple[TenantSummary, ...]
+    #: Every tenant, and how many of them show each light (before the filters).
+    total: int
+    by_light: dict[str, int]
+    paused: int
+    dead_letters: int
+    #: Tenants that pass the search and the filter.
+    matched: int
+    page: int
+    per_page: int
+    query: str = ""
+    light: str = ""
+    sort: str = "tenant"
+
+    @property
+    def pages(self) -> int:
+        return pages_for(self.matched, self.per_page)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterView:
+    """A dead letter as the operator sees it: with what became of its document since."""
+
+    row: DeadLetterRow
+    #: Set when the problem is gone: the document it was about is done by now (the text says
+    #: how), so the dead letter is stale.
+    fixed: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterPage:
+    """One page of the dead letters across tenants, after the filters."""
+
+    rows: tuple[DeadLetterView, ...]
+    matched: int
+    page: int
+    per_page: int
+    status: str
+    tenant: str = ""
+    flow: str = ""
+    #: Dead letters of this status per tenant and per flow (before the tenant/flow filters).
+    by_tenant: dict[str, int] | None = None
+    by_flow: dict[str, int] | None = None
+
+    @property
+    def pages(self) -> int:
+        return pages_for(self.matched, self.per_page)

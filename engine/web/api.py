@@ -21,6 +21,7 @@ from engine.ops import (
     ActionResult,
     Cursor,
     DeadLetterRow,
+    DocKind,
     FlowStatus,
     Ops,
     OpsError,
@@ -160,7 +161,7 @@ def router(ops: Ops, auth: AdminAuth) -> APIRouter:
     async def dead_letters(
         _: Session = Depends(reader),
         tenant: str | None = None,
-        status: Annotated[str, Query(pattern="^(open|retried|discarded)$")] = "open",
+        status: Annotated[str, Query(pattern="^(open|retried|discarded|resolved)$")] = "open",
         limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
     ) -> JSONResponse:
         rows = ops.dead_letters(tenant=tenant, status=status, limit=limit)
@@ -177,6 +178,35 @@ def router(ops: Ops, auth: AdminAuth) -> APIRouter:
     async def discard(dead_letter_id: str, _: Session = Depends(actor)) -> JSONResponse:
         try:
             return done(ops.discard(dead_letter_id))
+        except OpsError as failed:
+            return _error(failed)
+
+    @api.post("/deadletters/resolve-fixed")
+    async def resolve_fixed(_: Session = Depends(actor)) -> JSONResponse:
+        """Mark resolved every open dead letter whose document is done by now."""
+        return JSONResponse({"resolved": ops.resolve_fixed()})
+
+    @api.get("/tenants/{tenant}/documents")
+    async def documents(
+        tenant: str,
+        _: Session = Depends(reader),
+        kind: DocKind | None = None,
+        phase: Annotated[str, Query(pattern="^(|done|failed|waiting|working|skipped)$")] = "",
+        limit: Annotated[int, Query(ge=1, le=1000)] = 25,
+    ) -> JSONResponse:
+        """The tenant's Z-reports, invoices and payments with their state and Fortnox number."""
+        if ops.summary(tenant) is None:
+            return JSONResponse({"error": f"no tenant {tenant!r}"}, status_code=404)
+        found = ops.documents(tenant, kind=kind, phase=phase, limit=limit)
+        rows = [{**jsonable(d), "can_rerun": d.can_rerun} for d in found]
+        return JSONResponse({"documents": rows})
+
+    @api.post("/tenants/{tenant}/documents/{kind}/{key:path}/rerun")
+    async def rerun(
+        tenant: str, kind: DocKind, key: str, _: Session = Depends(actor)
+    ) -> JSONResponse:
+        try:
+            return done(ops.rerun(tenant, kind, key))
         except OpsError as failed:
             return _error(failed)
 

@@ -252,6 +252,8 @@ async def test_api_actions_with_the_bearer_token(
         "message_id": "",
         "requeued": True,
         "replayed": False,
+        "noop": False,
+        "note": "",
     }
     assert (
         await client.post(f"/ops/api/deadletters/{letters[0].id}/retry", headers=BEARER)
