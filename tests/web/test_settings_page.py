@@ -353,3 +353,17 @@ async def test_a_saved_change_reaches_the_z_report_flow_without_a_restart(world:
     engine.processor.step()
     posted = engine.ops.store.record(TENANT, "zr", "K1:1")
     assert posted is not None and posted["status"] == "posting", posted
+
+
+async def test_markup_in_fortnoxs_lists_is_shown_as_text(world: World) -> None:
+    """A cost centre someone named with HTML in Fortnox cannot put script on the page."""
+    created = await world.env.admin.post(
+        f"/_sandbox/tenants/{world.env.tenant_id}/records/costcenters",
+        json={"Code": "X1", "Description": '<script>alert("x")</script><b onmouseover=1>'},
+    )
+    assert created.status_code == 201, created.text
+    cookie = await login(world.http)
+    page = await world.http.get(f"{PAGE}?reload=1", headers=session(cookie))
+    assert page.status_code == 200
+    assert "<script" not in page.text and "<b onmouseover" not in page.text
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page.text
