@@ -12,6 +12,7 @@ version and appends ``sync.settings.changed``: the running engine applies it wit
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,11 +24,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.fortnox.api import FortnoxApi
 from engine.fortnox.paging import iterate_raw
+from engine.ops.ports import OpsStore
 from engine.tenants import SettingsVersion, TenantConfig, TenantDirectory
-from reconcilers.vouchers import settings_problems
+from reconcilers.vouchers import PreflightError, build_voucher, rate_key, settings_problems
 from topics import fortnox as fx
-from topics.errors import ErrorKind, shop_error
+from topics.errors import ErrorKind, ShopError, shop_error
 from topics.settings import TenantSettings
+from topics.till import ZReportData
 
 log = structlog.get_logger("kassasync.tenant_setup")
 
@@ -170,6 +173,62 @@ async def read_lists(
     return lists
 
 
+#: How many of the till's latest Z-reports (besides every one that waits) the preflight runs on.
+RECENT_REPORTS = 30
+
+
+@dataclass(frozen=True, slots=True)
+class SeenReport:
+    """A Z-report the engine has for the tenant: its key, status and report."""
+
+    key: str
+    status: str
+    report: ZReportData
+
+
+@dataclass(frozen=True, slots=True)
+class TillUsage:
+    """What the till's Z-reports use: the tills (and location codes), payment methods, VAT
+    rates and product groups the settings need accounts and cost centres for."""
+
+    reports: tuple[SeenReport, ...] = ()
+
+    @property
+    def tills(self) -> list[str]:
+        return sorted({r.report.till_id for r in self.reports})
+
+    @property
+    def payment_methods(self) -> list[str]:
+        return sorted({p.method for r in self.reports for p in r.report.payments if p.amount})
+
+    @property
+    def vat_rates(self) -> list[str]:
+        return sorted({rate_key(v.rate) for r in self.reports for v in r.report.vat})
+
+    @property
+    def product_groups(self) -> list[str]:
+        return sorted({g.group for r in self.reports for g in r.report.product_groups})
+
+
+def till_usage(store: OpsStore, tenant: str, *, recent: int = RECENT_REPORTS) -> TillUsage:
+    """Every Z-report that waits, and the ``recent`` latest others (by business date)."""
+    waiting: list[SeenReport] = []
+    others: list[SeenReport] = []
+    for key, record in store.records(tenant, "zr"):
+        payload = record.get("report")
+        if not isinstance(payload, dict):
+            continue  # a voucher the till booked itself (SIE 4I): its own flow
+        try:
+            report = ZReportData.model_validate(payload)
+        except ValueError:
+            log.warning("tenant_setup.report_unreadable", tenant=tenant, key=key)
+            continue
+        seen = SeenReport(key, str(record.get("status", "")), report)
+        (waiting if seen.status == "waiting" else others).append(seen)
+    others.sort(key=lambda r: (r.report.business_date, r.key), reverse=True)
+    return TillUsage(tuple(waiting + others[:recent]))
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """A problem the proposed settings would meet, with the fix in Fortnox (``fix``, ``link``)
@@ -182,6 +241,8 @@ class Problem:
     fix: str
     link: str | None = None
     here: str = ""
+    #: The till's Z-reports that wait (or would wait) for it, when there are some.
+    reports: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -191,6 +252,7 @@ class Problem:
             "fix": self.fix,
             "link": self.link,
             "here": self.here,
+            "reports": self.reports,
         }
 
 
@@ -206,23 +268,31 @@ def preflight(
     lists: FortnoxLists,
     today: dt.date,
     *,
-    tills: Iterable[str] = (),
+    usage: TillUsage | None = None,
 ) -> list[Problem]:
-    """Every problem the settings would meet in Fortnox, the Z-report flow's preflight first."""
+    """Every problem the settings would meet in Fortnox, the Z-report flow's preflight first:
+    on the settings themselves (every mapped account, for every till), then on the till's own
+    Z-reports (``usage``: each that waits, as the flow would post it now, and the latest others
+    for a payment method, VAT rate or product group the settings have no account for)."""
     found: list[Problem] = []
-    seen: set[tuple[str, str]] = set()
+    at: dict[tuple[str, str], int] = {}
 
     def add(problem: Problem) -> None:
-        if (problem.kind, problem.message) not in seen:
-            seen.add((problem.kind, problem.message))
+        key = (problem.kind, problem.message)
+        if key not in at:
+            at[key] = len(found)
             found.append(problem)
+        elif problem.reports and not found[at[key]].reports:
+            # The settings' own problem, which the till's Z-reports meet too: say which.
+            found[at[key]] = dataclasses.replace(found[at[key]], reports=problem.reports)
 
     for warning in settings.warnings():
         setting = "zreports.accounts.payment_methods" if "payment method" in warning else "invoices"
         add(Problem(setting=setting, kind="settings_warning", message=warning, fix=""))
     z = settings.zreports
+    till = usage or TillUsage()
     for day in preflight_days(settings, today):
-        for item in settings_problems(z, lists.master, day, tills):
+        for item in settings_problems(z, lists.master, day, till.tills):
             add(
                 Problem(
                     setting=item.setting,
@@ -233,6 +303,8 @@ def preflight(
                     here=_here(item.error.kind, lists),
                 )
             )
+    for problem in report_problems(settings, lists, till):
+        add(problem)
     terms = settings.invoices.terms_of_payment
     if terms is not None and terms not in {t.code for t in lists.terms_of_payment}:
         error = shop_error(ErrorKind.TERMS_OF_PAYMENT_MISSING, code=terms)
@@ -262,6 +334,74 @@ def preflight(
     return found
 
 
+def report_problems(
+    settings: TenantSettings, lists: FortnoxLists, usage: TillUsage
+) -> list[Problem]:
+    """The Z-report flow's preflight (:func:`reconcilers.vouchers.build_voucher`) on the till's
+    own Z-reports with these settings: a waiting report's first problem, as the flow would meet
+    it now; for the others only a missing mapping (their days may be booked and locked by now).
+    Reports before the start date are left out, as the flow leaves them."""
+    z = settings.zreports
+    found: dict[tuple[str, str], tuple[ShopError, list[SeenReport]]] = {}
+    for seen in usage.reports:
+        if z.start_date is not None and seen.report.business_date < z.start_date:
+            continue
+        waiting = seen.status == "waiting"
+        try:
+            build_voucher(seen.report, z, lists.master if waiting else None)
+        except PreflightError as failed:
+            error = failed.error
+            if not waiting and error.kind is not ErrorKind.ACCOUNT_MAPPING_MISSING:
+                continue
+            entry = found.setdefault((error.kind.value, error.message), (error, []))
+            entry[1].append(seen)
+    out: list[Problem] = []
+    for error, reports in found.values():
+        first = reports[0].report
+        which = f"Z-report {first.z_number} (till {first.till_id}, {first.business_date})"
+        more = f" and {len(reports) - 1} more" if len(reports) > 1 else ""
+        state = "waits" if reports[0].status == "waiting" else "would wait"
+        out.append(
+            Problem(
+                setting=_mapping_setting(error),
+                kind=error.kind.value,
+                message=error.message,
+                fix=error.fix,
+                link=error.link,
+                here=_here(error.kind, lists),
+                reports=f"{which}{more} {state} for it.",
+            )
+        )
+    return out
+
+
+_SUBJECTS = (
+    ("payment method ", "zreports.accounts.payment_methods."),
+    ("product group ", "zreports.accounts.product_groups."),
+    ("sales at ", "zreports.accounts.sales_by_vat."),
+    ("output VAT at ", "zreports.accounts.vat_by_rate."),
+)
+
+
+def _mapping_setting(error: ShopError) -> str:
+    """The setting a Z-report's problem concerns (``zreports.accounts.payment_methods.swish``)."""
+    if error.kind is not ErrorKind.ACCOUNT_MAPPING_MISSING:
+        return {
+            ErrorKind.SERIES_MISSING: "zreports.series",
+            ErrorKind.SERIES_NOT_MANUAL: "zreports.series",
+            ErrorKind.PERIOD_LOCKED: "zreports.start_date",
+            ErrorKind.FINANCIAL_YEAR_MISSING: "zreports.start_date",
+        }.get(error.kind, "zreports")
+    subject = error.message.partition(" for ")[2].rstrip(".")
+    for prefix, setting in _SUBJECTS:
+        if subject.startswith(prefix):
+            return setting + subject.removeprefix(prefix).removesuffix("% VAT").removesuffix("%")
+    for name in ("tips", "rounding", "gift cards sold"):
+        if subject == name:
+            return "zreports.accounts." + {"gift cards sold": "gift_cards"}.get(name, name)
+    return "zreports.accounts"
+
+
 def _one_of(what: str, codes: Sequence[str]) -> str:
     if not codes:
         return ""
@@ -281,6 +421,8 @@ def _here(kind: ErrorKind, lists: FortnoxLists) -> str:
         return _one_of("an active cost centre", lists.active_cost_centers())
     if kind in (ErrorKind.PERIOD_LOCKED, ErrorKind.FINANCIAL_YEAR_MISSING):
         return "Or set the Z-reports' start date to a day Fortnox takes vouchers for."
+    if kind is ErrorKind.ACCOUNT_MAPPING_MISSING:
+        return "Choose the account on this page."
     return ""
 
 

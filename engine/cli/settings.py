@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from engine.cli.util import CliError, settings_of
 from engine.clock import utcnow
 from engine.fortnox.errors import FortnoxError
+from engine.ops import SqliteOpsStore
 from engine.secrets import SecretBox
 from engine.tenant_setup import (
     FortnoxLists,
@@ -34,6 +35,7 @@ from engine.tenant_setup import (
     preflight_days,
     read_lists,
     save,
+    till_usage,
     with_changes,
 )
 from engine.tenants import TenantConfig, TenantDirectory
@@ -103,7 +105,8 @@ def cmd_settings(args: argparse.Namespace) -> int:
             raise CliError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
     today = utcnow().date()
     lists, unread = asyncio.run(_lists(config, settings.data, box, proposed, today))
-    problems = preflight(proposed, lists, today) if lists is not None else []
+    usage = till_usage(SqliteOpsStore(db), config.id)
+    problems = preflight(proposed, lists, today, usage=usage) if lists is not None else []
     changing = args.restore is not None or bool(args.assignments)
     saved: int | None = None
     if changing and not args.dry_run and (args.force or (lists is not None and not problems)):
@@ -241,6 +244,8 @@ def _print(
             print(f"     Fix: {problem.fix}")
         if problem.here:
             print(f"     {problem.here}")
+        if problem.reports:
+            print(f"     {problem.reports}")
 
 
 def _versions(directory: TenantDirectory, config: TenantConfig, *, as_json: bool) -> int:

@@ -53,7 +53,7 @@ def mount(
         # Before the pages: /tenants/new is not a tenant called "new".
         app.include_router(connect.router(ops, auth, onboarding or (lambda: None), tenants))
         if open_fortnox is not None:
-            app.include_router(settings_page.router(auth, frame, tenants, open_fortnox))
+            app.include_router(settings_page.router(auth, frame, tenants, open_fortnox, ops.store))
     app.include_router(pages.router(ops, auth, frame))
     app.include_router(api.router(ops, auth))
 

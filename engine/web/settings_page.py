@@ -32,14 +32,17 @@ from pydantic import ValidationError
 from engine.clock import utcnow
 from engine.fortnox.api import FortnoxApi
 from engine.fortnox.errors import FortnoxError
+from engine.ops.ports import OpsStore
 from engine.tenant_setup import (
     FortnoxLists,
     Problem,
+    TillUsage,
     history,
     preflight,
     preflight_days,
     read_lists,
     save,
+    till_usage,
 )
 from engine.tenants import TenantConfig, TenantDirectory
 from engine.web.auth import AdminAuth, NeedLogin, Session
@@ -155,19 +158,25 @@ def _lookup(data: Mapping[str, Any], path: str) -> object:
     return node
 
 
-def form_of(settings: TenantSettings) -> SettingsForm:
+def form_of(settings: TenantSettings, usage: TillUsage | None = None) -> SettingsForm:
+    """The form for saved settings, with a row for every till, payment method, product group
+    and VAT rate the till's Z-reports use that has none yet (its account left to pick)."""
     data = settings.model_dump()
     form = SettingsForm()
+    used = usage or TillUsage()
+    seen = {"pm": used.payment_methods, "pg": used.product_groups, "cc": used.tills}
     for name in (*BOOLS, *TEXTS):
         form.values[name] = _text(_lookup(data, name))
     for prefix, (setting, _) in ROWS.items():
         mapping = _lookup(data, setting)
         assert isinstance(mapping, Mapping)
         rows = [(str(k), _text(v)) for k, v in sorted(mapping.items())]
+        rows += [(key, "") for key in seen[prefix] if key not in mapping]
         form.rows[prefix] = rows + [("", "")] * SPARE_ROWS
     accounts = settings.zreports.accounts
     rates = list(VAT_RATES) + sorted(
-        (set(accounts.sales_by_vat) | set(accounts.vat_by_rate)) - set(VAT_RATES)
+        (set(accounts.sales_by_vat) | set(accounts.vat_by_rate) | set(used.vat_rates))
+        - set(VAT_RATES)
     )
     form.vat = [
         (rate, _text(accounts.sales_by_vat.get(rate)), _text(accounts.vat_by_rate.get(rate)))
@@ -346,6 +355,7 @@ def router(
     frame: Frame,
     tenants: TenantDirectory,
     open_fortnox: OpenFortnox,
+    store: OpsStore,
     *,
     today: Callable[[], dt.date] = lambda: utcnow().date(),
 ) -> APIRouter:
@@ -397,7 +407,12 @@ def router(
     ) -> Response:
         basis = proposed or config.settings
         lists, unread = await lists_for(config, basis, reload=reload)
-        problems = preflight(basis, lists, today()) if lists is not None and not invalid else []
+        usage = till_usage(store, config.id)
+        problems = (
+            preflight(basis, lists, today(), usage=usage)
+            if lists is not None and not invalid
+            else []
+        )
         versions = tenants.versions(config.id)
         return frame.respond(
             request,
@@ -450,7 +465,7 @@ def router(
             request,
             who,
             config,
-            form=form_of(config.settings),
+            form=form_of(config.settings, till_usage(store, config.id)),
             proposed=None,
             flash=flash,
             reload=request.query_params.get("reload") == "1",
@@ -484,7 +499,9 @@ def router(
             log.info("settings.checked", tenant=tenant)
             return await show(request, who, config, form=form, proposed=proposed)
         lists, unread = await lists_for(config, proposed)
-        problems: list[Problem] = preflight(proposed, lists, today()) if lists else []
+        problems: list[Problem] = (
+            preflight(proposed, lists, today(), usage=till_usage(store, config.id)) if lists else []
+        )
         anyway = posted.get("accept_problems") == "1"
         if (lists is None or problems) and not anyway:
             why = (
@@ -531,7 +548,10 @@ def router(
         if config is None:
             return JSONResponse({"error": f"no tenant {tenant!r}"}, status_code=404)
         lists, unread = await lists_for(config, config.settings)
-        problems = preflight(config.settings, lists, today()) if lists is not None else []
+        usage = till_usage(store, tenant)
+        problems = (
+            preflight(config.settings, lists, today(), usage=usage) if lists is not None else []
+        )
         return JSONResponse(
             {
                 "tenant": tenant,

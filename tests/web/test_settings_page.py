@@ -313,9 +313,26 @@ async def test_without_fortnox_the_page_says_why_and_still_edits(world: World) -
     assert "Fortnox&#39;s lists could not be read" in refused.text
 
 
+def zreport(number: int, till: str, method: str) -> ZReportClosed:
+    return ZReportClosed(
+        id=f"z-{number}",
+        tenant=TENANT,
+        occurred_at=utcnow(),
+        data=ZReportData(
+            z_number=number,
+            till_id=till,
+            business_date=utcnow().date(),
+            payments=[PaymentLine(method=method, amount=Decimal("125.00"))],
+            vat=[VatLine(rate=Decimal(25), sales_net=Decimal(100), sales_vat=Decimal(25))],
+        ),
+    )
+
+
 async def test_a_saved_change_reaches_the_z_report_flow_without_a_restart(world: World) -> None:
-    """A Z-report waits for the non-manual series; the operator picks F on the page and the
-    same engine posts the waiting report with it (no restart, no other step)."""
+    """Two Z-reports wait: one for the series that is not manual, one for a payment method
+    with no account. The page runs the preflight on them too, offers a row for the new till
+    and payment method, and once the operator picks series F and an account for Swish the same
+    engine posts both (no restart, no other step)."""
     engine = world.engine
     config = engine.tenants.get(TENANT)
     assert config is not None
@@ -326,33 +343,42 @@ async def test_a_saved_change_reaches_the_z_report_flow_without_a_restart(world:
             id="md-1", tenant=TENANT, occurred_at=utcnow(), data=lists.master
         )
     )
-    engine.ops.store.append(
-        ZReportClosed(
-            id="z-1",
-            tenant=TENANT,
-            occurred_at=utcnow(),
-            data=ZReportData(
-                z_number=1,
-                till_id="K1",
-                business_date=utcnow().date(),
-                payments=[PaymentLine(method="card", amount=Decimal("125.00"))],
-                vat=[VatLine(rate=Decimal(25), sales_net=Decimal(100), sales_vat=Decimal(25))],
-            ),
-        )
-    )
+    engine.ops.store.append(zreport(1, "K1", "card"))
+    engine.ops.store.append(zreport(2, "K2", "swish"))
     engine.processor.step()
-    waiting = engine.ops.store.record(TENANT, "zr", "K1:1")
-    assert waiting is not None and waiting["status"] == "waiting"
-    assert waiting["error"]["kind"] == "series_not_manual"
+    waits = {
+        key: engine.ops.store.record(TENANT, "zr", key)["error"]["kind"]  # type: ignore[index]
+        for key in ("K1:1", "K2:2")
+    }
+    assert waits == {"K1:1": "series_not_manual", "K2:2": "account_mapping_missing"}
 
     cookie = await login(world.http)
-    _, fields = await world.form(cookie)
-    fields.update({"zreports.series": "F", "zreports.accounts.tips": "", "action": "save"})
+    page, fields = await world.form(cookie)
+    today = utcnow().date()
+    assert problem_kinds(page) == [
+        ("zreports.series", "series_not_manual"),
+        ("zreports.accounts.tips", "account_inactive"),
+        ("zreports.accounts.payment_methods.swish", "account_mapping_missing"),
+    ]
+    assert f"Z-report 1 (till K1, {today}) waits for it." in page
+    assert f"Z-report 2 (till K2, {today}) waits for it." in page
+    # Rows for what the till's reports use and the settings lack, their accounts to pick.
+    assert (fields["pm_key_2"], fields["pm_val_2"]) == ("swish", "")
+    assert [fields[f"cc_key_{i}"] for i in range(2)] == ["K1", "K2"]
+    fields.update(
+        {
+            "zreports.series": "F",
+            "zreports.accounts.tips": "",
+            "pm_val_2": "1930",
+            "action": "save",
+        }
+    )
     saved = await world.http.post(PAGE, data=fields, headers=session(cookie))
     assert saved.status_code == 303, saved.text
     engine.processor.step()
-    posted = engine.ops.store.record(TENANT, "zr", "K1:1")
-    assert posted is not None and posted["status"] == "posting", posted
+    for key in ("K1:1", "K2:2"):
+        posted = engine.ops.store.record(TENANT, "zr", key)
+        assert posted is not None and posted["status"] == "posting", posted
 
 
 async def test_markup_in_fortnoxs_lists_is_shown_as_text(world: World) -> None:
