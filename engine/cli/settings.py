@@ -74,6 +74,11 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
     if not args.tenant:
         raise CliError("tenants settings needs the tenant, e.g. kassasync tenants settings shop-1")
+    if getattr(args, "runtime", "embedded") == "kafka":
+        raise CliError(
+            "tenants settings works on the embedded engine's data folder; a Kafka deployment's "
+            "settings change in its tenants file (kassasync kafka tenants add --config FILE)"
+        )
     settings = settings_of(args)
     box = secret_box(settings)
     try:

@@ -173,3 +173,12 @@ async def test_without_tokens_it_says_why_and_saves_only_with_force(
         capsys, "tenants", "settings", TENANT, "--data", data, "--set", "zreports.series=F"
     )
     assert code == 1 and "Not saved: Fortnox's lists could not be read" in out
+
+
+async def test_a_kafka_deployment_is_told_where_its_settings_change(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as refused:
+        await run(capsys, "tenants", "settings", TENANT, "--runtime", "kafka")
+    assert refused.value.code == 2
+    assert "kassasync kafka tenants add --config FILE" in str(refused.value)
