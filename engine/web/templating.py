@@ -33,6 +33,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from engine.ops import age_text, money
 from engine.supervision import Health
+from engine.tenants import ConfigError
 
 log = structlog.get_logger("kassasync.web")
 
@@ -59,8 +60,9 @@ DEFAULT_ZONE = "Europe/Stockholm"
 DEFAULT_REFRESH = 30
 
 
-class BadDashboardSetting(ValueError):
-    """A dashboard setting from the environment that cannot be used."""
+class BadDashboardSetting(ConfigError):
+    """A dashboard setting from the environment that cannot be used (the CLI prints it as one
+    line and exits 2)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,8 @@ def concrete(path: str) -> str:
         .replace("{dead_letter_id:path}", "x")
         .replace("{dead_letter_id}", "x")
         .replace("{command_id:path}", "x")
+        .replace("{kind}", "payment")
+        .replace("{key:path}", "x")
     )
 
 

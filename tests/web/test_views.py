@@ -199,3 +199,33 @@ async def test_the_system_and_tenant_pages_chart_the_history(tmp_path: Path) -> 
     last = engine.ops.history.last()
     assert last is not None and last.tenant(TENANT).dead_letters == 2
     assert last.tenant("nobody") == TenantSample()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("KASSASYNC_DASHBOARD_TZ", "Mars/Olympus", "is not a time zone"),
+        ("KASSASYNC_DASHBOARD_REFRESH", "soon", "is not a whole number"),
+    ],
+)
+def test_a_bad_dashboard_setting_is_one_line_and_exit_2(
+    tmp_path: Path, name: str, value: str, said: str
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, name: value}
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "demo", "--duration", "1", "--http-port", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"kassasync: {name}={value!r} {said}"
+        + (" (try Europe/Stockholm or UTC)" if "zone" in said else "")
+    ]
