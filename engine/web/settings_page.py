@@ -17,6 +17,7 @@ Every POST needs the admin session and passes the same CSRF checks as every dash
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -55,6 +56,8 @@ log = structlog.get_logger("kassasync.web.settings")
 
 #: How long Fortnox's lists are reused before the page reads them again.
 LISTS_SECONDS = 60.0
+#: How long the page waits for Fortnox's lists (its client retries a busy Fortnox meanwhile).
+LISTS_TIMEOUT_SECONDS = 20.0
 #: The VAT rates a Swedish till reports; each gets a row even when it is not mapped yet.
 VAT_RATES = ("25", "12", "6", "0")
 #: Empty rows offered below the mapped ones, for new payment methods, groups and tills.
@@ -381,8 +384,15 @@ def router(
         if config.fortnox is None:
             return None, "This tenant has no Fortnox connection configured."
         try:
-            async with await open_fortnox(config) as api:
-                lists = await read_lists(api, day, also=days)
+            async with asyncio.timeout(LISTS_TIMEOUT_SECONDS):
+                async with await open_fortnox(config) as api:
+                    lists = await read_lists(api, day, also=days)
+        except TimeoutError:
+            log.warning("settings.lists_timeout", tenant=config.id)
+            return None, (
+                f"Fortnox did not answer within {LISTS_TIMEOUT_SECONDS:g} seconds. "
+                "How to fix: try again in a moment (read them again)."
+            )
         except FortnoxError as failed:
             error = failed.shop_error()
             log.warning("settings.lists_unread", tenant=config.id, kind=error.kind.value)

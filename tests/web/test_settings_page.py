@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -21,6 +22,7 @@ from engine.embedded.runtime import EmbeddedEngine
 from engine.secrets import Secret
 from engine.tenant_setup import read_lists
 from engine.tenants import FortnoxConnection
+from engine.web import settings_page
 from tests.fortnox.sandbox_env import SandboxEnv, http_sandbox
 from tests.ops.world import TENANT, add_tenant, new_engine
 from tests.web.test_dashboard import BASE, BEARER, login, session
@@ -393,3 +395,17 @@ async def test_markup_in_fortnoxs_lists_is_shown_as_text(world: World) -> None:
     assert page.status_code == 200
     assert "<script" not in page.text and "<b onmouseover" not in page.text
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page.text
+
+
+async def test_a_fortnox_that_does_not_answer_in_time_is_said_not_waited_for(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings_page, "LISTS_TIMEOUT_SECONDS", 0.5)
+    await world.env.fault("latency", ms=2000, path_prefix="/3/costcenters")
+    cookie = await login(world.http)
+    started = time.monotonic()
+    page = await world.http.get(PAGE, headers=session(cookie))
+    assert time.monotonic() - started < 1.9  # not the 2 s Fortnox takes
+    assert page.status_code == 200
+    assert 'id="fortnox-unread"' in page.text
+    assert "Fortnox did not answer within 0.5 seconds" in page.text
