@@ -1,6 +1,7 @@
 """Deleting what the engine holds about one tenant (the operator's choice when deactivating).
 
-The tenant's row in ``tenants`` (its configuration and ingest key) stays, so the shop can be
+The tenant's row in ``tenants`` (its configuration and ingest key) and its settings' saved
+versions stay, so the shop can be
 activated again; everything synced, queued or remembered about it goes: its messages on every
 topic (except a topic's single newest message, whose offset must not be reused), its state
 records, outbox commands, dead letters, de-duplication memory, Fortnox cursors and wake-up
@@ -15,7 +16,8 @@ from engine.store.db import Database
 
 log = structlog.get_logger("kassasync.tenant_data")
 
-#: Tables keyed by tenant besides the topics' tables (``tenants`` is kept on purpose).
+#: Tables keyed by tenant besides the topics' tables (``tenants`` and its settings' versions,
+#: ``tenant_settings_versions``, are kept on purpose).
 _TABLES = (
     "state",
     "outbox",
@@ -34,7 +36,8 @@ def delete_tenant_data(db: Database, tenant: str) -> dict[str, int]:
         row[0]
         for row in db.conn.execute(
             "SELECT m.name FROM sqlite_master m WHERE m.type = 'table' AND m.name NOT IN "
-            "(SELECT value FROM json_each(?)) AND m.name != 'tenants' AND EXISTS "
+            "(SELECT value FROM json_each(?)) AND m.name NOT IN "
+            "('tenants', 'tenant_settings_versions') AND EXISTS "
             "(SELECT 1 FROM pragma_table_info(m.name) WHERE name = 'tenant')",
             ('["' + '","'.join(_TABLES) + '"]',),
         )

@@ -8,12 +8,14 @@ import hashlib
 import hmac
 import json
 import secrets
+import sqlite3
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import structlog
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -24,6 +26,8 @@ from engine.store.db import Database
 from topics.common import TenantId
 from topics.outcomes import SettingsChanged, SettingsChangedData
 from topics.settings import TenantSettings
+
+log = structlog.get_logger("kassasync.tenants")
 
 
 class TillConnection(BaseModel):
@@ -98,12 +102,37 @@ def new_api_key(tenant: str) -> str:
     return f"ks_{tenant}_{secrets.token_urlsafe(24)}"
 
 
+class SettingsVersion(BaseModel):
+    """One saved version of a tenant's settings (every change keeps the ones before)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tenant: TenantId
+    version: int
+    settings: TenantSettings
+    #: Unix time.
+    saved_at: float
+    #: Who saved it: ``config`` (a configuration file), ``dashboard``, ``cli``, ``restore``...
+    source: str
+    note: str = ""
+
+
 class TenantDirectory:
     def __init__(self, db: Database, box: SecretBox) -> None:
         self.db = db
         self.box = box
         self.edge = Edge(db)
         self._cache: dict[str, TenantConfig] = {}
+        #: SQLite's data_version when the cache was last known good: another process (the CLI
+        #: changing a tenant's settings on the engine's data folder) moves it on, and the cache
+        #: is dropped, so the change takes effect without a restart.
+        self._seen_version: int | None = None
+
+    def _fresh_cache(self) -> None:
+        version = int(self.db.conn.execute("PRAGMA data_version").fetchone()[0])
+        if version != self._seen_version:
+            self._cache.clear()
+            self._seen_version = version
 
     def _seal(self, config: TenantConfig) -> str:
         data = config.model_dump(mode="json")
@@ -126,8 +155,17 @@ class TenantDirectory:
             ).reveal()
         return TenantConfig.model_validate(data)
 
-    def upsert(self, config: TenantConfig, api_key: str | None = None) -> str | None:
-        """Add or update a tenant; returns the new ingest key when one was created."""
+    def upsert(
+        self,
+        config: TenantConfig,
+        api_key: str | None = None,
+        *,
+        source: str = "config",
+        note: str = "",
+    ) -> str | None:
+        """Add or update a tenant; returns the new ingest key when one was created. Settings
+        that differ from the tenant's last saved version are kept as a new version (``source``
+        and ``note`` say who and why)."""
         existing = self.db.conn.execute(
             "SELECT api_key_hash FROM tenants WHERE id = ?", (config.id,)
         ).fetchone()
@@ -145,6 +183,7 @@ class TenantDirectory:
                 "config = excluded.config",
                 (config.id, key_hash, self._seal(config), time.time()),
             )
+            self._keep_version(conn, config, source, note)
             self.edge.log.append(
                 SettingsChanged(
                     id=f"settings-{uuid.uuid4().hex}",
@@ -157,7 +196,49 @@ class TenantDirectory:
         self._cache[config.id] = config
         return created_key
 
+    def _keep_version(
+        self, conn: sqlite3.Connection, config: TenantConfig, source: str, note: str
+    ) -> None:
+        text = config.settings.model_dump_json()
+        last = conn.execute(
+            "SELECT version, settings FROM tenant_settings_versions WHERE tenant = ? "
+            "ORDER BY version DESC LIMIT 1",
+            (config.id,),
+        ).fetchone()
+        if last is not None and TenantSettings.model_validate_json(last[1]) == config.settings:
+            return
+        number = 1 if last is None else int(last[0]) + 1
+        conn.execute(
+            "INSERT INTO tenant_settings_versions (tenant, version, settings, saved_at, source, "
+            "note) VALUES (?, ?, ?, ?, ?, ?)",
+            (config.id, number, text, time.time(), source, note[:500]),
+        )
+        log.info("tenant.settings_version", tenant=config.id, version=number, source=source)
+
+    def versions(self, tenant: str) -> list[SettingsVersion]:
+        """The tenant's saved settings, newest first."""
+        rows = self.db.conn.execute(
+            "SELECT version, settings, saved_at, source, note FROM tenant_settings_versions "
+            "WHERE tenant = ? ORDER BY version DESC",
+            (tenant,),
+        ).fetchall()
+        return [
+            SettingsVersion(
+                tenant=tenant,
+                version=int(version),
+                settings=TenantSettings.model_validate_json(text),
+                saved_at=float(saved_at),
+                source=str(source),
+                note=str(note),
+            )
+            for version, text, saved_at, source, note in rows
+        ]
+
+    def version(self, tenant: str, number: int) -> SettingsVersion | None:
+        return next((v for v in self.versions(tenant) if v.version == number), None)
+
     def get(self, tenant: str) -> TenantConfig | None:
+        self._fresh_cache()
         cached = self._cache.get(tenant)
         if cached is not None:
             return cached

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -169,43 +170,21 @@ def checked_draft(
 ) -> tuple[VoucherDraft, int]:
     """Fortnox's voucher rules, checked before posting: balance, financial year, locked period,
     manual series, accounts that exist and are active, cost centres that exist, are active and
-    are given where an account makes them mandatory. Raises :class:`PreflightError`."""
+    are given where an account makes them mandatory. Raises :class:`PreflightError` with the
+    first problem :func:`_check_rules` finds."""
     debit = sum((ln.amount for ln in lines if ln.amount > 0), ZERO)
     credit = -sum((ln.amount for ln in lines if ln.amount < 0), ZERO)
     if debit != credit or len(lines) < 2:
         raise PreflightError(
             shop_error(ErrorKind.VOUCHER_UNBALANCED, subject=subject, debit=debit, credit=credit)
         )
-    year_id = 0
-    settings_by_account: dict[int, CostCenterSetting] = {}
-    if master is not None:
-        year = year_for(master, day)
-        if year is None:
-            raise PreflightError(shop_error(ErrorKind.FINANCIAL_YEAR_MISSING, date=day))
-        year_id = year.year.id
-        if master.locked_until is not None and day <= master.locked_until:
-            raise PreflightError(shop_error(ErrorKind.PERIOD_LOCKED, date=day))
-        found = {s.code: s for s in year.series}.get(series)
-        if found is None:
-            raise PreflightError(shop_error(ErrorKind.SERIES_MISSING, series=series))
-        if not found.manual:
-            raise PreflightError(shop_error(ErrorKind.SERIES_NOT_MANUAL, series=series))
-        accounts = {a.number: a for a in year.accounts}
-        for line in lines:
-            info = accounts.get(line.account)
-            if info is None:
-                raise PreflightError(shop_error(ErrorKind.ACCOUNT_MISSING, account=line.account))
-            if not info.active:
-                raise PreflightError(shop_error(ErrorKind.ACCOUNT_INACTIVE, account=line.account))
-            settings_by_account[line.account] = info.cost_center_settings
-        centers = {c.code: c for c in master.cost_centers}
-        used = {cost_center} | {ln.cost_center for ln in lines}
-        for code in sorted(c for c in used if c is not None):
-            center = centers.get(code)
-            if center is None:
-                raise PreflightError(shop_error(ErrorKind.COST_CENTER_MISSING, cost_center=code))
-            if not center.active:
-                raise PreflightError(shop_error(ErrorKind.COST_CENTER_INACTIVE, cost_center=code))
+    checked = _check_rules(
+        lines, day=day, series=series, master=master, cost_center=cost_center, holder=holder
+    )
+    if checked.problems:
+        raise PreflightError(checked.problems[0])
+    year_id = checked.year_id
+    settings_by_account = checked.settings_by_account
     rows: list[VoucherRow] = []
     for line in lines:
         setting = settings_by_account.get(line.account, CostCenterSetting.ALLOWED)
@@ -213,10 +192,6 @@ def checked_draft(
         allowed = setting is not CostCenterSetting.NOTALLOWED
         row_center = line.cost_center or (cost_center if wants_center else None)
         row_center = row_center if allowed else None
-        if setting is CostCenterSetting.MANDATORY and row_center is None:
-            raise PreflightError(
-                shop_error(ErrorKind.COST_CENTER_REQUIRED, account=line.account, subject=holder)
-            )
         rows.append(
             VoucherRow(
                 account=line.account,
@@ -234,3 +209,153 @@ def checked_draft(
         rows=rows,
     )
     return draft, year_id
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    year_id: int
+    settings_by_account: dict[int, CostCenterSetting]
+    problems: list[ShopError]
+
+
+def _check_rules(
+    lines: list[_Line],
+    *,
+    day: dt.date,
+    series: str,
+    master: MasterData | None,
+    cost_center: str | None,
+    holder: str,
+) -> _Checked:
+    """Every rule but the balance, in the order the voucher flow reports them (it reports the
+    first): financial year (nothing else can be checked without one), locked period, series,
+    each line's account, the cost centres used, then cost centres an account makes mandatory."""
+    problems: list[ShopError] = []
+    year_id = 0
+    settings_by_account: dict[int, CostCenterSetting] = {}
+    if master is not None:
+        year = year_for(master, day)
+        if year is None:
+            return _Checked(0, {}, [shop_error(ErrorKind.FINANCIAL_YEAR_MISSING, date=day)])
+        year_id = year.year.id
+        if master.locked_until is not None and day <= master.locked_until:
+            problems.append(shop_error(ErrorKind.PERIOD_LOCKED, date=day))
+        found = {s.code: s for s in year.series}.get(series)
+        if found is None:
+            problems.append(shop_error(ErrorKind.SERIES_MISSING, series=series))
+        elif not found.manual:
+            problems.append(shop_error(ErrorKind.SERIES_NOT_MANUAL, series=series))
+        accounts = {a.number: a for a in year.accounts}
+        for line in lines:
+            info = accounts.get(line.account)
+            if info is None:
+                problems.append(shop_error(ErrorKind.ACCOUNT_MISSING, account=line.account))
+            elif not info.active:
+                problems.append(shop_error(ErrorKind.ACCOUNT_INACTIVE, account=line.account))
+            else:
+                settings_by_account[line.account] = info.cost_center_settings
+        centers = {c.code: c for c in master.cost_centers}
+        used = {cost_center} | {ln.cost_center for ln in lines}
+        for code in sorted(c for c in used if c is not None):
+            center = centers.get(code)
+            if center is None:
+                problems.append(shop_error(ErrorKind.COST_CENTER_MISSING, cost_center=code))
+            elif not center.active:
+                problems.append(shop_error(ErrorKind.COST_CENTER_INACTIVE, cost_center=code))
+    for line in lines:
+        setting = settings_by_account.get(line.account, CostCenterSetting.ALLOWED)
+        if setting is CostCenterSetting.MANDATORY and (line.cost_center or cost_center) is None:
+            problems.append(
+                shop_error(ErrorKind.COST_CENTER_REQUIRED, account=line.account, subject=holder)
+            )
+    return _Checked(year_id, settings_by_account, _distinct(problems))
+
+
+def _distinct(problems: list[ShopError]) -> list[ShopError]:
+    seen: set[tuple[str, str]] = set()
+    out: list[ShopError] = []
+    for problem in problems:
+        key = (problem.kind.value, problem.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(problem)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsProblem:
+    """A problem the Z-report flow would hit with these settings: the shop-facing error and the
+    setting it concerns (``zreports.series``, ``zreports.accounts.payment_methods.card``...)."""
+
+    setting: str
+    error: ShopError
+
+
+def settings_problems(
+    settings: ZReportSettings,
+    master: MasterData,
+    day: dt.date,
+    tills: Iterable[str] = (),
+) -> list[SettingsProblem]:
+    """The Z-report flow's preflight (:func:`_check_rules`, the rules :func:`checked_draft`
+    applies to every Z-report) run on the settings themselves, as if a Z-report dated ``day``
+    used every mapped account: every problem, not only the first, each with the setting it
+    concerns. Run once for the tenant's own cost centre and once per till of ``tills`` and of
+    ``settings.cost_centers``. Mappings a till's Z-report needs but the settings lack cannot be
+    known without the report; :meth:`TenantSettings.warnings` names the obvious ones."""
+    accounts = settings.accounts
+    probe: list[tuple[str, _Line]] = []
+
+    def add(setting: str, account: int | None, *, result_row: bool) -> None:
+        if account is not None:
+            probe.append((setting, _Line(account, Decimal(1), setting, result_row)))
+
+    for method, account in sorted(accounts.payment_methods.items()):
+        add(f"zreports.accounts.payment_methods.{method}", account, result_row=False)
+    for rate, account in sorted(accounts.sales_by_vat.items()):
+        add(f"zreports.accounts.sales_by_vat.{rate}", account, result_row=True)
+    for rate, account in sorted(accounts.vat_by_rate.items()):
+        add(f"zreports.accounts.vat_by_rate.{rate}", account, result_row=False)
+    for group, account in sorted(accounts.product_groups.items()):
+        add(f"zreports.accounts.product_groups.{group}", account, result_row=True)
+    add("zreports.accounts.tips", accounts.tips, result_row=False)
+    add("zreports.accounts.rounding", accounts.rounding, result_row=False)
+    add("zreports.accounts.gift_cards", accounts.gift_cards, result_row=False)
+    lines = [line for _, line in probe]
+    holders: list[tuple[str, str, str | None]] = [
+        ("zreports.cost_center", "every till", settings.cost_center)
+    ]
+    for till in sorted(set(tills) | set(settings.cost_centers)):
+        code = settings.cost_centers.get(till, settings.cost_center)
+        holders.append((f"zreports.cost_centers.{till}", f"till {till}", code))
+    found: list[SettingsProblem] = []
+    seen: set[tuple[str, str]] = set()
+    for setting, holder, code in holders:
+        checked = _check_rules(
+            lines, day=day, series=settings.series, master=master, cost_center=code, holder=holder
+        )
+        for error in checked.problems:
+            key = (error.kind.value, error.message)
+            if key in seen:
+                continue
+            seen.add(key)
+            found.append(SettingsProblem(_setting_of(error, probe, setting), error))
+    return found
+
+
+def _setting_of(error: ShopError, probe: list[tuple[str, _Line]], holder: str) -> str:
+    kind = error.kind
+    if kind in (ErrorKind.SERIES_MISSING, ErrorKind.SERIES_NOT_MANUAL):
+        return "zreports.series"
+    if kind in (ErrorKind.FINANCIAL_YEAR_MISSING, ErrorKind.PERIOD_LOCKED):
+        return "zreports.start_date"
+    if kind in (
+        ErrorKind.COST_CENTER_MISSING,
+        ErrorKind.COST_CENTER_INACTIVE,
+        ErrorKind.COST_CENTER_REQUIRED,
+    ):
+        return holder
+    for setting, line in probe:
+        if f" {line.account} " in f" {error.message} ":
+            return setting
+    return "zreports"

@@ -21,6 +21,8 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from engine.cli.settings import add_options as settings_options
+from engine.cli.settings import cmd_settings
 from engine.cli.util import CliError, Parser, execute, settings_of
 from engine.kafka.cli import kafka_options
 from engine.ops import (
@@ -104,15 +106,20 @@ def register(sub: argparse._SubParsersAction[Parser]) -> None:
     commands.add_argument("--json", action="store_true", help="print JSON")
     commands.set_defaults(func=cmd_commands)
 
-    tenants = sub.add_parser("tenants", help="add, list, pause or resume tenants")
+    tenants = sub.add_parser(
+        "tenants", help="add, list, pause or resume tenants, or set one up from its Fortnox"
+    )
     action_options(tenants)
-    tenants.add_argument("action", choices=["add", "list", "pause", "resume"], help="what to do")
-    tenants.add_argument("tenant", nargs="?", help="the tenant to pause or resume")
+    tenants.add_argument(
+        "action", choices=["add", "list", "pause", "resume", "settings"], help="what to do"
+    )
+    tenants.add_argument("tenant", nargs="?", help="the tenant to pause, resume or set up")
     tenants.add_argument(
         "--config", help="add: YAML file with tenants: [...] (docs/configuration.md)"
     )
     tenants.add_argument("--reason", default=None, help="why (pause, resume)")
     tenants.add_argument("--json", action="store_true", help="print JSON")
+    settings_options(tenants)
     tenants.set_defaults(func=cmd_tenants)
 
 
@@ -401,6 +408,8 @@ def cmd_commands(args: argparse.Namespace) -> int:
 def cmd_tenants(args: argparse.Namespace) -> int:
     if args.action == "add":
         return _tenants_add(args)
+    if args.action == "settings":
+        return cmd_settings(args)
     if args.action == "list":
         ops = open_ops(args)
         summaries = ops.overview()

@@ -185,6 +185,7 @@ class EmbeddedEngine:
             onboarding=lambda: self.onboarding,
             tenants=self.tenants,
             health=self.health,
+            open_fortnox=self._api_for,
         )
         app.include_router(
             healthz_router(self.health, lambda: {"tenants": len(self.tenants.ids())})

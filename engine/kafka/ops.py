@@ -338,14 +338,17 @@ def create_ops_app(kafka: KafkaOps, admin_token: str) -> FastAPI:
 
 
 def _onboarding_elsewhere(app: FastAPI, auth: AdminAuth) -> None:
-    """The dashboard's "Add a shop" and a tenant's "Fortnox connection" say how it is done on a
-    Kafka deployment (connecting from a consent link runs on the embedded engine only, yet)."""
+    """The dashboard's "Add a shop" and a tenant's "Fortnox connection" and "Settings" say how
+    it is done on a Kafka deployment (connecting from a consent link and the settings page run
+    on the embedded engine only, yet)."""
     text = (
         "<h1>Shops on a Kafka deployment</h1>"
         "<p>Add or change shops with <code>kassasync kafka tenants add --config FILE</code> "
         "(docs/kafka.md). Connecting a Fortnox company from a consent link, and deactivating "
         "one, are not available on a Kafka deployment yet: they run on the embedded engine "
-        "(<code>kassasync connect TENANT</code>).</p>"
+        "(<code>kassasync connect TENANT</code>). So is the settings page that picks a "
+        "shop's series, accounts and cost centres from its Fortnox: change a Kafka "
+        "deployment's settings in the configuration file and add it again.</p>"
     )
 
     def page(request: Request, back: str = "") -> HTMLResponse:
@@ -359,6 +362,10 @@ def _onboarding_elsewhere(app: FastAPI, auth: AdminAuth) -> None:
 
     @app.get("/tenants/{tenant}/connection", include_in_schema=False)
     async def connection(request: Request, tenant: str) -> HTMLResponse:
+        return page(request, f'<p><a href="/tenants/{esc(tenant)}">Back</a></p>')
+
+    @app.get("/tenants/{tenant}/settings", include_in_schema=False)
+    async def settings(request: Request, tenant: str) -> HTMLResponse:
         return page(request, f'<p><a href="/tenants/{esc(tenant)}">Back</a></p>')
 
 

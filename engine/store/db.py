@@ -46,6 +46,10 @@ _DDL = [
     """CREATE TABLE IF NOT EXISTS tenants (
         id TEXT PRIMARY KEY, api_key_hash TEXT NOT NULL, config TEXT NOT NULL,
         created_at REAL NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS tenant_settings_versions (
+        tenant TEXT NOT NULL, version INTEGER NOT NULL, settings TEXT NOT NULL,
+        saved_at REAL NOT NULL, source TEXT NOT NULL, note TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (tenant, version)) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS wake (tenant TEXT PRIMARY KEY, at TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS fx_cursor (
         tenant TEXT NOT NULL, resource TEXT NOT NULL, cursor TEXT, last_ok REAL,

@@ -17,9 +17,10 @@ from engine.metrics import EngineMetrics
 from engine.ops import Ops
 from engine.supervision import Health
 from engine.tenants import TenantDirectory
-from engine.web import api, connect, pages
+from engine.web import api, connect, pages, settings_page
 from engine.web.auth import AdminAuth, Forbidden, NeedLogin, Throttled
 from engine.web.door import Door, DoorSettings
+from engine.web.settings_page import OpenFortnox
 from engine.web.templating import DashboardSettings, Frame, static_router
 
 
@@ -34,13 +35,16 @@ def mount(
     tenants: TenantDirectory | None = None,
     health: Callable[[], Health] | None = None,
     dashboard: DashboardSettings | None = None,
+    open_fortnox: OpenFortnox | None = None,
 ) -> Frame:
     """Dashboard and ops API (admin token) and ``/metrics`` (no token) on ``app``, and the
     door in front of every route of ``app`` (``door``: its limits, by default 16 KB bodies);
     with ``tenants``, adding shops and connecting them to Fortnox (its callback needs no
     token); with ``health``, every dashboard page shows the engine's health problems in red.
     ``dashboard``: the operator's time zone and the pages' reload interval (by default from
-    ``KASSASYNC_DASHBOARD_TZ`` / ``KASSASYNC_DASHBOARD_REFRESH``). Returns the pages'
+    ``KASSASYNC_DASHBOARD_TZ`` / ``KASSASYNC_DASHBOARD_REFRESH``). With ``tenants`` and
+    ``open_fortnox`` (a tenant's Fortnox API with its stored tokens), the tenants' settings
+    pages (:mod:`engine.web.settings_page`). Returns the pages'
     :class:`~engine.web.templating.Frame`, for more page routers on the same layout."""
     frame = Frame(dashboard or DashboardSettings.from_env(), health=health, clock=ops.clock)
     app.add_middleware(Door, settings=door or DoorSettings())
@@ -48,6 +52,8 @@ def mount(
     if tenants is not None:
         # Before the pages: /tenants/new is not a tenant called "new".
         app.include_router(connect.router(ops, auth, onboarding or (lambda: None), tenants))
+        if open_fortnox is not None:
+            app.include_router(settings_page.router(auth, frame, tenants, open_fortnox, ops.store))
     app.include_router(pages.router(ops, auth, frame))
     app.include_router(api.router(ops, auth))
 

@@ -207,7 +207,9 @@ def router(
                 name=shop.name,
                 till=TillConnection(endpoint=shop.till_endpoint or None),
                 fortnox=FortnoxConnection(poll_seconds=shop.poll_seconds),
-            )
+            ),
+            source="dashboard",
+            note="shop added",
         )
         assert key is not None
         log.info("tenant.added", tenant=shop.id, via="dashboard")

@@ -47,6 +47,8 @@ SESSION = {
     "kassasync tenants list [--json]",
     'kassasync tenants pause T --reason "…"',
     'kassasync tenants resume T [--reason "…"]',
+    'kassasync tenants settings T [--set KEY=VALUE]... [--note "…"] [--dry-run | --force] [--json]',
+    "kassasync tenants settings T --versions | --restore N",
     "kassasync status",
     "kassasync status [--tenant T] [--json]",
     "kassasync deadletters list|retry|discard",
@@ -160,6 +162,7 @@ def test_an_operators_session_runs_every_documented_embedded_command(tmp_path: P
             ran |= _commands(shell)
             ran |= _bookkeeping(shell, tmp_path)
             ran |= _connect(shell, credentials, engine_url)
+            ran |= _settings(shell, engine_url, token)
             # The engine is stopped once it is quiet (its log processed, its outbox empty, three
             # reads in a row a second apart): the replay below then has the history the live
             # state was built from. (Stopping Fortnox first would leave retries in flight.)
@@ -374,6 +377,43 @@ def _bookkeeping(shell: Shell, folder: Path) -> set[str]:
         "kassasync import-sie FILE --tenant T",
         "kassasync sie check FILE...",
         "kassasync ledger sync|export --tenant T [--year Y]",
+    }
+
+
+def _settings(shell: Shell, engine_url: str, token: str) -> set[str]:
+    """The demo shop's settings beside its Fortnox's lists; a series that is not manual is
+    refused with its fix, a manual one saved, and the running engine uses it at once; the
+    versions, and the first one restored."""
+
+    def series() -> str:
+        answer = httpx.get(
+            f"{engine_url}/ops/api/tenants/demo/settings",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        return str(answer.json()["settings"]["zreports"]["series"])
+
+    shown = ok(shell.run("kassasync tenants settings demo"))
+    assert "F Kassa (manual)" in shown.out and "B Kundfakturor (NOT manual)" in shown.out
+    assert "Preflight: no problems." in shown.out, str(shown)
+    refused = ok(shell.run("kassasync tenants settings demo --set zreports.series=B"), 1)
+    assert "Voucher series B is not manual" in refused.out and "Not saved" in refused.out
+    checked = ok(
+        shell.run("kassasync tenants settings demo --set zreports.series=A --dry-run --json")
+    ).json()
+    assert checked["problems"] == [] and checked["saved_version"] is None
+    saved = ok(shell.run('kassasync tenants settings demo --set zreports.series=A --note "A"'))
+    assert "Saved as version" in saved.out
+    wait_until(lambda: series() == "A", seconds=30)  # the running engine, no restart
+    versions = ok(shell.run("kassasync tenants settings demo --versions"))
+    assert "zreports.series: F -> A" in versions.out, str(versions)
+    first = re.findall(r"^version (\d+)", versions.out, re.M)[-1]
+    ok(shell.run(f"kassasync tenants settings demo --restore {first}"))
+    wait_until(lambda: series() == "F", seconds=30)
+    return {
+        'kassasync tenants settings T [--set KEY=VALUE]... [--note "…"] [--dry-run | --force] '
+        "[--json]",
+        "kassasync tenants settings T --versions | --restore N",
     }
 
 
