@@ -19,11 +19,12 @@ stay in ``kassasync.db`` for ever. A pass (the runtime runs one every
 4. **De-duplication records expire** after the redelivery window (``docs/contract.md``):
    ``ingest_seen`` rows once :data:`engine.gateway.ingest.SEEN_FOR` has passed since they
    arrived (a resend that late is older than the window and refused at ingest), ``done`` outbox
-   rows once the window has passed since they were delivered (their payload is dropped sooner,
-   once the log row that holds the command is gone too).
-5. **Free pages go back to the disk** (``PRAGMA incremental_vacuum``) on a database made with
-   ``auto_vacuum=INCREMENTAL`` (every database this version creates); on an older one SQLite
-   reuses them, so the file stops growing all the same.
+   rows once the window has passed since they were delivered (their payload, which the command
+   topic's log also holds, is dropped at the first pass after delivery).
+5. **Free pages go back to the disk** (``PRAGMA incremental_vacuum``) once they are
+   :data:`VACUUM_FREE_PERCENT` of the file, on a database made with ``auto_vacuum=INCREMENTAL``
+   (every database this version creates); below that, and on an older database, SQLite reuses
+   them for new rows, so the file stops growing all the same.
 
 The pass is a generator that yields between chunks, so the runtime's event loop (the processor,
 the ingest API) runs in between; :meth:`Retention.run_once` runs it whole.
@@ -57,6 +58,9 @@ CHUNK = 5_000
 APPLY_CHUNK = 1_000
 #: Pages returned to the disk per ``incremental_vacuum`` step.
 VACUUM_PAGES = 2_048
+#: Free pages go back to the disk once they are this share of the file (below it, SQLite
+#: reuses them for new rows).
+VACUUM_FREE_PERCENT = 5
 BASE = "retention_base"
 
 
@@ -340,29 +344,57 @@ class Retention:
             if cur.rowcount < CHUNK:
                 break
             yield
-        # A delivered command whose log row is gone keeps only what recognises it again.
-        slim_before = now - self.policy.log_keep.total_seconds()
-        with self.db.transaction() as conn:
-            cur = conn.execute(
-                "UPDATE outbox SET payload = x'', intent = NULL, last_error = NULL "
-                "WHERE status = 'done' AND COALESCE(done_at, created_at) < ? "
-                "AND length(payload) > 0",
-                (slim_before,),
-            )
-        self.status.outbox_slimmed += cur.rowcount
-        yield
+        yield from self._slim_done()
+
+    def _slim_done(self) -> Iterator[None]:
+        """A delivered command keeps only what recognises it again (its id, status and times:
+        the command itself is on its topic's log). Shrinking a row in place frees no page, so
+        the slim rows are written anew at the end of the table and the full ones deleted: the
+        pages they filled become free for new rows."""
+        conn = self.db.conn
+        conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS retention_done AS SELECT * FROM outbox WHERE 0"
+        )
+        while True:
+            with self.db.transaction():
+                conn.execute("DELETE FROM temp.retention_done")
+                moved = conn.execute(
+                    "INSERT INTO temp.retention_done SELECT * FROM outbox "
+                    "WHERE status = 'done' AND length(payload) > 0 ORDER BY seq LIMIT ?",
+                    (CHUNK,),
+                ).rowcount
+                conn.execute(
+                    "DELETE FROM outbox WHERE seq IN (SELECT seq FROM temp.retention_done)"
+                )
+                conn.execute(
+                    "INSERT INTO outbox (command_id, tenant, target, type, payload, status, "
+                    "attempts, next_at, last_error, created_at, done_at, intent, lane) "
+                    "SELECT command_id, tenant, target, type, x'', status, attempts, next_at, "
+                    "NULL, created_at, done_at, NULL, lane FROM temp.retention_done ORDER BY seq"
+                )
+            self.status.outbox_slimmed += moved
+            if moved < CHUNK:
+                return
+            yield
 
     def _vacuum(self) -> Iterator[None]:
         mode = int(self.db.conn.execute("PRAGMA auto_vacuum").fetchone()[0])
         if mode != 2:  # not INCREMENTAL: SQLite reuses the free pages instead
             return
-        while True:
-            free = int(self.db.conn.execute("PRAGMA freelist_count").fetchone()[0])
-            if free == 0:
-                return
+        conn = self.db.conn
+        pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+        free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+        if free * 100 < pages * VACUUM_FREE_PERCENT:
+            return  # new rows fill them: moving pages to shrink the file would cost more
+        while free > 0:
             step = min(free, VACUUM_PAGES)
-            self.db.conn.execute(f"PRAGMA incremental_vacuum({step})").fetchall()
-            self.status.pages_vacuumed += step
+            # executescript steps the pragma to its end (one execute() frees a single page).
+            conn.executescript(f"PRAGMA incremental_vacuum({step});")
+            after = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+            self.status.pages_vacuumed += free - after
+            if after >= free:
+                return
+            free = after
             yield
 
     # -- for /metrics -------------------------------------------------------------------------
