@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -387,7 +386,7 @@ def store(edge: Edge, tenant: str, events: list[Envelope], now: float | None = N
     arrived: retention forgets each id :data:`SEEN_FOR` later."""
     result = Stored()
     table = log_table(Topic.TILL_EVENTS)
-    arrived = time.time() if now is None else now
+    arrived = utcnow().timestamp() if now is None else now
     with edge.db.transaction(durable=True) as conn:  # the till is told 202 after this
         fresh: list[tuple[Envelope, bytes]] = []
         for index, event in enumerate(events):

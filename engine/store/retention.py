@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 import structlog
 from pydantic_core import from_json
 
+from engine.clock import utcnow
 from engine.core.process import Inbound, Outcome, process
 from engine.store.db import Database, log_table
 from engine.store.log import Log
@@ -159,11 +160,12 @@ class Retention:
         db: Database,
         policy: RetentionPolicy,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.db = db
         self.policy = policy
-        self.clock = clock
+        #: Unix time; the engine's clock (``engine.clock``) unless a simulation gives its own.
+        self.clock = clock or (lambda: utcnow().timestamp())
         self.log = Log(db)
         self.status = RetentionStatus()
         base = base_mark(db)
