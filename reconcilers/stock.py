@@ -26,8 +26,8 @@ from decimal import Decimal
 from typing import Any
 
 from reconcilers.context import Ctx, Refused
-from topics.common import REDELIVERY_WINDOW_DAYS
 from topics.commands import AdjustTillStock, AdjustTillStockData, ApplyFortnoxStock, ApplyStockData
+from topics.common import REDELIVERY_WINDOW_DAYS
 from topics.fortnox import FortnoxArticle, StockOverlap, StockOverlapData, StockWrittenData
 from topics.outcomes import OutcomeData, OutcomeStatus
 from topics.till import StockCountedData, StockMovementData
