@@ -36,7 +36,7 @@ import datetime as dt
 import json
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import structlog
@@ -46,7 +46,7 @@ from engine.clock import utcnow
 from engine.core.process import Inbound, Outcome, process
 from engine.store.db import Database, log_table
 from engine.store.log import Log
-from reconcilers.state import MemoryState, Record
+from reconcilers.state import Record
 from topics.names import RECONCILED_TOPICS, Topic
 
 log = structlog.get_logger("kassasync.retention")
@@ -107,6 +107,35 @@ class RetentionStatus:
     #: When the state the log now starts from was the reconcilers' (None: the log is whole).
     base_taken_at: float | None = None
     by_topic: dict[str, int] = field(default_factory=dict)
+
+
+class _TenantState:
+    """One tenant's records with an index by kind, as the reconcilers' ``StateView``: a tick
+    scans the dirty set, and ``MemoryState.scan`` sorts every record of the tenant to do it."""
+
+    __slots__ = ("by_kind", "records")
+
+    def __init__(self, records: dict[tuple[str, str], Record]) -> None:
+        self.records = records
+        self.by_kind: dict[str, set[str]] = {}
+        for kind, key in records:
+            self.by_kind.setdefault(kind, set()).add(key)
+
+    def get(self, kind: str, key: str) -> Record | None:
+        return self.records.get((kind, key))
+
+    def scan(self, kind: str) -> Iterator[tuple[str, Record]]:
+        for key in sorted(self.by_kind.get(kind, ())):
+            yield key, self.records[(kind, key)]
+
+    def apply_puts(self, puts: Mapping[tuple[str, str], Record | None]) -> None:
+        for (kind, key), value in puts.items():
+            if value is None:
+                if self.records.pop((kind, key), None) is not None:
+                    self.by_kind[kind].discard(key)
+            else:
+                self.records[(kind, key)] = value
+                self.by_kind.setdefault(kind, set()).add(key)
 
 
 def _pack(records: dict[tuple[str, str], Record]) -> bytes:
@@ -228,7 +257,7 @@ class Retention:
             return
         target = due[-1]
         start = dict(base.offsets) if base is not None else {}
-        states: dict[str, MemoryState] = {}
+        states: dict[str, _TenantState] = {}
         after = dict(start)
         applied = 0
         while True:
@@ -240,7 +269,7 @@ class Retention:
                 after[record.topic] = record.offset
                 state = states.get(record.tenant)
                 if state is None:
-                    state = states[record.tenant] = MemoryState(
+                    state = states[record.tenant] = _TenantState(
                         self._base_records(base, record.tenant)
                     )
                 where = f"{record.topic.value}:{record.offset}"
