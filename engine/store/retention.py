@@ -79,8 +79,9 @@ class RetentionPolicy:
     @property
     def mark_every(self) -> dt.timedelta:
         """Marks are this far apart: the log kept is between ``log_keep`` and ``log_keep`` plus
-        this (a 24th of it: an hour for a day, at least five minutes)."""
-        return max(self.log_keep / 24, dt.timedelta(minutes=5))
+        this (an eighth of it: three hours for a day, at least five minutes). Each move of the
+        base writes the state of every tenant with messages since the last move again."""
+        return max(self.log_keep / 8, dt.timedelta(minutes=5))
 
 
 @dataclass(frozen=True, slots=True)
