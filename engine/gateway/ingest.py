@@ -53,6 +53,9 @@ REDELIVERY_WINDOW = dt.timedelta(days=REDELIVERY_WINDOW_DAYS)
 #: before its ``occurred_at``, so once this has passed since it arrived, a resend is older than
 #: the window and refused.
 SEEN_FOR = REDELIVERY_WINDOW + MAX_FUTURE
+#: Ids of vouchers queued from SIE files (``engine/sie_import.py``): that import's record of
+#: what was booked, which it checks on every import, so retention keeps them for ever.
+SIE_IDS = "sie-"
 
 
 def problem(status: int, error: str, problems: list[dict[str, Any]] | None = None) -> JSONResponse:
@@ -282,10 +285,12 @@ def conflict(tenant: str, conflicts: list[Conflict]) -> JSONResponse:
 
 
 def validate_batch(
-    tenant: str, items: list[Any], now: dt.datetime | None = None
+    tenant: str, items: list[Any], now: dt.datetime | None = None, *, window: bool = True
 ) -> tuple[list[Envelope], list[dict[str, Any]]]:
     """The events of a batch, or the problems that refuse it (index, field, problem each).
-    ``now`` is the engine's clock (``occurred_at`` may be at most five minutes ahead of it)."""
+    ``now`` is the engine's clock (``occurred_at`` may be at most five minutes ahead of it).
+    ``window=False`` leaves out the redelivery window: the SIE import queues vouchers of any
+    date, and remembers their ids for ever (``SIE_IDS``)."""
     events: list[Envelope] = []
     problems: list[dict[str, Any]] = []
     moment = now or utcnow()
@@ -328,7 +333,7 @@ def validate_batch(
                     "problem": "is more than 5 minutes in the future: check the till's clock",
                 }
             )
-        elif event.occurred_at < earliest:
+        elif window and event.occurred_at < earliest:
             problems.append(
                 {
                     "index": index,

@@ -40,6 +40,9 @@ FINGERPRINT = "~fp"
 AGENT_KINDS = frozenset({META, CMD, WAKE, SEEN})
 
 
+#: Ids of vouchers queued from SIE files: the import's record of what was booked, never
+#: forgotten (``engine.gateway.ingest.SIE_IDS``).
+SIE_IDS = "sie-"
 #: The ``~seen`` record (empty key: no message id is empty) holding the day it was last swept.
 SWEPT = ""
 
@@ -56,7 +59,9 @@ def forget_seen(data: StateView, at: dt.datetime) -> dict[tuple[str, str], Recor
     cutoff = (at.date() - dt.timedelta(days=REDELIVERY_WINDOW_DAYS + 1)).isoformat()
     for key, record in data.scan(SEEN):
         # ``at`` is the event's occurred_at in ISO form: its first ten characters are its day.
-        if key != SWEPT and str(record.get("at", ""))[:10] < cutoff:
+        if key == SWEPT or key.startswith(SIE_IDS):  # the SIE import's, kept for ever
+            continue
+        if str(record.get("at", ""))[:10] < cutoff:
             puts[(SEEN, key)] = None
     return puts
 

@@ -75,6 +75,9 @@ class RetentionPolicy:
     seen_for: dt.timedelta = dt.timedelta(days=3, minutes=5)
     #: ``done`` outbox rows are deleted this long after they were delivered.
     done_for: dt.timedelta = dt.timedelta(days=3)
+    #: ``ingest_seen`` ids with this prefix are kept for ever: the SIE import's record of the
+    #: vouchers it queued (``engine.gateway.ingest.SIE_IDS``), checked on every import.
+    kept_ids: str = "sie-"
 
     @property
     def mark_every(self) -> dt.timedelta:
@@ -357,8 +360,8 @@ class Retention:
             with self.db.transaction() as conn:
                 cur = conn.execute(
                     "DELETE FROM ingest_seen WHERE (tenant, msg_id) IN (SELECT tenant, msg_id "
-                    "FROM ingest_seen WHERE at < ? LIMIT ?)",
-                    (seen_before, CHUNK),
+                    "FROM ingest_seen WHERE at < ? AND substr(msg_id, 1, ?) != ? LIMIT ?)",
+                    (seen_before, len(self.policy.kept_ids), self.policy.kept_ids, CHUNK),
                 )
             self.status.seen_expired += cur.rowcount
             if cur.rowcount < CHUNK:

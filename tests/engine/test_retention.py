@@ -118,3 +118,19 @@ def test_offsets_are_never_handed_out_twice_after_a_trim(tmp_path: Path) -> None
     ).fetchone()[0]
     assert after == before + 1
     shop.db.close()
+
+
+def test_the_sie_imports_ids_are_kept_for_ever(tmp_path: Path) -> None:
+    """A till's message ids expire after the window; the ids of vouchers queued from SIE files
+    are that import's record of what was booked (a re-import posts nothing), kept for ever."""
+    shop = Shop(tmp_path / "on", True, POLICY)
+    with shop.db.transaction() as conn:
+        conn.executemany(
+            'INSERT INTO ingest_seen (tenant, msg_id, "offset", at) VALUES (?, ?, 0, 0)',
+            [("shop", "sie-v1-abc"), ("shop", "ev-1")],
+        )
+    assert shop.retention is not None
+    shop.retention.run_once()
+    kept = shop.db.conn.execute("SELECT msg_id FROM ingest_seen").fetchall()
+    assert kept == [("sie-v1-abc",)]
+    shop.db.close()

@@ -45,6 +45,8 @@ def deliver(data: TenantData, message: Envelope) -> bool:
 
 def test_seen_ids_are_forgotten_after_the_window_and_duplicates_inside_it() -> None:
     data = TenantData("shop-a")
+    booked = "sie-v1-abc"  # a voucher queued from an SIE file: kept for ever
+    data.set(SEEN, booked, {"at": AT.isoformat(), "fp": "f"})
     first = movement(1, AT)
     assert deliver(data, first)
     assert not deliver(data, first)  # a resend: a duplicate
@@ -55,6 +57,7 @@ def test_seen_ids_are_forgotten_after_the_window_and_duplicates_inside_it() -> N
     past = AT + dt.timedelta(days=REDELIVERY_WINDOW_DAYS + 2)
     assert deliver(data, movement(3, past))
     assert data.get(SEEN, first.id) is None  # forgotten: a tombstone for the changelog
+    assert data.get(SEEN, booked) is not None
     assert data.get(SEEN, "ev-2") is not None and data.get(SEEN, "ev-3") is not None
     assert data.get(SEEN, SWEPT) == {"day": past.date().isoformat()}
     # A later event on the same day sweeps nothing again.
