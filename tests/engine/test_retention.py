@@ -134,3 +134,33 @@ def test_the_sie_imports_ids_are_kept_for_ever(tmp_path: Path) -> None:
     kept = shop.db.conn.execute("SELECT msg_id FROM ingest_seen").fetchall()
     assert kept == [("sie-v1-abc",)]
     shop.db.close()
+
+
+async def test_the_engine_runs_retention_as_a_supervised_loop(tmp_path: Path) -> None:
+    import asyncio
+
+    from engine.embedded.runtime import EmbeddedEngine
+    from engine.secrets import SecretBox, generate_key
+
+    engine = EmbeddedEngine(tmp_path, SecretBox(generate_key()), retention_seconds=0.05)
+    stop = asyncio.Event()
+    running = asyncio.create_task(engine.run(stop, serve_http=False))
+    try:
+        for _ in range(200):
+            if engine.retention.status.passes >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert engine.retention.status.passes >= 2
+        assert "retention" in engine.supervisor.loops
+        assert engine.health().ok
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, timeout=30)
+    off = EmbeddedEngine(tmp_path / "off", SecretBox(generate_key()), retention_seconds=0)
+    stop = asyncio.Event()
+    running = asyncio.create_task(off.run(stop, serve_http=False))
+    await asyncio.sleep(0.3)
+    stop.set()
+    await asyncio.wait_for(running, timeout=30)
+    assert off.retention.status.passes == 0
+    assert "retention" not in off.supervisor.loops
