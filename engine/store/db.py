@@ -34,7 +34,10 @@ _DDL = [
         status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
         next_at REAL NOT NULL DEFAULT 0, last_error TEXT, created_at REAL NOT NULL,
         done_at REAL, intent TEXT)""",
-    """CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (target, tenant, status, seq)""",
+    # Only pending commands are looked up by these two (every query says status = 'pending'):
+    # delivered ones, kept for the redelivery window, take no room in them.
+    """CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (target, tenant, status, seq)
+        WHERE status = 'pending'""",
     """CREATE TABLE IF NOT EXISTS dead_letters (
         id TEXT PRIMARY KEY, tenant TEXT NOT NULL, topic TEXT NOT NULL, type TEXT NOT NULL,
         payload BLOB NOT NULL, error TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'open',
@@ -129,9 +132,19 @@ class Database:
                 self.conn.execute("ALTER TABLE ingest_seen ADD COLUMN at REAL NOT NULL DEFAULT 0")
                 self.conn.execute("ALTER TABLE ingest_seen ADD COLUMN digest BLOB")
                 self.conn.execute("UPDATE ingest_seen SET at = unixepoch('now')")
+            for name in ("outbox_pending", "outbox_lane"):  # made whole before retention
+                row = self.conn.execute(
+                    "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)
+                ).fetchone()
+                if row is not None and "WHERE" not in str(row[0]).upper():
+                    self.conn.execute(f"DROP INDEX {name}")
+            self.conn.execute(
+                "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (target, tenant, status, seq) "
+                "WHERE status = 'pending'"
+            )
             self.conn.execute(
                 "CREATE INDEX IF NOT EXISTS outbox_lane "
-                "ON outbox (target, tenant, lane, status, seq)"
+                "ON outbox (target, tenant, lane, status, seq) WHERE status = 'pending'"
             )
             for spec in TOPICS:
                 for ddl in _topic_ddl(spec.topic):

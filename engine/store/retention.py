@@ -20,7 +20,7 @@ stay in ``kassasync.db`` for ever. A pass (the runtime runs one every
    ``ingest_seen`` rows once :data:`engine.gateway.ingest.SEEN_FOR` has passed since they
    arrived (a resend that late is older than the window and refused at ingest), ``done`` outbox
    rows once the window has passed since they were delivered (their payload, which the command
-   topic's log also holds, is dropped at the first pass after delivery).
+   topic's log also holds, is dropped an hour after delivery).
 5. **Free pages go back to the disk** (``PRAGMA incremental_vacuum``) once they are
    :data:`VACUUM_FREE_PERCENT` of the file, on a database made with ``auto_vacuum=INCREMENTAL``
    (every database this version creates); below that, and on an older database, SQLite reuses
@@ -78,6 +78,9 @@ class RetentionPolicy:
     #: ``ingest_seen`` ids with this prefix are kept for ever: the SIE import's record of the
     #: vouchers it queued (``engine.gateway.ingest.SIE_IDS``), checked on every import.
     kept_ids: str = "sie-"
+    #: A delivered command keeps its payload this long (operators and tools that look at what
+    #: was just sent find it in the outbox), then only what recognises it again.
+    slim_after: dt.timedelta = dt.timedelta(hours=1)
 
     @property
     def mark_every(self) -> dt.timedelta:
@@ -379,9 +382,9 @@ class Retention:
             if cur.rowcount < CHUNK:
                 break
             yield
-        yield from self._slim_done()
+        yield from self._slim_done(now - self.policy.slim_after.total_seconds())
 
-    def _slim_done(self) -> Iterator[None]:
+    def _slim_done(self, before: float) -> Iterator[None]:
         """A delivered command keeps only what recognises it again (its id, status and times:
         the command itself is on its topic's log). Shrinking a row in place frees no page, so
         the slim rows are written anew at the end of the table and the full ones deleted: the
@@ -394,9 +397,10 @@ class Retention:
             with self.db.transaction():
                 conn.execute("DELETE FROM temp.retention_done")
                 moved = conn.execute(
-                    "INSERT INTO temp.retention_done SELECT * FROM outbox "
-                    "WHERE status = 'done' AND length(payload) > 0 ORDER BY seq LIMIT ?",
-                    (CHUNK,),
+                    "INSERT INTO temp.retention_done SELECT * FROM outbox WHERE status = 'done' "
+                    "AND COALESCE(done_at, created_at) < ? AND length(payload) > 0 "
+                    "ORDER BY seq LIMIT ?",
+                    (before, CHUNK),
                 ).rowcount
                 conn.execute(
                     "DELETE FROM outbox WHERE seq IN (SELECT seq FROM temp.retention_done)"

@@ -86,10 +86,16 @@ def test_the_store_stops_growing_and_nothing_outlives_the_window(tmp_path: Path)
         "SELECT MIN(done_at) FROM outbox WHERE status = 'done'"
     ).fetchone()[0]
     assert done_oldest is not None and done_oldest >= cutoff
+    slim_before = shop.now.timestamp() - POLICY.slim_after.total_seconds() - 3600
     full = shop.db.conn.execute(
-        "SELECT COUNT(*) FROM outbox WHERE status = 'done' AND length(payload) > 0"
+        "SELECT COUNT(*) FROM outbox WHERE status = 'done' AND length(payload) > 0 AND done_at < ?",
+        (slim_before,),
     ).fetchone()[0]
     assert full == 0  # delivered commands keep their id, not their payload
+    slim = shop.db.conn.execute(
+        "SELECT COUNT(*) FROM outbox WHERE status = 'done' AND length(payload) = 0"
+    ).fetchone()[0]
+    assert slim > 0
     status = shop.retention.status
     assert status.seen_expired > 0 and status.outbox_deleted > 0
     # Days 5 and 6 are alike: past the window the store holds the same amount of everything.
