@@ -98,6 +98,12 @@ def _stock_contention(args: argparse.Namespace) -> dict[str, Any]:
     return stock_contention.run(seconds=20.0 if args.quick else 60.0)
 
 
+def _retention(args: argparse.Namespace) -> dict[str, Any]:
+    from bench import retention
+
+    return retention.run(tenants=1 if args.quick else 2, days=7)
+
+
 KAFKA_REASON = "not measured: the Kafka broker or worker did not start on this machine"
 
 BENCHES: dict[str, Bench] = {
@@ -109,6 +115,7 @@ BENCHES: dict[str, Bench] = {
     "initial_sync": _initial_sync,
     "sie_read": _sie_read,
     "stock_contention": _stock_contention,
+    "retention": _retention,
 }
 
 #: (key, target text, check) for the table and the ``targets`` section.
@@ -134,6 +141,16 @@ TARGETS: list[tuple[str, str, Callable[[dict[str, Any]], bool | None]]] = [
         "per_event_cost_ratio_1000_vs_10",
         "<= 1.2",
         lambda r: _le(r.get("per_event_cost_ratio_1000_vs_10"), 1.2),
+    ),
+    (
+        "store_growth_day7_vs_day1",
+        "<= 1.2",
+        lambda r: _le(r.get("store_growth_day7_vs_day1"), 1.2),
+    ),
+    (
+        "store_bytes_per_retained_input_event",
+        "<= 800",
+        lambda r: _le(r.get("store_bytes_per_retained_input_event"), 800),
     ),
     ("initial_sync_vs_bound", "<= 1.1", lambda r: _le(r.get("initial_sync_vs_bound"), 1.1)),
     ("sie_read_vs_stdlib_ratio", ">= 1.0", lambda r: _ge(r.get("sie_read_vs_stdlib_ratio"), 1.0)),
@@ -176,6 +193,10 @@ HEADLINE = [
     "stock_lost_units_per_1000_webshop_sales_warehouse",
     "stock_lost_units_per_1000_webshop_sales_baseline",
     "stock_overwrites_detected_ratio",
+    "store_growth_day7_vs_day1",
+    "store_growth_day7_vs_day1_baseline",
+    "store_bytes_per_retained_input_event",
+    "store_bytes_per_retained_input_event_baseline",
 ]
 
 

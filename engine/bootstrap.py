@@ -9,6 +9,7 @@ these; a test that wants fakes builds the runtime itself.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -89,6 +90,8 @@ def embedded_engine(
         http_port=http_port,
         timing=timing,
         admin_token=admin,
+        log_keep=dt.timedelta(days=settings.log_keep_days),
+        retention_seconds=settings.retention_interval_seconds,
     )
 
 

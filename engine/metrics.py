@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 from engine.executors.ports import CursorUpdate, ExecutorPorts
 from engine.ops import Light, Ops, topic_of
 from engine.store.outbox import Pending
+from engine.store.retention import Retention
 from engine.supervision import Health
 from topics.envelope import Envelope
 from topics.errors import ShopError
@@ -146,6 +147,12 @@ class EngineMetrics:
         self.registry.register(collector)
         return collector
 
+    def watch_retention(self, retention: Retention) -> RetentionCollector:
+        """Report what retention did and what the store holds at every scrape."""
+        collector = RetentionCollector(retention)
+        self.registry.register(collector)
+        return collector
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -201,6 +208,67 @@ class HealthCollector(Collector):
         for kind, count in sorted(kinds.items()):
             problems.add_metric([kind], float(count))
         yield problems
+
+
+class RetentionCollector(Collector):
+    """The embedded store's retention: what it removed, what the store holds, how old the log's
+    start is (``docs/operations.md``, *Retention*)."""
+
+    def __init__(self, retention: Retention, clock: Callable[[], float] = time.time) -> None:
+        self.retention = retention
+        self.clock = clock
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        status = self.retention.status
+        gauges: list[tuple[str, str, float]] = [
+            (
+                "kassasync_retention_passes",
+                "Retention passes run since the process started.",
+                float(status.passes),
+            ),
+            (
+                "kassasync_retention_log_rows_trimmed",
+                "Log rows retention deleted since the process started (below the base state).",
+                float(status.log_rows_trimmed),
+            ),
+            (
+                "kassasync_retention_seen_expired",
+                "Till message ids forgotten after the redelivery window, since the start.",
+                float(status.seen_expired),
+            ),
+            (
+                "kassasync_retention_outbox_deleted",
+                "Delivered commands' outbox rows deleted after the redelivery window.",
+                float(status.outbox_deleted),
+            ),
+            (
+                "kassasync_store_bytes",
+                "Size of the embedded store's database (pages in use and free).",
+                float(self.retention.store_bytes()),
+            ),
+        ]
+        for name, text, value in gauges:
+            gauge = GaugeMetricFamily(name, text)
+            gauge.add_metric([], value)
+            yield gauge
+        last = GaugeMetricFamily(
+            "kassasync_retention_last_pass_timestamp_seconds",
+            "When the last retention pass ran (Unix time; absent before the first).",
+        )
+        if status.last_pass_at is not None:
+            last.add_metric([], status.last_pass_at)
+        yield last
+        oldest = GaugeMetricFamily(
+            "kassasync_log_oldest_age_seconds",
+            "Age of the oldest record on the reconciled topics' log (the replay horizon).",
+        )
+        at = _timestamp(self.retention.oldest_log_at())
+        if at is not None:
+            oldest.add_metric([], max(0.0, self.clock() - at))
+        yield oldest
 
 
 class OpsCollector(Collector):

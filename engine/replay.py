@@ -1,9 +1,11 @@
 """Replay (guarantee 3): rebuild one tenant's state from the log into a fresh store, and show
 what differs from the live state and which commands the replay would issue.
 
-The whole history is replayed (state needs it); ``--from`` (an offset or an ISO time) marks
-where the listed commands start. A command is *new* when no command with its id is on the log:
-an unchanged history replays to zero differences and zero new commands.
+The whole history is replayed (state needs it) — on the embedded runtime, from the state the kept
+log starts with once retention has trimmed it (``engine/store/retention.py``); ``--from`` (an
+offset or an ISO time) marks where the listed commands start. A command is *new* when no command
+with its id is on the log: an unchanged history replays to zero differences and zero new
+commands.
 
 * embedded: the log tables of ``<data>/kassasync.db``, in the order the processor read them;
 * Kafka: the tenant's partition of the reconciled topics, read with kafka-python in the order
@@ -77,9 +79,11 @@ def replay(
     live: dict[tuple[str, str], Record],
     logged_commands: set[str],
     start: int | dt.datetime = 0,
+    base: dict[tuple[str, str], Record] | None = None,
 ) -> ReplayResult:
+    """``base``: the tenant's state where ``history`` starts (the log may be trimmed below it)."""
     result = ReplayResult(tenant)
-    state = MemoryState()
+    state = MemoryState(base)
     for item in history:
         where = f"{item.topic}:{item.offset}"
         step = process(state, Inbound(Topic(item.topic), tenant, where, item.payload), report=False)
@@ -117,14 +121,17 @@ def diff(
 def embedded_replay(data: Path, tenant: str, start: int | dt.datetime = 0) -> ReplayResult:
     from engine.store.db import Database
     from engine.store.log import Log
+    from engine.store.retention import base_state
     from engine.store.state import StateStore
 
     db = Database(data / "kassasync.db")
     try:
         log = Log(db)
+        # Where retention trimmed the log: the reconcilers' state at its start, and its offsets.
+        start_after, base = base_state(db, tenant)
 
         def history() -> Iterator[Logged]:
-            after: dict[Topic, int] = {}
+            after: dict[Topic, int] = dict(start_after)
             while True:
                 records = log.read(RECONCILED_TOPICS, after, 1000, tenant=tenant)
                 if not records:
@@ -138,7 +145,7 @@ def embedded_replay(data: Path, tenant: str, start: int | dt.datetime = 0) -> Re
             for rec in log.read([topic], {}, 10**9, tenant=tenant):
                 commands.add(rec.msg_id)
         live = StateStore(db).all_records(tenant)
-        return replay(tenant, history(), live, commands, start)
+        return replay(tenant, history(), live, commands, start, base)
     finally:
         db.close()
 

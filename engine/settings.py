@@ -142,6 +142,23 @@ class Settings(BaseModel):
         description="Address the engine's HTTP server (`run`, `kafka ingest`) binds. Flag: --host.",
         json_schema_extra=_env("KASSASYNC_HTTP_HOST"),
     )
+    log_keep_days: float = Field(
+        default=1.0,
+        ge=0,
+        le=3650,
+        description="Days of log the embedded store keeps for `kassasync replay` and "
+        "investigations: older rows every consumer has read are deleted, and replay starts from "
+        "the reconcilers' state where the kept log begins (docs/operations.md, *Retention*).",
+        json_schema_extra=_env("KASSASYNC_LOG_KEEP_DAYS"),
+    )
+    retention_interval_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description="How often the embedded engine's retention loop trims the log, expires done "
+        "outbox rows and ingest de-duplication records past the redelivery window and returns "
+        "free pages to the disk. 0 turns retention off (the store then grows for ever).",
+        json_schema_extra=_env("KASSASYNC_RETENTION_INTERVAL_SECONDS"),
+    )
     kafka_bootstrap: str = Field(
         default="127.0.0.1:9092",
         description="Kafka bootstrap servers, HOST:PORT[,HOST:PORT]. Flag: --bootstrap.",

@@ -373,7 +373,10 @@ def import_file(
     # An id seen before is the same voucher with the same content (the id holds both; a changed
     # one was refused above): a duplicate, though the file's name or header may differ.
     fresh = [q.event for q in queued if q.legacy_id not in received and q.event.id not in received]
-    parsed, problems = validate_batch(tenant, [e.model_dump(mode="json") for e in fresh])
+    # A voucher of any date: an import is not a redelivery (its ids are kept for ever).
+    parsed, problems = validate_batch(
+        tenant, [e.model_dump(mode="json") for e in fresh], window=False
+    )
     if problems:  # the checks above should leave none; never a pydantic path for the operator
         report.errors = [
             Refusal(path.name, 0, f"{p.get('field')}: {p.get('problem')}") for p in problems

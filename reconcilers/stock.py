@@ -20,12 +20,14 @@ merge's base, till, Fortnox and new values.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from reconcilers.context import Ctx, Refused
 from topics.commands import AdjustTillStock, AdjustTillStockData, ApplyFortnoxStock, ApplyStockData
+from topics.common import REDELIVERY_WINDOW_DAYS
 from topics.fortnox import FortnoxArticle, StockOverlap, StockOverlapData, StockWrittenData
 from topics.outcomes import OutcomeData, OutcomeStatus
 from topics.till import StockCountedData, StockMovementData
@@ -37,6 +39,8 @@ COUNTS = "stock.count"
 MERGES = "stock.merge"
 #: Writes a foreign change overlapped (possible lost sales), by command id, for the shop.
 OVERLAPS = "stock.overlap"
+#: The latest day (of a movement's or count's ``occurred_at``) an id was remembered on.
+IDS_DAY = "stock.ids"
 ZERO = Decimal(0)
 
 
@@ -134,8 +138,8 @@ def on_movement(ctx: Ctx, data: StockMovementData) -> None:
         )
         ctx.note("stock.movement.duplicate", movement_id=data.movement_id)
         return
-    ctx.txn.put(
-        MOVEMENTS, data.movement_id, {"article": data.article_number, "delta": str(data.delta)}
+    _remember_id(
+        ctx, MOVEMENTS, data.movement_id, {"article": data.article_number, "delta": str(data.delta)}
     )
     level = _load(ctx, data.article_number)
     level.till += data.delta
@@ -143,6 +147,32 @@ def on_movement(ctx: Ctx, data: StockMovementData) -> None:
     level.till_since += data.delta
     _save(ctx, data.article_number, level)
     ctx.mark_dirty(FLOW, data.article_number)
+
+
+def _remember_id(ctx: Ctx, kind: str, ident: str, record: dict[str, Any]) -> None:
+    """Remember a movement or count id with the day it happened. On the first id of a later
+    day, forget the ids of days older than the redelivery window (``docs/contract.md``): a
+    resend that old is refused at ingest, so nothing can ask for them. Time is the message's,
+    so a replay forgets the same ids at the same message."""
+    day = ctx.now.date()
+    on = day.isoformat()
+    ctx.txn.put(kind, ident, {**record, "on": on})
+    last = ctx.txn.get(IDS_DAY, "last")
+    if last is not None and str(last["day"]) >= on:
+        return
+    ctx.txn.put(IDS_DAY, "last", {"day": on})
+    cutoff = (day - dt.timedelta(days=REDELIVERY_WINDOW_DAYS + 1)).isoformat()
+    forgotten = 0
+    for remembered in (MOVEMENTS, COUNTS):
+        for key, known in ctx.txn.scan(remembered):
+            when = known.get("on")
+            if when is None:  # remembered before ids carried their day: counts from today
+                ctx.txn.put(remembered, key, {**known, "on": on})
+            elif str(when) < cutoff:
+                ctx.txn.delete(remembered, key)
+                forgotten += 1
+    if forgotten:
+        ctx.note("stock.ids.forgotten", before=cutoff, ids=forgotten)
 
 
 def _same_or_refuse(
@@ -173,8 +203,8 @@ def on_count(ctx: Ctx, data: StockCountedData) -> None:
         )
         ctx.note("stock.count.duplicate", count_id=data.count_id)
         return
-    ctx.txn.put(
-        COUNTS, data.count_id, {"article": data.article_number, "quantity": str(data.quantity)}
+    _remember_id(
+        ctx, COUNTS, data.count_id, {"article": data.article_number, "quantity": str(data.quantity)}
     )
     level = _load(ctx, data.article_number)
     inflight = level.till_inflight

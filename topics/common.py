@@ -69,6 +69,11 @@ Quantity = Annotated[
     PlainSerializer(lambda v: format(v.normalize(), "f"), return_type=str, when_used="json"),
 ]
 
+#: The redelivery window (docs/contract.md, *Redelivery window*): a till event whose
+#: ``occurred_at`` is older than this is refused at ingest, and what Kassasync remembers to
+#: recognise a resend (message ids, stock movement and count ids) is forgotten after it.
+REDELIVERY_WINDOW_DAYS = 3
+
 #: What a number sent to Kassasync may look like: at most this many significant digits...
 MAX_DIGITS = 20
 #: ... and at most this many decimals once trailing zeros are dropped (``"1.50"`` is 1.5).

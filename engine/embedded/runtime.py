@@ -38,11 +38,13 @@ from engine.fortnox.onboarding import (
 from engine.fortnox.tokens import SqliteTokenStore
 from engine.fortnox_factory import open_api
 from engine.gateway.ingest import MAX_BODY_BYTES as INGEST_BODY_BYTES
+from engine.gateway.ingest import REDELIVERY_WINDOW, SEEN_FOR, SIE_IDS
 from engine.gateway.ingest import router as ingest_router
 from engine.metrics import EngineMetrics, MeteredPorts
 from engine.ops import EmbeddedProbe, Ops, SqliteOpsStore, Throughput
 from engine.secrets import SecretBox
 from engine.store.db import Database
+from engine.store.retention import Retention, RetentionPolicy
 from engine.supervision import Health, Supervisor
 from engine.tenants import TenantConfig, TenantDirectory
 from engine.web import mount as mount_web
@@ -60,6 +62,8 @@ SESSIONS_CHECK_SECONDS = 0.2
 LOGINS_CHECK_SECONDS = 3600.0
 #: How often tenants paused for their Fortnox connection are checked for new tokens.
 CONSENT_CHECK_SECONDS = 2.0
+#: How often retention runs by default (``KASSASYNC_RETENTION_INTERVAL_SECONDS``).
+RETENTION_SECONDS = 600.0
 
 log = structlog.get_logger("kassasync.engine")
 
@@ -84,6 +88,8 @@ class EmbeddedEngine:
         door: DoorSettings | None = None,
         fortnox_app: FortnoxApp | None = None,
         public_url: str | None = None,
+        log_keep: dt.timedelta = dt.timedelta(days=1),
+        retention_seconds: float = RETENTION_SECONDS,
     ) -> None:
         self.data_dir = data_dir
         #: The HTTP port's limits (body caps, read timeouts); the ingest API takes 1 MB bodies.
@@ -110,6 +116,15 @@ class EmbeddedEngine:
             EmbeddedProbe(self.db, limiters=self.limiters, throughput=self.throughput),
         )
         self.metrics.watch(self.ops)
+        #: Trims the log, expires de-duplication records, returns free pages (0 s: off).
+        self.retention = Retention(
+            self.db,
+            RetentionPolicy(
+                log_keep=log_keep, seen_for=SEEN_FOR, done_for=REDELIVERY_WINDOW, kept_ids=SIE_IDS
+            ),
+        )
+        self.retention_seconds = retention_seconds
+        self.metrics.watch_retention(self.retention)
         #: The dashboard's admin token (``KASSASYNC_ADMIN_TOKEN``, else generated and printed).
         self.admin_token, self.admin_token_generated = resolve_admin_token(admin_token)
         self.announce_admin_token = self.admin_token_generated
@@ -255,6 +270,16 @@ class EmbeddedEngine:
                 self.sessions[tenant].wakeup.set()
             await _first(stop, asyncio.Event(), timeout=CONSENT_CHECK_SECONDS)
 
+    async def _retention_loop(self, stop: asyncio.Event) -> None:
+        """Every ``retention_seconds``: one retention pass, yielding to the other loops between
+        its chunks (engine/store/retention.py)."""
+        while not stop.is_set():
+            for _ in self.retention.run():
+                await asyncio.sleep(0)
+                if stop.is_set():
+                    return
+            await _first(stop, asyncio.Event(), timeout=self.retention_seconds)
+
     async def _tick_loop(self, stop: asyncio.Event) -> None:
         """Ticks tenants whose flush window has passed, waking at the earliest wake-up time (or
         when the processor wrote new ones), at least every 0.2 s."""
@@ -316,6 +341,10 @@ class EmbeddedEngine:
                 spawn("consent", lambda: self._consent_loop(stop), stop),
                 spawn("history", lambda: self._history_loop(stop), stop),
             ]
+            if self.retention_seconds > 0:
+                tasks.append(
+                    spawn("retention", lambda: self._retention_loop(stop), stop, backoff_max=60.0)
+                )
             if serve_http:
                 config = server_config(
                     self.app, host=self.host, port=self.http_port, settings=self.door

@@ -10,11 +10,18 @@ The door bounds every value later code converts or formats (``docs/contract.md``
 numbers are parsed with at most 20 significant digits, dates and times lie in the years
 2000-2100 (the models in ``topics.till``), and ``occurred_at`` is at most five minutes ahead of
 the engine's clock (here).
+
+Redelivery window (``docs/contract.md``, *Redelivery window*): an event whose ``occurred_at`` is
+more than :data:`REDELIVERY_WINDOW` old is refused (422, field ``occurred_at``), and the
+message ids received are remembered for that window after they arrived (retention,
+``engine/store/retention.py``, forgets them later). A resend inside the window is a duplicate;
+a resend after it is that old, so it is refused with the reason, never stored a second time.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +38,7 @@ from engine.embedded.edge import Edge
 from engine.store.db import log_table
 from engine.tenants import TenantDirectory
 from topics import registry
-from topics.common import MAX_DIGITS, TENANT_PATTERN, OversizedNumber
+from topics.common import MAX_DIGITS, REDELIVERY_WINDOW_DAYS, TENANT_PATTERN, OversizedNumber
 from topics.envelope import Envelope
 from topics.names import Topic
 from topics.till import StockMovement
@@ -41,6 +48,14 @@ log = structlog.get_logger("kassasync.ingest")
 MAX_BODY_BYTES = 1_000_000
 MAX_BATCH = 500
 MAX_FUTURE = dt.timedelta(minutes=5)
+REDELIVERY_WINDOW = dt.timedelta(days=REDELIVERY_WINDOW_DAYS)
+#: How long a received message id is remembered: an event arrives at most :data:`MAX_FUTURE`
+#: before its ``occurred_at``, so once this has passed since it arrived, a resend is older than
+#: the window and refused.
+SEEN_FOR = REDELIVERY_WINDOW + MAX_FUTURE
+#: Ids of vouchers queued from SIE files (``engine/sie_import.py``): that import's record of
+#: what was booked, which it checks on every import, so retention keeps them for ever.
+SIE_IDS = "sie-"
 
 
 def problem(status: int, error: str, problems: list[dict[str, Any]] | None = None) -> JSONResponse:
@@ -270,13 +285,17 @@ def conflict(tenant: str, conflicts: list[Conflict]) -> JSONResponse:
 
 
 def validate_batch(
-    tenant: str, items: list[Any], now: dt.datetime | None = None
+    tenant: str, items: list[Any], now: dt.datetime | None = None, *, window: bool = True
 ) -> tuple[list[Envelope], list[dict[str, Any]]]:
     """The events of a batch, or the problems that refuse it (index, field, problem each).
-    ``now`` is the engine's clock (``occurred_at`` may be at most five minutes ahead of it)."""
+    ``now`` is the engine's clock (``occurred_at`` may be at most five minutes ahead of it).
+    ``window=False`` leaves out the redelivery window: the SIE import queues vouchers of any
+    date, and remembers their ids for ever (``SIE_IDS``)."""
     events: list[Envelope] = []
     problems: list[dict[str, Any]] = []
-    latest = (now or utcnow()) + MAX_FUTURE
+    moment = now or utcnow()
+    latest = moment + MAX_FUTURE
+    earliest = moment - REDELIVERY_WINDOW
     seen: set[str] = set()
     movements: dict[str, tuple[int, StockMovement]] = {}
     for index, item in enumerate(items):
@@ -312,6 +331,17 @@ def validate_batch(
                     "index": index,
                     "field": "occurred_at",
                     "problem": "is more than 5 minutes in the future: check the till's clock",
+                }
+            )
+        elif window and event.occurred_at < earliest:
+            problems.append(
+                {
+                    "index": index,
+                    "field": "occurred_at",
+                    "problem": f"is older than the redelivery window ({REDELIVERY_WINDOW_DAYS} "
+                    "days): Kassasync no longer remembers what it received then, so it cannot "
+                    "tell a resend from a new event and stores neither. Leave it out, or send it "
+                    "as a new event with a new id and the current time",
                 }
             )
         elif event.id in seen:
@@ -355,40 +385,51 @@ class Stored:
     conflicts: list[Conflict] = field(default_factory=list)
 
 
-def store(edge: Edge, tenant: str, events: list[Envelope]) -> Stored:
+def store(edge: Edge, tenant: str, events: list[Envelope], now: float | None = None) -> Stored:
     """Store the events not received before, in one transaction; all or nothing: an id received
-    before with other content stores none of the batch."""
+    before with other content stores none of the batch. ``now`` (Unix time) is when they
+    arrived: retention forgets each id :data:`SEEN_FOR` later."""
     result = Stored()
     table = log_table(Topic.TILL_EVENTS)
+    arrived = utcnow().timestamp() if now is None else now
     with edge.db.transaction(durable=True) as conn:  # the till is told 202 after this
-        fresh: list[Envelope] = []
+        fresh: list[tuple[Envelope, bytes]] = []
         for index, event in enumerate(events):
+            payload = registry.dump(event)
             found = conn.execute(
-                f'SELECT s."offset", l.payload FROM ingest_seen s LEFT JOIN {table} l '
+                f'SELECT s."offset", s.digest, l.payload FROM ingest_seen s LEFT JOIN {table} l '
                 'ON l."offset" = s."offset" WHERE s.tenant = ? AND s.msg_id = ?',
                 (tenant, event.id),
             ).fetchone()
             if found is None:
-                fresh.append(event)
-            elif _same(found[1], event):
+                fresh.append((event, payload))
+            elif _same(found[2], found[1], event, payload):
                 result.duplicates += 1
             else:
                 result.conflicts.append(Conflict(index, event.id, int(found[0])))
         if result.conflicts:
             result.duplicates = 0
             return result
-        for event in fresh:
-            offset = edge.log.append(event)
+        for event, payload in fresh:
+            offset = edge.log.append_raw(Topic.TILL_EVENTS, event, payload)
             conn.execute(
-                'INSERT INTO ingest_seen (tenant, msg_id, "offset") VALUES (?, ?, ?)',
-                (tenant, event.id, offset),
+                'INSERT INTO ingest_seen (tenant, msg_id, "offset", at, digest) '
+                "VALUES (?, ?, ?, ?, ?)",
+                (tenant, event.id, offset, arrived, digest(payload)),
             )
             result.accepted += 1
     return result
 
 
-def _same(stored: bytes | None, event: Envelope) -> bool:
-    if stored is None:
-        # The log row is gone (never, today; the log is not compacted): the id alone decides.
-        return True
-    return registry.same_message(stored, event)
+def digest(payload: bytes) -> bytes:
+    """What ``ingest_seen`` keeps of an event to recognise it once its log row is trimmed."""
+    return hashlib.blake2b(payload, digest_size=16).digest()
+
+
+def _same(stored: bytes | None, known: bytes | None, event: Envelope, payload: bytes) -> bool:
+    if stored is not None:  # compared by value while the log still holds it
+        return registry.same_message(stored, event)
+    if known is not None:  # the log row was trimmed: the digest of what was stored decides
+        return digest(payload) == bytes(known)
+    # Remembered before digests were kept, and trimmed since: the id alone decides.
+    return True

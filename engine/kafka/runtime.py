@@ -59,6 +59,7 @@ from engine.kafka.store import (
     decode_key,
     encode_key,
     encode_value,
+    forget_seen,
 )
 from engine.kafka.topics import partition_for
 from engine.secrets import SecretBox
@@ -806,6 +807,7 @@ def admit(data: StateView, topic: Topic, message: Envelope) -> Admitted | None:
                 f"message id {message.id!r} was received before with other content: "
                 "the first one is kept; send a change under a new id"
             )
+        puts.update(forget_seen(data, message.occurred_at))
         puts[(SEEN, message.id)] = {"at": message.occurred_at.isoformat(), "fp": digest}
     elif isinstance(message, Tick):
         wake = data.get(WAKE, "")

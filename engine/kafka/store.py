@@ -9,15 +9,22 @@ Kinds that start with ``~`` are the runtime's own: ``~meta`` (consumed offsets, 
 sequence), ``~journal`` (the last batch's changes, for redo), ``~cmd`` (command status, owned by
 the reconciling agent), ``~exec`` (execution marks, owned by the executors), ``~wake``, ``~seen``
 (till event ids), ``~seq``, ``~cursor`` and ``~fp`` (the Fortnox session's poll state).
+
+The till event ids in ``~seen`` are bounded like the embedded store's ``ingest_seen``: on the
+first till event of a later day, :func:`forget_seen` deletes the ids of events older than the
+redelivery window (``docs/contract.md``), which the door refuses anyway; the deletes are
+tombstones on the compacted changelog, so recovery reads a bounded table too.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from reconcilers.state import Record
+from reconcilers.state import Record, StateView
+from topics.common import REDELIVERY_WINDOW_DAYS
 
 SEP = "\x1f"
 META = "~meta"
@@ -31,6 +38,32 @@ CURSOR = "~cursor"
 FINGERPRINT = "~fp"
 #: Written by the agent and covered by the journal; the executors' kinds are not.
 AGENT_KINDS = frozenset({META, CMD, WAKE, SEEN})
+
+
+#: Ids of vouchers queued from SIE files: the import's record of what was booked, never
+#: forgotten (``engine.gateway.ingest.SIE_IDS``).
+SIE_IDS = "sie-"
+#: The ``~seen`` record (empty key: no message id is empty) holding the day it was last swept.
+SWEPT = ""
+
+
+def forget_seen(data: StateView, at: dt.datetime) -> dict[tuple[str, str], Record | None]:
+    """The puts that forget a tenant's till event ids older than the redelivery window, once a
+    day: on the first till event (at ``at``, its ``occurred_at``) of a day later than the last
+    sweep. Nothing else on other events, so a replay forgets the same ids at the same message."""
+    day = at.date().isoformat()
+    swept = data.get(SEEN, SWEPT)
+    if swept is not None and str(swept["day"]) >= day:
+        return {}
+    puts: dict[tuple[str, str], Record | None] = {(SEEN, SWEPT): {"day": day}}
+    cutoff = (at.date() - dt.timedelta(days=REDELIVERY_WINDOW_DAYS + 1)).isoformat()
+    for key, record in data.scan(SEEN):
+        # ``at`` is the event's occurred_at in ISO form: its first ten characters are its day.
+        if key == SWEPT or key.startswith(SIE_IDS):  # the SIE import's, kept for ever
+            continue
+        if str(record.get("at", ""))[:10] < cutoff:
+            puts[(SEEN, key)] = None
+    return puts
 
 
 def encode_key(tenant: str, kind: str, key: str) -> bytes:

@@ -34,15 +34,28 @@ _DDL = [
         status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
         next_at REAL NOT NULL DEFAULT 0, last_error TEXT, created_at REAL NOT NULL,
         done_at REAL, intent TEXT)""",
-    """CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (target, tenant, status, seq)""",
+    # Only pending commands are looked up by these two (every query says status = 'pending'):
+    # delivered ones, kept for the redelivery window, take no room in them.
+    """CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (target, tenant, status, seq)
+        WHERE status = 'pending'""",
     """CREATE TABLE IF NOT EXISTS dead_letters (
         id TEXT PRIMARY KEY, tenant TEXT NOT NULL, topic TEXT NOT NULL, type TEXT NOT NULL,
         payload BLOB NOT NULL, error TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'open',
         created_at REAL NOT NULL, resolved_at REAL)""",
     """CREATE INDEX IF NOT EXISTS dead_letters_open ON dead_letters (tenant, status)""",
+    # at: when it was received (retention forgets it after the redelivery window); digest: of
+    # the event as stored, to tell a resend from a changed event once the log row is trimmed.
     """CREATE TABLE IF NOT EXISTS ingest_seen (
         tenant TEXT NOT NULL, msg_id TEXT NOT NULL, "offset" INTEGER NOT NULL,
+        at REAL NOT NULL DEFAULT 0, digest BLOB,
         PRIMARY KEY (tenant, msg_id)) WITHOUT ROWID""",
+    # State snapshots (engine/store/retention.py): the log is trimmed up to one of them.
+    """CREATE TABLE IF NOT EXISTS snapshots (
+        id INTEGER PRIMARY KEY, taken_at REAL NOT NULL, seq INTEGER NOT NULL,
+        offsets TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS snapshot_state (
+        snapshot INTEGER NOT NULL, tenant TEXT NOT NULL, records BLOB NOT NULL,
+        PRIMARY KEY (snapshot, tenant))""",
     """CREATE TABLE IF NOT EXISTS tenants (
         id TEXT PRIMARY KEY, api_key_hash TEXT NOT NULL, config TEXT NOT NULL,
         created_at REAL NOT NULL)""",
@@ -83,6 +96,9 @@ class Database:
         conn = sqlite3.connect(
             str(path), isolation_level=None, check_same_thread=False, timeout=30.0
         )
+        # A new database returns the pages retention frees to the disk (``PRAGMA
+        # incremental_vacuum``); the setting only takes on a database without tables.
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         conn.execute("PRAGMA journal_mode=WAL")
         # NORMAL: in WAL mode a commit is fsynced at the next checkpoint or at the next durable
         # transaction (see ``transaction(durable=True)``), whichever comes first.
@@ -92,6 +108,9 @@ class Database:
         # Checkpoint the WAL every 64 MB instead of SQLite's 4 MB: a batch of the processor writes
         # a few MB, so the default checkpointed (and fsynced the database) on most commits.
         conn.execute("PRAGMA wal_autocheckpoint=16384")
+        # ... and the WAL file is cut back to 16 MB after a checkpoint instead of keeping its
+        # largest size for ever.
+        conn.execute("PRAGMA journal_size_limit=16777216")
         self.conn = conn
         self.utils = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
@@ -108,9 +127,24 @@ class Database:
                 self.conn.execute("ALTER TABLE outbox ADD COLUMN intent TEXT")
             if "lane" not in columns:  # before lanes: every earlier command in one lane
                 self.conn.execute("ALTER TABLE outbox ADD COLUMN lane TEXT NOT NULL DEFAULT ''")
+            seen = {row[1] for row in self.conn.execute("PRAGMA table_info(ingest_seen)")}
+            if "at" not in seen:  # before retention: remembered from now on
+                self.conn.execute("ALTER TABLE ingest_seen ADD COLUMN at REAL NOT NULL DEFAULT 0")
+                self.conn.execute("ALTER TABLE ingest_seen ADD COLUMN digest BLOB")
+                self.conn.execute("UPDATE ingest_seen SET at = unixepoch('now')")
+            for name in ("outbox_pending", "outbox_lane"):  # made whole before retention
+                row = self.conn.execute(
+                    "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)
+                ).fetchone()
+                if row is not None and "WHERE" not in str(row[0]).upper():
+                    self.conn.execute(f"DROP INDEX {name}")
+            self.conn.execute(
+                "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (target, tenant, status, seq) "
+                "WHERE status = 'pending'"
+            )
             self.conn.execute(
                 "CREATE INDEX IF NOT EXISTS outbox_lane "
-                "ON outbox (target, tenant, lane, status, seq)"
+                "ON outbox (target, tenant, lane, status, seq) WHERE status = 'pending'"
             )
             for spec in TOPICS:
                 for ddl in _topic_ddl(spec.topic):

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from engine.clock import skew
 from engine.gateway.ingest import MAX_BODY_BYTES
 from engine.kafka.config import KafkaConfig
 from engine.kafka.ingest import create_app
@@ -129,10 +130,18 @@ async def test_the_kafka_door_refuses_what_the_embedded_door_refuses(
         # What the door accepts, the worker processes: the edge of the range, the till's
         # order of a customer's edits (the real latest edit wins over one stamped ahead), and
         # the other tenant goes on. Nothing is dead-lettered.
+        # The edge of the range is older than the redelivery window today (refused with that
+        # reason); with the engine's clock at the start of 2000 the door takes it.
         edge = movement(occurred_at="2000-01-01T00:00:00+14:00")
+        refused = await api.post(edge)
+        assert refused.status_code == 422 and "redelivery window" in refused.text
+        previous = skew(dt.datetime(2000, 1, 1, 9, tzinfo=dt.UTC) - dt.datetime.now(dt.UTC))
+        try:
+            assert (await api.post(edge)).status_code == 202
+        finally:
+            skew(previous)
         ahead = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=4)).isoformat()
         batch = [
-            edge,
             customer("C-k", "v1", 1),
             customer("C-k", "v2", 2, occurred_at=ahead),
             customer("C-k", "v3", 3),

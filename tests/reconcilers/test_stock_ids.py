@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from reconcilers.context import Refused
 from reconcilers.dispatch import reconcile
 from reconcilers.state import MemoryState
-from reconcilers.stock import COUNTS, KIND, MOVEMENTS
+from reconcilers.stock import COUNTS, IDS_DAY, KIND, MOVEMENTS
+from topics.common import REDELIVERY_WINDOW_DAYS
 from topics.envelope import Envelope
 from topics.till import StockCounted, StockMovement
 
@@ -95,8 +96,41 @@ def test_a_movement_recorded_before_deltas_were_kept_compares_by_article() -> No
 def test_a_reused_count_id_with_another_quantity_is_refused() -> None:
     state = MemoryState()
     apply(state, count(0, "K1", "7"))
-    assert state.get(COUNTS, "K1") == {"article": "A1", "quantity": "7"}
+    assert state.get(COUNTS, "K1") == {"article": "A1", "quantity": "7", "on": "2026-03-14"}
     assert apply(state, count(1, "K1", "7.0")) == ["stock.count.duplicate"]
     with pytest.raises(Refused, match="count_id 'K1'"):
         reconcile(state, count(2, "K1", "8"))
     assert till_level(state) == Decimal(7)
+
+
+def later(message: Envelope, days: float) -> Envelope:
+    return message.model_copy(update={"occurred_at": message.occurred_at + dt.timedelta(days=days)})
+
+
+def test_movement_ids_are_remembered_through_the_redelivery_window_then_forgotten() -> None:
+    """Inside the window (plus the day the id was applied on) a resent movement is a duplicate;
+    on the first movement of a day past it, the old ids are forgotten, together, by the message's
+    own time (ingest refuses an event that old: docs/contract.md, *Redelivery window*)."""
+    state = MemoryState()
+    apply(state, move(0, "R1", "-1"))
+    apply(state, count(1, "K1", "5"))
+    inside = REDELIVERY_WINDOW_DAYS + 1
+    assert apply(state, later(move(2, "R1", "-1"), inside)) == ["stock.movement.duplicate"]
+    assert state.get(MOVEMENTS, "R1") is not None
+    assert till_level(state) == Decimal(5)
+    notes = apply(state, later(move(3, "R2", "-1"), inside + 1))
+    assert "stock.ids.forgotten" in notes
+    assert state.get(MOVEMENTS, "R1") is None
+    assert state.get(COUNTS, "K1") is None
+    assert state.get(MOVEMENTS, "R2") is not None
+    assert state.get(IDS_DAY, "last") == {
+        "day": (AT + dt.timedelta(days=inside + 1)).date().isoformat()
+    }
+
+
+def test_ids_remembered_before_they_carried_a_day_count_from_the_next_new_day() -> None:
+    state = MemoryState({(MOVEMENTS, "OLD"): {"article": "A1", "delta": "-1"}})
+    apply(state, move(0, "R1", "-1"))
+    assert state.get(MOVEMENTS, "OLD") == {"article": "A1", "delta": "-1", "on": "2026-03-14"}
+    apply(state, later(move(1, "R2", "-1"), REDELIVERY_WINDOW_DAYS + 2))
+    assert state.get(MOVEMENTS, "OLD") is None
