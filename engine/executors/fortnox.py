@@ -405,7 +405,7 @@ class FortnoxSession:
         found: list[Envelope] = []
         for suspect in self.overlaps.due(now):
             repair = await self._repair(suspect)
-            if repair is not None:
+            if not isinstance(repair, str):
                 found.extend(repair)
                 continue
             level = suspect.next_read
@@ -416,7 +416,7 @@ class FortnoxSession:
                     # Cannot look: report it rather than lose it.
                     level = suspect.written
             if overwritten(suspect, level):
-                found.append(self._overlap_found(suspect, level))
+                found.append(self._overlap_found(suspect, level, not_repaired=repair))
             else:
                 log.info(
                     "fortnox.stock.foreign_change_after_write",
@@ -429,9 +429,9 @@ class FortnoxSession:
         if found:
             self.edge.publish(found)
 
-    async def _established(self, suspect: Suspect) -> Decimal | None:
-        """The foreign change ``suspect``'s write overwrote, from the sales' invoices, or None
-        when it cannot be established (then the level decides, and it is reported)."""
+    async def _established(self, suspect: Suspect) -> tuple[Decimal | None, str | None]:
+        """(The foreign change ``suspect``'s write overwrote, from the sales' invoices; or None
+        and why it cannot be established: then the level decides, and it is reported)."""
         article = suspect.article_number
         segment = self.overlaps.segment(suspect)
         reason: str | None = None
@@ -468,14 +468,15 @@ class FortnoxSession:
             overwritten=None if lost is None else str(lost),
             reason=reason,
         )
-        return lost
+        return lost, reason
 
-    async def _repair(self, suspect: Suspect) -> list[Envelope] | None:
+    async def _repair(self, suspect: Suspect) -> list[Envelope] | str:
         """Re-apply what ``suspect``'s write overwrote, when that can be established: the facts
-        to publish ([] when the write overwrote nothing), or None to fall back to reporting."""
-        lost = await self._established(suspect)
+        to publish ([] when the write overwrote nothing), or why not (then it is reported from
+        the level, as before)."""
+        lost, reason = await self._established(suspect)
         if lost is None:
-            return None
+            return reason or "not established"
         if lost == 0:
             return []
         article = suspect.article_number
@@ -511,7 +512,11 @@ class FortnoxSession:
             # Not repaired, or not provably: a possible lost sale with the numbers. Whatever
             # Fortnox shows now reaches the till through the next read, as any change does.
             self.overlaps.abandon(watch)
-            return [self._overlap_found(suspect, level, foreign=lost)]
+            return [
+                self._overlap_found(
+                    suspect, level, foreign=lost, not_repaired="the repair did not arrive"
+                )
+            ]
         self.overlaps.finish(
             watch,
             loop.time(),
@@ -556,7 +561,12 @@ class FortnoxSession:
         ]
 
     def _overlap_found(
-        self, suspect: Suspect, level: Decimal | None, *, foreign: Decimal | None = None
+        self,
+        suspect: Suspect,
+        level: Decimal | None,
+        *,
+        foreign: Decimal | None = None,
+        not_repaired: str | None = None,
     ) -> fx.FortnoxStockOverlapFound:
         log.warning(
             "fortnox.stock.possible_lost_sale",
@@ -568,6 +578,7 @@ class FortnoxSession:
             foreign_events=suspect.foreign_events,
             level=None if level is None else str(level),
             foreign=None if foreign is None else str(foreign),
+            not_repaired=not_repaired,
             window=round(suspect.window, 3),
             reason=fx.OverlapReason.FEED_EVENT_IN_WINDOW.value,
         )
