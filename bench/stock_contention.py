@@ -8,7 +8,9 @@ second, as ``till.stock.movement`` events) while the web shop sells them in Fort
 (``webshop_rate`` sales of 1 per second, the sandbox's ``webshop-sale``). Three phases of
 ``seconds`` each, back to back: no faults; 30 % of the stock writes answered 503; the next 25
 stock writes' answers dropped after Fortnox committed them. Then the faults are cleared and the
-engine settles.
+engine settles. Each web shop sale is an invoice in Fortnox (``invoice: true``: the article's
+change and the invoice announced together on the feed, the usual web shop integration), except
+in the baseline and with ``--no-invoices`` (then nothing tells how much an overwritten sale was).
 
 Each mode runs in the same process, one after the other:
 
@@ -24,8 +26,12 @@ Figures, per mode:
   before + every till movement + every web shop sale)|: units a write lost (or counted twice);
 * ``overwritten_units``: the sandbox's own record (``/stock-audit``, the ground truth) of what
   absolute writes overwrote: a write that found a level other than the one the engine last saw;
-* ``detected_ratio``: of those overwrites, the share the engine reported as a possible lost sale
-  (``stock.overlap`` records, matched by article and values).
+* ``detected_ratio``: of those overwrites, the share the engine repaired (``stock.repaired``)
+  or reported as a possible lost sale (``stock.overlap``), matched by article and values;
+* ``overwrites_repaired`` / ``units_repaired``: overwritten sales applied to Fortnox again.
+
+``lost_units`` is counted from the outside (what the till and the web shop sold against
+Fortnox's final level), so a repair that applied a sale twice counts as a loss too.
 
     python -m bench.stock_contention --seconds 60
 """
