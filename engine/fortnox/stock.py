@@ -548,7 +548,7 @@ class OverlapWatch:
     """
 
     def __init__(
-        self, *, lag: float = 5.0, slack: float = 0.01, keep: float = 120.0, match: float = 0.02
+        self, *, lag: float = 5.0, slack: float = 0.01, keep: float = 120.0, match: float = 0.01
     ) -> None:
         self.lag = lag
         self.slack = slack
@@ -624,27 +624,42 @@ class OverlapWatch:
         if self._invoices[0].arrived < now - self.keep:
             self._invoices = [i for i in self._invoices if i.arrived >= now - self.keep]
 
-    def _pair_invoices(self, events: list[ArticleEvent]) -> list[str | None]:
-        """Per event, the invoice announced with it (None: not a sale, e.g. our own write).
+    def _pair_invoices(self, article_number: str, since: float) -> list[str | None]:
+        """Per event of ``article_number`` arrived since ``since``, the invoice announced with
+        it (None: not a sale, e.g. our own write).
 
-        Each invoice goes to the article event nearest to it (within ``match`` seconds), so an
-        event of our own write a moment from a sale does not take the sale's invoice."""
-        paired: list[str | None] = [None] * len(events)
-        stamped = [(e.stamp, i) for i, e in enumerate(events) if e.stamp is not None]
-        if not stamped:
-            return paired
-        low = min(stamp for stamp, _ in stamped) - self.match
-        high = max(stamp for stamp, _ in stamped) + self.match
-        for item in sorted(self._invoices, key=lambda x: x.stamp):
-            if not low <= item.stamp <= high:
+        An invoice goes with the article event closest to it of any article (within ``match``
+        seconds), closest pairs first, each invoice and each event used once: an event of our
+        own write a moment from a sale, or another article's sale a moment from this one's,
+        does not take the sale's invoice."""
+        events = [e for e in self._history.get(article_number, []) if e.arrived >= since]
+        stamps = [e.stamp for e in events if e.stamp is not None]
+        if not stamps:
+            return [None] * len(events)
+        low, high = min(stamps) - 2 * self.match, max(stamps) + 2 * self.match
+        invoices = [item for item in self._invoices if low <= item.stamp <= high]
+        candidates: list[tuple[float, str, int, str]] = []
+        for article, history in self._history.items():
+            for i, e in enumerate(history):
+                if e.stamp is None or not low - self.match <= e.stamp <= high + self.match:
+                    continue
+                for item in invoices:
+                    distance = abs(e.stamp - item.stamp)
+                    if distance <= self.match:
+                        candidates.append((distance, article, i, item.number))
+        used_events: set[tuple[str, int]] = set()
+        used_invoices: set[str] = set()
+        mine: dict[int, str] = {}
+        for _distance, article, i, number in sorted(candidates):
+            if (article, i) in used_events or number in used_invoices:
                 continue
-            free = [(abs(stamp - item.stamp), i) for stamp, i in stamped if paired[i] is None]
-            if not free:
-                break
-            distance, index = min(free)
-            if distance <= self.match:
-                paired[index] = item.number
-        return paired
+            used_events.add((article, i))
+            used_invoices.add(number)
+            if article == article_number:
+                mine[i] = number
+        # The events since ``since`` are the end of the article's history (arrival order).
+        first = len(self._history.get(article_number, [])) - len(events)
+        return [mine.get(first + i) for i in range(len(events))]
 
     def segment(self, suspect: Suspect) -> Segment | Unestablished:
         """The sales between ``suspect``'s write and Kassasync's write of the article before it.
@@ -673,9 +688,11 @@ class OverlapWatch:
         if self._kept_since.get(article, -math.inf) > earlier.begun:
             return Unestablished("the article's feed events since the earlier write are not kept")
         events = [e for e in self._history.get(article, []) if e.arrived >= earlier.begun]
-        sales = self._pair_invoices(events)
+        sales = self._pair_invoices(article, earlier.begun)
         own = [i for i, number in enumerate(sales) if number is None]
+        # Writes after this one may have their events in too: those done, and those under way.
         later = len(writes) - index - 1
+        later += sum(1 for w in self._open.get(article, ()) if w.answered is None)
         if len(own) < 2:
             return Unestablished("the feed did not show both writes")
         if len(own) > 2 + later:

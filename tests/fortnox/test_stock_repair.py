@@ -132,3 +132,16 @@ def test_events_that_do_not_fit_the_writes_timing_are_not_taken_for_them() -> No
     assert watch.segment(second) == Unestablished(
         "the events without an invoice are not the two writes"
     )
+
+
+def test_each_sale_gets_the_invoice_announced_with_it_not_a_neighbours() -> None:
+    watch = OverlapWatch(lag=2.0)
+    _write(watch, "c1", 10.0, 10.4, 21, 20)
+    watch.event("A1", SKEW + 10.3, 10.45)
+    watch.event("B7", SKEW + 11.997, 12.01)  # article B7's sale, 3 ms earlier
+    watch.invoice("601", SKEW + 11.997, 12.01)
+    watch.event("A1", SKEW + 12.0, 12.02)  # A1's sale
+    watch.invoice("602", SKEW + 12.0, 12.03)
+    second = _write(watch, "c2", 11.9, 12.3, 20, 19)
+    watch.event("A1", SKEW + 12.004, 12.04)  # our write's echo, 4 ms after the sale
+    assert watch.segment(second) == Segment(D(20), ("602",))
