@@ -6,16 +6,21 @@ Pure parts here (the prefix rule, the feed ledger); the session against the sand
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 from engine.fortnox.stock import (
+    MAX_REREADS,
     InvoiceStock,
     OverlapWatch,
     Segment,
+    Stock,
+    StockIntent,
     Suspect,
     Unestablished,
     overwritten_sales,
 )
+from tests.fortnox.test_stock_writes import _client
 
 D = Decimal
 
@@ -145,3 +150,43 @@ def test_each_sale_gets_the_invoice_announced_with_it_not_a_neighbours() -> None
     second = _write(watch, "c2", 11.9, 12.3, 20, 19)
     watch.event("A1", SKEW + 12.004, 12.04)  # our write's echo, 4 ms after the sale
     assert watch.segment(second) == Segment(D(20), ("602",))
+
+
+# --- shrinking the window: a read that got old is read again before the write -------------------
+
+
+async def test_a_read_that_got_old_before_its_write_is_read_again() -> None:
+    client, fake, _clock = await _client(
+        [
+            {"Article": {"ArticleNumber": "A1", "QuantityInStock": 10}},
+            {"Article": {"ArticleNumber": "A1", "QuantityInStock": 9}},  # a sale meanwhile
+            {"Article": {"QuantityInStock": 6}},
+        ]
+    )
+    stock = Stock(client, max_read_age=0.05)  # type: ignore[arg-type]
+    stock._active = False
+    recorded: list[StockIntent] = []
+
+    def slow_once(intent: StockIntent) -> None:
+        recorded.append(intent)
+        if len(recorded) == 1:
+            time.sleep(0.1)  # recording the first intent took long (a busy disk)
+
+    result = await stock.apply_delta("A1", D(-3), slow_once)
+    assert recorded == [StockIntent(D(10), D(7)), StockIntent(D(9), D(6))]
+    assert (result.read, result.written) == (D(9), D(6))  # the sale is kept
+    assert [r.method for r in fake.api_calls] == ["GET", "GET", "PUT"]
+
+
+async def test_reading_again_is_bounded_then_it_writes() -> None:
+    client, fake, _clock = await _client(
+        [
+            *[{"Article": {"ArticleNumber": "A1", "QuantityInStock": 10}}] * (MAX_REREADS + 1),
+            {"Article": {"QuantityInStock": 7}},
+        ]
+    )
+    stock = Stock(client, max_read_age=0.0)  # type: ignore[arg-type]
+    stock._active = False
+    result = await stock.apply_delta("A1", D(-3), lambda _intent: time.sleep(0.001))
+    assert (result.read, result.written) == (D(10), D(7))
+    assert [r.method for r in fake.api_calls] == ["GET"] * (MAX_REREADS + 1) + ["PUT"]
