@@ -482,36 +482,45 @@ class FortnoxSession:
         article = suspect.article_number
         command_id = f"repair-{suspect.command_id}"[:200]
         loop = asyncio.get_running_loop()
-        sent: list[StockIntent] = []
-        watch = self.overlaps.begin(article, loop.time())
         repaired: StockIntent | None = None
         #: The level read to settle a repair whose answer was lost (shown if not repaired).
         level: Decimal | None = None
-        try:
-            result = await self.api.stock.apply_delta(article, lost, sent.append)
-            repaired = StockIntent(result.read, result.written)
-        except UnknownOutcome as unknown:
-            if sent:
-                # The repair may have arrived: the level decides, as for any absolute write.
-                with contextlib.suppress(FortnoxError):
-                    level = await self.api.stock.read_quantity(article)
-                error_answer = (unknown.cause or "").startswith("HTTP 5")
-                if level is not None:
-                    verdict = settle_intent(sent[-1], level, error_answer=error_answer)
-                    if verdict.certainty is Landed.YES:
-                        repaired = sent[-1]
-        except FortnoxError as failed:
-            log.warning(
-                "fortnox.stock.repair_failed",
-                tenant=self.tenant,
-                article=article,
-                command_id=suspect.command_id,
-                error=type(failed).__name__,
-            )
+        for _attempt in range(STOCK_WRITE_TRIES):
+            sent: list[StockIntent] = []
+            watch = self.overlaps.begin(article, loop.time())
+            retry = False
+            try:
+                result = await self.api.stock.apply_delta(article, lost, sent.append)
+                repaired = StockIntent(result.read, result.written)
+            except UnknownOutcome as unknown:
+                if sent:
+                    # The repair may have arrived: the level decides, as for any absolute write.
+                    with contextlib.suppress(FortnoxError):
+                        level = await self.api.stock.read_quantity(article)
+                    error_answer = (unknown.cause or "").startswith("HTTP 5")
+                    if level is not None:
+                        verdict = settle_intent(sent[-1], level, error_answer=error_answer)
+                        if verdict.certainty is Landed.YES:
+                            repaired = sent[-1]
+                        # Certainly not arrived (a 5xx, the level unmoved): try again from a
+                        # new read. Anything else is reported, never guessed.
+                        retry = verdict.certainty is Landed.NO
+            except FortnoxError as failed:
+                log.warning(
+                    "fortnox.stock.repair_failed",
+                    tenant=self.tenant,
+                    article=article,
+                    command_id=suspect.command_id,
+                    error=type(failed).__name__,
+                )
+            if repaired is not None:
+                break
+            self.overlaps.abandon(watch)
+            if not retry:
+                break
         if repaired is None:
             # Not repaired, or not provably: a possible lost sale with the numbers. Whatever
             # Fortnox shows now reaches the till through the next read, as any change does.
-            self.overlaps.abandon(watch)
             return [
                 self._overlap_found(
                     suspect, level, foreign=lost, not_repaired="the repair did not arrive"

@@ -696,7 +696,10 @@ class OverlapWatch:
         if len(own) < 2:
             return Unestablished("the feed did not show both writes")
         if len(own) > 2 + later:
-            return Unestablished("a change without an invoice (not a sale) came in between")
+            return Unestablished(
+                f"a change without an invoice (not a sale) came in between ({len(own)} events "
+                f"without an invoice, {later} later writes)"
+            )
         first, second = events[own[0]], events[own[1]]
         if first.stamp is not None and second.stamp is not None:
             apart = second.stamp - first.stamp

@@ -163,3 +163,17 @@ async def test_a_sale_before_the_read_is_neither_repaired_nor_reported(
         assert _overlaps(ports.published) == []
         assert (await _audit(env))["overwrites"] == []
         assert not any(o.data.overlap.repaired for o in _overlaps(ports.published, 1))
+
+
+async def test_a_repair_answered_5xx_is_tried_again_from_a_new_read(
+    tmp_path: Path, box: SecretBox
+) -> None:
+    async with asgi_sandbox() as env:
+        session, ports = await _session(env, tmp_path, box)
+        before = await _level(env, ARTICLE)
+        await _two_writes_with_a_sale_in_the_second(env, session, invoice=True)
+        await env.fault("errors", status=503, next=1, method="PUT", path_prefix="/3/articles/")
+        await session._report_overlaps(session.overlaps.lag + 1e6)
+        assert await _level(env, ARTICLE) == before - 3
+        [found] = _overlaps(ports.published)
+        assert (found.data.overlap.repaired, found.data.overlap.foreign) == (True, D(-1))
