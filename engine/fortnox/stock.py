@@ -532,6 +532,8 @@ class Watch:
     written: Decimal = Decimal(0)
     answered: float | None = None
     next_read: Decimal | None = None
+    #: The earlier watches this write was counted in as one of ours (its echo expected there).
+    counted_in: list[Watch] = field(default_factory=list)
 
 
 class OverlapWatch:
@@ -570,6 +572,7 @@ class OverlapWatch:
             if other.answered is None or now <= other.answered + self.lag:
                 # This write's echo may come while the earlier watch still collects.
                 other.own += 1
+                watch.counted_in.append(other)
         self._open.setdefault(article_number, []).append(watch)
         return watch
 
@@ -601,6 +604,7 @@ class OverlapWatch:
             if other is not watch and other.answered is not None and other.next_read is None:
                 other.next_read = read
         if not changed:
+            self._uncount(watch)
             self._drop(watch)
             return
         watch.command_id, watch.read, watch.written, watch.answered = (
@@ -710,7 +714,15 @@ class OverlapWatch:
         return Segment(earlier.written, tuple(between))
 
     def abandon(self, watch: Watch) -> None:
+        """The write did not reach Fortnox (or was never sent): no echo of it will come."""
+        self._uncount(watch)
         self._drop(watch)
+
+    def _uncount(self, watch: Watch) -> None:
+        # Otherwise the earlier watches would take a foreign event for this write's echo.
+        for other in watch.counted_in:
+            other.own -= 1
+        watch.counted_in.clear()
 
     def _drop(self, watch: Watch) -> None:
         watches = self._open.get(watch.article_number, [])

@@ -190,3 +190,17 @@ async def test_reading_again_is_bounded_then_it_writes() -> None:
     result = await stock.apply_delta("A1", D(-3), lambda _intent: time.sleep(0.001))
     assert (result.read, result.written) == (D(10), D(7))
     assert [r.method for r in fake.api_calls] == ["GET"] * (MAX_REREADS + 1) + ["PUT"]
+
+
+def test_a_write_that_never_reached_fortnox_does_not_hide_a_sale_from_an_earlier_watch() -> None:
+    watch = OverlapWatch(lag=2.0)
+    first = watch.begin("A1", 100.0)
+    # A second write of ours begins while the first's watch still collects, then fails (a 5xx
+    # before Fortnox applied it): no echo of it will come.
+    second = watch.begin("A1", 100.1)
+    watch.abandon(second)
+    watch.event("A1", SKEW + 100.2, 100.25)  # a sale inside the first write's window
+    watch.event("A1", SKEW + 100.3, 100.35)  # the first write's echo
+    watch.finish(first, 100.4, command_id="c1", read=D(10), written=D(8), changed=True)
+    [suspect] = watch.due(103.0)
+    assert (suspect.command_id, suspect.foreign_events) == ("c1", 1)
