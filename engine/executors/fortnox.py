@@ -37,7 +37,6 @@ from engine.fortnox.errors import (
     LicenceOrScopeMissing,
     LoginExpired,
     NotFound,
-    UnexpectedResponse,
     UnknownOutcome,
     WarehouseModuleActive,
 )
@@ -442,8 +441,9 @@ class FortnoxSession:
             for number in segment.invoices:
                 try:
                     invoice = await self.api.stock.invoice_stock(number)
-                except (NotFound, UnexpectedResponse):
-                    reason = f"invoice {number} cannot be read"
+                except FortnoxError as failed:
+                    # The suspect is out of the watch already: report it rather than lose it.
+                    reason = f"invoice {number} cannot be read ({type(failed).__name__})"
                     break
                 change = invoice.stock_change(article)
                 if change is None:
