@@ -365,11 +365,17 @@ class OpsCollector(Collector):
             "may have been overwritten), per tenant; shown on the tenant page.",
             labels=["tenant"],
         )
+        repaired = GaugeMetricFamily(
+            "kassasync_stock_sales_repaired",
+            "Web shop sales an absolute stock write overwrote that Kassasync established from "
+            "their invoices and applied to Fortnox again (nothing lost), per tenant.",
+            labels=["tenant"],
+        )
         for summary in self.ops.overview():
             dead.add_metric([summary.tenant], summary.dead_letters)
-            overlaps.add_metric(
-                [summary.tenant], self.ops.store.kind_counts(summary.tenant).get("stock.overlap", 0)
-            )
+            kinds = self.ops.store.kind_counts(summary.tenant)
+            overlaps.add_metric([summary.tenant], kinds.get("stock.overlap", 0))
+            repaired.add_metric([summary.tenant], kinds.get("stock.repaired", 0))
             for flow in summary.flows:
                 if flow.light in LIGHT_VALUE:
                     light.add_metric([summary.tenant, flow.flow], LIGHT_VALUE[flow.light])
@@ -381,6 +387,7 @@ class OpsCollector(Collector):
                     last_ok.add_metric([summary.tenant, cursor.resource], cursor.last_ok)
         yield dead
         yield overlaps
+        yield repaired
         yield light
         yield flow_ok
         yield last_ok

@@ -41,6 +41,8 @@ MERGES = "stock.merge"
 OVERLAPS = "stock.overlap"
 #: The latest day (of a movement's or count's ``occurred_at``) an id was remembered on.
 IDS_DAY = "stock.ids"
+#: Overwritten sales Kassasync established and applied to Fortnox again, by command id.
+REPAIRS = "stock.repaired"
 ZERO = Decimal(0)
 
 
@@ -288,10 +290,46 @@ def on_written(ctx: Ctx, data: StockWrittenData) -> None:
 
 def on_overlap(ctx: Ctx, data: StockOverlapData) -> None:
     """A foreign change found close to an earlier write (after it was settled)."""
-    if ctx.txn.get(OVERLAPS, data.command_id) is not None:
+    if ctx.txn.get(OVERLAPS, data.command_id) is not None or (
+        ctx.txn.get(REPAIRS, data.command_id) is not None
+    ):
         ctx.note("stock.overlap.duplicate", command_id=data.command_id)
         return
-    _record_overlap(ctx, data.article_number, data.command_id, data.overlap)
+    overlap = data.overlap
+    if overlap.repaired and overlap.repair_written is not None:
+        _repaired(ctx, data, overlap.repair_written)
+        return
+    _record_overlap(ctx, data.article_number, data.command_id, overlap)
+
+
+def _repaired(ctx: Ctx, data: StockOverlapData, written: Decimal) -> None:
+    """A sale the write overwrote was applied to Fortnox again (``written`` is the level the
+    repair set): for the till it is a change made in Fortnox like any other (the sale, plus
+    whatever the repair's read found that was not known yet)."""
+    overlap = data.overlap
+    level = _load(ctx, data.article_number)
+    if _stale(level, data.seq):
+        ctx.note("stock.repair.stale", command_id=data.command_id, seq=data.seq)
+    else:
+        foreign = written - level.fx
+        level.fx = written
+        level.to_till += foreign
+        level.fx_since += foreign
+        _save(ctx, data.article_number, level)
+        if not level.settled:
+            ctx.mark_dirty(FLOW, data.article_number)
+    record = {
+        "at": ctx.now.isoformat(),
+        "article": data.article_number,
+        "read": str(overlap.read),
+        "written": str(overlap.written),
+        "foreign": None if overlap.foreign is None else str(overlap.foreign),
+        "repair_read": None if overlap.repair_read is None else str(overlap.repair_read),
+        "repair_written": str(written),
+        "window_seconds": overlap.window_seconds,
+    }
+    ctx.txn.put(REPAIRS, data.command_id, record)
+    ctx.note("stock.overwrite_repaired", command_id=data.command_id, **record)
 
 
 def _record_overlap(ctx: Ctx, article: str, command_id: str, overlap: StockOverlap) -> None:

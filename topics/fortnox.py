@@ -194,6 +194,19 @@ class StockOverlap(Model):
     events: int | None = Field(
         default=None, ge=0, description="Foreign feed events of the article around the write."
     )
+    repaired: bool = Field(
+        default=False,
+        description=(
+            "The overwritten change (``foreign``, established from the sales' invoices) was "
+            "applied to Fortnox again: nothing was lost."
+        ),
+    )
+    repair_read: Quantity | None = Field(
+        default=None, description="QuantityInStock the repair read before writing."
+    )
+    repair_written: Quantity | None = Field(
+        default=None, description="QuantityInStock the repair wrote (repair_read + foreign)."
+    )
 
 
 class StockWrittenData(Model):
@@ -239,6 +252,9 @@ class StockOverlapData(Model):
     article_number: ArticleNumber
     command_id: Ident = Field(description="The fortnox.stock.apply command whose write it was.")
     overlap: StockOverlap
+    seq: int | None = Field(
+        default=None, ge=0, description="Position in the tenant's Fortnox I/O (of a repair)."
+    )
 
 
 class FortnoxStockOverlapFound(FortnoxChange):

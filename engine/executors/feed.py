@@ -105,7 +105,7 @@ class FeedHandler:
         action = (
             "no_session"
             if session is None
-            else session.on_feed(event.topic, event.entity_id, event.timestamp)
+            else session.on_feed(event.topic, event.entity_id, event.timestamp, event.type)
         )
         self.handled += 1
         log.info(

@@ -10,6 +10,7 @@ stock write records its intent before it leaves so a lost answer is read back, n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -55,10 +56,13 @@ from engine.fortnox.resources.base import seg
 from engine.fortnox.stock import (
     Landed,
     OverlapWatch,
+    Segment,
     StockIntent,
     Suspect,
+    Unestablished,
     Watch,
     overwritten,
+    overwritten_sales,
     settle_intent,
 )
 from engine.store.outbox import Pending
@@ -118,6 +122,8 @@ FEED_TOPICS: dict[str, str | None] = {
     "termsofpayments": None,
 }
 RESOURCES = ("articles", "customers", "payments")
+#: The feed's event for a new invoice (its entity is the invoice's DocumentNumber).
+INVOICE_CREATED = "invoice-created-v1"
 
 
 def _clean(value: Any) -> Any:
@@ -253,12 +259,23 @@ class FortnoxSession:
         self._masterdata_requested = True
         self.wakeup.set()
 
-    def on_feed(self, topic: str, entity: str | None, timestamp: str | None = None) -> str:
+    def on_feed(
+        self,
+        topic: str,
+        entity: str | None,
+        timestamp: str | None = None,
+        event_type: str | None = None,
+    ) -> str:
         """A topics-feed event for this tenant: what it led to (logged by the caller)."""
         if topic not in FEED_TOPICS:
             return "ignored"
         if topic == "articles" and entity is not None:
             self.overlaps.event(entity, _feed_stamp(timestamp), asyncio.get_running_loop().time())
+        if topic == "invoices" and entity is not None and event_type == INVOICE_CREATED:
+            # A sale made in Fortnox (a web shop's invoice): kept so an absolute stock write
+            # that overwrote it can be repaired. A new invoice has no payment to poll for.
+            self.overlaps.invoice(entity, _feed_stamp(timestamp), asyncio.get_running_loop().time())
+            return "stock"
         resource = FEED_TOPICS[topic]
         if resource is None:
             self.request_master_data()
@@ -386,6 +403,10 @@ class FortnoxSession:
         change after the write, which polling passes on, from one the write replaced."""
         found: list[Envelope] = []
         for suspect in self.overlaps.due(now):
+            repair = await self._repair(suspect)
+            if not isinstance(repair, str):
+                found.extend(repair)
+                continue
             level = suspect.next_read
             if level is None:
                 try:
@@ -394,7 +415,7 @@ class FortnoxSession:
                     # Cannot look: report it rather than lose it.
                     level = suspect.written
             if overwritten(suspect, level):
-                found.append(self._overlap_found(suspect, level))
+                found.append(self._overlap_found(suspect, level, not_repaired=repair))
             else:
                 log.info(
                     "fortnox.stock.foreign_change_after_write",
@@ -407,7 +428,155 @@ class FortnoxSession:
         if found:
             self.edge.publish(found)
 
-    def _overlap_found(self, suspect: Suspect, level: Decimal) -> fx.FortnoxStockOverlapFound:
+    async def _established(self, suspect: Suspect) -> tuple[Decimal | None, str | None]:
+        """(The foreign change ``suspect``'s write overwrote, from the sales' invoices; or None
+        and why it cannot be established: then the level decides, and it is reported)."""
+        article = suspect.article_number
+        segment = self.overlaps.segment(suspect)
+        reason: str | None = None
+        changes: list[Decimal] = []
+        if isinstance(segment, Unestablished):
+            reason = segment.reason
+        else:
+            for number in segment.invoices:
+                try:
+                    invoice = await self.api.stock.invoice_stock(number)
+                except FortnoxError as failed:
+                    # The suspect is out of the watch already: report it rather than lose it.
+                    reason = f"invoice {number} cannot be read ({type(failed).__name__})"
+                    break
+                change = invoice.stock_change(article)
+                if change is None:
+                    reason = f"invoice {number} has no row of the article"
+                    break
+                changes.append(change)
+        lost: Decimal | None = None
+        if reason is None and isinstance(segment, Segment):
+            lost = overwritten_sales(segment.anchor, suspect.read, changes)
+            if lost is None:
+                reason = "no single set of the sales leads from the earlier write to the read"
+        log.info(
+            "fortnox.stock.overwrite_established"
+            if lost is not None
+            else "fortnox.stock.overwrite_not_established",
+            tenant=self.tenant,
+            article=article,
+            command_id=suspect.command_id,
+            read=str(suspect.read),
+            written=str(suspect.written),
+            sales=[str(c) for c in changes],
+            overwritten=None if lost is None else str(lost),
+            reason=reason,
+        )
+        return lost, reason
+
+    async def _repair(self, suspect: Suspect) -> list[Envelope] | str:
+        """Re-apply what ``suspect``'s write overwrote, when that can be established: the facts
+        to publish ([] when the write overwrote nothing), or why not (then it is reported from
+        the level, as before)."""
+        lost, reason = await self._established(suspect)
+        if lost is None:
+            return reason or "not established"
+        if lost == 0:
+            return []
+        article = suspect.article_number
+        command_id = f"repair-{suspect.command_id}"[:200]
+        loop = asyncio.get_running_loop()
+        repaired: StockIntent | None = None
+        #: The level read to settle a repair whose answer was lost (shown if not repaired).
+        level: Decimal | None = None
+        for _attempt in range(STOCK_WRITE_TRIES):
+            sent: list[StockIntent] = []
+            watch = self.overlaps.begin(article, loop.time())
+            retry = False
+            try:
+                result = await self.api.stock.apply_delta(article, lost, sent.append)
+                repaired = StockIntent(result.read, result.written)
+            except UnknownOutcome as unknown:
+                if sent:
+                    # The repair may have arrived: the level decides, as for any absolute write.
+                    with contextlib.suppress(FortnoxError):
+                        level = await self.api.stock.read_quantity(article)
+                    error_answer = (unknown.cause or "").startswith("HTTP 5")
+                    if level is not None:
+                        verdict = settle_intent(sent[-1], level, error_answer=error_answer)
+                        if verdict.certainty is Landed.YES:
+                            repaired = sent[-1]
+                        # Certainly not arrived (a 5xx, the level unmoved): try again from a
+                        # new read. Anything else is reported, never guessed.
+                        retry = verdict.certainty is Landed.NO
+            except FortnoxError as failed:
+                log.warning(
+                    "fortnox.stock.repair_failed",
+                    tenant=self.tenant,
+                    article=article,
+                    command_id=suspect.command_id,
+                    error=type(failed).__name__,
+                )
+            if repaired is not None:
+                break
+            self.overlaps.abandon(watch)
+            if not retry:
+                break
+        if repaired is None:
+            # Not repaired, or not provably: a possible lost sale with the numbers. Whatever
+            # Fortnox shows now reaches the till through the next read, as any change does.
+            return [
+                self._overlap_found(
+                    suspect, level, foreign=lost, not_repaired="the repair did not arrive"
+                )
+            ]
+        self.overlaps.finish(
+            watch,
+            loop.time(),
+            command_id=command_id,
+            read=repaired.read,
+            written=repaired.written,
+            changed=True,
+        )
+        log.info(
+            "fortnox.stock.overwrite_repaired",
+            tenant=self.tenant,
+            article=article,
+            command_id=suspect.command_id,
+            read=str(suspect.read),
+            written=str(suspect.written),
+            overwritten=str(lost),
+            repair_read=str(repaired.read),
+            repair_written=str(repaired.written),
+        )
+        return [
+            fx.FortnoxStockOverlapFound(
+                id=f"overlap-{suspect.command_id}",
+                tenant=self.tenant,
+                occurred_at=utcnow(),
+                data=fx.StockOverlapData(
+                    article_number=article,
+                    command_id=suspect.command_id,
+                    seq=self.edge.next_fx_seq(self.tenant),
+                    overlap=fx.StockOverlap(
+                        reason=fx.OverlapReason.FEED_EVENT_IN_WINDOW,
+                        read=suspect.read,
+                        written=suspect.written,
+                        foreign=lost,
+                        window_seconds=round(suspect.window, 3),
+                        events=suspect.foreign_events,
+                        repaired=True,
+                        repair_read=repaired.read,
+                        repair_written=repaired.written,
+                    ),
+                ),
+            )
+        ]
+
+    def _overlap_found(
+        self,
+        suspect: Suspect,
+        level: Decimal | None,
+        *,
+        foreign: Decimal | None = None,
+        not_repaired: str | None = None,
+    ) -> fx.FortnoxStockOverlapFound:
         log.warning(
             "fortnox.stock.possible_lost_sale",
             tenant=self.tenant,
@@ -416,7 +585,9 @@ class FortnoxSession:
             read=str(suspect.read),
             written=str(suspect.written),
             foreign_events=suspect.foreign_events,
-            level=str(level),
+            level=None if level is None else str(level),
+            foreign=None if foreign is None else str(foreign),
+            not_repaired=not_repaired,
             window=round(suspect.window, 3),
             reason=fx.OverlapReason.FEED_EVENT_IN_WINDOW.value,
         )
@@ -432,6 +603,7 @@ class FortnoxSession:
                     read=suspect.read,
                     written=suspect.written,
                     level=level,
+                    foreign=foreign,
                     window_seconds=round(suspect.window, 3),
                     events=suspect.foreign_events,
                 ),

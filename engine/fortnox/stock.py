@@ -19,13 +19,17 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING
+
+from pydantic import Field
 
 from engine.fortnox.errors import (
     LicenceOrScopeMissing,
@@ -35,9 +39,13 @@ from engine.fortnox.errors import (
 )
 from engine.fortnox.models import (
     Article,
+    Bool,
     CustomDocument,
     CustomDocumentRow,
+    FortnoxModel,
+    NumText,
     StockBalance,
+    Str,
     WarehouseStatus,
 )
 from engine.fortnox.observability import log
@@ -50,6 +58,8 @@ if TYPE_CHECKING:
 WAREHOUSE_STATUS_PATH = "/api/warehouse/tenants-v4"
 CUSTOM_DOCS = "/api/warehouse/documentdeliveries/custom"
 _TYPE_RE = re.compile(r"^[A-Za-z0-9_-]{1,25}$")
+#: How many times an absolute write reads again because its read got old (then it writes).
+MAX_REREADS = 2
 
 
 class Landed(StrEnum):
@@ -111,6 +121,28 @@ def settle_intent(intent: StockIntent, level: Decimal, *, error_answer: bool = F
     return Verdict(landed, Landed.AMBIGUOUS, if_landed if landed else if_not)
 
 
+class InvoiceStockRow(FortnoxModel):
+    """The part of an invoice row that moves stock: which article, how many delivered."""
+
+    article_number: Str = Field(None, alias="ArticleNumber")
+    delivered_quantity: NumText = Field(None, alias="DeliveredQuantity")
+
+
+class InvoiceStock(FortnoxModel):
+    """The part of an invoice that moves stock (a web shop's sale made in Fortnox)."""
+
+    cancelled: Bool = Field(None, alias="Cancelled")
+    invoice_rows: list[InvoiceStockRow] = Field(default_factory=list, alias="InvoiceRows")
+
+    def stock_change(self, article_number: str) -> Decimal | None:
+        """How the invoice moved ``article_number``'s stock (minus what it delivered), or None
+        when it has no row of the article or was cancelled."""
+        rows = [r for r in self.invoice_rows if r.article_number == article_number]
+        if not rows or self.cancelled:
+            return None
+        return -sum((r.delivered_quantity or Decimal(0) for r in rows), Decimal(0))
+
+
 class StockMode(StrEnum):
     ARTICLE_QUANTITY = "article_quantity"
     WAREHOUSE_DOCUMENTS = "warehouse_documents"
@@ -160,6 +192,7 @@ class Stock:
         outbound_type: str = "KASSASYNC",
         inbound_type: str = "KASSASYNC-IN",
         stock_point_id: str | None = None,
+        max_read_age: float = 0.5,
     ) -> None:
         for name in (outbound_type, inbound_type):
             if not _TYPE_RE.match(name):
@@ -169,6 +202,8 @@ class Stock:
         self.outbound_type = outbound_type
         self.inbound_type = inbound_type
         self.stock_point_id = stock_point_id
+        #: A read older than this when its write is about to leave is read again first.
+        self.max_read_age = max_read_age
         self._active: bool | None = None
 
     async def warehouse_active(self, *, refresh: bool = False) -> bool:
@@ -251,15 +286,31 @@ class Stock:
         """
         if await self.warehouse_active():
             raise self._refuse(article_number)
-        async with self.client.limiter.pair():
-            read = await self.read_quantity(article_number)
-            written = read + delta
-            if written == read:
-                return StockWrite(article_number, read, read, changed=False)
-            remember(StockIntent(read, written))
-            # Straight after the read, on the held slot: no pacing, no second read.
-            await self.put_quantity(article_number, written)
-        return StockWrite(article_number, read, written, changed=True)
+        clock = time.monotonic
+        for fresh in range(MAX_REREADS + 1):
+            async with self.client.limiter.pair():
+                read = await self.read_quantity(article_number)
+                read_at = clock()
+                written = read + delta
+                if written == read:
+                    return StockWrite(article_number, read, read, changed=False)
+                remember(StockIntent(read, written))
+                age = clock() - read_at
+                if age > self.max_read_age and fresh < MAX_REREADS:
+                    # Recording the intent took long (a busy disk, a starved event loop): a
+                    # sale may have landed since. Read again (a new pair) rather than write a
+                    # level that old. The recorded intent is replaced before anything leaves.
+                    log.info(
+                        "fortnox.stock.reread_before_write",
+                        tenant=self.client.tenant,
+                        article=article_number,
+                        read_age=round(age, 3),
+                    )
+                    continue
+                # Straight after the read, on the held slot: no pacing, no second read.
+                await self.put_quantity(article_number, written)
+                return StockWrite(article_number, read, written, changed=True)
+        raise AssertionError("unreachable: the last pass always writes")
 
     async def put_quantity(self, article_number: str, new: Decimal) -> None:
         """Set ``QuantityInStock`` (absolute; no read first — the caller read it and recorded
@@ -287,6 +338,12 @@ class Stock:
             article=article_number,
             written=str(new),
         )
+
+    async def invoice_stock(self, number: str) -> InvoiceStock:
+        """An invoice's stock rows (``GET /3/invoices/{n}``)."""
+        path = f"/3/invoices/{seg(number)}"
+        data = await self.client.get_json(path)
+        return parse_item(InvoiceStock, data.get("Invoice"), self.client.tenant, path)
 
     # --- with the warehouse module ---------------------------------------------------------
 
@@ -383,6 +440,83 @@ class Suspect:
     window: float
     #: The read of Kassasync's next write of the article, if one read since (else None).
     next_read: Decimal | None
+    #: When (loop time) the watch began, just before the read: names the write in the ledger.
+    begun: float = 0.0
+
+
+@dataclass(frozen=True)
+class ArticleEvent:
+    """One feed event of an article: the server's timestamp (None if it had none) and when it
+    arrived (loop time)."""
+
+    stamp: float | None
+    arrived: float
+
+
+@dataclass(frozen=True)
+class InvoiceEvent:
+    """A feed event of an invoice (``invoice-created-v1``): a sale made in Fortnox."""
+
+    number: str
+    stamp: float
+    arrived: float
+
+
+@dataclass(frozen=True)
+class OwnWrite:
+    """An absolute write of Kassasync's that Fortnox applied (answered, or proven by a read)."""
+
+    command_id: str
+    read: Decimal
+    written: Decimal
+    begun: float
+    answered: float
+
+    @property
+    def window(self) -> float:
+        return self.answered - self.begun
+
+
+@dataclass(frozen=True)
+class Segment:
+    """What happened to an article between two of Kassasync's writes, in Fortnox's order.
+
+    ``anchor`` is the level the earlier write set; ``invoices`` are the sales Fortnox applied
+    after it and before the later write (each an invoice the feed announced together with the
+    article's change). The later write's read contains a prefix of them; the rest it
+    overwrote (:func:`overwritten_sales`).
+    """
+
+    anchor: Decimal
+    invoices: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Unestablished:
+    """Why the foreign change a write overwrote cannot be established (then it is reported)."""
+
+    reason: str
+
+
+def overwritten_sales(anchor: Decimal, read: Decimal, changes: list[Decimal]) -> Decimal | None:
+    """The part of ``changes`` a write overwrote, or None when that cannot be told.
+
+    ``changes`` are the foreign changes Fortnox applied after ``anchor`` (the level Kassasync's
+    previous write set) and before the write, in Fortnox's order; the write read ``read``, so
+    its read contains exactly the prefix whose sum takes ``anchor`` to ``read``, and the write
+    replaced the rest. Pure. None when no prefix or more than one fits (changes that cancel
+    out: the level cannot say where the read fell).
+    """
+    level = anchor
+    splits: list[int] = []
+    for i in range(len(changes) + 1):
+        if level == read:
+            splits.append(i)
+        if i < len(changes):
+            level += changes[i]
+    if len(splits) != 1:
+        return None
+    return sum(changes[splits[0] :], Decimal(0))
 
 
 @dataclass
@@ -398,6 +532,8 @@ class Watch:
     written: Decimal = Decimal(0)
     answered: float | None = None
     next_read: Decimal | None = None
+    #: The earlier watches this write was counted in as one of ours (its echo expected there).
+    counted_in: list[Watch] = field(default_factory=list)
 
 
 class OverlapWatch:
@@ -413,10 +549,22 @@ class OverlapWatch:
     from the level after the write. Without the feed nothing is found.
     """
 
-    def __init__(self, *, lag: float = 5.0, slack: float = 0.01) -> None:
+    def __init__(
+        self, *, lag: float = 5.0, slack: float = 0.01, keep: float = 120.0, match: float = 0.01
+    ) -> None:
         self.lag = lag
         self.slack = slack
+        #: Seconds of article events, invoice events and own writes kept for :meth:`segment`.
+        self.keep = keep
+        #: Most seconds between an invoice's event and its article's event to pair them.
+        self.match = match
         self._open: dict[str, list[Watch]] = {}
+        self._history: dict[str, list[ArticleEvent]] = {}
+        #: Per article, events that arrived before this (loop time) were dropped (none yet:
+        #: the writes remembered are all younger than this watch).
+        self._kept_since: dict[str, float] = {}
+        self._invoices: list[InvoiceEvent] = []
+        self._writes: dict[str, list[OwnWrite]] = {}
 
     def begin(self, article_number: str, now: float) -> Watch:
         watch = Watch(article_number, now)
@@ -424,10 +572,17 @@ class OverlapWatch:
             if other.answered is None or now <= other.answered + self.lag:
                 # This write's echo may come while the earlier watch still collects.
                 other.own += 1
+                watch.counted_in.append(other)
         self._open.setdefault(article_number, []).append(watch)
         return watch
 
     def event(self, article_number: str, stamp: float | None, now: float) -> None:
+        history = self._history.setdefault(article_number, [])
+        history.append(ArticleEvent(stamp, now))
+        if history[0].arrived < now - self.keep:
+            cut = now - self.keep
+            self._history[article_number] = [e for e in history if e.arrived >= cut]
+            self._kept_since[article_number] = cut
         for watch in self._open.get(article_number, ()):
             if watch.answered is None or now <= watch.answered + self.lag:
                 if stamp is None:
@@ -449,6 +604,7 @@ class OverlapWatch:
             if other is not watch and other.answered is not None and other.next_read is None:
                 other.next_read = read
         if not changed:
+            self._uncount(watch)
             self._drop(watch)
             return
         watch.command_id, watch.read, watch.written, watch.answered = (
@@ -457,9 +613,116 @@ class OverlapWatch:
             written,
             now,
         )
+        writes = self._writes.setdefault(watch.article_number, [])
+        writes.append(OwnWrite(command_id, read, written, watch.started, now))
+        if writes[0].answered < now - self.keep:
+            self._writes[watch.article_number] = [
+                w for w in writes if w.answered >= now - self.keep
+            ]
+
+    def invoice(self, number: str, stamp: float | None, now: float) -> None:
+        """The feed announced an invoice: a sale that may have moved an article's stock."""
+        if stamp is None:
+            return
+        self._invoices.append(InvoiceEvent(number, stamp, now))
+        if self._invoices[0].arrived < now - self.keep:
+            self._invoices = [i for i in self._invoices if i.arrived >= now - self.keep]
+
+    def _pair_invoices(self, article_number: str, since: float) -> list[str | None]:
+        """Per event of ``article_number`` arrived since ``since``, the invoice announced with
+        it (None: not a sale, e.g. our own write).
+
+        An invoice goes with the article event closest to it of any article (within ``match``
+        seconds), closest pairs first, each invoice and each event used once: an event of our
+        own write a moment from a sale, or another article's sale a moment from this one's,
+        does not take the sale's invoice."""
+        events = [e for e in self._history.get(article_number, []) if e.arrived >= since]
+        stamps = [e.stamp for e in events if e.stamp is not None]
+        if not stamps:
+            return [None] * len(events)
+        low, high = min(stamps) - 2 * self.match, max(stamps) + 2 * self.match
+        invoices = [item for item in self._invoices if low <= item.stamp <= high]
+        candidates: list[tuple[float, str, int, str]] = []
+        for article, history in self._history.items():
+            for i, e in enumerate(history):
+                if e.stamp is None or not low - self.match <= e.stamp <= high + self.match:
+                    continue
+                for item in invoices:
+                    distance = abs(e.stamp - item.stamp)
+                    if distance <= self.match:
+                        candidates.append((distance, article, i, item.number))
+        used_events: set[tuple[str, int]] = set()
+        used_invoices: set[str] = set()
+        mine: dict[int, str] = {}
+        for _distance, article, i, number in sorted(candidates):
+            if (article, i) in used_events or number in used_invoices:
+                continue
+            used_events.add((article, i))
+            used_invoices.add(number)
+            if article == article_number:
+                mine[i] = number
+        # The events since ``since`` are the end of the article's history (arrival order).
+        first = len(self._history.get(article_number, [])) - len(events)
+        return [mine.get(first + i) for i in range(len(events))]
+
+    def segment(self, suspect: Suspect) -> Segment | Unestablished:
+        """The sales between ``suspect``'s write and Kassasync's write of the article before it.
+
+        The feed gives every change of the article in Fortnox's order; a web shop's sale comes
+        with an invoice event of the same moment, Kassasync's own write with none. So the
+        events without an invoice are Kassasync's writes (the earlier one first, then this
+        one), and the invoices between them are the sales in between. Anything else (a change
+        without an invoice, events missing, a write not remembered) is :class:`Unestablished`.
+        """
+        article = suspect.article_number
+        writes = self._writes.get(article, [])
+        index = next(
+            (
+                i
+                for i, w in enumerate(writes)
+                if w.command_id == suspect.command_id and w.begun == suspect.begun
+            ),
+            None,
+        )
+        if index is None:
+            return Unestablished("the write is no longer remembered")
+        if index == 0:
+            return Unestablished("no earlier write of the article to start from")
+        earlier, this = writes[index - 1], writes[index]
+        if self._kept_since.get(article, -math.inf) > earlier.begun:
+            return Unestablished("the article's feed events since the earlier write are not kept")
+        events = [e for e in self._history.get(article, []) if e.arrived >= earlier.begun]
+        sales = self._pair_invoices(article, earlier.begun)
+        own = [i for i, number in enumerate(sales) if number is None]
+        # Writes after this one may have their events in too: those done, and those under way.
+        later = len(writes) - index - 1
+        later += sum(1 for w in self._open.get(article, ()) if w.answered is None)
+        if len(own) < 2:
+            return Unestablished("the feed did not show both writes")
+        if len(own) > 2 + later:
+            return Unestablished(
+                f"a change without an invoice (not a sale) came in between ({len(own)} events "
+                f"without an invoice, {later} later writes)"
+            )
+        first, second = events[own[0]], events[own[1]]
+        if first.stamp is not None and second.stamp is not None:
+            apart = second.stamp - first.stamp
+            expected = this.answered - earlier.answered
+            if abs(apart - expected) > this.window + earlier.window + self.slack:
+                return Unestablished("the events without an invoice are not the two writes")
+        between = [n for n in sales[own[0] + 1 : own[1]] if n is not None]
+        return Segment(earlier.written, tuple(between))
 
     def abandon(self, watch: Watch) -> None:
+        """The write did not reach Fortnox (or was never sent): no echo of it will come."""
+        self._uncount(watch)
         self._drop(watch)
+
+    def _uncount(self, watch: Watch) -> None:
+        # Otherwise the earlier watches would take a foreign event for this write's echo.
+        for other in watch.counted_in:
+            other.own -= 1
+        watch.counted_in.clear()
 
     def _drop(self, watch: Watch) -> None:
         watches = self._open.get(watch.article_number, [])
@@ -492,6 +755,7 @@ class OverlapWatch:
                             foreign,
                             window,
                             watch.next_read,
+                            watch.started,
                         )
                     )
         return found

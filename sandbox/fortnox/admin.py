@@ -179,6 +179,11 @@ class RateLimitSpec(_Body):
 class WebshopSale(_Body):
     article: str
     quantity: float = Field(1.0, gt=0)
+    #: Record the sale as an invoice in Fortnox (a web shop integration's usual way), announced
+    #: on the feed (``invoice-created-v1``) at the moment the stock moves.
+    invoice: bool = False
+    #: The invoice's customer; created as a company named "Web shop" when missing.
+    customer: str = "WEBSHOP"
 
 
 # --- health, errors, clock -----------------------------------------------------------------------
@@ -585,8 +590,24 @@ async def user_delete_price(
 @router.post("/tenants/{tenant_id}/webshop-sale")
 async def webshop_sale(request: Request, tenant_id: int, body: WebshopSale) -> Response:
     tenant = _tenant(request, tenant_id)
+    if body.invoice and tenant.customers.get(body.customer) is None:
+        customers.create_customer(
+            tenant, {"CustomerNumber": body.customer, "Name": "Web shop", "Type": "COMPANY"}
+        )
     rec = articles.webshop_sale(tenant, body.article, body.quantity)
-    return json_response({"ArticleNumber": rec.key, "QuantityInStock": rec.data["QuantityInStock"]})
+    out: dict[str, Any] = {"ArticleNumber": rec.key, "QuantityInStock": rec.data["QuantityInStock"]}
+    if body.invoice:
+        # The stock moved with the invoice (one step, one moment): Fortnox's feed announces the
+        # article's change and the invoice together.
+        made = invoices.create_invoice(
+            tenant,
+            {
+                "CustomerNumber": body.customer,
+                "InvoiceRows": [{"ArticleNumber": rec.key, "DeliveredQuantity": body.quantity}],
+            },
+        )
+        out["InvoiceNumber"] = made.key
+    return json_response(out)
 
 
 @router.get("/tenants/{tenant_id}/stock-audit")

@@ -57,3 +57,42 @@ async def test_a_possible_lost_sale_is_on_the_tenant_page_and_in_the_metrics(
     assert "<td>12</td><td>10</td><td>10</td><td></td><td>feed_event_in_window</td>" in section
     assert "Recommended:" in page and "<code>warehouse_documents</code>" in page
     assert f'kassasync_stock_possible_lost_sales{{tenant="{TENANT}"}} 1.0' in metrics
+
+
+async def test_a_repaired_sale_is_counted_apart_and_is_not_a_possible_lost_sale(
+    tmp_path: Path,
+) -> None:
+    engine = new_engine(tmp_path)
+    add_tenant(engine)
+    engine.processor.step()
+    engine.ops.store.append(
+        fx.FortnoxStockOverlapFound(
+            id="overlap-2",
+            tenant=TENANT,
+            occurred_at=utcnow(),
+            data=fx.StockOverlapData(
+                article_number="D-401",
+                command_id="stock.fx:D-401@2",
+                seq=5,
+                overlap=fx.StockOverlap(
+                    reason=fx.OverlapReason.FEED_EVENT_IN_WINDOW,
+                    read=Decimal(12),
+                    written=Decimal(10),
+                    foreign=Decimal(-1),
+                    repaired=True,
+                    repair_read=Decimal(10),
+                    repair_written=Decimal(9),
+                ),
+            ),
+        )
+    )
+    engine.processor.step()
+
+    transport = httpx.ASGITransport(engine.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080") as http:
+        page = (await http.get(f"/tenants/{TENANT}", headers=BEARER)).text
+        metrics = (await http.get("/metrics")).text
+    assert f'kassasync_stock_sales_repaired{{tenant="{TENANT}"}} 1.0' in metrics
+    assert f'kassasync_stock_possible_lost_sales{{tenant="{TENANT}"}} 0.0' in metrics
+    section = page[page.index("Possible lost sales") :]
+    assert "<code>D-401</code>" not in section
