@@ -43,7 +43,7 @@ from engine.store.outbox import Pending
 from reconcilers.state import Record
 from topics import registry
 from topics.envelope import Envelope
-from topics.errors import ShopError
+from topics.errors import ErrorKind, ShopError, shop_error
 from topics.names import Topic, message_key
 from topics.outcomes import (
     DeadLetter,
@@ -142,7 +142,12 @@ class KafkaPorts:
                 self.write(tenant, EXEC, command_id, None, durable=False)
 
     def enqueue(self, tenant: str, target: str, command_id: str, seq: int) -> None:
-        bisect.insort(self.queues.setdefault((tenant, target), []), (seq, command_id))
+        """Queue a pending command (once: an operator's action on a queued one queues nothing)."""
+        queue = self.queues.setdefault((tenant, target), [])
+        entry = (seq, command_id)
+        at = bisect.bisect_left(queue, entry)
+        if at == len(queue) or queue[at] != entry:
+            queue.insert(at, entry)
 
     def depth(self) -> int:
         return sum(len(q) for q in self.queues.values())
@@ -177,13 +182,26 @@ class KafkaPorts:
             attempts = int(cmd.get("attempts", 0))
             next_at = 0.0
             settled = marks.get("settled")
-            if settled is not None and int(settled["attempt"]) > attempts:
-                if settled["status"] in (OutcomeStatus.DONE.value, OutcomeStatus.REJECTED.value):
-                    self._republish(command_id, settled)
-                    index += 1  # settled; waiting for the agent to see the outcome
-                    continue
+            if _finished(cmd, marks):
+                assert settled is not None
+                self._republish(command_id, settled)
+                index += 1  # settled; waiting for the agent to see the outcome
+                continue
+            if cmd.get("cancel") is not None and self._cancel(tenant, command_id, cmd, marks):
+                index += 1  # settled as refused now; the agent sees the outcome next
+                continue
+            if (
+                settled is not None
+                and settled["status"] == OutcomeStatus.RETRYING.value
+                and int(settled["attempt"]) >= attempts
+            ):
+                # The latest failed attempt (its outcome is published on some attempts only,
+                # so the agent's count may be behind): wait for its retry time, unless an
+                # operator asked for the retry now.
                 attempts = int(settled["attempt"])
                 next_at = float(settled.get("retry_at", 0.0))
+                if attempts <= int(cmd.get("retry_now", -1)):
+                    next_at = 0.0
             attempts = max(attempts, int(marks.get("inflight", 0)))
             blocked.add(lane)
             if next_at <= now:
@@ -241,6 +259,59 @@ class KafkaPorts:
             self.producer.flush(timeout=30)
         self.produce(registry.parse(settled["outcome"]))
         log.info("command.outcome_republished", command_id=command_id)
+
+    # -- an operator's actions on a command being retried ------------------------------------
+
+    def cancel_now(self, tenant: str, command_id: str) -> bool:
+        """Apply an operator's cancel the agent recorded in the ``~cmd`` record, unless an
+        attempt is under way (then the executor's next look at the queue does, once it ended).
+        True if the command was settled as refused now."""
+        if not self.owned(tenant):
+            return False
+        data = self._data(tenant)
+        cmd = data.get(CMD, command_id)
+        if cmd is None or cmd.get("status") != "pending" or cmd.get("cancel") is None:
+            return False
+        marks = data.get(EXEC, command_id) or {}
+        if _finished(cmd, marks):
+            return False  # its last attempt ended it: the outcome is on its way to the agent
+        return self._cancel(tenant, command_id, cmd, marks)
+
+    def _cancel(self, tenant: str, command_id: str, cmd: Record, marks: dict[str, Any]) -> bool:
+        """Settle a command as refused by the operator (it becomes a dead letter): through the
+        one settle, as any refusal. Not while an attempt is under way or its outcome unknown."""
+        made = attempts_made(cmd, marks)
+        if int(marks.get("inflight", 0)) > made:
+            log.info(
+                "command.cancel_deferred",
+                tenant=tenant,
+                command_id=command_id,
+                reason="an attempt is under way; cancelled once it has ended",
+            )
+            return False
+        pending = Pending(
+            seq=int(cmd["seq"]),
+            command_id=command_id,
+            tenant=tenant,
+            target=str(cmd["target"]),
+            type=str(cmd["type"]),
+            payload=str(cmd["payload"]).encode(),
+            attempts=made,
+            next_at=0.0,
+            last_error=None,
+        )
+        reason = str(cmd["cancel"])
+        error = shop_error(ErrorKind.CANCELLED_BY_OPERATOR, detail=reason)
+        self.settle(pending, OutcomeStatus.REJECTED, error=error)
+        log.warning(
+            "command.cancelled",
+            tenant=tenant,
+            command_id=command_id,
+            command_type=pending.type,
+            attempts=made,
+            reason=reason,
+        )
+        return True
 
     def tenants_with_work(self, target: str) -> list[str]:
         return sorted(
@@ -410,6 +481,25 @@ class KafkaPorts:
 
     def pause(self, tenant: str, error: ShopError) -> None:
         self._pauses.pause(tenant, error)
+
+
+def attempts_made(cmd: Record, marks: Record | None) -> int:
+    """The attempts a command has had that ended: the agent's count (from the outcomes it
+    applied) or, ahead of it, the executor's last settlement (``~exec``)."""
+    settled = (marks or {}).get("settled")
+    made = int(cmd.get("attempts", 0))
+    return made if settled is None else max(made, int(settled["attempt"]))
+
+
+def _finished(cmd: Record, marks: Record) -> bool:
+    """The command's last attempt ended it (done or refused) and the agent has not applied that
+    outcome yet."""
+    settled = marks.get("settled")
+    return (
+        settled is not None
+        and int(settled["attempt"]) > int(cmd.get("attempts", 0))
+        and settled["status"] in (OutcomeStatus.DONE.value, OutcomeStatus.REJECTED.value)
+    )
 
 
 def topic_of(message: Envelope) -> Topic:

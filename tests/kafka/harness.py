@@ -56,10 +56,18 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what:
 class World:
     """The Fortnox sandbox (one company per tenant) and the tills, on loopback HTTP."""
 
-    def __init__(self, tenants: list[str], *, down: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        tenants: list[str],
+        *,
+        down: set[str] | None = None,
+        tills: dict[str, FastAPI] | None = None,
+    ) -> None:
         self.tenants = tenants
         #: Tenants whose till back office answers every command with 503 (it is down).
         self.down = set(down or ())
+        #: Tenants whose back office is this app (serving ``/kassasync/commands``) instead.
+        self.apps = dict(tills or {})
         self.refused_calls: dict[str, int] = {}
         self.sandbox = SandboxState(rate_window_seconds=WINDOW)
         self.seeded = {
@@ -87,9 +95,10 @@ class World:
         self.sandbox_url = await self._serve(create_sandbox(self.sandbox))
         tills = FastAPI()
         for tenant, state in self.tills.items():
-            tills.mount(
-                f"/{tenant}", self._down(tenant) if tenant in self.down else create_till(state)
-            )
+            app = self.apps.get(tenant)
+            if app is None:
+                app = self._down(tenant) if tenant in self.down else create_till(state)
+            tills.mount(f"/{tenant}", app)
         self.till_url = await self._serve(tills)
         return self
 
