@@ -25,6 +25,7 @@ from kafka import KafkaProducer
 from engine.clock import utcnow
 from engine.executors.pauses import Pauses
 from engine.executors.ports import CursorUpdate
+from engine.executors.settle import log_settled, settle_command
 from engine.kafka.config import KafkaConfig
 from engine.kafka.store import (
     CMD,
@@ -46,20 +47,12 @@ from topics.envelope import Envelope
 from topics.errors import ErrorKind, ShopError, shop_error
 from topics.names import Topic, message_key
 from topics.outcomes import (
-    DeadLetter,
-    DeadLetterData,
-    OutcomeData,
     OutcomeStatus,
-    SyncOutcome,
-    Target,
 )
 from topics.registry import Packed, pack
 
 log = structlog.get_logger("kassasync.kafka.ports")
 
-#: RETRYING outcomes are published on these attempts only (then every 16th), as in the
-#: embedded runtime; the ``~exec`` mark always has the latest attempt and retry time.
-_LOGGED_RETRIES = {1, 2, 4, 8}
 #: fx sequence numbers are reserved in blocks, so a new owner never reuses one.
 SEQ_BLOCK = 1000
 
@@ -330,32 +323,20 @@ class KafkaPorts:
         facts: list[Envelope] | None = None,
         retry_in: float = 0.0,
     ) -> None:
-        target = Target.FORTNOX if pending.target == "fortnox" else Target.TILL
-        attempt = pending.attempts + 1
-        outcome = SyncOutcome(
-            id=f"outcome-{pending.command_id}-{attempt}",
-            tenant=pending.tenant,
-            occurred_at=utcnow(),
-            data=OutcomeData(
-                command_id=pending.command_id,
-                command_type=pending.type,
-                target=target,
-                status=status,
-                attempt=attempt,
-                result=result or {},
-                error=error,
-            ),
+        """Record an attempt (:func:`settle_command` decides what it comes to) in the command's
+        ``~exec`` marks, then put its facts, dead letter and outcome on their topics."""
+        settled = settle_command(
+            pending, status, at=utcnow(), result=result, error=error, facts=facts or ()
         )
-        facts = facts or []
         data = self._data(pending.tenant)
         marks = dict(data.get(EXEC, pending.command_id) or {})
-        marks["inflight"] = max(int(marks.get("inflight", 0)), attempt)
+        marks["inflight"] = max(int(marks.get("inflight", 0)), settled.attempt)
         marks["settled"] = {
-            "attempt": attempt,
+            "attempt": settled.attempt,
             "status": status.value,
             "retry_at": time.time() + retry_in,
-            "outcome": registry.dump(outcome).decode(),
-            "facts": [registry.dump(f).decode() for f in facts],
+            "outcome": registry.dump(settled.outcome).decode(),
+            "facts": [registry.dump(f).decode() for f in settled.facts],
         }
         # The mark first (acknowledged for Fortnox: a lost outcome is then republished, never
         # re-executed), then the facts and the outcome.
@@ -364,43 +345,17 @@ class KafkaPorts:
         )
         self._republished.add(pending.command_id)
         self.executed += 1
-        for fact in facts:
+        for fact in settled.facts:
             self.produce(fact)
-        if facts:
+        if settled.facts:
             # The facts are on the log before the outcome: an outcome without its facts would
             # leave the reconciler waiting for them (a stock write's result, say).
             self.producer.flush(timeout=30)
-        if status is OutcomeStatus.REJECTED:
-            assert error is not None
-            self.produce(
-                DeadLetter(
-                    id=f"dl-{pending.command_id}",
-                    tenant=pending.tenant,
-                    occurred_at=utcnow(),
-                    data=DeadLetterData(
-                        dead_letter_id=pending.command_id,
-                        topic=f"{pending.target}.commands",
-                        message_type=pending.type,
-                        message=json.loads(pending.payload),
-                        error=error,
-                    ),
-                )
-            )
-        publish = status is not OutcomeStatus.RETRYING or (
-            attempt in _LOGGED_RETRIES or not attempt % 16
-        )
-        if publish:
-            self.produce(outcome)
-        log.info(
-            "command.settled",
-            tenant=pending.tenant,
-            command_id=pending.command_id,
-            command_type=pending.type,
-            target=pending.target,
-            status=status.value,
-            attempt=attempt,
-            error=error.kind.value if error else None,
-        )
+        if settled.dead_letter is not None:
+            self.produce(settled.dead_letter)
+        if settled.logged:
+            self.produce(settled.outcome)
+        log_settled(log, settled)
 
     def remember_intent(self, command_id: str, intent: dict[str, Any]) -> None:
         tenant = self._tenant_of(command_id)
