@@ -835,7 +835,7 @@ class KafkaRuntime:
 def admit(data: StateView, topic: Topic, message: Envelope) -> Admitted | None:
     """The Kafka runtime's bookkeeping before a message is reconciled; ``None`` = a duplicate.
 
-    Till events are de-duplicated here (the embedded runtime does it at its ingest door);
+    Till events are de-duplicated here too (both doors do it first: engine/kafka/ingest.py);
     outcomes settle the command record the outbox keeps in state; an operator's action on a
     dead command requeues or drops it (the embedded runtime's ops store does that itself).
     """
@@ -846,7 +846,8 @@ def admit(data: StateView, topic: Topic, message: Envelope) -> Admitted | None:
         if seen is not None:
             if seen.get("fp") in (None, digest):
                 return None
-            # The embedded door answers this 409; behind the Kafka door it is a dead letter.
+            # Both doors answer this 409; one that got past the Kafka door (two doors racing
+            # with one id, a resend after the topic's retention) is a dead letter here.
             raise Refused(
                 f"message id {message.id!r} was received before with other content: "
                 "the first one is kept; send a change under a new id"

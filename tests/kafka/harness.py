@@ -189,14 +189,16 @@ class EmbeddedHarness:
         return key
 
     async def ingest(self, tenant: str, key: str, events: list[dict[str, Any]]) -> int:
+        return (await self.answer(tenant, key, events)).status_code
+
+    async def answer(self, tenant: str, key: str, events: list[dict[str, Any]]) -> httpx.Response:
         transport = httpx.ASGITransport(self.engine.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://engine") as client:
-            response = await client.post(
+            return await client.post(
                 f"/v1/tenants/{tenant}/events",
                 json={"events": events},
                 headers={"Authorization": f"Bearer {key}"},
             )
-        return response.status_code
 
     async def wait_quiet(self, timeout: float = 60.0) -> None:
         rounds = 0
@@ -243,17 +245,19 @@ class KafkaHarness:
         return key
 
     async def ingest(self, tenant: str, key: str, events: list[dict[str, Any]]) -> int:
+        return (await self.answer(tenant, key, events)).status_code
+
+    async def answer(self, tenant: str, key: str, events: list[dict[str, Any]]) -> httpx.Response:
         assert self.events is not None
         app = create_app(self.runtime.directory, self.events)
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app), base_url="http://ingest"
         ) as client:
-            response = await client.post(
+            return await client.post(
                 f"/v1/tenants/{tenant}/events",
                 json={"events": events},
                 headers={"Authorization": f"Bearer {key}"},
             )
-        return response.status_code
 
     def _ends(self) -> dict[tuple[str, int], int]:
         if self._consumer is None:
