@@ -824,6 +824,15 @@ class KafkaRuntime:
     def pending(self) -> int:
         return self.ports.depth()
 
+    def read_up_to(self) -> dict[tuple[str, int], int]:
+        """The next offset this worker will apply, per owned (topic, partition): what it applied
+        since it started, else the durable position it recovered (a restarted worker has read
+        nothing yet, and has nothing to read)."""
+        out = dict(self.expected)
+        for where, offset in self.positions.items():
+            out[where] = max(out.get(where, 0), offset)
+        return out
+
     def wakes(self) -> int:
         return sum(1 for data in self.mirror.tenants.values() if data.get(WAKE, "") is not None)
 

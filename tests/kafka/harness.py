@@ -281,9 +281,8 @@ class KafkaHarness:
                 session.request_poll()
             await asyncio.sleep(0.7)
             ends = await asyncio.to_thread(self._ends)
-            behind = sum(
-                max(0, end - self.runtime.positions.get(tp, 0)) for tp, end in ends.items()
-            )
+            done = self.runtime.read_up_to()
+            behind = sum(max(0, end - done.get(tp, 0)) for tp, end in ends.items())
             quiet = (
                 self.runtime.ready
                 and not behind
