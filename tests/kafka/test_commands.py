@@ -146,6 +146,9 @@ async def test_retry_now_and_cancel_a_retrying_command_on_kafka(
                 await asyncio.to_thread(ops.catch_up)
                 rows = (await api.get("/ops/api/commands", params={"tenant": TENANT})).json()
                 assert [r["command_id"] for r in rows["commands"]] == [command_id]
+                page = (await api.get(f"/tenants/{TENANT}")).text
+                assert "Commands being retried" in page and command_id in page
+                assert "Retry now" in page
                 before = till.refused["901"]
                 answer = await api.post(f"/ops/api/commands/{command_id}/retry")
                 assert answer.status_code == 200, answer.text
