@@ -591,8 +591,9 @@ class KafkaRuntime:
         # The operator's retry is a probe: a target taken for down (its breaker) does not hold
         # it back until the end of the backoff the retry cuts short.
         session = self.sessions.get(tenant)
-        if cmd.get("target") == "till" and self._delivery is not None:
-            self._delivery.breaker(tenant).succeeded()
+        if cmd.get("target") == "till":
+            if self._delivery is not None:
+                self._delivery.breaker(tenant).succeeded()
         elif session is not None:
             session.breaker.succeeded()
         log.info(
@@ -846,7 +847,9 @@ def admit(data: StateView, topic: Topic, message: Envelope) -> Admitted | None:
 
     Till events are de-duplicated here too (both doors do it first: engine/kafka/ingest.py);
     outcomes settle the command record the outbox keeps in state; an operator's action on a
-    dead command requeues or drops it (the embedded runtime's ops store does that itself).
+    dead command requeues or drops it, and one on a command still being retried records the
+    retry-now or the cancel the executors' queue carries out (the embedded runtime's ops store
+    changes its outbox itself).
     """
     puts: dict[tuple[str, str], Record | None] = {}
     if topic is Topic.TILL_EVENTS:
