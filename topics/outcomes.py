@@ -122,6 +122,23 @@ class DeadLetterAction(ControlMessage):
     data: DeadLetterActionData
 
 
+class CommandActionData(Model):
+    command_id: Ident
+    action: Literal["retry_now", "cancel"]
+    #: Why (``cancel``): the dead letter the command becomes says it to the shop.
+    reason: ShortText = "cancelled by operator"
+
+
+class CommandAction(ControlMessage):
+    """An operator's action on a command that is still being retried: attempt it now, or stop
+    retrying it (it becomes a dead letter). On Kafka the worker owning the tenant applies it;
+    the embedded runtime changes its outbox directly."""
+
+    type: Literal["sync.command.action"] = "sync.command.action"
+    source: Literal[Source.OPERATOR] = Source.OPERATOR
+    data: CommandActionData
+
+
 # --- dead letters ----------------------------------------------------------------------------
 
 

@@ -67,6 +67,7 @@ CONTROL: tuple[type[Envelope], ...] = (
     outcomes.TenantPaused,
     outcomes.ExportRequested,
     outcomes.DeadLetterAction,
+    outcomes.CommandAction,
 )
 OTHER: tuple[type[Envelope], ...] = (outcomes.SyncOutcome, outcomes.DeadLetter)
 

@@ -12,6 +12,7 @@ import structlog
 from engine.clock import utcnow
 from engine.executors.pauses import Pauses
 from engine.executors.ports import CursorUpdate
+from engine.executors.settle import log_settled, settle_command
 from engine.store.db import Database
 from engine.store.log import Log
 from engine.store.outbox import DeadLetters, Outbox, Pending
@@ -19,14 +20,10 @@ from engine.store.state import StateStore
 from topics import registry
 from topics.envelope import Envelope
 from topics.errors import ErrorKind, ShopError, shop_error
-from topics.outcomes import OutcomeData, OutcomeStatus, SyncOutcome, Target
+from topics.outcomes import OutcomeStatus
 from topics.registry import Packed
 
 log = structlog.get_logger("kassasync.edge")
-
-#: RETRYING outcomes are logged on these attempts only (then every 16th): a long outage of one
-#: till must not flood the outcome log.
-_LOGGED_RETRIES = {1, 2, 4, 8}
 
 
 class Edge:
@@ -114,56 +111,43 @@ class Edge:
         facts: list[Envelope] | None = None,
         retry_in: float = 0.0,
     ) -> None:
-        """Record what happened to a command: facts, outcome and outbox row in one transaction."""
-        target = Target.FORTNOX if pending.target == "fortnox" else Target.TILL
+        """Record what happened to a command (:func:`settle_command` decides what that is):
+        facts, outcome, dead letter and outbox row in one transaction."""
         with self.db.transaction():
-            for fact in facts or []:
-                self.log.append(fact)
-            attempt = pending.attempts + 1
+            attempt: int | None = None
             if status is OutcomeStatus.DONE:
                 self.outbox.done(pending.command_id)
             elif status is OutcomeStatus.REJECTED:
-                assert error is not None
-                self.outbox.dead(pending.command_id, error.message)
-                self.dead.add(
-                    pending.command_id,
-                    pending.tenant,
-                    f"{pending.target}.commands",
-                    pending.type,
-                    pending.payload,
-                    error,
-                )
+                self.outbox.dead(pending.command_id, error.message if error else "refused")
             elif status is OutcomeStatus.RETRYING:
+                # The outbox counts the attempts (the row's count, should it be ahead).
                 attempt = self.outbox.retry_later(
                     pending.command_id, retry_in, error.message if error else "retrying"
                 )
-                if attempt not in _LOGGED_RETRIES and attempt % 16:
-                    return
-            outcome = SyncOutcome(
-                id=f"outcome-{pending.command_id}-{attempt}",
-                tenant=pending.tenant,
-                occurred_at=utcnow(),
-                data=OutcomeData(
-                    command_id=pending.command_id,
-                    command_type=pending.type,
-                    target=target,
-                    status=status,
-                    attempt=max(attempt, 1),
-                    result=result or {},
-                    error=error,
-                ),
+            settled = settle_command(
+                pending,
+                status,
+                at=utcnow(),
+                attempt=attempt,
+                result=result,
+                error=error,
+                facts=facts or (),
             )
-            self.log.append(outcome)
-        log.info(
-            "command.settled",
-            tenant=pending.tenant,
-            command_id=pending.command_id,
-            command_type=pending.type,
-            target=pending.target,
-            status=status.value,
-            attempt=attempt,
-            error=error.kind.value if error else None,
-        )
+            for fact in settled.facts:
+                self.log.append(fact)
+            if settled.dead_letter is not None:
+                letter = settled.dead_letter.data
+                self.dead.add(
+                    letter.dead_letter_id,
+                    settled.dead_letter.tenant,
+                    letter.topic,
+                    letter.message_type,
+                    pending.payload,
+                    letter.error,
+                )
+            if settled.logged:
+                self.log.append(settled.outcome)
+        log_settled(log, settled)
 
     def cancel(self, command_id: str, reason: str) -> Pending | None:
         """An operator gives up on a command that is waiting to be retried: it is settled as

@@ -2,26 +2,39 @@
 API (``engine.gateway.ingest``), with accepted events produced to ``till.events`` keyed by
 tenant and acknowledged by every in-sync replica before the till gets its 202.
 
-Idempotency by message id is the worker's: it keeps the ids of the till events it reconciled
-in the tenant's state (``~seen``) and skips a resent one, so a till that resends after a lost
-answer changes nothing. The API cannot tell a resend from a new event without that state, so it
-answers ``{"accepted": n, "duplicates": 0}`` where the embedded API counts duplicates itself.
+Idempotency by message id, at the door as ``docs/contract.md`` says: :class:`SeenIds` reads
+``till.events`` (every event any door put there, within its retention) into an index of message
+ids per tenant with a by-value digest of each (``topics.registry.fingerprint``). Before a batch
+is stored the door catches up with the tenant's partition; an event received before with the
+same content is a duplicate (not stored again: ``200 {"accepted": 0, "duplicates": n}`` when
+all are), and a known id with other content refuses the whole batch with 409. Per partition,
+checking and storing are one step in a process, so two requests of one door cannot both store
+an id. Two doors racing with the same id, or a resend after ``till.events``' retention, get
+past; the worker's ``~seen`` record is the second line: it skips the resend and dead-letters a
+changed one, keeping the first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import threading
+import time
+from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client import make_asgi_app
+from pydantic import ValidationError
 
 from engine.gateway.ingest import (
     MAX_BODY_BYTES,
+    Conflict,
+    Stored,
+    conflict,
     parse_body,
     problem,
     read_capped,
@@ -39,39 +52,138 @@ log = structlog.get_logger("kassasync.kafka.ingest")
 
 
 class EventSink(Protocol):
-    """Where the ingest API puts accepted events: ``store`` returns once they are durable."""
+    """Where the ingest API puts accepted events: ``store`` returns once they are durable, with
+    what was stored (nothing at all when an id was received before with other content)."""
 
-    async def store(self, tenant: str, events: list[Envelope]) -> int: ...
+    async def store(self, tenant: str, events: list[Envelope]) -> Stored: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """A message id on ``till.events``: the digest of its content and where the first one is."""
+
+    digest: bytes
+    offset: int
+
+
+class SeenIds:
+    """The till events' message ids on ``till.events``, per tenant, as far as this process has
+    read the topic (it catches up with a partition before each check)."""
+
+    def __init__(self, config: KafkaConfig) -> None:
+        self.config = config
+        self.topic = config.topic(Topic.TILL_EVENTS)
+        self._consumer: KafkaConsumer | None = None
+        self._ids: dict[tuple[str, str], Seen] = {}
+        self._read = threading.Lock()
+        self._partitions = [threading.Lock() for _ in range(config.partitions)]
+
+    def partition(self, tenant: str) -> threading.Lock:
+        """Held while a batch of the tenant's partition is checked and stored."""
+        return self._partitions[partition_for(tenant, self.config.partitions)]
+
+    def _open(self) -> KafkaConsumer:
+        if self._consumer is None:
+            consumer = KafkaConsumer(bootstrap_servers=self.config.bootstrap)
+            parts = [TopicPartition(self.topic, p) for p in range(self.config.partitions)]
+            consumer.assign(parts)
+            consumer.seek_to_beginning(*parts)
+            self._consumer = consumer
+        return self._consumer
+
+    def catch_up(self, tenant: str, timeout: float = 30.0) -> None:
+        """Read the tenant's partition up to its end as it is now."""
+        tp = TopicPartition(self.topic, partition_for(tenant, self.config.partitions))
+        with self._read:
+            consumer = self._open()
+            end = consumer.end_offsets([tp])[tp]
+            deadline = time.monotonic() + timeout
+            while consumer.position(tp) < end:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{self.topic} could not be read within {timeout:.0f} s")
+                for records in consumer.poll(timeout_ms=200, max_records=5000).values():
+                    for record in records:
+                        self._index(record.key, record.value, record.offset)
+
+    def _index(self, key: bytes | None, value: bytes | None, offset: int) -> None:
+        if key is None or value is None:
+            return
+        try:
+            event = registry.parse(value)
+        except (ValidationError, ValueError):
+            return  # not a message the door stored; the worker dead-letters it
+        self.remember(event, offset)
+
+    def remember(self, event: Envelope, offset: int) -> None:
+        """The first event with an id is the one kept (as the worker keeps it)."""
+        where = (event.tenant, event.id)
+        known = self._ids.get(where)
+        if known is None or offset < known.offset:
+            self._ids[where] = Seen(bytes.fromhex(registry.fingerprint(event)), offset)
+
+    def get(self, tenant: str, message_id: str) -> Seen | None:
+        return self._ids.get((tenant, message_id))
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def close(self) -> None:
+        with self._read:
+            if self._consumer is not None:
+                self._consumer.close()
+                self._consumer = None
 
 
 class EventProducer:
-    """Produces accepted till events; ``store`` returns once the broker has them."""
+    """Stores accepted till events: the ones not received before, all or nothing, produced and
+    acknowledged before ``store`` returns."""
 
     def __init__(self, config: KafkaConfig) -> None:
         self.config = config
         self.producer = KafkaProducer(
             bootstrap_servers=config.bootstrap, acks="all", linger_ms=1, retries=10
         )
+        self.seen = SeenIds(config)
 
-    def _store(self, tenant: str, events: list[Envelope]) -> int:
-        futures = [
-            self.producer.send(
-                self.config.topic(Topic.TILL_EVENTS),
-                key=message_key(tenant),
-                value=registry.dump(event),
-                partition=partition_for(tenant, self.config.partitions),
-            )
-            for event in events
-        ]
-        for future in futures:
-            future.get(timeout=30)
-        return len(futures)
+    def _store(self, tenant: str, events: list[Envelope]) -> Stored:
+        result = Stored()
+        with self.seen.partition(tenant):
+            self.seen.catch_up(tenant)
+            fresh: list[Envelope] = []
+            for index, event in enumerate(events):
+                known = self.seen.get(tenant, event.id)
+                if known is None:
+                    fresh.append(event)
+                elif known.digest == bytes.fromhex(registry.fingerprint(event)):
+                    result.duplicates += 1
+                else:
+                    result.conflicts.append(Conflict(index, event.id, known.offset))
+            if result.conflicts:
+                result.duplicates = 0
+                return result
+            futures = [
+                (
+                    event,
+                    self.producer.send(
+                        self.config.topic(Topic.TILL_EVENTS),
+                        key=message_key(tenant),
+                        value=registry.dump(event),
+                        partition=partition_for(tenant, self.config.partitions),
+                    ),
+                )
+                for event in fresh
+            ]
+            for event, future in futures:
+                self.seen.remember(event, future.get(timeout=30).offset)
+                result.accepted += 1
+        return result
 
-    async def store(self, tenant: str, events: list[Envelope]) -> int:
+    async def store(self, tenant: str, events: list[Envelope]) -> Stored:
         return await asyncio.to_thread(self._store, tenant, events)
 
     def close(self) -> None:
         self.producer.close()
+        self.seen.close()
 
 
 def create_app(directory: KafkaTenantDirectory, events: EventSink) -> FastAPI:
@@ -99,12 +211,19 @@ def create_app(directory: KafkaTenantDirectory, events: EventSink) -> FastAPI:
             log.info("ingest.rejected", tenant=tenant, problems=len(problems))
             return problem(422, "the batch was not stored: fix these events and resend", problems)
         try:
-            accepted = await events.store(tenant, accepted_events)
+            stored = await events.store(tenant, accepted_events)
         except Exception as failed:
             log.error("ingest.unavailable", tenant=tenant, error=type(failed).__name__)
             return problem(503, "the event log is unavailable; resend later")
-        log.info("ingest.accepted", tenant=tenant, accepted=accepted)
-        return JSONResponse(status_code=202, content={"accepted": accepted, "duplicates": 0})
+        if stored.conflicts:
+            return conflict(tenant, stored.conflicts)
+        log.info(
+            "ingest.accepted", tenant=tenant, accepted=stored.accepted, duplicates=stored.duplicates
+        )
+        return JSONResponse(
+            status_code=202 if stored.accepted else 200,
+            content={"accepted": stored.accepted, "duplicates": stored.duplicates},
+        )
 
     # Prometheus scrapes the API's process (deploy/prometheus/prometheus.yml).
     app.mount("/metrics", make_asgi_app())

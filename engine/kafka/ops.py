@@ -2,9 +2,11 @@
 (:mod:`engine.kafka.readmodel`), with the operator's actions published as messages.
 
 * reads: :class:`KafkaOpsStore` is the embedded store's SQL over the projected tables;
-* actions: ``resume``, ``pause`` and dead-letter ``retry``/``discard`` go onto ``sync.control``
-  (the worker that owns the tenant applies them: a dead command is requeued or dropped there);
-  a parked message is produced again onto its own topic;
+* actions: ``resume``, ``pause``, dead-letter ``retry``/``discard`` and a retrying command's
+  ``retry now``/``cancel`` go onto ``sync.control`` (the worker that owns the tenant applies
+  them to the command's ``~cmd`` record: a dead command is requeued or dropped there, a retrying
+  one is attempted at once or settled as cancelled); a parked message is produced again onto its
+  own topic;
 * :class:`KafkaProbe`: lag of the workers' consumer group per partition, the group's members
   and their partitions, and throughput from the growth of the topics' end offsets.
 
@@ -17,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from fastapi import FastAPI, Request
@@ -30,6 +33,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 from pydantic import ValidationError
 
+from engine.clock import utcnow
 from engine.kafka.config import KafkaConfig
 from engine.kafka.readmodel import KafkaReadModel
 from engine.kafka.topics import partition_for
@@ -50,6 +54,7 @@ from engine.web.html import esc, html_response, layout
 from topics import registry
 from topics.envelope import Envelope
 from topics.names import RECONCILED_TOPICS, Topic, message_key
+from topics.outcomes import CommandAction, CommandActionData
 
 log = structlog.get_logger("kassasync.kafka.ops")
 
@@ -121,11 +126,39 @@ class KafkaOpsStore(SqliteOpsStore):
         with self.db.transaction():
             return self.outbox.discard(command_id)
 
+    def _command_action(
+        self, command_id: str, action: Literal["retry_now", "cancel"], reason: str
+    ) -> bool:
+        """Publish an operator's action on a pending command for the worker that owns its
+        tenant (it records it in the command's ``~cmd`` record and carries it out there)."""
+        row = self.db.conn.execute(
+            "SELECT tenant FROM outbox WHERE command_id = ? AND status = 'pending'", (command_id,)
+        ).fetchone()
+        if row is None:
+            return False
+        message = CommandAction(
+            id=f"ops-{action.replace('_', '-')}-{uuid.uuid4().hex}",
+            tenant=str(row[0]),
+            occurred_at=utcnow(),
+            data=CommandActionData(
+                command_id=command_id, action=action, reason=reason[:200] or "cancelled"
+            ),
+        )
+        self.append(message)
+        log.info(
+            "ops.command.action_published",
+            tenant=message.tenant,
+            command_id=command_id,
+            action=action,
+            message_id=message.id,
+        )
+        return True
+
     def retry_command_now(self, command_id: str) -> bool:
-        raise NotOnKafka("retrying a command now")
+        return self._command_action(command_id, "retry_now", "")
 
     def cancel_command(self, command_id: str, reason: str) -> bool:
-        raise NotOnKafka("cancelling a command")
+        return self._command_action(command_id, "cancel", reason)
 
     def replay(self, row: DeadLetterRow) -> bool:
         try:

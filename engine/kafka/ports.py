@@ -25,6 +25,7 @@ from kafka import KafkaProducer
 from engine.clock import utcnow
 from engine.executors.pauses import Pauses
 from engine.executors.ports import CursorUpdate
+from engine.executors.settle import log_settled, settle_command
 from engine.kafka.config import KafkaConfig
 from engine.kafka.store import (
     CMD,
@@ -43,23 +44,15 @@ from engine.store.outbox import Pending
 from reconcilers.state import Record
 from topics import registry
 from topics.envelope import Envelope
-from topics.errors import ShopError
+from topics.errors import ErrorKind, ShopError, shop_error
 from topics.names import Topic, message_key
 from topics.outcomes import (
-    DeadLetter,
-    DeadLetterData,
-    OutcomeData,
     OutcomeStatus,
-    SyncOutcome,
-    Target,
 )
 from topics.registry import Packed, pack
 
 log = structlog.get_logger("kassasync.kafka.ports")
 
-#: RETRYING outcomes are published on these attempts only (then every 16th), as in the
-#: embedded runtime; the ``~exec`` mark always has the latest attempt and retry time.
-_LOGGED_RETRIES = {1, 2, 4, 8}
 #: fx sequence numbers are reserved in blocks, so a new owner never reuses one.
 SEQ_BLOCK = 1000
 
@@ -142,7 +135,12 @@ class KafkaPorts:
                 self.write(tenant, EXEC, command_id, None, durable=False)
 
     def enqueue(self, tenant: str, target: str, command_id: str, seq: int) -> None:
-        bisect.insort(self.queues.setdefault((tenant, target), []), (seq, command_id))
+        """Queue a pending command (once: an operator's action on a queued one queues nothing)."""
+        queue = self.queues.setdefault((tenant, target), [])
+        entry = (seq, command_id)
+        at = bisect.bisect_left(queue, entry)
+        if at == len(queue) or queue[at] != entry:
+            queue.insert(at, entry)
 
     def depth(self) -> int:
         return sum(len(q) for q in self.queues.values())
@@ -177,13 +175,26 @@ class KafkaPorts:
             attempts = int(cmd.get("attempts", 0))
             next_at = 0.0
             settled = marks.get("settled")
-            if settled is not None and int(settled["attempt"]) > attempts:
-                if settled["status"] in (OutcomeStatus.DONE.value, OutcomeStatus.REJECTED.value):
-                    self._republish(command_id, settled)
-                    index += 1  # settled; waiting for the agent to see the outcome
-                    continue
+            if _finished(cmd, marks):
+                assert settled is not None
+                self._republish(command_id, settled)
+                index += 1  # settled; waiting for the agent to see the outcome
+                continue
+            if cmd.get("cancel") is not None and self._cancel(tenant, command_id, cmd, marks):
+                index += 1  # settled as refused now; the agent sees the outcome next
+                continue
+            if (
+                settled is not None
+                and settled["status"] == OutcomeStatus.RETRYING.value
+                and int(settled["attempt"]) >= attempts
+            ):
+                # The latest failed attempt (its outcome is published on some attempts only,
+                # so the agent's count may be behind): wait for its retry time, unless an
+                # operator asked for the retry now.
                 attempts = int(settled["attempt"])
                 next_at = float(settled.get("retry_at", 0.0))
+                if attempts <= int(cmd.get("retry_now", -1)):
+                    next_at = 0.0
             attempts = max(attempts, int(marks.get("inflight", 0)))
             blocked.add(lane)
             if next_at <= now:
@@ -242,6 +253,59 @@ class KafkaPorts:
         self.produce(registry.parse(settled["outcome"]))
         log.info("command.outcome_republished", command_id=command_id)
 
+    # -- an operator's actions on a command being retried ------------------------------------
+
+    def cancel_now(self, tenant: str, command_id: str) -> bool:
+        """Apply an operator's cancel the agent recorded in the ``~cmd`` record, unless an
+        attempt is under way (then the executor's next look at the queue does, once it ended).
+        True if the command was settled as refused now."""
+        if not self.owned(tenant):
+            return False
+        data = self._data(tenant)
+        cmd = data.get(CMD, command_id)
+        if cmd is None or cmd.get("status") != "pending" or cmd.get("cancel") is None:
+            return False
+        marks = data.get(EXEC, command_id) or {}
+        if _finished(cmd, marks):
+            return False  # its last attempt ended it: the outcome is on its way to the agent
+        return self._cancel(tenant, command_id, cmd, marks)
+
+    def _cancel(self, tenant: str, command_id: str, cmd: Record, marks: dict[str, Any]) -> bool:
+        """Settle a command as refused by the operator (it becomes a dead letter): through the
+        one settle, as any refusal. Not while an attempt is under way or its outcome unknown."""
+        made = attempts_made(cmd, marks)
+        if int(marks.get("inflight", 0)) > made:
+            log.info(
+                "command.cancel_deferred",
+                tenant=tenant,
+                command_id=command_id,
+                reason="an attempt is under way; cancelled once it has ended",
+            )
+            return False
+        pending = Pending(
+            seq=int(cmd["seq"]),
+            command_id=command_id,
+            tenant=tenant,
+            target=str(cmd["target"]),
+            type=str(cmd["type"]),
+            payload=str(cmd["payload"]).encode(),
+            attempts=made,
+            next_at=0.0,
+            last_error=None,
+        )
+        reason = str(cmd["cancel"])
+        error = shop_error(ErrorKind.CANCELLED_BY_OPERATOR, detail=reason)
+        self.settle(pending, OutcomeStatus.REJECTED, error=error)
+        log.warning(
+            "command.cancelled",
+            tenant=tenant,
+            command_id=command_id,
+            command_type=pending.type,
+            attempts=made,
+            reason=reason,
+        )
+        return True
+
     def tenants_with_work(self, target: str) -> list[str]:
         return sorted(
             t for (t, tg), q in self.queues.items() if tg == target and q and self.owned(t)
@@ -259,32 +323,20 @@ class KafkaPorts:
         facts: list[Envelope] | None = None,
         retry_in: float = 0.0,
     ) -> None:
-        target = Target.FORTNOX if pending.target == "fortnox" else Target.TILL
-        attempt = pending.attempts + 1
-        outcome = SyncOutcome(
-            id=f"outcome-{pending.command_id}-{attempt}",
-            tenant=pending.tenant,
-            occurred_at=utcnow(),
-            data=OutcomeData(
-                command_id=pending.command_id,
-                command_type=pending.type,
-                target=target,
-                status=status,
-                attempt=attempt,
-                result=result or {},
-                error=error,
-            ),
+        """Record an attempt (:func:`settle_command` decides what it comes to) in the command's
+        ``~exec`` marks, then put its facts, dead letter and outcome on their topics."""
+        settled = settle_command(
+            pending, status, at=utcnow(), result=result, error=error, facts=facts or ()
         )
-        facts = facts or []
         data = self._data(pending.tenant)
         marks = dict(data.get(EXEC, pending.command_id) or {})
-        marks["inflight"] = max(int(marks.get("inflight", 0)), attempt)
+        marks["inflight"] = max(int(marks.get("inflight", 0)), settled.attempt)
         marks["settled"] = {
-            "attempt": attempt,
+            "attempt": settled.attempt,
             "status": status.value,
             "retry_at": time.time() + retry_in,
-            "outcome": registry.dump(outcome).decode(),
-            "facts": [registry.dump(f).decode() for f in facts],
+            "outcome": registry.dump(settled.outcome).decode(),
+            "facts": [registry.dump(f).decode() for f in settled.facts],
         }
         # The mark first (acknowledged for Fortnox: a lost outcome is then republished, never
         # re-executed), then the facts and the outcome.
@@ -293,43 +345,17 @@ class KafkaPorts:
         )
         self._republished.add(pending.command_id)
         self.executed += 1
-        for fact in facts:
+        for fact in settled.facts:
             self.produce(fact)
-        if facts:
+        if settled.facts:
             # The facts are on the log before the outcome: an outcome without its facts would
             # leave the reconciler waiting for them (a stock write's result, say).
             self.producer.flush(timeout=30)
-        if status is OutcomeStatus.REJECTED:
-            assert error is not None
-            self.produce(
-                DeadLetter(
-                    id=f"dl-{pending.command_id}",
-                    tenant=pending.tenant,
-                    occurred_at=utcnow(),
-                    data=DeadLetterData(
-                        dead_letter_id=pending.command_id,
-                        topic=f"{pending.target}.commands",
-                        message_type=pending.type,
-                        message=json.loads(pending.payload),
-                        error=error,
-                    ),
-                )
-            )
-        publish = status is not OutcomeStatus.RETRYING or (
-            attempt in _LOGGED_RETRIES or not attempt % 16
-        )
-        if publish:
-            self.produce(outcome)
-        log.info(
-            "command.settled",
-            tenant=pending.tenant,
-            command_id=pending.command_id,
-            command_type=pending.type,
-            target=pending.target,
-            status=status.value,
-            attempt=attempt,
-            error=error.kind.value if error else None,
-        )
+        if settled.dead_letter is not None:
+            self.produce(settled.dead_letter)
+        if settled.logged:
+            self.produce(settled.outcome)
+        log_settled(log, settled)
 
     def remember_intent(self, command_id: str, intent: dict[str, Any]) -> None:
         tenant = self._tenant_of(command_id)
@@ -410,6 +436,25 @@ class KafkaPorts:
 
     def pause(self, tenant: str, error: ShopError) -> None:
         self._pauses.pause(tenant, error)
+
+
+def attempts_made(cmd: Record, marks: Record | None) -> int:
+    """The attempts a command has had that ended: the agent's count (from the outcomes it
+    applied) or, ahead of it, the executor's last settlement (``~exec``)."""
+    settled = (marks or {}).get("settled")
+    made = int(cmd.get("attempts", 0))
+    return made if settled is None else max(made, int(settled["attempt"]))
+
+
+def _finished(cmd: Record, marks: Record) -> bool:
+    """The command's last attempt ended it (done or refused) and the agent has not applied that
+    outcome yet."""
+    settled = marks.get("settled")
+    return (
+        settled is not None
+        and int(settled["attempt"]) > int(cmd.get("attempts", 0))
+        and settled["status"] in (OutcomeStatus.DONE.value, OutcomeStatus.REJECTED.value)
+    )
 
 
 def topic_of(message: Envelope) -> Topic:

@@ -5,7 +5,8 @@ deployment exactly as it reads an embedded one (:class:`engine.ops.SqliteOpsStor
 What is projected, from every partition:
 
 * the state changelog: the reconcilers' records into ``state``; the runtime's ``~cmd`` records
-  (commands not yet done) into ``outbox``; the Fortnox session's ``~cursor`` records into
+  (commands not yet done) into ``outbox``, with their last failed attempt, retry time and error
+  from the executors' ``~exec`` marks; the Fortnox session's ``~cursor`` records into
   ``fx_cursor``;
 * ``sync.deadletters`` into ``dead_letters``; an operator's ``sync.deadletter.action`` on
   ``sync.control`` resolves its dead letter;
@@ -32,7 +33,7 @@ from kafka import KafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from engine.kafka.config import KafkaConfig
-from engine.kafka.store import CMD, CURSOR, JOURNAL, META, SEEN, decode_key, is_internal
+from engine.kafka.store import CMD, CURSOR, EXEC, JOURNAL, META, SEEN, decode_key, is_internal
 from engine.store.db import Database
 from engine.store.lanes import lane_of
 from topics import registry
@@ -171,6 +172,8 @@ class KafkaReadModel:
         record = None if value is None else json.loads(value)
         if kind == CMD:
             self._command(conn, tenant, rkey, record)
+        elif kind == EXEC:
+            self._attempt(conn, rkey, record)
         elif kind == CURSOR:
             if record is None:
                 conn.execute(
@@ -216,7 +219,8 @@ class KafkaReadModel:
         conn.execute(
             "INSERT INTO outbox (command_id, tenant, target, type, payload, status, attempts, "
             "created_at, lane) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (command_id) DO "
-            "UPDATE SET status = excluded.status, attempts = excluded.attempts",
+            "UPDATE SET status = excluded.status, "
+            "attempts = MAX(outbox.attempts, excluded.attempts)",
             (
                 command_id,
                 tenant,
@@ -227,6 +231,27 @@ class KafkaReadModel:
                 int(record.get("attempts", 0)),
                 time.time(),
                 _lane(record),
+            ),
+        )
+
+    def _attempt(self, conn: Any, command_id: str, marks: Any) -> None:
+        """A command's ``~exec`` marks: its last failed attempt, when it is retried and why it
+        failed (the agent's ``~cmd`` count lags: retries are published on some attempts only)."""
+        settled = (marks or {}).get("settled") if isinstance(marks, dict) else None
+        if not isinstance(settled, dict) or settled.get("status") != "retrying":
+            return
+        try:
+            error = registry.parse(str(settled["outcome"])).data.error  # type: ignore[attr-defined]
+        except (KeyError, ValidationError, ValueError):
+            error = None
+        conn.execute(
+            "UPDATE outbox SET attempts = MAX(attempts, ?), next_at = ?, "
+            "last_error = COALESCE(?, last_error) WHERE command_id = ? AND status = 'pending'",
+            (
+                int(settled.get("attempt", 0)),
+                float(settled.get("retry_at", 0.0)),
+                None if error is None else error.message,
+                command_id,
             ),
         )
 

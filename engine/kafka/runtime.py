@@ -47,9 +47,10 @@ from engine.fortnox.tokens import SqliteTokenStore
 from engine.fortnox_factory import open_api
 from engine.kafka.config import STATE_TABLE, KafkaConfig
 from engine.kafka.directory import KafkaTenantDirectory
-from engine.kafka.ports import KafkaPorts
+from engine.kafka.ports import KafkaPorts, attempts_made
 from engine.kafka.store import (
     CMD,
+    EXEC,
     JOURNAL,
     META,
     SEEN,
@@ -76,6 +77,7 @@ from topics import registry
 from topics.envelope import Envelope
 from topics.names import RECONCILED_TOPICS, Topic, message_key
 from topics.outcomes import (
+    CommandAction,
     DeadLetter,
     DeadLetterAction,
     DeadLetterData,
@@ -114,6 +116,8 @@ class _Batch:
     queued: list[tuple[str, str, str, int]] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
     order: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
+    #: Operators' actions on commands being retried, carried out once the batch is durable.
+    actions: list[CommandAction] = field(default_factory=list)
 
     def put(self, data: TenantData, kind: str, key: str, value: Record | None) -> None:
         data.set(kind, key, value)
@@ -238,6 +242,8 @@ class KafkaRuntime:
         self.token_store: SqliteTokenStore | None = None
         self.limiters = LimiterRegistry()
         self._http: httpx.AsyncClient | None = None
+        #: The till delivery of the executors running now (an operator's retry-now probes it).
+        self._delivery: TillDelivery | None = None
 
     # -- ownership ------------------------------------------------------------------------------
 
@@ -458,6 +464,8 @@ class KafkaRuntime:
             await self.app.consumer.seek(TP(topic_name, partition), offset)
         for tenant, target, command_id, seq in batch.queued:
             self.ports.enqueue(tenant, target, command_id, seq)
+        for action in batch.actions:
+            self._command_action(action)
         if batch.queued:
             for session in list(self.sessions.values()):
                 session.wakeup.set()
@@ -506,6 +514,8 @@ class KafkaRuntime:
         if step.outcome is Outcome.DEAD:
             self._dead_letter(step, batch)
             return
+        if isinstance(step.message, CommandAction):
+            batch.actions.append(step.message)
         for (kind, rkey), rvalue in step.puts.items():
             batch.put(data, kind, rkey, rvalue)
         for emitted in step.commands:
@@ -561,6 +571,41 @@ class KafkaRuntime:
         batch.out.append((Topic.DEAD_LETTERS, tenant, registry.dump(letter)))
         self.counters.dead_letters += 1
 
+    def _command_action(self, action: CommandAction) -> None:
+        """An operator's retry-now or cancel, now that it is recorded: a cancel is settled at
+        once unless an attempt is under way; a retry-now wakes the executors."""
+        tenant, command_id = action.tenant, action.data.command_id
+        data = self.mirror.tenants.get(tenant) if self.owns(tenant) else None
+        cmd = None if data is None else data.get(CMD, command_id)
+        if cmd is None or cmd.get("status") != "pending":
+            log.info(
+                "command.action_ignored",
+                tenant=tenant,
+                command_id=command_id,
+                action=action.data.action,
+                reason="not waiting to be retried",
+            )
+            return
+        if action.data.action == "cancel":
+            self.ports.cancel_now(tenant, command_id)
+            return
+        # The operator's retry is a probe: a target taken for down (its breaker) does not hold
+        # it back until the end of the backoff the retry cuts short.
+        session = self.sessions.get(tenant)
+        if cmd.get("target") == "till":
+            if self._delivery is not None:
+                self._delivery.breaker(tenant).succeeded()
+        elif session is not None:
+            session.breaker.succeeded()
+        log.info(
+            "command.retry_now",
+            tenant=tenant,
+            command_id=command_id,
+            after_attempt=cmd.get("retry_now"),
+        )
+        if session is not None:
+            session.wakeup.set()
+
     # -- ticks ----------------------------------------------------------------------------------
 
     def due_ticks(self, now: dt.datetime) -> int:
@@ -590,6 +635,7 @@ class KafkaRuntime:
         if self._http is None:
             self._http = httpx.AsyncClient()
         delivery = TillDelivery(self.ports, self.directory.cached, self._http, self.supervisor)
+        self._delivery = delivery
         spawn = self.supervisor.spawn
         self._exec_tasks = [
             spawn("till", lambda: delivery.run(stop), stop, backoff_max=5.0),
@@ -780,6 +826,15 @@ class KafkaRuntime:
     def pending(self) -> int:
         return self.ports.depth()
 
+    def read_up_to(self) -> dict[tuple[str, int], int]:
+        """The next offset this worker will apply, per owned (topic, partition): what it applied
+        since it started, else the durable position it recovered (a restarted worker has read
+        nothing yet, and has nothing to read)."""
+        out = dict(self.expected)
+        for where, offset in self.positions.items():
+            out[where] = max(out.get(where, 0), offset)
+        return out
+
     def wakes(self) -> int:
         return sum(1 for data in self.mirror.tenants.values() if data.get(WAKE, "") is not None)
 
@@ -791,9 +846,11 @@ class KafkaRuntime:
 def admit(data: StateView, topic: Topic, message: Envelope) -> Admitted | None:
     """The Kafka runtime's bookkeeping before a message is reconciled; ``None`` = a duplicate.
 
-    Till events are de-duplicated here (the embedded runtime does it at its ingest door);
+    Till events are de-duplicated here too (both doors do it first: engine/kafka/ingest.py);
     outcomes settle the command record the outbox keeps in state; an operator's action on a
-    dead command requeues or drops it (the embedded runtime's ops store does that itself).
+    dead command requeues or drops it, and one on a command still being retried records the
+    retry-now or the cancel the executors' queue carries out (the embedded runtime's ops store
+    changes its outbox itself).
     """
     puts: dict[tuple[str, str], Record | None] = {}
     if topic is Topic.TILL_EVENTS:
@@ -802,7 +859,8 @@ def admit(data: StateView, topic: Topic, message: Envelope) -> Admitted | None:
         if seen is not None:
             if seen.get("fp") in (None, digest):
                 return None
-            # The embedded door answers this 409; behind the Kafka door it is a dead letter.
+            # Both doors answer this 409; one that got past the Kafka door (two doors racing
+            # with one id, a resend after the topic's retention) is a dead letter here.
             raise Refused(
                 f"message id {message.id!r} was received before with other content: "
                 "the first one is kept; send a change under a new id"
@@ -820,7 +878,20 @@ def admit(data: StateView, topic: Topic, message: Envelope) -> Admitted | None:
             if message.data.action == "discard":
                 puts[(CMD, command_id)] = None
             elif requeues_dead_command(data, command_id):
-                puts[(CMD, command_id)] = {**cmd, "status": "pending"}
+                puts[(CMD, command_id)] = {**_without_requests(cmd), "status": "pending"}
+    elif isinstance(message, CommandAction):
+        # An operator's action on a command still being retried: recorded in its ``~cmd``
+        # record (journaled, so it moves with the tenant); the executors' view of the queue
+        # (KafkaPorts.head) carries it out.
+        command_id = message.data.command_id
+        cmd = data.get(CMD, command_id)
+        if cmd is not None and cmd.get("status") == "pending":
+            if message.data.action == "cancel":
+                puts[(CMD, command_id)] = {**cmd, "cancel": message.data.reason}
+            else:
+                # Due now: the retry after the latest attempt that ended.
+                made = attempts_made(cmd, data.get(EXEC, command_id))
+                puts[(CMD, command_id)] = {**cmd, "retry_now": made}
     elif isinstance(message, SyncOutcome):
         outcome = message.data
         cmd = data.get(CMD, outcome.command_id)
@@ -829,14 +900,25 @@ def admit(data: StateView, topic: Topic, message: Envelope) -> Admitted | None:
                 return None
             if outcome.status is OutcomeStatus.DONE:
                 puts[(CMD, outcome.command_id)] = None
+            elif outcome.status is OutcomeStatus.REJECTED:
+                puts[(CMD, outcome.command_id)] = {
+                    **_without_requests(cmd),
+                    "attempts": outcome.attempt,
+                    "status": "dead",
+                }
             else:
-                status = "dead" if outcome.status is OutcomeStatus.REJECTED else "pending"
                 puts[(CMD, outcome.command_id)] = {
                     **cmd,
                     "attempts": outcome.attempt,
-                    "status": status,
+                    "status": "pending",
                 }
     return Admitted(puts)
+
+
+def _without_requests(cmd: Record) -> Record:
+    """A command record without an operator's pending retry-now or cancel (it ended, or an
+    operator sends it again from the dead letters: a new start)."""
+    return {k: v for k, v in cmd.items() if k not in ("cancel", "retry_now")}
 
 
 def quiet_faust_logs() -> None:

@@ -56,10 +56,18 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what:
 class World:
     """The Fortnox sandbox (one company per tenant) and the tills, on loopback HTTP."""
 
-    def __init__(self, tenants: list[str], *, down: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        tenants: list[str],
+        *,
+        down: set[str] | None = None,
+        tills: dict[str, FastAPI] | None = None,
+    ) -> None:
         self.tenants = tenants
         #: Tenants whose till back office answers every command with 503 (it is down).
         self.down = set(down or ())
+        #: Tenants whose back office is this app (serving ``/kassasync/commands``) instead.
+        self.apps = dict(tills or {})
         self.refused_calls: dict[str, int] = {}
         self.sandbox = SandboxState(rate_window_seconds=WINDOW)
         self.seeded = {
@@ -87,9 +95,10 @@ class World:
         self.sandbox_url = await self._serve(create_sandbox(self.sandbox))
         tills = FastAPI()
         for tenant, state in self.tills.items():
-            tills.mount(
-                f"/{tenant}", self._down(tenant) if tenant in self.down else create_till(state)
-            )
+            app = self.apps.get(tenant)
+            if app is None:
+                app = self._down(tenant) if tenant in self.down else create_till(state)
+            tills.mount(f"/{tenant}", app)
         self.till_url = await self._serve(tills)
         return self
 
@@ -180,14 +189,16 @@ class EmbeddedHarness:
         return key
 
     async def ingest(self, tenant: str, key: str, events: list[dict[str, Any]]) -> int:
+        return (await self.answer(tenant, key, events)).status_code
+
+    async def answer(self, tenant: str, key: str, events: list[dict[str, Any]]) -> httpx.Response:
         transport = httpx.ASGITransport(self.engine.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://engine") as client:
-            response = await client.post(
+            return await client.post(
                 f"/v1/tenants/{tenant}/events",
                 json={"events": events},
                 headers={"Authorization": f"Bearer {key}"},
             )
-        return response.status_code
 
     async def wait_quiet(self, timeout: float = 60.0) -> None:
         rounds = 0
@@ -234,17 +245,19 @@ class KafkaHarness:
         return key
 
     async def ingest(self, tenant: str, key: str, events: list[dict[str, Any]]) -> int:
+        return (await self.answer(tenant, key, events)).status_code
+
+    async def answer(self, tenant: str, key: str, events: list[dict[str, Any]]) -> httpx.Response:
         assert self.events is not None
         app = create_app(self.runtime.directory, self.events)
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app), base_url="http://ingest"
         ) as client:
-            response = await client.post(
+            return await client.post(
                 f"/v1/tenants/{tenant}/events",
                 json={"events": events},
                 headers={"Authorization": f"Bearer {key}"},
             )
-        return response.status_code
 
     def _ends(self) -> dict[tuple[str, int], int]:
         if self._consumer is None:
@@ -268,9 +281,8 @@ class KafkaHarness:
                 session.request_poll()
             await asyncio.sleep(0.7)
             ends = await asyncio.to_thread(self._ends)
-            behind = sum(
-                max(0, end - self.runtime.positions.get(tp, 0)) for tp, end in ends.items()
-            )
+            done = self.runtime.read_up_to()
+            behind = sum(max(0, end - done.get(tp, 0)) for tp, end in ends.items())
             quiet = (
                 self.runtime.ready
                 and not behind

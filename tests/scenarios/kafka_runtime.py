@@ -55,7 +55,8 @@ class KafkaScenarioRuntime(ScenarioRuntime):
             data_dir=self.data / "kafka",
         )
         await asyncio.to_thread(init_topics, self.config)
-        self.worker = KafkaRuntime(self.config, SecretBox(generate_key()), timing=FAST_TIMING)
+        self.box = SecretBox(generate_key())
+        self.worker = KafkaRuntime(self.config, self.box, timing=FAST_TIMING)
         key = await asyncio.to_thread(self.worker.directory.upsert, self.tenant_config())
         assert key is not None
         self.api_key = key
@@ -64,6 +65,13 @@ class KafkaScenarioRuntime(ScenarioRuntime):
         self.engine_url = await self._serve(create_app(self.worker.directory, self.events))
         self._consumer = KafkaConsumer(bootstrap_servers=self.config.bootstrap)
         return self
+
+    async def restart(self) -> None:
+        """Stop the worker and start a new one on the same topics and data folder (the sandbox,
+        the till and the ingest API go on), as after a deploy."""
+        await self.worker.stop()
+        self.worker = KafkaRuntime(self.config, self.box, timing=FAST_TIMING)
+        await self.worker.start()
 
     async def __aexit__(self, *exc: object) -> None:
         await self._stop_world()
@@ -119,10 +127,8 @@ class KafkaScenarioRuntime(ScenarioRuntime):
             for p in range(self.config.partitions)
         ]
         ends = self._consumer.end_offsets(tps)
-        return sum(
-            max(0, end - self.worker.positions.get((tp.topic, tp.partition), 0))
-            for tp, end in ends.items()
-        )
+        done = self.worker.read_up_to()
+        return sum(max(0, end - done.get((tp.topic, tp.partition), 0)) for tp, end in ends.items())
 
     @property
     def sessions(self) -> Mapping[str, FortnoxSession]:

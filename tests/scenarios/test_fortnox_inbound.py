@@ -164,10 +164,6 @@ async def test_skewed_clocks_lose_no_article_customer_or_payment(
         assert _full_passes(rt) == passes
 
 
-@pytest.mark.embedded_only(
-    reason="the scenario runtime cannot restart its in-process Kafka worker yet; the Kafka "
-    "restart is tests/kafka/test_fortnox_inbound.py"
-)
 async def test_delete_missing_removes_till_only_and_deleted_records_at_the_start_up_full_pass(
     runtime: Factory,
 ) -> None:
