@@ -594,19 +594,23 @@ async def webshop_sale(request: Request, tenant_id: int, body: WebshopSale) -> R
         customers.create_customer(
             tenant, {"CustomerNumber": body.customer, "Name": "Web shop", "Type": "COMPANY"}
         )
-    rec = articles.webshop_sale(tenant, body.article, body.quantity)
-    out: dict[str, Any] = {"ArticleNumber": rec.key, "QuantityInStock": rec.data["QuantityInStock"]}
-    if body.invoice:
-        # The stock moved with the invoice (one step, one moment): Fortnox's feed announces the
-        # article's change and the invoice together.
-        made = invoices.create_invoice(
-            tenant,
-            {
-                "CustomerNumber": body.customer,
-                "InvoiceRows": [{"ArticleNumber": rec.key, "DeliveredQuantity": body.quantity}],
-            },
-        )
-        out["InvoiceNumber"] = made.key
+    with tenant.one_moment():
+        rec = articles.webshop_sale(tenant, body.article, body.quantity)
+        out: dict[str, Any] = {
+            "ArticleNumber": rec.key,
+            "QuantityInStock": rec.data["QuantityInStock"],
+        }
+        if body.invoice:
+            # The stock moved with the invoice (one step, one moment): Fortnox's feed announces
+            # the article's change and the invoice together.
+            made = invoices.create_invoice(
+                tenant,
+                {
+                    "CustomerNumber": body.customer,
+                    "InvoiceRows": [{"ArticleNumber": rec.key, "DeliveredQuantity": body.quantity}],
+                },
+            )
+            out["InvoiceNumber"] = made.key
     return json_response(out)
 
 
