@@ -203,8 +203,10 @@ class World:
     # -- driving it ------------------------------------------------------------------------------
 
     def send(self, *events: dict[str, Any]) -> None:
-        """What the ingest API does with a till's batch: validate, append to ``till.events``."""
+        """What the ingest API does with a till's batch: validate, append to ``till.events``,
+        wake the processor."""
         self.engine.edge.publish([registry.parse_till_event(e) for e in events])
+        self.engine.stored()
 
     async def admin(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         response = await self.http.request(
