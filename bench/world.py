@@ -84,6 +84,9 @@ _CLOCK_USERS = (
     "engine.executors.fortnox",
     "engine.embedded.edge",
     "engine.executors.feed",
+    # The tick loop's "now" (it reads engine.clock.utcnow since the engine's clock can be
+    # skewed; without this the ticks compared real time with shop times and never came).
+    "engine.embedded.runtime",
 )
 
 
