@@ -57,9 +57,6 @@ class DueIndex:
         self._since: dict[str, int] = {}
         self._order: list[tuple[int, str]] = []
 
-    def __len__(self) -> int:
-        return len(self._since)
-
     def set(self, key: str, record: Record | None) -> None:
         """``key`` now holds ``record`` (``None``: it was deleted)."""
         old = self._since.pop(key, None)
@@ -78,9 +75,11 @@ class DueIndex:
         return [key for _, key in self._order[: self._end(until)]]
 
     def waiting(self, until: int) -> Iterator[str]:
-        """The keys not yet due by ``until``, by time (lazily: a caller takes the first)."""
-        for _, key in self._order[self._end(until) :]:
-            yield key
+        """The keys not yet due by ``until``, by time (lazily, and without copying the rest of
+        the order: a caller takes the first)."""
+        order = self._order
+        for i in range(self._end(until), len(order)):
+            yield order[i][1]
 
 
 def _since_of(entry: tuple[int, str]) -> int:
