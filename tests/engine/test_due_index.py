@@ -1,5 +1,6 @@
 """The dirty index (hypothesis): every store's ``due`` (the embedded SQLite store with its write
-buffer, the Kafka runtime's tenant tables, the in-memory state, and a transaction over each)
+buffer, the Kafka runtime's tenant tables, the in-memory state, retention's roll-forward state,
+and a transaction over each)
 answers what a scan of the whole dirty set answers, whatever the order of writes, deletes,
 commits and roll-backs, and whatever the UTC offsets of the times."""
 
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from engine.kafka.store import TenantData
 from engine.store.db import Database
+from engine.store.retention import _TenantState
 from engine.store.state import StateStore
 from reconcilers.state import DIRTY, Due, MemoryState, Record, Txn, due_in, instant
 
@@ -55,6 +57,7 @@ def test_every_store_s_due_entries_are_the_scan_s(ops: list[tuple[Any, ...]]) ->
             store = StateStore(db)
             memory = MemoryState()
             kafka = TenantData("shop")
+            rolled = _TenantState({})  # retention's roll-forward state
             committed: dict[tuple[str, str], Record] = {}
             buffered: dict[tuple[str, str], Record | None] = {}
             for act in ops:
@@ -70,6 +73,7 @@ def test_every_store_s_due_entries_are_the_scan_s(ops: list[tuple[Any, ...]]) ->
                         store.flush()
                     store.committed()
                     memory.apply_puts(buffered)
+                    rolled.apply_puts(buffered)
                     for (kind, key), value in buffered.items():
                         kafka.set(kind, key, value)
                         if value is None:
@@ -86,7 +90,7 @@ def test_every_store_s_due_entries_are_the_scan_s(ops: list[tuple[Any, ...]]) ->
                     now = {k: v for k, v in seen.items() if v is not None}
                     _same(store.due("shop", until), _expected(now, until))
                     _same(store.view("shop").due(until), _expected(now, until))
-                    for view in (memory, kafka):
+                    for view in (memory, kafka, rolled):
                         _same(view.due(until), _expected(committed, until))
                         # Through a transaction; one that changed dirty entries itself reads
                         # the merged set.
