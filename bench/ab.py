@@ -77,6 +77,7 @@ def main() -> None:
                 "replay_vs_decode_ratio_cpu",
                 "replay_cpu_seconds",
                 "commands",
+                "commands_digest",
                 "state_rows",
             )
             row = {"variant": label, **{k: result[k] for k in keep}}

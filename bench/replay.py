@@ -161,6 +161,33 @@ def _payloads(conn: sqlite3.Connection, after_seq: int, count: int) -> list[tupl
     return [(int(r[0]), bytes(r[1])) for r in rows]
 
 
+#: The topics a replay writes its commands to: compared byte for byte with the recording's.
+COMMAND_TOPICS = (Topic.FORTNOX_COMMANDS, Topic.TILL_COMMANDS)
+
+
+def commands_digest(
+    db: Database, limits: dict[Topic, int] | None = None
+) -> tuple[str, dict[Topic, int]]:
+    """A digest of the commands on ``db``'s log (topic, tenant and payload bytes, per topic in
+    log order; the first ``limits[topic]`` of each topic only, if given) and how many per topic:
+    two runs that made the same commands byte for byte agree."""
+    digest = hashlib.blake2b(digest_size=16)
+    counts: dict[Topic, int] = {}
+    for topic in COMMAND_TOPICS:
+        sql = f'SELECT tenant, payload FROM {log_table(topic)} ORDER BY "offset"'
+        params: tuple[int, ...] = ()
+        if limits is not None:
+            sql += " LIMIT ?"
+            params = (limits.get(topic, 0),)
+        counts[topic] = 0
+        for tenant, payload in db.conn.execute(sql, params):
+            digest.update(f"{topic.value}\x1f{tenant}\x1f".encode())
+            digest.update(bytes(payload))
+            digest.update(b"\x1e")
+            counts[topic] += 1
+    return digest.hexdigest(), counts
+
+
 def run(
     tenants: int,
     per_tenant: int,
@@ -178,6 +205,7 @@ def run(
         db = Database(Path(tmp) / "replay.db")
         src = Database(source)
         total = copy_reconciled_log(src, db)
+        recorded_digest, recorded_commands = commands_digest(src)
         src.close()
         fill_s = time.perf_counter() - t0
         processor = Processor(db)
@@ -226,6 +254,10 @@ def run(
             # Every figure below divides by what was replayed: a partial replay is no result.
             raise RuntimeError(f"replayed {done} of the {total} messages on the log")
         rows = db.conn.execute("SELECT COUNT(*) FROM state").fetchone()[0]
+        replay_digest, _ = commands_digest(db)
+        # The recording stops once its last ticks are on the log, before it handles them (the
+        # replay does: a few more commands), so its commands are compared with the replay's first.
+        prefix_digest, _ = commands_digest(db, recorded_commands)
         db.close()
         floor.db.close()
     if profiler is not None and profile is not None:
@@ -249,6 +281,12 @@ def run(
         "floor_vs_decode_ratio": round(decode.wall / floor_clock.wall, 4),
         "replay_vs_floor_ratio": round(floor_clock.wall / replay.wall, 4),
         "commands": commands,
+        # The replay's commands, byte for byte, against the recording's (the same reconcilers
+        # made both; a state layer that changed what a tick flushes would show here), and the
+        # digest to compare between runs of different versions of the code.
+        "commands_digest": replay_digest,
+        "commands_match_recording": prefix_digest == recorded_digest,
+        "commands_beyond_recording": commands - sum(recorded_commands.values()),
         "dead_letters": dead,
         "state_rows": rows,
     }

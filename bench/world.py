@@ -84,6 +84,9 @@ _CLOCK_USERS = (
     "engine.executors.fortnox",
     "engine.embedded.edge",
     "engine.executors.feed",
+    # The tick loop's "now" (it reads engine.clock.utcnow since the engine's clock can be
+    # skewed; without this the ticks compared real time with shop times and never came).
+    "engine.embedded.runtime",
 )
 
 
@@ -203,8 +206,10 @@ class World:
     # -- driving it ------------------------------------------------------------------------------
 
     def send(self, *events: dict[str, Any]) -> None:
-        """What the ingest API does with a till's batch: validate, append to ``till.events``."""
+        """What the ingest API does with a till's batch: validate, append to ``till.events``,
+        wake the processor."""
         self.engine.edge.publish([registry.parse_till_event(e) for e in events])
+        self.engine.stored()
 
     async def admin(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         response = await self.http.request(

@@ -82,7 +82,7 @@ tenants:
       ledger:
         enabled: true
         years: 2
-      flush_window_seconds: 2
+      flush_window_seconds: 0
 """
 
 #: Environment the example's ``env:NAME`` secrets read when the test loads it.

@@ -8,7 +8,7 @@ import json
 from typing import Any, TypeVar
 
 from reconcilers.events import InternalEvent
-from reconcilers.state import Record, Txn
+from reconcilers.state import DIRTY, Record, Txn
 from topics.commands import Command
 from topics.envelope import Envelope, Model
 from topics.settings import TenantSettings
@@ -16,7 +16,6 @@ from topics.settings import TenantSettings
 C = TypeVar("C", bound=Command)
 
 TENANT = "tenant"
-DIRTY = "dirty"
 #: How many message ids a record remembers per channel to recognise redeliveries.
 RECENT_IDS = 8
 
@@ -104,10 +103,14 @@ class Ctx:
         self.txn.emit(cmd)
         return cmd
 
-    # -- flush windows --------------------------------------------------------------------------
+    # -- flushes ---------------------------------------------------------------------------------
 
     def mark_dirty(self, flow: str, key: str) -> None:
-        """Remember that ``flow``'s entity ``key`` must be written out at the next flush."""
+        """Remember that ``flow``'s entity ``key`` must be written out at the next flush: with
+        no flush window (the default) the tick the scheduler appends once this message's batch
+        is committed, else the first tick after the tenant's window. Changes before that tick
+        coalesce, and so do changes while a write of the entity is in flight (each flow has
+        one write in flight per entity and sends what accumulated when it settles)."""
         dirty_key = f"{flow}:{key}"
         if self.txn.get(DIRTY, dirty_key) is None:
             self.txn.put(DIRTY, dirty_key, {"since": self.now.isoformat()})

@@ -19,7 +19,7 @@ from reconcilers import (
 )
 from reconcilers.context import DIRTY, TENANT, Ctx
 from reconcilers.events import CustomerFailed, CustomerReady, InternalEvent, SubmittedVoucherDue
-from reconcilers.state import Decision, StateView, Txn
+from reconcilers.state import Decision, StateView, Txn, instant
 from topics import fortnox as fx
 from topics import outcomes as oc
 from topics import till
@@ -191,31 +191,31 @@ def _tick(ctx: Ctx, msg: Any) -> None:
 
 
 def flush_due(ctx: Ctx) -> None:
-    """Write out every dirty entity whose flush window has passed by the message's time."""
+    """Write out every dirty entity due by the message's time: marked at or before it (no flush
+    window, the default: the tick after a change's batch writes it), or longer ago than the
+    tenant's window. The entries come from the store's dirty index (only the due ones are
+    read), in key order."""
     window = dt.timedelta(seconds=float(ctx.settings.flush_window_seconds))
-    due: dict[str, list[str]] = {flow: [] for flow in FLUSH_ORDER}
-    later: dt.datetime | None = None
-    for dirty_key, record in ctx.txn.scan(DIRTY):
+    due = ctx.txn.due(instant(ctx.now - window))
+    by_flow: dict[str, list[str]] = {flow: [] for flow in FLUSH_ORDER}
+    for dirty_key, _ in due.entries:
         flow, _, key = dirty_key.partition(":")
-        ready_at = dt.datetime.fromisoformat(record["since"]) + window
-        if ready_at <= ctx.now:
-            due.setdefault(flow, []).append(key)
-            ctx.txn.delete(DIRTY, dirty_key)
-        elif later is None or ready_at < later:
-            later = ready_at
-    for key in due["customers"]:
+        by_flow.setdefault(flow, []).append(key)
+        ctx.txn.delete(DIRTY, dirty_key)
+    for key in by_flow["customers"]:
         customers.flush(ctx, key)
-    if due["articles"]:
-        articles.flush(ctx, due["articles"])
-    for key in due["stock"]:
+    if by_flow["articles"]:
+        articles.flush(ctx, by_flow["articles"])
+    for key in by_flow["stock"]:
         stock.flush(
             ctx,
             key,
             in_till=articles.in_till(ctx, key),
             fortnox_stock_goods=articles.fortnox_stock_goods(ctx, key),
         )
-    if later is not None:
-        ctx.txn.wake(later)
+    if due.first_waiting is not None:
+        _, record = due.first_waiting
+        ctx.txn.wake(dt.datetime.fromisoformat(record["since"]) + window)
 
 
 def _settings_changed(ctx: Ctx, msg: Any) -> None:

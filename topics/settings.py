@@ -107,8 +107,9 @@ class TenantSettings(Model):
     invoices: InvoiceSettings = Field(default_factory=InvoiceSettings)
     payments: PaymentSettings = Field(default_factory=PaymentSettings)
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
-    #: Changes are collected for this long before they are written (bursts coalesce).
-    flush_window_seconds: Decimal = Field(default=Decimal(2), ge=0, le=3600)
+    #: 0: a change is written at the end of the batch it arrives in (changes to an entity
+    #: coalesce while its write is in flight). More: changes are collected this long first.
+    flush_window_seconds: Decimal = Field(default=Decimal(0), ge=0, le=3600)
 
     @model_validator(mode="after")
     def _check(self) -> TenantSettings:

@@ -180,6 +180,11 @@ class EmbeddedEngine:
         self.app = self._app()
         self.server: uvicorn.Server | None = None
 
+    def stored(self) -> None:
+        """Events were appended to the log (the ingest API, or anything that appends as it
+        does): the processor reads them now instead of at the end of its idle nap."""
+        self._work.set()
+
     def _counted(self, result: BatchResult) -> None:
         self.counters.events_in += result.processed
         self.counters.commands_out += result.commands
@@ -190,7 +195,7 @@ class EmbeddedEngine:
     def _app(self) -> FastAPI:
         # The OpenAPI document describes the till-facing API; no interactive docs pages.
         app = FastAPI(title="Kassasync", version="0.1.0", docs_url=None, redoc_url=None)
-        app.include_router(ingest_router(self.tenants, self.edge, on_stored=self._work.set))
+        app.include_router(ingest_router(self.tenants, self.edge, on_stored=self.stored))
         mount_web(
             app,
             ops=self.ops,
@@ -281,12 +286,15 @@ class EmbeddedEngine:
             await _first(stop, asyncio.Event(), timeout=self.retention_seconds)
 
     async def _tick_loop(self, stop: asyncio.Event) -> None:
-        """Ticks tenants whose flush window has passed, waking at the earliest wake-up time (or
-        when the processor wrote new ones), at least every 0.2 s."""
+        """Ticks tenants whose wake-up time has come (with no flush window, the batch that left
+        a change waiting has just committed), waking at the earliest wake-up time or when the
+        processor wrote new ones, at least every 0.2 s."""
         while not stop.is_set():
             self._wakes_changed.clear()
             now = utcnow()
-            self.scheduler.due(now)
+            if self.scheduler.due(now):
+                # The processor need not wait out its idle nap for the ticks just appended.
+                self._work.set()
             timeout = SESSIONS_CHECK_SECONDS
             earliest = self.scheduler.earliest()
             if earliest is not None:

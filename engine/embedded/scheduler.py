@@ -1,5 +1,6 @@
-"""Ticks: when a reconciler left work waiting for a flush window, a ``sync.tick`` is appended for
-that tenant once the window has passed (time reaches the reconcilers through the log)."""
+"""Ticks: when a reconciler left work waiting to be written out, a ``sync.tick`` is appended for
+that tenant once its wake-up time has come: right after the batch with no flush window (the
+default), after the window with one (time reaches the reconcilers through the log)."""
 
 from __future__ import annotations
 

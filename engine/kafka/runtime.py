@@ -154,6 +154,11 @@ class KafkaRuntime:
         self._put_futures: list[asyncio.Future[Any]] = []
         self.aproducer: AIOKafkaProducer | None = None
         self._ticked: dict[str, tuple[str, float]] = {}
+        #: Set when a batch wrote a wake-up time: the tick loop looks at once (a change with no
+        #: flush window is due at the end of its batch) instead of at its next 0.2 s turn.
+        self._wakes_changed = asyncio.Event()
+        #: The tenants whose wake-up time a batch wrote since the tick loop last looked.
+        self._woken: set[str] = set()
         #: Next offset to read per (topic, partition), as far as this worker has reconciled.
         self.positions: dict[tuple[str, int], int] = {}
         #: Per owned partition: {topic: next offset to read}, durable in the state changelog.
@@ -469,6 +474,10 @@ class KafkaRuntime:
         if batch.queued:
             for session in list(self.sessions.values()):
                 session.wakeup.set()
+        woken = [tenant for tenant, puts in batch.puts.items() if (WAKE, "") in puts]
+        if woken:
+            self._woken.update(woken)
+            self._wakes_changed.set()
         if self.log_notes:
             log_decisions(log, batch.notes)
 
@@ -608,13 +617,20 @@ class KafkaRuntime:
 
     # -- ticks ----------------------------------------------------------------------------------
 
-    def due_ticks(self, now: dt.datetime) -> int:
-        """The scheduler's role: a ``sync.tick`` for every owned tenant whose wake time came."""
+    def due_ticks(self, now: dt.datetime, tenants: Iterable[str] | None = None) -> int:
+        """The scheduler's role: a ``sync.tick`` for every owned tenant whose wake time came
+        (of ``tenants`` only, if given)."""
         if not self._ready.is_set():
             return 0
         sent = 0
         clock = time.monotonic()
-        for tenant, data in list(self.mirror.tenants.items()):
+        owned = self.mirror.tenants
+        chosen = (
+            list(owned.items())
+            if tenants is None
+            else [(t, owned[t]) for t in tenants if t in owned]
+        )
+        for tenant, data in chosen:
             wake = data.get(WAKE, "")
             if wake is None or dt.datetime.fromisoformat(wake["at"]) > now:
                 continue
@@ -661,10 +677,23 @@ class KafkaRuntime:
         self.sessions.clear()
 
     async def _tick_loop(self, stop: asyncio.Event) -> None:
+        """Ticks owned tenants whose wake-up time has come: at once when a batch wrote wake-up
+        times, else every 0.2 s (a flush window ending, a tick to send again)."""
+        woken: set[str] | None = None  # None: every owned tenant
         while not stop.is_set():
-            self.due_ticks(utcnow())  # the engine's clock, as every reading compared with messages
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=0.2)
+            self._wakes_changed.clear()
+            self._woken = set()
+            self.due_ticks(utcnow(), woken)  # the engine's clock, as every reading compared
+            stopped = asyncio.ensure_future(stop.wait())
+            changed = asyncio.ensure_future(self._wakes_changed.wait())
+            try:
+                done, _ = await asyncio.wait(
+                    {stopped, changed}, timeout=0.2, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                stopped.cancel()
+                changed.cancel()
+            woken = set(self._woken) if changed in done else None
 
     async def _session_loop(self, stop: asyncio.Event) -> None:
         """Reads new tenants and keeps a supervised session for each owned one with Fortnox."""

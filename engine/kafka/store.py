@@ -23,7 +23,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from reconcilers.state import Record, StateView
+from reconcilers.state import DIRTY, Due, DueIndex, Record, StateView, due_from
 from topics.common import REDELIVERY_WINDOW_DAYS
 
 SEP = "\x1f"
@@ -90,12 +90,14 @@ def is_internal(kind: str) -> bool:
 class TenantData:
     """One tenant's records; the reconcilers' ``StateView``."""
 
-    __slots__ = ("index", "records", "tenant")
+    __slots__ = ("dirty", "index", "records", "tenant")
 
     def __init__(self, tenant: str) -> None:
         self.tenant = tenant
         self.records: dict[tuple[str, str], Record] = {}
         self.index: dict[str, set[str]] = {}
+        #: The dirty entries by time, so a tick reads only the due ones.
+        self.dirty = DueIndex()
 
     def get(self, kind: str, key: str) -> Record | None:
         return self.records.get((kind, key))
@@ -107,7 +109,13 @@ class TenantData:
         for key in sorted(keys):
             yield key, self.records[(kind, key)]
 
+    def due(self, until: int) -> Due:
+        records = self.records
+        return due_from(self.dirty, until, lambda key: records[(DIRTY, key)])
+
     def set(self, kind: str, key: str, value: Record | None) -> None:
+        if kind == DIRTY:
+            self.dirty.set(key, value)
         if value is None:
             if self.records.pop((kind, key), None) is not None:
                 keys = self.index.get(kind)

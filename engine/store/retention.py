@@ -46,7 +46,7 @@ from engine.clock import utcnow
 from engine.core.process import Inbound, Outcome, process
 from engine.store.db import Database, log_table
 from engine.store.log import Log
-from reconcilers.state import Record
+from reconcilers.state import DIRTY, Due, DueIndex, Record, due_from
 from topics.names import RECONCILED_TOPICS, Topic
 
 log = structlog.get_logger("kassasync.retention")
@@ -117,16 +117,20 @@ class RetentionStatus:
 
 
 class _TenantState:
-    """One tenant's records with an index by kind, as the reconcilers' ``StateView``: a tick
-    scans the dirty set, and ``MemoryState.scan`` sorts every record of the tenant to do it."""
+    """One tenant's records with an index by kind, as the reconcilers' ``StateView``
+    (``MemoryState.scan`` sorts every record of the tenant), and its dirty entries by time for
+    ticks (``DueIndex``)."""
 
-    __slots__ = ("by_kind", "records")
+    __slots__ = ("by_kind", "dirty", "records")
 
     def __init__(self, records: dict[tuple[str, str], Record]) -> None:
         self.records = records
         self.by_kind: dict[str, set[str]] = {}
-        for kind, key in records:
+        self.dirty = DueIndex()
+        for (kind, key), value in records.items():
             self.by_kind.setdefault(kind, set()).add(key)
+            if kind == DIRTY:
+                self.dirty.set(key, value)
 
     def get(self, kind: str, key: str) -> Record | None:
         return self.records.get((kind, key))
@@ -134,6 +138,10 @@ class _TenantState:
     def scan(self, kind: str) -> Iterator[tuple[str, Record]]:
         for key in sorted(self.by_kind.get(kind, ())):
             yield key, self.records[(kind, key)]
+
+    def due(self, until: int) -> Due:
+        records = self.records
+        return due_from(self.dirty, until, lambda key: records[(DIRTY, key)])
 
     def apply_puts(self, puts: Mapping[tuple[str, str], Record | None]) -> None:
         for (kind, key), value in puts.items():
@@ -143,6 +151,8 @@ class _TenantState:
             else:
                 self.records[(kind, key)] = value
                 self.by_kind.setdefault(kind, set()).add(key)
+            if kind == DIRTY:
+                self.dirty.set(key, value)
 
 
 def _pack(records: dict[tuple[str, str], Record]) -> bytes:

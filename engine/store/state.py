@@ -9,7 +9,7 @@ from typing import Any
 from pydantic_core import from_json, to_json
 
 from engine.store.db import Database
-from reconcilers.state import Record
+from reconcilers.state import DIRTY, Due, DueIndex, Record, dirty_since, due_from
 
 Key = tuple[str, str, str]
 Slice = tuple[str, str]
@@ -42,6 +42,9 @@ class StateStore:
         self._slices: dict[Slice, dict[str, Record]] = {}
         #: Keys with a buffered write, per (tenant, kind) slice.
         self._pending_keys: dict[Slice, set[str]] = {}
+        #: Committed dirty entries per tenant ordered by time, for the tenants whose dirty
+        #: slice is cached (built with it, kept current at commit like the slice).
+        self._dirty: dict[str, DueIndex] = {}
 
     def view(self, tenant: str) -> TenantView:
         return TenantView(self, tenant)
@@ -87,6 +90,40 @@ class StateStore:
         for key in sorted(merged):
             yield key, merged[key]
 
+    def _dirty_index(self, tenant: str) -> tuple[DueIndex, dict[str, Record]]:
+        sliced = self._slice(tenant, DIRTY)
+        index = self._dirty.get(tenant)
+        if index is None:
+            index = self._dirty[tenant] = DueIndex()
+            for key, record in sliced.items():
+                index.set(key, record)
+        return index, sliced
+
+    def due(self, tenant: str, until: int) -> Due:
+        """The tenant's dirty entries due by ``until`` (see ``StateView.due``): the committed
+        ones from the index, the batch's buffered writes over them. Only the due entries and
+        the first waiting one are read, never the whole set."""
+        index, sliced = self._dirty_index(tenant)
+        mine = self._pending_keys.get((tenant, DIRTY))
+        if not mine:
+            return due_from(index, until, sliced.__getitem__)
+        entries = {key: sliced[key] for key in index.due_keys(until) if key not in mine}
+        first: tuple[int, str, Record] | None = None
+        for key in index.waiting(until):
+            if key not in mine:
+                first = (dirty_since(sliced[key]), key, sliced[key])
+                break
+        for key in mine:
+            value = self.pending[(tenant, DIRTY, key)]
+            if value is None:
+                continue
+            since = dirty_since(value)
+            if since <= until:
+                entries[key] = value
+            elif first is None or (since, key) < first[:2]:
+                first = (since, key, value)
+        return Due(sorted(entries.items()), None if first is None else (first[1], first[2]))
+
     def put(self, tenant: str, kind: str, key: str, value: Record | None) -> None:
         self.pending[(tenant, kind, key)] = value
         keys = self._pending_keys.get((tenant, kind))
@@ -118,17 +155,21 @@ class StateStore:
         if len(self._cache) + len(self.pending) > CACHE_LIMIT:
             self._cache.clear()
             self._slices.clear()
+            self._dirty.clear()
         self._cache.update(self.pending)
         for (tenant, kind), keys in self._pending_keys.items():
             sliced = self._slices.get((tenant, kind))
             if sliced is None:
                 continue
+            index = self._dirty.get(tenant) if kind == DIRTY else None
             for key in keys:
                 value = self.pending[(tenant, kind, key)]
                 if value is None:
                     sliced.pop(key, None)
                 else:
                     sliced[key] = value
+                if index is not None:
+                    index.set(key, value)
         self.pending.clear()
         self._pending_keys.clear()
 
@@ -137,6 +178,7 @@ class StateStore:
         self._pending_keys.clear()
         self._cache.clear()
         self._slices.clear()
+        self._dirty.clear()
 
     def all_records(self, tenant: str) -> dict[tuple[str, str], Any]:
         rows = self.db.conn.execute(
@@ -163,3 +205,6 @@ class TenantView:
 
     def scan(self, kind: str) -> Iterator[tuple[str, Record]]:
         return self.store.scan(self.tenant, kind)
+
+    def due(self, until: int) -> Due:
+        return self.store.due(self.tenant, until)

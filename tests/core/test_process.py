@@ -14,7 +14,7 @@ from engine.core import process as core
 from engine.core.process import Admitted, Inbound, Outcome, process
 from reconcilers import dispatch
 from reconcilers.context import Ctx
-from reconcilers.state import MemoryState, Record
+from reconcilers.state import Due, MemoryState, Record
 from topics.envelope import Envelope
 from topics.names import Topic
 
@@ -115,6 +115,9 @@ class BrokenStore:
         raise sqlite3.OperationalError("disk I/O error")
 
     def scan(self, kind: str) -> Iterator[tuple[str, Record]]:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    def due(self, until: int) -> Due:
         raise sqlite3.OperationalError("disk I/O error")
 
 

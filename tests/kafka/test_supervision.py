@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -76,10 +77,10 @@ async def test_a_crashed_tick_loop_and_an_unreadable_tenant_are_red_on_the_worke
     ticks = runtime.due_ticks
     broken = False
 
-    def crashing_ticks(now: dt.datetime) -> int:
+    def crashing_ticks(now: dt.datetime, tenants: Iterable[str] | None = None) -> int:
         if broken:
             raise RuntimeError("tick loop broke")
-        return ticks(now)
+        return ticks(now, tenants)
 
     runtime.due_ticks = crashing_ticks  # type: ignore[method-assign]
     with capture_logs() as logs:
