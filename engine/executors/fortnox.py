@@ -83,6 +83,52 @@ WHOLE_ONLY: dict[str, tuple[str, str]] = {
     "articles": ("Article", "StockGoods"),
     "customers": ("Customer", "Type"),
 }
+
+
+class WholeCustomers:
+    """The fields Kassasync reads of each customer fetched whole, by a digest of its list item,
+    so that a full pass fetches again only customers whose list item changed (a 1,000-customer
+    register cost 1,000 GETs per pass: 1.25× the day's lower bound of calls). A change of a field
+    outside the list view moves the customer's ``lastmodified``: the incremental poll, which
+    always fetches whole, sees it and refreshes the entry. Bounded: the oldest entries go."""
+
+    #: What ``customer_fields`` and the mark of a till customer read from a whole customer.
+    FIELDS = (
+        "Name",
+        "OrganisationNumber",
+        "Email",
+        "Phone1",
+        "Phone",
+        "Address1",
+        "Address2",
+        "ZipCode",
+        "City",
+        "CountryCode",
+        "Type",
+        "Active",
+        "ExternalReference",
+    )
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self.limit = limit
+        self._known: dict[str, tuple[bytes, dict[str, Any]]] = {}
+
+    @staticmethod
+    def _digest(item: dict[str, Any]) -> bytes:
+        text = json.dumps(item, sort_keys=True, default=str).encode()
+        return hashlib.blake2b(text, digest_size=12).digest()
+
+    def get(self, key: str, item: dict[str, Any]) -> dict[str, Any] | None:
+        known = self._known.get(key)
+        return known[1] if known is not None and known[0] == self._digest(item) else None
+
+    def put(self, key: str, item: dict[str, Any], whole: dict[str, Any]) -> None:
+        self._known.pop(key, None)
+        self._known[key] = (self._digest(item), {f: whole[f] for f in self.FIELDS if f in whole})
+        while len(self._known) > self.limit:
+            del self._known[next(iter(self._known))]
+
+
 #: Reads and writes one stock command may take in one execution before it is retried later.
 STOCK_WRITE_TRIES = 3
 OVERLAP = dt.timedelta(minutes=2)
@@ -243,6 +289,8 @@ class FortnoxSession:
         self._delete_missing: dict[str, bool] = {}
         #: Absolute stock writes whose feed events are still being watched for overwrites.
         self.overlaps = OverlapWatch()
+        #: Customers fetched whole, so a full pass fetches only those whose list item changed.
+        self._whole = WholeCustomers()
         #: Whether Fortnox fails every command, rather than one (engine/executors/breaker.py).
         self.breaker = Breaker()
         #: Completed polls and master-data refreshes; a caller that wants fresh data waits for
@@ -989,6 +1037,7 @@ class FortnoxSession:
             lambda raw: str(raw.get(id_field)),
             overlap=OVERLAP,
             clock=utcnow,
+            whole_field=WHOLE_ONLY[resource][1] if resource in WHOLE_ONLY else None,
         )
         # A full pass reads everything (it is what notices deletions); otherwise only what
         # changed since the cursor, minus what the overlap brings back unchanged. Each page's
@@ -1060,6 +1109,10 @@ class FortnoxSession:
                 # StockGoods, VAT and Unit, a customer's Type, CountryCode and
                 # ExternalReference): only then, fetch the changed record whole.
                 wrapper, _field = whole_only
+                known = self._whole.get(change.key, raw) if resource == "customers" else None
+                if full and known is not None:
+                    messages.append((change.key, {**raw, **known}, None))
+                    continue
                 try:
                     whole = await self.api.client.get_json(f"/3/{resource}/{seg(change.key)}")
                 except NotFound:
@@ -1068,6 +1121,8 @@ class FortnoxSession:
                     log.info("fortnox.poll.gone_meanwhile", tenant=self.tenant, key=change.key)
                     continue
                 fetched = whole.get(wrapper)
+                if resource == "customers" and isinstance(fetched, dict):
+                    self._whole.put(change.key, raw, fetched)
                 raw = {**raw, **(fetched if isinstance(fetched, dict) else {})}
             messages.append((change.key, raw, change.problem))
         prices: dict[str, Decimal | None] = {}

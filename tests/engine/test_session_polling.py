@@ -224,3 +224,24 @@ def test_a_feed_deletion_no_record_can_carry_is_left_to_the_full_pass() -> None:
     assert isinstance(gone, fx.FortnoxArticleDeleted) and gone.data.article_number == "A 1"
     assert deletion(event("customer-deleted-v1", "K\x001"), "shop") is None
     assert deletion(event("invoicepayment-deleted-v1", ""), "shop") is None
+
+
+def test_a_full_pass_reuses_a_whole_customer_while_its_list_item_is_the_same() -> None:
+    """A full pass fetches again only customers whose list item changed; bounded."""
+    from engine.executors.fortnox import WholeCustomers
+
+    whole = WholeCustomers(limit=2)
+    item = {"CustomerNumber": "1", "Name": "Anna", "City": "Lund"}
+    record = {**item, "Type": "COMPANY", "Phone1": "040-1", "Currency": "SEK"}
+    assert whole.get("1", item) is None
+    whole.put("1", item, record)
+    assert whole.get("1", dict(item)) == {
+        "Name": "Anna",
+        "City": "Lund",
+        "Type": "COMPANY",
+        "Phone1": "040-1",
+    }, "only the fields Kassasync reads are kept"
+    assert whole.get("1", {**item, "City": "Malmö"}) is None, "a changed list item is fetched"
+    whole.put("2", item, record)
+    whole.put("3", item, record)
+    assert whole.get("1", item) is None and whole.get("3", item) is not None, "oldest go first"

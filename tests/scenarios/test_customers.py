@@ -54,6 +54,20 @@ async def test_fortnox_master_brings_the_whole_customer_not_the_list_view(
         assert till["organisation_number"] == "556677-8899"
 
 
+async def test_an_edit_outside_the_list_view_reaches_the_till(runtime: Factory) -> None:
+    """Fortnox's customer list is a subset: a customer listed again with the same list item may
+    have changed outside it (its Type). The overlap's same item is not dropped as a duplicate
+    when it is a subset (it was, and the edit waited for the next full pass)."""
+    async with runtime({"customers": {"master": "fortnox"}}) as rt:
+        await rt.settle()
+        await rt.admin("PATCH", "/records/customers/1", json={"City": "Lund"})
+        await rt.settle()
+        assert rt.till.customers["fortnox-1"]["city"] == "Lund"
+        await rt.admin("PATCH", "/records/customers/1", json={"Type": "COMPANY"})
+        await rt.settle()
+        assert rt.till.customers["fortnox-1"]["type"] == "COMPANY"
+
+
 async def test_fortnox_master_overwrites_till_edits_but_creates_new_till_customers(
     runtime: Factory,
 ) -> None:
