@@ -168,6 +168,7 @@ class Tenant:
         self.pricelists = Collection("pricelists", sort_key=code_sort_key)
         self.termsofpayments = Collection("termsofpayments")
         self.costcenters = Collection("costcenters", sort_key=code_sort_key)
+        self.projects = Collection("projects", sort_key=code_sort_key)
         self.invoices = Collection("invoices")
         self.invoicepayments = Collection("invoicepayments")
         self.orders = Collection("orders")
@@ -262,6 +263,7 @@ class Tenant:
             "pricelists": self.pricelists,
             "termsofpayments": self.termsofpayments,
             "costcenters": self.costcenters,
+            "projects": self.projects,
             "invoices": self.invoices,
             "invoicepayments": self.invoicepayments,
             "orders": self.orders,
