@@ -69,7 +69,8 @@ _CP1252_FROM_LATIN1: Final = _cp1252_table()
 
 
 def _count_bytes(data: bytes, values: frozenset[int]) -> int:
-    return sum(data.count(bytes((value,))) for value in values)
+    """How many bytes of ``data`` are in ``values`` (one pass: what deleting them removes)."""
+    return len(data) - len(data.translate(None, bytes(sorted(values))))
 
 
 CHUNK: Final = 1 << 18
