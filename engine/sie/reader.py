@@ -466,34 +466,36 @@ class _Reader:
                 position = buffer.find(separator) + 1  # the overlong line's last piece
                 skipping = False
             while position < last:
-                if blocks and self.voucher is None:
+                if blocks and self.voucher is None and self.crc is None and self.checksum is None:
+                    if not self.blocks_read:
+                        found = match(buffer, position, last)
+                        if found is not None and found.end() - position <= MAX_LINE:
+                            self._first_block(number + 1)
+                    # Voucher blocks one after the other, each read as the line-by-line way
+                    # would: the same voucher, rows, line numbers and warnings. Inline: this
+                    # runs once per voucher (nothing here changes what the checks above saw).
                     found = match(buffer, position, last)
-                    if found is not None:
+                    while found is not None:
                         end = found.end()
-                        if (
-                            end - position <= MAX_LINE
-                            and self.crc is None
-                            and self.checksum is None
-                        ):
-                            # The block, read as the line-by-line way would: the same voucher,
-                            # rows, line numbers and warnings. Inline: this runs once per voucher.
-                            amounts = amounts_of(buffer, position, end)  # one '}' per row
-                            count = len(amounts)
-                            line = number + 1
-                            if count <= _FLOAT_ROWS and -0.005 < fsum(map(float, amounts)) < 0.005:
-                                balance = _ZERO
-                            else:
-                                balance = sum(map(Decimal, amounts), _ZERO)
-                            voucher = new(_BlockVoucher)
-                            setter(voucher, "_read", (found, line, balance, fast))
-                            if not self.blocks_read:
-                                self._first_block(line)
-                            emit(voucher)
-                            if balance:
-                                self._unbalanced(voucher, balance, line)
-                            number += count + 3  # #VER, '{', the rows, '}'
-                            position = end
-                            continue
+                        if end - position > MAX_LINE:
+                            break
+                        amounts = amounts_of(buffer, position, end)  # one '}' per row
+                        count = len(amounts)
+                        line = number + 1
+                        if count <= _FLOAT_ROWS and -0.005 < fsum(map(float, amounts)) < 0.005:
+                            balance = _ZERO
+                        else:
+                            balance = sum(map(Decimal, amounts), _ZERO)
+                        voucher = new(_BlockVoucher)
+                        setter(voucher, "_read", (found, line, balance, fast))
+                        emit(voucher)
+                        if balance:
+                            self._unbalanced(voucher, balance, line)
+                        number += count + 3  # #VER, '{', the rows, '}'
+                        position = end
+                        found = match(buffer, position, last)
+                    if position >= last:
+                        break
                 end = buffer.find(separator, position, last)
                 number += 1
                 take(number, buffer[position:end] if end - position <= MAX_LINE else None)
