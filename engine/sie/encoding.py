@@ -68,9 +68,23 @@ def _cp1252_table() -> dict[int, str]:
 _CP1252_FROM_LATIN1: Final = _cp1252_table()
 
 
-def _count_bytes(data: bytes, values: frozenset[int]) -> int:
-    """How many bytes of ``data`` are in ``values`` (one pass: what deleting them removes)."""
-    return len(data) - len(data.translate(None, bytes(sorted(values))))
+def _letter_table() -> bytes:
+    """Every byte to ``.``, except CP437's Swedish letters to ``C`` and Latin-1's to ``L``."""
+    table = bytearray(b"." * 256)
+    for value in _CP437_LETTER_BYTES:
+        table[value] = ord("C")
+    for value in _LATIN1_LETTER_BYTES:
+        table[value] = ord("L")
+    return bytes(table)
+
+
+_LETTERS: Final = _letter_table()
+
+
+def _letter_scores(data: bytes) -> tuple[int, int]:
+    """The CP437 and the Latin-1 letter counts of ``data`` in one pass (and two fast counts)."""
+    marked = data.translate(_LETTERS)
+    return marked.count(b"C"), marked.count(b"L")
 
 
 CHUNK: Final = 1 << 18
@@ -142,8 +156,9 @@ def scan_bytes(chunks: Iterable[bytes]) -> ByteScan:
                 utf8.decode(chunk)
             except UnicodeDecodeError:
                 utf8_valid = False
-        cp437_score += _count_bytes(chunk, _CP437_LETTER_BYTES)
-        latin1_score += _count_bytes(chunk, _LATIN1_LETTER_BYTES)
+        cp437_letters, latin1_letters = _letter_scores(chunk)
+        cp437_score += cp437_letters
+        latin1_score += latin1_letters
         c1 = c1 or _C1_RANGE.search(chunk) is not None
     separator = "\n" if newline else "\r"
     if encoding is not None:
