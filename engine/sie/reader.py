@@ -85,15 +85,19 @@ _ROW: Final = (
     r"(-?[0-9]{1,8}+(?:\.[0-9]{1,2})?+)(?:[ \t]++(" + _DATE + r")(?:[ \t]++(" + _TEXT + r"))?+)?+"
     r"[ \t\r]*+\n"
 )
-_BLOCK_RE: Final = re.compile(
+_HEAD: Final = (
     r"[ \t\r]*+#VER[ \t]++" + _PLAIN + r"[ \t]++" + _PLAIN + r"[ \t]++(" + _DATE + ")"
     r"(?:[ \t]++" + _PLAIN + r"(?:[ \t]++(" + _DATE + r")(?:[ \t]++" + _PLAIN + r")?+)?+)?+"
-    r"[ \t\r]*+\n[ \t\r]*+\{[ \t\r]*+\n"
-    r"((?:" + re.sub(r"\((?!\?)", "(?:", _ROW) + r")++)"
-    r"[ \t\r]*+\}[ \t\r]*+\n"
 )
-_BLOCK_ROWS: Final = 11
-"""The group of :data:`_BLOCK_RE` that holds the rows."""
+_HEAD_RE: Final = re.compile(_HEAD)
+"""A block's #VER, its fields captured (when they are first used)."""
+_BLOCK_RE: Final = re.compile(
+    re.sub(  # nothing captured: the fields are taken when used (a capture costs time)
+        r"\((?!\?)",
+        "(?:",
+        _HEAD + r"[ \t\r]*+\n[ \t\r]*+\{[ \t\r]*+\n(?:" + _ROW + r")++[ \t\r]*+\}[ \t\r]*+\n",
+    )
+)
 _ROW_LINE_RE: Final = re.compile("^" + _ROW, re.MULTILINE)
 """One row of a block, its fields captured (when the rows are built)."""
 _AMOUNTS_RE: Final = re.compile(r"\}[ \t]++(-?[0-9.]++)")
@@ -231,26 +235,37 @@ class _BlockVoucher(Voucher):
     :class:`Voucher`. It keeps the decoded piece of the file it was read from (shared by the
     vouchers read from it)."""
 
-    __slots__ = ("_read", "_rows")
+    __slots__ = ("_head", "_read", "_rows")
 
     #: The match of :data:`_BLOCK_RE`, the #VER's line, the balance, the date and row caches.
     _read: tuple[re.Match[str], int, Decimal, _FastValues]
     _rows: tuple[VoucherRow, ...]
+    _head: tuple[str | None, ...]
 
     def __new__(cls, *args: object, **kwargs: object) -> Voucher:  # type: ignore[misc]
         return Voucher(*args, **kwargs)  # type: ignore[arg-type]  # dataclasses.replace
 
+    def _groups(self) -> tuple[str | None, ...]:
+        try:
+            return self._head
+        except AttributeError:
+            found = self._read[0]
+            head = _HEAD_RE.match(found.string, found.start())
+            assert head is not None  # the block's match began with it
+            groups = head.groups()
+            _set(self, "_head", groups)
+            return groups
+
     def _field(self, quoted: int) -> str:
-        found = self._read[0]
-        value = found.group(quoted)
+        groups = self._groups()
+        value = groups[quoted - 1]
         if value is None:
-            value = found.group(quoted + 1)
+            value = groups[quoted]
         return value or ""
 
     def _day(self, group: int) -> dt.date | None:
-        read = self._read
-        day = read[0].group(group)
-        return None if day is None else read[3].date_of(day)
+        day = self._groups()[group - 1]
+        return None if day is None else self._read[3].date_of(day)
 
     @property
     def date(self) -> dt.date:
@@ -288,7 +303,7 @@ class _BlockVoucher(Voucher):
             return self._rows
         except AttributeError:
             found, line, _balance, fast = self._read
-            rows = fast.rows(found.group(_BLOCK_ROWS), line + 2)
+            rows = fast.rows(found.group(), line + 2)  # the rows are its only #TRANS lines
             _set(self, "_rows", rows)
             return rows
 
@@ -457,6 +472,7 @@ class _Reader:
         blocks = separator == "\n"
         take, match, amounts_of = self._take, _BLOCK_RE.match, _AMOUNTS_RE.findall
         fsum, new, setter, fast = math.fsum, object.__new__, object.__setattr__, self._fast
+        block_voucher, zero, float_rows, max_line = _BlockVoucher, _ZERO, _FLOAT_ROWS, MAX_LINE
         emit = self.vouchers.append if self.on_voucher is None else self.on_voucher
         for text in texts:
             buffer = carry + text if carry else text
@@ -477,21 +493,21 @@ class _Reader:
                     found = match(buffer, position, last)
                     while found is not None:
                         end = found.end()
-                        if end - position > MAX_LINE:
+                        if end - position > max_line:
                             break
                         amounts = amounts_of(buffer, position, end)  # one '}' per row
                         count = len(amounts)
-                        line = number + 1
-                        if count <= _FLOAT_ROWS and -0.005 < fsum(map(float, amounts)) < 0.005:
-                            balance = _ZERO
+                        number += 1  # the #VER's line
+                        if count <= float_rows and -0.005 < fsum(map(float, amounts)) < 0.005:
+                            balance = zero
                         else:
-                            balance = sum(map(Decimal, amounts), _ZERO)
-                        voucher = new(_BlockVoucher)
-                        setter(voucher, "_read", (found, line, balance, fast))
+                            balance = sum(map(Decimal, amounts), zero)
+                        voucher = new(block_voucher)
+                        setter(voucher, "_read", (found, number, balance, fast))
                         emit(voucher)
                         if balance:
-                            self._unbalanced(voucher, balance, line)
-                        number += count + 3  # #VER, '{', the rows, '}'
+                            self._unbalanced(voucher, balance, number)
+                        number += count + 2  # '{', the rows, '}'
                         position = end
                         found = match(buffer, position, last)
                     if position >= last:
