@@ -37,7 +37,7 @@ from fastapi.responses import JSONResponse
 from engine.clock import utcnow
 from engine.embedded.edge import Edge
 from engine.gateway.ingest import _authorised, problem, read_capped
-from engine.sie_import import ImportReport, Refusal, import_file
+from engine.sie_import import EdgeVoucherQueue, ImportReport, Refusal, import_file
 from engine.store.db import Database
 from engine.tenants import TenantDirectory
 from topics.common import TENANT_PATTERN
@@ -170,7 +170,7 @@ def receive(edge: Edge, tenant: str, name: str, data: bytes) -> Upload:
     with tempfile.TemporaryDirectory(prefix="kassasync-sie-") as folder:
         path = Path(folder) / name
         path.write_bytes(data)
-        report = import_file(edge, tenant, path)
+        report = import_file(EdgeVoucherQueue(edge), tenant, path)
     report.file = name  # the till's name, never the engine's temporary folder
     report.errors = [
         Refusal(name, r.line, r.message, r.voucher, r.value) if r.file == str(path) else r
