@@ -13,10 +13,11 @@ imports it (engine/sie_import.py: the same checks, refusals and voucher identity
 * **Answers.** 202 queued (``report`` is import-sie's report), 200 the same upload again, 422
   refused (``report.errors`` name file, line, voucher and value), 400 a bad name or checksum,
   401 a wrong key, 404 not a tenant id, 413 over :data:`MAX_FILE_BYTES`.
-* **Dashboard.** Every upload leaves a report on the tenant's page (state kind ``report``, key
-  ``sie-file:NAME``) in the shop's words: what was received, or why nothing of the file is booked
-  and what to do. Problems while posting (a missing account, a locked period) show where the
-  Z-reports' do, as for ``import-sie``.
+* **Dashboard.** Every upload leaves a report on the tenant's page (Recent reports, key
+  ``sie-file:NAME``; kept in ``sie_file_reports``, not in the replayable state) in the shop's
+  words: what was received, or why nothing of the file is booked and what to do. Problems
+  while posting (a missing account, a locked period) show where the Z-reports' do, as for
+  ``import-sie``.
 """
 
 from __future__ import annotations
@@ -52,9 +53,16 @@ _NAME_RE: Final = re.compile(r"[^\x00-\x1f\x7f/\\:]{1,200}")
 _SHA_RE: Final = re.compile(r"[0-9a-f]{64}")
 _SHOWN_REFUSALS: Final = 3
 
-_DDL: Final = """CREATE TABLE IF NOT EXISTS sie_uploads (
+_DDL: Final = (
+    """CREATE TABLE IF NOT EXISTS sie_uploads (
     tenant TEXT NOT NULL, name TEXT NOT NULL, sha256 TEXT NOT NULL, outcome TEXT NOT NULL,
-    report TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (tenant, name, sha256)) WITHOUT ROWID"""
+    report TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (tenant, name, sha256)) WITHOUT ROWID""",
+    # The dashboard's report per file name. Not in ``state``: state is what the log replays
+    # to, and a refused upload puts nothing on the log (engine/ops/sqlite.py reads both).
+    """CREATE TABLE IF NOT EXISTS sie_file_reports (
+    tenant TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (tenant, name)) WITHOUT ROWID""",
+)
 
 Outcome = Literal["queued", "refused"]
 
@@ -83,7 +91,8 @@ class Upload:
 
 def ensure_table(db: Database) -> None:
     with db.transaction():
-        db.conn.execute(_DDL)
+        for ddl in _DDL:
+            db.conn.execute(ddl)
 
 
 def valid_name(name: str) -> bool:
@@ -137,8 +146,8 @@ def _remember(edge: Edge, tenant: str, upload: Upload) -> None:
             "message": upload.message,
         }
         conn.execute(
-            "INSERT OR REPLACE INTO state (tenant, kind, key, value) VALUES (?, 'report', ?, ?)",
-            (tenant, f"sie-file:{upload.file}", json.dumps(dashboard, ensure_ascii=False)),
+            "INSERT OR REPLACE INTO sie_file_reports (tenant, name, value) VALUES (?, ?, ?)",
+            (tenant, upload.file, json.dumps(dashboard, ensure_ascii=False)),
         )
 
 

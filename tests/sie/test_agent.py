@@ -20,8 +20,10 @@ from fastapi.testclient import TestClient
 from engine.agent import STATE_NAME, Agent, Config
 from engine.embedded.edge import Edge
 from engine.gateway.sie_files import router
+from engine.ops import SqliteOpsStore
 from engine.secrets import SecretBox, generate_key
 from engine.store.db import Database
+from engine.store.log import Log
 from engine.tenants import TenantConfig, TenantDirectory
 from tests.sie.test_import_cli import GOOD, sie_file
 from topics.settings import TenantSettings
@@ -254,11 +256,9 @@ def test_an_upload_is_queued_once_and_a_refusal_is_on_the_dashboard_in_the_shops
     assert refused.status_code == 422
     [error] = refused.json()["report"]["errors"]
     assert (error["file"], error["voucher"], error["value"]) == ("Fel.SI", "A 1", "0351")
-    row = db.conn.execute(
-        "SELECT value FROM state WHERE tenant = 'shop' AND kind = 'report' AND key = ?",
-        ("sie-file:Fel.SI",),
-    ).fetchone()
-    shown = json.loads(row[0])
+    assert db.conn.execute("SELECT COUNT(*) FROM state WHERE kind = 'report'").fetchone()[0] == 0
+    reports = dict(SqliteOpsStore(db, Log(db)).records("shop", "report"))
+    shown = reports["sie-file:Fel.SI"]
     assert shown["kind"] == "sie_file_refused"
     assert shown["message"].startswith("The till's file Fel.SI was not booked, none of it: line")
     assert "'0351'" in shown["message"] and "Correct it in the till" in shown["message"]
