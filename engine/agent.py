@@ -53,7 +53,6 @@ log = logging.getLogger("kassasync.agent")
 STATE_NAME: Final = ".kassasync-agent.json"
 SENT: Final = "sent"
 REFUSED: Final = "refused"
-KEY_ENV: Final = "KASSASYNC_INGEST_KEY"
 _SKIPPED_SUFFIXES: Final = (".tmp", ".part", "~", ".report.txt")
 _FIRST_BACKOFF: Final = 1.0
 _TIMEOUT: Final = httpx.Timeout(60.0, connect=10.0)
@@ -392,7 +391,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     watch.add_argument("--url", required=True, help="the engine, e.g. https://kassasync.example")
     watch.add_argument("--tenant", required=True, help="the shop's tenant id")
     watch.add_argument(
-        "--key", default=os.environ.get(KEY_ENV), help=f"the tenant's ingest key (or ${KEY_ENV})"
+        "--key", help="the tenant's ingest key (it shows in the process list: prefer --key-file)"
     )
     watch.add_argument("--key-file", help="read the ingest key from this file")
     watch.add_argument("--state", help=f"the agent's state file (default DIR/{STATE_NAME})")
@@ -412,9 +411,7 @@ def config_of(args: argparse.Namespace) -> Config:
     if args.key_file:
         key = Path(args.key_file).read_text(encoding="utf-8").strip()
     if not key:
-        raise SystemExit(
-            f"kassasync agent: give the ingest key with --key, --key-file or ${KEY_ENV}"
-        )
+        raise SystemExit("kassasync agent: give the ingest key with --key-file or --key")
     folder = Path(args.folder)
     return Config(
         folder=folder,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import subprocess
 import sys
 import time
@@ -57,13 +56,14 @@ BROKEN = [voucher("Z", "4", f"{YEAR}0114", "Dagskassa 14/1", ["0351 {} 10.00", "
 async def agent(folder: Path, url: str, key: str, log: Path) -> AsyncIterator[None]:
     """``kassasync agent watch`` as a child process; SIGTERM at the end (it must obey)."""
     out = log.open("ab")
+    key_file = log.with_name("ingest.key")
+    key_file.write_text(key + "\n", encoding="utf-8")
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "engine.cli", "agent", "watch", str(folder),
             "--url", url, "--tenant", "shop", "--interval", "0.2", "--settle", "0.3",
-            "--max-backoff", "1",
+            "--max-backoff", "1", "--key-file", str(key_file),
         ],
-        env={**os.environ, "KASSASYNC_INGEST_KEY": key},
         stdout=out,
         stderr=out,
     )  # fmt: skip
