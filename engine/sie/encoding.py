@@ -79,11 +79,15 @@ def _letter_table() -> bytes:
 
 
 _LETTERS: Final = _letter_table()
+_NOT_LETTERS: Final = bytes(
+    b for b in range(256) if b not in _CP437_LETTER_BYTES | _LATIN1_LETTER_BYTES
+)
 
 
 def _letter_scores(data: bytes) -> tuple[int, int]:
-    """The CP437 and the Latin-1 letter counts of ``data`` in one pass (and two fast counts)."""
-    marked = data.translate(_LETTERS)
+    """The CP437 and the Latin-1 letter counts of ``data``: one pass keeps the letters only,
+    marked ``C`` or ``L`` (letters are few, so counting them is cheap)."""
+    marked = data.translate(_LETTERS, _NOT_LETTERS)
     return marked.count(b"C"), marked.count(b"L")
 
 
