@@ -53,6 +53,9 @@ from topics.till import SubmittedRow, VoucherSubmitted, VoucherSubmittedData
 log = structlog.get_logger("kassasync.sie_import")
 
 COST_CENTER_DIMENSION: Final = 1
+PROJECT_DIMENSION: Final = 6
+TARGETS: Final = ("costcenter", "project")
+"""What a SIE dimension can be booked as in Fortnox (``--dimension N=TARGET``)."""
 MAX_VOUCHERS: Final = 20_000
 """More vouchers than this in one file is not a till's daily file: refused, read no further."""
 
@@ -61,6 +64,7 @@ _CONTROL_RE: Final = re.compile(r"[\x00-\x1f\x7f]")
 _CENT: Final = Decimal("0.01")
 _SHORT: Final = 200
 _IDENT: Final = 100
+_PROJECT_LENGTH: Final = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +174,8 @@ def _legacy_row(account: str, amount: Decimal, objects: tuple[ObjectRef, ...], t
     for ref in objects:
         if ref.dimension == COST_CENTER_DIMENSION:
             row["cost_center"] = ref.number
+        elif ref.dimension == PROJECT_DIMENSION:  # refused before projects were imported
+            row["project"] = ref.number
     if text:
         row["text"] = text[:200]
     return row
@@ -233,15 +239,16 @@ def _rows(
             refuse(row.line, "amount has more than 2 decimals", voucher, str(row.amount))
             ok = False
         _check_text(refuse, row.line, voucher, "row text", row.text)
-        cost_center: str | None = None
+        booked: dict[str, str] = {}
         for ref in row.objects:
-            if dimensions.get(ref.dimension) != "costcenter":
+            target = dimensions.get(ref.dimension)
+            if target is None:
                 refuse(
                     row.line,
                     f"dimension {ref.dimension} has no place in Fortnox here: cost centres are "
-                    "dimension 1 (projects, dimension 6, are not imported yet); book it as a "
-                    f"cost centre with --dimension {ref.dimension}=costcenter or remove it in "
-                    "the till",
+                    "dimension 1 and projects dimension 6; book it as one of them with "
+                    f"--dimension {ref.dimension}=costcenter or "
+                    f"--dimension {ref.dimension}=project, or remove it in the till",
                     voucher,
                     shown(ref.number),
                 )
@@ -249,23 +256,33 @@ def _rows(
             elif not ref.number or len(ref.number) > _IDENT or _CONTROL_RE.search(ref.number):
                 refuse(row.line, f"object of dimension {ref.dimension}", voucher, shown(ref.number))
                 ok = False
-            elif cost_center is not None and cost_center != ref.number:
+            elif booked.get(target, ref.number) != ref.number:
+                what = "cost centres" if target == "costcenter" else "projects"
                 refuse(
                     row.line,
-                    f"two cost centres on one row ({cost_center} and dimension "
-                    f"{ref.dimension}'s): Fortnox takes one",
+                    f"two {what} on one row ({booked[target]} and dimension {ref.dimension}'s): "
+                    "Fortnox takes one",
+                    voucher,
+                    shown(ref.number),
+                )
+                ok = False
+            elif target == "project" and len(ref.number) > _PROJECT_LENGTH:
+                refuse(
+                    row.line,
+                    f"a Fortnox project number has at most {_PROJECT_LENGTH} characters",
                     voucher,
                     shown(ref.number),
                 )
                 ok = False
             else:
-                cost_center = ref.number
+                booked[target] = ref.number
         if ok and row.amount:
             rows.append(
                 SubmittedRow(
                     account=int(row.account),
                     amount=row.amount,
-                    cost_center=cost_center,
+                    cost_center=booked.get("costcenter"),
+                    project=booked.get("project"),
                     text=_clean(row.text, _SHORT) or None,
                 )
             )
@@ -288,13 +305,13 @@ def _date_range(text: str) -> tuple[dt.date, dt.date]:
 
 
 def parse_dimensions(specs: list[str]) -> dict[int, str]:
-    """``--dimension 7=costcenter`` settings on top of SIE's own 1 (cost centre). Any other
-    dimension on a row is refused, never dropped."""
-    mapping = {COST_CENTER_DIMENSION: "costcenter"}
+    """``--dimension 7=costcenter`` or ``--dimension 20=project`` settings on top of SIE's own
+    1 (cost centre) and 6 (project). Any other dimension on a row is refused, never dropped."""
+    mapping = {COST_CENTER_DIMENSION: "costcenter", PROJECT_DIMENSION: "project"}
     for spec in specs:
         number, sep, target = spec.partition("=")
-        if not sep or not number.isdigit() or target != "costcenter":
-            raise ValueError(f"--dimension {spec!r}: write NUMBER=costcenter")
+        if not sep or not number.isdigit() or target not in TARGETS:
+            raise ValueError(f"--dimension {spec!r}: write NUMBER=costcenter or NUMBER=project")
         mapping[int(number)] = target
     return mapping
 

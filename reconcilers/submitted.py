@@ -95,7 +95,14 @@ def try_post(ctx: Ctx, key: str) -> None:
         )
         return
     lines = [
-        _Line(row.account, row.amount, row.text or data.description, False, row.cost_center)
+        _Line(
+            row.account,
+            row.amount,
+            row.text or data.description,
+            False,
+            row.cost_center,
+            row.project,
+        )
         for row in data.rows
         if row.amount
     ]

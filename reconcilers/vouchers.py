@@ -47,6 +47,8 @@ class _Line:
     result_row: bool
     #: A cost centre of the row's own (SIE object lists); else the voucher's rule applies.
     cost_center: str | None = None
+    #: A Fortnox project of the row's own (SIE dimension 6).
+    project: str | None = None
 
 
 def _account(mapping: dict[str, int], key: str, subject: str) -> int:
@@ -199,6 +201,7 @@ def checked_draft(
                 credit=-line.amount if line.amount < 0 else ZERO,
                 cost_center=row_center,
                 description=_clip(line.text, ROW_TEXT_LIMIT),
+                project=line.project,
             )
         )
     draft = VoucherDraft(
@@ -229,7 +232,8 @@ def _check_rules(
 ) -> _Checked:
     """Every rule but the balance, in the order the voucher flow reports them (it reports the
     first): financial year (nothing else can be checked without one), locked period, series,
-    each line's account, the cost centres used, then cost centres an account makes mandatory."""
+    each line's account, the cost centres used, the projects used, then cost centres an account
+    makes mandatory."""
     problems: list[ShopError] = []
     year_id = 0
     settings_by_account: dict[int, CostCenterSetting] = {}
@@ -262,6 +266,13 @@ def _check_rules(
                 problems.append(shop_error(ErrorKind.COST_CENTER_MISSING, cost_center=code))
             elif not center.active:
                 problems.append(shop_error(ErrorKind.COST_CENTER_INACTIVE, cost_center=code))
+        known = None if master.projects is None else {p.number for p in master.projects}
+        for number in sorted({ln.project for ln in lines if ln.project is not None}):
+            if known is None or number not in known:
+                detail = "" if known is not None else " (or Kassasync may not read projects)"
+                problems.append(
+                    shop_error(ErrorKind.PROJECT_MISSING, project=number, detail=detail)
+                )
     for line in lines:
         setting = settings_by_account.get(line.account, CostCenterSetting.ALLOWED)
         if setting is CostCenterSetting.MANDATORY and (line.cost_center or cost_center) is None:

@@ -101,6 +101,8 @@ class VoucherRow(Model):
     credit: Money = Decimal(0)
     cost_center: Ident | None = None
     description: ShortText | None = Field(default=None, max_length=100)
+    #: A Fortnox project number (SIE dimension 6 of an imported voucher's row).
+    project: Ident | None = None
 
 
 class VoucherDraft(Model):

@@ -20,6 +20,7 @@ class ErrorKind(StrEnum):
     COST_CENTER_MISSING = "cost_center_missing"
     COST_CENTER_INACTIVE = "cost_center_inactive"
     COST_CENTER_REQUIRED = "cost_center_required"
+    PROJECT_MISSING = "project_missing"
     FINANCIAL_YEAR_MISSING = "financial_year_missing"
     PERIOD_LOCKED = "period_locked"
     NOT_CONNECTED = "not_connected"
@@ -100,6 +101,12 @@ _TEXT: dict[ErrorKind, tuple[str, str, str | None]] = {
         "Give the till or location a cost centre code in Kassasync, or change the account's "
         "cost centre setting in Fortnox.",
         "https://apps.fortnox.se/bookkeeping/accounts",
+    ),
+    ErrorKind.PROJECT_MISSING: (
+        'Project "{project}" is missing in Fortnox{detail}.',
+        'Log in to Fortnox and add the project with the number "{project}" under Projekt, or '
+        "correct the project (SIE dimension 6) in the till and export the file again.",
+        "https://apps.fortnox.se/project/projects",
     ),
     ErrorKind.FINANCIAL_YEAR_MISSING: (
         "There is no financial year in Fortnox for {date}.",

@@ -332,6 +332,11 @@ class CostCenterInfo(Model):
     active: bool = True
 
 
+class ProjectInfo(Model):
+    number: Ident
+    status: str | None = None
+
+
 class YearMasterData(Model):
     year: FinancialYear
     accounts: list[AccountInfo] = Field(default_factory=list)
@@ -341,6 +346,8 @@ class YearMasterData(Model):
 class MasterData(Model):
     years: list[YearMasterData] = Field(default_factory=list)
     cost_centers: list[CostCenterInfo] = Field(default_factory=list)
+    #: Fortnox's projects; None when Kassasync cannot read them (no access to projects).
+    projects: list[ProjectInfo] | None = None
     #: Bookkeeping is locked up to and including this date.
     locked_until: dt.date | None = None
     terms_of_payment: list[Ident] = Field(default_factory=list)

@@ -294,6 +294,8 @@ class SubmittedRow(Model):
     amount: Money = Field(description="Signed: debit positive, credit negative.")
     cost_center: Ident | None = None
     text: ShortText | None = None
+    #: A Fortnox project number (the row's SIE dimension 6 object).
+    project: Ident | None = None
 
 
 class VoucherSubmittedData(Model):

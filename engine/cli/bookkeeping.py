@@ -328,9 +328,9 @@ def register(sub: argparse._SubParsersAction[Parser], data: str | None) -> None:
         "--dimension",
         action="append",
         default=[],
-        metavar="N=costcenter",
-        help="book SIE dimension N as a Fortnox cost centre (dimension 1 is); other dimensions "
-        "on a row are refused",
+        metavar="N=costcenter|N=project",
+        help="book SIE dimension N as a Fortnox cost centre (dimension 1 is) or project "
+        "(dimension 6 is); other dimensions on a row are refused",
     )
     _where(sie_import, data)
     sie_import.set_defaults(func=_import_sie)

@@ -110,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_arguments(demo_parser)
     demo_parser.set_defaults(func=demo.run)
 
+    from engine import agent
+
+    agent_parser = sub.add_parser(
+        "agent", help="the till-PC agent: send the till's daily SIE files to the engine"
+    )
+    agent.add_arguments(agent_parser)
+
     from engine.kafka import cli as kafka_cli
 
     kafka_cli.register(sub)

@@ -40,6 +40,9 @@ from engine.fortnox_factory import open_api
 from engine.gateway.ingest import MAX_BODY_BYTES as INGEST_BODY_BYTES
 from engine.gateway.ingest import REDELIVERY_WINDOW, SEEN_FOR, SIE_IDS
 from engine.gateway.ingest import router as ingest_router
+from engine.gateway.sie_files import MAX_FILE_BYTES as SIE_FILE_BYTES
+from engine.gateway.sie_files import PATH_PREFIX as SIE_FILES_PATH
+from engine.gateway.sie_files import router as sie_files_router
 from engine.metrics import EngineMetrics, MeteredPorts
 from engine.ops import EmbeddedProbe, Ops, SqliteOpsStore, Throughput
 from engine.secrets import SecretBox
@@ -92,9 +95,15 @@ class EmbeddedEngine:
         retention_seconds: float = RETENTION_SECONDS,
     ) -> None:
         self.data_dir = data_dir
-        #: The HTTP port's limits (body caps, read timeouts); the ingest API takes 1 MB bodies.
+        #: The HTTP port's limits (body caps, read timeouts); the ingest API takes 1 MB bodies,
+        #: the till-PC agent's SIE file uploads 8 MB.
         self.door = dataclasses.replace(
-            door or DoorSettings(), caps={"/v1/": INGEST_BODY_BYTES, **(door.caps if door else {})}
+            door or DoorSettings(),
+            caps={
+                "/v1/": INGEST_BODY_BYTES,
+                SIE_FILES_PATH: SIE_FILE_BYTES,
+                **(door.caps if door else {}),
+            },
         )
         self.db = Database(data_dir / "kassasync.db")
         self.box = box
@@ -196,6 +205,7 @@ class EmbeddedEngine:
         # The OpenAPI document describes the till-facing API; no interactive docs pages.
         app = FastAPI(title="Kassasync", version="0.1.0", docs_url=None, redoc_url=None)
         app.include_router(ingest_router(self.tenants, self.edge, on_stored=self.stored))
+        app.include_router(sie_files_router(self.tenants, self.edge, on_stored=self.stored))
         mount_web(
             app,
             ops=self.ops,

@@ -951,6 +951,7 @@ class FortnoxSession:
                     debit=row.debit,
                     credit=row.credit,
                     cost_center=row.cost_center,
+                    project=row.project,
                     transaction_information=row.description,
                 )
                 for row in draft.rows
@@ -1221,6 +1222,21 @@ class FortnoxSession:
             ),
         )
 
+    async def _projects(self) -> list[fx.ProjectInfo] | None:
+        """Fortnox's projects, or None when this connection may not read them (the project
+        scope or licence is missing): a voucher row with a project then waits with that
+        reason, and every other voucher posts as before."""
+        try:
+            found = await self.api.bookkeeping.projects()
+        except LicenceOrScopeMissing:
+            log.info("fortnox.projects.unreadable", tenant=self.tenant)
+            return None
+        return [
+            fx.ProjectInfo(number=p.project_number, status=p.status)
+            for p in found
+            if p.project_number
+        ]
+
     async def refresh_master_data(self) -> None:
         bk = self.api.bookkeeping
         # Every year Fortnox has: a voucher (an imported SIE file, a late Z-report) may belong to
@@ -1261,6 +1277,7 @@ class FortnoxSession:
                 for c in await bk.cost_centers()
                 if c.code
             ],
+            projects=await self._projects(),
             locked_until=getattr(locked, "end_date", None),
             terms_of_payment=[
                 t.code for t in await self.api.settings.terms_of_payments() if t.code

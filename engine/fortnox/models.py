@@ -347,6 +347,15 @@ class CostCenter(FortnoxModel):
     active: Bool = Field(None, alias="Active")
 
 
+class Project(FortnoxModel):
+    url: Str = Field(None, alias="@url")
+    project_number: Str = Field(None, alias="ProjectNumber")
+    description: Str = Field(None, alias="Description")
+    status: Str = Field(None, alias="Status")
+    start_date: Str = Field(None, alias="StartDate")
+    end_date: Str = Field(None, alias="EndDate")
+
+
 class FinancialYear(FortnoxModel):
     read_only = frozenset({"url", "id"})
 

@@ -4,6 +4,7 @@ embedded runtime's, or the Kafka deployment's read model)."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -87,7 +88,22 @@ class SqliteOpsStore:
             sql += " LIMIT ?"
             params.append(limit)
         rows = self.db.conn.execute(sql, params).fetchall()
-        return [(str(k), dict(json.loads(v))) for k, v in rows]
+        found = [(str(k), dict(json.loads(v))) for k, v in rows]
+        if kind == "report" and not where:
+            found += self._sie_file_reports(tenant)
+        return found
+
+    def _sie_file_reports(self, tenant: str) -> list[tuple[str, Record]]:
+        """What became of the SIE files the till-PC agent uploaded (engine/gateway/sie_files.py
+        keeps them beside the state: a refused file puts nothing on the log to replay)."""
+        try:
+            rows = self.db.conn.execute(
+                "SELECT name, value FROM sie_file_reports WHERE tenant = ? ORDER BY name",
+                (tenant,),
+            ).fetchall()
+        except sqlite3.OperationalError:  # a database no upload has touched: no table
+            return []
+        return [(f"sie-file:{name}", dict(json.loads(value))) for name, value in rows]
 
     def count_by(self, tenant: str, kind: str, field: str) -> dict[str, int]:
         rows = self.db.conn.execute(

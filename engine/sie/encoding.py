@@ -68,8 +68,27 @@ def _cp1252_table() -> dict[int, str]:
 _CP1252_FROM_LATIN1: Final = _cp1252_table()
 
 
-def _count_bytes(data: bytes, values: frozenset[int]) -> int:
-    return sum(data.count(bytes((value,))) for value in values)
+def _letter_table() -> bytes:
+    """Every byte to ``.``, except CP437's Swedish letters to ``C`` and Latin-1's to ``L``."""
+    table = bytearray(b"." * 256)
+    for value in _CP437_LETTER_BYTES:
+        table[value] = ord("C")
+    for value in _LATIN1_LETTER_BYTES:
+        table[value] = ord("L")
+    return bytes(table)
+
+
+_LETTERS: Final = _letter_table()
+_NOT_LETTERS: Final = bytes(
+    b for b in range(256) if b not in _CP437_LETTER_BYTES | _LATIN1_LETTER_BYTES
+)
+
+
+def _letter_scores(data: bytes) -> tuple[int, int]:
+    """The CP437 and the Latin-1 letter counts of ``data``: one pass keeps the letters only,
+    marked ``C`` or ``L`` (letters are few, so counting them is cheap)."""
+    marked = data.translate(_LETTERS, _NOT_LETTERS)
+    return marked.count(b"C"), marked.count(b"L")
 
 
 CHUNK: Final = 1 << 18
@@ -141,8 +160,9 @@ def scan_bytes(chunks: Iterable[bytes]) -> ByteScan:
                 utf8.decode(chunk)
             except UnicodeDecodeError:
                 utf8_valid = False
-        cp437_score += _count_bytes(chunk, _CP437_LETTER_BYTES)
-        latin1_score += _count_bytes(chunk, _LATIN1_LETTER_BYTES)
+        cp437_letters, latin1_letters = _letter_scores(chunk)
+        cp437_score += cp437_letters
+        latin1_score += latin1_letters
         c1 = c1 or _C1_RANGE.search(chunk) is not None
     separator = "\n" if newline else "\r"
     if encoding is not None:

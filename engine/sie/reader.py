@@ -11,7 +11,9 @@ Only :func:`read_sie_file` touches the file system.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import math
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -60,6 +62,47 @@ _FAST_OBJECTS_RE: Final = re.compile(
 )
 _FAST_OBJECT_RE: Final = re.compile(r'([0-9]++)[ \t]++(?:"([^"\\]*+)"|([^ \t"{}]++))')
 _FAST_CACHE: Final = 4096
+
+# The common voucher block, read whole in one match (the block path) instead of line by line:
+# a #VER with plain fields (quoted without escapes, or bare) and valid dates, a '{' line,
+# #TRANS rows of the common form (digits for the account, a simple object list, an amount with
+# at most two decimals, optionally a valid date and a plain quoted text; no braces in quoted
+# members or texts), a '}' line; LF line ends (CR LF included). Anything else, in or around
+# the block, goes the line-by-line way. Every part is possessive: no backtracking.
+_DATE: Final = (
+    r"(?:(?:19|20)[0-9]{2}(?:(?:0[1-9]|1[0-2])(?:0[1-9]|1[0-9]|2[0-8])"
+    r"|(?:0[13-9]|1[0-2])(?:29|30)|(?:0[13578]|1[02])31)"
+    r"|(?:19(?:0[48]|[2468][048]|[13579][26])|20(?:[02468][048]|[13579][26]))0229)"
+)
+"""A valid date in the years 1900-2099 (month lengths and leap years; the common days first);
+any other date, valid or not, sends its voucher the line-by-line way."""
+_BARE: Final = r'[^ \t\r\n"{}\\]++'
+_PLAIN: Final = r'(?:"([^"\\\r\n{}]*+)"|(' + _BARE + "))"
+_TEXT: Final = r'"[^"\\\r\n{}]*+"'
+_OBJECTS: Final = r"(?:[ \t]*+[0-9]++[ \t]++(?:" + _TEXT + r'|[^ \t\r\n"{}]++))*+[ \t]*+'
+_ROW: Final = (
+    r"[ \t\r]*+#TRANS[ \t]++([0-9]++)[ \t]++\{(" + _OBJECTS + r")\}[ \t]++"
+    r"(-?[0-9]{1,8}+(?:\.[0-9]{1,2})?+)(?:[ \t]++(" + _DATE + r")(?:[ \t]++(" + _TEXT + r"))?+)?+"
+    r"[ \t\r]*+\n"
+)
+_HEAD: Final = (
+    r"[ \t\r]*+#VER[ \t]++" + _PLAIN + r"[ \t]++" + _PLAIN + r"[ \t]++(" + _DATE + ")"
+    r"(?:[ \t]++" + _PLAIN + r"(?:[ \t]++(" + _DATE + r")(?:[ \t]++" + _PLAIN + r")?+)?+)?+"
+)
+_HEAD_RE: Final = re.compile(_HEAD)
+"""A block's #VER, its fields captured (when they are first used)."""
+_BLOCK_RE: Final = re.compile(
+    re.sub(  # nothing captured: the fields are taken when used (a capture costs time)
+        r"\((?!\?)",
+        "(?:",
+        _HEAD + r"[ \t\r]*+\n[ \t\r]*+\{[ \t\r]*+\n(?:" + _ROW + r")++[ \t\r]*+\}[ \t\r]*+\n",
+    )
+)
+_ROW_LINE_RE: Final = re.compile("^" + _ROW, re.MULTILINE)
+"""One row of a block, its fields captured (when the rows are built)."""
+_AMOUNTS_RE: Final = re.compile(r"\}[ \t]++(-?[0-9.]++)")
+"""The amounts of a block's rows: each row has one '}', the end of its object list."""
+_ZERO: Final = Decimal(0)
 
 NOT_SIE: Final = "no SIE records found: this is not a SIE file"
 
@@ -123,6 +166,202 @@ def _voucher_name(voucher: Voucher) -> str:
     return f"voucher {series} {number} dated {voucher.date.isoformat()}"
 
 
+class _FastValues:
+    """Object lists and dates of the fast paths, each read once (at most :data:`_FAST_CACHE`
+    of each are kept); shared by the reader and the rows of its block vouchers, built later."""
+
+    __slots__ = ("dates", "objects")
+
+    def __init__(self) -> None:
+        self.objects: dict[str, tuple[ObjectRef, ...]] = {}
+        self.dates: dict[str, dt.date] = {}
+
+    def objects_of(self, body: str) -> tuple[ObjectRef, ...] | None:
+        """The objects of a simple object list, or None when it is not one."""
+        found = self.objects.get(body)
+        if found is not None:
+            return found
+        if _FAST_OBJECTS_RE.fullmatch(body) is None:
+            return None
+        found = tuple(
+            ObjectRef(int(m[1]), m[2] if m[2] is not None else m[3])
+            for m in _FAST_OBJECT_RE.finditer(body)
+        )
+        if len(self.objects) < _FAST_CACHE:
+            self.objects[body] = found
+        return found
+
+    def date_of(self, day: str) -> dt.date | None:
+        """The date of eight digits, or None when it is not a valid date."""
+        found = self.dates.get(day)
+        if found is not None:
+            return found
+        try:
+            found = dt.date(int(day[:4]), int(day[4:6]), int(day[6:]))
+        except ValueError:
+            return None
+        if len(self.dates) < _FAST_CACHE:
+            self.dates[day] = found
+        return found
+
+    def rows(self, text: str, first: int) -> tuple[VoucherRow, ...]:
+        """The rows of a block the block path read (every value was checked then), the first
+        on line ``first``."""
+        objects_of, date_of, trans = self.objects_of, self.date_of, RowKind.TRANS
+        return tuple(
+            VoucherRow(
+                account,
+                Decimal(amount),
+                trans,
+                objects_of(body) or (),
+                date_of(day) if day else None,
+                quoted[1:-1],
+                None,
+                "",
+                line,
+            )
+            for line, (account, body, amount, day, quoted) in enumerate(
+                _ROW_LINE_RE.findall(text), first
+            )
+        )
+
+
+class _BlockVoucher(Voucher):
+    """A voucher the block path read. Every value was checked while reading (the pattern
+    takes valid dates only); the fields are taken from the match and the rows built on first
+    use (``sie check`` never needs them), so a voucher costs one small object while reading.
+    It is a :class:`Voucher` in every way: the same fields, equal to (and hashing as) the
+    voucher the line-by-line way builds; ``dataclasses.replace`` gives a plain
+    :class:`Voucher`. It keeps the decoded piece of the file it was read from (shared by the
+    vouchers read from it)."""
+
+    __slots__ = ("_head", "_read", "_rows")
+
+    #: The match of :data:`_BLOCK_RE`, the #VER's line, the balance, the date and row caches.
+    _read: tuple[re.Match[str], int, Decimal, _FastValues]
+    _rows: tuple[VoucherRow, ...]
+    _head: tuple[str | None, ...]
+
+    def __new__(cls, *args: object, **kwargs: object) -> Voucher:  # type: ignore[misc]
+        return Voucher(*args, **kwargs)  # type: ignore[arg-type]  # dataclasses.replace
+
+    def _groups(self) -> tuple[str | None, ...]:
+        try:
+            return self._head
+        except AttributeError:
+            found = self._read[0]
+            head = _HEAD_RE.match(found.string, found.start())
+            assert head is not None  # the block's match began with it
+            groups = head.groups()
+            _set(self, "_head", groups)
+            return groups
+
+    def _field(self, quoted: int) -> str:
+        groups = self._groups()
+        value = groups[quoted - 1]
+        if value is None:
+            value = groups[quoted]
+        return value or ""
+
+    def _day(self, group: int) -> dt.date | None:
+        day = self._groups()[group - 1]
+        return None if day is None else self._read[3].date_of(day)
+
+    @property
+    def date(self) -> dt.date:
+        found = self._day(5)
+        assert found is not None  # the pattern requires a valid voucher date
+        return found
+
+    @property
+    def series(self) -> str:
+        return self._field(1)
+
+    @property
+    def number(self) -> str:
+        return self._field(3)
+
+    @property
+    def text(self) -> str:
+        return self._field(6)
+
+    @property
+    def reg_date(self) -> dt.date | None:
+        return self._day(8)
+
+    @property
+    def sign(self) -> str:
+        return self._field(9)
+
+    @property
+    def line(self) -> int:
+        return self._read[1]
+
+    @property
+    def rows(self) -> tuple[VoucherRow, ...]:
+        try:
+            return self._rows
+        except AttributeError:
+            found, line, _balance, fast = self._read
+            rows = fast.rows(found.group(), line + 2)  # the rows are its only #TRANS lines
+            _set(self, "_rows", rows)
+            return rows
+
+    @property
+    def trans_rows(self) -> tuple[VoucherRow, ...]:
+        return self.rows  # the block path reads #TRANS rows only
+
+    @property
+    def balance(self) -> Decimal:
+        return self._read[2]
+
+    def plain(self) -> Voucher:
+        """The same voucher as a plain :class:`Voucher` (what copies and pickles give)."""
+        return Voucher(
+            self.date, self.series, self.number, self.text, self.reg_date, self.sign, self.rows,
+            self.line,
+        )  # fmt: skip
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Voucher):
+            return NotImplemented
+        return _compared(self) == _compared(other)
+
+    __hash__ = Voucher.__hash__
+
+    def __repr__(self) -> str:
+        return repr(self.plain())
+
+    def __reduce__(self) -> tuple[type[Voucher], tuple[object, ...]]:
+        plain = self.plain()
+        return Voucher, tuple(getattr(plain, f) for f in _VOUCHER_FIELDS)
+
+
+_set: Final = object.__setattr__
+_FLOAT_ROWS: Final = 200
+"""Up to this many rows, a block's balance is checked in binary floating point (exactly):
+each amount is k/100 for an integer k (at most two decimals), so the exact sum S is 0 or at
+least 0.01 away from it; ``float(a)`` is within |a|·2⁻⁵³ of a and ``math.fsum`` rounds the sum
+of the floats once, so |fsum - S| <= 2·n·A·2⁻⁵³, below 0.0045 for n <= 200 amounts under 10⁸
+(the block pattern takes at most eight integer digits). So S is 0 exactly when |fsum| < 0.005;
+an unbalanced voucher's difference is then summed in Decimal."""
+
+
+_VOUCHER_FIELDS: Final = tuple(f.name for f in dataclasses.fields(Voucher))
+
+
+def _compared(voucher: Voucher) -> tuple[object, ...]:
+    return (
+        voucher.date,
+        voucher.series,
+        voucher.number,
+        voucher.text,
+        voucher.reg_date,
+        voucher.sign,
+        voucher.rows,
+    )
+
+
 class _Reader:
     """One pass over the lines of a decoded SIE text."""
 
@@ -143,13 +382,14 @@ class _Reader:
         self.unknown: list[RawRecord] = []
         self.seen: dict[str, int] = {}
         self.odd_accounts: set[str] = set()
-        self.record_count = 0
         self.known_count = 0
-        self._fast_objects: dict[str, tuple[ObjectRef, ...]] = {}
-        self._fast_dates: dict[str, dt.date] = {}
+        self._fast = _FastValues()
+        self._fast_objects = self._fast.objects
+        self._fast_dates = self._fast.dates
         self.on_voucher = on_voucher
-        self.voucher_count = 0
         self.first_label: str | None = None
+        #: A voucher block was read (labels and counts it would have noted were noted).
+        self.blocks_read = False
         self.voucher: _VoucherDraft | None = None
         self.crc: ChecksumAccumulator | None = None
         self.crc_open_line = 0
@@ -211,13 +451,97 @@ class _Reader:
         """Read ``lines`` (without their line breaks; ``None`` stands for an overlong line)."""
         number = 0
         for number, raw in enumerate(lines, 1):
-            self.line = number
-            if raw is None:
-                self.error(f"the line is longer than {MAX_LINE} characters; ignored")
-                continue
-            stripped = raw.strip(" \t\r")
-            if stripped:
-                self._line(stripped)
+            self._take(number, raw)
+        return self._end(number)
+
+    def _take(self, number: int, raw: str | None) -> None:
+        self.line = number
+        if raw is None:
+            self.error(f"the line is longer than {MAX_LINE} characters; ignored")
+            return
+        stripped = raw.strip(" \t\r")
+        if stripped:
+            self._line(stripped)
+
+    def run_texts(self, texts: Iterable[str], separator: str) -> SieDocument:
+        """Read a text given in pieces: line by line as :func:`split_lines` cuts it, except that
+        a common voucher block (:data:`_BLOCK_RE`) is read whole where it starts a line."""
+        number = 0
+        carry = ""
+        skipping = False  # inside an overlong line already reported
+        blocks = separator == "\n"
+        take, match, amounts_of = self._take, _BLOCK_RE.match, _AMOUNTS_RE.findall
+        fsum, new, setter, fast = math.fsum, object.__new__, object.__setattr__, self._fast
+        block_voucher, zero, float_rows, max_line = _BlockVoucher, _ZERO, _FLOAT_ROWS, MAX_LINE
+        emit = self.vouchers.append if self.on_voucher is None else self.on_voucher
+        for text in texts:
+            buffer = carry + text if carry else text
+            last = buffer.rfind(separator) + 1  # the end of the last complete line
+            position = 0
+            if skipping and last:
+                position = buffer.find(separator) + 1  # the overlong line's last piece
+                skipping = False
+            while position < last:
+                if blocks and self.voucher is None and self.crc is None and self.checksum is None:
+                    if not self.blocks_read:
+                        found = match(buffer, position, last)
+                        if found is not None and found.end() - position <= MAX_LINE:
+                            self._first_block(number + 1)
+                    # Voucher blocks one after the other, each read as the line-by-line way
+                    # would: the same voucher, rows, line numbers and warnings. Inline: this
+                    # runs once per voucher (nothing here changes what the checks above saw).
+                    found = match(buffer, position, last)
+                    while found is not None:
+                        end = found.end()
+                        if end - position > max_line:
+                            break
+                        amounts = amounts_of(buffer, position, end)  # one '}' per row
+                        count = len(amounts)
+                        number += 1  # the #VER's line
+                        if count <= float_rows and -0.005 < fsum(map(float, amounts)) < 0.005:
+                            balance = zero
+                        else:
+                            balance = sum(map(Decimal, amounts), zero)
+                        voucher = new(block_voucher)
+                        setter(voucher, "_read", (found, number, balance, fast))
+                        emit(voucher)
+                        if balance:
+                            self._unbalanced(voucher, balance, number)
+                        number += count + 2  # '{', the rows, '}'
+                        position = end
+                        found = match(buffer, position, last)
+                    if position >= last:
+                        break
+                end = buffer.find(separator, position, last)
+                number += 1
+                take(number, buffer[position:end] if end - position <= MAX_LINE else None)
+                position = end + 1
+            carry = buffer[last:]
+            if len(carry) > MAX_LINE:
+                if not skipping:
+                    number += 1
+                    take(number, None)
+                skipping, carry = True, ""
+        if carry and not skipping:
+            number += 1
+            take(number, carry)
+        return self._end(number)
+
+    def _first_block(self, line: int) -> None:
+        """What the first record of a voucher block (its #VER on ``line``) notes."""
+        self.blocks_read = True
+        self.known_count += 1
+        if self.first_label is None:
+            self.first_label = "#VER"
+        self.seen.setdefault("#VER", line)
+        self.seen.setdefault("#TRANS", line + 2)
+
+    def _unbalanced(self, voucher: Voucher, balance: Decimal, line: int) -> None:
+        self.warn(
+            f"{_voucher_name(voucher)} does not balance: its #TRANS rows sum to {balance}", line
+        )
+
+    def _end(self, number: int) -> SieDocument:
         line_count = max(number, 1)
         self.line = line_count
         self._finish_voucher(at_eof=True)
@@ -248,7 +572,6 @@ class _Reader:
         assert isinstance(raw_label, str)  # a line starting with '#' starts with a plain field
         label = raw_label.upper()
         self.label = label
-        self.record_count += 1
         if label in self.handlers or label in _ROW_LABELS:
             self.known_count += 1
         if self.first_label is None:
@@ -309,7 +632,6 @@ class _Reader:
                 if len(self._fast_dates) < _FAST_CACHE:
                     self._fast_dates[day] = trans_date
         self.label = "#TRANS"
-        self.record_count += 1
         self.known_count += 1
         if self.first_label is None:
             self.first_label = "#TRANS"
@@ -749,18 +1071,20 @@ class _Reader:
             tuple(draft.rows),
             head.line,
         )
-        self.voucher_count += 1
+        self._emit(voucher, draft.line)
+
+    def _emit(self, voucher: Voucher, line: int) -> None:
         if self.on_voucher is None:
             self.vouchers.append(voucher)
         else:
             self.on_voucher(voucher)
         balance = voucher.balance
         if not voucher.rows:
-            self.warn(f"{_voucher_name(voucher)} has no rows", draft.line)
+            self.warn(f"{_voucher_name(voucher)} has no rows", line)
         elif balance != 0:
             self.warn(
                 f"{_voucher_name(voucher)} does not balance: its #TRANS rows sum to {balance}",
-                draft.line,
+                line,
             )
 
     # ------------------------------------------------------------------ checksum
@@ -866,7 +1190,7 @@ def read_sie_text(text: str, *, encoding: str = CP437) -> SieDocument:
     variants; the text is not decoded again.
     """
     separator = "\n" if "\n" in text else "\r"
-    return _Reader(encoding).run(split_lines([text], separator))
+    return _Reader(encoding).run_texts([text], separator)
 
 
 def read_sie(
@@ -931,7 +1255,7 @@ def _read_chunks(
             f"the file starts with a UTF-8 byte order mark but is not UTF-8; read as {chosen}",
             1,
         )
-    return reader.run(split_lines(decode_chunks(chunks(), chosen), scan.separator))
+    return reader.run_texts(decode_chunks(chunks(), chosen), scan.separator)
 
 
 def split_lines(texts: Iterable[str], separator: str) -> Iterator[str | None]:

@@ -54,6 +54,7 @@ ROUTE_SCOPES: list[tuple[str, frozenset[str]]] = [
     ("/3/financialyears", frozenset({"bookkeeping"})),
     ("/3/sie", frozenset({"bookkeeping"})),
     ("/3/costcenters", frozenset({"costcenter"})),
+    ("/3/projects", frozenset({"project", "bookkeeping"})),  # ⚠ bookkeeping
     ("/3/settings/lockedperiod", frozenset({"bookkeeping", "settings"})),  # ⚠
     ("/3/settings/company", frozenset({"settings"})),
     ("/3/companyinformation", frozenset({"companyinformation"})),

@@ -169,6 +169,7 @@ class Tenant:
         self.pricelists = Collection("pricelists", sort_key=code_sort_key)
         self.termsofpayments = Collection("termsofpayments")
         self.costcenters = Collection("costcenters", sort_key=code_sort_key)
+        self.projects = Collection("projects", sort_key=code_sort_key)
         self.invoices = Collection("invoices")
         self.invoicepayments = Collection("invoicepayments")
         self.orders = Collection("orders")
@@ -277,6 +278,7 @@ class Tenant:
             "pricelists": self.pricelists,
             "termsofpayments": self.termsofpayments,
             "costcenters": self.costcenters,
+            "projects": self.projects,
             "invoices": self.invoices,
             "invoicepayments": self.invoicepayments,
             "orders": self.orders,

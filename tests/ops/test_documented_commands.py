@@ -64,7 +64,8 @@ SESSION = {
     "kassasync ledger sync|export --tenant T [--year Y]",
     "kassasync ledger export --tenant T [--year Y | --years N] [--ksumma] [--out DIR]",
     "kassasync import-sie FILE --tenant T [--ledger-range FROM:TO] [--origin NAME] "
-    "[--dimension N=costcenter]",
+    "[--dimension N=costcenter|N=project]",
+    "kassasync agent watch DIR --url URL --tenant T --key-file FILE",
     "kassasync connect T [--add] [--link|--status]",
     "kassasync connect T [--add [--name N] [--till-endpoint URL]] [--link | --status]",
     "kassasync replay --tenant T --from OFFSET_OR_TIME [--dry-run]",
@@ -161,6 +162,7 @@ def test_an_operators_session_runs_every_documented_embedded_command(tmp_path: P
             ran |= _dead_letters(shell)
             ran |= _commands(shell)
             ran |= _bookkeeping(shell, tmp_path)
+            ran |= _agent(shell, tmp_path, engine_url, str(added["api_key"]))
             ran |= _connect(shell, credentials, engine_url)
             ran |= _settings(shell, engine_url, token)
             # The engine is stopped once it is quiet (its log processed, its outbox empty, three
@@ -372,7 +374,7 @@ def _bookkeeping(shell: Shell, folder: Path) -> set[str]:
     return {
         "kassasync ledger export --tenant T [--year Y | --years N] [--ksumma] [--out DIR]",
         "kassasync import-sie FILE --tenant T [--ledger-range FROM:TO] [--origin NAME] "
-        "[--dimension N=costcenter]",
+        "[--dimension N=costcenter|N=project]",
         "kassasync export zreports --tenant T --from D --to D",
         "kassasync import-sie FILE --tenant T",
         "kassasync sie check FILE...",
@@ -415,6 +417,26 @@ def _settings(shell: Shell, engine_url: str, token: str) -> set[str]:
         "[--json]",
         "kassasync tenants settings T --versions | --restore N",
     }
+
+
+def _agent(shell: Shell, folder: Path, engine_url: str, key: str) -> set[str]:
+    """The till-PC agent against the running engine: a daily file dropped in its folder is sent
+    and moved to sent/ with its report (its vouchers were imported above: received before)."""
+    (folder / "ingest.key").write_text(key + "\n", encoding="utf-8")
+    inbox = folder / "sie-in"
+    inbox.mkdir()
+    with shell.background(
+        f"kassasync agent watch sie-in --url {engine_url} --tenant demo --key-file ingest.key"
+    ) as agent:
+        today = dt.date.today().strftime("%Y%m%d")
+        (inbox / f"Z{today}-agent.SI").write_bytes(
+            SIE_4I.format(day=today).replace("\n", "\r\n").encode("cp437")
+        )
+        report = inbox / "sent" / f"Z{today}-agent.SI.report.txt"
+        wait_until(report.exists, seconds=60)
+        assert "received by the engine" in report.read_text(encoding="utf-8")
+        assert agent.stop() == 0, str(agent)
+    return {"kassasync agent watch DIR --url URL --tenant T --key-file FILE"}
 
 
 def _connect(shell: Shell, credentials: dict[str, object], engine_url: str) -> set[str]:

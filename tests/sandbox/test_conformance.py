@@ -169,6 +169,16 @@ async def exercise(call: Recorder, demo: Seeded) -> None:
         "PUT", "/3/costcenters/300", expect=200, json={"CostCenter": {"Note": "öppnar i vår"}}
     )
     await call("DELETE", "/3/costcenters/300", expect=204)
+    await call(
+        "POST",
+        "/3/projects",
+        expect=201,
+        json={"Project": {"ProjectNumber": "P1", "Description": "Sommarkiosk"}},
+    )
+    await call("GET", "/3/projects", expect=200)
+    await call("GET", "/3/projects/P1", expect=200)
+    await call("PUT", "/3/projects/P1", expect=200, json={"Project": {"Status": "COMPLETED"}})
+    await call("DELETE", "/3/projects/P1", expect=204)
 
     # invoices and payments
     await call("GET", "/3/invoices", expect=200)

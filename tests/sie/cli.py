@@ -86,7 +86,7 @@ def setup_tenant(
     }
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -146,10 +146,11 @@ class Sandbox:
 
 
 @contextlib.asynccontextmanager
-async def engine(data: Path, env: dict[str, str]) -> AsyncIterator[str]:
-    """``kassasync run`` as a child process; yields its base URL; SIGTERM at the end."""
+async def engine(data: Path, env: dict[str, str], port: int | None = None) -> AsyncIterator[str]:
+    """``kassasync run`` as a child process (on ``port``, else a free one); yields its base URL;
+    SIGTERM at the end."""
     log = (data / "engine.log").open("ab")
-    port = _free_port()
+    port = port or free_port()
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -158,14 +158,23 @@ def test_other_dimensions_are_refused_or_mapped_never_dropped(shop: Shop, tmp_pa
     assert "dimension 7" in error["message"] and "--dimension 7=costcenter" in error["message"]
     code, result = import_sie(shop, path, "--dimension", "7=costcenter")
     assert (code, result["accepted"]) == (0, 1)
-    # A project (dimension 6) is not imported yet: refused, not dropped.
+    # A project (dimension 6) is the row's Fortnox project; another dimension may be mapped to
+    # projects by a setting; two projects on one row are refused, never one dropped.
     project = voucher("A", "5", DAY, "Projekt", ['3001 {1 "100" 6 "P1"} -10.00', "1910 {} 10.00"])
     code, result = import_sie(shop, sie_file(tmp_path / "projekt.si", project))
-    assert code == 1
+    assert (code, result["accepted"]) == (0, 1), result
+    two = voucher("A", "6", DAY, "Två", ['3001 {6 "P1" 20 "P2"} -10.00', "1910 {} 10.00"])
+    path = sie_file(tmp_path / "tva.si", two)
+    code, result = import_sie(shop, path)
     [error] = result["errors"]
-    assert (error["voucher"], error["value"]) == ("A 5", "'P1'") and "dimension 6" in error[
-        "message"
-    ]
+    assert (code, error["value"]) == (1, "'P2'") and "--dimension 20=project" in error["message"]
+    code, result = import_sie(shop, path, "--dimension", "20=project")
+    [error] = result["errors"]
+    assert (code, error["line"], error["voucher"], error["value"]) == (1, 10, "A 6", "'P2'")
+    assert "two projects on one row (P1 and dimension 20's)" in error["message"]
+    code, result = import_sie(shop, path, "--dimension", "20=invoice")
+    assert code == 1 and "NUMBER=costcenter or NUMBER=project" in result["errors"][0]["message"]
+    assert queued(shop[0]) == 2
 
 
 def test_a_bom_in_front_of_cp437_is_read_as_cp437_with_a_warning(

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
+import pickle
 import random
 import tracemalloc
+from dataclasses import replace
 from pathlib import Path
 
 from engine.sie import read_sie, read_sie_file
 from engine.sie.encoding import detect_encoding, scan_bytes
+from engine.sie.model import SieDocument, SieError, Voucher
 from engine.sie.reader import MAX_LINE, NOT_SIE
 
 HEAD = b"#FLAGGA 0\r\n#PROGRAM Kassan 1\r\n#FORMAT PC8\r\n#GEN 20250101\r\n#SIETYP 4\r\n"
@@ -147,3 +152,115 @@ def test_the_fast_row_path_on_every_object_list_form() -> None:
     [voucher] = fast.vouchers
     assert voucher.rows[0].objects[1].number == "P 1"
     assert voucher.rows[1].objects[0].number == ""
+
+
+def _three_ways(data: bytes) -> list[SieDocument]:
+    """``data`` read as written (common voucher blocks take the block path), with ``#ver`` in
+    lower case (no block path; rows one by one, the common ones in one match) and with
+    ``#trans`` too (the general path for everything: labels are case-insensitive)."""
+    no_blocks = data.replace(b"#VER", b"#ver")
+    return [read_sie(data), read_sie(no_blocks), read_sie(no_blocks.replace(b"#TRANS", b"#trans"))]
+
+
+def _unsummed(problems: tuple[SieError, ...]) -> list[SieError]:
+    return [p for p in problems if "#KSUMMA" not in p.message]
+
+
+def _assert_same_reading(documents: list[SieDocument], name: str) -> int:
+    first = documents[0]
+    for other in documents[1:]:
+        assert first.vouchers == other.vouchers, name
+        assert [hash(v) for v in first.vouchers] == [hash(v) for v in other.vouchers], name
+        assert [v.line for v in first.vouchers] == [v.line for v in other.vouchers], name
+        assert [r.line for v in first.vouchers for r in v.rows] == [
+            r.line for v in other.vouchers for r in v.rows
+        ], name
+        assert [v.balance for v in first.vouchers] == [v.balance for v in other.vouchers], name
+        # Labels as written are part of a #KSUMMA: lower-case ones change the sum.
+        assert _unsummed(first.errors) == _unsummed(other.errors), name
+        assert _unsummed(first.warnings) == _unsummed(other.warnings), name
+        assert first.line_count == other.line_count, name
+    return len(first.vouchers)
+
+
+def test_the_block_path_reads_every_corpus_file_as_the_line_by_line_way() -> None:
+    from .support import CORPUS_DIR
+
+    compared = 0
+    for path in sorted(CORPUS_DIR.iterdir()):
+        if path.suffix.lower() in (".se", ".si") and b"#VER" in path.read_bytes():
+            compared += _assert_same_reading(_three_ways(path.read_bytes()), path.name)
+    assert compared > 1500
+
+
+def test_the_block_path_over_chunk_boundaries_and_on_every_departure(tmp_path: Path) -> None:
+    """A file several read chunks long, with a voucher of each kind the block path must hand to
+    the line-by-line way (or read as it would) scattered through it."""
+    from bench.sie_read import generate
+
+    path = tmp_path / "big.se"
+    generate(path, 900_000)
+    lines = path.read_bytes().split(b"\r\n")
+    odd = [
+        b'#VER B 1 20250230 "invalid voucher date"\r\n{\r\n#TRANS 1910 {} 1.00\r\n'
+        b"#TRANS 3001 {} -1.00\r\n}",
+        b'#VER B 2 20250101 "invalid row date"\r\n{\r\n#TRANS 1910 {} 1.00 20251301\r\n'
+        b"#TRANS 3001 {} -1.00\r\n}",
+        b'#VER B 3 20240229 "leap day" 00040229 "Sign"\r\n{\r\n#TRANS 1910 {} 1.00\r\n'
+        b"#TRANS 3001 {} -1.00 21000229\r\n}",
+        b'#VER B 4 20250101 "unbalanced"\r\n{\r\n#TRANS 1910 {} 1.00\r\n#TRANS 3001 {} -2\r\n}',
+        b'#VER B 5 20250101 "three decimals"\r\n{\r\n#TRANS 1910 {} 1.005\r\n'
+        b"#TRANS 3001 {} -1.005\r\n}",
+        b'#VER "" "" 20250101 ""\r\n  {  \r\n\t#TRANS 1910 {1 "a b" 6 P1} 1,00\r\n'
+        b'#TRANS 3001 {} -1.00 20250101 "brace } in text"\r\n  }\t',
+        b'#VER B 7 20250101 "blank line"\r\n{\r\n#TRANS 1910 {} 1.00\r\n\r\n'
+        b"#TRANS 3001 {} -1.00\r\n}",
+        b'#VER B 8 20250101 "rtrans"\r\n{\r\n#RTRANS 1910 {} 1.00\r\n#TRANS 1910 {} 1.00\r\n'
+        b"#TRANS 3001 {} -1.00\r\n}",
+        b'#VER B 9 00000101 "year 0"\r\n{\r\n#TRANS 1910 {} 1.00\r\n#TRANS 3001 {} -1.00\r\n}',
+        b'#VER B 10 20250101 "text" 20250101 "sign" extra\r\n{\r\n#TRANS 1910 {} 1\r\n'
+        b"#TRANS 3001 {} -1\r\n}",
+        b'#VER B 11 20250101 "no close"\r\n{\r\n#TRANS 1910 {} 1\r\n#TRANS 3001 {} -1',
+        b'#VER B 12 20250101 "escaped \\" quote"\r\n{\r\n#TRANS 1910 {} 1\r\n'
+        b"#TRANS 3001 {} -1\r\n}",
+        b'#VER B 13 20250101\r\n{\r\n#TRANS 1910 {} 1 20250101 "x" 2 "sign"\r\n'
+        b"#TRANS 3001 {} -1\r\n}",
+        b"#VER B 14 20250101 text 20250101 sign\r\n{\r\n#TRANS 0351 {} -0.5\r\n"
+        b"#TRANS 3001 {} 0.50 20250101\r\n}",
+    ]
+    rng = random.Random(14)
+    for block in odd:
+        at = rng.randrange(10, len(lines) - 10)
+        while not lines[at].startswith(b"#VER"):
+            at += 1
+        lines[at:at] = block.split(b"\r\n")
+    data = b"\r\n".join(lines)
+    documents = _three_ways(data)
+    assert len(data) > 3 * 262_144  # several read chunks
+    assert _assert_same_reading(documents, "big.se") > 2000
+    assert documents[0].errors and documents[0].warnings  # the odd ones were noticed
+    # Lone CR line ends: no block path, the same reading.
+    assert _assert_same_reading(_three_ways(data.replace(b"\r\n", b"\r")), "cr.se") > 2000
+
+
+def test_a_voucher_from_the_block_path_is_a_plain_voucher_to_every_user() -> None:
+    data = HEAD + (
+        b'#VER A 1 20250101 "Text" 20250102 "Anna"\r\n{\r\n   #TRANS 1910 {} 10.00 20250101 "a"'
+        b'\r\n   #TRANS 3001 {1 "100"} -10.00\r\n}\r\n'
+    )
+    block, _rows_alone, general = (d.vouchers[0] for d in _three_ways(data))
+    assert type(general) is Voucher and isinstance(block, Voucher)
+    assert block == general and general == block and hash(block) == hash(general)
+    assert repr(block) == repr(general)
+    assert {block, general} == {general}
+    changed = replace(block, text="Ny text")
+    assert type(changed) is Voucher and changed == replace(general, text="Ny text")
+    for copied in (copy.copy(block), copy.deepcopy(block), pickle.loads(pickle.dumps(block))):
+        assert type(copied) is Voucher and copied == general
+    assert block.trans_rows == general.trans_rows and block.is_balanced
+    assert (block.date, block.reg_date, block.sign, block.line) == (
+        dt.date(2025, 1, 1),
+        dt.date(2025, 1, 2),
+        "Anna",
+        6,
+    )

@@ -31,6 +31,7 @@ from engine.fortnox.models import (
     CostCenter,
     FinancialYear,
     LockedPeriod,
+    Project,
     Voucher,
     VoucherSeries,
 )
@@ -115,6 +116,10 @@ class Bookkeeping(Resource):
         except NotFound:
             return None
         return self._one(data, "CostCenter", CostCenter, path)
+
+    async def projects(self) -> list[Project]:
+        path = "/3/projects"
+        return [p async for p in paginate(self.client, path, "Projects", Project)]
 
     # --- vouchers -------------------------------------------------------------------------
 

@@ -103,6 +103,11 @@ def _check_cost_center(tenant: Tenant, code: str) -> None:
         raise E.COST_CENTER_INACTIVE(code=code)
 
 
+def _check_project(tenant: Tenant, number: str) -> None:
+    if number not in tenant.projects:
+        raise E.PROJECT_MISSING()
+
+
 def create_voucher(tenant: Tenant, given: dict[str, Any], query: dict[str, str]) -> Record:
     require(given, "Description", "TransactionDate", "VoucherSeries")
     rows: list[dict[str, Any]] = given.get("VoucherRows") or []
@@ -123,7 +128,7 @@ def create_voucher(tenant: Tenant, given: dict[str, Any], query: dict[str, str])
     if given.get("CostCenter"):
         _check_cost_center(tenant, given["CostCenter"])
     if given.get("Project"):
-        raise E.PROJECT_MISSING()
+        _check_project(tenant, str(given["Project"]))
     accounts = tenant.accounts[fy_id]
     debit = credit = Decimal(0)
     out_rows: list[dict[str, Any]] = []
@@ -143,8 +148,9 @@ def create_voucher(tenant: Tenant, given: dict[str, Any], query: dict[str, str])
                 raise E.COST_CENTER_NOT_ALLOWED(account=number)
         elif setting == "MANDATORY":
             raise E.COST_CENTER_REQUIRED(account=number)
-        if row.get("Project"):
-            raise E.PROJECT_MISSING()
+        project = str(row.get("Project") or "")
+        if project:
+            _check_project(tenant, project)
         d = Decimal(str(row.get("Debit") or 0)).quantize(CENT, rounding=ROUND_HALF_UP)
         c = Decimal(str(row.get("Credit") or 0)).quantize(CENT, rounding=ROUND_HALF_UP)
         debit += d
@@ -156,7 +162,7 @@ def create_voucher(tenant: Tenant, given: dict[str, Any], query: dict[str, str])
                 "Credit": float(c),
                 "Debit": float(d),
                 "Description": row.get("Description") or account.data.get("Description"),
-                "Project": "",
+                "Project": project,
                 "Quantity": float(row.get("Quantity") or 0.0),
                 "Removed": False,
                 "TransactionInformation": row.get("TransactionInformation") or "",
