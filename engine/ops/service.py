@@ -134,7 +134,9 @@ class Ops:
         last = max(1, -(-len(matched) // per_page))
         page = max(1, min(page, last))
         rows = matched[(page - 1) * per_page : page * per_page]
-        log.debug("ops.overview.page", query=query, light=light, matched=len(matched), page=page)
+        log.debug(
+            "dashboard.overview.page", query=query, light=light, matched=len(matched), page=page
+        )
         return OverviewPage(
             rows=tuple(rows),
             total=len(summaries),
@@ -568,7 +570,7 @@ class Ops:
             tenants=tenants,
         )
         self.history.add(sample)
-        log.debug("ops.history.sampled", tenants=len(tenants), lag=sample.lag)
+        log.debug("dashboard.history.sampled", tenants=len(tenants), lag=sample.lag)
         return sample
 
     def sampled(self) -> History:
