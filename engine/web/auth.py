@@ -220,6 +220,15 @@ class AdminAuth:
             log.warning("web.token.wrong", client=address, path=request.url.path, locked=locked)
         return self.read_cookie(request.cookies.get(COOKIE_NAME))
 
+    def require(self, request: Request) -> Session:
+        """The request's session, or :class:`NeedLogin` (JSON for ``/ops/api/``, a login link
+        for pages)."""
+        api = request.url.path.startswith("/ops/api/")
+        found = self.authenticate(request, api=api)
+        if found is None:
+            raise NeedLogin(api=api, path=request.url.path)
+        return found
+
     def login(self, request: Request, given: str) -> bool:
         """Whether ``given`` (from the login form) is the token, throttled per address like
         :meth:`authenticate` (:class:`Throttled` while the address is locked out)."""

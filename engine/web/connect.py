@@ -32,7 +32,7 @@ from engine.ops import Ops, SqliteOpsStore
 from engine.tenant_data import delete_tenant_data
 from engine.tenants import FortnoxConnection, TenantConfig, TenantDirectory, TillConnection
 from engine.web.api import CSRF_HEADER
-from engine.web.auth import AdminAuth, Forbidden, NeedLogin, Session, check_same_origin
+from engine.web.auth import AdminAuth, Forbidden, Session, check_same_origin
 from engine.web.html import default_frame, url
 from engine.web.pages import read_form
 from topics.errors import ErrorKind, shop_error
@@ -175,11 +175,7 @@ def router(
     frame = default_frame()
 
     def session(request: Request) -> Session:
-        api = request.url.path.startswith("/ops/api/")
-        found = auth.authenticate(request, api=api)
-        if found is None:
-            raise NeedLogin(api=api, path=request.url.path)
-        return found
+        return auth.require(request)
 
     def need_onboarding() -> Onboarding:
         found = onboarding()

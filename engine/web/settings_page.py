@@ -46,7 +46,7 @@ from engine.tenant_setup import (
     till_usage,
 )
 from engine.tenants import TenantConfig, TenantDirectory
-from engine.web.auth import AdminAuth, NeedLogin, Session
+from engine.web.auth import AdminAuth, Session
 from engine.web.html import url
 from engine.web.pages import read_form
 from engine.web.templating import Flash, Frame
@@ -366,11 +366,7 @@ def router(
     cache = ListsCache()
 
     def session(request: Request) -> Session:
-        api = request.url.path.startswith("/ops/api/")
-        found = auth.authenticate(request, api=api)
-        if found is None:
-            raise NeedLogin(api=api, path=request.url.path)
-        return found
+        return auth.require(request)
 
     async def lists_for(
         config: TenantConfig, settings: TenantSettings, *, reload: bool = False
