@@ -22,10 +22,12 @@ import asyncio
 import contextlib
 import errno
 import random
+import shutil
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import structlog
@@ -132,6 +134,28 @@ class _Watch:
     value: int = 0
     moved_at: float = 0.0
     backlog: int = 0
+
+
+#: Below this many free bytes on a runtime's data folder, health is red (SQLite writes are
+#: about to fail with "database or disk is full").
+MIN_FREE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class DiskCheck:
+    """The supervisor's check of a data folder's free space, for both runtimes."""
+
+    folder: Path
+    min_free_bytes: int = MIN_FREE_BYTES
+
+    def __call__(self) -> str | None:
+        free = shutil.disk_usage(self.folder).free
+        if free >= self.min_free_bytes:
+            return None
+        return (
+            f"disk full: {free} bytes free where the data lives ({self.folder}); "
+            f"writes fail below {self.min_free_bytes}"
+        )
 
 
 class Supervisor:

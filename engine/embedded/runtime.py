@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,7 +47,7 @@ from engine.ops import EmbeddedProbe, Ops, SqliteOpsStore, Throughput
 from engine.secrets import SecretBox
 from engine.store.db import Database
 from engine.store.retention import Retention, RetentionPolicy
-from engine.supervision import Health, Supervisor
+from engine.supervision import DiskCheck, Health, Supervisor
 from engine.tenants import TenantConfig, TenantDirectory
 from engine.web import mount as mount_web
 from engine.web.api import healthz_router
@@ -57,8 +56,6 @@ from engine.web.connect import resume_if_waiting_for_consent, resume_where_conne
 from engine.web.door import DoorSettings, server_config
 from topics.settings import TenantSettings
 
-#: Health turns red when the data folder's disk has less room than this.
-MIN_FREE_BYTES = 16 * 1024 * 1024
 #: How often every tenant with Fortnox is checked for a running session (and ticks at least).
 SESSIONS_CHECK_SECONDS = 0.2
 #: How often idle tenants' Fortnox logins are checked (and renewed before they lapse).
@@ -161,8 +158,8 @@ class EmbeddedEngine:
         self.supervisor.watch("processor.lag", self._lag_reading)
         #: Below this many free bytes on the data folder's disk, health is red (writes are about
         #: to fail with "database or disk is full").
-        self.min_free_bytes = MIN_FREE_BYTES
-        self.supervisor.check("disk", self._disk_problem)
+        self.disk = DiskCheck(self.data_dir)
+        self.supervisor.check("disk", self.disk)
         self.metrics.watch_health(self.health)
         self.keeper = SessionKeeper(
             self.supervisor,
@@ -331,15 +328,6 @@ class EmbeddedEngine:
         lag = self.processor.lag()
         done = self.processor.offsets.get(self.processor.consumer)
         return sum(lag.values()), sum(done.values())
-
-    def _disk_problem(self) -> str | None:
-        free = shutil.disk_usage(self.data_dir).free
-        if free >= self.min_free_bytes:
-            return None
-        return (
-            f"disk full: {free} bytes free where the database lives ({self.data_dir}); "
-            f"writes fail below {self.min_free_bytes}"
-        )
 
     def health(self) -> Health:
         return self.supervisor.health()

@@ -66,7 +66,7 @@ from engine.kafka.topics import partition_for
 from engine.secrets import SecretBox
 from engine.store.db import Database
 from engine.store.outbox import TARGETS
-from engine.supervision import Health, RestartCounter, Supervisor, describe
+from engine.supervision import DiskCheck, Health, RestartCounter, Supervisor, describe
 from engine.tenants import TenantConfig
 from engine.web.api import healthz_router
 from engine.web.door import DoorSettings, server_config
@@ -243,6 +243,9 @@ class KafkaRuntime:
         self._lag: tuple[int, int] = (0, 0)
         self.supervisor.watch("agent.lag", lambda: self._lag)
         self.supervisor.check("agent", self._agent_problem)
+        #: The worker's own files (the Fortnox tokens, faust's table store, feed offsets).
+        self.disk = DiskCheck(config.data_dir)
+        self.supervisor.check("disk", self.disk)
         self._unreadable_reported: set[str] = set()
         self.token_store: SqliteTokenStore | None = None
         self.limiters = LimiterRegistry()

@@ -1,9 +1,9 @@
 """Nothing stops silently on the Kafka worker either (issue 12, item 2), seen through the
 worker's ``/healthz`` (``kassasync worker --health-port``): its tick loop crashing, a tenant in
-the tenants topic that the worker's ``KASSASYNC_SECRET_KEY`` cannot open, and the faust app
-crashing are each a 503 naming the loop and the cause within 10 s, with a log line at error; the
-crashed loop comes back without a restart, and the tenants the key can open are served all
-along."""
+the tenants topic that the worker's ``KASSASYNC_SECRET_KEY`` cannot open, its data folder's
+disk filling up, and the faust app crashing are each a 503 naming the loop and the cause within
+10 s, with a log line at error; the crashed loop and the disk come back without a restart, and
+the tenants the key can open are served all along."""
 
 from __future__ import annotations
 
@@ -111,6 +111,14 @@ async def test_a_crashed_tick_loop_and_an_unreadable_tenant_are_red_on_the_worke
 
             await eventually(only_the_tenant_left, 20, "the tick loop to run again")
             assert time.monotonic() - started < 20
+
+            # A data folder that is (as good as) full is red naming it, and green once there
+            # is room again, without a restart.
+            runtime.disk.min_free_bytes = 2**62
+            full = await problem_of(url, "disk", "disk full")
+            assert str(tmp_path) in full["cause"]
+            runtime.disk.min_free_bytes = 1024 * 1024
+            await eventually(only_the_tenant_left, 20, "the disk problem to clear")
 
             # The faust app itself crashing (the agent stops reading) is red too: the worker
             # must be restarted, and /healthz is what tells an orchestrator so.

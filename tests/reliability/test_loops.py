@@ -283,7 +283,7 @@ def test_a_really_full_disk_is_red_and_the_engine_resumes_once_space_is_freed(
     data = small_disk / "kassasync"
     data.mkdir()
     engine = engine_at(data)
-    engine.min_free_bytes = 1024 * 1024
+    engine.disk.min_free_bytes = 1024 * 1024
     key = add_tenant(engine)
     with capture_logs() as logs, Live(engine) as live:
         assert post(live, key, "before").status_code == 202
