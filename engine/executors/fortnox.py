@@ -89,8 +89,10 @@ class WholeCustomers:
     """The fields Kassasync reads of each customer fetched whole, by a digest of its list item,
     so that a full pass fetches again only customers whose list item changed (a 1,000-customer
     register cost 1,000 GETs per pass: 1.25× the day's lower bound of calls). A change of a field
-    outside the list view moves the customer's ``lastmodified``: the incremental poll, which
-    always fetches whole, sees it and refreshes the entry. Bounded: the oldest entries go."""
+    outside the list view moves the customer's ``lastmodified``: the incremental poll lists it
+    and fetches it whole, or, when its list item is the one the last poll saw (two edits inside
+    the poll's overlap), forgets it so that the next full pass fetches it. Bounded: the oldest
+    entries go."""
 
     #: What ``customer_fields`` and the mark of a till customer read from a whole customer.
     FIELDS = (
@@ -121,6 +123,11 @@ class WholeCustomers:
     def get(self, key: str, item: dict[str, Any]) -> dict[str, Any] | None:
         known = self._known.get(key)
         return known[1] if known is not None and known[0] == self._digest(item) else None
+
+    def forget(self, key: str) -> None:
+        """The customer was listed again unchanged (its list item): it may have changed outside
+        the list view, so the next full pass fetches it whole again."""
+        self._known.pop(key, None)
 
     def put(self, key: str, item: dict[str, Any], whole: dict[str, Any]) -> None:
         self._known.pop(key, None)
@@ -1038,7 +1045,7 @@ class FortnoxSession:
             lambda raw: str(raw.get(id_field)),
             overlap=OVERLAP,
             clock=utcnow,
-            whole_field=WHOLE_ONLY[resource][1] if resource in WHOLE_ONLY else None,
+            on_repeat=self._whole.forget if resource == "customers" else None,
         )
         # A full pass reads everything (it is what notices deletions); otherwise only what
         # changed since the cursor, minus what the overlap brings back unchanged. Each page's

@@ -133,7 +133,7 @@ class LastModifiedPoller(Generic[M]):
         initial_since: datetime | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         tz: ZoneInfo = STOCKHOLM,
-        whole_field: str | None = None,
+        on_repeat: Callable[[str], None] | None = None,
     ) -> None:
         self.client = client
         self.path = path
@@ -145,10 +145,10 @@ class LastModifiedPoller(Generic[M]):
         self.initial_since = initial_since
         self.clock = clock
         self.tz = tz
-        #: A field only the whole record has: an item without it is a subset of its record (a
-        #: real list view), so the same item again may hide a change outside the view (a
-        #: customer's Type): it is never dropped as the overlap's duplicate.
-        self.whole_field = whole_field
+        #: Told the key of every item dropped as the overlap's duplicate. Where list items are a
+        #: subset of the record, the same item again may hide a change outside the view (a
+        #: customer's Type): the caller then forgets what it knew of the whole record.
+        self.on_repeat = on_repeat
 
     async def poll(
         self,
@@ -183,10 +183,9 @@ class LastModifiedPoller(Generic[M]):
                 await asyncio.sleep(0)
             key = self.entity_key(raw)
             digest = fingerprint(raw)
-            again = seen.get(key) == digest and (
-                self.whole_field is None or self.whole_field in raw
-            )
-            if returned.get(key) == digest or again:
+            if returned.get(key) == digest or seen.get(key) == digest:
+                if self.on_repeat is not None:
+                    self.on_repeat(key)
                 duplicates += 1
                 returned[key] = digest
                 continue

@@ -245,3 +245,5 @@ def test_a_full_pass_reuses_a_whole_customer_while_its_list_item_is_the_same() -
     whole.put("2", item, record)
     whole.put("3", item, record)
     assert whole.get("1", item) is None and whole.get("3", item) is not None, "oldest go first"
+    whole.forget("3")
+    assert whole.get("3", item) is None, "listed again unchanged: fetched whole next time"
