@@ -32,6 +32,9 @@ PUBLIC = {
     "/metrics",
     "/healthz",
     "/v1/tenants/{tenant}/events",
+    # The till-PC agent's door: the tenant's ingest key, not the admin token, as for events
+    # (its key checks: tests/sie/test_agent.py).
+    "/v1/sie-files/{tenant}/{name}",
     "/fortnox/callback",
     "/static/{name}",  # the stylesheet: the login page needs it
 }
