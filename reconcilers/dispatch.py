@@ -159,6 +159,14 @@ def _fx_stock_overlap(ctx: Ctx, msg: Any) -> None:
     stock.on_overlap(ctx, msg.data)
 
 
+def _fx_stock_checked(ctx: Ctx, msg: Any) -> None:
+    stock.on_checked(ctx, msg.data)
+
+
+def _fx_stock_watch_started(ctx: Ctx, msg: Any) -> None:
+    stock.on_watch_started(ctx, msg.data)
+
+
 def _fx_payment(ctx: Ctx, msg: Any) -> None:
     payments.on_payment(ctx, msg.data.payment, msg.data.observed)
 
@@ -392,6 +400,8 @@ _HANDLERS: dict[str, Callable[[Ctx, Any], None]] = {
     fx.FortnoxSyncCompleted.model_fields["type"].default: _fx_sync_completed,
     fx.FortnoxStockWritten.model_fields["type"].default: _fx_stock_written,
     fx.FortnoxStockOverlapFound.model_fields["type"].default: _fx_stock_overlap,
+    fx.FortnoxStockChecked.model_fields["type"].default: _fx_stock_checked,
+    fx.FortnoxStockWatchStarted.model_fields["type"].default: _fx_stock_watch_started,
     fx.FortnoxPaymentChanged.model_fields["type"].default: _fx_payment,
     fx.FortnoxPaymentDeleted.model_fields["type"].default: _fx_payment_deleted,
     fx.FortnoxMasterDataRefreshed.model_fields["type"].default: _fx_masterdata,

@@ -28,7 +28,15 @@ from typing import Any
 from reconcilers.context import Ctx, Refused
 from topics.commands import AdjustTillStock, AdjustTillStockData, ApplyFortnoxStock, ApplyStockData
 from topics.common import REDELIVERY_WINDOW_DAYS
-from topics.fortnox import FortnoxArticle, StockOverlap, StockOverlapData, StockWrittenData
+from topics.fortnox import (
+    FortnoxArticle,
+    OverlapReason,
+    StockChecksData,
+    StockOverlap,
+    StockOverlapData,
+    StockWatchData,
+    StockWrittenData,
+)
 from topics.outcomes import OutcomeData, OutcomeStatus
 from topics.till import StockCountedData, StockMovementData
 
@@ -43,6 +51,10 @@ OVERLAPS = "stock.overlap"
 IDS_DAY = "stock.ids"
 #: Overwritten sales Kassasync established and applied to Fortnox again, by command id.
 REPAIRS = "stock.repaired"
+#: Absolute writes a topics-feed watch is still looking at (one record per tenant, key
+#: ``UNCHECKED``): ended by a check or an overlap, or reported when a new watch starts first.
+WATCHES = "stock.watch"
+UNCHECKED = "unchecked"
 ZERO = Decimal(0)
 
 
@@ -283,13 +295,70 @@ def on_written(ctx: Ctx, data: StockWrittenData) -> None:
     level.last_written = data.command_id
     if data.overlap is not None:
         _record_overlap(ctx, data.article_number, data.command_id, data.overlap)
+    elif data.watch is not None and data.written != data.read:
+        _watched(ctx, data)
     _save(ctx, data.article_number, level)
     if not level.settled:
         ctx.mark_dirty(FLOW, data.article_number)
 
 
+def _watched(ctx: Ctx, data: StockWrittenData) -> None:
+    """Remember the write until its feed watch reports on it (a check or an overlap)."""
+    record = ctx.txn.get(WATCHES, UNCHECKED) or {}
+    writes = dict(record.get("writes") or {})
+    writes[data.command_id] = {
+        "article": data.article_number,
+        "read": str(data.read),
+        "written": str(data.written),
+        "watch": data.watch,
+        "at": ctx.now.isoformat(),
+    }
+    ctx.txn.put(WATCHES, UNCHECKED, {"writes": writes})
+
+
+def _checked(ctx: Ctx, command_ids: list[str]) -> None:
+    record = ctx.txn.get(WATCHES, UNCHECKED)
+    if record is None:
+        return
+    writes = {k: v for k, v in (record.get("writes") or {}).items() if k not in command_ids}
+    if writes:
+        ctx.txn.put(WATCHES, UNCHECKED, {"writes": writes})
+    else:
+        ctx.txn.delete(WATCHES, UNCHECKED)
+
+
+def on_checked(ctx: Ctx, data: StockChecksData) -> None:
+    """The feed watch ended on these writes and found nothing inside their windows."""
+    _checked(ctx, data.command_ids)
+
+
+def on_watch_started(ctx: Ctx, data: StockWatchData) -> None:
+    """A session started a new feed watch: the writes an earlier watch was still looking at
+    will never be checked (its process stopped within seconds of them). A sale inside their
+    windows cannot be ruled out, so each is a possible lost sale, never silently dropped."""
+    record = ctx.txn.get(WATCHES, UNCHECKED)
+    if record is None:
+        return
+    writes: dict[str, Any] = dict(record.get("writes") or {})
+    orphans = {k: v for k, v in writes.items() if v.get("watch") != data.watch}
+    for command_id, write in sorted(orphans.items(), key=lambda kv: str(kv[1].get("at"))):
+        del writes[command_id]
+        if ctx.txn.get(OVERLAPS, command_id) is None and ctx.txn.get(REPAIRS, command_id) is None:
+            overlap = StockOverlap(
+                reason=OverlapReason.CHECK_INTERRUPTED,
+                read=Decimal(write["read"]),
+                written=Decimal(write["written"]),
+            )
+            _record_overlap(ctx, str(write["article"]), command_id, overlap)
+    if writes:
+        ctx.txn.put(WATCHES, UNCHECKED, {"writes": writes})
+    else:
+        ctx.txn.delete(WATCHES, UNCHECKED)
+
+
 def on_overlap(ctx: Ctx, data: StockOverlapData) -> None:
     """A foreign change found close to an earlier write (after it was settled)."""
+    _checked(ctx, [data.command_id])
     if ctx.txn.get(OVERLAPS, data.command_id) is not None or (
         ctx.txn.get(REPAIRS, data.command_id) is not None
     ):

@@ -163,13 +163,19 @@ class OverlapReason(StrEnum):
     #: The answer to the write was lost (or the process died) and the level read afterwards was
     #: neither the value read nor the value written: someone else changed the article meanwhile.
     OUTCOME_AMBIGUOUS = "outcome_ambiguous"
-    #: The answer to the write was lost (or the process died) and Fortnox shows the value
-    #: written: taken as arrived, but a foreign change of the write's size in that moment, with
-    #: the write lost, would show the same.
+    #: The answer to the write was lost (or the process died) and the level alone cannot prove
+    #: what happened. Fortnox shows the value written: taken as arrived, but a foreign change of
+    #: the write's size in that moment, with the write lost, would show the same. Or (after the
+    #: process died, or with feed events around the write) Fortnox shows the value read: taken
+    #: as not arrived, but the write arriving together with a foreign change of the opposite
+    #: size (a sale undoing a delivery) would show the same.
     OUTCOME_UNPROVEN = "outcome_unproven"
     #: Fortnox's topics feed announced a change of the article within one read-to-write window
     #: of another change around the write: a sale may have landed between the read and the write.
     FEED_EVENT_IN_WINDOW = "feed_event_in_window"
+    #: The write was answered, but the feed watch of its window never ended (the engine stopped
+    #: within seconds of the write): a sale inside the window cannot be ruled out.
+    CHECK_INTERRUPTED = "check_interrupted"
 
 
 class StockOverlap(Model):
@@ -218,6 +224,14 @@ class StockWrittenData(Model):
     overlap: StockOverlap | None = Field(
         default=None, description="Set when a foreign change overlapped the write."
     )
+    watch: Ident | None = Field(
+        default=None,
+        description=(
+            "The topics-feed watch that looks for a foreign change inside the write's window "
+            "(one per session: see fortnox.stock.watch_started); None when none looks. A "
+            "fortnox.stock.checked or a fortnox.stock.overlap for the write ends it."
+        ),
+    )
 
 
 class FortnoxStockWritten(FortnoxChange):
@@ -263,6 +277,34 @@ class FortnoxStockOverlapFound(FortnoxChange):
 
     type: Literal["fortnox.stock.overlap"] = "fortnox.stock.overlap"
     data: StockOverlapData
+
+
+class StockChecksData(Model):
+    command_ids: list[Ident] = Field(
+        min_length=1,
+        max_length=10_000,
+        description="The fortnox.stock.apply commands whose feed watch ended with nothing found.",
+    )
+
+
+class FortnoxStockChecked(FortnoxChange):
+    """The feed watch of these absolute stock writes ended and found no foreign change inside
+    their windows (a found one is a fortnox.stock.overlap instead)."""
+
+    type: Literal["fortnox.stock.checked"] = "fortnox.stock.checked"
+    data: StockChecksData
+
+
+class StockWatchData(Model):
+    watch: Ident = Field(description="The new watch's id, unique per session start.")
+
+
+class FortnoxStockWatchStarted(FortnoxChange):
+    """A Fortnox session started a new feed watch. Writes an earlier watch was still looking at
+    will never be checked (its process stopped): each is a possible lost sale."""
+
+    type: Literal["fortnox.stock.watch_started"] = "fortnox.stock.watch_started"
+    data: StockWatchData
 
 
 # --- payments --------------------------------------------------------------------------------

@@ -36,6 +36,8 @@ FORTNOX_CHANGES: tuple[type[Envelope], ...] = (
     fortnox.FortnoxSyncCompleted,
     fortnox.FortnoxStockWritten,
     fortnox.FortnoxStockOverlapFound,
+    fortnox.FortnoxStockChecked,
+    fortnox.FortnoxStockWatchStarted,
     fortnox.FortnoxPaymentChanged,
     fortnox.FortnoxPaymentDeleted,
     fortnox.FortnoxMasterDataRefreshed,

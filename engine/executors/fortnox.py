@@ -296,6 +296,9 @@ class FortnoxSession:
         self._delete_missing: dict[str, bool] = {}
         #: Absolute stock writes whose feed events are still being watched for overwrites.
         self.overlaps = OverlapWatch()
+        #: Names this session's watch in the writes it looks at: a session that starts later
+        #: (after this process stopped) reports the ones it never finished.
+        self.watch_id = f"{self.tenant[:40]}-{uuid.uuid4().hex[:16]}"
         #: Customers fetched whole, so a full pass fetches only those whose list item changed.
         self._whole = WholeCustomers()
         #: Whether Fortnox fails every command, rather than one (engine/executors/breaker.py).
@@ -385,8 +388,9 @@ class FortnoxSession:
     # -- the loop -----------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        log.info("fortnox.session.started", tenant=self.tenant)
+        log.info("fortnox.session.started", tenant=self.tenant, watch=self.watch_id)
         loop = asyncio.get_running_loop()
+        self._announce_watch()
         while not stop.is_set():
             if self.edge.paused(self.tenant) is not None:
                 await self._sleep(stop, 1.0)
@@ -452,15 +456,35 @@ class FortnoxSession:
             for waiter in waiters:
                 waiter.cancel()
 
+    def _announce_watch(self) -> None:
+        """Tell the reconciler this session's watch started: the writes an earlier one was still
+        looking at (a process that stopped) are possible lost sales (``stock.on_watch_started``).
+        Announced at every start of the loop; the same id again changes nothing."""
+        self.edge.publish(
+            [
+                fx.FortnoxStockWatchStarted(
+                    id=f"watch-{self.watch_id}",
+                    tenant=self.tenant,
+                    occurred_at=utcnow(),
+                    data=fx.StockWatchData(watch=self.watch_id),
+                )
+            ]
+        )
+
     async def _report_overlaps(self, now: float) -> None:
         """Publish the writes the feed showed a foreign change inside the window of (possible
         lost sales). The level after each write (its next read, or one read now) tells a
-        change after the write, which polling passes on, from one the write replaced."""
+        change after the write, which polling passes on, from one the write replaced. The
+        writes whose watch ended with nothing to report are published as checked."""
         found: list[Envelope] = []
-        for suspect in self.overlaps.due(now):
+        suspects = self.overlaps.due(now)
+        checked = self.overlaps.take_checked()
+        for suspect in suspects:
             repair = await self._repair(suspect)
             if not isinstance(repair, str):
                 found.extend(repair)
+                if not repair:
+                    checked.append(suspect.command_id)
                 continue
             level = suspect.next_read
             if level is None:
@@ -472,6 +496,7 @@ class FortnoxSession:
             if overwritten(suspect, level):
                 found.append(self._overlap_found(suspect, level, not_repaired=repair))
             else:
+                checked.append(suspect.command_id)
                 log.info(
                     "fortnox.stock.foreign_change_after_write",
                     tenant=self.tenant,
@@ -480,6 +505,15 @@ class FortnoxSession:
                     written=str(suspect.written),
                     level=str(level),
                 )
+        if checked:
+            found.append(
+                fx.FortnoxStockChecked(
+                    id=f"checked-{checked[0]}-{len(checked)}"[:200],
+                    tenant=self.tenant,
+                    occurred_at=utcnow(),
+                    data=fx.StockChecksData(command_ids=checked),
+                )
+            )
         if found:
             self.edge.publish(found)
 
@@ -764,6 +798,8 @@ class FortnoxSession:
         article = command.data.article_number
         delta = command.data.delta
         overlap: fx.StockOverlap | None = None
+        #: Whether the feed watch looks at this write (absolute writes only).
+        watched = False
         if self.settings().stock.mode is StockMode.WAREHOUSE_DOCUMENTS:
             if not await self.api.stock.warehouse_active():
                 # Documents are the safe path only where Fortnox Lager keeps the balances.
@@ -779,7 +815,7 @@ class FortnoxSession:
             await self.api.stock.move(command.id, {article: delta}, day=utcnow().date())
             written = read + delta
         else:
-            read, written, overlap = await self._stock_quantity(command, pending)
+            read, written, overlap, watched = await self._stock_quantity(command, pending)
         fact = fx.FortnoxStockWritten(
             id=f"written-{command.id}",
             tenant=self.tenant,
@@ -791,14 +827,16 @@ class FortnoxSession:
                 written=written,
                 seq=self.edge.next_fx_seq(self.tenant),
                 overlap=overlap,
+                watch=self.watch_id if watched and self.feed_live() else None,
             ),
         )
         return {"read": str(read), "written": str(written)}, [fact]
 
     async def _stock_quantity(
         self, command: cm.ApplyFortnoxStock, pending: Pending
-    ) -> tuple[Decimal, Decimal, fx.StockOverlap | None]:
-        """The absolute write (no warehouse module): (read, written, overlap found).
+    ) -> tuple[Decimal, Decimal, fx.StockOverlap | None, bool]:
+        """The absolute write (no warehouse module): (read, written, overlap found, whether the
+        feed watch looks at the write).
 
         An earlier attempt that recorded an intent may have arrived: the level read now
         settles it (:func:`engine.fortnox.stock.settle_intent`). A write whose answer is lost is
@@ -831,7 +869,12 @@ class FortnoxSession:
                     certainty=verdict.certainty.value,
                     error_answer=error_answer,
                 )
-                if verdict.certainty is not Landed.NO:
+                # The level is the one read, so the write did not arrive, unless it did and a
+                # foreign change of the opposite size (a sale undoing a delivery) followed it.
+                # Only a watch that saw no event of the article in the meantime rules that out;
+                # a write whose process died had no watch here.
+                unwatched = watch is None or bool(watch.stamps) or watch.unstamped > 0
+                if verdict.certainty is not Landed.NO or unwatched:
                     # Fortnox records no author: a level that is not the one read before cannot
                     # prove the write arrived rather than a change of the same size. Reported.
                     reason = (
@@ -844,7 +887,7 @@ class FortnoxSession:
                         read=intent.read,
                         written=intent.written,
                         level=level,
-                        foreign=verdict.foreign,
+                        foreign=verdict.foreign if verdict.certainty is not Landed.NO else None,
                         assumed_landed=verdict.landed,
                     )
                     log.warning(
@@ -867,7 +910,7 @@ class FortnoxSession:
                             written=intent.written,
                             changed=True,
                         )
-                    return intent.read, intent.written, overlap
+                    return intent.read, intent.written, overlap, watch is not None
                 # It did not arrive: start again from a new read (its level is only a hint).
                 self.edge.remember_intent(command.id, {"read": str(intent.read), "applied": "no"})
                 intent = None
@@ -895,8 +938,9 @@ class FortnoxSession:
                 continue
             except BaseException as failed:
                 self.overlaps.abandon(watch)
-                if isinstance(failed, FortnoxUnavailable) and sent:
-                    # Refused before it was applied (429, never sent): nothing to settle.
+                if isinstance(failed, (FortnoxUnavailable, FortnoxApiError, AuthError)) and sent:
+                    # Refused before it was applied (429, never sent), or answered with a
+                    # refusal (4xx): nothing to settle.
                     self.edge.remember_intent(
                         command.id, {"read": str(sent[-1].read), "applied": "no"}
                     )
@@ -909,7 +953,7 @@ class FortnoxSession:
                 written=result.written,
                 changed=result.changed,
             )
-            return result.read, result.written, overlap
+            return result.read, result.written, overlap, result.changed
         if watch is not None:
             self.overlaps.abandon(watch)
         raise UnknownOutcome(

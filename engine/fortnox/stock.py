@@ -565,6 +565,8 @@ class OverlapWatch:
         self._kept_since: dict[str, float] = {}
         self._invoices: list[InvoiceEvent] = []
         self._writes: dict[str, list[OwnWrite]] = {}
+        #: Writes whose watch ended with no foreign change close (:meth:`take_checked`).
+        self._checked: list[str] = []
 
     def begin(self, article_number: str, now: float) -> Watch:
         watch = Watch(article_number, now)
@@ -745,7 +747,9 @@ class OverlapWatch:
                 close = watch.unstamped > 0 or any(
                     b - a <= window + self.slack for a, b in itertools.pairwise(stamps)
                 )
-                if foreign > 0 and close:
+                if not (foreign > 0 and close):
+                    self._checked.append(watch.command_id)
+                else:
                     found.append(
                         Suspect(
                             watch.article_number,
@@ -759,6 +763,12 @@ class OverlapWatch:
                         )
                     )
         return found
+
+    def take_checked(self) -> list[str]:
+        """The command ids of writes whose watch ended, since the last call, with no foreign
+        change close to them (:meth:`due` returns the others)."""
+        checked, self._checked = self._checked, []
+        return checked
 
 
 def overwritten(suspect: Suspect, level: Decimal) -> bool:

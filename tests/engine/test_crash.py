@@ -137,8 +137,10 @@ async def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: P
                 merged(BASE_SETTINGS, {"customers": {"master": "till"}})
             ),
             till=TillConnection(endpoint=f"{till_url}/kassasync/commands", token="till-token"),
+            # With Fortnox's topics feed, as overwrite mode needs: the feed is how a sale inside
+            # a write's read-to-write window is found at all (docs/reliability.md).
             fortnox=FortnoxConnection.at(
-                sandbox_url, credentials, poll_seconds=0.5, rate_window_seconds=WINDOW
+                sandbox_url, credentials, poll_seconds=0.5, feed=True, rate_window_seconds=WINDOW
             ),
         )
     )

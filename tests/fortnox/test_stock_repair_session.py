@@ -177,3 +177,44 @@ async def test_a_repair_answered_5xx_is_tried_again_from_a_new_read(
         assert await _level(env, ARTICLE) == before - 3
         [found] = _overlaps(ports.published)
         assert (found.data.overlap.repaired, found.data.overlap.foreign) == (True, D(-1))
+
+
+async def test_a_write_whose_watch_ended_clean_is_published_as_checked(
+    tmp_path: Path, box: SecretBox
+) -> None:
+    """The reconciler keeps each watched write until its watch reports: a clean end is a
+    ``fortnox.stock.checked``, an overwrite a ``fortnox.stock.overlap`` and no check."""
+    async with asgi_sandbox() as env:
+        session, ports = await _session(env, tmp_path, box)
+        feed = FeedRelay(env, session)
+        await feed.skip()
+        first = _command(ARTICLE, -1, 1)
+        await session._stock_quantity(first, _pending(first))
+        await feed.relay()  # only our own echo
+        await session._report_overlaps(session.overlaps.lag + 1e6)
+        checks = [m for m in ports.published if isinstance(m, fx.FortnoxStockChecked)]
+        assert [m.data.command_ids for m in checks] == [[first.id]]
+
+        _sale_after_reads(session, env, invoice=False)
+        second = _command(ARTICLE, -1, 2)
+        await session._stock_quantity(second, _pending(second))
+        await feed.relay()
+        await session._report_overlaps(2 * (session.overlaps.lag + 1e6))
+        assert len(_overlaps(ports.published)) == 1
+        checked = {
+            i
+            for m in ports.published
+            if isinstance(m, fx.FortnoxStockChecked)
+            for i in m.data.command_ids
+        }
+        assert checked == {first.id}
+
+
+async def test_a_session_announces_its_watch_when_it_starts(tmp_path: Path, box: SecretBox) -> None:
+    async with asgi_sandbox() as env:
+        session, ports = await _session(env, tmp_path, box)
+        (tmp_path / "other").mkdir()
+        other, _ = await _session(env, tmp_path / "other", box)
+        session._announce_watch()
+        [started] = [m for m in ports.published if isinstance(m, fx.FortnoxStockWatchStarted)]
+        assert started.data.watch == session.watch_id != other.watch_id

@@ -225,7 +225,11 @@ def test_our_own_next_write_is_not_a_foreign_change() -> None:
     second = watch.begin("A1", 100.5)
     watch.event("A1", 1000.7, 100.8)
     watch.finish(second, 100.9, command_id="c2", read=D(8), written=D(6), changed=True)
+    assert watch.take_checked() == []  # still watching
     assert watch.due(103.0) == []
+    # Both watches ended with nothing found: checked, once.
+    assert watch.take_checked() == ["c1", "c2"]
+    assert watch.take_checked() == []
 
 
 def test_unchanged_or_abandoned_writes_are_not_watched() -> None:
@@ -236,6 +240,7 @@ def test_unchanged_or_abandoned_writes_are_not_watched() -> None:
     watch.abandon(token)
     watch.event("A1", 1000.0, 101.0)
     assert watch.due(200.0) == []
+    assert watch.take_checked() == []  # neither was watched, so neither is checked
 
 
 async def test_the_session_feeds_article_events_with_their_timestamps_to_the_watch() -> None:
