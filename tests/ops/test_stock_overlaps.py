@@ -56,6 +56,7 @@ async def test_a_possible_lost_sale_is_on_the_tenant_page_and_in_the_metrics(
     assert "<code>D-401</code>" in section
     assert "<td>12</td><td>10</td><td>10</td><td></td><td>feed_event_in_window</td>" in section
     assert "Recommended:" in page and "<code>warehouse_documents</code>" in page
+    assert "<code>fortnox.topics_url</code>" in page  # overwrite mode needs the feed
     assert f'kassasync_stock_possible_lost_sales{{tenant="{TENANT}"}} 1.0' in metrics
 
 
