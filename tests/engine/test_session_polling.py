@@ -132,6 +132,10 @@ class _Idle:
     def head(self, target: str, tenant: str) -> None:
         return None
 
+    def publish(self, records: list[Any]) -> None:
+        """The session announces its stock watch when it starts: nothing else is expected."""
+        assert all(isinstance(r, fx.FortnoxStockWatchStarted) for r in records), records
+
 
 async def test_a_poll_slower_than_its_period_still_leaves_the_period_free() -> None:
     """The period runs from the end of a poll: a poll held up by the rate limiter for longer
