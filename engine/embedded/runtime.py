@@ -24,6 +24,7 @@ from engine.embedded.scheduler import TickScheduler
 from engine.executors.feed import DatabaseOffsets
 from engine.executors.feeds import FeedKeeper
 from engine.executors.fortnox import FortnoxSession, SessionTiming
+from engine.executors.probe import probe_now
 from engine.executors.sessions import SessionKeeper
 from engine.executors.till import TillDelivery
 from engine.fortnox.api import FortnoxApi
@@ -44,6 +45,7 @@ from engine.gateway.sie_files import PATH_PREFIX as SIE_FILES_PATH
 from engine.gateway.sie_files import router as sie_files_router
 from engine.metrics import EngineMetrics, MeteredPorts
 from engine.ops import EmbeddedProbe, Ops, SqliteOpsStore, Throughput
+from engine.ops.records import PendingCommand
 from engine.secrets import SecretBox
 from engine.store.db import Database
 from engine.store.retention import Retention, RetentionPolicy
@@ -121,6 +123,9 @@ class EmbeddedEngine:
             SqliteOpsStore(self.db, self.edge.log),
             EmbeddedProbe(self.db, limiters=self.limiters, throughput=self.throughput),
         )
+        self.ops.on_retry_now = self._probe_now
+        #: The till delivery while :meth:`run` runs (an operator's retry probes its breaker).
+        self._delivery: TillDelivery | None = None
         self.metrics.watch(self.ops)
         #: Trims the log, expires de-duplication records, returns free pages (0 s: off).
         self.retention = Retention(
@@ -332,10 +337,17 @@ class EmbeddedEngine:
     def health(self) -> Health:
         return self.supervisor.health()
 
+    def _probe_now(self, command: PendingCommand) -> None:
+        """An operator's retry is a probe: a target taken for down (its breaker) does not hold
+        it back until the end of the backoff the retry cut short (as on Kafka)."""
+        probe_now(command.target, command.tenant, self.sessions, self._delivery)
+
     async def run(self, stop: asyncio.Event, *, serve_http: bool = True) -> None:
         async with httpx.AsyncClient() as http:
             self._http = http
-            delivery = TillDelivery(self.ports, self.tenants.get, http, self.supervisor)
+            delivery = self._delivery = TillDelivery(
+                self.ports, self.tenants.get, http, self.supervisor
+            )
             spawn = self.supervisor.spawn
             tasks = [
                 spawn("processor", lambda: self._process_loop(stop), stop, backoff_max=5.0),

@@ -39,6 +39,7 @@ from engine.core.process import Admitted, Inbound, Outcome, Step, log_decisions,
 from engine.executors.feed import DatabaseOffsets
 from engine.executors.feeds import FeedKeeper
 from engine.executors.fortnox import FortnoxSession, SessionTiming
+from engine.executors.probe import probe_now
 from engine.executors.sessions import SessionKeeper, session_loop
 from engine.executors.till import TillDelivery
 from engine.fortnox.api import FortnoxApi
@@ -603,20 +604,13 @@ class KafkaRuntime:
             return
         # The operator's retry is a probe: a target taken for down (its breaker) does not hold
         # it back until the end of the backoff the retry cuts short.
-        session = self.sessions.get(tenant)
-        if cmd.get("target") == "till":
-            if self._delivery is not None:
-                self._delivery.breaker(tenant).succeeded()
-        elif session is not None:
-            session.breaker.succeeded()
+        probe_now(str(cmd.get("target") or "fortnox"), tenant, self.sessions, self._delivery)
         log.info(
             "command.retry_now",
             tenant=tenant,
             command_id=command_id,
             after_attempt=cmd.get("retry_now"),
         )
-        if session is not None:
-            session.wakeup.set()
 
     # -- ticks ----------------------------------------------------------------------------------
 

@@ -76,6 +76,9 @@ class Ops:
         self.clock = clock
         #: Samples for the dashboard's charts (:meth:`sample`).
         self.history = History()
+        #: Called after an operator's "retry now" (the runtime lets the command's target be
+        #: probed at once: engine/executors/probe.py); None where no executor runs here.
+        self.on_retry_now: Callable[[PendingCommand], None] | None = None
         self._acquired: dict[str, int] = {}
 
     # -- reads -----------------------------------------------------------------------------
@@ -700,6 +703,8 @@ class Ops:
         command = self._pending_command(command_id)
         if not self.store.retry_command_now(command_id):
             raise Conflict(f"command {command_id!r} is no longer pending")
+        if self.on_retry_now is not None:
+            self.on_retry_now(command)
         log.info(
             "ops.command.retry_now",
             tenant=command.tenant,

@@ -240,3 +240,33 @@ def test_the_kafka_ports_keep_the_same_lanes(tmp_path: Path) -> None:
     waiting = ports.head("fortnox", TENANT)
     assert waiting is not None and waiting.command_id == "a1"
     assert waiting.next_at > time.time() + 3000
+
+
+def test_an_operators_retry_now_probes_a_target_taken_for_down(tmp_path: Path) -> None:
+    """Embedded as on Kafka (tests/kafka/test_commands.py): "retry now" on a command whose
+    target was taken for down lets it be tried at once, rather than when the breaker's backoff
+    (up to the failed command's own) ends."""
+    from typing import Any, cast
+
+    from engine.embedded.runtime import EmbeddedEngine
+    from engine.executors.fortnox import FortnoxSession
+    from engine.secrets import SecretBox, generate_key
+    from topics.settings import TenantSettings
+
+    engine = EmbeddedEngine(tmp_path / "run", SecretBox(generate_key()))
+    try:
+        session = FortnoxSession(TENANT, cast(Any, None), engine.ports, TenantSettings)
+        engine.sessions[TENANT] = session
+        edge = engine.edge
+        enqueue(edge, stock("a1", "1001"), stock("b1", "1002"))
+        fail(edge, "a1", "fortnox", retry_in=3600)
+        session.breaker.failed(3600)
+        session.breaker.failed(3600)  # two commands failed in a row: Fortnox taken for down
+        assert session.breaker.wait() > 3000 and not session.wakeup.is_set()
+        result = engine.ops.retry_command("a1")
+        assert (result.action, result.message_id) == ("retry_now", "a1")
+        assert session.breaker.wait() == 0 and session.wakeup.is_set()
+        head = edge.head("fortnox", TENANT)
+        assert head is not None and head.command_id == "a1" and head.next_at <= time.time()
+    finally:
+        engine.db.close()
