@@ -42,7 +42,6 @@ from engine.ops import (
     Budget,
     DeadLetterRow,
     Ops,
-    OpsError,
     SqliteOpsStore,
     TopicLag,
     WorkerAssignment,
@@ -60,18 +59,6 @@ log = structlog.get_logger("kassasync.kafka.ops")
 
 #: ``/healthz`` of the ops service turns red when the read model is older than this.
 STALE_AFTER = 10.0
-
-
-class NotOnKafka(OpsError):
-    """An action the Kafka deployment does not offer yet (501)."""
-
-    status = 501
-
-    def __init__(self, what: str) -> None:
-        super().__init__(
-            f"{what} is not available on the Kafka runtime yet: only the worker that owns the "
-            "tenant can change its commands, and there is no operator message for it yet"
-        )
 
 
 class Producer:
