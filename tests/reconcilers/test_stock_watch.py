@@ -11,19 +11,12 @@ from __future__ import annotations
 from decimal import Decimal
 
 from reconcilers.stock import OVERLAPS, UNCHECKED, WATCHES
-from tests.reconcilers.world import FxArticle, World
+from tests.reconcilers.test_stock_repair import _world
+from tests.reconcilers.world import World
 from topics import commands as cm
 from topics import fortnox as fx
 
 D = Decimal
-
-
-def _world() -> World:
-    world = World()
-    world.fx_articles["A1"] = FxArticle("A1", "Article A1", qty=D(10))
-    world.full_sync()
-    world.quiesce()
-    return world
 
 
 def _write(world: World, watch: str | None, delta: D = D(-2)) -> cm.ApplyFortnoxStock:
