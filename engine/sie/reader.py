@@ -16,7 +16,7 @@ import datetime as dt
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Final
@@ -91,13 +91,35 @@ _HEAD: Final = (
 )
 _HEAD_RE: Final = re.compile(_HEAD)
 """A block's #VER, its fields captured (when they are first used)."""
-_BLOCK_RE: Final = re.compile(
-    re.sub(  # nothing captured: the fields are taken when used (a capture costs time)
-        r"\((?!\?)",
-        "(?:",
-        _HEAD + r"[ \t\r]*+\n[ \t\r]*+\{[ \t\r]*+\n(?:" + _ROW + r")++[ \t\r]*+\}[ \t\r]*+\n",
-    )
+
+
+def _uncaptured(pattern: str) -> str:
+    return re.sub(r"\((?!\?)", "(?:", pattern)
+
+
+_CAPTURED_ROWS: Final = 16
+"""The block pattern captures the amounts of a block's first this many rows (a voucher with
+more has the rest found by :data:`_AMOUNTS_RE`)."""
+_AMOUNT_ROW: Final = _uncaptured(_ROW).replace(
+    r"(?:-?[0-9]{1,8}+(?:\.[0-9]{1,2})?+)", r"(-?[0-9]{1,8}+(?:\.[0-9]{1,2})?+)", 1
 )
+"""A row of a block with its amount captured (nothing else: the other fields are taken when
+used, and a capture costs time)."""
+
+
+def _block_pattern() -> str:
+    """A block: its #VER, '{', rows as nested optional groups (row k+1 is tried only after row
+    k), each capturing its amount, so that the match's ``lastindex`` is the number of rows (up
+    to :data:`_CAPTURED_ROWS`) and its groups are their amounts; '}'."""
+    rows = _AMOUNT_ROW + r"(?:" + _uncaptured(_ROW) + r")*+"  # the rows after the captured
+    for _ in range(_CAPTURED_ROWS - 1):
+        rows = _AMOUNT_ROW + r"(?:" + rows + r")?+"
+    return (
+        _uncaptured(_HEAD) + r"[ \t\r]*+\n[ \t\r]*+\{[ \t\r]*+\n" + rows + r"[ \t\r]*+\}[ \t\r]*+\n"
+    )
+
+
+_BLOCK_RE: Final = re.compile(_block_pattern())
 _ROW_LINE_RE: Final = re.compile("^" + _ROW, re.MULTILINE)
 """One row of a block, its fields captured (when the rows are built)."""
 _AMOUNTS_RE: Final = re.compile(r"\}[ \t]++(-?[0-9.]++)")
@@ -237,8 +259,10 @@ class _BlockVoucher(Voucher):
 
     __slots__ = ("_head", "_read", "_rows")
 
-    #: The match of :data:`_BLOCK_RE`, the #VER's line, the balance, the date and row caches.
-    _read: tuple[re.Match[str], int, Decimal, _FastValues]
+    #: The decoded piece of the file and where the block is in it (what :data:`_BLOCK_RE`
+    #: matched; not the match, which holds every captured amount), the #VER's line, the
+    #: balance, the date and row caches.
+    _read: tuple[str, int, int, int, Decimal, _FastValues]
     _rows: tuple[VoucherRow, ...]
     _head: tuple[str | None, ...]
 
@@ -249,8 +273,7 @@ class _BlockVoucher(Voucher):
         try:
             return self._head
         except AttributeError:
-            found = self._read[0]
-            head = _HEAD_RE.match(found.string, found.start())
+            head = _HEAD_RE.match(self._read[0], self._read[1])
             assert head is not None  # the block's match began with it
             groups = head.groups()
             _set(self, "_head", groups)
@@ -265,7 +288,7 @@ class _BlockVoucher(Voucher):
 
     def _day(self, group: int) -> dt.date | None:
         day = self._groups()[group - 1]
-        return None if day is None else self._read[3].date_of(day)
+        return None if day is None else self._read[5].date_of(day)
 
     @property
     def date(self) -> dt.date:
@@ -295,15 +318,15 @@ class _BlockVoucher(Voucher):
 
     @property
     def line(self) -> int:
-        return self._read[1]
+        return self._read[3]
 
     @property
     def rows(self) -> tuple[VoucherRow, ...]:
         try:
             return self._rows
         except AttributeError:
-            found, line, _balance, fast = self._read
-            rows = fast.rows(found.group(), line + 2)  # the rows are its only #TRANS lines
+            text, start, end, line, _balance, fast = self._read
+            rows = fast.rows(text[start:end], line + 2)  # the rows are its only #TRANS lines
             _set(self, "_rows", rows)
             return rows
 
@@ -313,7 +336,7 @@ class _BlockVoucher(Voucher):
 
     @property
     def balance(self) -> Decimal:
-        return self._read[2]
+        return self._read[4]
 
     def plain(self) -> Voucher:
         """The same voucher as a plain :class:`Voucher` (what copies and pickles give)."""
@@ -473,6 +496,8 @@ class _Reader:
         take, match, amounts_of = self._take, _BLOCK_RE.match, _AMOUNTS_RE.findall
         fsum, new, setter, fast = math.fsum, object.__new__, object.__setattr__, self._fast
         block_voucher, zero, float_rows, max_line = _BlockVoucher, _ZERO, _FLOAT_ROWS, MAX_LINE
+        captured_rows = _CAPTURED_ROWS
+        amounts: Sequence[str]
         emit = self.vouchers.append if self.on_voucher is None else self.on_voucher
         for text in texts:
             buffer = carry + text if carry else text
@@ -495,15 +520,19 @@ class _Reader:
                         end = found.end()
                         if end - position > max_line:
                             break
-                        amounts = amounts_of(buffer, position, end)  # one '}' per row
-                        count = len(amounts)
+                        count = found.lastindex or 0  # the rows, up to captured_rows
+                        if count < captured_rows:
+                            amounts = found.groups()[:count]
+                        else:
+                            amounts = amounts_of(buffer, position, end)  # one '}' per row
+                            count = len(amounts)
                         number += 1  # the #VER's line
                         if count <= float_rows and -0.005 < fsum(map(float, amounts)) < 0.005:
                             balance = zero
                         else:
                             balance = sum(map(Decimal, amounts), zero)
                         voucher = new(block_voucher)
-                        setter(voucher, "_read", (found, number, balance, fast))
+                        setter(voucher, "_read", (buffer, position, end, number, balance, fast))
                         emit(voucher)
                         if balance:
                             self._unbalanced(voucher, balance, number)

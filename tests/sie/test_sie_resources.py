@@ -8,6 +8,7 @@ import pickle
 import random
 import tracemalloc
 from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 
 from engine.sie import read_sie, read_sie_file
@@ -263,4 +264,40 @@ def test_a_voucher_from_the_block_path_is_a_plain_voucher_to_every_user() -> Non
         dt.date(2025, 1, 2),
         "Anna",
         6,
+    )
+
+
+def test_the_block_path_reads_vouchers_of_any_row_count_as_the_line_by_line_way() -> None:
+    """The block pattern captures the amounts of a voucher's first rows and the rest are found
+    apart: a voucher of one row, just under, at and past that number of rows, and one past the
+    floating-point check's limit, balanced and not, read the same all three ways."""
+    from engine.sie.reader import _CAPTURED_ROWS, _FLOAT_ROWS, _BlockVoucher
+
+    blocks = []
+    number = 0
+    for count in (
+        1,
+        2,
+        _CAPTURED_ROWS - 1,
+        _CAPTURED_ROWS,
+        _CAPTURED_ROWS + 1,
+        40,
+        _FLOAT_ROWS + 5,
+    ):
+        for off in ("0", "0.01", "-12345678.99"):
+            number += 1
+            amounts = [f"{(k * 7919) % 10_000}.{k % 100:02d}" for k in range(count - 1)]
+            total = -sum(Decimal(a) for a in amounts) + Decimal(off)
+            rows = [f'   #TRANS {1910 + k} {{}} {a} 20250101 "r{k}"' for k, a in enumerate(amounts)]
+            rows.append(f"   #TRANS 3001 {{}} {total}")
+            blocks.append(f'#VER A {number} 20250101 "n{count}"\r\n{{\r\n' + "\r\n".join(rows))
+            blocks[-1] += "\r\n}\r\n"
+    data = HEAD + "".join(blocks).encode("cp437")
+    documents = _three_ways(data)
+    assert _assert_same_reading(documents, "rows.se") == number
+    assert all(isinstance(v, _BlockVoucher) for v in documents[0].vouchers)  # the block path
+    unbalanced = [w for w in documents[0].warnings if "does not balance" in w.message]
+    assert len(unbalanced) == 2 * 7
+    assert all(
+        v.balance in (0, Decimal("0.01"), Decimal("-12345678.99")) for v in documents[0].vouchers
     )
