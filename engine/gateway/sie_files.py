@@ -18,6 +18,11 @@ imports it (engine/sie_import.py: the same checks, refusals and voucher identity
   words: what was received, or why nothing of the file is booked and what to do. Problems
   while posting (a missing account, a locked period) show where the Z-reports' do, as for
   ``import-sie``.
+
+Both runtimes serve this door with the code here (:func:`add_upload_route` for the HTTP rules,
+:func:`receive` for the import): the embedded engine queues onto its log
+(:func:`router`), the Kafka ingest onto ``till.events`` as ``import-sie --runtime kafka`` does
+(:class:`engine.kafka.ingest.SieFileDoor`), each keeping its uploads in its own database.
 """
 
 from __future__ import annotations
@@ -26,19 +31,25 @@ import hashlib
 import json
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
 import structlog
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 
 from engine.clock import utcnow
 from engine.embedded.edge import Edge
 from engine.gateway.ingest import _authorised, problem, read_capped
-from engine.sie_import import EdgeVoucherQueue, ImportReport, Refusal, import_file
+from engine.sie_import import (
+    EdgeVoucherQueue,
+    ImportReport,
+    Refusal,
+    VoucherQueue,
+    import_file,
+)
 from engine.store.db import Database
 from engine.tenants import TenantDirectory
 from topics.common import TENANT_PATTERN
@@ -130,9 +141,9 @@ def shop_message(name: str, report: ImportReport) -> str:
     )
 
 
-def _remember(edge: Edge, tenant: str, upload: Upload) -> None:
+def _remember(db: Database, tenant: str, upload: Upload) -> None:
     at = utcnow().isoformat()
-    with edge.db.transaction(durable=True) as conn:  # the agent is told after this
+    with db.transaction(durable=True) as conn:  # the agent is told after this
         if upload.outcome == "queued":
             conn.execute(
                 "INSERT OR REPLACE INTO sie_uploads (tenant, name, sha256, outcome, report, at) "
@@ -151,8 +162,8 @@ def _remember(edge: Edge, tenant: str, upload: Upload) -> None:
         )
 
 
-def _earlier(edge: Edge, tenant: str, name: str, sha256: str) -> Upload | None:
-    row = edge.db.conn.execute(
+def _earlier(db: Database, tenant: str, name: str, sha256: str) -> Upload | None:
+    row = db.conn.execute(
         "SELECT report FROM sie_uploads WHERE tenant = ? AND name = ? AND sha256 = ?",
         (tenant, name, sha256),
     ).fetchone()
@@ -169,17 +180,18 @@ def _earlier(edge: Edge, tenant: str, name: str, sha256: str) -> Upload | None:
     )
 
 
-def receive(edge: Edge, tenant: str, name: str, data: bytes) -> Upload:
-    """Import one uploaded file (or answer the earlier import of the same name and bytes)."""
+def receive(db: Database, queue: VoucherQueue, tenant: str, name: str, data: bytes) -> Upload:
+    """Import one uploaded file onto ``queue`` (or answer the earlier import of the same name and
+    bytes); the uploads are kept in ``db`` (:func:`ensure_table` made their tables)."""
     sha256 = hashlib.sha256(data).hexdigest()
-    earlier = _earlier(edge, tenant, name, sha256)
+    earlier = _earlier(db, tenant, name, sha256)
     if earlier is not None:
         log.info("sie_files.repeat", tenant=tenant, file=name, sha256=sha256[:16])
         return earlier
     with tempfile.TemporaryDirectory(prefix="kassasync-sie-") as folder:
         path = Path(folder) / name
         path.write_bytes(data)
-        report = import_file(EdgeVoucherQueue(edge), tenant, path)
+        report = import_file(queue, tenant, path)
     report.file = name  # the till's name, never the engine's temporary folder
     report.errors = [
         Refusal(name, r.line, r.message, r.voucher, r.value) if r.file == str(path) else r
@@ -192,7 +204,7 @@ def receive(edge: Edge, tenant: str, name: str, data: bytes) -> Upload:
         report=json.loads(json.dumps(report.to_dict(), default=str)),
         message=shop_message(name, report),
     )
-    _remember(edge, tenant, upload)
+    _remember(db, tenant, upload)
     log.info(
         "sie_files.received",
         tenant=tenant,
@@ -205,12 +217,24 @@ def receive(edge: Edge, tenant: str, name: str, data: bytes) -> Upload:
     return upload
 
 
-def router(
-    directory: TenantDirectory, edge: Edge, on_stored: Callable[[], None] | None = None
-) -> APIRouter:
-    """The till-PC agent's door; ``on_stored`` wakes the processor after vouchers were queued."""
-    ensure_table(edge.db)
-    api = APIRouter()
+Authorise = Callable[[str, str | None], Awaitable[bool]]
+"""Whether an ``Authorization`` header holds the tenant's ingest key."""
+Receive = Callable[[str, str, bytes], Awaitable[Upload]]
+"""The import of one upload (tenant, file name, bytes): :func:`receive` on a runtime's queue."""
+
+
+class Unavailable(Exception):
+    """Where the vouchers go cannot be reached now (the agent sends the file again later)."""
+
+
+def add_upload_route(
+    api: APIRouter | FastAPI,
+    authorised: Authorise,
+    receive_upload: Receive,
+    on_stored: Callable[[], None] | None = None,
+) -> None:
+    """The door itself, on both runtimes: who, which name, how big, which checksum, and the
+    answers (the module's text); ``on_stored`` runs after vouchers were queued."""
 
     @api.put(
         PATH_PREFIX + "{tenant}/{name}",
@@ -232,7 +256,7 @@ def router(
     ) -> JSONResponse:
         if not re.fullmatch(TENANT_PATTERN, tenant):
             return problem(404, "unknown tenant")
-        if not _authorised(directory, tenant, authorization):
+        if not await authorised(tenant, authorization):
             return problem(401, "missing or wrong API key for this tenant")
         if not valid_name(name):
             return problem(400, "the file name must be a plain name (no folders, 1-200 chars)")
@@ -245,10 +269,29 @@ def router(
             claimed = x_content_sha256.strip().lower()
             if _SHA_RE.fullmatch(claimed) is None or claimed != hashlib.sha256(raw).hexdigest():
                 return problem(400, "X-Content-SHA256 does not match the body: send it again")
-        done = receive(edge, tenant, name, raw)
+        try:
+            done = await receive_upload(tenant, name, raw)
+        except Unavailable as failed:
+            log.error("sie_files.unavailable", tenant=tenant, file=name, error=str(failed))
+            return problem(503, "the engine cannot queue the file now; send it again later")
         if done.outcome == "queued" and not done.repeat and on_stored is not None:
             on_stored()
         status = 422 if done.outcome == "refused" else 200 if done.repeat else 202
         return JSONResponse(status_code=status, content=done.body())
 
+
+def router(
+    directory: TenantDirectory, edge: Edge, on_stored: Callable[[], None] | None = None
+) -> APIRouter:
+    """The embedded engine's door: vouchers onto its log; ``on_stored`` wakes the processor."""
+    ensure_table(edge.db)
+    api = APIRouter()
+
+    async def authorised(tenant: str, authorization: str | None) -> bool:
+        return _authorised(directory, tenant, authorization)
+
+    async def receive_upload(tenant: str, name: str, data: bytes) -> Upload:
+        return receive(edge.db, EdgeVoucherQueue(edge), tenant, name, data)
+
+    add_upload_route(api, authorised, receive_upload, on_stored)
     return api

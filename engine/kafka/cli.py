@@ -122,15 +122,24 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 def _cmd_ingest(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from engine.gateway import sie_files
     from engine.gateway.ingest import MAX_BODY_BYTES
-    from engine.kafka.ingest import EventProducer, create_app
+    from engine.kafka.bookkeeping import KafkaBooks
+    from engine.kafka.ingest import EventProducer, SieFileDoor, create_app
     from engine.web.door import Door, DoorSettings, server_config
 
     settings = settings_of(args)
-    producer = EventProducer(_config(args))
-    app = create_app(bootstrap.kafka_tenant_directory(settings), producer)
-    # The port's limits (docs/operations.md): ingest bodies up to 1 MB, read timeouts.
-    door = DoorSettings(caps={"/v1/": MAX_BODY_BYTES})
+    config = _config(args)
+    producer = EventProducer(config)
+    # The till-PC agent's uploads: imported as import-sie --runtime kafka imports, with the
+    # read model under --data (as the CLI's).
+    uploads = SieFileDoor(KafkaBooks(config, bootstrap.secret_box(settings)))
+    app = create_app(bootstrap.kafka_tenant_directory(settings), producer, uploads)
+    # The port's limits (docs/operations.md): ingest bodies up to 1 MB, SIE files up to 8 MB,
+    # read timeouts.
+    door = DoorSettings(
+        caps={"/v1/": MAX_BODY_BYTES, sie_files.PATH_PREFIX: sie_files.MAX_FILE_BYTES}
+    )
     app.add_middleware(Door, settings=door)
     server = uvicorn.Server(
         server_config(app, host=settings.http_host, port=args.port, settings=door)
@@ -139,6 +148,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         return run_until_signal(functools.partial(serve_until, server))
     finally:
         producer.close()
+        uploads.close()
 
 
 async def serve_until(server: uvicorn.Server, stop: asyncio.Event) -> None:
@@ -239,7 +249,10 @@ def register(sub: Any) -> None:
         "--config", help="add: YAML file with tenants: [...] (docs/configuration.md)"
     )
     tenants.set_defaults(func=_cmd_tenants)
-    ingest = kafka_sub.add_parser("ingest", help="serve the till ingest API onto till.events")
+    ingest = kafka_sub.add_parser(
+        "ingest",
+        help="serve the till ingest API and the till-PC agent's SIE upload door onto till.events",
+    )
     _common(ingest)
     ingest.add_argument(
         "--host",

@@ -12,6 +12,12 @@ checking and storing are one step in a process, so two requests of one door cann
 an id. Two doors racing with the same id, or a resend after ``till.events``' retention, get
 past; the worker's ``~seen`` record is the second line: it skips the resend and dead-letters a
 changed one, keeping the first.
+
+The till-PC agent's door (``PUT /v1/sie-files/{tenant}/{name}``, engine/gateway/sie_files.py)
+is served here too, with the embedded door's code: :class:`SieFileDoor` imports an uploaded file
+as ``kassasync import-sie --runtime kafka`` does (the deployment's read model brought up to date,
+then the vouchers produced onto ``till.events``) and keeps the uploads in that read model's
+database, beside the projection, where the Kafka dashboard shows their reports.
 """
 
 from __future__ import annotations
@@ -27,9 +33,11 @@ import structlog
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
 from prometheus_client import make_asgi_app
 from pydantic import ValidationError
 
+from engine.gateway import sie_files
 from engine.gateway.ingest import (
     MAX_BODY_BYTES,
     Conflict,
@@ -40,6 +48,7 @@ from engine.gateway.ingest import (
     read_capped,
     validate_batch,
 )
+from engine.kafka.bookkeeping import KafkaBooks
 from engine.kafka.config import KafkaConfig
 from engine.kafka.directory import KafkaTenantDirectory
 from engine.kafka.topics import partition_for
@@ -186,8 +195,47 @@ class EventProducer:
         self.seen.close()
 
 
-def create_app(directory: KafkaTenantDirectory, events: EventSink) -> FastAPI:
+class SieFileDoor:
+    """The till-PC agent's uploads on a Kafka deployment: each file imported as
+    ``import-sie --runtime kafka`` imports it, one at a time (the read model is caught up before
+    each, so the vouchers any import or upload queued before are known as duplicates)."""
+
+    def __init__(self, books: KafkaBooks) -> None:
+        self.books = books
+        self._one = threading.Lock()
+        sie_files.ensure_table(books.ops.db)
+
+    def _receive(self, tenant: str, name: str, data: bytes) -> sie_files.Upload:
+        with self._one:
+            try:
+                self.books.catch_up()
+            except (KafkaError, TimeoutError) as failed:
+                raise sie_files.Unavailable(f"the deployment cannot be read: {failed}") from None
+            try:
+                return sie_files.receive(
+                    self.books.ops.db, self.books.vouchers(), tenant, name, data
+                )
+            except KafkaError as failed:  # till.events did not take or deliver the vouchers
+                raise sie_files.Unavailable(f"till.events: {failed}") from None
+
+    async def receive(self, tenant: str, name: str, data: bytes) -> sie_files.Upload:
+        return await asyncio.to_thread(self._receive, tenant, name, data)
+
+    def close(self) -> None:
+        self.books.close()
+
+
+def create_app(
+    directory: KafkaTenantDirectory, events: EventSink, uploads: SieFileDoor | None = None
+) -> FastAPI:
+    """The ingest API: the till events' door, and the till-PC agent's with ``uploads``."""
     app = FastAPI(title="Kassasync ingest (Kafka)", version="0.1.0")
+
+    async def authorised(tenant: str, authorization: str | None) -> bool:
+        key = (authorization or "")[len("Bearer ") :].strip()
+        return (authorization or "").startswith("Bearer ") and await asyncio.to_thread(
+            directory.verify_key, tenant, key
+        )
 
     @app.post("/v1/tenants/{tenant}/events", tags=["ingest"])
     async def ingest(
@@ -195,10 +243,7 @@ def create_app(directory: KafkaTenantDirectory, events: EventSink) -> FastAPI:
     ) -> JSONResponse:
         if not re.match(TENANT_PATTERN, tenant):
             return problem(404, "unknown tenant")
-        key = (authorization or "")[len("Bearer ") :].strip()
-        if not (authorization or "").startswith("Bearer ") or not await asyncio.to_thread(
-            directory.verify_key, tenant, key
-        ):
+        if not await authorised(tenant, authorization):
             return problem(401, "missing or wrong API key for this tenant")
         raw = await read_capped(request)
         if raw is None:
@@ -224,6 +269,9 @@ def create_app(directory: KafkaTenantDirectory, events: EventSink) -> FastAPI:
             status_code=202 if stored.accepted else 200,
             content={"accepted": stored.accepted, "duplicates": stored.duplicates},
         )
+
+    if uploads is not None:
+        sie_files.add_upload_route(app, authorised, uploads.receive)
 
     # Prometheus scrapes the API's process (deploy/prometheus/prometheus.yml).
     app.mount("/metrics", make_asgi_app())

@@ -9,7 +9,8 @@ import itertools
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -205,14 +206,47 @@ def test_the_agent_needs_only_httpx_and_the_standard_library() -> None:
 # -- the upload door -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def door(tmp_path: Path) -> tuple[TestClient, str, Database]:
-    db = Database(tmp_path / "kassasync.db")
-    directory = TenantDirectory(db, SecretBox(generate_key()))
-    key = directory.upsert(TenantConfig(id="shop", settings=TenantSettings())) or ""
-    app = FastAPI()
-    app.include_router(router(directory, Edge(db)))
-    return TestClient(app), key, db
+@pytest.fixture(params=["embedded", "kafka"])
+def door(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[TestClient, str, Database]]:
+    """The upload door on each runtime: the embedded engine's (its log in SQLite), and the Kafka
+    ingest's (``kassasync kafka ingest``: onto ``till.events`` of the real broker, the uploads
+    kept in its read model's database, which the Kafka dashboard reads)."""
+    box = SecretBox(generate_key())
+    shop = TenantConfig(id="shop", settings=TenantSettings())
+    if request.param == "embedded":
+        db = Database(tmp_path / "kassasync.db")
+        directory = TenantDirectory(db, box)
+        key = directory.upsert(shop) or ""
+        app = FastAPI()
+        app.include_router(router(directory, Edge(db)))
+        yield TestClient(app), key, db
+        return
+    request.applymarker(pytest.mark.kafka)
+    from engine.kafka.bookkeeping import KafkaBooks
+    from engine.kafka.config import KafkaConfig
+    from engine.kafka.directory import KafkaTenantDirectory
+    from engine.kafka.ingest import EventProducer, SieFileDoor, create_app
+    from engine.kafka.topics import init_topics
+    from tests.scenarios.kafka_runtime import kafka_bootstrap
+
+    config = KafkaConfig(
+        bootstrap=kafka_bootstrap(),
+        prefix=f"a{uuid.uuid4().hex[:10]}.",
+        partitions=2,
+        data_dir=tmp_path / "kafka",
+    )
+    init_topics(config)
+    kafka_directory = KafkaTenantDirectory(config, box)
+    key = kafka_directory.upsert(shop) or ""
+    events = EventProducer(config)
+    uploads = SieFileDoor(KafkaBooks(config, box))
+    try:
+        yield TestClient(create_app(kafka_directory, events, uploads)), key, uploads.books.ops.db
+    finally:
+        uploads.close()
+        events.close()
 
 
 def test_the_upload_door_checks_key_name_checksum_and_size(
