@@ -15,8 +15,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import pytest
+from kafka.errors import KafkaTimeoutError
 
+from engine.kafka.bookkeeping import KafkaBooks
 from engine.kafka.config import KafkaConfig
+from engine.kafka.directory import KafkaTenantDirectory
+from engine.kafka.ingest import EventProducer, SieFileDoor, create_app
 from engine.kafka.runtime import KafkaRuntime
 from engine.kafka.topics import init_topics
 from engine.secrets import KEY_ENV, SecretBox
@@ -132,6 +137,27 @@ async def test_a_dropped_file_is_posted_once_by_the_kafka_runtime(
                     await until(lambda: "Z0114.SI" in names(refused), "Z0114.SI in refused/")
                     why = (refused / "Z0114.SI.report.txt").read_text(encoding="utf-8")
                     assert "REFUSED" in why and "line 10, voucher Z 4, value '0351'" in why, why
+                    # The port's caps: a file over 1 MB is not cut at the events' cap, one
+                    # over 8 MB is refused unread.
+                    auth = {"Authorization": f"Bearer {key}"}
+                    async with httpx.AsyncClient(timeout=60) as http:
+                        big = b"#FLAGGA 0\r\n" * 150_000
+                        answer = await http.put(
+                            f"{url}/v1/sie-files/{TENANT}/Big.SI", content=big, headers=auth
+                        )
+                        assert answer.status_code == 422, answer.text  # read whole: not SIE 4
+                        assert answer.json()["outcome"] == "refused"
+                    # 9 MB declared: 413 straight after the headers, nothing read.
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.write(
+                        f"PUT /v1/sie-files/{TENANT}/Huge.SI HTTP/1.1\r\nHost: ingest\r\n"
+                        f"Authorization: Bearer {key}\r\nContent-Length: {9 * 2**20}\r\n\r\n"
+                        "".encode()
+                    )
+                    await writer.drain()
+                    status = await asyncio.wait_for(reader.readline(), 10)
+                    writer.close()
+                    assert status.startswith(b"HTTP/1.1 413 "), status
                     await asyncio.sleep(3)  # anything more it would post (it must not) arrives
                     found = await sandbox.imported()
         finally:
@@ -153,3 +179,51 @@ async def test_a_dropped_file_is_posted_once_by_the_kafka_runtime(
             "Kopia.SI",
             "Kopia.SI.report.txt",
         }
+
+
+async def test_the_kafka_door_answers_503_and_queues_nothing_while_the_deployment_is_away(
+    tmp_path: Path, bootstrap: str, prefix: str, secret_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent sends the file again on a 503 (tests/sie/test_agent.py); nothing of it is kept
+    as received, so the next upload imports it."""
+    config = KafkaConfig(
+        bootstrap=bootstrap, prefix=prefix, partitions=2, data_dir=tmp_path / "kafka"
+    )
+    await asyncio.to_thread(init_topics, config)
+    box = SecretBox(secret_key)
+    directory = KafkaTenantDirectory(config, box)
+    shop = TenantConfig(id=TENANT, settings=TenantSettings.model_validate(BASE_SETTINGS))
+    key = await asyncio.to_thread(directory.upsert, shop)
+    events = EventProducer(config)
+    uploads = SieFileDoor(KafkaBooks(config, box))
+    data = sie_file(tmp_path / "Z0112.SI", *MONDAY).read_bytes()
+
+    def away() -> None:
+        raise KafkaTimeoutError("the broker did not answer")
+
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(create_app(directory, events, uploads)),
+            base_url="http://ingest",
+        ) as client:
+
+            async def put() -> httpx.Response:
+                return await client.put(
+                    f"/v1/sie-files/{TENANT}/Z0112.SI",
+                    content=data,
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+
+            monkeypatch.setattr(uploads.books, "catch_up", away)
+            answer = await put()
+            assert answer.status_code == 503, answer.text
+            assert "send it again later" in answer.json()["error"]
+            uploads_kept = uploads.books.ops.db.conn.execute("SELECT COUNT(*) FROM sie_uploads")
+            assert uploads_kept.fetchone()[0] == 0
+            monkeypatch.undo()
+            answer = await put()
+            assert answer.status_code == 202, answer.text
+            assert answer.json()["report"]["accepted"] == 2
+    finally:
+        uploads.close()
+        events.close()
