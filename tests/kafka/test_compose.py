@@ -46,7 +46,11 @@ def test_services_and_structure(compose: dict[str, Any]) -> None:
         depends = services[name]["depends_on"]["kafka-init"]
         assert depends["condition"] == "service_completed_successfully"
     assert services["kafka-init"]["depends_on"]["kafka"]["condition"] == "service_healthy"
-    assert set(compose["volumes"]) == {"kafka-data", "tokens"}
+    assert set(compose["volumes"]) == {"kafka-data", "tokens", "readmodel"}
+    # The ingest and the ops service share the read model (DATA/ops): the till-PC agent's
+    # uploads and their reports, which the dashboard shows.
+    for name in ("ingest", "ops"):
+        assert "readmodel:/var/lib/kassasync/ops" in services[name]["volumes"], name
     # All workers share one token store (its refresh lease: one refresher per tenant).
     assert "tokens:/var/lib/kassasync/tokens" in services["worker"]["volumes"]
     assert "/var/lib/kassasync/tokens/tokens.db" in services["worker"]["command"]
