@@ -22,8 +22,10 @@ from engine.kafka.bookkeeping import KafkaBooks
 from engine.kafka.config import KafkaConfig
 from engine.kafka.directory import KafkaTenantDirectory
 from engine.kafka.ingest import EventProducer, SieFileDoor, create_app
+from engine.kafka.ops import KafkaOps
 from engine.kafka.runtime import KafkaRuntime
 from engine.kafka.topics import init_topics
+from engine.ops import TenantDetail
 from engine.secrets import KEY_ENV, SecretBox
 from engine.tenants import TenantConfig
 from tests.procs import terminate
@@ -72,6 +74,18 @@ async def ingest(config: KafkaConfig, key: str, port: int, log: Path) -> AsyncIt
         killed = await terminate(proc, timeout=20)
         out.close()
         assert not killed, "kafka ingest ignored SIGTERM"
+
+
+def dashboard_detail(config: KafkaConfig) -> TenantDetail:
+    """The tenant's page of ``kassasync kafka ops`` on the ingest's data folder."""
+    kafka = KafkaOps(config)
+    try:
+        kafka.catch_up()
+        detail = kafka.ops.tenant(TENANT)
+        assert detail is not None
+        return detail
+    finally:
+        kafka.close()
 
 
 async def test_a_dropped_file_is_posted_once_by_the_kafka_runtime(
@@ -158,6 +172,12 @@ async def test_a_dropped_file_is_posted_once_by_the_kafka_runtime(
                     status = await asyncio.wait_for(reader.readline(), 10)
                     writer.close()
                     assert status.startswith(b"HTTP/1.1 413 "), status
+                    # The Kafka dashboard on the same data folder says why, in the shop's words.
+                    detail = await asyncio.to_thread(dashboard_detail, config)
+                    shown = {str(key): record for key, record in detail.reports}
+                    message = shown["sie-file:Z0114.SI"]["message"]
+                    assert message.startswith("The till's file Z0114.SI was not booked"), message
+                    assert "2 vouchers will be booked" in shown["sie-file:Z0112.SI"]["message"]
                     await asyncio.sleep(3)  # anything more it would post (it must not) arrives
                     found = await sandbox.imported()
         finally:
