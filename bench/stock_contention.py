@@ -45,6 +45,7 @@ import json
 import random
 import tempfile
 import time
+import typing
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -83,21 +84,25 @@ async def _legacy_put(stock: stock_module.Stock, article: str, new: Decimal) -> 
 
 async def _legacy_stock_quantity(
     self: FortnoxSession, command: cm.ApplyFortnoxStock, pending: Pending
-) -> tuple[Decimal, Decimal, fx.StockOverlap | None]:
+) -> tuple[Decimal, Decimal, fx.StockOverlap | None, bool]:
+    """Before issue 16: read, write, and let the HTTP layer repeat the PUT; nothing watched."""
     article = command.data.article_number
     read = await self.api.stock.read_quantity(article)
     intent = self.edge.intent(pending)
     if intent is not None and "written" in intent and Decimal(intent["written"]) == read:
-        return Decimal(intent["read"]), Decimal(intent["written"]), None
+        return Decimal(intent["read"]), Decimal(intent["written"]), None, False
     written = read + command.data.delta
     self.edge.remember_intent(command.id, {"read": str(read), "written": str(written)})
     await _legacy_put(self.api.stock, article, written)
-    return read, written, None
+    return read, written, None, False
 
 
 @contextlib.contextmanager
 def baseline_behaviour() -> Iterator[None]:
     original = session_module.FortnoxSession._stock_quantity
+    # The stand-in must answer as the real one does (mypy cannot see through the assignment).
+    returns = typing.get_type_hints(original)["return"]
+    assert typing.get_type_hints(_legacy_stock_quantity)["return"] == returns, returns
     session_module.FortnoxSession._stock_quantity = _legacy_stock_quantity  # type: ignore[method-assign]
     try:
         yield
