@@ -315,8 +315,23 @@ TOOL_VARIABLES: tuple[ToolVariable, ...] = (
     ToolVariable(
         "KASSASYNC_CHAOS_KAFKA_PORT",
         "19592",
-        "Port of the broker `make chaos` starts.",
+        "Port of the broker `make chaos` starts (`make test`'s chaos test: the test broker's "
+        "port + 60).",
         "chaos/cli.py",
+    ),
+    ToolVariable(
+        "KASSASYNC_KAFKA_LIFECYCLE_PORT",
+        "19192",
+        "Port of the brokers the broker's lifecycle tests start (`make test`: the test "
+        "broker's port + 50).",
+        "tests/kafka_broker/test_kafka_broker_lifecycle.py",
+    ),
+    ToolVariable(
+        "KASSASYNC_TEST_WORKERS",
+        "4",
+        "How many pytest-xdist processes `make test` runs the suite's parallel pass in (0: one "
+        "process).",
+        "scripts/test-with-kafka.sh",
     ),
 )
 
