@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from engine.kafka.bookkeeping import KafkaBooks, queued_ids
@@ -23,6 +24,8 @@ from tests.ops.commands import Result, Shell, free_port, user_env
 from tests.scenarios.harness import merged
 from topics.names import Topic
 from topics.settings import TenantSettings
+
+pytestmark = pytest.mark.slow
 
 TENANT = "shop-a"
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from engine.kafka.config import KafkaConfig
 from engine.kafka.directory import KafkaTenantDirectory
@@ -37,6 +38,8 @@ from tests.kafka.scenario import (
     zreport,
 )
 from tests.procs import terminate
+
+pytestmark = pytest.mark.slow
 
 TENANTS = [f"shop-{i:02d}" for i in range(20)]
 #: The same activity on one in-process worker (its own topics), as the reference.

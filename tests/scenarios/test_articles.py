@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.scenarios.conftest import Factory
+
+pytestmark = pytest.mark.slow
 
 
 async def test_fortnox_articles_reach_the_till_with_the_price_list(runtime: Factory) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.scenarios.conftest import Factory
+
+pytestmark = pytest.mark.slow
 
 
 def upsert(rt: object, till_id: str, name: str, **fields: str) -> dict[str, object]:

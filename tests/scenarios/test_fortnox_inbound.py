@@ -23,6 +23,8 @@ from sandbox.fortnox.clock import BusinessClock
 from tests.scenarios.conftest import Factory
 from tests.scenarios.harness import TENANT, ScenarioRuntime
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture()
 def engine_clock() -> Iterator[None]:

@@ -6,12 +6,16 @@ import datetime as dt
 import uuid
 from pathlib import Path
 
+import pytest
+
 from engine.clock import utcnow
 from engine.ledger import export_sie, sync_vouchers
 from engine.sie import read_sie_file
 from tests.scenarios.conftest import Factory
 from tests.scenarios.test_bookkeeping import worked_example
 from topics.outcomes import ExportRequested, ExportRequestedData
+
+pytestmark = pytest.mark.slow
 
 
 async def test_ledger_sync_hands_each_voucher_to_the_till_once(

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from tests.scenarios.conftest import Factory
+
+pytestmark = pytest.mark.slow
 
 
 def movement(rt: object, article: str, delta: int, movement_id: str) -> dict[str, object]:
