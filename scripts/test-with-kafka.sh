@@ -38,6 +38,15 @@ parallel=(-m "not serial")
 if [ "$WORKERS" != 0 ]; then
   parallel+=(-n "$WORKERS" --dist loadfile --no-loadscope-reorder)
 fi
+# A selection by marker (-m EXPR) of the caller's replaces the passes: one pass runs it.
+for arg in "$@"; do
+  case "$arg" in
+    -m | -m*)
+      "${PYTEST[@]}" "${parallel[@]:2}" --durations=25 --junitxml=test-artifacts/junit.xml "$@"
+      exit $?
+      ;;
+  esac
+done
 first=0
 "${PYTEST[@]}" "${parallel[@]}" --durations=25 --junitxml=test-artifacts/junit-parallel.xml "$@" \
   || first=$?
