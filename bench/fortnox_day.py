@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import quiet_logs
+from bench.freshness import FORTNOX_REQUESTS_PER_SECOND, curve, curve_json
 from bench.naive import NaiveSync
 from bench.sandbox_server import RemoteSandbox, sandbox_process
 from bench.world import ShopClock, World, api_calls, compressed_time
@@ -80,10 +81,6 @@ class DayPlan:
         """The flush window in shop time (the tick loop wakes at each window's end, so the
         compressed run honours the tenant's setting as it is)."""
         return self.flush_seconds
-
-
-#: The naive sync's cycle compared with Kassasync's freshness when no flush window is set.
-NAIVE_CYCLE_WITHOUT_WINDOW = 1.0
 
 
 @dataclass(frozen=True, order=True)
@@ -367,20 +364,6 @@ def run(plan: DayPlan, data_dir: Path | None = None) -> dict[str, Any]:
     naive = NaiveSync(naive_state, naive_seeded, cycle_seconds=plan.poll_seconds)
     naive_result = asyncio.run(naive.run(events, plan.day_seconds))
     calls = int(kassasync["calls"])
-    # The naive sync at Kassasync's freshness (one cycle per flush window) cannot be run: it
-    # would need more requests than Fortnox allows in a day. Its reads are what it would need.
-    reads_per_cycle = naive_result["reads"] / max(1, naive_result["cycles"])
-    # With no flush window Kassasync's freshness is its latency (bench.latency: well under a
-    # second): a 1 s cycle is staler than that, so the reads it needs favour the naive sync.
-    cycle = plan.flush_seconds or NAIVE_CYCLE_WITHOUT_WINDOW
-    cycles = plan.day_seconds / cycle
-    budget = plan.day_seconds * 25 / plan.rate_window
-    same_freshness = {
-        "cycle_seconds": cycle,
-        "reads_needed": round(reads_per_cycle * cycles),
-        "fortnox_daily_budget": round(budget),
-        "feasible": reads_per_cycle * cycles <= budget,
-    }
     return {
         "fortnox_calls": calls,
         "fortnox_calls_lower_bound": bound["total"],
@@ -396,7 +379,32 @@ def run(plan: DayPlan, data_dir: Path | None = None) -> dict[str, Any]:
         "lower_bound": bound,
         "kassasync": kassasync,
         "naive": naive_result,
-        "naive_at_kassasync_freshness": same_freshness,
+    }
+
+
+def freshness_curve(day: dict[str, Any], kassasync_freshness_seconds: float) -> dict[str, Any]:
+    """The calls-versus-freshness curve (``bench.freshness``) for a result of :func:`run`: the
+    day's events rebuilt from its plan, the naive sync's reads per cycle as its run measured
+    them, Kassasync's calls as counted and its freshness as given (``bench.latency``'s p99)."""
+    plan = DayPlan(**day["plan"])
+    events = schedule(plan)
+    naive = day["naive"]
+    reads_per_cycle = naive["reads"] / max(1, naive["cycles"])
+    points = curve(
+        events,
+        plan.day_seconds,
+        reads_per_cycle,
+        int(day["fortnox_calls"]),
+        kassasync_freshness_seconds,
+    )
+    same = points[-1]
+    return {
+        "kassasync_calls": int(day["fortnox_calls"]),
+        "kassasync_freshness_seconds": kassasync_freshness_seconds,
+        "naive_reads_per_cycle": round(reads_per_cycle, 3),
+        "fortnox_daily_budget": round(plan.day_seconds * FORTNOX_REQUESTS_PER_SECOND),
+        "points": curve_json(points),
+        "naive_vs_kassasync_at_equal_freshness": same.naive_vs_kassasync,
     }
 
 
