@@ -8,11 +8,17 @@ Measured, interleaved slice by slice so that noise from other processes hits bot
 
 * decode: ``registry.parse`` (parse and validate) of each payload of the slice, nothing else;
   the payloads are read from the log before the clock starts;
+* in memory (``InMemory``): the same reconcilers (``engine.core.process``) over the same
+  payloads, each tenant's state a dict of records indexed by kind and by due time, nothing
+  written anywhere: what the reconcilers alone cost;
 * replay: ``Processor.step`` until the slice has been consumed (read the log, parse, reconcile,
   write state, commands, outbox, wake-ups and offsets in one transaction per batch).
 
 ``replay_vs_decode_ratio`` = decode time / replay time (1.0 would mean that replaying costs no
-more than decoding). Both wall and CPU time are reported; the headline uses wall time.
+more than decoding); ``replay_vs_inmemory_ratio`` = in-memory time / replay time (1.0: the
+engine's store costs nothing over the reconcilers). Both wall and CPU time are reported; the
+headlines use wall time. Each pass counts the messages it really handled, and the run fails
+unless every pass handled every message on the log and both made the same number of commands.
 """
 
 from __future__ import annotations
@@ -23,15 +29,18 @@ import json
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.common import Stopwatch, quiet_logs
 from bench.gen import generate
 from bench.record import copy_reconciled_log, record
+from engine.core.process import Inbound, Outcome, process
 from engine.embedded.processor import Processor
 from engine.store.db import Database, log_table
+from reconcilers.state import MemoryState, Record
 from topics import registry
 from topics.names import RECONCILED_TOPICS, Topic
 
@@ -139,11 +148,12 @@ class Floor:
         )
         self.batch = batch
 
-    def run(self, payloads: list[tuple[int, bytes]]) -> None:
+    def run(self, payloads: list[Logged]) -> None:
         conn = self.db.conn
         for start in range(0, len(payloads), self.batch):
             with self.db.transaction():
-                for _seq, payload in payloads[start : start + self.batch]:
+                for item in payloads[start : start + self.batch]:
+                    payload = item.payload
                     message = registry.parse(payload)
                     key = f"{message.tenant}:{message.type}"  # type: ignore[attr-defined]
                     conn.execute("SELECT v FROM floor WHERE k = ?", (key,)).fetchone()
@@ -152,13 +162,81 @@ class Floor:
                     )
 
 
-def _payloads(conn: sqlite3.Connection, after_seq: int, count: int) -> list[tuple[int, bytes]]:
-    """The next ``count`` reconciled (seq, payload) after ``after_seq``, in arrival order: every
-    topic the processor reads (outcomes included), so the baseline decodes what is replayed."""
-    parts = [f"SELECT seq, payload FROM {log_table(t)} WHERE seq > ?" for t in RECONCILED_TOPICS]
+class IndexedState(MemoryState):
+    """A tenant's records in a dict, as ``MemoryState`` keeps them, with an index by kind so a
+    scan reads one kind's keys instead of sorting the whole tenant (the in-memory baseline)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_kind: dict[str, set[str]] = {}
+
+    def scan(self, kind: str) -> Iterator[tuple[str, Record]]:
+        records = self.records
+        for key in sorted(self.by_kind.get(kind, ())):
+            yield key, records[(kind, key)]
+
+    def apply_puts(self, puts: Mapping[tuple[str, str], Record | None]) -> None:
+        super().apply_puts(puts)
+        for kind, key in puts:
+            keys = self.by_kind.setdefault(kind, set())
+            if (kind, key) in self.records:
+                keys.add(key)
+            else:
+                keys.discard(key)
+
+
+class InMemory:
+    """The reconcilers alone: ``engine.core.process`` over each message with its tenant's
+    :class:`IndexedState`, the step's puts applied, nothing written. Counts what it handled."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, IndexedState] = {}
+        self.applied = 0
+        self.dead = 0
+        self.commands = 0
+
+    def run(self, payloads: list[Logged]) -> None:
+        states = self.states
+        for item in payloads:
+            state = states.get(item.tenant)
+            if state is None:
+                state = states[item.tenant] = IndexedState()
+            inbound = Inbound(
+                item.topic, item.tenant, f"{item.topic.value}:{item.seq}", item.payload
+            )
+            step = process(state, inbound, report=False)
+            if step.outcome is Outcome.APPLIED:
+                state.apply_puts(step.puts)
+                self.applied += 1
+                self.commands += len(step.commands)
+            else:
+                self.dead += 1
+
+    @property
+    def handled(self) -> int:
+        return self.applied + self.dead
+
+
+@dataclass(frozen=True, slots=True)
+class Logged:
+    """One reconciled message of the log: its global sequence, topic, tenant and payload."""
+
+    seq: int
+    topic: Topic
+    tenant: str
+    payload: bytes
+
+
+def _payloads(conn: sqlite3.Connection, after_seq: int, count: int) -> list[Logged]:
+    """The next ``count`` reconciled messages after ``after_seq``, in arrival order: every topic
+    the processor reads (outcomes included), so the baselines handle what is replayed."""
+    parts = [
+        f"SELECT seq, '{t.value}', tenant, payload FROM {log_table(t)} WHERE seq > ?"
+        for t in RECONCILED_TOPICS
+    ]
     sql = " UNION ALL ".join(parts) + " ORDER BY seq LIMIT ?"
     rows = conn.execute(sql, (*[after_seq] * len(parts), count)).fetchall()
-    return [(int(r[0]), bytes(r[1])) for r in rows]
+    return [Logged(int(r[0]), Topic(r[1]), str(r[2]), bytes(r[3])) for r in rows]
 
 
 #: The topics a replay writes its commands to: compared byte for byte with the recording's.
@@ -212,8 +290,11 @@ def run(
         decode = Stopwatch()
         floor_clock = Stopwatch()
         floor = Floor(Path(tmp) / "floor.db", batch)
+        memory_clock = Stopwatch()
+        memory = InMemory()
         replay = Stopwatch()
         done = 0
+        handled = 0
         seq_done = 0
         commands = dead = 0
         profiler: Any = None
@@ -230,12 +311,14 @@ def run(
             once = Stopwatch()
             for _ in range(DECODE_REPEAT):
                 with once:
-                    for _seq, payload in payloads:
-                        registry.parse(payload)
+                    for item in payloads:
+                        registry.parse(item.payload)
             decode.wall += once.wall / DECODE_REPEAT
             decode.cpu += once.cpu / DECODE_REPEAT
             with floor_clock:
                 floor.run(payloads)
+            with memory_clock:
+                memory.run(payloads)
             target = done + len(payloads)
             if profiler is not None:
                 profiler.start()
@@ -249,10 +332,21 @@ def run(
                     dead += result.dead_letters
             if profiler is not None:
                 profiler.stop()
-            seq_done = payloads[-1][0]
+            seq_done = payloads[-1].seq
+            handled += len(payloads)
+        # Every figure below divides by ``total``: a pass that handled less is no result.
         if done != total:
-            # Every figure below divides by what was replayed: a partial replay is no result.
             raise RuntimeError(f"replayed {done} of the {total} messages on the log")
+        if handled != total or memory.handled != total:
+            raise RuntimeError(
+                f"the baselines handled {handled} (decode, floor) and {memory.handled} (in "
+                f"memory) of the {total} messages on the log"
+            )
+        if memory.commands != commands or memory.dead != dead:
+            raise RuntimeError(
+                f"in memory: {memory.commands} commands and {memory.dead} dead letters, the "
+                f"replay {commands} and {dead}: the baseline did not do the same work"
+            )
         rows = db.conn.execute("SELECT COUNT(*) FROM state").fetchone()[0]
         replay_digest, _ = commands_digest(db)
         # The recording stops once its last ticks are on the log, before it handles them (the
@@ -280,6 +374,13 @@ def run(
         "floor_seconds": round(floor_clock.wall, 3),
         "floor_vs_decode_ratio": round(decode.wall / floor_clock.wall, 4),
         "replay_vs_floor_ratio": round(floor_clock.wall / replay.wall, 4),
+        "inmemory_seconds": round(memory_clock.wall, 3),
+        "inmemory_cpu_seconds": round(memory_clock.cpu, 3),
+        "inmemory_events_per_s": round(total / memory_clock.wall),
+        "inmemory_messages": memory.handled,
+        "inmemory_commands": memory.commands,
+        "replay_vs_inmemory_ratio": round(memory_clock.wall / replay.wall, 4),
+        "replay_vs_inmemory_ratio_cpu": round(memory_clock.cpu / replay.cpu, 4),
         "commands": commands,
         # The replay's commands, byte for byte, against the recording's (the same reconcilers
         # made both; a state layer that changed what a tick flushes would show here), and the
