@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import quiet_logs
-from bench.freshness import FORTNOX_REQUESTS_PER_SECOND, curve, curve_json
+from bench.freshness import FORTNOX_REQUESTS_PER_SECOND, curve, curve_json, freshest_feasible
 from bench.naive import NaiveSync
 from bench.sandbox_server import RemoteSandbox, sandbox_process
 from bench.world import ShopClock, World, api_calls, compressed_time
@@ -398,12 +398,18 @@ def freshness_curve(day: dict[str, Any], kassasync_freshness_seconds: float) -> 
         kassasync_freshness_seconds,
     )
     same = points[-1]
+    period, best = freshest_feasible(events, plan.day_seconds, reads_per_cycle)
     return {
         "kassasync_calls": int(day["fortnox_calls"]),
         "kassasync_freshness_seconds": kassasync_freshness_seconds,
         "naive_reads_per_cycle": round(reads_per_cycle, 3),
         "fortnox_daily_budget": round(plan.day_seconds * FORTNOX_REQUESTS_PER_SECOND),
         "points": curve_json(points),
+        "naive_freshest_feasible": {
+            "period_seconds": round(period, 3),
+            "calls": best.calls,
+            "naive_vs_kassasync": round(best.calls / int(day["fortnox_calls"]), 3),
+        },
         "naive_vs_kassasync_at_equal_freshness": same.naive_vs_kassasync,
     }
 

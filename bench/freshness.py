@@ -134,5 +134,23 @@ def curve(
     return points
 
 
+def freshest_feasible(
+    events: Sequence[DayEvent], day_seconds: float, reads_per_cycle: float
+) -> tuple[float, NaiveDay]:
+    """The shortest cycle period (a whole number of cycles in the day) at which the naive
+    sync's calls still fit in Fortnox's budget over the day, and its calls there."""
+    if reads_per_cycle <= 0:
+        raise ValueError("the reads per cycle must be positive")
+    budget = day_seconds * FORTNOX_REQUESTS_PER_SECOND
+    cycles = math.floor(budget / reads_per_cycle)
+    while cycles >= 1:
+        period = day_seconds / cycles
+        day = naive_calls(events, day_seconds, period, reads_per_cycle)
+        if day.calls <= budget:
+            return period, day
+        cycles -= 1
+    raise ValueError("not even one cycle fits in the budget")
+
+
 def curve_json(points: Sequence[CurvePoint]) -> list[dict[str, Any]]:
     return [asdict(p) for p in points]

@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from bench.fortnox_day import DayPlan, schedule, seed
-from bench.freshness import FORTNOX_REQUESTS_PER_SECOND, PERIODS, curve, naive_calls
+from bench.freshness import (
+    FORTNOX_REQUESTS_PER_SECOND,
+    PERIODS,
+    curve,
+    freshest_feasible,
+    naive_calls,
+)
 from bench.naive import NaiveSync
 from sandbox.fortnox.state import SandboxState
 
@@ -109,3 +115,14 @@ def test_the_curve_ends_at_kassasyncs_freshness_and_marks_what_fortnox_cannot_se
     # Fresher costs the naive sync more, never less.
     calls = [p.calls for p in points]
     assert calls == sorted(calls)
+
+
+def test_the_freshest_feasible_period_is_the_shortest_that_fits_fortnoxs_budget() -> None:
+    # 3,600 s at 5 requests/s: 18,000 requests. 100 reads a cycle: at most 180 cycles, less the
+    # writes: 720 movements of one article each, each cycle writing the ones it saw.
+    events = [move(float(i), f"A{i}", -1) for i in range(0, 3600, 5)]
+    period, day = freshest_feasible(events, 3600, 100)
+    budget = 3600 * FORTNOX_REQUESTS_PER_SECOND
+    assert day.calls <= budget
+    assert naive_calls(events, 3600, 3600 / (day.cycles + 1), 100).calls > budget
+    assert day.cycles == 172 and period == pytest.approx(3600 / 172)  # 17,200 reads + 720 writes
