@@ -169,8 +169,12 @@ def on_sync_completed(ctx: Ctx, data: SyncCompletedData) -> None:
     for number, record in ctx.txn.scan(FX):
         if not record.get("deleted") and record.get("seen") != data.sync_pass:
             _gone(ctx, number, "missing_in_fortnox")
-    if not settings.delete_missing:
-        return
+    if settings.delete_missing:
+        _remove_till_only(ctx)
+
+
+def _remove_till_only(ctx: Ctx) -> None:
+    """Delete-missing: the articles the till reported that Fortnox has never had leave it."""
     for number, till in ctx.txn.scan(TILL):
         if till.get("sent") is not None and ctx.txn.get(FX, number) is None:
             ctx.txn.put(TILL, number, {**till, "remove": True})
@@ -179,11 +183,17 @@ def on_sync_completed(ctx: Ctx, data: SyncCompletedData) -> None:
 
 
 def on_settings_changed(ctx: Ctx, old: TenantSettings, new: TenantSettings) -> None:
-    """A new price list, exclusion marker or enabling the flow changes what the till wants."""
+    """A new price list, exclusion marker or enabling the flow changes what the till wants.
+    Delete-missing turned on removes the till-only articles at once, once a full pass has
+    shown what Fortnox has: the session's pass for it may reach the reconciler before the
+    settings do (on Kafka they travel on different topics), and must not wait six hours."""
     if old.articles == new.articles or not new.articles.enabled:
         return
     for number, _ in ctx.txn.scan(FX):
         _evaluate(ctx, number)
+    turned_on = new.articles.delete_missing and not old.articles.delete_missing
+    if turned_on and passes.completed_any(ctx, RESOURCE):
+        _remove_till_only(ctx)
 
 
 # --- till events ---------------------------------------------------------------------------------

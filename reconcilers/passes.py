@@ -46,6 +46,11 @@ def current(ctx: Ctx, resource: str) -> str | None:
     return None if value is None else str(value)
 
 
+def completed_any(ctx: Ctx, resource: str) -> bool:
+    """Whether a full pass over ``resource`` has completed (the records show what Fortnox has)."""
+    return bool((ctx.txn.get(KIND, resource) or {}).get("done"))
+
+
 def complete(ctx: Ctx, resource: str, sync_pass: str, count: int) -> bool:
     """Close a pass; False when the completion proves nothing (redelivered, or a pass whose
     records were not seen)."""

@@ -338,3 +338,42 @@ def test_an_unreadable_record_is_reported_and_not_taken_for_missing_by_the_pass(
     assert eans(world) == {"A1": "E1"}, "A2 was not in the pass; A1 was, unreadable"
     assert report(world, "A1")["kind"] == "fortnox_record_unreadable"
     assert "QuantityInStock" in report(world, "A1")["problem"]
+
+
+def test_delete_missing_turned_on_after_the_pass_removes_till_only_articles_at_once() -> None:
+    """On Kafka the session's full pass (fortnox.changes) can reach the reconciler before the
+    settings that asked for it (sync.control): the settings then remove the till-only articles
+    themselves, from what the last full pass showed."""
+    world = world_with(art("A1", "E1"), delete_missing=False)
+    world.till_articles["T1"] = {"article_number": "T1", "description": "Bara i kassan"}
+    world.till_edit_article("T1", {"description": "Bara i kassan"})
+    world.quiesce()
+    assert "T1" in world.till_articles
+    world.change_settings(
+        TenantSettings(
+            articles=ArticleSettings(delete_missing=True), stock=StockSettings(enabled=False)
+        )
+    )
+    world.quiesce()  # no new full pass
+    assert set(world.till_articles) == {"A1"}
+    reasons = [c.data.reason for c in world.emitted if isinstance(c, cm.RemoveTillArticle)]
+    assert reasons == ["missing_in_fortnox"]
+
+
+def test_delete_missing_turned_on_before_any_pass_removes_nothing_yet() -> None:
+    world = World(
+        settings=TenantSettings(
+            articles=ArticleSettings(delete_missing=False), stock=StockSettings(enabled=False)
+        )
+    )
+    world.till_articles["T1"] = {"article_number": "T1", "description": "Bara i kassan"}
+    world.till_edit_article("T1", {"description": "Bara i kassan"})
+    world.process_all()
+    world.change_settings(
+        TenantSettings(
+            articles=ArticleSettings(delete_missing=True), stock=StockSettings(enabled=False)
+        )
+    )
+    world.process_all()
+    # Nothing shows what Fortnox has yet: every article would look till-only.
+    assert not [c for c in world.emitted if isinstance(c, cm.RemoveTillArticle)]

@@ -135,6 +135,9 @@ class KafkaScenarioRuntime(ScenarioRuntime):
         return self.worker.sessions
 
     async def quiet(self) -> bool:
+        # What the worker's executors published is sent in the background: on the broker first,
+        # so a change still in the producer's buffer is not taken for nothing left to apply.
+        await asyncio.to_thread(self.worker.producer.flush, 30)
         behind = await asyncio.to_thread(self._behind)
         return (
             self.worker.ready
