@@ -218,13 +218,25 @@ class Supervisor:
         state = self.loops.get(name)
         return state is not None and state.task is not None and not state.task.done()
 
-    def tasks(self, *, but: tuple[str, ...] = ()) -> list[asyncio.Task[None]]:
-        """Every supervised task still running (to wait for at shutdown), except ``but``."""
+    def tasks(
+        self, *, but: tuple[str, ...] = (), kind: str | None = None
+    ) -> list[asyncio.Task[None]]:
+        """Every supervised task still running (to wait for at shutdown), except ``but``; only
+        the loops of ``kind`` if given."""
         return [
             s.task
             for s in self.loops.values()
-            if s.task is not None and not s.task.done() and s.name not in but
+            if s.task is not None
+            and not s.task.done()
+            and s.name not in but
+            and (kind is None or s.kind == kind)
         ]
+
+    async def wait_for(self, kind: str, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the loops of ``kind`` to end (a stop was asked)."""
+        tasks = self.tasks(kind=kind)
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
 
     async def _supervise(
         self,

@@ -23,7 +23,7 @@ from engine.embedded.processor import BatchResult, Processor
 from engine.embedded.scheduler import TickScheduler
 from engine.executors.feed import DatabaseOffsets
 from engine.executors.feeds import FeedKeeper
-from engine.executors.fortnox import FortnoxSession, SessionTiming
+from engine.executors.fortnox import WATCH_FINISH_SECONDS, FortnoxSession, SessionTiming
 from engine.executors.probe import probe_now
 from engine.executors.sessions import SessionKeeper
 from engine.executors.till import TillDelivery
@@ -380,6 +380,9 @@ class EmbeddedEngine:
             await stop.wait()
             if self.server is not None:
                 self.server.should_exit = True
+            # The sessions end first, while the feed still runs: each finishes the watch of its
+            # last stock writes (at most SessionTiming's watch lag), engine/executors/fortnox.py.
+            await self.supervisor.wait_for("session", timeout=WATCH_FINISH_SECONDS)
             await self.feeds.stop()
             await asyncio.gather(*tasks, *self.supervisor.tasks(), return_exceptions=True)
         log.info("engine.stopped")

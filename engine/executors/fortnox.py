@@ -265,6 +265,11 @@ def _fingerprint(obj: Any) -> str:
     return hashlib.blake2b(raw, digest_size=10).hexdigest()
 
 
+#: How long a stopping runtime waits for its sessions (each finishing the feed watch of its last
+#: stock writes, :meth:`FortnoxSession.finish_watches`) before it stops the feed.
+WATCH_FINISH_SECONDS = 10.0
+
+
 class FortnoxSession:
     def __init__(
         self,
@@ -426,6 +431,7 @@ class FortnoxSession:
                 )
                 await self._sleep(stop, self._backoff * (1 + random.random()))
                 self._backoff = min(self._backoff * 2, 60.0)
+        await self.finish_watches()
         log.info("fortnox.session.stopped", tenant=self.tenant)
 
     def _watch_delete_missing(self) -> None:
@@ -470,6 +476,29 @@ class FortnoxSession:
                 )
             ]
         )
+
+    async def finish_watches(self) -> None:
+        """At a stop: let the writes still watched finish their watch while the feed still
+        delivers (at most the watch's wait for late events) and report on them, so the next
+        start does not take them for interrupted. Without a live feed to the end they are left
+        to the next watch, which reports them (conservative: never checked on half the events).
+        """
+        loop = asyncio.get_running_loop()
+        end = self.overlaps.open_until()
+        if end is None or not self.feed_live():
+            return
+        wait = min(end - loop.time(), self.overlaps.lag)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        if not self.feed_live():
+            log.info("fortnox.stock.watch_left", tenant=self.tenant, reason="feed_stopped")
+            return
+        try:
+            await self._report_overlaps(loop.time())
+        except FortnoxError as failed:
+            log.warning(
+                "fortnox.stock.watch_left", tenant=self.tenant, reason=type(failed).__name__
+            )
 
     async def _report_overlaps(self, now: float) -> None:
         """Publish the writes the feed showed a foreign change inside the window of (possible

@@ -764,6 +764,16 @@ class OverlapWatch:
                     )
         return found
 
+    def open_until(self) -> float | None:
+        """When (loop time) the last answered write's watch ends; None when none is open."""
+        ends = [
+            w.answered + self.lag
+            for watches in self._open.values()
+            for w in watches
+            if w.answered is not None
+        ]
+        return max(ends) if ends else None
+
     def take_checked(self) -> list[str]:
         """The command ids of writes whose watch ended, since the last call, with no foreign
         change close to them (:meth:`due` returns the others)."""

@@ -38,7 +38,7 @@ from engine.clock import utcnow
 from engine.core.process import Admitted, Inbound, Outcome, Step, log_decisions, process
 from engine.executors.feed import DatabaseOffsets
 from engine.executors.feeds import FeedKeeper
-from engine.executors.fortnox import FortnoxSession, SessionTiming
+from engine.executors.fortnox import WATCH_FINISH_SECONDS, FortnoxSession, SessionTiming
 from engine.executors.probe import probe_now
 from engine.executors.sessions import SessionKeeper, session_loop
 from engine.executors.till import TillDelivery
@@ -658,6 +658,8 @@ class KafkaRuntime:
 
     async def _stop_executors(self) -> None:
         self._exec_stop.set()
+        # The sessions end first, while the feed still runs (their last writes' watches).
+        await self.supervisor.wait_for("session", timeout=WATCH_FINISH_SECONDS)
         await self.feeds.stop()
         waited: set[asyncio.Task[None]] = set()
         while True:  # again if a session was started while this waited

@@ -218,3 +218,31 @@ async def test_a_session_announces_its_watch_when_it_starts(tmp_path: Path, box:
         session._announce_watch()
         [started] = [m for m in ports.published if isinstance(m, fx.FortnoxStockWatchStarted)]
         assert started.data.watch == session.watch_id != other.watch_id
+
+
+async def test_a_stopping_session_finishes_its_watch_while_the_feed_runs(
+    tmp_path: Path, box: SecretBox
+) -> None:
+    """A graceful stop is not a crash: the session waits out its last writes' watch (the
+    runtime stops the feed after the sessions) and reports on them, so the next start does not
+    take them for interrupted. Without a live feed it leaves them to the next watch."""
+    async with asgi_sandbox() as env:
+        for live in (True, False):
+            folder = tmp_path / str(live)
+            folder.mkdir()
+            session, ports = await _session(env, folder, box)
+            session.overlaps.lag = 0.2
+            session.feed_live = lambda live=live: live  # type: ignore[misc]
+            feed = FeedRelay(env, session)
+            await feed.skip()
+            write = _command(ARTICLE, -1, 1 if live else 2)
+            await session._stock_quantity(write, _pending(write))
+            await feed.relay()
+            await session.finish_watches()
+            checks = [m for m in ports.published if isinstance(m, fx.FortnoxStockChecked)]
+            if live:
+                assert [m.data.command_ids for m in checks] == [[write.id]]
+                assert session.overlaps.open_until() is None
+            else:
+                assert checks == []
+                assert session.overlaps.open_until() is not None  # left to the next watch
