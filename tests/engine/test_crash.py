@@ -284,14 +284,15 @@ async def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: P
             await asyncio.sleep(rng.uniform(0.0, 0.3))
             engine.start()
         await asyncio.gather(*tasks)
-        # Let it finish: quiet for 3 s on end (six polls, so the webshop's last sale has been
-        # read); then stop it and check from the outside that nothing is pending.
+        # Let it finish: quiet for 6 s on end (twelve polls, so the webshop's last sale has been
+        # read, and longer than the 5 s feed watch of the last stock write, whose report is
+        # work too); then stop it and check from the outside that nothing is pending.
         deadline = time.monotonic() + 120
         quiet_since: float | None = None
         while time.monotonic() < deadline:
             if await asyncio.to_thread(_quiet, data):
                 quiet_since = quiet_since or time.monotonic()
-                if time.monotonic() - quiet_since >= 3.0:
+                if time.monotonic() - quiet_since >= 6.0:
                     break
             else:
                 quiet_since = None
