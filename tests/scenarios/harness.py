@@ -304,6 +304,8 @@ class EmbeddedRuntime(ScenarioRuntime):
         self.stop.set()
         await asyncio.gather(old_task, return_exceptions=True)
         self._tasks.remove(old_task)
+        #: What the stopped engine left unapplied on its log (a graceful stop leaves nothing).
+        self.lag_after_stop = sum(old.processor.lag().values())
         old.db.close()
         self.stop = asyncio.Event()
         self.engine = EmbeddedEngine(
