@@ -3,6 +3,8 @@ replication and cleanup policy (kafka-python admin), and a second run changes no
 
 from __future__ import annotations
 
+import time
+
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 
@@ -26,7 +28,14 @@ def test_init_creates_every_topic_from_configuration(
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         names = [config.topic(spec.topic) for spec in TOPICS]
-        described = {t["name"]: t for t in admin.describe_topics(names)}
+        # A topic Kafka has just created can be described with no partitions for a moment
+        # while the metadata spreads (seen on a loaded machine): look until they show.
+        deadline = time.monotonic() + 15
+        while True:
+            described = {t["name"]: t for t in admin.describe_topics(names)}
+            if all(described[n]["partitions"] for n in names) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         for spec in TOPICS:
             name = config.topic(spec.topic)
             assert len(described[name]["partitions"]) == 6, name
