@@ -328,7 +328,7 @@ TOOL_VARIABLES: tuple[ToolVariable, ...] = (
     ),
     ToolVariable(
         "KASSASYNC_TEST_WORKERS",
-        "4",
+        "3",
         "How many pytest-xdist processes `make test` runs the suite's parallel pass in (0: one "
         "process).",
         "scripts/test-with-kafka.sh",

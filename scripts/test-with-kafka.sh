@@ -3,7 +3,7 @@
 # against it, and stops it whatever happens.
 #
 # The suite runs in two passes: first every test not marked `serial`, spread over
-# KASSASYNC_TEST_WORKERS pytest-xdist processes (default 4; 0 runs it in this process), one test
+# KASSASYNC_TEST_WORKERS pytest-xdist processes (default 3; 0 runs it in this process), one test
 # file per worker at a time (--dist loadfile: a file's tests run in order, as written); then the
 # tests marked `serial` (timing-sensitive ones that must not share the machine with the rest of
 # the suite), one after the other. test-artifacts/junit.xml is both passes merged.
@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 PORT="${KASSASYNC_KAFKA_PORT:-19092}"
-WORKERS="${KASSASYNC_TEST_WORKERS:-4}"
+WORKERS="${KASSASYNC_TEST_WORKERS:-3}"
 export KASSASYNC_KAFKA_PORT="$PORT"
 # The brokers some tests start of their own (the broker lifecycle tests, the chaos test's broker
 # that it restarts) take ports next to this run's (port + 50 and + 60, each with its controller
