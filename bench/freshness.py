@@ -21,7 +21,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any
+
+from bench.naive import DayEvent
 
 #: The naive sync's periods on the curve (seconds), besides Kassasync's own freshness.
 PERIODS: tuple[tuple[str, float], ...] = (
@@ -35,17 +37,6 @@ PERIODS: tuple[tuple[str, float], ...] = (
 
 #: Fortnox's rate limit: 25 requests per 5 s per token.
 FORTNOX_REQUESTS_PER_SECOND = 25 / 5.0
-
-
-class DayEvent(Protocol):
-    @property
-    def at(self) -> float: ...
-    @property
-    def kind(self) -> str: ...
-    @property
-    def key(self) -> str: ...
-    @property
-    def data(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
