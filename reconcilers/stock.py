@@ -321,6 +321,11 @@ def _checked(ctx: Ctx, command_ids: list[str]) -> None:
     if record is None:
         return
     writes = {k: v for k, v in (record.get("writes") or {}).items() if k not in command_ids}
+    _keep_unchecked(ctx, writes)
+
+
+def _keep_unchecked(ctx: Ctx, writes: dict[str, Any]) -> None:
+    """The watched writes still waiting for their check (no record when none waits)."""
     if writes:
         ctx.txn.put(WATCHES, UNCHECKED, {"writes": writes})
     else:
@@ -341,6 +346,8 @@ def on_watch_started(ctx: Ctx, data: StockWatchData) -> None:
         return
     writes: dict[str, Any] = dict(record.get("writes") or {})
     orphans = {k: v for k, v in writes.items() if v.get("watch") != data.watch}
+    if not orphans:
+        return  # the same watch announced again, or all of them still watched: nothing to write
     for command_id, write in sorted(orphans.items(), key=lambda kv: str(kv[1].get("at"))):
         del writes[command_id]
         if ctx.txn.get(OVERLAPS, command_id) is None and ctx.txn.get(REPAIRS, command_id) is None:
@@ -350,10 +357,7 @@ def on_watch_started(ctx: Ctx, data: StockWatchData) -> None:
                 written=Decimal(write["written"]),
             )
             _record_overlap(ctx, str(write["article"]), command_id, overlap)
-    if writes:
-        ctx.txn.put(WATCHES, UNCHECKED, {"writes": writes})
-    else:
-        ctx.txn.delete(WATCHES, UNCHECKED)
+    _keep_unchecked(ctx, writes)
 
 
 def on_overlap(ctx: Ctx, data: StockOverlapData) -> None:
