@@ -24,16 +24,22 @@ def _world() -> World:
     return world
 
 
-def _overwrite(world: World) -> tuple[cm.ApplyFortnoxStock, D, D]:
-    """The till sells 2; our write reads 10, a web shop sale of 1 lands, our write sets 8 (the
-    sale is gone from Fortnox)."""
-    world.till_sale("A1", D(-2))
+def stock_command(world: World, delta: D = D(-2)) -> cm.ApplyFortnoxStock:
+    """The till sells on A1: the stock write to Fortnox its flush asks for."""
+    world.till_sale("A1", delta)
     world.process_all()
     world.advance(10)
     world.tick()
     world.process_all()
     command = world.fx_queue.popleft()
     assert isinstance(command, cm.ApplyFortnoxStock)
+    return command
+
+
+def _overwrite(world: World) -> tuple[cm.ApplyFortnoxStock, D, D]:
+    """The till sells 2; our write reads 10, a web shop sale of 1 lands, our write sets 8 (the
+    sale is gone from Fortnox)."""
+    command = stock_command(world)
     article = world.fx_articles["A1"]
     read = article.qty
     article.qty = read - 1  # the web shop's sale, inside the window

@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from reconcilers.stock import OVERLAPS, UNCHECKED, WATCHES
-from tests.reconcilers.test_stock_repair import _world
+from tests.reconcilers.test_stock_repair import _world, stock_command
 from tests.reconcilers.world import World
 from topics import commands as cm
 from topics import fortnox as fx
@@ -21,13 +21,7 @@ D = Decimal
 
 def _write(world: World, watch: str | None, delta: D = D(-2)) -> cm.ApplyFortnoxStock:
     """The till sells; Kassasync's absolute write lands, watched by ``watch``."""
-    world.till_sale("A1", delta)
-    world.process_all()
-    world.advance(10)
-    world.tick()
-    world.process_all()
-    command = world.fx_queue.popleft()
-    assert isinstance(command, cm.ApplyFortnoxStock)
+    command = stock_command(world, delta)
     article = world.fx_articles["A1"]
     read = article.qty
     article.qty = read + command.data.delta
