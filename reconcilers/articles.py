@@ -95,9 +95,11 @@ def on_fortnox_article(ctx: Ctx, article: FortnoxArticle, observed: Observation)
     record = ctx.txn.get(FX, number) or {}
     if ctx.is_repeat(record, "fx", observed.seq):
         ctx.note("article.stale_record", article=number, seq=observed.seq)
+        if observed.sync_pass is not None:  # the pass's page showed it present
+            passes.listed(ctx, FX, RESOURCE, number, observed.sync_pass, observed.seq)
         return
     ctx.stamp(record, "fx", observed.seq)
-    record["seen"] = passes.observed(ctx, RESOURCE, observed.sync_pass)
+    passes.observed(ctx, RESOURCE, record, observed.sync_pass, observed.seq)
     dumped = article.model_dump(mode="json")
     prices = dict(record.get("prices", {}))
     price_list = article.price_list or ctx.settings.articles.price_list
@@ -122,7 +124,7 @@ def on_unreadable(ctx: Ctx, data: UnreadableData) -> None:
     the article is reported, and a full pass under way does not take it for missing."""
     if not ctx.settings.articles.enabled:
         return
-    passes.observed_unreadable(ctx, FX, RESOURCE, data.key, data.observed.sync_pass)
+    passes.listed(ctx, FX, RESOURCE, data.key, data.observed.sync_pass, data.observed.seq)
     ctx.report(
         f"article:{data.key}", {"kind": "fortnox_record_unreadable", "problem": data.problem}
     )
@@ -167,7 +169,7 @@ def on_sync_completed(ctx: Ctx, data: SyncCompletedData) -> None:
     if not passes.complete(ctx, RESOURCE, data.sync_pass, data.count):
         return
     for number, record in ctx.txn.scan(FX):
-        if not record.get("deleted") and record.get("seen") != data.sync_pass:
+        if passes.missing(record, data):
             _gone(ctx, number, "missing_in_fortnox")
     if settings.delete_missing:
         _remove_till_only(ctx)

@@ -230,9 +230,11 @@ def on_fortnox_customer(ctx: Ctx, data: FortnoxCustomerData) -> None:
     fx = ctx.txn.get(FX, number) or {"till_id": None}
     if ctx.is_repeat(fx, "fx", data.observed.seq):
         ctx.note("customer.stale_record", number=number, seq=data.observed.seq)
+        if data.observed.sync_pass is not None:  # the pass's page showed it present
+            passes.listed(ctx, FX, RESOURCE, number, data.observed.sync_pass, data.observed.seq)
         return
     ctx.stamp(fx, "fx", data.observed.seq)
-    fx["seen"] = passes.observed(ctx, RESOURCE, data.observed.sync_pass)
+    passes.observed(ctx, RESOURCE, fx, data.observed.sync_pass, data.observed.seq)
     fields = _fields(data.customer)
     changed = fx.get("fields") != fields or bool(fx.get("deleted"))
     fx["fields"] = fields
@@ -374,7 +376,7 @@ def on_sync_completed(ctx: Ctx, data: SyncCompletedData) -> None:
         ctx.txn.put(TENANT, "customer_import", {"done": True, "pass": data.sync_pass})
         ctx.note("customer.import_completed", sync_pass=data.sync_pass)
     for number, fx in ctx.txn.scan(FX):
-        if not fx.get("deleted") and fx.get("seen") != data.sync_pass:
+        if passes.missing(fx, data):
             _gone(ctx, number, "missing in Fortnox")
 
 
@@ -622,6 +624,8 @@ def _created(ctx: Ctx, till_id: str, rec: dict[str, Any], outcome: OutcomeData) 
         fx["fields"] = created
         fx["deleted"] = False
     fx["seen"] = passes.current(ctx, RESOURCE)
+    # Present from the moment Fortnox answered: a pass that began before may not list it.
+    passes.present(fx, _answered_seq(outcome))
     ctx.txn.put(FX, number, fx)
     ctx.note("customer.created_in_fortnox", till_customer_id=till_id, number=number)
     if (
@@ -633,6 +637,12 @@ def _created(ctx: Ctx, till_id: str, rec: dict[str, Any], outcome: OutcomeData) 
         ctx.note("customer.till_edit_overwritten", till_customer_id=till_id, number=number)
     ctx.raise_event(CustomerReady(till_id, number))
     ctx.mark_dirty(FLOW, _key(till_id))
+
+
+def _answered_seq(outcome: OutcomeData) -> int | None:
+    """The observation number the create's answer was given (none from an older engine)."""
+    seq = outcome.result.get("seq")
+    return int(seq) if seq is not None and seq.isdigit() and len(seq) <= 18 else None
 
 
 def _error(outcome: OutcomeData) -> str:

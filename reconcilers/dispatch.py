@@ -141,8 +141,13 @@ def _fx_unreadable(ctx: Ctx, msg: Any) -> None:
     if data.resource is fx.PolledResource.CUSTOMERS:
         if not ctx.settings.customers.enabled:
             return
-        passes.observed_unreadable(
-            ctx, customers.FX, customers.RESOURCE, data.key, data.observed.sync_pass
+        passes.listed(
+            ctx,
+            customers.FX,
+            customers.RESOURCE,
+            data.key,
+            data.observed.sync_pass,
+            data.observed.seq,
         )
         about = f"customer:fortnox-{data.key}"
     else:

@@ -3,23 +3,61 @@
 A pass publishes every record Fortnox has (each with ``observed.sync_pass``) and then
 ``fortnox.sync.completed``. An entity counts as present in the pass if any observation of it
 (a pass record, a poll, the feed, or Kassasync's own write) was applied while the pass was under
-way; only the others are missing. So a poll that lands between a pass's records, or a customer
-Kassasync creates during a pass, is never taken for missing, and a redelivered or unknown
-completion proves nothing.
+way, or showed it present after the pass began; only the others are missing. So a poll that
+lands between a pass's records, or a customer Kassasync creates during a pass, is never taken
+for missing, and a redelivered or unknown completion proves nothing.
+
+"After the pass began" is decided by the tenant's one sequence of Fortnox observations, never by
+the order messages arrive in: a pass takes a number as it starts (``started_seq``), and every
+observation carries the number it was given once Fortnox had answered. On Kafka the create's
+outcome and the pass's records travel on different topics and may be applied in either order: a
+customer created after the pass read its page would otherwise be taken for missing and created
+again under a new number.
 
 State ``sync`` per resource: the pass under way (``current``) and the last passes completed.
+A record carries ``seen`` (the pass it was last observed in) and ``present_seq`` (the newest
+observation number that showed it present).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from reconcilers.context import Ctx
+from topics.fortnox import SyncCompletedData
 
 KIND = "sync"
 KEEP_DONE = 8
 
 
-def observed(ctx: Ctx, resource: str, sync_pass: str | None) -> str | None:
-    """A fresh observation of one record; returns the pass to stamp on the record as ``seen``."""
+def observed(
+    ctx: Ctx, resource: str, record: dict[str, Any], sync_pass: str | None, seq: int | None
+) -> None:
+    """A fresh observation of ``record`` (observation number ``seq``): stamped with the pass
+    under way and with the number."""
+    record["seen"] = _pass_of(ctx, resource, sync_pass)
+    present(record, seq)
+
+
+def present(record: dict[str, Any], seq: int | None) -> None:
+    """``record`` was shown present in Fortnox by observation number ``seq``."""
+    if seq is not None and seq > int(record.get("present_seq", -1)):
+        record["present_seq"] = seq
+
+
+def missing(record: dict[str, Any], data: SyncCompletedData) -> bool:
+    """Whether the completed pass ``data`` proves ``record`` missing in Fortnox: not deleted
+    already, not observed in the pass, and not shown present since the pass began (an entity
+    created after the pass read its page is absent from it only because it is newer)."""
+    if record.get("deleted") or record.get("seen") == data.sync_pass:
+        return False
+    shown = record.get("present_seq")
+    return data.started_seq is None or shown is None or int(shown) < data.started_seq
+
+
+def _pass_of(ctx: Ctx, resource: str, sync_pass: str | None) -> str | None:
+    """The pass an observation counts for: its own (a new pass becomes the one under way), else
+    the pass under way."""
     record = ctx.txn.get(KIND, resource) or {}
     current = record.get("current")
     if sync_pass is not None and sync_pass != current and sync_pass not in record.get("done", []):
@@ -30,15 +68,24 @@ def observed(ctx: Ctx, resource: str, sync_pass: str | None) -> str | None:
     return None if current is None else str(current)
 
 
-def observed_unreadable(
-    ctx: Ctx, kind: str, resource: str, key: str, sync_pass: str | None
+def listed(
+    ctx: Ctx, kind: str, resource: str, key: str, sync_pass: str | None, seq: int | None
 ) -> None:
-    """A record Fortnox has but Kassasync could not read: the entity is still present in
-    Fortnox, so a pass under way must not take it for missing."""
-    seen = observed(ctx, resource, sync_pass)
+    """A record Fortnox showed present whose content is not applied: it could not be read, or
+    it is older than what was applied (a poll read after the pass's page got to the log first).
+    The entity is still present in Fortnox, so the pass must not take it for missing, and its
+    completion still counts. A record of a pass completed already (redelivered) changes
+    nothing."""
+    if sync_pass is not None and sync_pass in (ctx.txn.get(KIND, resource) or {}).get("done", []):
+        return
+    seen = _pass_of(ctx, resource, sync_pass)
     record = ctx.txn.get(kind, key)
-    if record is not None and record.get("seen") != seen:
-        ctx.txn.put(kind, key, {**record, "seen": seen})
+    if record is None:
+        return
+    updated = {**record, "seen": seen}
+    present(updated, seq)
+    if updated != record:
+        ctx.txn.put(kind, key, updated)
 
 
 def current(ctx: Ctx, resource: str) -> str | None:

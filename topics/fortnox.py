@@ -150,6 +150,12 @@ class SyncCompletedData(Model):
     resource: SyncedResource
     sync_pass: Ident
     count: int = Field(ge=0, description="How many records the pass published.")
+    started_seq: int | None = Field(
+        default=None,
+        ge=0,
+        description="The tenant's Fortnox observation number taken as the pass began: a record "
+        "shown present by a newer observation is absent from the pass only because it is newer.",
+    )
 
 
 class FortnoxSyncCompleted(FortnoxChange):

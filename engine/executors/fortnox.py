@@ -815,7 +815,12 @@ class FortnoxSession:
             customer.model_fields_set.update({"customer_number", "external_reference"})
             stored = await self.api.customers.create(customer)
             if stored.external_reference in (None, "", marker):
-                return {"customer_number": stored.customer_number or candidate}
+                # The observation number of the answer: a full pass that began before it may
+                # not list the customer, and must not take it for missing (reconcilers.passes).
+                return {
+                    "customer_number": stored.customer_number or candidate,
+                    "seq": str(self.edge.next_fx_seq(self.tenant)),
+                }
             log.info("fortnox.customer.number_taken", tenant=self.tenant, number=candidate)
         raise FortnoxApiError(
             f"no free customer number near {number}", tenant=self.tenant, details={"number": number}
@@ -1109,6 +1114,9 @@ class FortnoxSession:
             if full and resource in {r.value for r in fx.SyncedResource}
             else None
         )
+        # Taken before the first page is read: what is shown present by a newer observation
+        # may be missing from this pass only because it is newer (reconcilers.passes).
+        started_seq = self.edge.next_fx_seq(self.tenant) if sync_pass is not None else None
         price_list = self.settings().articles.price_list
         poller = LastModifiedPoller(
             self.api.client,
@@ -1144,6 +1152,7 @@ class FortnoxSession:
                         resource=fx.SyncedResource(resource),
                         sync_pass=sync_pass,
                         count=published,
+                        started_seq=started_seq,
                     ),
                 )
             )

@@ -377,3 +377,18 @@ def test_delete_missing_turned_on_before_any_pass_removes_nothing_yet() -> None:
     world.process_all()
     # Nothing shows what Fortnox has yet: every article would look till-only.
     assert not [c for c in world.emitted if isinstance(c, cm.RemoveTillArticle)]
+
+
+def test_an_article_created_behind_a_passs_cursor_is_not_taken_for_missing() -> None:
+    """A pass publishes its records at its end: an article created in Fortnox after the pass
+    read its page, and announced by the feed meanwhile, reaches the log before the pass that
+    does not list it."""
+    world = world_with(art("A2", None))
+    world.pass_start("articles")
+    world.pass_step("articles")  # A2: the cursor is past where A1 will be
+    world.fx_put_article(art("A1", None, "Ny i Fortnox"))  # the feed announces it at once
+    world.process_all()
+    world.pass_end("articles")
+    world.quiesce()
+    assert set(world.till_articles) == {"A1", "A2"}
+    assert not world.notes_named("article.deleted_in_fortnox")

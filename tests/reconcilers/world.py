@@ -36,6 +36,8 @@ T0 = dt.datetime(2026, 3, 14, 9, 0, tzinfo=dt.UTC)
 TENANT = "shop"
 #: Every message moves the clock on a little, as real events do.
 STEP = dt.timedelta(milliseconds=1)
+#: A message read from Fortnox and not yet on the log: (its class, its data).
+Held = tuple[type[Envelope], dict[str, Any]]
 
 
 @dataclass
@@ -86,6 +88,16 @@ class FxArticle:
 
 
 @dataclass
+class FullPass:
+    """A full pass under way: what it has read, held until it publishes them all at its end."""
+
+    sync_pass: str
+    started_seq: int
+    cursor: str = ""
+    held: list[Held] = field(default_factory=list)
+
+
+@dataclass
 class World:
     settings: TenantSettings = field(default_factory=TenantSettings)
     state: MemoryState = field(default_factory=MemoryState)
@@ -122,8 +134,8 @@ class World:
     # Bookkeeping for assertions
     till_deltas: Decimal = Decimal(0)
     fx_deltas: Decimal = Decimal(0)
-    #: Full passes under way: resource -> (pass id, [cursor], [records published]).
-    passes: dict[str, tuple[str, list[str], list[int]]] = field(default_factory=dict)
+    #: Full passes under way, by resource.
+    passes: dict[str, FullPass] = field(default_factory=dict)
     #: Per pass id: the records that existed in Fortnox from the pass's start to its end.
     pass_survivors: dict[str, set[str]] = field(default_factory=dict)
     _pass_gone: dict[str, set[str]] = field(default_factory=dict)
@@ -149,6 +161,9 @@ class World:
         )
         self.log.append(msg)
         return msg
+
+    def send_held(self, record: Held) -> Envelope:
+        return self.send(record[0], data=record[1])
 
     def process_one(self) -> bool:
         if not self.log:
@@ -320,11 +335,11 @@ class World:
         self.fx_articles[article].qty += delta
         self.fx_deltas += delta
 
-    def _article_record(self, number: str, via: str, sync_pass: str | None = None) -> None:
+    def _article_record(self, number: str, via: str, sync_pass: str | None = None) -> Held:
         price_list = self.settings.articles.price_list
-        self.send(
+        return (
             fx.FortnoxArticleChanged,
-            data={
+            {
                 "article": self.fx_articles[number].model(price_list),
                 "observed": {"via": via, "seq": self.seq(), "sync_pass": sync_pass},
             },
@@ -333,7 +348,7 @@ class World:
     def poll(self, article: str) -> None:
         """Read one article. A read of an article Fortnox no longer has reports the deletion."""
         if article in self.fx_articles:
-            self._article_record(article, "poll")
+            self.send_held(self._article_record(article, "poll"))
         else:
             self.seq()
             self.send(fx.FortnoxArticleDeleted, data={"article_number": article})
@@ -343,7 +358,7 @@ class World:
         self.fx_articles[article.number] = article
         self.fx_article_history.append((article.number, article))
         if announce:
-            self._article_record(article.number, "feed")
+            self.send_held(self._article_record(article.number, "feed"))
 
     def fx_delete_article(self, number: str, announce: bool = True) -> None:
         if number in self.fx_articles and "articles" in self._pass_gone:
@@ -366,13 +381,15 @@ class World:
         return sorted(self.fx_articles if resource == "articles" else self.fx_customers)
 
     def pass_start(self, resource: str) -> None:
-        """A full pass begins: it pages through Fortnox in key order, reading each record as it
-        is when its page is read (so it sees what is created ahead of its cursor, and misses
-        what is deleted before the cursor reaches it)."""
+        """A full pass begins: it takes an observation number, then pages through Fortnox in
+        key order, reading each record as it is when its page is read (so it sees what is
+        created ahead of its cursor, and misses what is deleted before the cursor reaches it).
+        As the executor does, it publishes its records only at its end, together with its
+        completion: what happens in Fortnox meanwhile reaches the log first."""
         if resource in self.passes:
             return
         sync_pass = self._id("pass")
-        self.passes[resource] = (sync_pass, [""], [0])
+        self.passes[resource] = FullPass(sync_pass, started_seq=self.seq())
         self.pass_survivors[sync_pass] = set(self._names(resource))
         self._pass_gone[resource] = set()
 
@@ -381,38 +398,42 @@ class World:
         current = self.passes.get(resource)
         if current is None:
             return False
-        sync_pass, cursor, published = current
-        ahead = [n for n in self._names(resource) if n > cursor[0]]
+        ahead = [n for n in self._names(resource) if n > current.cursor]
         if not ahead:
             return False
-        cursor[0] = ahead[0]
+        current.cursor = ahead[0]
         if resource == "articles":
-            self._article_record(ahead[0], "full_sync", sync_pass)
+            current.held.append(self._article_record(ahead[0], "full_sync", current.sync_pass))
         else:
-            self._customer_record(ahead[0], "full_sync", sync_pass)
-        published[0] += 1
+            current.held.append(self._customer_record(ahead[0], "full_sync", current.sync_pass))
         return True
 
     def pass_end(self, resource: str) -> None:
         current = self.passes.get(resource)
         if current is None:
             return
-        sync_pass, _, published = current
         while self.pass_step(resource):
             pass
         del self.passes[resource]
-        self.pass_survivors[sync_pass] -= self._pass_gone.pop(resource)
+        self.pass_survivors[current.sync_pass] -= self._pass_gone.pop(resource)
+        for record in current.held:
+            self.send_held(record)
         self.send(
             fx.FortnoxSyncCompleted,
-            data={"resource": resource, "sync_pass": sync_pass, "count": published[0]},
+            data={
+                "resource": resource,
+                "sync_pass": current.sync_pass,
+                "count": len(current.held),
+                "started_seq": current.started_seq,
+            },
         )
 
     # customers
 
-    def _customer_record(self, number: str, via: str, sync_pass: str | None = None) -> None:
-        self.send(
+    def _customer_record(self, number: str, via: str, sync_pass: str | None = None) -> Held:
+        return (
             fx.FortnoxCustomerChanged,
-            data={
+            {
                 "customer_number": number,
                 "customer": self.fx_customers[number],
                 "observed": {"via": via, "seq": self.seq(), "sync_pass": sync_pass},
@@ -423,13 +444,13 @@ class World:
 
     def poll_customer(self, number: str) -> None:
         if number in self.fx_customers:
-            self._customer_record(number, "poll")
+            self.send_held(self._customer_record(number, "poll"))
 
     def fx_put_customer(self, number: str, fields: dict[str, Any], announce: bool = True) -> None:
         """Someone creates or edits a customer in Fortnox."""
         self.fx_customers[number] = tl.CustomerFields.model_validate(fields).model_dump(mode="json")
         if announce:
-            self._customer_record(number, "feed")
+            self.send_held(self._customer_record(number, "feed"))
 
     def fx_delete_customer(self, number: str, announce: bool = True) -> None:
         if number in self.fx_customers and "customers" in self._pass_gone:
@@ -531,11 +552,12 @@ class World:
         if isinstance(cmd, cm.CreateFortnoxCustomer):
             number = data.customer_number
             if number in self.fx_customers:
-                return "done", {"customer_number": number, "already": "true"}, None
+                result = {"customer_number": number, "already": "true", "seq": str(self.seq())}
+                return "done", result, None
             self.fx_customers[number] = data.customer.model_dump(mode="json")
             self.fx_customer_owner[number] = data.till_customer_id
             self.fx_customer_creates.append((data.till_customer_id, number))
-            return "done", {"customer_number": number}, None
+            return "done", {"customer_number": number, "seq": str(self.seq())}, None
         if isinstance(cmd, cm.UpdateFortnoxCustomer):
             if data.customer_number not in self.fx_customers:
                 return "rejected", {}, missing
