@@ -9,7 +9,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from engine.kafka.config import KafkaConfig
-from engine.kafka.store import JOURNAL, decode_key, decode_value, is_internal
+from engine.kafka.store import JOURNAL, decode_key, decode_value, is_internal, redo
 from engine.kafka.topics import partition_for
 from reconcilers.state import Record
 
@@ -33,7 +33,8 @@ def read_partition(config: KafkaConfig, topic: str, partition: int) -> Iterator[
 
 
 def tenant_records(config: KafkaConfig, tenant: str) -> dict[tuple[str, str], Record]:
-    """Every record of a tenant (internal kinds included), journal redone as a worker would."""
+    """Every record of a tenant (internal kinds included), journals redone in order as a worker
+    would."""
     records: dict[tuple[str, str], Record] = {}
     partition = partition_for(tenant, config.partitions)
     for record in read_partition(config, config.state_changelog, partition):
@@ -45,13 +46,9 @@ def tenant_records(config: KafkaConfig, tenant: str) -> dict[tuple[str, str], Re
             records.pop((kind, key), None)
         else:
             records[(kind, key)] = value
-    journal = records.get((JOURNAL, ""))
-    if journal is not None:
-        for kind, key, value in journal["puts"]:
-            if value is None:
-                records.pop((kind, key), None)
-            else:
-                records[(kind, key)] = value
+    journals = sorted(key for kind, key in records if kind == JOURNAL)
+    for key in journals:
+        redo(records, records.pop((JOURNAL, key)))
     return records
 
 

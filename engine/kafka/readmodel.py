@@ -13,9 +13,11 @@ What is projected, from every partition:
 * the tenants topic into ``tenants`` (secrets stay sealed: only the name is read);
 * the runtime's ``~seen`` records (till event ids a worker admitted, with their fingerprints)
   into ``kafka_seen``, and each tenant's consumed offsets (its ``~meta`` record) into
-  ``kafka_consumed``, both also from the ``~journal`` record that precedes them on the
-  changelog: ``import-sie`` tells a voucher queued before from a new one with these
+  ``kafka_consumed``: ``import-sie`` tells a voucher queued before from a new one with these
   (:mod:`engine.kafka.bookkeeping`).
+
+Every record is projected from the ``~journal`` of its batch too, which precedes it on the
+changelog: the worker writes the records behind their journals, up to a second later.
 
 The read model is a cache: delete its file and it is rebuilt from the topics. Its positions
 commit with what they brought, so a restarted projection resumes where it stopped.
@@ -170,6 +172,16 @@ class KafkaReadModel:
         if tenant.startswith("~"):
             return 0  # a partition's read position, not a tenant
         record = None if value is None else json.loads(value)
+        if kind == JOURNAL:
+            # A batch's journal is acknowledged before anything of the batch leaves, and its
+            # records are written behind it: what it carries is the tenant's state now.
+            for put in [] if record is None else record.get("puts", []):
+                if isinstance(put, list) and len(put) == 3 and isinstance(put[0], str):
+                    self._record(conn, tenant, put[0], str(put[1]), put[2])
+            return 1
+        return self._record(conn, tenant, kind, rkey, record)
+
+    def _record(self, conn: Any, tenant: str, kind: str, rkey: str, record: Any) -> int:
         if kind == CMD:
             self._command(conn, tenant, rkey, record)
         elif kind == EXEC:
@@ -191,7 +203,7 @@ class KafkaReadModel:
                         record.get("full_sync_at"),
                     ),
                 )
-        elif kind in (SEEN, META, JOURNAL):
+        elif kind in (SEEN, META):
             _admitted(conn, tenant, kind, rkey, record)
         elif is_internal(kind):
             return 0
@@ -314,13 +326,8 @@ class KafkaReadModel:
 
 def _admitted(conn: Any, tenant: str, kind: str, key: str, record: Any) -> None:
     """What a worker admitted of a tenant's messages: the till event ids (``~seen``) and the
-    offsets consumed per topic (``~meta``). A batch's ``~journal`` is acknowledged before its
-    records are written, so it is applied too: what it names is admitted."""
-    if kind == JOURNAL:
-        for put in [] if record is None else record.get("puts", []):
-            if isinstance(put, list) and len(put) == 3 and put[0] in (SEEN, META):
-                _admitted(conn, tenant, str(put[0]), str(put[1]), put[2])
-    elif kind == SEEN:
+    offsets consumed per topic (``~meta``)."""
+    if kind == SEEN:
         if record is None:
             conn.execute("DELETE FROM kafka_seen WHERE tenant = ? AND msg_id = ?", (tenant, key))
         else:

@@ -4,12 +4,16 @@ scheduler for the tenants of the partitions this worker owns.
 
 Exactly-once state without Kafka transactions (docs/kafka.md says why faust's
 ``exactly_once`` is not used): the agent reconciles a batch, then writes ONE journal record per
-tenant (every record the batch changed, the tenant's consumed offsets included) to the state
-changelog and waits for the broker's acknowledgement, and only then writes the records
-themselves and lets faust commit the offsets. Records and journal share the tenant's changelog
-partition, so if any record of a batch survived a crash, its journal did too: recovery redoes
-each tenant's last journal, and a redelivered message whose offset the tenant's state has
-already consumed is skipped. Same state, same commands, whatever crashed where.
+tenant (every record the batch changed, the tenant's consumed offsets included; numbered) to the
+state changelog and waits for the broker's acknowledgement before anything of the batch leaves.
+The records themselves are written behind: every ``FLUSH_SECONDS`` (or ``FLUSH_RECORDS``
+records) each record the journals since the last flush changed is written once, with its latest
+value, and once all are acknowledged the journals are deleted (tombstones, in the same
+partition after the records). Records and journals share the tenant's changelog partition, so
+recovery redoes the tenant's remaining journals in order on top of the records, and a
+redelivered message whose offset the tenant's state has already consumed is skipped. Same
+state, same commands, whatever crashed where; one changelog message per tenant and batch
+instead of one per record changed.
 """
 
 from __future__ import annotations
@@ -62,6 +66,8 @@ from engine.kafka.store import (
     encode_key,
     encode_value,
     forget_seen,
+    journal_key,
+    journal_number,
 )
 from engine.kafka.topics import partition_for
 from engine.secrets import SecretBox
@@ -97,6 +103,10 @@ MARKER_PREFIX = "~p"
 MARKER = "~marker"
 #: A tick not answered by a flush within this many seconds is sent again.
 TICK_RESEND = 5.0
+#: The records the journals changed are written out this often (and when this many wait): a
+#: record changed by many batches meanwhile is written once.
+FLUSH_SECONDS = 1.0
+FLUSH_RECORDS = 20_000
 
 
 @dataclass
@@ -108,6 +118,9 @@ class Counters:
     batches: int = 0
     recoveries: int = 0
     rereads: int = 0
+    #: Write-behinds of the journals' records, and the records they wrote.
+    flushes: int = 0
+    records_written: int = 0
 
 
 @dataclass
@@ -153,6 +166,14 @@ class KafkaRuntime:
         self.owned_partitions: set[int] = set()
         self._ready = asyncio.Event()
         self._put_futures: list[asyncio.Future[Any]] = []
+        #: Per tenant: the records changed since the last flush (latest values), the keys of
+        #: the journals that carry them, and the number of its last journal.
+        self._unflushed: dict[str, dict[tuple[str, str], Record | None]] = {}
+        self._journals: dict[str, list[str]] = {}
+        self._journal_seq: dict[str, int] = {}
+        self._flushed_at = time.monotonic()
+        #: Held by a batch and by a flush: a flush never interleaves with a batch's writes.
+        self._writing = asyncio.Lock()
         self.aproducer: AIOKafkaProducer | None = None
         self._ticked: dict[str, tuple[str, float]] = {}
         #: Set when a batch wrote a wake-up time: the tick loop looks at once (a change with no
@@ -290,8 +311,10 @@ class KafkaRuntime:
         )
 
     async def _on_revoked(self, sender: Any, revoked: Iterable[Any], **_: Any) -> None:
-        """Stop the executors and forget the mirror: the next assignment rebuilds both."""
+        """Stop the executors and forget the mirror: the next assignment rebuilds both (the
+        journals not yet written out are durable: whoever owns a tenant next redoes them)."""
         self._ready.clear()
+        self._unflushed, self._journals = {}, {}
         await self._stop_executors()
         log.info("kafka.partitions_revoked", owned=sorted(self.owned_partitions))
 
@@ -305,16 +328,7 @@ class KafkaRuntime:
         if any(len(parts) != len(owned) for parts in by_topic.values()):
             log.error("kafka.assignment_not_copartitioned", assigned=by_topic)
         self.mirror.load(list(self.table.data.items()), owned, self.partition)
-        redone = 0
-        for tenant, data in self.mirror.tenants.items():
-            journal = data.get(JOURNAL, "")
-            if journal is None:
-                continue
-            for kind, key, value in journal["puts"]:
-                if data.get(kind, key) != value:
-                    data.set(kind, key, value)
-                    self._put_futures.append(await self._send_state(tenant, kind, key, value))
-                    redone += 1
+        redone = await self._redo_journals()
         self.owned_partitions = owned
         self.markers = {}
         self.expected = {}
@@ -340,6 +354,65 @@ class KafkaRuntime:
         )
         if self.run_executors:
             self._start_executors()
+
+    async def _redo_journals(self) -> int:
+        """After a recovery: every tenant's journals still in the table, redone in order on top
+        of its records (a worker stopped before writing them out), then written out. Returns how
+        many records they changed."""
+        self._unflushed, self._journals, self._journal_seq = {}, {}, {}
+        redone = 0
+        for tenant, data in self.mirror.tenants.items():
+            keys = [key for key, _ in data.scan(JOURNAL)]
+            if not keys:
+                continue
+            puts = self._unflushed.setdefault(tenant, {})
+            for key in keys:
+                journal = data.get(JOURNAL, key) or {"puts": []}
+                data.set(JOURNAL, key, None)  # deleted from the changelog by the flush
+                for kind, rkey, value in journal["puts"]:
+                    puts[(kind, rkey)] = value
+            for (kind, rkey), value in puts.items():
+                if data.get(kind, rkey) != value:
+                    data.set(kind, rkey, value)
+                    redone += 1
+            self._journals[tenant] = keys
+            self._journal_seq[tenant] = max(journal_number(key) for key in keys)
+        await self._flush()
+        return redone
+
+    async def _journal(self, tenant: str, puts: dict[tuple[str, str], Record | None]) -> Any:
+        """Send the batch's journal of ``tenant``; returns its delivery future."""
+        number = self._journal_seq.get(tenant, 0) + 1
+        self._journal_seq[tenant] = number
+        key = journal_key(number)
+        self._journals.setdefault(tenant, []).append(key)
+        journal = {"puts": [[kind, rkey, value] for (kind, rkey), value in puts.items()]}
+        return await self._send_state(tenant, JOURNAL, key, journal)
+
+    async def _flush(self) -> None:
+        """Write every record the journals since the last flush changed, once, and once the
+        broker has them all, delete those journals. A failure here stops the worker (as a
+        failed batch does): the journals left are redone by the next owner."""
+        self._flushed_at = time.monotonic()
+        if not self._unflushed:
+            return
+        unflushed, self._unflushed = self._unflushed, {}
+        journals, self._journals = self._journals, {}
+        sent = []
+        for tenant, puts in unflushed.items():
+            for (kind, key), value in puts.items():
+                sent.append(await self._send_state(tenant, kind, key, value))
+        await asyncio.gather(*sent)
+        for tenant, keys in journals.items():
+            for key in keys:
+                self._put_futures.append(await self._send_state(tenant, JOURNAL, key, None))
+        self.counters.flushes += 1
+        self.counters.records_written += len(sent)
+        log.debug("kafka.flushed", records=len(sent), tenants=len(unflushed))
+
+    def _flush_due(self) -> bool:
+        waiting = sum(len(puts) for puts in self._unflushed.values())
+        return waiting >= FLUSH_RECORDS or time.monotonic() - self._flushed_at >= FLUSH_SECONDS
 
     # -- reconciling ----------------------------------------------------------------------------
 
@@ -398,6 +471,10 @@ class KafkaRuntime:
     async def process(self, events: list[Any]) -> None:
         if not self._ready.is_set():
             await asyncio.wait_for(self._ready.wait(), timeout=120)
+        async with self._writing:
+            await self._process(events)
+
+    async def _process(self, events: list[Any]) -> None:
         batch = _Batch()
         spans: dict[str, list[int]] = {}
         for event in events:
@@ -434,10 +511,7 @@ class KafkaRuntime:
             self._put_futures = []
         journals = []
         for tenant, puts in batch.puts.items():
-            data = self.mirror.tenants[tenant]
-            journal = {"puts": [[kind, key, value] for (kind, key), value in puts.items()]}
-            data.set(JOURNAL, "", journal)
-            journals.append(await self._send_state(tenant, JOURNAL, "", journal))
+            journals.append(await self._journal(tenant, puts))
         assert self.aproducer is not None
         for partition, applied in batch.order.items():
             journals.append(
@@ -457,8 +531,9 @@ class KafkaRuntime:
                 await self._send_state(f"{MARKER_PREFIX}{partition}", MARKER, "", dict(marker))
             )
         for tenant, puts in batch.puts.items():
-            for (kind, key), value in puts.items():
-                self._put_futures.append(await self._send_state(tenant, kind, key, value))
+            self._unflushed.setdefault(tenant, {}).update(puts)
+        if self._flush_due():
+            await self._flush()
         assert self.aproducer is not None
         for topic, tenant, payload in batch.out:
             await self.aproducer.send(
@@ -832,6 +907,11 @@ class KafkaRuntime:
         await self._stop_executors()
         await self.app.stop()
         if self.aproducer is not None:
+            if self._ready.is_set():
+                # The agent has stopped: what its journals carry is written out, so the next
+                # owner has nothing to redo.
+                async with self._writing:
+                    await self._flush()
             await self.aproducer.stop()
             self.aproducer = None
         await asyncio.to_thread(self.producer.flush, 30)

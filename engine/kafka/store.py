@@ -6,7 +6,8 @@ tenant's partition and move with it. A per-tenant, per-kind key index keeps ``sc
 cheap; it is rebuilt from the table after every recovery.
 
 Kinds that start with ``~`` are the runtime's own: ``~meta`` (consumed offsets, command
-sequence), ``~journal`` (the last batch's changes, for redo), ``~cmd`` (command status, owned by
+sequence), ``~journal`` (one record per batch not yet written out, keyed by its number: see
+:func:`journal_key`), ``~cmd`` (command status, owned by
 the reconciling agent), ``~exec`` (execution marks, owned by the executors), ``~wake``, ``~seen``
 (till event ids), ``~seq``, ``~cursor`` and ``~fp`` (the Fortnox session's poll state).
 
@@ -19,9 +20,10 @@ tombstones on the compacted changelog, so recovery reads a bounded table too.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterable, Iterator
 from typing import Any
+
+from pydantic_core import from_json, to_json
 
 from reconcilers.state import DIRTY, Due, DueIndex, Record, StateView, due_from
 from topics.common import REDELIVERY_WINDOW_DAYS
@@ -76,11 +78,32 @@ def decode_key(raw: bytes) -> tuple[str, str, str]:
 
 
 def encode_value(value: Record | None) -> bytes | None:
-    return None if value is None else json.dumps(value, separators=(",", ":")).encode()
+    # pydantic-core's serialiser: the JSON of json.dumps (UTF-8 rather than \u escapes), several
+    # times faster; values written by json.dumps read back the same.
+    return None if value is None else to_json(value)
 
 
 def decode_value(raw: bytes | None) -> Record | None:
-    return None if raw is None else json.loads(raw)
+    return None if raw is None else from_json(raw)
+
+
+def journal_key(number: int) -> str:
+    """The ``~journal`` key of a tenant's batch ``number``: fixed width, so that key order is
+    the order of the batches (an engine before numbered journals wrote its one under "")."""
+    return f"{number:012d}"
+
+
+def journal_number(key: str) -> int:
+    return int(key) if key.isdigit() else 0
+
+
+def redo(records: dict[tuple[str, str], Record], journal: Record) -> None:
+    """Apply one journal's puts to ``records``."""
+    for kind, key, value in journal["puts"]:
+        if value is None:
+            records.pop((kind, key), None)
+        else:
+            records[(kind, key)] = value
 
 
 def is_internal(kind: str) -> bool:

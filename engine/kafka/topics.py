@@ -7,6 +7,7 @@ with the same number: one worker owns all of a tenant (co-partitioning)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 
 from kafka import KafkaAdminClient
@@ -18,8 +19,10 @@ from engine.kafka.config import KafkaConfig
 from topics.names import TOPICS, Topic, message_key
 
 
+@functools.lru_cache(maxsize=65_536)
 def partition_for(tenant: str, partitions: int) -> int:
-    """Kafka's default partitioner (murmur2 of the key), as Java, kafka-python and aiokafka."""
+    """Kafka's default partitioner (murmur2 of the key), as Java, kafka-python and aiokafka.
+    Cached: the worker asks it for every message and every record it writes."""
     return (murmur2(message_key(tenant)) & 0x7FFFFFFF) % partitions
 
 

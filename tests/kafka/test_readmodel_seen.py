@@ -9,7 +9,7 @@ from pathlib import Path
 
 from engine.kafka.config import KafkaConfig
 from engine.kafka.readmodel import KafkaReadModel
-from engine.kafka.store import JOURNAL, META, SEEN, encode_key
+from engine.kafka.store import CMD, JOURNAL, META, SEEN, encode_key, journal_key
 from engine.store.db import Database
 
 
@@ -63,3 +63,19 @@ def test_consumed_offsets_only_grow_and_a_deleted_id_is_forgotten(tmp_path: Path
     )
     assert _consumed(model) == {"till.events": 9, "sync.control": 2}
     assert _seen(model) == {"sie-1": "a"}
+
+
+def test_the_journals_records_are_the_state_before_they_are_written_out(tmp_path: Path) -> None:
+    """The worker writes records behind their journals: the dashboard reads a batch's records
+    from its journal at once, and a later journal's values win, as on the worker."""
+    model = _projected(
+        tmp_path,
+        [
+            ("zr", "old", {"status": "posted"}),
+            (JOURNAL, journal_key(1), {"puts": [["zr", "a", {"n": 1}], ["zr", "old", None]]}),
+            (JOURNAL, journal_key(2), {"puts": [["zr", "a", {"n": 2}], [CMD, "c1", None]]}),
+            (JOURNAL, journal_key(1), None),  # written out: the journal is deleted
+        ],
+    )
+    rows = model.db.conn.execute("SELECT kind, key, value FROM state WHERE tenant = 'shop'")
+    assert [(k, key, json.loads(v)) for k, key, v in rows.fetchall()] == [("zr", "a", {"n": 2})]

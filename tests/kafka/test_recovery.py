@@ -14,8 +14,16 @@ from typing import Any
 from kafka import KafkaProducer
 
 from engine.kafka.config import KafkaConfig
+from engine.kafka.inspect import read_partition, tenant_state
 from engine.kafka.runtime import KafkaRuntime, quiet_faust_logs
-from engine.kafka.store import JOURNAL, encode_key, encode_value
+from engine.kafka.store import (
+    JOURNAL,
+    decode_key,
+    decode_value,
+    encode_key,
+    encode_value,
+    journal_key,
+)
 from engine.kafka.topics import init_topics, partition_for
 from engine.secrets import SecretBox
 from topics import fortnox as fx
@@ -130,3 +138,51 @@ async def test_journal_redo_and_redelivery(bootstrap: str, prefix: str, tmp_path
         assert second.pending() == 0  # no command was queued again
     finally:
         await second.stop()
+
+
+async def test_journals_left_are_redone_in_order_and_then_written_out(
+    bootstrap: str, prefix: str, tmp_path: Path
+) -> None:
+    """Records are written behind their journals: a worker that died before writing out leaves
+    several journals, and the next one redoes them in their order (the last value wins), writes
+    the records and deletes the journals from the changelog."""
+    quiet_faust_logs()
+    config = KafkaConfig(bootstrap=bootstrap, prefix=prefix, data_dir=tmp_path)
+    await asyncio.to_thread(init_topics, config)
+    partition = partition_for(TENANT, config.partitions)
+    written: list[tuple[str, str, Any]] = [
+        ("report", "x", {"v": 0}),  # written out before the two journals
+        ("report", "gone", {"g": 1}),
+        (JOURNAL, journal_key(1), {"puts": [["report", "x", {"v": 1}], ["report", "one", {}]]}),
+        (JOURNAL, journal_key(2), {"puts": [["report", "x", {"v": 2}], ["report", "gone", None]]}),
+    ]
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for kind, key, value in written:
+        producer.send(
+            config.state_changelog,
+            key=encode_key(TENANT, kind, key),
+            value=encode_value(value),
+            partition=partition,
+        ).get(timeout=30)
+    producer.close()
+    expected = {("report", "x"): {"v": 2}, ("report", "one"): {}}
+
+    worker = KafkaRuntime(config, SecretBox.from_env(), executors=False, log_notes=False)
+    await worker.start()
+    try:
+        await until(lambda: worker.ready, 60, "the worker's recovery")
+        assert worker.state_of(TENANT) == expected
+        assert worker.counters.flushes == 1
+    finally:
+        await worker.stop()
+    # On the changelog: the records as redone, and the journals deleted (last value None).
+    last: dict[tuple[str, str], Any] = {}
+    for record in await asyncio.to_thread(
+        lambda: list(read_partition(config, config.state_changelog, partition))
+    ):
+        owner, kind, key = decode_key(record.key)
+        if owner == TENANT:
+            last[(kind, key)] = decode_value(record.value)
+    assert last[(JOURNAL, journal_key(1))] is None and last[(JOURNAL, journal_key(2))] is None
+    assert {k: v for k, v in last.items() if k[0] == "report" and v is not None} == expected
+    assert tenant_state(config, TENANT) == expected
