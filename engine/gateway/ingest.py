@@ -58,11 +58,17 @@ SEEN_FOR = REDELIVERY_WINDOW + MAX_FUTURE
 SIE_IDS = "sie-"
 
 
+#: What a 401 of the tills' doors asks for (RFC 9110 15.5.2: a 401 names its scheme).
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="kassasync-ingest"'}
+
+
 def problem(status: int, error: str, problems: list[dict[str, Any]] | None = None) -> JSONResponse:
     body: dict[str, Any] = {"error": error}
     if problems:
         body["problems"] = problems
-    return JSONResponse(status_code=status, content=body)
+    return JSONResponse(
+        status_code=status, content=body, headers=CHALLENGE if status == 401 else None
+    )
 
 
 def _authorised(directory: TenantDirectory, tenant: str, authorization: str | None) -> bool:

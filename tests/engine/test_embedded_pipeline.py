@@ -77,8 +77,10 @@ async def test_ingest_validates_authenticates_and_deduplicates(world: dict[str, 
         {"article_number": "A1", "movement_id": "m1", "delta": "-1", "reason": "sale"},
         "e1",
     )
-    assert (await post(app, None, movement)).status_code == 401
-    assert (await post(app, "ks_shop1_wrong", movement)).status_code == 401
+    for wrong in (None, "ks_shop1_wrong"):
+        refused = await post(app, wrong, movement)
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"] == 'Bearer realm="kassasync-ingest"'
     bad = event("till.stock.movement", {"article_number": "A1", "delta": "x"}, "e2")
     answer = await post(app, key, {"events": [movement, bad]})
     assert answer.status_code == 422

@@ -255,7 +255,9 @@ def test_the_upload_door_checks_key_name_checksum_and_size(
     client, key, _db = door
     data = sie_file(tmp_path / "Z.SI", GOOD).read_bytes()
     auth = {"Authorization": f"Bearer {key}"}
-    assert client.put("/v1/sie-files/shop/Z.SI", content=data).status_code == 401
+    missing = client.put("/v1/sie-files/shop/Z.SI", content=data)
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == 'Bearer realm="kassasync-ingest"'
     wrong = {"Authorization": "Bearer nope"}
     assert client.put("/v1/sie-files/shop/Z.SI", content=data, headers=wrong).status_code == 401
     assert client.put("/v1/sie-files/other/Z.SI", content=data, headers=auth).status_code == 401
