@@ -4,11 +4,13 @@ Layering (outermost first)::
 
     FortnoxClient.request       retries, backoff, UnknownOutcome, typed errors, metrics
       httpx.AsyncClient         FortnoxAuth flow: bearer token, refresh + resend once on 401
-        LimitedTransport        waits for the (client id, tenant) sliding window, counts the send
+        LimitedTransport        waits for the (client id, tenant) sliding window; the request
+                                holds its slot until its answer, then for the window after it
           inner transport       real HTTP, or httpx.ASGITransport for the sandbox
 
-The limiter sits in the transport so that every request that goes on the wire is counted at the
-moment it is sent, including the resend after a 401.
+The limiter sits in the transport so that every request that goes on the wire is counted, the
+resend after a 401 included, from the moment it is sent until a window after its answer: Fortnox
+counts it on arrival, somewhere in between.
 """
 
 from __future__ import annotations
@@ -65,10 +67,14 @@ class LimitedTransport(httpx.AsyncBaseTransport):
         self._owns_inner = owns_inner
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        waited = await self.limiter.acquire()
+        slot = await self.limiter.acquire_slot()
         if self._on_wait is not None:
-            self._on_wait(waited)
-        return await self.inner.handle_async_request(request)
+            self._on_wait(slot.waited)
+        try:
+            return await self.inner.handle_async_request(request)
+        finally:
+            # Fortnox received it by now at the latest: counted from here on.
+            self.limiter.answered(slot)
 
     async def aclose(self) -> None:
         if self._owns_inner:

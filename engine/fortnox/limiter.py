@@ -1,12 +1,12 @@
 """Client-side sliding-window rate limiting: 25 requests per 5 seconds per (client id, tenant).
 
 Fortnox counts requests in a sliding 5-second window per client id and tenant and answers 429
-(without ``Retry-After``) once a window holds more than 25. The limiter keeps the send times of
-the last ``limit`` requests and lets a request go only when the oldest of them has left the
-window. A request is counted when it is *sent* (the transport stamps it right before handing it
-to the network), and the window is widened by a small ``safety_margin`` so that latency jitter
-(an early request that arrives late, a later one that arrives fast) cannot squeeze 26 arrivals
-into Fortnox's 5 seconds.
+(without ``Retry-After``) once a window holds more than 25. The limiter lets a request go only
+when fewer than ``limit`` requests occupy the window. A request the transport sends occupies a
+slot from the moment it is handed to the network until its answer, and then for the window after
+the answer: Fortnox counts it when it arrives, which is somewhere between the two, so however
+late it arrives (an event loop starved of CPU, a slow network) no 5 seconds of Fortnox's can hold
+26 arrivals. The window is also widened by a small ``safety_margin`` for clock jitter.
 
 Waiting coroutines are served strictly first come, first served. The clock and the sleep
 function are injectable, so tests run in virtual time.
@@ -45,12 +45,13 @@ _EPSILON = 1e-9
 
 
 class SlidingWindow:
-    """The pure part: send times of the last ``limit`` requests.
+    """The pure part: the requests in flight and the counted times of the last ``limit``.
 
     ``delay(now)`` is how long a request must wait before it may be sent; ``record(now)``
-    counts one sent at ``now``. Invariant: for any recorded times, no half-open interval of
-    length ``period`` contains more than ``limit`` of them, provided each ``record`` follows a
-    ``delay`` of zero at the same instant.
+    counts one sent at ``now``; ``open(now)`` counts one in flight from ``now`` until
+    ``close(sent, at)`` counts it at ``at``, its answer. Invariant: at no instant do more than
+    ``limit`` requests occupy the window (in flight, or counted within ``period`` before it),
+    provided each send follows a ``delay`` of zero at the same instant.
     """
 
     def __init__(
@@ -67,7 +68,11 @@ class SlidingWindow:
         self.period = period
         self.min_interval = min_interval
         self.burst = limit if burst is None else burst
+        #: Counted times (sends recorded, answers closed), in the order counted.
         self._sent: deque[float] = deque(maxlen=limit)
+        #: Send times of the requests in flight (opened, not closed).
+        self._open: list[float] = []
+        self._last_send = float("-inf")
         self._blocked_until = float("-inf")
         #: Slots promised to the second request of a pair, not sent yet.
         self.reserved = 0
@@ -75,15 +80,16 @@ class SlidingWindow:
     def delay(self, now: float, need: int = 1) -> float:
         """How long until ``need`` requests may go (the first now, the others held for later)."""
         wait = self._blocked_until - now
-        room = self.limit - self.reserved - need
+        room = self.limit - self.reserved - len(self._open) - need
         if room < 0:
-            # Held slots fill the window: wait for a pair to send (or give up) its second.
+            # Held slots and requests in flight fill the window: wait for a pair to send (or
+            # give up) its second, or for an answer.
             return max(wait, self.period / self.limit, 0.0)
         if len(self._sent) > room:
             wait = max(wait, self._sent[len(self._sent) - room - 1] + self.period - now)
         busy = self.in_window(now) + self.reserved
-        if self.min_interval > 0 and self._sent and busy >= self.burst:
-            wait = max(wait, self._sent[-1] + self.min_interval - now)
+        if self.min_interval > 0 and self._last_send > float("-inf") and busy >= self.burst:
+            wait = max(wait, self._last_send + self.min_interval - now)
         # A wait of a few ulps is float rounding of ``t + delay(t)``: no wait.
         return wait if wait > _EPSILON else 0.0
 
@@ -92,13 +98,26 @@ class SlidingWindow:
 
     def record(self, now: float) -> None:
         self._sent.append(now)
+        self._last_send = now
+
+    def open(self, now: float) -> None:
+        """A request sent at ``now`` is in flight: it occupies a slot until it is closed."""
+        self._open.append(now)
+        self._last_send = now
+
+    def close(self, sent: float, at: float) -> None:
+        """The request sent at ``sent`` was answered (or given up) at ``at``: it is counted
+        there, Fortnox having received it at the latest then."""
+        with contextlib.suppress(ValueError):
+            self._open.remove(sent)
+            self._sent.append(at)
 
     def block_until(self, when: float) -> None:
         """Send nothing before ``when`` (used after Fortnox answered 429)."""
         self._blocked_until = max(self._blocked_until, when)
 
     def in_window(self, now: float) -> int:
-        return sum(1 for t in self._sent if t > now - self.period)
+        return len(self._open) + sum(1 for t in self._sent if t > now - self.period)
 
 
 @dataclass
@@ -116,6 +135,14 @@ class LimiterStats:
     @property
     def mean_wait(self) -> float:
         return self.total_wait / self.acquired if self.acquired else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """A slot taken for one request: how long it waited for it, and when it was sent."""
+
+    waited: float
+    sent: float
 
 
 @dataclass
@@ -184,16 +211,37 @@ class SlidingWindowLimiter:
                 self._wake_head()
 
     async def acquire(self) -> float:
+        """Wait for a slot for a request sent right after; it is counted at that instant.
+        Returns the seconds waited."""
+        return (await self._take(track=False)).waited
+
+    async def acquire_slot(self) -> Slot:
+        """Wait for a slot for a request sent right after, which keeps it until
+        :meth:`answered` (the transport's way: a late arrival stays counted)."""
+        return await self._take(track=True)
+
+    def answered(self, slot: Slot) -> None:
+        """The request of ``slot`` got its answer (or failed, or was given up) now."""
+        self.window.close(slot.sent, self._clock())
+        self._wake_head()
+
+    async def _take(self, track: bool) -> Slot:
         pair = _PAIR.get()
         if pair is not None and pair.limiter is self and pair.task is asyncio.current_task():
             if pair.state == "held":
-                return await self._send_held(pair)
+                return await self._send_held(pair, track)
             if pair.state == "unused":
                 pair.state = "held"
-                return await self._acquire(need=2)
-        return await self._acquire(need=1)
+                return await self._acquire(2, track)
+        return await self._acquire(1, track)
 
-    async def _send_held(self, pair: _Pair) -> float:
+    def _count(self, now: float, track: bool) -> None:
+        if track:
+            self.window.open(now)
+        else:
+            self.window.record(now)
+
+    async def _send_held(self, pair: _Pair, track: bool) -> Slot:
         """The second request of a pair: its slot is held, so it waits only for a 429 pause."""
         start = self._clock()
         pair.state = "spent"
@@ -201,12 +249,12 @@ class SlidingWindowLimiter:
         while (blocked := self.window.blocked_for(self._clock())) > 0:
             await self._sleep(blocked)
         now = self._clock()
-        self.window.record(now)
+        self._count(now, track)
         waited = max(0.0, now - start)
         self._account(waited)
-        return waited
+        return Slot(waited, now)
 
-    async def _acquire(self, need: int) -> float:
+    async def _acquire(self, need: int, track: bool) -> Slot:
         start = self._clock()
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append(fut)
@@ -221,7 +269,7 @@ class SlidingWindowLimiter:
                     break
                 await self._sleep(delay)
             now = self._clock()
-            self.window.record(now)
+            self._count(now, track)
             self.window.reserved += need - 1
         finally:
             self.stats.waiting_now -= 1
@@ -230,7 +278,7 @@ class SlidingWindowLimiter:
             self._wake_head()
         waited = max(0.0, now - start)
         self._account(waited)
-        return waited
+        return Slot(waited, now)
 
     def _account(self, waited: float) -> None:
         s = self.stats

@@ -4,7 +4,7 @@ import asyncio
 from bisect import bisect_right
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from engine.fortnox.limiter import LimiterRegistry, SlidingWindow, SlidingWindowLimiter
@@ -184,3 +184,70 @@ def test_registry_follows_the_servers_window() -> None:
     faster = reg.get("c", "t", 1.0)
     assert faster.period == 1.0
     assert reg.get("c", "t") is faster and reg.get("c", "t", 1.0) is faster
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    requests=st.lists(
+        st.tuples(
+            # the gap before it is wanted (often none: a backlog)
+            st.one_of(st.just(0.0), st.floats(min_value=0.0, max_value=1.0)),
+            # send to answer: a starved event loop, a slow network
+            st.one_of(st.sampled_from([0.0, 0.05, 4.0, 6.0]), st.floats(0.0, 8.0)),
+            # where in between Fortnox receives it
+            st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0.0, 1.0)),
+        ),
+        min_size=1,
+        max_size=120,
+    ),
+    burst=st.integers(min_value=1, max_value=LIMIT),
+)
+# 25 requests that reach Fortnox 4 s late, and 25 more the moment their send times leave the
+# window: counted at the send alone, all 50 arrive within 0.2 s.
+@example(requests=[(0.0, 4.0, 1.0)] * LIMIT + [(0.0, 0.0, 0.0)] * LIMIT, burst=LIMIT)
+def test_late_arrivals_never_put_26_requests_into_fortnoxs_window(
+    requests: list[tuple[float, float, float]], burst: int
+) -> None:
+    """Counted at the send alone, a request that reaches Fortnox seconds late (its sender
+    starved of CPU) lands in a window the limiter thinks empty: Fortnox sees 26 and answers 429.
+    Held until its answer and counted from there, it cannot."""
+    window = SlidingWindow(LIMIT, WINDOW + 0.1, min_interval=(WINDOW + 0.1) / LIMIT, burst=burst)
+    in_flight: list[tuple[float, float]] = []  # (answer time, send time), by answer time
+    arrivals: list[float] = []
+    t = 0.0
+
+    def answer_until(now: float) -> None:
+        in_flight.sort()
+        while in_flight and in_flight[0][0] <= now:
+            answered, sent = in_flight.pop(0)
+            window.close(sent, answered)
+
+    for gap, latency, where in requests:
+        t += gap
+        while True:
+            answer_until(t)
+            delay = window.delay(t)
+            if delay == 0:
+                break
+            next_answer = min((a for a, _ in in_flight), default=float("inf"))
+            t = min(t + delay, next_answer) if next_answer > t else t + delay
+        window.open(t)
+        in_flight.append((t + latency, t))
+        arrivals.append(t + latency * where)
+    assert max_in_any_window(arrivals) <= LIMIT
+
+
+async def test_the_transport_holds_a_slot_until_the_answer() -> None:
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(burst=None, clock=clock, sleep=clock.sleep)
+    slots = [await limiter.acquire_slot() for _ in range(LIMIT)]
+    assert limiter.in_window() == LIMIT
+    clock.now += WINDOW + 1  # no answer yet: the window is still full
+    assert limiter.window.delay(clock()) > 0
+    limiter.answered(slots[0])
+    assert limiter.window.delay(clock()) > 0  # counted from its answer, for a window
+    clock.now += WINDOW + 0.2
+    assert limiter.window.delay(clock()) == 0
+    for slot in slots[1:]:
+        limiter.answered(slot)
+    assert limiter.in_window() == LIMIT - 1
