@@ -296,6 +296,7 @@ def main() -> None:
     }
     details: dict[str, Any] = {}
     seconds: dict[str, float] = {}
+    earlier: dict[str, Any] = {}
     if args.merge and args.out.exists():
         # The other benchmarks' figures stay as they were measured (with their own machine
         # and git records, under ``merged_from``).
@@ -322,6 +323,10 @@ def main() -> None:
         details[name] = out
         _headline(result, name, out)
     _derived(result, details)
+    # Records no benchmark writes (notes on figures merged by hand, with their provenance) stay.
+    for key, value in earlier.items():
+        if key not in result and key not in HEADLINE and key not in ("targets", "seconds"):
+            result[key] = value
     result["targets"] = {
         key: {"target": text, "met": check(result)} for key, text, check in TARGETS
     }
