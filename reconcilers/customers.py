@@ -623,9 +623,14 @@ def _created(ctx: Ctx, till_id: str, rec: dict[str, Any], outcome: OutcomeData) 
         # What Fortnox has now is what the create sent (a later edit is not in it).
         fx["fields"] = created
         fx["deleted"] = False
-    fx["seen"] = passes.current(ctx, RESOURCE)
-    # Present from the moment Fortnox answered: a pass that began before may not list it.
-    passes.present(fx, _answered_seq(outcome))
+    answered = _answered_seq(outcome)
+    if answered is None:
+        # An outcome from an engine before observation numbers: the pass under way, as then.
+        fx["seen"] = passes.current(ctx, RESOURCE)
+    # Present from the moment Fortnox answered: a pass that began before may not list it, and
+    # a pass that began after must (not "seen" in a pass by arriving while it is under way:
+    # the customer may have been deleted before that pass began).
+    passes.present(fx, answered)
     ctx.txn.put(FX, number, fx)
     ctx.note("customer.created_in_fortnox", till_customer_id=till_id, number=number)
     if (

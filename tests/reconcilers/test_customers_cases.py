@@ -393,3 +393,30 @@ def test_a_pass_still_proves_missing_what_was_deleted_before_it_began() -> None:
     world.quiesce()
     assert set(world.till_customers) == {"fortnox-X1"}
     assert [n.fields["number"] for n in world.notes_named("customer.deleted_in_fortnox")] == ["X2"]
+
+
+def test_a_customer_deleted_before_a_pass_is_missing_whenever_its_create_outcome_arrives() -> None:
+    """The create's outcome lags (on Kafka it travels on another topic) and is applied between
+    the records of a pass that began after the customer was deleted in Fortnox: the pass still
+    proves it missing (the till being master, it is created again), as in log order."""
+    for outcome_between_the_pass_records in (False, True):
+        world = world_for(CustomerMaster.TILL)
+        world.till_upsert_customer("c2", BO)
+        world.quiesce()
+        world.till_upsert_customer("c1", ANNA)
+        world.process_all()
+        world.advance(10)
+        world.tick()
+        world.process_all()
+        world.execute_fortnox()  # Kc1 is created; its outcome is the last message on the log
+        outcome = world.log.pop()
+        world.fx_delete_customer("Kc1", announce=False)  # deleted before the pass begins
+        world.full_sync_customers()  # does not list Kc1
+        if outcome_between_the_pass_records:
+            world.log.insert(len(world.log) - 1, outcome)  # just before the completion
+        else:
+            world.log.appendleft(outcome)
+        world.quiesce()
+        missing = [n.fields["number"] for n in world.notes_named("customer.deleted_in_fortnox")]
+        assert missing == ["Kc1"], outcome_between_the_pass_records
+        assert sorted(world.fx_customers) == ["Kc1-1", "Kc2"]
