@@ -68,9 +68,9 @@ class LimitedTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         slot = await self.limiter.acquire_slot()
-        if self._on_wait is not None:
-            self._on_wait(slot.waited)
         try:
+            if self._on_wait is not None:
+                self._on_wait(slot.waited)
             return await self.inner.handle_async_request(request)
         finally:
             # Fortnox received it by now at the latest: counted from here on.

@@ -222,8 +222,9 @@ class KafkaReadModel:
         """A ``~cmd`` record is a command not yet done; its deletion means it was done."""
         if record is None:
             conn.execute(
+                # Once: a batch's journal says it first, its record again a second later.
                 "UPDATE outbox SET status = 'done', done_at = ? WHERE command_id = ? "
-                "AND status != 'discarded'",
+                "AND status NOT IN ('discarded', 'done')",
                 (time.time(), command_id),
             )
             return

@@ -314,7 +314,8 @@ class KafkaRuntime:
         """Stop the executors and forget the mirror: the next assignment rebuilds both (the
         journals not yet written out are durable: whoever owns a tenant next redoes them)."""
         self._ready.clear()
-        self._unflushed, self._journals = {}, {}
+        async with self._writing:  # not under a batch that is still writing
+            self._unflushed, self._journals = {}, {}
         await self._stop_executors()
         log.info("kafka.partitions_revoked", owned=sorted(self.owned_partitions))
 
@@ -328,7 +329,8 @@ class KafkaRuntime:
         if any(len(parts) != len(owned) for parts in by_topic.values()):
             log.error("kafka.assignment_not_copartitioned", assigned=by_topic)
         self.mirror.load(list(self.table.data.items()), owned, self.partition)
-        redone = await self._redo_journals()
+        async with self._writing:
+            redone = await self._redo_journals()
         self.owned_partitions = owned
         self.markers = {}
         self.expected = {}
@@ -399,10 +401,19 @@ class KafkaRuntime:
         unflushed, self._unflushed = self._unflushed, {}
         journals, self._journals = self._journals, {}
         sent = []
-        for tenant, puts in unflushed.items():
-            for (kind, key), value in puts.items():
-                sent.append(await self._send_state(tenant, kind, key, value))
-        await asyncio.gather(*sent)
+        try:
+            for tenant, puts in unflushed.items():
+                for (kind, key), value in puts.items():
+                    sent.append(await self._send_state(tenant, kind, key, value))
+            await asyncio.gather(*sent)
+        except BaseException:
+            # Not known to be written: kept for the next write-out (newer values win), and
+            # its journals with it, so that none is deleted before its records are written.
+            for tenant, puts in unflushed.items():
+                self._unflushed[tenant] = {**puts, **self._unflushed.get(tenant, {})}
+            for tenant, keys in journals.items():
+                self._journals[tenant] = [*keys, *self._journals.get(tenant, [])]
+            raise
         for tenant, keys in journals.items():
             for key in keys:
                 self._put_futures.append(await self._send_state(tenant, JOURNAL, key, None))
@@ -905,13 +916,14 @@ class KafkaRuntime:
             await asyncio.gather(self._watch, return_exceptions=True)
             self._watch = None
         await self._stop_executors()
+        if self.aproducer is not None and self._ready.is_set():
+            # What the journals carry is written out while this worker still owns its
+            # partitions (once it has left the group, a new owner may already be writing
+            # newer values); batches after this leave journals, which the next owner redoes.
+            async with self._writing:
+                await self._flush()
         await self.app.stop()
         if self.aproducer is not None:
-            if self._ready.is_set():
-                # The agent has stopped: what its journals carry is written out, so the next
-                # owner has nothing to redo.
-                async with self._writing:
-                    await self._flush()
             await self.aproducer.stop()
             self.aproducer = None
         await asyncio.to_thread(self.producer.flush, 30)
