@@ -314,8 +314,10 @@ class KafkaRuntime:
         """Stop the executors and forget the mirror: the next assignment rebuilds both (the
         journals not yet written out are durable: whoever owns a tenant next redoes them)."""
         self._ready.clear()
-        async with self._writing:  # not under a batch that is still writing
-            self._unflushed, self._journals = {}, {}
+        # Not under the write lock: a batch still running may be waiting on the consumer, which
+        # is waiting for this callback. That batch writes nothing out once ``_ready`` is clear,
+        # and the next recovery rebuilds these from the changelog.
+        self._unflushed, self._journals = {}, {}
         await self._stop_executors()
         log.info("kafka.partitions_revoked", owned=sorted(self.owned_partitions))
 
@@ -543,7 +545,9 @@ class KafkaRuntime:
             )
         for tenant, puts in batch.puts.items():
             self._unflushed.setdefault(tenant, {}).update(puts)
-        if self._flush_due():
+        if self._ready.is_set() and self._flush_due():
+            # (Revoked meanwhile: the partitions may have a new owner already; its recovery
+            # redoes these journals.)
             await self._flush()
         assert self.aproducer is not None
         for topic, tenant, payload in batch.out:
