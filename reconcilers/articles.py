@@ -99,7 +99,7 @@ def on_fortnox_article(ctx: Ctx, article: FortnoxArticle, observed: Observation)
             passes.listed(ctx, FX, RESOURCE, number, observed.sync_pass, observed.seq)
         return
     ctx.stamp(record, "fx", observed.seq)
-    passes.observed(ctx, RESOURCE, record, observed.sync_pass, observed.seq)
+    record["seen"] = passes.observed(ctx, RESOURCE, observed.sync_pass)
     dumped = article.model_dump(mode="json")
     prices = dict(record.get("prices", {}))
     price_list = article.price_list or ctx.settings.articles.price_list

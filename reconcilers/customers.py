@@ -234,7 +234,7 @@ def on_fortnox_customer(ctx: Ctx, data: FortnoxCustomerData) -> None:
             passes.listed(ctx, FX, RESOURCE, number, data.observed.sync_pass, data.observed.seq)
         return
     ctx.stamp(fx, "fx", data.observed.seq)
-    passes.observed(ctx, RESOURCE, fx, data.observed.sync_pass, data.observed.seq)
+    fx["seen"] = passes.observed(ctx, RESOURCE, data.observed.sync_pass)
     fields = _fields(data.customer)
     changed = fx.get("fields") != fields or bool(fx.get("deleted"))
     fx["fields"] = fields

@@ -15,8 +15,10 @@ customer created after the pass read its page would otherwise be taken for missi
 again under a new number.
 
 State ``sync`` per resource: the pass under way (``current``) and the last passes completed.
-A record carries ``seen`` (the pass it was last observed in) and ``present_seq`` (the newest
-observation number that showed it present).
+A record carries ``seen`` (the pass it was last observed in). Its newest applied Fortnox record
+is ``fx_seq`` (:meth:`Ctx.stamp` on the ``fx`` channel); what showed it present without being
+applied as its content (the answer to Kassasync's own create, an unreadable record) is kept as
+``present_seq``, only where it is newer.
 """
 
 from __future__ import annotations
@@ -30,18 +32,21 @@ KIND = "sync"
 KEEP_DONE = 8
 
 
-def observed(
-    ctx: Ctx, resource: str, record: dict[str, Any], sync_pass: str | None, seq: int | None
-) -> None:
-    """A fresh observation of ``record`` (observation number ``seq``): stamped with the pass
-    under way and with the number."""
-    record["seen"] = _pass_of(ctx, resource, sync_pass)
-    present(record, seq)
+#: The newest applied Fortnox record's number, as :meth:`Ctx.stamp` keeps it (channel "fx").
+APPLIED_SEQ = "fx_seq"
+
+
+def _shown(record: dict[str, Any]) -> int | None:
+    """The newest observation number that showed ``record`` present."""
+    numbers = [int(record[k]) for k in (APPLIED_SEQ, "present_seq") if record.get(k) is not None]
+    return max(numbers) if numbers else None
 
 
 def present(record: dict[str, Any], seq: int | None) -> None:
-    """``record`` was shown present in Fortnox by observation number ``seq``."""
-    if seq is not None and seq > int(record.get("present_seq", -1)):
+    """``record`` was shown present in Fortnox by observation number ``seq`` (not an applied
+    record of it, which ``fx_seq`` already counts)."""
+    shown = _shown(record)
+    if seq is not None and (shown is None or seq > shown):
         record["present_seq"] = seq
 
 
@@ -51,13 +56,13 @@ def missing(record: dict[str, Any], data: SyncCompletedData) -> bool:
     created after the pass read its page is absent from it only because it is newer)."""
     if record.get("deleted") or record.get("seen") == data.sync_pass:
         return False
-    shown = record.get("present_seq")
-    return data.started_seq is None or shown is None or int(shown) < data.started_seq
+    shown = _shown(record)
+    return data.started_seq is None or shown is None or shown < data.started_seq
 
 
-def _pass_of(ctx: Ctx, resource: str, sync_pass: str | None) -> str | None:
-    """The pass an observation counts for: its own (a new pass becomes the one under way), else
-    the pass under way."""
+def observed(ctx: Ctx, resource: str, sync_pass: str | None) -> str | None:
+    """A fresh observation of one record; returns the pass to stamp on the record as ``seen``:
+    its own (a new pass becomes the one under way), else the pass under way."""
     record = ctx.txn.get(KIND, resource) or {}
     current = record.get("current")
     if sync_pass is not None and sync_pass != current and sync_pass not in record.get("done", []):
@@ -78,7 +83,7 @@ def listed(
     nothing."""
     if sync_pass is not None and sync_pass in (ctx.txn.get(KIND, resource) or {}).get("done", []):
         return
-    seen = _pass_of(ctx, resource, sync_pass)
+    seen = observed(ctx, resource, sync_pass)
     record = ctx.txn.get(kind, key)
     if record is None:
         return
