@@ -97,8 +97,9 @@ class SlidingWindow:
         return max(0.0, self._blocked_until - now)
 
     def record(self, now: float) -> None:
-        self._sent.append(now)
-        self._last_send = now
+        """A request sent and answered at ``now``."""
+        self.open(now)
+        self.close(now, now)
 
     def open(self, now: float) -> None:
         """A request sent at ``now`` is in flight: it occupies a slot until it is closed."""
@@ -211,37 +212,30 @@ class SlidingWindowLimiter:
                 self._wake_head()
 
     async def acquire(self) -> float:
-        """Wait for a slot for a request sent right after; it is counted at that instant.
-        Returns the seconds waited."""
-        return (await self._take(track=False)).waited
+        """Wait for a slot for a request sent right after and answered at once (counted at the
+        send). Returns the seconds waited."""
+        slot = await self.acquire_slot()
+        self.answered(slot)
+        return slot.waited
 
     async def acquire_slot(self) -> Slot:
         """Wait for a slot for a request sent right after, which keeps it until
         :meth:`answered` (the transport's way: a late arrival stays counted)."""
-        return await self._take(track=True)
+        pair = _PAIR.get()
+        if pair is not None and pair.limiter is self and pair.task is asyncio.current_task():
+            if pair.state == "held":
+                return await self._send_held(pair)
+            if pair.state == "unused":
+                pair.state = "held"
+                return await self._acquire(2)
+        return await self._acquire(1)
 
     def answered(self, slot: Slot) -> None:
         """The request of ``slot`` got its answer (or failed, or was given up) now."""
         self.window.close(slot.sent, self._clock())
         self._wake_head()
 
-    async def _take(self, track: bool) -> Slot:
-        pair = _PAIR.get()
-        if pair is not None and pair.limiter is self and pair.task is asyncio.current_task():
-            if pair.state == "held":
-                return await self._send_held(pair, track)
-            if pair.state == "unused":
-                pair.state = "held"
-                return await self._acquire(2, track)
-        return await self._acquire(1, track)
-
-    def _count(self, now: float, track: bool) -> None:
-        if track:
-            self.window.open(now)
-        else:
-            self.window.record(now)
-
-    async def _send_held(self, pair: _Pair, track: bool) -> Slot:
+    async def _send_held(self, pair: _Pair) -> Slot:
         """The second request of a pair: its slot is held, so it waits only for a 429 pause."""
         start = self._clock()
         pair.state = "spent"
@@ -249,12 +243,12 @@ class SlidingWindowLimiter:
         while (blocked := self.window.blocked_for(self._clock())) > 0:
             await self._sleep(blocked)
         now = self._clock()
-        self._count(now, track)
+        self.window.open(now)
         waited = max(0.0, now - start)
         self._account(waited)
         return Slot(waited, now)
 
-    async def _acquire(self, need: int, track: bool) -> Slot:
+    async def _acquire(self, need: int) -> Slot:
         start = self._clock()
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append(fut)
@@ -269,7 +263,7 @@ class SlidingWindowLimiter:
                     break
                 await self._sleep(delay)
             now = self._clock()
-            self._count(now, track)
+            self.window.open(now)
             self.window.reserved += need - 1
         finally:
             self.stats.waiting_now -= 1

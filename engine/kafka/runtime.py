@@ -424,8 +424,9 @@ class KafkaRuntime:
         log.debug("kafka.flushed", records=len(sent), tenants=len(unflushed))
 
     def _flush_due(self) -> bool:
-        waiting = sum(len(puts) for puts in self._unflushed.values())
-        return waiting >= FLUSH_RECORDS or time.monotonic() - self._flushed_at >= FLUSH_SECONDS
+        if time.monotonic() - self._flushed_at >= FLUSH_SECONDS:
+            return True
+        return sum(len(puts) for puts in self._unflushed.values()) >= FLUSH_RECORDS
 
     # -- reconciling ----------------------------------------------------------------------------
 
