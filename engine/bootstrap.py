@@ -92,6 +92,7 @@ def embedded_engine(
         admin_token=admin,
         log_keep=dt.timedelta(days=settings.log_keep_days),
         retention_seconds=settings.retention_interval_seconds,
+        state_cache_bytes=int(settings.state_cache_mb * 1024 * 1024),
     )
 
 

@@ -159,6 +159,15 @@ class Settings(BaseModel):
         "free pages to the disk. 0 turns retention off (the store then grows for ever).",
         json_schema_extra=_env("KASSASYNC_RETENTION_INTERVAL_SECONDS"),
     )
+    state_cache_mb: float = Field(
+        default=256.0,
+        ge=1,
+        le=1_048_576,
+        description="Megabytes of the reconcilers' records (as JSON) the embedded engine keeps "
+        "in memory; past it the least recently used tenants are read from the store again when "
+        "next needed (docs/architecture.md, *State written behind*).",
+        json_schema_extra=_env("KASSASYNC_STATE_CACHE_MB"),
+    )
     kafka_bootstrap: str = Field(
         default="127.0.0.1:9092",
         description="Kafka bootstrap servers, HOST:PORT[,HOST:PORT]. Flag: --bootstrap.",

@@ -49,6 +49,7 @@ from engine.ops.records import PendingCommand
 from engine.secrets import SecretBox
 from engine.store.db import Database
 from engine.store.retention import Retention, RetentionPolicy
+from engine.store.state import CACHE_BYTES
 from engine.supervision import DiskCheck, Health, Supervisor, describe
 from engine.tenants import TenantConfig, TenantDirectory
 from engine.web import mount as mount_web
@@ -92,6 +93,7 @@ class EmbeddedEngine:
         public_url: str | None = None,
         log_keep: dt.timedelta = dt.timedelta(days=1),
         retention_seconds: float = RETENTION_SECONDS,
+        state_cache_bytes: int = CACHE_BYTES,
     ) -> None:
         self.data_dir = data_dir
         #: The HTTP port's limits (body caps, read timeouts); the ingest API takes 1 MB bodies,
@@ -112,7 +114,7 @@ class EmbeddedEngine:
         self.throughput = Throughput()
         #: What the executors write through: the edge, counted for /metrics.
         self.ports = MeteredPorts(self.edge, self.metrics)
-        self.processor = Processor(self.db, on_batch=self._counted)
+        self.processor = Processor(self.db, on_batch=self._counted, cache_bytes=state_cache_bytes)
         self.scheduler = TickScheduler(self.db, self.edge.log)
         self.tenants = TenantDirectory(self.db, box)
         self.token_store = SqliteTokenStore(data_dir / "tokens.db", box)
@@ -259,13 +261,14 @@ class EmbeddedEngine:
         reports of their last writes' watches), so a graceful stop leaves no log behind. At most
         a few batches: a backlog the processor had not reached waits for the next start, as it
         would have without this, and the stop stays quick."""
-        for _ in range(rounds):
-            try:
+        try:
+            for _ in range(rounds):
                 if not self.processor.step(limit=500).processed:
-                    return
-            except Exception as failed:  # the next start applies it: never fail the stop
-                log.warning("engine.stop.left_to_next_start", cause=describe(failed))
-                return
+                    break
+            # The state held in memory goes to the table: the next start runs nothing again.
+            self.processor.write_state()
+        except Exception as failed:  # the next start applies it: never fail the stop
+            log.warning("engine.stop.left_to_next_start", cause=describe(failed))
 
     # -- loops (each under the supervisor) --------------------------------------------------
 
@@ -344,8 +347,7 @@ class EmbeddedEngine:
     def _lag_reading(self) -> tuple[int, int]:
         """(messages waiting for the reconcilers, messages they consumed so far)."""
         lag = self.processor.lag()
-        done = self.processor.offsets.get(self.processor.consumer)
-        return sum(lag.values()), sum(done.values())
+        return sum(lag.values()), sum(self.processor.position().values())
 
     def health(self) -> Health:
         return self.supervisor.health()

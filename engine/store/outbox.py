@@ -78,19 +78,27 @@ class Outbox:
 
     def enqueue(self, command: Envelope, payload: bytes) -> None:
         """Inside the reconciler's transaction. A command already queued is not queued twice."""
-        self.db.conn.execute(
+        self.enqueue_many([(command, payload)])
+
+    def enqueue_many(self, commands: Sequence[tuple[Envelope, bytes]]) -> None:
+        """:meth:`enqueue` for several commands, in order, in one statement."""
+        now = time.time()
+        self.db.conn.executemany(
             "INSERT OR IGNORE INTO outbox "
             "(command_id, tenant, target, type, payload, created_at, lane) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                command.id,
-                command.tenant,
-                TARGETS[str(command.TOPIC)],
-                command.type,  # type: ignore[attr-defined]
-                payload,
-                time.time(),
-                lane_of(command.type, payload),  # type: ignore[attr-defined]
-            ),
+            [
+                (
+                    command.id,
+                    command.tenant,
+                    TARGETS[str(command.TOPIC)],
+                    command.type,  # type: ignore[attr-defined]
+                    payload,
+                    now,
+                    lane_of(command.type, payload),  # type: ignore[attr-defined]
+                )
+                for command, payload in commands
+            ],
         )
 
     def head(self, target: str, tenant: str, now: float | None = None) -> Pending | None:

@@ -1,145 +1,241 @@
-"""The state store: the reconcilers' records, by tenant, kind and key (JSON in SQLite)."""
+"""The state store: the reconcilers' records, by tenant, kind and key (JSON in SQLite), kept in
+memory and written behind.
+
+Three layers, each the truth for what the one below has not caught up with:
+
+* **memory** (:class:`_Tenant`, one per tenant, least recently used evicted first once the
+  cached records pass a byte budget): the records as the reconcilers last left them, read and
+  changed in place, so a message costs dict lookups;
+* **unwritten**: the records a committed batch changed and no state write has carried to the
+  table yet, encoded (an encoding fault surfaces in the batch that made the record, so the
+  processor can dead-letter the message at fault);
+* **the ``state`` table**, written by :meth:`StateStore.write` together with the consumed
+  offsets it covers (the processor's snapshot), every few seconds while a backlog is worked
+  through and after every batch once caught up.
+
+A batch that rolls back forgets the tenants it touched from memory: they are read again from
+the unwritten records and the table, which hold exactly what the batches before it committed.
+This store must be the only writer of the ``state`` table while it is open (the processor's
+store is).
+"""
 
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
+import structlog
 from pydantic_core import from_json, to_json
 
 from engine.store.db import Database
-from reconcilers.state import DIRTY, Due, DueIndex, Record, dirty_since, due_from
+from reconcilers.state import DIRTY, Due, DueIndex, Record, due_from
+
+log = structlog.get_logger("kassasync.state")
 
 Key = tuple[str, str, str]
-Slice = tuple[str, str]
+#: A record's JSON: text as read from the table, UTF-8 bytes as encoded here.
+Text = str | bytes
 
-#: How many records the read cache may hold before it starts over.
-CACHE_LIMIT = 500_000
+#: The bytes of cached records (their JSON's length) memory may hold before the least recently
+#: used tenants are forgotten (they are read again from the table when next needed).
+CACHE_BYTES = 256 * 1024 * 1024
 _MISSING: Any = object()
 
 
-def _encode(value: Record) -> str:
+def _encode(value: Record) -> bytes:
     # pydantic-core's serialiser: the same JSON as json.dumps (UTF-8 instead of \u escapes),
-    # several times faster. Stored as TEXT (a BLOB would read as JSONB to SQLite's json_*).
-    return to_json(value).decode()
+    # several times faster. Kept as UTF-8 bytes until written (most are replaced before), and
+    # stored as TEXT (a BLOB would read as JSONB to SQLite's json_*).
+    return to_json(value)
+
+
+def _key_of(item: tuple[Key, bytes | None]) -> Key:
+    return item[0]
+
+
+class _Tenant:
+    """One tenant's records in memory: what was read (``None``: known absent) or changed."""
+
+    __slots__ = ("bytes", "dirty", "records", "sizes", "slices")
+
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str], Record | None] = {}
+        #: The JSON length of each record held, as last read or encoded.
+        self.sizes: dict[tuple[str, str], int] = {}
+        #: Every record of the kinds scanned so far (``kind -> key -> record``).
+        self.slices: dict[str, dict[str, Record]] = {}
+        #: The dirty entries by due time, once the dirty kind has been loaded.
+        self.dirty: DueIndex | None = None
+        #: The sum of ``sizes``: what eviction counts.
+        self.bytes = 0
+
+    def size(self, kind: str, key: str, text: Text | None) -> int:
+        """Account ``text`` as the record's size; returns the change."""
+        new = 0 if text is None else len(text)
+        change = new - self.sizes.get((kind, key), 0)
+        if new:
+            self.sizes[(kind, key)] = new
+        else:
+            self.sizes.pop((kind, key), None)
+        self.bytes += change
+        return change
 
 
 class StateStore:
-    """Reads go through a write buffer, so a batch sees its own writes before it commits.
-
-    Committed records are cached (by key, and by ``(tenant, kind)`` for scans once a slice has
-    been scanned), so a batch that keeps touching the same records reads SQLite once. This
-    store must be the only writer of the ``state`` table while it is open (the processor's
-    store is).
-    """
-
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, cache_bytes: int = CACHE_BYTES) -> None:
         self.db = db
-        self.pending: dict[Key, Record | None] = {}
-        self._cache: dict[Key, Record | None] = {}
-        #: Committed records of every (tenant, kind) slice scanned so far.
-        self._slices: dict[Slice, dict[str, Record]] = {}
-        #: Keys with a buffered write, per (tenant, kind) slice.
-        self._pending_keys: dict[Slice, set[str]] = {}
-        #: Committed dirty entries per tenant ordered by time, for the tenants whose dirty
-        #: slice is cached (built with it, kept current at commit like the slice).
-        self._dirty: dict[str, DueIndex] = {}
+        self.cache_bytes = cache_bytes
+        #: The tenants in memory, least recently used first.
+        self._tenants: OrderedDict[str, _Tenant] = OrderedDict()
+        self._cached_bytes = 0
+        #: What the batch under way changed, per tenant (kind, key).
+        self._batch: dict[str, set[tuple[str, str]]] = {}
+        #: The batch's changes encoded by :meth:`stage`, kept on :meth:`committed`.
+        self._staged: dict[Key, bytes | None] = {}
+        #: Committed and not yet in the table (``None``: deleted), and their keys by slice.
+        self._unwritten: dict[Key, bytes | None] = {}
+        self._unwritten_keys: dict[tuple[str, str], set[str]] = {}
+
+    # -- reading -------------------------------------------------------------------------
 
     def view(self, tenant: str) -> TenantView:
-        return TenantView(self, tenant)
+        """The reconcilers' view of one tenant (marks it most recently used)."""
+        return TenantView(self, tenant, self._tenant(tenant))
 
-    def get(self, tenant: str, kind: str, key: str) -> Record | None:
-        k = (tenant, kind, key)
-        value = self.pending.get(k, _MISSING)
-        if value is not _MISSING:
-            return value
-        value = self._cache.get(k, _MISSING)
-        if value is not _MISSING:
-            return value
-        sliced = self._slices.get((tenant, kind))
-        if sliced is not None:
-            found = sliced.get(key)
-            self._cache[k] = found
-            return found
+    def _tenant(self, tenant: str) -> _Tenant:
+        found = self._tenants.get(tenant)
+        if found is None:
+            found = self._tenants[tenant] = _Tenant()
+        else:
+            self._tenants.move_to_end(tenant)
+        return found
+
+    def _stored(self, k: Key) -> Text | None:
+        """A record's text as committed: unwritten, else in the table."""
+        text = self._unwritten.get(k, _MISSING)
+        if text is not _MISSING:
+            return text
         row = self.db.conn.execute(
             "SELECT value FROM state WHERE tenant = ? AND kind = ? AND key = ?", k
         ).fetchone()
-        found = None if row is None else from_json(row[0])
-        self._cache[k] = found
-        return found
+        return None if row is None else str(row[0])
 
-    def _slice(self, tenant: str, kind: str) -> dict[str, Record]:
-        sliced = self._slices.get((tenant, kind))
-        if sliced is None:
-            rows = self.db.conn.execute(
-                "SELECT key, value FROM state WHERE tenant = ? AND kind = ?", (tenant, kind)
-            ).fetchall()
-            sliced = {key: from_json(value) for key, value in rows}
-            self._slices[(tenant, kind)] = sliced
+    def get(self, tenant: str, kind: str, key: str) -> Record | None:
+        held = self._tenant(tenant)
+        value = held.records.get((kind, key), _MISSING)
+        return self._load(tenant, held, kind, key) if value is _MISSING else value
+
+    def _load(self, tenant: str, held: _Tenant, kind: str, key: str) -> Record | None:
+        """A record not held yet: from the kind's slice if it is held, else as committed."""
+        sliced = held.slices.get(kind)
+        if sliced is not None:
+            value = sliced.get(key)
+        else:
+            text = self._stored((tenant, kind, key))
+            value = None if text is None else from_json(text)
+            self._cached_bytes += held.size(kind, key, text)
+        held.records[(kind, key)] = value
+        return value
+
+    def _slice(self, tenant: str, held: _Tenant, kind: str) -> dict[str, Record]:
+        sliced = held.slices.get(kind)
+        if sliced is not None:
+            return sliced
+        rows = self.db.conn.execute(
+            "SELECT key, value FROM state WHERE tenant = ? AND kind = ?", (tenant, kind)
+        ).fetchall()
+        texts: dict[str, Text | None] = {str(key): str(value) for key, value in rows}
+        for key in self._unwritten_keys.get((tenant, kind), ()):
+            texts[key] = self._unwritten[(tenant, kind, key)]
+        sliced = {}
+        for key, text in texts.items():
+            if text is not None and (kind, key) not in held.records:
+                sliced[key] = from_json(text)
+                self._cached_bytes += held.size(kind, key, text)
+        # What is held already (this batch's changes included) is as new as anything committed.
+        for (k, key), value in held.records.items():
+            if k == kind:
+                if value is None:
+                    sliced.pop(key, None)
+                else:
+                    sliced[key] = value
+        held.slices[kind] = sliced
         return sliced
 
     def scan(self, tenant: str, kind: str) -> Iterator[tuple[str, Record]]:
-        merged = dict(self._slice(tenant, kind))
-        for key in self._pending_keys.get((tenant, kind), ()):
-            value = self.pending[(tenant, kind, key)]
-            if value is None:
-                merged.pop(key, None)
-            else:
-                merged[key] = value
-        for key in sorted(merged):
-            yield key, merged[key]
-
-    def _dirty_index(self, tenant: str) -> tuple[DueIndex, dict[str, Record]]:
-        sliced = self._slice(tenant, DIRTY)
-        index = self._dirty.get(tenant)
-        if index is None:
-            index = self._dirty[tenant] = DueIndex()
-            for key, record in sliced.items():
-                index.set(key, record)
-        return index, sliced
+        sliced = self._slice(tenant, self._tenant(tenant), kind)
+        for key in sorted(sliced):
+            yield key, sliced[key]
 
     def due(self, tenant: str, until: int) -> Due:
-        """The tenant's dirty entries due by ``until`` (see ``StateView.due``): the committed
-        ones from the index, the batch's buffered writes over them. Only the due entries and
-        the first waiting one are read, never the whole set."""
-        index, sliced = self._dirty_index(tenant)
-        mine = self._pending_keys.get((tenant, DIRTY))
-        if not mine:
-            return due_from(index, until, sliced.__getitem__)
-        entries = {key: sliced[key] for key in index.due_keys(until) if key not in mine}
-        first: tuple[int, str, Record] | None = None
-        for key in index.waiting(until):
-            if key not in mine:
-                first = (dirty_since(sliced[key]), key, sliced[key])
-                break
-        for key in mine:
-            value = self.pending[(tenant, DIRTY, key)]
-            if value is None:
-                continue
-            since = dirty_since(value)
-            if since <= until:
-                entries[key] = value
-            elif first is None or (since, key) < first[:2]:
-                first = (since, key, value)
-        return Due(sorted(entries.items()), None if first is None else (first[1], first[2]))
+        """The tenant's dirty entries due by ``until`` (see ``StateView.due``), from its index:
+        only the due entries and the first waiting one are read, never the whole set."""
+        held = self._tenant(tenant)
+        sliced = self._slice(tenant, held, DIRTY)
+        if held.dirty is None:
+            held.dirty = DueIndex()
+            for key, record in sliced.items():
+                held.dirty.set(key, record)
+        return due_from(held.dirty, until, sliced.__getitem__)
+
+    # -- writing ---------------------------------------------------------------------------
 
     def put(self, tenant: str, kind: str, key: str, value: Record | None) -> None:
-        self.pending[(tenant, kind, key)] = value
-        keys = self._pending_keys.get((tenant, kind))
-        if keys is None:
-            self._pending_keys[(tenant, kind)] = {key}
-        else:
-            keys.add(key)
+        """Change a record in memory, as part of the batch under way."""
+        self.apply(tenant, {(kind, key): value})
 
-    def flush(self) -> None:
-        """Write the buffer inside the caller's transaction."""
-        if not self.pending:
-            return
+    def apply(self, tenant: str, puts: dict[tuple[str, str], Record | None]) -> None:
+        """Change records in memory, as part of the batch under way."""
+        held = self._tenant(tenant)
+        records, slices = held.records, held.slices
+        touched = self._batch.get(tenant)
+        if touched is None:
+            touched = self._batch[tenant] = set()
+        for where, value in puts.items():
+            records[where] = value
+            touched.add(where)
+            kind = where[0]
+            sliced = slices.get(kind)
+            if sliced is not None:
+                if value is None:
+                    sliced.pop(where[1], None)
+                else:
+                    sliced[where[1]] = value
+            if kind == DIRTY and held.dirty is not None:
+                held.dirty.set(where[1], value)
+
+    def stage(self) -> None:
+        """Encode what the batch changed (an unencodable record fails its batch here)."""
+        staged = self._staged
+        grown = 0
+        for tenant, touched in self._batch.items():
+            held = self._tenants[tenant]
+            records = held.records
+            for kind, key in touched:
+                value = records[(kind, key)]
+                text = None if value is None else _encode(value)
+                staged[(tenant, kind, key)] = text
+                # Counted now: a batch that rolls back forgets the tenant and its count.
+                grown += held.size(kind, key, text)
+        self._cached_bytes += grown
+
+    @property
+    def unwritten(self) -> int:
+        """How many committed changes the table does not hold yet."""
+        return len(self._unwritten) + len(self._staged)
+
+    def write(self) -> None:
+        """Write every committed change (and the batch's staged ones) to the table, inside the
+        caller's transaction; they count as written once it commits (:meth:`committed`)."""
+        changes = {**self._unwritten, **self._staged}
+        # In key order: the table's pages are visited once each, in order.
+        changes = dict(sorted(changes.items(), key=_key_of))
         upserts = [
-            (t, k, key, _encode(v)) for (t, k, key), v in self.pending.items() if v is not None
+            (t, k, key, text.decode()) for (t, k, key), text in changes.items() if text is not None
         ]
-        deletes = [(t, k, key) for (t, k, key), v in self.pending.items() if v is None]
+        deletes = [(t, k, key) for (t, k, key), text in changes.items() if text is None]
         conn = self.db.conn
         if upserts:
             conn.executemany(
@@ -150,41 +246,62 @@ class StateStore:
         if deletes:
             conn.executemany("DELETE FROM state WHERE tenant = ? AND kind = ? AND key = ?", deletes)
 
-    def committed(self) -> None:
-        """The transaction committed: keep what was written as the read cache."""
-        if len(self._cache) + len(self.pending) > CACHE_LIMIT:
-            self._cache.clear()
-            self._slices.clear()
-            self._dirty.clear()
-        self._cache.update(self.pending)
-        for (tenant, kind), keys in self._pending_keys.items():
-            sliced = self._slices.get((tenant, kind))
-            if sliced is None:
-                continue
-            index = self._dirty.get(tenant) if kind == DIRTY else None
-            for key in keys:
-                value = self.pending[(tenant, kind, key)]
-                if value is None:
-                    sliced.pop(key, None)
+    def committed(self, *, written: bool = False) -> None:
+        """The batch's transaction committed (``written``: with :meth:`write`)."""
+        if written:
+            self._unwritten.clear()
+            self._unwritten_keys.clear()
+        else:
+            self._unwritten.update(self._staged)
+            for tenant, kind, key in self._staged:
+                keys = self._unwritten_keys.get((tenant, kind))
+                if keys is None:
+                    self._unwritten_keys[(tenant, kind)] = {key}
                 else:
-                    sliced[key] = value
-                if index is not None:
-                    index.set(key, value)
-        self.pending.clear()
-        self._pending_keys.clear()
+                    keys.add(key)
+        self._staged.clear()
+        self._batch.clear()
+        self._evict()
 
     def rolled_back(self) -> None:
-        self.pending.clear()
-        self._pending_keys.clear()
-        self._cache.clear()
-        self._slices.clear()
-        self._dirty.clear()
+        """The batch's transaction rolled back: forget the tenants it touched from memory (the
+        unwritten records and the table hold what committed before it)."""
+        for tenant in self._batch:
+            self._forget(tenant)
+        self._staged.clear()
+        self._batch.clear()
+
+    def _forget(self, tenant: str) -> None:
+        held = self._tenants.pop(tenant, None)
+        if held is not None:
+            self._cached_bytes -= held.bytes
+
+    def _evict(self) -> None:
+        while self._cached_bytes > self.cache_bytes and len(self._tenants) > 1:
+            tenant = next(iter(self._tenants))
+            log.debug("state.tenant_evicted", tenant=tenant, bytes=self._tenants[tenant].bytes)
+            self._forget(tenant)
+
+    @property
+    def cached_bytes(self) -> int:
+        return self._cached_bytes
+
+    # -- whole tenants (tools) -----------------------------------------------------------
 
     def all_records(self, tenant: str) -> dict[tuple[str, str], Any]:
+        """Every committed record of ``tenant`` (the table with the unwritten ones over it)."""
         rows = self.db.conn.execute(
             "SELECT kind, key, value FROM state WHERE tenant = ?", (tenant,)
         ).fetchall()
-        return {(kind, key): json.loads(value) for kind, key, value in rows}
+        records = {(kind, key): json.loads(value) for kind, key, value in rows}
+        for (t, kind, key), text in self._unwritten.items():
+            if t != tenant:
+                continue
+            if text is None:
+                records.pop((kind, key), None)
+            else:
+                records[(kind, key)] = json.loads(text)
+        return records
 
     def tenants(self) -> list[str]:
         rows = self.db.conn.execute("SELECT DISTINCT tenant FROM state ORDER BY tenant").fetchall()
@@ -194,14 +311,18 @@ class StateStore:
 class TenantView:
     """One tenant's slice of the store, as the reconcilers' ``StateView``."""
 
-    __slots__ = ("store", "tenant")
+    __slots__ = ("_held", "store", "tenant")
 
-    def __init__(self, store: StateStore, tenant: str) -> None:
+    def __init__(self, store: StateStore, tenant: str, held: _Tenant) -> None:
         self.store = store
         self.tenant = tenant
+        self._held = held
 
     def get(self, kind: str, key: str) -> Record | None:
-        return self.store.get(self.tenant, kind, key)
+        value = self._held.records.get((kind, key), _MISSING)
+        if value is _MISSING:
+            return self.store._load(self.tenant, self._held, kind, key)
+        return value
 
     def scan(self, kind: str) -> Iterator[tuple[str, Record]]:
         return self.store.scan(self.tenant, kind)

@@ -308,8 +308,9 @@ async def test_drift_proxy_counts_unsettled_stock_and_unsent_articles(tmp_path: 
         {"in_till": False, "reason": "barcode_conflict", "holder": "A4", "ean_waiting": "735"},
     )
     with engine.db.transaction():
-        store.flush()
-    store.committed()
+        store.stage()
+        store.write()
+    store.committed(written=True)
     drift = engine.ops.store.drift(TENANT)
     assert (drift.unsettled_stock, drift.unsent_articles) == (1, 1)
     assert drift.stock_samples == ("A1",) and drift.article_samples == ("A3",)
