@@ -41,7 +41,7 @@ from engine.core.process import (
     process,
 )
 from engine.store.db import Database
-from engine.store.log import Log, LogRecord, Offsets
+from engine.store.log import Log, LogRecord, Offsets, effects_consumer
 from engine.store.outbox import DeadLetters, Outbox
 from engine.store.state import CACHE_BYTES, StateStore
 from reconcilers.state import Note
@@ -56,11 +56,6 @@ CONSUMER = "reconciler"
 WRITE_SECONDS = 5.0
 #: ... and once this many changed records wait to be written.
 WRITE_RECORDS = 100_000
-
-
-def effects_consumer(consumer: str) -> str:
-    """The offsets a consumer's commands, wake-ups and dead letters have been written for."""
-    return f"{consumer}~effects"
 
 
 @dataclass(slots=True)

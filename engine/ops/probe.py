@@ -77,7 +77,7 @@ class EmbeddedProbe:
 
     def lag(self) -> list[TopicLag]:
         ends = self._log.end_offsets()
-        done = self._offsets.get(self.consumer)
+        done = self._offsets.handled(self.consumer)
         return [
             TopicLag(topic.value, None, ends.get(topic, 0), done.get(topic, 0))
             for topic in RECONCILED_TOPICS

@@ -154,11 +154,25 @@ class Log:
         return int(row[0])
 
 
+def effects_consumer(consumer: str) -> str:
+    """The offsets a consumer's effects (commands, wake-ups, dead letters) were written for,
+    ahead of its own while its state is written behind (engine/embedded/processor.py)."""
+    return f"{consumer}~effects"
+
+
 class Offsets:
     """Committed consumer offsets (written in the same transaction as what they cover)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    def handled(self, consumer: str) -> dict[Topic, int]:
+        """What ``consumer`` has handled: its effects' offsets where they are ahead of the
+        offsets its written state covers (the rest is run again after a crash, effects not)."""
+        done = self.get(consumer)
+        for topic, offset in self.get(effects_consumer(consumer)).items():
+            done[topic] = max(done.get(topic, 0), offset)
+        return done
 
     def get(self, consumer: str) -> dict[Topic, int]:
         rows = self.db.conn.execute(

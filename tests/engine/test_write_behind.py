@@ -13,9 +13,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from engine.embedded.processor import CONSUMER, Processor, effects_consumer
+from engine.embedded.processor import CONSUMER, Processor
 from engine.store.db import Database
-from engine.store.log import Log, Offsets
+from engine.store.log import Log, Offsets, effects_consumer
 from engine.store.state import StateStore
 from tests.reconcilers.test_replay_properties import mixed_action, mixed_run
 from topics.names import Topic
