@@ -160,12 +160,14 @@ class Settings(BaseModel):
         json_schema_extra=_env("KASSASYNC_RETENTION_INTERVAL_SECONDS"),
     )
     state_cache_mb: float = Field(
-        default=256.0,
+        default=128.0,
         ge=1,
         le=1_048_576,
-        description="Megabytes of the reconcilers' records (as JSON) the embedded engine keeps "
-        "in memory; past it the least recently used tenants are read from the store again when "
-        "next needed (docs/architecture.md, *State written behind*).",
+        description="Megabytes of the reconcilers' records, counted as their JSON, the embedded "
+        "engine keeps in memory (as Python objects they take two to three times that in RAM); past "
+        "it the "
+        "least recently used tenants are read from the store again when next needed "
+        "(docs/architecture.md, *Guarantees* 1).",
         json_schema_extra=_env("KASSASYNC_STATE_CACHE_MB"),
     )
     kafka_bootstrap: str = Field(

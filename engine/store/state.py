@@ -39,8 +39,9 @@ Key = tuple[str, str, str]
 Text = str | bytes
 
 #: The bytes of cached records (their JSON's length) memory may hold before the least recently
-#: used tenants are forgotten (they are read again from the table when next needed).
-CACHE_BYTES = 256 * 1024 * 1024
+#: used tenants are forgotten (they are read again from the table when next needed). As Python
+#: objects records take two to three times their JSON: 128 MB is some 600,000 records.
+CACHE_BYTES = 128 * 1024 * 1024
 _MISSING: Any = object()
 
 
