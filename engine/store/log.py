@@ -13,6 +13,9 @@ from topics.envelope import Envelope
 from topics.names import Topic
 from topics.registry import Packed, filing
 
+#: A topic by its name (an enum's lookup by value costs more than the rest of a row).
+_TOPIC = {topic.value: topic for topic in Topic}
+
 
 @dataclass(frozen=True, slots=True)
 class LogRecord:
@@ -134,7 +137,7 @@ class Log:
         params.append(limit)
         rows = self.db.conn.execute(sql, params).fetchall()
         return [
-            LogRecord(Topic(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], bytes(r[7])) for r in rows
+            LogRecord(_TOPIC[r[0]], r[1], r[2], r[3], r[4], r[5], r[6], bytes(r[7])) for r in rows
         ]
 
     def end_offsets(self) -> dict[Topic, int]:

@@ -213,13 +213,19 @@ class StateStore:
         grown = 0
         for tenant, touched in self._batch.items():
             held = self._tenants[tenant]
-            records = held.records
-            for kind, key in touched:
-                value = records[(kind, key)]
-                text = None if value is None else _encode(value)
-                staged[(tenant, kind, key)] = text
-                # Counted now: a batch that rolls back forgets the tenant and its count.
-                grown += held.size(kind, key, text)
+            records, sizes = held.records, held.sizes
+            before = held.bytes
+            for where in touched:
+                value = records[where]
+                # Sizes are counted now: a batch that rolls back forgets the tenant and them.
+                if value is None:
+                    staged[(tenant, *where)] = None
+                    held.bytes -= sizes.pop(where, 0)
+                else:
+                    text = staged[(tenant, *where)] = _encode(value)
+                    held.bytes += len(text) - sizes.get(where, 0)
+                    sizes[where] = len(text)
+            grown += held.bytes - before
         self._cached_bytes += grown
 
     @property
