@@ -93,6 +93,12 @@ def test_a_backlog_is_written_behind_and_once_caught_up() -> None:
             assert offsets.get(CONSUMER) == {}  # nothing written yet ...
             assert offsets.get(effects_consumer(CONSUMER)) == processor.position()  # ... but these
             assert processor.store.unwritten > 0
+            processor.step(limit=5)
+            processor.write_state()  # what a graceful stop does
+            assert offsets.get(CONSUMER) == processor.position()
+            assert processor.store.unwritten == 0
+            processor.step(limit=5)
+            assert offsets.get(CONSUMER) != processor.position()
             while any(processor.lag().values()):
                 processor.step(limit=5)
             assert offsets.get(CONSUMER) == processor.position()

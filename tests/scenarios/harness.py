@@ -22,6 +22,7 @@ import httpx
 import uvicorn
 
 from engine.clock import utcnow
+from engine.embedded.processor import Processor
 from engine.embedded.runtime import EmbeddedEngine
 from engine.executors.fortnox import FortnoxSession, SessionTiming
 from engine.fortnox.api import FortnoxApi
@@ -304,8 +305,9 @@ class EmbeddedRuntime(ScenarioRuntime):
         self.stop.set()
         await asyncio.gather(old_task, return_exceptions=True)
         self._tasks.remove(old_task)
-        #: What the stopped engine left unapplied on its log (a graceful stop leaves nothing).
-        self.lag_after_stop = sum(old.processor.lag().values())
+        #: What the stopped engine left unapplied on its log as the next start finds it (the
+        #: state in the table: a graceful stop applies its log and writes its state).
+        self.lag_after_stop = sum(Processor(old.db).lag().values())
         old.db.close()
         self.stop = asyncio.Event()
         self.engine = EmbeddedEngine(
