@@ -42,6 +42,8 @@ Text = str | bytes
 #: used tenants are forgotten (they are read again from the table when next needed). As Python
 #: objects records take two to three times their JSON: 128 MB is some 600,000 records.
 CACHE_BYTES = 128 * 1024 * 1024
+#: What a record known to be absent counts for (its entry in memory: the key and a slot).
+ABSENT_BYTES = 64
 _MISSING: Any = object()
 
 
@@ -73,13 +75,10 @@ class _Tenant:
         self.bytes = 0
 
     def size(self, kind: str, key: str, text: Text | None) -> int:
-        """Account ``text`` as the record's size; returns the change."""
-        new = 0 if text is None else len(text)
+        """Account ``text`` as the record's size (``None``: known absent); returns the change."""
+        new = ABSENT_BYTES if text is None else len(text)
         change = new - self.sizes.get((kind, key), 0)
-        if new:
-            self.sizes[(kind, key)] = new
-        else:
-            self.sizes.pop((kind, key), None)
+        self.sizes[(kind, key)] = new
         self.bytes += change
         return change
 
@@ -133,6 +132,8 @@ class StateStore:
         sliced = held.slices.get(kind)
         if sliced is not None:
             value = sliced.get(key)
+            if value is None:  # held in the slice, and counted there, if present
+                self._cached_bytes += held.size(kind, key, None)
         else:
             text = self._stored((tenant, kind, key))
             value = None if text is None else from_json(text)
@@ -220,7 +221,8 @@ class StateStore:
                 # Sizes are counted now: a batch that rolls back forgets the tenant and them.
                 if value is None:
                     staged[(tenant, *where)] = None
-                    held.bytes -= sizes.pop(where, 0)
+                    held.bytes += ABSENT_BYTES - sizes.get(where, 0)
+                    sizes[where] = ABSENT_BYTES
                 else:
                     text = staged[(tenant, *where)] = _encode(value)
                     held.bytes += len(text) - sizes.get(where, 0)
@@ -292,6 +294,11 @@ class StateStore:
     @property
     def cached_bytes(self) -> int:
         return self._cached_bytes
+
+    @property
+    def held_records(self) -> int:
+        """How many records (present or known absent) memory holds."""
+        return sum(len(held.records) for held in self._tenants.values())
 
     # -- whole tenants (tools) -----------------------------------------------------------
 

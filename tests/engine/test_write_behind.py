@@ -133,3 +133,21 @@ def test_memory_is_bounded_by_bytes_and_an_evicted_tenant_reads_what_it_committe
                 assert dict(store.scan(tenant, "thing"))[key] == value
         finally:
             db.close()
+
+
+def test_records_known_to_be_absent_count_against_the_budget() -> None:
+    """Looking up keys that hold nothing (a new movement id, an unknown command) keeps an entry
+    per key in memory: they count, so a stream of them cannot grow memory past the budget."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Database(Path(tmp) / "kassasync.db")
+        try:
+            store = StateStore(db, cache_bytes=50_000)
+            for n in range(20):
+                tenant = f"shop-{n}"
+                for key in range(100):
+                    assert store.get(tenant, "nothing", f"{n}-{key}") is None
+                store.committed()  # a batch that only read
+            assert store.cached_bytes <= 50_000 + 100 * 64
+            assert store.held_records <= 50_000 // 64 + 100  # not the 2,000 looked up
+        finally:
+            db.close()
