@@ -164,10 +164,9 @@ class Settings(BaseModel):
         ge=1,
         le=1_048_576,
         description="Megabytes of the reconcilers' records, counted as their JSON, the embedded "
-        "engine keeps in memory (as Python objects they take two to three times that in RAM); past "
-        "it the "
-        "least recently used tenants are read from the store again when next needed "
-        "(docs/architecture.md, *Guarantees* 1).",
+        "engine keeps in memory (as Python objects they take two to three times that in RAM); "
+        "past it the least recently used tenants are read from the store again when next "
+        "needed (docs/architecture.md, *Guarantees* 1).",
         json_schema_extra=_env("KASSASYNC_STATE_CACHE_MB"),
     )
     kafka_bootstrap: str = Field(
