@@ -173,9 +173,12 @@ class Packed:
     payload: bytes
 
 
-def filing(message: Envelope | Packed) -> tuple[Topic, str, str, str, str, bytes]:
+def filing(
+    message: Envelope | Packed, payload: bytes | None = None
+) -> tuple[Topic, str, str, str, str, bytes]:
     """(topic, tenant, type, id, occurred_at, payload): what a log files ``message`` under. A
-    plain tuple: the processor's appends go through here, one per message."""
+    plain tuple: the processor's appends go through here, one per message. ``payload``: the
+    message already serialised (not serialised again)."""
     if isinstance(message, Packed):
         return (
             message.topic,
@@ -191,12 +194,13 @@ def filing(message: Envelope | Packed) -> tuple[Topic, str, str, str, str, bytes
         message.type,  # type: ignore[attr-defined]
         message.id,
         message.occurred_at.isoformat(),
-        dump(message),
+        dump(message) if payload is None else payload,
     )
 
 
-def pack(message: Envelope | Packed) -> Packed:
-    return message if isinstance(message, Packed) else Packed(*filing(message))
+def pack(message: Envelope | Packed, payload: bytes | None = None) -> Packed:
+    """``message`` ready to append (``payload``: as :func:`filing`)."""
+    return message if isinstance(message, Packed) else Packed(*filing(message, payload))
 
 
 def topic_and_type(message: Envelope | Packed) -> tuple[str, str]:

@@ -46,7 +46,7 @@ from engine.store.outbox import DeadLetters, Outbox
 from engine.store.state import CACHE_BYTES, StateStore
 from reconcilers.state import Note
 from topics.names import RECONCILED_TOPICS, Topic
-from topics.registry import Packed
+from topics.registry import pack
 
 log = structlog.get_logger("kassasync.processor")
 
@@ -199,7 +199,7 @@ class Processor:
                     self._apply(record, step, result, wakes, None if again else emitted)
                 self.store.stage()
                 if emitted:
-                    self.log.append_many([pack_emitted(one) for one in emitted])
+                    self.log.append_many([pack(one.command, one.payload) for one in emitted])
                     self.outbox.enqueue_many([(one.command, one.payload) for one in emitted])
                 if effects != written:
                     self.offsets.commit(effects_consumer(self.consumer), effects)
@@ -266,19 +266,6 @@ class Processor:
                 wakes[record.tenant] = step.wake_at
         result.processed += 1
         result.by_type[record.type] = result.by_type.get(record.type, 0) + 1
-
-
-def pack_emitted(one: Emitted) -> Packed:
-    """A command as the log files it (serialised once, by the core)."""
-    command = one.command
-    return Packed(
-        one.topic,
-        command.tenant,
-        one.type,
-        command.id,
-        command.occurred_at.isoformat(),
-        one.payload,
-    )
 
 
 def _merge(into: BatchResult, one: BatchResult) -> None:
