@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from engine.embedded.processor import CONSUMER, Processor
 from engine.store.db import Database
 from engine.store.log import Log, Offsets, effects_consumer
+from engine.store.retention import Retention, RetentionPolicy, marks
 from engine.store.state import StateStore
 from tests.reconcilers.test_replay_properties import mixed_action, mixed_run
 from topics.names import Topic
@@ -149,5 +150,29 @@ def test_records_known_to_be_absent_count_against_the_budget() -> None:
                 store.committed()  # a batch that only read
             assert store.cached_bytes <= 50_000 + 100 * 64
             assert store.held_records <= 50_000 // 64 + 100  # not the 2,000 looked up
+        finally:
+            db.close()
+
+
+def test_retention_marks_the_log_only_where_the_state_is_written() -> None:
+    """A retention mark splits the log by the state's offsets and by the sequence number (the
+    command topics are trimmed below it): while the state is written behind its commands the
+    two disagree, so the mark waits for the processor to catch up."""
+    world = mixed_run(CustomerMaster.TILL, [("a", ("poll", f"A{n}")) for n in range(1, 40)])
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Database(Path(tmp) / "kassasync.db")
+        try:
+            Log(db).append_many(world.processed)
+            processor = Processor(db, log_notes=False)
+            retention = Retention(db, RetentionPolicy())
+            processor.step(limit=5)  # commands out, the state not written yet
+            assert processor.store.unwritten > 0
+            retention.run_once()
+            assert marks(db) == []
+            while any(processor.lag().values()):
+                processor.step(limit=5)
+            retention.run_once()
+            (mark,) = marks(db)
+            assert mark.offsets == processor.position()
         finally:
             db.close()
