@@ -74,13 +74,11 @@ class _Tenant:
         #: The sum of ``sizes``: what eviction counts.
         self.bytes = 0
 
-    def size(self, kind: str, key: str, text: Text | None) -> int:
-        """Account ``text`` as the record's size (``None``: known absent); returns the change."""
+    def size(self, where: tuple[str, str], text: Text | None) -> None:
+        """Account ``text`` as the size of the record at ``where`` (``None``: known absent)."""
         new = ABSENT_BYTES if text is None else len(text)
-        change = new - self.sizes.get((kind, key), 0)
-        self.sizes[(kind, key)] = new
-        self.bytes += change
-        return change
+        self.bytes += new - self.sizes.get(where, 0)
+        self.sizes[where] = new
 
 
 class StateStore:
@@ -89,7 +87,6 @@ class StateStore:
         self.cache_bytes = cache_bytes
         #: The tenants in memory, least recently used first.
         self._tenants: OrderedDict[str, _Tenant] = OrderedDict()
-        self._cached_bytes = 0
         #: What the batch under way changed, per tenant (kind, key).
         self._batch: dict[str, set[tuple[str, str]]] = {}
         #: The batch's changes encoded by :meth:`stage`, kept on :meth:`committed`.
@@ -133,11 +130,11 @@ class StateStore:
         if sliced is not None:
             value = sliced.get(key)
             if value is None:  # held in the slice, and counted there, if present
-                self._cached_bytes += held.size(kind, key, None)
+                held.size((kind, key), None)
         else:
             text = self._stored((tenant, kind, key))
             value = None if text is None else from_json(text)
-            self._cached_bytes += held.size(kind, key, text)
+            held.size((kind, key), text)
         held.records[(kind, key)] = value
         return value
 
@@ -155,7 +152,7 @@ class StateStore:
         for key, text in texts.items():
             if text is not None and (kind, key) not in held.records:
                 sliced[key] = from_json(text)
-                self._cached_bytes += held.size(kind, key, text)
+                held.size((kind, key), text)
         # What is held already (this batch's changes included) is as new as anything committed.
         for (k, key), value in held.records.items():
             if k == kind:
@@ -211,24 +208,14 @@ class StateStore:
     def stage(self) -> None:
         """Encode what the batch changed (an unencodable record fails its batch here)."""
         staged = self._staged
-        grown = 0
         for tenant, touched in self._batch.items():
             held = self._tenants[tenant]
-            records, sizes = held.records, held.sizes
-            before = held.bytes
+            records = held.records
             for where in touched:
                 value = records[where]
-                # Sizes are counted now: a batch that rolls back forgets the tenant and them.
-                if value is None:
-                    staged[(tenant, *where)] = None
-                    held.bytes += ABSENT_BYTES - sizes.get(where, 0)
-                    sizes[where] = ABSENT_BYTES
-                else:
-                    text = staged[(tenant, *where)] = _encode(value)
-                    held.bytes += len(text) - sizes.get(where, 0)
-                    sizes[where] = len(text)
-            grown += held.bytes - before
-        self._cached_bytes += grown
+                text = staged[(tenant, *where)] = None if value is None else _encode(value)
+                # Counted now: a batch that rolls back forgets the tenant and its sizes.
+                held.size(where, text)
 
     @property
     def unwritten(self) -> int:
@@ -281,19 +268,21 @@ class StateStore:
         self._batch.clear()
 
     def _forget(self, tenant: str) -> None:
-        held = self._tenants.pop(tenant, None)
-        if held is not None:
-            self._cached_bytes -= held.bytes
+        self._tenants.pop(tenant, None)
 
     def _evict(self) -> None:
-        while self._cached_bytes > self.cache_bytes and len(self._tenants) > 1:
-            tenant = next(iter(self._tenants))
-            log.debug("state.tenant_evicted", tenant=tenant, bytes=self._tenants[tenant].bytes)
+        """Forget the least recently used tenants while memory holds more than the budget."""
+        held = self.cached_bytes
+        while held > self.cache_bytes and len(self._tenants) > 1:
+            tenant, oldest = next(iter(self._tenants.items()))
+            log.debug("state.tenant_evicted", tenant=tenant, bytes=oldest.bytes)
+            held -= oldest.bytes
             self._forget(tenant)
 
     @property
     def cached_bytes(self) -> int:
-        return self._cached_bytes
+        """The bytes memory holds, as eviction counts them."""
+        return sum(held.bytes for held in self._tenants.values())
 
     @property
     def held_records(self) -> int:
