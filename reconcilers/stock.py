@@ -21,6 +21,7 @@ merge's base, till, Fortnox and new values.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -45,11 +46,12 @@ KIND = "stock"
 MOVEMENTS = "stock.mv"
 COUNTS = "stock.count"
 MERGES = "stock.merge"
-#: Writes a foreign change overlapped (possible lost sales), by command id, for the shop.
+#: Writes a foreign change overlapped (possible lost sales), one per write (:func:`write_key`),
+#: for the shop.
 OVERLAPS = "stock.overlap"
 #: The latest day (of a movement's or count's ``occurred_at``) an id was remembered on.
 IDS_DAY = "stock.ids"
-#: Overwritten sales Kassasync established and applied to Fortnox again, by command id.
+#: Overwritten sales Kassasync established and applied to Fortnox again, one per write.
 REPAIRS = "stock.repaired"
 #: Absolute writes a topics-feed watch is still looking at (one record per tenant, key
 #: ``UNCHECKED``): ended by a check or an overlap, or reported when a new watch starts first.
@@ -273,6 +275,40 @@ def observe_fortnox(ctx: Ctx, article: FortnoxArticle, seq: int | None = None) -
     ctx.mark_dirty(FLOW, article.article_number)
 
 
+def write_key(command_id: str, read: Decimal, written: Decimal) -> str:
+    """The key of one absolute write's report. A command can write more than once (again from
+    a new read after an outcome the level could not prove): each write may overwrite a sale of
+    its own, so each is reported (or repaired) on its own, and a report delivered again is one."""
+    return f"{command_id}~{_plain(read)}>{_plain(written)}"
+
+
+def _plain(quantity: Decimal) -> str:
+    return format(quantity.normalize(), "f")
+
+
+def reports_of(records: Iterable[tuple[str, dict[str, Any]]], command_id: str) -> list[str]:
+    """The keys among ``records`` (possible lost sales or repairs) that report a write of
+    ``command_id``."""
+    return [key for key, _ in records if key.split("~", 1)[0] == command_id]
+
+
+def _reported(ctx: Ctx, command_id: str, overlap: StockOverlap) -> bool:
+    """Whether this write of ``command_id`` is already reported or repaired. A record under
+    the bare command id (stores from before one record per write) counts for the write it
+    names."""
+    key = write_key(command_id, overlap.read, overlap.written)
+    if ctx.txn.get(OVERLAPS, key) is not None or ctx.txn.get(REPAIRS, key) is not None:
+        return True
+    for kind in (OVERLAPS, REPAIRS):
+        earlier = ctx.txn.get(kind, command_id)
+        if earlier is not None and (
+            Decimal(earlier["read"]),
+            Decimal(earlier["written"]),
+        ) == (overlap.read, overlap.written):
+            return True
+    return False
+
+
 def on_written(ctx: Ctx, data: StockWrittenData) -> None:
     """Kassasync's own write as Fortnox saw it: ``read`` before, ``written`` after."""
     level = _load(ctx, data.article_number)
@@ -293,9 +329,10 @@ def on_written(ctx: Ctx, data: StockWrittenData) -> None:
         # is no longer owed.
         level.to_fx -= applied
     level.last_written = data.command_id
-    if data.overlap is not None:
+    if data.overlap is not None and not _reported(ctx, data.command_id, data.overlap):
+        # An earlier attempt of the command the level could not settle (or this write's own).
         _record_overlap(ctx, data.article_number, data.command_id, data.overlap)
-    elif data.watch is not None and data.written != data.read:
+    if data.watch is not None and data.written != data.read:
         _watched(ctx, data)
     _save(ctx, data.article_number, level)
     if not level.settled:
@@ -350,12 +387,12 @@ def on_watch_started(ctx: Ctx, data: StockWatchData) -> None:
         return  # the same watch announced again, or all of them still watched: nothing to write
     for command_id, write in sorted(orphans.items(), key=lambda kv: str(kv[1].get("at"))):
         del writes[command_id]
-        if ctx.txn.get(OVERLAPS, command_id) is None and ctx.txn.get(REPAIRS, command_id) is None:
-            overlap = StockOverlap(
-                reason=OverlapReason.CHECK_INTERRUPTED,
-                read=Decimal(write["read"]),
-                written=Decimal(write["written"]),
-            )
+        overlap = StockOverlap(
+            reason=OverlapReason.CHECK_INTERRUPTED,
+            read=Decimal(write["read"]),
+            written=Decimal(write["written"]),
+        )
+        if not _reported(ctx, command_id, overlap):
             _record_overlap(ctx, str(write["article"]), command_id, overlap)
     _keep_unchecked(ctx, writes)
 
@@ -363,12 +400,10 @@ def on_watch_started(ctx: Ctx, data: StockWatchData) -> None:
 def on_overlap(ctx: Ctx, data: StockOverlapData) -> None:
     """A foreign change found close to an earlier write (after it was settled)."""
     _checked(ctx, [data.command_id])
-    if ctx.txn.get(OVERLAPS, data.command_id) is not None or (
-        ctx.txn.get(REPAIRS, data.command_id) is not None
-    ):
+    overlap = data.overlap
+    if _reported(ctx, data.command_id, overlap):
         ctx.note("stock.overlap.duplicate", command_id=data.command_id)
         return
-    overlap = data.overlap
     if overlap.repaired and overlap.repair_written is not None:
         _repaired(ctx, data, overlap.repair_written)
         return
@@ -401,7 +436,7 @@ def _repaired(ctx: Ctx, data: StockOverlapData, written: Decimal) -> None:
         "repair_written": str(written),
         "window_seconds": overlap.window_seconds,
     }
-    ctx.txn.put(REPAIRS, data.command_id, record)
+    ctx.txn.put(REPAIRS, write_key(data.command_id, overlap.read, overlap.written), record)
     ctx.note("stock.overwrite_repaired", command_id=data.command_id, **record)
 
 
@@ -420,7 +455,7 @@ def _record_overlap(ctx: Ctx, article: str, command_id: str, overlap: StockOverl
         "window_seconds": overlap.window_seconds,
         "events": overlap.events,
     }
-    ctx.txn.put(OVERLAPS, command_id, record)
+    ctx.txn.put(OVERLAPS, write_key(command_id, overlap.read, overlap.written), record)
     # "level" is the log call's own argument: the level read after goes out as level_after.
     noted = {("level_after" if k == "level" else k): v for k, v in record.items()}
     ctx.warn("stock.possible_lost_sale", command_id=command_id, **noted)

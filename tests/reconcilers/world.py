@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from reconcilers import stock
 from reconcilers.dispatch import reconcile
 from reconcilers.state import MemoryState, Note
 from topics import commands as cm
@@ -200,6 +201,13 @@ class World:
     def change_settings(self, settings: TenantSettings) -> None:
         self.settings = settings
         self.send(oc.SettingsChanged, data={"settings": settings})
+
+    def write_reports(self, kind: str, command_id: str) -> list[dict[str, Any]]:
+        """The possible lost sales (``stock.OVERLAPS``) or repairs (``stock.REPAIRS``) recorded
+        for the writes of ``command_id``, one per write."""
+        records = list(self.state.scan(kind))
+        keys = set(stock.reports_of(records, command_id))
+        return [value for key, value in records if key in keys]
 
     def notes_named(self, event: str) -> list[Note]:
         return [n for n in self.notes if n.event == event]
