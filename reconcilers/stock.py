@@ -288,8 +288,9 @@ def _plain(quantity: Decimal) -> str:
 
 def reports_of(records: Iterable[tuple[str, dict[str, Any]]], command_id: str) -> list[str]:
     """The keys among ``records`` (possible lost sales or repairs) that report a write of
-    ``command_id``."""
-    return [key for key, _ in records if key.split("~", 1)[0] == command_id]
+    ``command_id`` (under the bare command id in stores from before one record per write)."""
+    prefix = f"{command_id}~"
+    return [key for key, _ in records if key == command_id or key.startswith(prefix)]
 
 
 def _reported(ctx: Ctx, command_id: str, overlap: StockOverlap) -> bool:
