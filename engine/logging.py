@@ -124,6 +124,8 @@ def configure(level: str = "INFO", stream: Any = None) -> None:
     # Other libraries' records join the JSON log from WARNING up; Kassasync's own events
     # (structlog) follow ``level``.
     root.setLevel(max(numeric, logging.WARNING))
+    # Kassasync's own stdlib loggers (the till-PC agent's ``kassasync.agent``) follow ``level``.
+    logging.getLogger("kassasync").setLevel(numeric)
     for name in CHATTY:
         logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
     structlog.configure(

@@ -124,6 +124,9 @@ async def test_a_dropped_file_is_posted_once_across_engine_and_agent_restarts(
                 report = (sent / "Z0112.SI.report.txt").read_text(encoding="utf-8")
                 assert "received by the engine" in report and "2 vouchers" in report, report
                 assert len(await posted(sandbox, 2)) == 2
+                # The log lines docs/sie.md promises on stderr, through `kassasync agent watch`.
+                logged = agent_log.read_text()
+                assert "agent.sent" in logged and "agent.moved" in logged, logged
         # Both stopped. The till writes Tuesday's file while nothing runs.
         sie_file(folder / "Z0113.SI", *TUESDAY)
 
