@@ -102,6 +102,8 @@ async def test_an_article_the_till_cannot_take_is_reported_and_the_rest_goes_on(
                 headers={"Authorization": f"Bearer {engine.admin_token}"},
             )
             assert page.status_code == 200 and "till_refuses_article" in page.text
+            # In the shop's words (what to fix), the record behind a disclosure.
+            assert f'<div class="report-said">{report["fix"]}</div>' in page.text
 
         # Fixed in Fortnox: the article reaches the till as usual.
         await rt.admin("PATCH", "/records/articles/1001", json={"EAN": "7350000001234"})
