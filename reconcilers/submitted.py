@@ -125,6 +125,7 @@ def try_post(ctx: Ctx, key: str) -> None:
             key,
             {**record, "status": "waiting", "error": failed.error.model_dump(mode="json")},
         )
+        zreports.ask_for_fresh_master_data(ctx, failed.error)
         return
     cmd = ctx.command(
         CreateFortnoxVoucher,

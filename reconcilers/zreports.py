@@ -19,7 +19,13 @@ from typing import Any
 from reconcilers.context import Ctx
 from reconcilers.events import SubmittedVoucherDue
 from reconcilers.vouchers import PreflightError, build_voucher, zreport_key
-from topics.commands import CreateFortnoxVoucher, CreateVoucherData
+from topics.commands import (
+    CreateFortnoxVoucher,
+    CreateVoucherData,
+    RefreshFortnoxMasterData,
+    RefreshMasterDataData,
+)
+from topics.errors import ErrorKind, ShopError
 from topics.fortnox import MasterData
 from topics.outcomes import OutcomeData, OutcomeStatus
 from topics.till import ZReportData
@@ -27,11 +33,55 @@ from topics.till import ZReportData
 FLOW = "zreports"
 KIND = "zr"
 MASTER = "md"
+#: The key (in ``MASTER``) of the last fresh read of the master data asked for, and for which
+#: copy: ``{"revision", "command_id", "at"}``.
+ASKED = "asked"
+
+#: What a voucher can wait for that Fortnox's master data shows: a newer copy may clear it.
+IN_MASTER_DATA: frozenset[ErrorKind] = frozenset(
+    {
+        ErrorKind.FINANCIAL_YEAR_MISSING,
+        ErrorKind.PERIOD_LOCKED,
+        ErrorKind.SERIES_MISSING,
+        ErrorKind.SERIES_NOT_MANUAL,
+        ErrorKind.ACCOUNT_MISSING,
+        ErrorKind.ACCOUNT_INACTIVE,
+        ErrorKind.COST_CENTER_MISSING,
+        ErrorKind.COST_CENTER_INACTIVE,
+        ErrorKind.COST_CENTER_REQUIRED,
+        ErrorKind.PROJECT_MISSING,
+    }
+)
 
 
 def master_data(ctx: Ctx) -> MasterData | None:
     record = ctx.txn.get(MASTER, "current")
     return None if record is None else MasterData.model_validate(record)
+
+
+def ask_for_fresh_master_data(ctx: Ctx, error: ShopError) -> None:
+    """A voucher waits on something the copy of Fortnox's master data lacks (a financial year,
+    a project...). The copy is read every few minutes, so the shop may have added it since:
+    ask the Fortnox session to read it again now, once per copy. If Fortnox still lacks it the
+    copy does not change and nothing is asked again; a copy that changes retries what waits."""
+    if error.kind not in IN_MASTER_DATA:
+        return
+    seen = ctx.txn.get(MASTER, "seen") or {}
+    revision = str((seen.get("msg_ids") or ["none"])[-1])
+    asked = ctx.txn.get(MASTER, ASKED)
+    if asked is not None and asked.get("revision") == revision:
+        ctx.note("masterdata.refresh_asked_before", revision=revision, kind=error.kind.value)
+        return
+    cmd = ctx.command(
+        RefreshFortnoxMasterData,
+        f"masterdata:{revision}",
+        # The message in one line (the contract's long text takes no control characters).
+        RefreshMasterDataData(reason="".join(c if c >= " " else " " for c in error.message)[:1000]),
+    )
+    ctx.txn.put(
+        MASTER, ASKED, {"revision": revision, "command_id": cmd.id, "at": ctx.now.isoformat()}
+    )
+    ctx.note("masterdata.refresh_asked", revision=revision, kind=error.kind.value)
 
 
 def on_zreport(ctx: Ctx, z: ZReportData) -> None:
@@ -86,6 +136,7 @@ def _try_post(ctx: Ctx, key: str, *, manual: bool) -> None:
     except PreflightError as failed:
         ctx.note("zreport.preflight_failed", key=key, kind=failed.error.kind.value)
         _set(ctx, key, record, "waiting", error=failed.error.model_dump(mode="json"))
+        ask_for_fresh_master_data(ctx, failed.error)
         return
     if built is None:
         ctx.note("zreport.nothing_to_book", key=key)
@@ -182,6 +233,8 @@ def on_outcome(ctx: Ctx, key: str, outcome: OutcomeData) -> None:
     elif outcome.status in (OutcomeStatus.REJECTED, OutcomeStatus.SKIPPED):
         error = outcome.error.model_dump(mode="json") if outcome.error else None
         _set(ctx, key, record, "waiting", error=error)
+        if outcome.error is not None:
+            ask_for_fresh_master_data(ctx, outcome.error)
 
 
 def retry(ctx: Ctx, key: str) -> None:

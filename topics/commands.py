@@ -168,6 +168,20 @@ class CreateFortnoxOrder(FortnoxCommand):
     data: CreateOrderData
 
 
+class RefreshMasterDataData(Model):
+    #: What a document waits for that a newer copy of Fortnox's master data may have (a
+    #: financial year, a project...), in the shop's words.
+    reason: LongText
+
+
+class RefreshFortnoxMasterData(FortnoxCommand):
+    """Read Fortnox's master data again now, not at the next periodic refresh: a voucher waits
+    on something the copy Kassasync holds lacks, and Fortnox may have it by now."""
+
+    type: Literal["fortnox.masterdata.refresh"] = "fortnox.masterdata.refresh"
+    data: RefreshMasterDataData
+
+
 # --- to the till -----------------------------------------------------------------------------
 
 

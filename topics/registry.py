@@ -51,6 +51,7 @@ FORTNOX_COMMANDS: tuple[type[Envelope], ...] = (
     commands.ApplyFortnoxStock,
     commands.CreateFortnoxVoucher,
     commands.CreateFortnoxOrder,
+    commands.RefreshFortnoxMasterData,
 )
 TILL_COMMANDS: tuple[type[Envelope], ...] = (
     commands.UpsertTillCustomer,

@@ -801,6 +801,13 @@ class FortnoxSession:
             return await self._voucher(command, pending), []
         if isinstance(command, cm.CreateFortnoxOrder):
             return await self._order(command), []
+        if isinstance(command, cm.RefreshFortnoxMasterData):
+            log.info(
+                "fortnox.masterdata.refresh_asked", tenant=self.tenant, reason=command.data.reason
+            )
+            await self.refresh_master_data()
+            self._masterdata_at = asyncio.get_running_loop().time()
+            return {}, []
         raise FortnoxApiError(f"Kassasync cannot execute {type(command).__name__} in Fortnox")
 
     async def _create_customer(self, command: cm.CreateFortnoxCustomer) -> dict[str, str]:

@@ -47,6 +47,7 @@ _FLOW_OF_TYPE: tuple[tuple[str, str], ...] = (
     ("fortnox.stock.", "stock"),
     ("till.stock.", "stock"),
     ("fortnox.voucher.create", "zreports"),
+    ("fortnox.masterdata.", "zreports"),
     ("till.zreport.", "zreports"),
     ("fortnox.order.", "invoices"),
     ("till.invoice.", "invoices"),

@@ -658,3 +658,61 @@ def test_random_zreports_are_posted_once_through_the_reconciler(
     for voucher in world.fx_vouchers:
         draft = voucher["voucher"]
         assert sum((r.debit for r in draft.rows), D(0)) == sum((r.credit for r in draft.rows), D(0))
+
+
+def _asks(world: World) -> list[cm.RefreshFortnoxMasterData]:
+    return [c for c in world.emitted if isinstance(c, cm.RefreshFortnoxMasterData)]
+
+
+def test_a_voucher_waiting_on_master_data_asks_for_a_fresh_read_once_per_copy() -> None:
+    """A Z-report waits on something the copy of Fortnox's master data lacks: the engine asks
+    the session to read the master data again now (not at the next periodic read), once per
+    copy. If Fortnox still lacks it the copy does not change and nothing more is asked; once
+    Fortnox has it, the fresh copy posts what waits, oldest first."""
+    world = make_world()
+    world.master_data(master(years=(dt.date(2024, 1, 1), dt.date(2024, 12, 31))))
+    world.till_zreport(worked_example())
+    world.till_zreport(worked_example(z_number=1235))
+    run_fortnox(world)
+    [ask] = _asks(world)
+    assert "financial year" in ask.data.reason and world.fx_master_reads == 1
+    assert voucher_commands(world) == []  # Fortnox has no such year: both wait
+    assert record(world, worked_example())["error"]["kind"] == "financial_year_missing"
+    # The shop creates the year in Fortnox. A new Z-report finds the same copy: not asked
+    # again (that copy was read fresh already) ...
+    world.fx_master = master()
+    world.till_zreport(worked_example(z_number=1236))
+    run_fortnox(world)
+    assert len(_asks(world)) == 1 and voucher_commands(world) == []
+    # ... and the next read of the master data posts all three.
+    world.master_data(master())
+    run_fortnox(world)
+    assert [c.data.zreport_key for c in voucher_commands(world)] == [
+        "K1:1234",
+        "K1:1235",
+        "K1:1236",
+    ]
+
+
+def test_a_fresh_read_that_finds_what_was_missing_posts_at_once() -> None:
+    """Fortnox had the year before the voucher came; only the copy was old: the one fresh read
+    the voucher asks for posts it, without waiting for the periodic read."""
+    world = make_world()
+    world.master_data(master(years=(dt.date(2024, 1, 1), dt.date(2024, 12, 31))))
+    world.fx_master = master()  # added in Fortnox since the last read
+    world.till_zreport(worked_example())
+    run_fortnox(world)
+    assert len(_asks(world)) == 1 and world.fx_master_reads == 1
+    assert [c.data.zreport_key for c in voucher_commands(world)] == ["K1:1234"]
+    assert record(world, worked_example())["status"] == "posted"
+
+
+def test_a_problem_no_read_can_clear_asks_for_none() -> None:
+    """A missing account mapping is the shop's setting, not Fortnox's: no fresh read."""
+    accounts = ACCOUNTS.model_copy(update={"tips": None})
+    world = make_world(z_settings(accounts=accounts))
+    world.master_data(master())
+    world.till_zreport(worked_example())
+    run_fortnox(world)
+    assert record(world, worked_example())["status"] == "waiting"
+    assert _asks(world) == []

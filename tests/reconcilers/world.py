@@ -117,6 +117,12 @@ class World:
     fx_orders: dict[str, str] = field(default_factory=dict)
     fx_order_rows: list[dict[str, Any]] = field(default_factory=list)
     fx_payments: dict[str, fx.FortnoxPayment] = field(default_factory=dict)
+    #: Fortnox's master data as it is now, when a test changed it since the last read
+    #: (``master_data``); a refresh command reads it, and publishes it only if it changed.
+    fx_master: fx.MasterData | None = None
+    fx_master_read: fx.MasterData | None = None
+    #: How many times a refresh command read the master data.
+    fx_master_reads: int = 0
     #: Customers Kassasync created: (till id, customer number), one entry per real creation.
     fx_customer_creates: list[tuple[str, str]] = field(default_factory=list)
     fx_customer_owner: dict[str, str] = field(default_factory=dict)
@@ -496,6 +502,8 @@ class World:
         )
 
     def master_data(self, data: fx.MasterData) -> None:
+        """The session's periodic read: Fortnox's master data reaches the reconcilers."""
+        self.fx_master = self.fx_master_read = data
         self.send(fx.FortnoxMasterDataRefreshed, data=data)
 
     # -- the Fortnox writer ---------------------------------------------------------------------
@@ -596,6 +604,12 @@ class World:
             self.fx_orders[ref] = number
             self.fx_order_rows.append({"ref": ref, "customer": data.customer_number, "cmd": cmd})
             return "done", {"document_number": number}, None
+        if isinstance(cmd, cm.RefreshFortnoxMasterData):
+            # As the session does: read it, publish it only if it changed since the last read.
+            self.fx_master_reads += 1
+            if self.fx_master is not None and self.fx_master != self.fx_master_read:
+                self.master_data(self.fx_master)
+            return "done", {}, None
         raise AssertionError(f"unexpected command {cmd!r}")
 
     def false_missing(self, event: str, field_name: str) -> list[tuple[str, str]]:

@@ -112,8 +112,11 @@ class ScenarioRuntime(ABC):
         feed: bool = True,
         wrap_sandbox: Callable[[Any], Any] | None = None,
         fortnox_clock: BusinessClock | None = None,
+        timing: SessionTiming = FAST_TIMING,
     ) -> None:
-        """``fortnox_clock``: the sandbox's clock (e.g. started minutes behind the engine's)."""
+        """``fortnox_clock``: the sandbox's clock (e.g. started minutes behind the engine's);
+        ``timing``: the Fortnox sessions' periods (polls, master data)."""
+        self.timing = timing
         self.wrap_sandbox = wrap_sandbox
         self.data = data
         self.poll_seconds = poll_seconds
@@ -286,7 +289,7 @@ class EmbeddedRuntime(ScenarioRuntime):
         port = engine_sock.getsockname()[1]
         engine_sock.close()
         self.box = SecretBox(generate_key())
-        self.engine = EmbeddedEngine(self.data, self.box, http_port=port, timing=FAST_TIMING)
+        self.engine = EmbeddedEngine(self.data, self.box, http_port=port, timing=self.timing)
         key = self.engine.tenants.upsert(self.tenant_config())
         assert key is not None
         self.api_key = key
@@ -311,7 +314,7 @@ class EmbeddedRuntime(ScenarioRuntime):
         old.db.close()
         self.stop = asyncio.Event()
         self.engine = EmbeddedEngine(
-            self.data, self.box, http_port=old.http_port, timing=FAST_TIMING
+            self.data, self.box, http_port=old.http_port, timing=self.timing
         )
         self._engine_task = asyncio.create_task(self.engine.run(self.stop))
         self._tasks.append(self._engine_task)

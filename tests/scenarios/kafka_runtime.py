@@ -23,7 +23,7 @@ from engine.kafka.store import CURSOR
 from engine.kafka.topics import init_topics
 from engine.ops import Drift
 from engine.secrets import SecretBox, generate_key
-from tests.scenarios.harness import FAST_TIMING, TENANT, ScenarioRuntime, merged
+from tests.scenarios.harness import TENANT, ScenarioRuntime, merged
 from topics.envelope import Envelope
 from topics.names import RECONCILED_TOPICS
 from topics.settings import TenantSettings
@@ -56,7 +56,7 @@ class KafkaScenarioRuntime(ScenarioRuntime):
         )
         await asyncio.to_thread(init_topics, self.config)
         self.box = SecretBox(generate_key())
-        self.worker = KafkaRuntime(self.config, self.box, timing=FAST_TIMING)
+        self.worker = KafkaRuntime(self.config, self.box, timing=self.timing)
         key = await asyncio.to_thread(self.worker.directory.upsert, self.tenant_config())
         assert key is not None
         self.api_key = key
@@ -70,7 +70,7 @@ class KafkaScenarioRuntime(ScenarioRuntime):
         """Stop the worker and start a new one on the same topics and data folder (the sandbox,
         the till and the ingest API go on), as after a deploy."""
         await self.worker.stop()
-        self.worker = KafkaRuntime(self.config, self.box, timing=FAST_TIMING)
+        self.worker = KafkaRuntime(self.config, self.box, timing=self.timing)
         await self.worker.start()
 
     async def __aexit__(self, *exc: object) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,8 +11,9 @@ from pathlib import Path
 
 from engine.kafka.bookkeeping import KafkaBooks
 from engine.sie_import import EdgeVoucherQueue, ImportReport, VoucherQueue, import_file
+from sandbox.fortnox.resources.projects import create_project
 from tests.scenarios.conftest import Factory
-from tests.scenarios.harness import EmbeddedRuntime, ScenarioRuntime
+from tests.scenarios.harness import FAST_TIMING, EmbeddedRuntime, ScenarioRuntime
 from tests.scenarios.kafka_runtime import KafkaScenarioRuntime
 
 # The Z-report of sie-and-pos.md §1.9 as the till writes it (cp437, CRLF), dated today because
@@ -146,3 +149,32 @@ async def test_an_imported_day_before_the_start_date_is_not_posted(
         records = [r for k, r in rt.records("zr") if k.startswith("sie:")]
         assert [r["status"] for r in records] == ["before_start"]
         assert await _posted(rt) == []
+
+
+async def test_a_voucher_on_a_project_added_since_the_last_read_does_not_wait_for_the_next(
+    runtime: Factory, tmp_path: Path
+) -> None:
+    """The engine's copy of Fortnox's master data is minutes old, and the shop has added a
+    project in Fortnox since. A voucher on that project does not wait for the next periodic
+    read (ten minutes here, no topics feed to announce the project): the engine reads the
+    master data again at once, finds the project and posts the voucher. (Before, it waited
+    up to five minutes saying the project was missing in Fortnox.)"""
+    slow = dataclasses.replace(FAST_TIMING, masterdata_seconds=600, feed_masterdata_seconds=600)
+    async with runtime(timing=slow, feed=False) as rt:
+        await rt.settle()
+        create_project(rt.seeded.tenant, {"ProjectNumber": "P7", "Description": "Julmarknad"})
+        text = FILE.replace('3001 {{1 "100"}} -6400.00', '3001 {{1 "100" 6 "P7"}} -6400.00')
+        assert _import(rt, write(tmp_path / "P7.SI", text)).accepted == 1
+        # Not rt.settle(): it asks for fresh master data itself.
+        posted: list[dict[str, object]] = []
+        for _ in range(150):
+            posted = await _posted(rt)
+            if posted:
+                break
+            await asyncio.sleep(0.1)
+        [voucher] = posted
+        projects = {r.get("Project") for r in voucher["VoucherRows"]}  # type: ignore[union-attr,attr-defined]
+        assert "P7" in projects
+        # The read was asked for this copy of the master data (once per copy).
+        asked = rt.state("md", "asked")
+        assert asked is not None and asked["command_id"].startswith("masterdata:")
