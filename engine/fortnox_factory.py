@@ -15,6 +15,11 @@ from engine.tenants import FortnoxConnection, TenantConfig
 from topics.settings import StockMode
 
 
+class NoFortnoxApp(ValueError):
+    """Neither the tenant's configuration nor the installation names a Fortnox app: no shop can
+    be connected until one is configured (the tenant's page and the connect API say so)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Resolved:
     """A tenant's Fortnox connection with the installation's app filled in."""
@@ -35,7 +40,7 @@ def resolve_connection(conn: FortnoxConnection, app: FortnoxApp | None) -> Resol
     else:
         installed = app or FortnoxApp.from_env()
         if installed is None:
-            raise ValueError(
+            raise NoFortnoxApp(
                 "no Fortnox app configured: set KASSASYNC_FORTNOX_CLIENT_ID and "
                 "KASSASYNC_FORTNOX_CLIENT_SECRET (or the tenant's fortnox.client_id and "
                 "client_secret)"

@@ -22,6 +22,7 @@ from engine.executors.fortnox import FortnoxSession, SessionTiming
 from engine.executors.ports import ExecutorPorts
 from engine.fortnox.api import FortnoxApi
 from engine.fortnox.errors import FortnoxUnavailable
+from engine.fortnox_factory import NoFortnoxApp
 from engine.supervision import Supervisor, describe
 from engine.tenants import TenantConfig
 from topics.settings import TenantSettings
@@ -80,8 +81,10 @@ class SessionKeeper:
                 kind="session",
                 finite=True,
                 # Fortnox (or its OAuth server) not answering is the tenant's Fortnox flow
-                # problem, shown on its page; the loop still retries with backoff.
-                transient=(FortnoxUnavailable, httpx.TransportError),
+                # problem, shown on its page; the loop still retries with backoff. So is a
+                # tenant added before the installation has a Fortnox app: it is not connected
+                # (its connection page and the connect API say why), the engine is not ill.
+                transient=(FortnoxUnavailable, httpx.TransportError, NoFortnoxApp),
             )
 
     async def _run(self, tenant: str, stop: asyncio.Event, wanted: Callable[[str], bool]) -> None:

@@ -352,3 +352,32 @@ def test_an_unreadable_token_store_is_red_and_the_session_starts_once_it_is_back
         green(live)
     crashed = errors(logs, "loop.crashed")
     assert crashed and crashed[0]["loop"] == f"session:{TENANT}"
+
+
+def test_a_shop_added_before_the_installation_has_a_fortnox_app_leaves_the_engine_green(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found from outside: a shop added through the ops API on an installation without a
+    Fortnox app (the API answers 201 saying so) crashed its session loop over and over, and
+    /healthz stayed 503 for good, so a liveness probe would restart the engine in a loop for a
+    shop that is simply not connected. It is now the shop's state, not the engine's health:
+    logged at warning with the cause, retried with backoff, /healthz green."""
+    monkeypatch.delenv("KASSASYNC_FORTNOX_CLIENT_ID", raising=False)
+    monkeypatch.delenv("KASSASYNC_FORTNOX_CLIENT_SECRET", raising=False)
+    engine = engine_at(tmp_path)
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    key = add_tenant(engine, fortnox=FortnoxConnection(api_base=nowhere, auth_base=nowhere))
+    with capture_logs() as logs, Running(engine) as live:
+        wait_for(
+            lambda: any(
+                e["event"] == "loop.unavailable" and "no Fortnox app configured" in e["cause"]
+                for e in logs
+            ),
+            seconds=RED_WITHIN,
+        )
+        time.sleep(1.0)  # a restart or two more
+        status, body = health(live)
+        assert (status, body["problems"]) == (200, [])
+        assert post(live, key, "ok-1").status_code == 202  # the engine works on
+        wait_for(lambda: lag(live) == 0)
+    assert not [e for e in errors(logs, "loop.crashed") if e["loop"] == f"session:{TENANT}"]
