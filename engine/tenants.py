@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.clock import utcnow
 from engine.embedded.edge import Edge
-from engine.secrets import Secret, SecretBox
+from engine.secrets import Secret, SecretBox, SecretDecryptError
 from engine.store.db import Database
 from topics.common import TenantId
 from topics.outcomes import SettingsChanged, SettingsChangedData
@@ -167,8 +167,13 @@ class TenantDirectory:
         that differ from the tenant's last saved version are kept as a new version (``source``
         and ``note`` say who and why)."""
         existing = self.db.conn.execute(
-            "SELECT api_key_hash FROM tenants WHERE id = ?", (config.id,)
+            "SELECT api_key_hash, config FROM tenants WHERE id = ?", (config.id,)
         ).fetchone()
+        if existing is not None:
+            try:
+                self._open(existing[1])
+            except SecretDecryptError:
+                raise ConfigError(sealed_with_another_key(config.id)) from None
         created_key: str | None = None
         if existing is None:
             created_key = api_key or new_api_key(config.id)
@@ -271,6 +276,16 @@ class TenantDirectory:
 
 CONFIG_DOC = "docs/configuration.md"
 _TOP_LEVEL = ("tenants",)
+
+
+def sealed_with_another_key(tenant: str) -> str:
+    """Why a tenant is not saved when this process's key cannot open what is stored for it."""
+    return (
+        f"tenant {tenant} is stored sealed with another KASSASYNC_SECRET_KEY: this key cannot "
+        "open its secrets, and saving it would seal them with this key, where every process "
+        "that has the right key could no longer open them. Run with the key the engine uses "
+        "(KASSASYNC_SECRET_KEY; during a rotation the old one in KASSASYNC_SECRET_KEY_PREVIOUS)"
+    )
 
 
 class ConfigError(ValueError):

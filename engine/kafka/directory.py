@@ -21,7 +21,13 @@ from engine.kafka.config import KafkaConfig
 from engine.kafka.topics import partition_for
 from engine.secrets import SecretBox, SecretDecryptError
 from engine.supervision import describe
-from engine.tenants import TenantConfig, hash_key, new_api_key
+from engine.tenants import (
+    ConfigError,
+    TenantConfig,
+    hash_key,
+    new_api_key,
+    sealed_with_another_key,
+)
 from topics import registry
 from topics.names import Topic, message_key
 from topics.outcomes import SettingsChanged, SettingsChangedData
@@ -133,6 +139,8 @@ class KafkaTenantDirectory:
     def upsert(self, config: TenantConfig, api_key: str | None = None) -> str | None:
         """Add or update a tenant; returns the new ingest key when one was created."""
         self.refresh(force=True)
+        if config.id in self.unreadable:
+            raise ConfigError(sealed_with_another_key(config.id))
         created: str | None = None
         if api_key is not None:
             key_hash = hash_key(api_key)

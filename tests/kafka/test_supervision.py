@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from structlog.testing import capture_logs
 
 from engine.kafka.config import KafkaConfig
@@ -22,7 +23,7 @@ from engine.kafka.directory import KafkaTenantDirectory
 from engine.kafka.runtime import KafkaRuntime
 from engine.kafka.topics import init_topics
 from engine.secrets import SecretBox, generate_key
-from engine.tenants import TenantConfig, TillConnection
+from engine.tenants import ConfigError, TenantConfig, TillConnection
 from tests.kafka.harness import TIMING, eventually
 from tests.ops.world import free_port
 
@@ -71,6 +72,12 @@ async def test_a_crashed_tick_loop_and_an_unreadable_tenant_are_red_on_the_worke
     await asyncio.to_thread(
         KafkaTenantDirectory(config, SecretBox(worker_key)).upsert, tenant("shop-new")
     )
+    # Saving "shop-old" again with a key that cannot open it is refused (nothing is written):
+    # it would seal its secrets where the processes that added it could not open them.
+    with pytest.raises(ConfigError, match="sealed with another KASSASYNC_SECRET_KEY"):
+        await asyncio.to_thread(
+            KafkaTenantDirectory(config, SecretBox(worker_key)).upsert, tenant("shop-old")
+        )
     port = free_port()
     runtime = KafkaRuntime(config, SecretBox(worker_key), timing=TIMING, health_port=port)
     url = f"http://127.0.0.1:{port}"

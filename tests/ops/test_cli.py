@@ -9,8 +9,11 @@ import pytest
 import structlog
 
 from engine.cli.main import main
+from engine.cli.util import CliError
 from engine.logging import configure
-from engine.secrets import KEY_ENV, generate_key
+from engine.secrets import KEY_ENV, SecretBox, generate_key
+from engine.store.db import Database
+from engine.tenants import TenantDirectory
 from tests.ops.world import (
     ADMIN_TOKEN,
     TENANT,
@@ -122,6 +125,35 @@ def test_tenants_add_list_pause_resume(
     assert code == 0 and "kiosken: resumed" in out
     code, _ = run(capsys, "tenants", "resume", "nobody", "--data", str(data), "--offline")
     assert code == 1
+
+
+def test_tenants_add_with_another_key_is_refused_and_the_stored_secrets_stay_readable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found from outside: `tenants add` run with a wrong (well-formed) KASSASYNC_SECRET_KEY
+    exited 0 and re-sealed the tenant's secrets with it, so the engine, which has the right key,
+    could no longer open them. It is refused now, in one line, and nothing is written."""
+    right = generate_key()
+    monkeypatch.setenv(KEY_ENV, right)
+    monkeypatch.setenv("TILL_TOKEN", "till-token-for-kiosken")
+    config = tmp_path / "tenants.yaml"
+    config.write_text(
+        "tenants:\n  - id: kiosken\n    till:\n      token: env:TILL_TOKEN\n", encoding="utf-8"
+    )
+    data = tmp_path / "data"
+    assert run(capsys, "tenants", "add", "--config", str(config), "--data", str(data))[0] == 0
+    monkeypatch.setenv(KEY_ENV, generate_key())
+    with pytest.raises(CliError) as refused:
+        run(capsys, "tenants", "add", "--config", str(config), "--data", str(data))
+    assert "sealed with another KASSASYNC_SECRET_KEY" in refused.value.message
+    assert "sealed with another KASSASYNC_SECRET_KEY" in capsys.readouterr().err
+    db = Database(data / "kassasync.db")
+    try:
+        stored = TenantDirectory(db, SecretBox(right)).get("kiosken")
+    finally:
+        db.close()
+    assert stored is not None and stored.till.token is not None
+    assert stored.till.token.reveal() == "till-token-for-kiosken"
 
 
 def test_actions_go_through_the_running_engine(
