@@ -225,17 +225,41 @@ class SieFileDoor:
         self.books.close()
 
 
+#: The longest a till waits for an answer while the deployment does not answer (a broker that
+#: hangs): then 503, send again later. A store that completes after that is not doubled by the
+#: resend: the id is known by then, and the resend is a duplicate.
+ANSWER_SECONDS = 20.0
+
+
+class DoorUnavailable(Exception):
+    """The tenants' keys cannot be read from the deployment now."""
+
+
 def create_app(
-    directory: KafkaTenantDirectory, events: EventSink, uploads: SieFileDoor | None = None
+    directory: KafkaTenantDirectory,
+    events: EventSink,
+    uploads: SieFileDoor | None = None,
+    *,
+    answer_seconds: float = ANSWER_SECONDS,
 ) -> FastAPI:
     """The ingest API: the till events' door, and the till-PC agent's with ``uploads``."""
     app = FastAPI(title="Kassasync ingest (Kafka)", version="0.1.0")
 
+    @app.exception_handler(DoorUnavailable)
+    async def unavailable(_request: Request, _failed: DoorUnavailable) -> JSONResponse:
+        return problem(503, "the deployment cannot be read now; send again later")
+
     async def authorised(tenant: str, authorization: str | None) -> bool:
         key = (authorization or "")[len("Bearer ") :].strip()
-        return (authorization or "").startswith("Bearer ") and await asyncio.to_thread(
-            directory.verify_key, tenant, key
-        )
+        if not (authorization or "").startswith("Bearer "):
+            return False
+        try:
+            return await asyncio.wait_for(
+                asyncio.to_thread(directory.verify_key, tenant, key), answer_seconds
+            )
+        except (KafkaError, TimeoutError, OSError) as failed:
+            log.error("ingest.keys_unavailable", tenant=tenant, error=type(failed).__name__)
+            raise DoorUnavailable from failed
 
     @app.post("/v1/tenants/{tenant}/events", tags=["ingest"])
     async def ingest(
@@ -256,8 +280,8 @@ def create_app(
             log.info("ingest.rejected", tenant=tenant, problems=len(problems))
             return problem(422, "the batch was not stored: fix these events and resend", problems)
         try:
-            stored = await events.store(tenant, accepted_events)
-        except Exception as failed:
+            stored = await asyncio.wait_for(events.store(tenant, accepted_events), answer_seconds)
+        except Exception as failed:  # the broker refused, failed or hung: nothing was promised
             log.error("ingest.unavailable", tenant=tenant, error=type(failed).__name__)
             return problem(503, "the event log is unavailable; resend later")
         if stored.conflicts:

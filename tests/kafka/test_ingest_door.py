@@ -6,16 +6,20 @@ dead letter on this runtime too."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import json
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
+from kafka.errors import KafkaTimeoutError
 
 from engine.clock import skew
 from engine.gateway.ingest import MAX_BODY_BYTES
@@ -186,3 +190,44 @@ async def test_a_reused_movement_id_is_a_dead_letter_on_kafka(
         other = movement("shop-b", movement_id="b-after")
         assert (await api.post(other, tenant="shop-b")).status_code == 202
         await api.until("shop-b", "stock.mv", "b-after", "shop-b after the dead letter")
+
+
+class _Stuck:
+    """A deployment that does not answer (its broker stopped with SIGSTOP): reading the tenants'
+    keys blocks until released, then fails as kafka-python does; storing never returns."""
+
+    def __init__(self, keys_answer: bool) -> None:
+        self.keys_answer = keys_answer
+        self.release = threading.Event()
+
+    def verify_key(self, _tenant: str, _key: str) -> bool:
+        if self.keys_answer:
+            return True
+        self.release.wait(10)
+        raise KafkaTimeoutError("Failed to update metadata after 60.0 secs.")
+
+    async def store(self, _tenant: str, _events: list[Any]) -> Any:
+        await asyncio.sleep(3600)
+
+
+async def test_a_deployment_that_does_not_answer_is_503_within_the_bound() -> None:
+    """Found from outside: with the broker frozen, a till's POST got no answer for 40 s and the
+    ingest logged an uncaught KafkaTimeoutError from reading the tenants' keys. Now each door
+    answers 503 ("send again later") within its bound: nothing was stored, and a resend after
+    a late store is a duplicate by its id."""
+    body = {"events": [movement("shop")]}
+    for stuck in (_Stuck(keys_answer=False), _Stuck(keys_answer=True)):
+        app = create_app(cast(Any, stuck), stuck, answer_seconds=0.5)
+        try:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app), base_url="http://ingest", timeout=10
+            ) as http:
+                started = time.monotonic()
+                answer = await http.post(
+                    "/v1/tenants/shop/events", json=body, headers={"Authorization": "Bearer k"}
+                )
+                assert answer.status_code == 503, answer.text
+                assert "later" in answer.json()["error"]
+                assert time.monotonic() - started < 3
+        finally:
+            stuck.release.set()
