@@ -47,6 +47,7 @@ from engine.gateway.ingest import Stored, store, validate_batch
 from engine.sie import read_sie_file
 from engine.sie.model import ObjectRef, SieDocument, SieType, Voucher
 from engine.sie.reader import shown
+from reconcilers.vouchers import DESCRIPTION_LIMIT, ROW_TEXT_LIMIT
 from topics.envelope import Envelope
 from topics.till import SubmittedRow, VoucherSubmitted, VoucherSubmittedData
 
@@ -316,6 +317,27 @@ def parse_dimensions(specs: list[str]) -> dict[int, str]:
     return mapping
 
 
+def _cut_in_fortnox(vouchers: list[Voucher]) -> list[str]:
+    """The texts Fortnox cannot hold whole: they are posted cut to its limits (a voucher's text
+    200 characters, a row's 100; a row without a text of its own takes the voucher's), and the
+    import says so rather than cutting in silence."""
+    said: list[str] = []
+    for voucher in vouchers:
+        name = f"{voucher.series} {voucher.number}".strip() or "without a number"
+        if len(voucher.text) > DESCRIPTION_LIMIT:
+            said.append(
+                f"line {voucher.line}, voucher {name}: its text ({len(voucher.text)} characters) "
+                f"is cut to {DESCRIPTION_LIMIT} characters in Fortnox"
+            )
+        long_rows = [r for r in voucher.trans_rows if len(r.text or voucher.text) > ROW_TEXT_LIMIT]
+        if long_rows:
+            said.append(
+                f"line {voucher.line}, voucher {name}: {len(long_rows)} row text(s) longer than "
+                f"{ROW_TEXT_LIMIT} characters are cut to {ROW_TEXT_LIMIT} in Fortnox"
+            )
+    return said
+
+
 def import_file(
     queue: VoucherQueue,
     tenant: str,
@@ -407,6 +429,7 @@ def import_file(
         ]
         return report
     accepted, duplicates = stored.accepted, stored.duplicates
+    report.warnings += _cut_in_fortnox(collected)
     report.vouchers = len(queued)
     report.accepted, report.duplicates = accepted, duplicates + len(queued) - len(fresh)
     report.note = "queued only: the running engine (kassasync run) posts them to Fortnox"

@@ -222,3 +222,19 @@ def test_import_sie_help_says_it_only_queues(shop: Shop) -> None:
     ran = kassasync(data, env, "import-sie", "--help")
     text = " ".join(ran.out.split())
     assert "This only queues: the running engine (kassasync run) posts them" in text
+
+
+def test_texts_longer_than_fortnox_takes_are_said_to_be_cut(shop: Shop, tmp_path: Path) -> None:
+    """Found from outside: a 300-character voucher text was accepted (exit 0) and posted cut
+    to 200, row texts to 100, and the import said nothing."""
+    long = voucher("A", "7", DAY, "K" * 300, ["1910 {} 10.00", '3001 {} -10.00 "" "Rad"'])
+    code, result = import_sie(shop, sie_file(tmp_path / "long.si", long))
+    assert code == 0 and result["accepted"] == 1, result
+    assert any(
+        "voucher A 7: its text (300 characters) is cut to 200" in w for w in result["warnings"]
+    ), result
+    # The row without a text of its own takes the voucher's: it is cut to 100; "Rad" is not.
+    assert any("voucher A 7: 1 row text(s) longer than 100" in w for w in result["warnings"])
+    short = voucher("A", "8", DAY, "Kort", ["1910 {} 10.00", "3001 {} -10.00"])
+    code, result = import_sie(shop, sie_file(tmp_path / "short.si", short))
+    assert code == 0 and "warnings" not in result, result
