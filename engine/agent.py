@@ -322,10 +322,13 @@ class Agent:
             f"SHA-256: {tracked.sha256}",
             f"Attempts: {tracked.attempts}",
         ]
-        if outcome.answer.get("repeat"):
+        repeat = bool(outcome.answer.get("repeat"))
+        if repeat:
             lines.append("Note: the engine had received this file before; nothing more is booked")
         if outcome.message:
-            lines.append(f"Message: {outcome.message}")
+            # A repeat is answered with the engine's answer to the first upload, as it was.
+            label = "The engine's answer to the first upload" if repeat else "Message"
+            lines.append(f"{label}: {outcome.message}")
         lines.extend(f"Problem: {p}" for p in outcome.problems[:50])
         if len(outcome.problems) > 50:
             lines.append(f"... and {len(outcome.problems) - 50} more problems")

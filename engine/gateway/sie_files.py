@@ -132,13 +132,18 @@ def shop_message(name: str, report: ImportReport) -> str:
         )
     if report.accepted == 0:
         return (
-            f"The till's file {name} was received; its {report.vouchers} vouchers had all "
+            f"The till's file {name} was received; its {_vouchers(report.vouchers)} had all "
             "been received before, so nothing more is booked."
         )
+    before = f" ({report.duplicates} received before)" if report.duplicates else ""
     return (
-        f"The till's file {name} was received: {report.accepted} vouchers will be booked in "
-        f"Fortnox" + (f" ({report.duplicates} were received before)." if report.duplicates else ".")
+        f"The till's file {name} was received: {_vouchers(report.accepted)} will be booked in "
+        f"Fortnox{before}."
     )
+
+
+def _vouchers(count: int) -> str:
+    return f"{count} voucher" if count == 1 else f"{count} vouchers"
 
 
 def _remember(db: Database, tenant: str, upload: Upload) -> None:

@@ -142,6 +142,9 @@ async def test_a_dropped_file_is_posted_once_across_engine_and_agent_restarts(
                 await until(lambda: "Z0112.2.SI" in names(sent), "the repeat in sent/")
                 repeat = (sent / "Z0112.2.SI.report.txt").read_text(encoding="utf-8")
                 assert "had received this file before" in repeat, repeat
+                # Not a second "will be booked" that reads as new: the first answer, so labelled.
+                assert "\nMessage:" not in repeat, repeat
+                assert "The engine's answer to the first upload: " in repeat, repeat
                 # A file with an account Fortnox cannot have: refused, with the reason.
                 sie_file(folder / "Z0114.SI", *BROKEN)
                 await until(lambda: "Z0114.SI" in names(refused), "Z0114.SI in refused/")
