@@ -168,8 +168,10 @@ def banner(settings: Settings, *, url: str, admin_token: str, log_file: Path | N
     lines += [
         "",
         "  The CLI on the demo's data, from another terminal:",
+        # KASSASYNC_URL: the CLI's actions go through this engine, not another one that may
+        # answer on the default port.
         f"    export KASSASYNC_DATA={settings.data} KASSASYNC_SECRET_KEY={key} "
-        f"KASSASYNC_ADMIN_TOKEN={admin_token}",
+        f"KASSASYNC_ADMIN_TOKEN={admin_token} KASSASYNC_URL={url}",
         f"    {command} status",
         "",
         "  Ctrl-C stops the demo.",

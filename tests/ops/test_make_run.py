@@ -73,7 +73,10 @@ def test_make_run_ends_with_the_login_and_the_cli_works_on_its_data(tmp_path: Pa
             "KASSASYNC_DATA",
             "KASSASYNC_SECRET_KEY",
             "KASSASYNC_ADMIN_TOKEN",
+            "KASSASYNC_URL",
         }
+        # The CLI's actions go through this demo's engine, whatever answers on port 8080.
+        assert variables["KASSASYNC_URL"] == f"http://127.0.0.1:{port}", shown
         shell = Shell(tmp_path, user_env(**variables))
         status = shell.run("kassasync status --json")
         assert status.code in (0, 2) and "Traceback" not in status.err, str(status)
