@@ -330,6 +330,9 @@ def cmd_deadletters(args: argparse.Namespace) -> int:
         _print_json({"results": results})
     else:
         for result in results:
+            if result["noop"]:  # nothing was done: the note says why
+                print(f"{result['dead_letter_id']}: {result['note']}")
+                continue
             how = " (command requeued)" if result["requeued"] else ""
             how += " (message appended again)" if result["replayed"] else ""
             print(f"{result['dead_letter_id']}: {args.action} done{how}")

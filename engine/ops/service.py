@@ -35,8 +35,10 @@ from engine.ops.status import (
     TenantSummary,
     judge_flow,
 )
+from topics import registry
 from topics.envelope import Source
 from topics.errors import ErrorKind, ShopError, shop_error
+from topics.names import Topic
 from topics.outcomes import (
     DeadLetterAction,
     DeadLetterActionData,
@@ -660,6 +662,20 @@ class Ops:
                 noop=True,
                 note=f"Nothing to retry: {fixed}. The dead letter is marked resolved.",
             )
+        unreadable = None if row.is_command else _unreadable(row)
+        if unreadable is not None:
+            # Appending it again would only park it again: say so, and leave it open.
+            return ActionResult(
+                "retry",
+                row.tenant,
+                row.id,
+                "",
+                noop=True,
+                note=(
+                    f"Nothing was sent again: the parked message cannot be read ({unreadable}). "
+                    "Have its source send a corrected one, then discard this dead letter."
+                ),
+            )
         message = self._action(row, "retry")
         requeued = replayed = False
         with self.store.atomic():
@@ -748,3 +764,13 @@ class Ops:
             command_type=row.type,
         )
         return ActionResult("discard", row.tenant, row.id, message.id)
+
+
+def _unreadable(row: DeadLetterRow) -> str | None:
+    """Why a parked message could not be appended to its topic again (None: it can be)."""
+    try:
+        registry.parse(row.payload)
+        Topic(row.topic)
+    except (ValidationError, ValueError) as bad:
+        return f"{type(bad).__name__}: {str(bad).splitlines()[0][:200]}"
+    return None

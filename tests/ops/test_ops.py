@@ -260,8 +260,13 @@ async def test_a_parked_message_is_appended_again_on_retry(tmp_path: Path) -> No
     before = engine.edge.log.count(Topic.TILL_EVENTS)
     assert engine.ops.retry("msg:till.events:7").replayed
     assert engine.edge.log.count(Topic.TILL_EVENTS) == before + 1
-    assert not engine.ops.retry("msg:till.events:8").replayed
+    unreadable = engine.ops.retry("msg:till.events:8")
+    assert not unreadable.replayed
     assert engine.edge.log.count(Topic.TILL_EVENTS) == before + 1
+    # Said, not "retry done": nothing was sent, and the dead letter stays open to discard.
+    assert unreadable.noop and unreadable.note.startswith("Nothing was sent again"), unreadable
+    [still] = [d for d in engine.ops.dead_letters(tenant=TENANT) if d.id == "msg:till.events:8"]
+    assert still.status == "open"
 
 
 async def test_drift_proxy_counts_unsettled_stock_and_unsent_articles(tmp_path: Path) -> None:
