@@ -179,7 +179,9 @@ class Ops:
             "zreports": self.store.records(tenant, "zr", where={"status": ["waiting"]}),
             "invoices": self.store.records(tenant, "inv", where={"status": ["waiting"]}),
         }
-        conflicts = self.store.count_by(tenant, "art.want", "reason").get("barcode_conflict", 0)
+        reasons = self.store.count_by(tenant, "art.want", "reason")
+        conflicts = reasons.get("barcode_conflict", 0)
+        refused = reasons.get("till_refuses", 0)
         flows: list[FlowStatus] = []
         for flow in FLOWS:
             dead_n = sum(n for t, n in dead.items() if flow_of(t) == flow)
@@ -199,6 +201,7 @@ class Ops:
                 blocked_error=None if first_error is None else first_error.message,
                 waiting=len(waiting.get(flow, [])) - len(blocked),
                 conflicts=conflicts if flow == "articles" else 0,
+                refused=refused if flow == "articles" else 0,
                 poll_last_ok=None if cursor is None else cursor.last_ok,
             )
             flows.append(judge_flow(facts, now))

@@ -64,6 +64,8 @@ class FlowFacts:
     waiting: int = 0
     #: Articles held back by a barcode conflict.
     conflicts: int = 0
+    #: Articles Fortnox has with values the till cannot take (a barcode with a space...).
+    refused: int = 0
     poll_last_ok: float | None = None
 
 
@@ -145,6 +147,10 @@ def judge_flow(facts: FlowFacts, now: float) -> FlowStatus:
         amber.append(f"{facts.waiting} item(s) waiting for Fortnox data or a customer")
     if facts.conflicts:
         amber.append(f"{facts.conflicts} article(s) held back by a barcode conflict")
+    if facts.refused:
+        amber.append(
+            f"{facts.refused} article(s) with values the till cannot take: fix them in Fortnox"
+        )
     if facts.enabled and facts.paused is None and facts.poll_last_ok is not None:
         since_poll = now - facts.poll_last_ok
         if since_poll >= STALE_POLL_SECONDS:

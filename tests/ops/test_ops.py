@@ -312,6 +312,14 @@ async def test_drift_proxy_counts_unsettled_stock_and_unsent_articles(tmp_path: 
         "A6",
         {"in_till": False, "reason": "barcode_conflict", "holder": "A4", "ean_waiting": "735"},
     )
+    # Fortnox has an EAN with a space: the till keeps its last version, the shop must fix it.
+    store.put(
+        TENANT,
+        "art.want",
+        "A7",
+        {"in_till": True, "reason": "till_refuses", "fields": ["ean"], "keep": True},
+    )
+    store.put(TENANT, "art.till", "A7", {"sent": article})
     with engine.db.transaction():
         store.stage()
         store.write()
@@ -326,6 +334,7 @@ async def test_drift_proxy_counts_unsettled_stock_and_unsent_articles(tmp_path: 
     articles = next(f for f in detail.summary.flows if f.flow == "articles")
     assert articles.light is Light.AMBER
     assert "1 article(s) held back by a barcode conflict" in articles.reasons
+    assert "1 article(s) with values the till cannot take: fix them in Fortnox" in articles.reasons
 
 
 async def test_pause_by_operator_stops_the_fortnox_session(tmp_path: Path) -> None:
