@@ -41,6 +41,8 @@ pytestmark = pytest.mark.slow
 
 #: What "within a few seconds" is held to: SIGTERM to exit, the storm still raging.
 STOP_WITHIN = 6.0
+#: How long Fortnox takes to answer the request on the wire at the stop (seconds).
+SLOW_ANSWER = 7.0
 
 
 def _free_port() -> int:
@@ -277,7 +279,8 @@ async def test_a_stop_cuts_a_commands_backoff_and_the_command_runs_once_after_th
         asked = time.monotonic()
         await rt.restart()  # a graceful stop, then a new engine on the same data
         took = time.monotonic() - asked
-        assert took < STOP_GRACE_SECONDS, f"the stop waited {took:.1f} s for the backoff"
+        # The stop and a new engine's start: well under what the backoff's tries would take.
+        assert took < STOP_WITHIN - 2.0, f"the stop waited {took:.1f} s for the backoff"
         # A graceful stop applies its log and writes its state: nothing left for the next start.
         assert rt.lag_after_stop == 0
         # Not written, and not counted as a failed attempt: the command is as it was.
@@ -296,10 +299,10 @@ async def test_a_stop_waits_a_grace_for_an_answer_on_the_wire_and_nothing_is_wri
 ) -> None:
     async with EmbeddedRuntime(tmp_path, {"customers": {"master": "till"}}, feed=False) as rt:
         await rt.settle()
-        # Fortnox takes 4 s to answer the customer's POST (then creates it all the same).
+        # Fortnox takes 7 s to answer the customer's POST (then creates it all the same).
         latency = await rt.http.post(
             f"{rt.sandbox_url}/_sandbox/faults/latency",
-            json={"ms": 4000, "method": "POST", "path_prefix": "/3/customers"},
+            json={"ms": SLOW_ANSWER * 1000, "method": "POST", "path_prefix": "/3/customers"},
         )
         latency.raise_for_status()
         sent = await rt.send(
@@ -316,10 +319,10 @@ async def test_a_stop_waits_a_grace_for_an_answer_on_the_wire_and_nothing_is_wri
         asked = time.monotonic()
         await rt.restart()
         took = time.monotonic() - asked
-        # The grace for the answer, then the stop goes on without it (not the 4 s).
-        assert STOP_GRACE_SECONDS - 0.2 <= took < STOP_GRACE_SECONDS + 1.5, took
+        # The grace for the answer, then the stop goes on without it (not the 7 s).
+        assert STOP_GRACE_SECONDS - 0.2 <= took < SLOW_ANSWER - 2.0, took
         assert rt.lag_after_stop == 0
         # The outcome was unknown: the next start settles it, and the slow POST lands too.
-        await asyncio.sleep(4.0)
+        await asyncio.sleep(SLOW_ANSWER)
         await rt.settle()
         assert len(await _customers_with(rt, "C1")) == 1
