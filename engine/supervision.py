@@ -238,6 +238,23 @@ class Supervisor:
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
 
+    async def end(self, kind: str, timeout: float) -> None:
+        """A stop was asked: wait up to ``timeout`` seconds for the loops of ``kind`` to end,
+        then cancel those still running (and wait for them to unwind)."""
+        await self.wait_for(kind, timeout)
+        late = self.tasks(kind=kind)
+        if not late:
+            return
+        log.warning(
+            "loop.cancelled_at_stop",
+            kind=kind,
+            loops=sorted(task.get_name() for task in late),
+            waited=timeout,
+        )
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+
     async def _supervise(
         self,
         state: LoopState,

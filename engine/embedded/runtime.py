@@ -397,7 +397,10 @@ class EmbeddedEngine:
                 self.server.should_exit = True
             # The sessions end first, while the feed still runs: each finishes the watch of its
             # last stock writes (at most SessionTiming's watch lag), engine/executors/fortnox.py.
-            await self.supervisor.wait_for("session", timeout=WATCH_FINISH_SECONDS)
+            # None waits for Fortnox at a stop (FortnoxSession._when_stopped); one that still
+            # runs after WATCH_FINISH_SECONDS is cancelled, its work in hand left to the next
+            # start as after a crash, so the stop ends whatever Fortnox answers.
+            await self.supervisor.end("session", timeout=WATCH_FINISH_SECONDS)
             self._apply_what_is_left()
             await self.feeds.stop()
             await asyncio.gather(*tasks, *self.supervisor.tasks(), return_exceptions=True)

@@ -37,6 +37,7 @@ from engine.fortnox.errors import (
     LicenceOrScopeMissing,
     LoginExpired,
     NotFound,
+    Stopping,
     UnknownOutcome,
     WarehouseModuleActive,
 )
@@ -268,6 +269,10 @@ def _fingerprint(obj: Any) -> str:
 #: How long a stopping runtime waits for its sessions (each finishing the feed watch of its last
 #: stock writes, :meth:`FortnoxSession.finish_watches`) before it stops the feed.
 WATCH_FINISH_SECONDS = 10.0
+#: At a stop, how long a session waits for the answer to a request already on the wire before
+#: it leaves its work in hand to the next start (waiting for the rate limiter or a retry's
+#: backoff ends at once).
+STOP_GRACE_SECONDS = 2.0
 
 
 class FortnoxSession:
@@ -312,6 +317,8 @@ class FortnoxSession:
         #: these to move.
         self.polls_done = 0
         self.masterdata_done = 0
+        #: The bound of the pass in hand, which a stop shortens to ``STOP_GRACE_SECONDS``.
+        self._work_bound: asyncio.Timeout | None = None
 
     def request_poll(self, resources: Iterable[str] = RESOURCES) -> None:
         """Something changed at Fortnox: poll ``resources`` (all by default) at once."""
@@ -396,43 +403,89 @@ class FortnoxSession:
         log.info("fortnox.session.started", tenant=self.tenant, watch=self.watch_id)
         loop = asyncio.get_running_loop()
         self._announce_watch()
-        while not stop.is_set():
-            if self.edge.paused(self.tenant) is not None:
-                await self._sleep(stop, 1.0)
-                continue
-            try:
-                worked = await self.drain(stop)
-                self._watch_delete_missing()
-                await self._report_overlaps(loop.time())
-                masterdata, resources = self._due(loop.time())
-                # Polls first: on a new tenant, the first pass over articles and customers is
-                # what the shop waits for; the bookkeeping master data is needed later.
-                if resources:
-                    self._requested.difference_update(resources)
-                    await self.poll(resources)
-                    if resources == set(RESOURCES):
-                        # The period runs from the end of a poll: however long a poll waits
-                        # for the rate limiter, the commands get the time in between.
-                        self._polled_at = loop.time()
-                    self.polls_done += 1
-                if masterdata:
-                    self._masterdata_requested = False
-                    await self.refresh_master_data()
-                    self._masterdata_at = loop.time()
-                    self.masterdata_done += 1
-                self._backoff = 1.0
-                if not worked:
-                    await self._sleep(stop, self.timing.idle_seconds)
-            except (LoginExpired, LicenceOrScopeMissing, AuthError) as denied:
-                self.edge.pause(self.tenant, denied.shop_error())
-            except FortnoxUnavailable as unavailable:
-                log.warning(
-                    "fortnox.session.unavailable", tenant=self.tenant, error=str(unavailable)
-                )
-                await self._sleep(stop, self._backoff * (1 + random.random()))
-                self._backoff = min(self._backoff * 2, 60.0)
-        await self.finish_watches()
+        stopping = asyncio.ensure_future(self._when_stopped(stop))
+        try:
+            while not stop.is_set():
+                if self.edge.paused(self.tenant) is not None:
+                    await self._sleep(stop, 1.0)
+                    continue
+                try:
+                    async with asyncio.timeout(None) as self._work_bound:
+                        worked = await self._work(stop, loop)
+                    if not worked:
+                        await self._sleep(stop, self.timing.idle_seconds)
+                except (LoginExpired, LicenceOrScopeMissing, AuthError) as denied:
+                    self.edge.pause(self.tenant, denied.shop_error())
+                except FortnoxUnavailable as unavailable:
+                    log.warning(
+                        "fortnox.session.unavailable", tenant=self.tenant, error=str(unavailable)
+                    )
+                    await self._sleep(stop, self._backoff * (1 + random.random()))
+                    self._backoff = min(self._backoff * 2, 60.0)
+                except Stopping as cut:
+                    self._work_left(cut.waiting)
+                    break
+                except TimeoutError:
+                    bound = self._work_bound
+                    if bound is None or not bound.expired() or not stop.is_set():
+                        raise
+                    self._work_left("no_answer")
+                    break
+                finally:
+                    self._work_bound = None
+            await self._finish_watches_bounded()
+        finally:
+            stopping.cancel()
         log.info("fortnox.session.stopped", tenant=self.tenant)
+
+    async def _work(self, stop: asyncio.Event, loop: asyncio.AbstractEventLoop) -> bool:
+        """One pass of the loop: the due commands, then the polls and the master data that are
+        due. True if a command was executed."""
+        worked = await self.drain(stop)
+        self._watch_delete_missing()
+        await self._report_overlaps(loop.time())
+        masterdata, resources = self._due(loop.time())
+        # Polls first: on a new tenant, the first pass over articles and customers is
+        # what the shop waits for; the bookkeeping master data is needed later.
+        if resources:
+            self._requested.difference_update(resources)
+            await self.poll(resources)
+            if resources == set(RESOURCES):
+                # The period runs from the end of a poll: however long a poll waits
+                # for the rate limiter, the commands get the time in between.
+                self._polled_at = loop.time()
+            self.polls_done += 1
+        if masterdata:
+            self._masterdata_requested = False
+            await self.refresh_master_data()
+            self._masterdata_at = loop.time()
+            self.masterdata_done += 1
+        self._backoff = 1.0
+        return worked
+
+    async def _when_stopped(self, stop: asyncio.Event) -> None:
+        """At a stop, waiting for Fortnox ends at once (a retry's backoff after a 429, the rate
+        limiter: :meth:`FortnoxClient.stop_waiting`), and the pass in hand gets
+        ``STOP_GRACE_SECONDS`` for the answer to a request already on the wire; then it is
+        cancelled. Either way the command in hand is left unsettled, as after a crash: the next
+        start runs it again, looking first where its outcome is unknown."""
+        await stop.wait()
+        self.api.client.stop_waiting()
+        if self._work_bound is not None:
+            self._work_bound.reschedule(asyncio.get_running_loop().time() + STOP_GRACE_SECONDS)
+
+    def _work_left(self, why: str) -> None:
+        log.info("fortnox.session.work_left", tenant=self.tenant, reason=why)
+
+    async def _finish_watches_bounded(self) -> None:
+        """:meth:`finish_watches`, never longer than the watch's wait plus the grace for an
+        answer: what it could not finish is left to the next watch, which reports it."""
+        try:
+            async with asyncio.timeout(self.overlaps.lag + STOP_GRACE_SECONDS):
+                await self.finish_watches()
+        except (TimeoutError, Stopping) as cut:
+            reason = cut.waiting if isinstance(cut, Stopping) else "no_answer"
+            log.info("fortnox.stock.watch_left", tenant=self.tenant, reason=reason)
 
     def _watch_delete_missing(self) -> None:
         """Delete-missing just turned on: a full pass now (it is what removes what Fortnox does
@@ -979,9 +1032,11 @@ class FortnoxSession:
                 continue
             except BaseException as failed:
                 self.overlaps.abandon(watch)
-                if isinstance(failed, (FortnoxUnavailable, FortnoxApiError, AuthError)) and sent:
-                    # Refused before it was applied (429, never sent), or answered with a
-                    # refusal (4xx): nothing to settle.
+                refused = (FortnoxUnavailable, FortnoxApiError, AuthError, Stopping)
+                if isinstance(failed, refused) and sent:
+                    # Refused before it was applied (429, never sent), answered with a refusal
+                    # (4xx), or not sent at all (the engine stopped while it waited for the
+                    # limiter): nothing to settle.
                     self.edge.remember_intent(
                         command.id, {"read": str(sent[-1].read), "applied": "no"}
                     )

@@ -16,8 +16,9 @@ counts it on arrival, somewhere in between.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Self
@@ -30,6 +31,7 @@ from engine.fortnox.errors import (
     LoginExpired,
     RateLimited,
     ServerError,
+    Stopping,
     TransportFailure,
     UnexpectedResponse,
     UnknownOutcome,
@@ -50,8 +52,54 @@ API_BASE_URL = "https://api.fortnox.se"
 Params = Mapping[str, str | int | float | None]
 
 
+#: A wait of the client's that :meth:`Waits.stop` cuts short (what it waits for, by name).
+Waiting = Callable[[str], contextlib.AbstractAsyncContextManager[None]]
+
+
+class Waits:
+    """The waits of one client's requests that a stopping engine cuts short: the rate limiter's
+    before a request is sent, a retry's backoff before it is sent again.
+
+    Once :meth:`stop` is called, a wait in progress ends at once, and so does any later one
+    that would have to wait (a request the limiter lets go at once is still sent): either
+    raises :class:`~engine.fortnox.errors.Stopping`. A request on the wire is not touched: its
+    answer is left to come (the session bounds how long it waits for it).
+    """
+
+    def __init__(self, tenant: str) -> None:
+        self.tenant = tenant
+        self.stopping = False
+        self._open: set[asyncio.Timeout] = set()
+
+    @contextlib.asynccontextmanager
+    async def waiting(self, what: str) -> AsyncIterator[None]:
+        cut: asyncio.Timeout | None = None
+        try:
+            # Stopping already: the block may still finish without waiting, never with a wait.
+            async with asyncio.timeout(0.0 if self.stopping else None) as cut:
+                self._open.add(cut)
+                try:
+                    yield
+                finally:
+                    self._open.discard(cut)
+        except TimeoutError:
+            if cut is None or not cut.expired() or not self.stopping:
+                raise
+            log.info("fortnox.wait.cut", tenant=self.tenant, waiting=what)
+            raise Stopping(self.tenant, what) from None
+
+    def stop(self) -> None:
+        """The engine is stopping: no request waits any longer (see the class)."""
+        self.stopping = True
+        now = asyncio.get_running_loop().time()
+        for cut in list(self._open):
+            cut.reschedule(now)
+
+
 class LimitedTransport(httpx.AsyncBaseTransport):
-    """Waits for the rate limiter, then sends. Does not close a transport it does not own."""
+    """Waits for the rate limiter, then sends. Does not close a transport it does not own.
+    ``waiting`` (the client's :meth:`Waits.waiting`) lets a stopping engine cut the wait short:
+    the request is then not sent."""
 
     def __init__(
         self,
@@ -60,14 +108,20 @@ class LimitedTransport(httpx.AsyncBaseTransport):
         *,
         on_wait: Callable[[float], None] | None = None,
         owns_inner: bool = True,
+        waiting: Waiting | None = None,
     ) -> None:
         self.inner = inner
         self.limiter = limiter
         self._on_wait = on_wait
         self._owns_inner = owns_inner
+        self._waiting = waiting
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        slot = await self.limiter.acquire_slot()
+        if self._waiting is None:
+            slot = await self.limiter.acquire_slot()
+        else:
+            async with self._waiting("rate_limiter"):
+                slot = await self.limiter.acquire_slot()
         try:
             if self._on_wait is not None:
                 self._on_wait(slot.waited)
@@ -113,12 +167,15 @@ class FortnoxClient:
             tokens.client_id, tenant, rate_window
         )
         self._sleep = sleep
+        #: The waits a stopping engine cuts short (:meth:`stop_waiting`).
+        self.waits = Waits(tenant)
         inner = transport or httpx.AsyncHTTPTransport(retries=0)
         limited = LimitedTransport(
             inner,
             self.limiter,
             on_wait=self._limiter_waited,
             owns_inner=(transport is None) if owns_transport is None else owns_transport,
+            waiting=self.waits.waiting,
         )
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
@@ -139,6 +196,13 @@ class FortnoxClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    def stop_waiting(self) -> None:
+        """The engine is stopping: a request waiting for the rate limiter or for its retry's
+        backoff (after a 429, say) gives up at once with
+        :class:`~engine.fortnox.errors.Stopping` instead of being sent (again); so does any later
+        one that would have to wait. Requests on the wire get their answers."""
+        self.waits.stop()
 
     def _limiter_waited(self, seconds: float) -> None:
         self.metrics.limiter_waited(tenant=self.tenant, seconds=seconds)
@@ -327,7 +391,8 @@ class FortnoxClient:
             method=error.method,
             resource=resource_of(error.path or ""),
         )
-        await self._sleep(delay)
+        async with self.waits.waiting(f"retry after {reason}"):
+            await self._sleep(delay)
 
     def _unknown_outcome(
         self,

@@ -237,6 +237,25 @@ class UnknownOutcome(FortnoxUnavailable):
         self.cause = cause
 
 
+class Stopping(Exception):
+    """The engine is stopping: a request waited (a retry's backoff, the rate limiter) and
+    was not sent, or not sent again, so that the stop is not held up by a wait for Fortnox.
+
+    What is known of the request is what the attempts before the wait showed: the client
+    retries a non-idempotent request only when Fortnox provably did not apply it (a 429, a
+    connection never opened), so such a request was not applied (an idempotent one may have
+    been; running it again is harmless). Not a :class:`FortnoxError` on purpose: no
+    handler of Fortnox's failures may take it for one (settle a command as failed, count it
+    against Fortnox's breaker, report a stock write from it). It ends the session's work in
+    hand; the command it was for is left as it was and runs again after the next start.
+    """
+
+    def __init__(self, tenant: str, waiting: str) -> None:
+        super().__init__(f"stopping: no more waiting for Fortnox ({waiting}) for {tenant}")
+        self.tenant = tenant
+        self.waiting = waiting
+
+
 # --- Fortnox said no ---------------------------------------------------------------------------
 
 

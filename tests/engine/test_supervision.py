@@ -175,3 +175,35 @@ def test_a_refused_record_is_named_without_its_data() -> None:
     assert cause.startswith("ValidationError (Article, 1 errors): ean:")
     assert "private-customer" not in cause
     assert len(describe(RuntimeError("x" * 5000))) <= 400
+
+
+async def test_at_a_stop_loops_that_do_not_end_in_time_are_cancelled_and_the_rest_wait() -> None:
+    sup = Supervisor()
+    stop = asyncio.Event()
+    unwound: list[str] = []
+
+    async def deaf() -> None:  # ignores the stop (a session waiting for Fortnox's answer)
+        try:
+            await asyncio.sleep(60)
+        finally:
+            unwound.append("deaf")
+
+    async def prompt() -> None:
+        await stop.wait()
+        await asyncio.sleep(0.05)  # a little work at the stop, well within the time
+        unwound.append("prompt")
+
+    sup.spawn("session:a", deaf, stop, kind="session", finite=True)
+    sup.spawn("session:b", prompt, stop, kind="session", finite=True)
+    other = sup.spawn("processor", lambda: stop.wait(), stop)
+    await asyncio.sleep(0.05)  # every loop running
+    stop.set()
+    started = asyncio.get_running_loop().time()
+    with capture_logs() as logs:
+        await sup.end("session", timeout=0.3)
+    assert asyncio.get_running_loop().time() - started < 1.0
+    assert sorted(unwound) == ["deaf", "prompt"]
+    assert sup.tasks(kind="session") == []
+    cancelled = [e for e in logs if e["event"] == "loop.cancelled_at_stop"]
+    assert [e["loops"] for e in cancelled] == [["session:a"]]
+    await other

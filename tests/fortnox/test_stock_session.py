@@ -13,7 +13,7 @@ import pytest
 
 from engine.executors.fortnox import FortnoxSession
 from engine.fortnox.api import FortnoxApi
-from engine.fortnox.errors import FortnoxApiError
+from engine.fortnox.errors import FortnoxApiError, Stopping
 from engine.secrets import SecretBox
 from engine.store.outbox import Pending
 from tests.fortnox.sandbox_env import SandboxEnv, asgi_sandbox, http_sandbox
@@ -121,6 +121,34 @@ async def test_a_5xx_answer_is_written_again_from_a_new_read(
         assert await _level(env, "1001") == before - 3
         assert (await _audit(env))["api_writes"] == 1  # the refused one never ran
         assert ports.intents[command.id] == {"read": str(before), "written": str(before - 3)}
+
+
+async def test_a_stop_while_the_write_waits_records_that_it_was_not_sent(
+    tmp_path: Path, box: SecretBox
+) -> None:
+    async with asgi_sandbox() as env:
+        session, ports = await _session(env, tmp_path, box)
+        before = await _level(env, "1004")
+        client = session.api.client
+        remember = ports.remember_intent
+
+        def stop_as_the_intent_is_recorded(command_id: str, intent: dict[str, Any]) -> None:
+            remember(command_id, intent)
+            if "written" in intent:
+                # The engine stops right then, and a 429 elsewhere has paused the tenant: the
+                # write, on its held slot, would wait out the pause.
+                client.stop_waiting()
+                client.limiter.penalize(30.0)
+
+        ports.remember_intent = stop_as_the_intent_is_recorded  # type: ignore[method-assign]
+        command = _command("1004", -1)
+        with pytest.raises(Stopping):
+            await session._stock_quantity(command, _pending(command))
+        assert (await _audit(env))["api_writes"] == 0
+        assert await _level(env, "1004") == before
+        # Provably not sent: the next start writes from a new read, and reports nothing.
+        assert ports.intents[command.id] == {"read": str(before), "applied": "no"}
+        await client.aclose()
 
 
 async def test_a_crash_before_the_write_arrived_writes_from_a_new_read(
