@@ -230,6 +230,10 @@ def on_outcome(ctx: Ctx, key: str, outcome: OutcomeData) -> None:
         }
         ctx.note("zreport.posted", key=key, **voucher)
         _set(ctx, key, record, "posted", voucher=voucher)
+        # "Not posted, before the start date" is no longer true (the start date moved).
+        said = ctx.txn.get("report", f"zreport:{key}")
+        if said is not None and said.get("kind") == "skipped_before_start":
+            ctx.txn.delete("report", f"zreport:{key}")
     elif outcome.status in (OutcomeStatus.REJECTED, OutcomeStatus.SKIPPED):
         error = outcome.error.model_dump(mode="json") if outcome.error else None
         _set(ctx, key, record, "waiting", error=error)

@@ -456,11 +456,15 @@ def test_start_date_is_honoured_and_moving_it_earlier_posts_the_waiting_days() -
     run_fortnox(world)
     assert record(world, z_on(dt.date(2025, 3, 13), 1))["status"] == "before_start"
     assert [v["key"] for v in world.fx_vouchers] == ["K1:2"]
+    said = world.state.get("report", "zreport:K1:1")
+    assert said is not None and said["kind"] == "skipped_before_start"
     world.change_settings(
         world.settings.model_copy(update={"zreports": z_settings(start_date=dt.date(2025, 3, 1))})
     )
     run_fortnox(world)
     assert sorted(v["key"] for v in world.fx_vouchers) == ["K1:1", "K1:2"]
+    # Posted now: the dashboard no longer says it was not posted.
+    assert world.state.get("report", "zreport:K1:1") is None
 
 
 def test_manual_export_posts_only_what_is_missing_and_honours_the_start_date() -> None:
