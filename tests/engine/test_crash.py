@@ -9,7 +9,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,9 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from engine.net import loopback_listener
 from engine.secrets import SecretBox, generate_key
 from engine.store.db import Database
 from engine.tenants import FortnoxConnection, TenantConfig, TenantDirectory, TillConnection
@@ -32,25 +29,11 @@ from sandbox.till import TillState
 from sandbox.till import create_app as create_till
 from tests.procs import terminate
 from tests.scenarios.harness import BASE_SETTINGS, TENANT, WINDOW, merged
+from tests.servers import free_port, serve
 from topics.settings import TenantSettings
 
 KILLS = int(os.environ.get("KASSASYNC_CRASH_KILLS", "20"))
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def _serve(app: Any) -> tuple[str, uvicorn.Server, asyncio.Task[None]]:
-    sock = loopback_listener()
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
-    return f"http://127.0.0.1:{sock.getsockname()[1]}", server, task
 
 
 class Engine:
@@ -123,9 +106,9 @@ async def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: P
     key = generate_key()
     sandbox_state = SandboxState(rate_window_seconds=WINDOW)
     seeded = seed_demo(sandbox_state, client_id="kassasync-crash")
-    sandbox_url, sandbox_server, sandbox_task = await _serve(create_sandbox(sandbox_state))
+    sandbox_url, sandbox_server, sandbox_task = await serve(create_sandbox(sandbox_state))
     till = TillState(tenant=TENANT, token="till-token")
-    till_url, till_server, till_task = await _serve(create_till(till))
+    till_url, till_server, till_task = await serve(create_till(till))
     credentials = seeded.credentials(sandbox_url)
 
     data = tmp_path / "engine"
@@ -145,7 +128,7 @@ async def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: P
         )
     )
     directory.db.close()
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "KASSASYNC_SECRET_KEY": key,

@@ -12,7 +12,6 @@ import asyncio
 import datetime as dt
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,10 +20,8 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from engine.executors.fortnox import STOP_GRACE_SECONDS
-from engine.net import loopback_listener
 from engine.secrets import SecretBox, generate_key
 from engine.store.db import Database
 from engine.tenants import FortnoxConnection, TenantConfig, TenantDirectory, TillConnection
@@ -35,6 +32,7 @@ from sandbox.till import TillState
 from sandbox.till import create_app as create_till
 from tests.procs import terminate
 from tests.scenarios.harness import BASE_SETTINGS, TENANT, WINDOW, EmbeddedRuntime, merged
+from tests.servers import free_port, serve
 from topics.settings import TenantSettings
 
 pytestmark = pytest.mark.slow
@@ -43,21 +41,6 @@ pytestmark = pytest.mark.slow
 STOP_WITHIN = 6.0
 #: How long Fortnox takes to answer the request on the wire at the stop (seconds).
 SLOW_ANSWER = 7.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def _serve(app: Any) -> tuple[str, uvicorn.Server, asyncio.Task[None]]:
-    sock = loopback_listener()
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
-    return f"http://127.0.0.1:{sock.getsockname()[1]}", server, task
 
 
 def _start(data: Path, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -116,9 +99,9 @@ async def test_sigterm_in_a_rate_limit_storm_stops_within_seconds_and_loses_noth
     key = generate_key()
     sandbox_state = SandboxState(rate_window_seconds=WINDOW)
     seeded = seed_demo(sandbox_state, client_id="kassasync-stop")
-    sandbox_url, sandbox_server, sandbox_task = await _serve(create_sandbox(sandbox_state))
+    sandbox_url, sandbox_server, sandbox_task = await serve(create_sandbox(sandbox_state))
     till = TillState(tenant=TENANT, token="till-token")
-    till_url, till_server, till_task = await _serve(create_till(till))
+    till_url, till_server, till_task = await serve(create_till(till))
     data = tmp_path / "engine"
     directory = TenantDirectory(Database(data / "kassasync.db"), SecretBox(key))
     api_key = directory.upsert(
@@ -137,7 +120,7 @@ async def test_sigterm_in_a_rate_limit_storm_stops_within_seconds_and_loses_noth
         )
     )
     directory.db.close()
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "KASSASYNC_SECRET_KEY": key,
