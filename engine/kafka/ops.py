@@ -290,6 +290,10 @@ def _assigned(assignment: Any) -> Iterator[tuple[str, list[int]]]:
 class KafkaOps:
     """The Kafka deployment's :class:`Ops`, its read model and the loop that keeps it fresh."""
 
+    #: The topics the read model read nothing of at its last catch-up because they did not
+    #: exist yet (the state changelog until a worker first starts): ``/healthz`` names them.
+    waiting_for: tuple[str, ...] = ()
+
     def __init__(self, config: KafkaConfig, path: Path | None = None) -> None:
         self.config = config
         where = path or config.data_dir / "ops" / f"{config.app_id}.db"
@@ -304,6 +308,7 @@ class KafkaOps:
 
     def catch_up(self, timeout: float = 30.0) -> None:
         self.readmodel.catch_up(timeout)
+        self.waiting_for = tuple(self.readmodel.missing())
         self.last_caught_up = time.time()
         self.last_error = None
 
@@ -396,6 +401,9 @@ def health_of(kafka: KafkaOps) -> Callable[[], Awaitable[JSONResponse]]:
         age = None if kafka.last_caught_up is None else time.time() - kafka.last_caught_up
         ok = age is not None and age < STALE_AFTER
         body: dict[str, object] = {"ok": ok, "runtime": "kafka", "read_model_age_seconds": age}
+        if kafka.waiting_for:
+            # Not a fault (no worker has started yet, say), but what the pages cannot show yet.
+            body["waiting_for_topics"] = list(kafka.waiting_for)
         if not ok:
             body["reason"] = kafka.last_error or "the read model has not caught up with Kafka yet"
         return JSONResponse(body, status_code=200 if ok else 503)

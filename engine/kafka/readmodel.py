@@ -20,7 +20,9 @@ Every record is projected from the ``~journal`` of its batch too, which precedes
 changelog: the worker writes the records behind their journals, up to a second later.
 
 The read model is a cache: delete its file and it is rebuilt from the topics. Its positions
-commit with what they brought, so a restarted projection resumes where it stopped.
+commit with what they brought, so a restarted projection resumes where it stopped. It may start
+before the topics it reads exist (the first worker makes the state changelog): a topic that
+appears later is read from its start at the next catch-up (:meth:`KafkaReadModel.missing`).
 """
 
 from __future__ import annotations
@@ -83,6 +85,8 @@ class KafkaReadModel:
         self.db = db
         self._consumer: KafkaConsumer | None = None
         self._partitions: list[TopicPartition] = []
+        #: What :meth:`missing` said at the last look (logged when it changes).
+        self._waiting: list[str] = []
         with db.transaction() as conn:
             for ddl in _DDL:
                 conn.execute(ddl)
@@ -101,21 +105,57 @@ class KafkaReadModel:
         ).fetchall()
         return {str(t): int(o) for t, o in rows}
 
+    def missing(self) -> list[str]:
+        """The source topics (or some of their partitions) not read because they did not exist
+        at the last look: the state changelog until a worker first starts, every topic before
+        ``kafka init``. Looked for again at each catch-up while any is missing."""
+        assigned = set(self._partitions)
+        return sorted({tp.topic for tp in self._sources() if tp not in assigned})
+
     def _open(self) -> KafkaConsumer:
         if self._consumer is None:
-            consumer = KafkaConsumer(
+            self._consumer = KafkaConsumer(
                 bootstrap_servers=self.config.bootstrap,
                 enable_auto_commit=False,
                 isolation_level="read_committed",
             )
-            known = consumer.topics()
-            self._partitions = [tp for tp in self._sources() if tp.topic in known]
+            self._partitions = []
+        if self.missing():
+            self._assign_new(self._consumer)
+        return self._consumer
+
+    def _assign_new(self, consumer: KafkaConsumer) -> None:
+        """Add the sources that exist now to the assignment, each from its committed position.
+
+        The read model may well start before the topics it reads: the worker makes the state
+        changelog when it first starts, and an ops service or an ingest may start before any
+        worker (or before ``kafka init``). So the assignment is not fixed when the consumer
+        opens: while a source is missing, each catch-up asks the broker again and reads what
+        has appeared since (the partitions already assigned keep their positions).
+        """
+        assigned = set(self._partitions)
+        wanted = [tp for tp in self._sources() if tp not in assigned]
+        known = consumer.topics()  # a metadata request to the broker, not the client's cache
+        ready = [
+            tp
+            for tp in wanted
+            if tp.topic in known and tp.partition in (consumer.partitions_for_topic(tp.topic) or ())
+        ]
+        if ready:
+            self._partitions = [*self._partitions, *ready]
             consumer.assign(self._partitions)
             positions = self._positions()
-            for tp in self._partitions:
+            for tp in ready:
                 consumer.seek(tp, positions.get(_where(tp), 0))
-            self._consumer = consumer
-        return self._consumer
+            log.info(
+                "readmodel.topics_assigned",
+                topics=sorted({tp.topic for tp in ready}),
+                partitions=len(ready),
+            )
+        waiting = self.missing()
+        if waiting != self._waiting:
+            log.info("readmodel.topics_missing", topics=waiting)
+            self._waiting = waiting
 
     def close(self) -> None:
         if self._consumer is not None:
