@@ -19,6 +19,7 @@ instead of one per record changed.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import json
@@ -34,9 +35,10 @@ import httpx
 import structlog
 import uvicorn
 from aiokafka import AIOKafkaProducer
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from faust.types import TP
 from kafka import KafkaProducer
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from engine.clock import utcnow
 from engine.core.process import Admitted, Inbound, Outcome, Step, log_decisions, process
@@ -70,6 +72,7 @@ from engine.kafka.store import (
     journal_number,
 )
 from engine.kafka.topics import partition_for
+from engine.metrics import EngineMetrics
 from engine.secrets import SecretBox
 from engine.store.db import Database
 from engine.store.outbox import TARGETS
@@ -132,6 +135,10 @@ class _Batch:
     order: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
     #: Operators' actions on commands being retried, carried out once the batch is durable.
     actions: list[CommandAction] = field(default_factory=list)
+    #: What the batch reconciled, emitted and dead-lettered, counted in /metrics once durable.
+    by_type: collections.Counter[str] = field(default_factory=collections.Counter)
+    commands_by_type: collections.Counter[str] = field(default_factory=collections.Counter)
+    dead_letters: int = 0
 
     def put(self, data: TenantData, kind: str, key: str, value: Record | None) -> None:
         data.set(kind, key, value)
@@ -241,7 +248,11 @@ class KafkaRuntime:
         self._exec_stop = asyncio.Event()
         self._exec_tasks: list[asyncio.Task[None]] = []
         #: Every executor loop of this worker runs under it (see engine/supervision.py).
-        self.supervisor = Supervisor(restarts)
+        #: The worker's own series (messages, commands, dead letters, loop restarts, health),
+        #: served on its health port's /metrics.
+        self.metrics = EngineMetrics()
+        self.supervisor = Supervisor(restarts or self.metrics)
+        self.metrics.watch_health(self.health)
         self.keeper = SessionKeeper(
             self.supervisor,
             self.directory.cached,
@@ -537,6 +548,8 @@ class KafkaRuntime:
             )
         if journals:
             await asyncio.gather(*journals)
+        # Durable now: the worker's /metrics counts it (the embedded engine's series).
+        self.metrics.batch(batch.by_type, batch.commands_by_type, batch.dead_letters)
         for partition, applied in batch.order.items():
             marker = self.markers.setdefault(partition, {})
             for topic, offset in applied:
@@ -622,8 +635,10 @@ class KafkaRuntime:
             batch.actions.append(step.message)
         for (kind, rkey), rvalue in step.puts.items():
             batch.put(data, kind, rkey, rvalue)
+        batch.by_type[step.message_type] += 1
         for emitted in step.commands:
             batch.out.append((emitted.topic, tenant, emitted.payload))
+            batch.commands_by_type[emitted.type] += 1
             self.counters.commands_out += 1
             if data.get(CMD, emitted.id) is not None:
                 continue
@@ -673,6 +688,8 @@ class KafkaRuntime:
             ),
         )
         batch.out.append((Topic.DEAD_LETTERS, tenant, registry.dump(letter)))
+        batch.by_type[step.message_type] += 1
+        batch.dead_letters += 1
         self.counters.dead_letters += 1
 
     def _command_action(self, action: CommandAction) -> None:
@@ -856,7 +873,9 @@ class KafkaRuntime:
             await self._serve_health(self.health_port)
 
     async def _serve_health(self, port: int) -> None:
-        """The worker's ``/healthz``: its executor loops, as the embedded engine's."""
+        """The worker's ``/healthz``: its executor loops, as the embedded engine's; and its
+        ``/metrics``: what it reconciled, emitted and dead-lettered, its loops' restarts and
+        health (``kassasync_healthy``, ``kassasync_loop_problems``)."""
         app = FastAPI(title="Kassasync worker", docs_url=None, redoc_url=None, openapi_url=None)
         app.include_router(
             healthz_router(
@@ -868,6 +887,12 @@ class KafkaRuntime:
                 },
             )
         )
+        metrics = self.metrics
+
+        @app.get("/metrics", include_in_schema=False)
+        async def served_metrics() -> Response:
+            return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
         # The door's timeouts and limits, and uvicorn's warnings in the engine's JSON log.
         config = server_config(app, host="127.0.0.1", port=port, settings=DoorSettings())
         server = self._health_server = uvicorn.Server(config)

@@ -119,6 +119,28 @@ async def test_a_crashed_tick_loop_and_an_unreadable_tenant_are_red_on_the_worke
             await eventually(only_the_tenant_left, 20, "the tick loop to run again")
             assert time.monotonic() - started < 20
 
+            # The worker's own /metrics: its health and its loops' restarts, as the embedded
+            # engine's (the ops service holds the deployment's gauges).
+            async with httpx.AsyncClient(timeout=5) as http:
+                served = (await http.get(url + "/metrics")).text
+            assert "kassasync_healthy 0.0" in served  # shop-old's session is still red
+            assert 'kassasync_loop_problems{loop="session"} 1.0' in served
+            restarted = [
+                line
+                for line in served.splitlines()
+                if line.startswith('kassasync_loop_restarts_total{loop="ticks"}')
+            ]
+            assert restarted and float(restarted[0].split()[-1]) >= 1, served
+            # What it reconciled: the tenants' settings at least (sync.settings.changed).
+            reconciled = [
+                line
+                for line in served.splitlines()
+                if line.startswith("kassasync_messages_in_total{")
+                and 'type="sync.settings.changed"' in line
+            ]
+            assert reconciled and float(reconciled[0].split()[-1]) >= 1, served
+            assert "kassasync_messages_dead_lettered_total 0.0" in served
+
             # A data folder that is (as good as) full is red naming it, and green once there
             # is room again, without a restart.
             runtime.disk.min_free_bytes = 2**62
