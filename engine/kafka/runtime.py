@@ -833,7 +833,9 @@ class KafkaRuntime:
         if self.token_store is None:
             self.config.tokens.parent.mkdir(parents=True, exist_ok=True)
             self.token_store = SqliteTokenStore(self.config.tokens, self.box)
-        return await open_api(config, self.token_store, limiters=self.limiters)
+        return await open_api(
+            config, self.token_store, limiters=self.limiters, metrics=self.metrics.fortnox
+        )
 
     async def _ensure_sessions(self, stop: asyncio.Event) -> None:
         if stop.is_set() or self._exec_stop.is_set():

@@ -75,5 +75,15 @@ async def test_delete_missing_takes_effect_at_the_start_up_full_pass(
 
             await eventually(removed, 60, "the start-up full pass to remove what is gone")
             assert "1001" in till.articles and "fortnox-1" in till.customers
+            if isinstance(second, KafkaHarness):
+                # The worker's /metrics counts its Fortnox requests, as the embedded engine's.
+                served = second.runtime.metrics.render().decode()
+                counted = [
+                    float(line.split()[-1])
+                    for line in served.splitlines()
+                    if line.startswith("kassasync_fortnox_requests_total{")
+                    and 'resource="/3/articles"' in line
+                ]
+                assert counted and sum(counted) >= 1, served
     finally:
         await world.stop()
