@@ -31,7 +31,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
-from pydantic import ValidationError
 
 from engine.clock import utcnow
 from engine.kafka.config import KafkaConfig
@@ -148,14 +147,9 @@ class KafkaOpsStore(SqliteOpsStore):
         return self._command_action(command_id, "cancel", reason)
 
     def replay(self, row: DeadLetterRow) -> bool:
-        try:
-            topic = Topic(row.topic)
-            registry.parse(row.payload)
-        except (ValidationError, ValueError):
+        if row.unreadable() is not None or Topic(row.topic) not in RECONCILED_TOPICS:
             return False
-        if topic not in RECONCILED_TOPICS:
-            return False
-        self._send(topic, row.tenant, row.payload)
+        self._send(Topic(row.topic), row.tenant, row.payload)
         return True
 
 

@@ -6,8 +6,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from engine.ops.flows import COMMAND_TOPICS, flow_of
+from topics import registry
 from topics.errors import ShopError
+from topics.names import Topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +45,16 @@ class DeadLetterRow:
             return json.loads(self.payload)
         except ValueError:
             return self.payload.decode("utf-8", "replace")
+
+    def unreadable(self) -> str | None:
+        """Why the parked message cannot go on its topic again (None: it can): a payload the
+        contract refuses (a year-1 date, an unknown type) would only be parked again."""
+        try:
+            Topic(self.topic)
+            registry.parse(self.payload)
+        except (ValidationError, ValueError) as bad:
+            return f"{type(bad).__name__}: {str(bad).splitlines()[0][:200]}"
+        return None
 
 
 @dataclass(frozen=True, slots=True)

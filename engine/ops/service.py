@@ -35,10 +35,8 @@ from engine.ops.status import (
     TenantSummary,
     judge_flow,
 )
-from topics import registry
 from topics.envelope import Source
 from topics.errors import ErrorKind, ShopError, shop_error
-from topics.names import Topic
 from topics.outcomes import (
     DeadLetterAction,
     DeadLetterActionData,
@@ -665,7 +663,7 @@ class Ops:
                 noop=True,
                 note=f"Nothing to retry: {fixed}. The dead letter is marked resolved.",
             )
-        unreadable = None if row.is_command else _unreadable(row)
+        unreadable = None if row.is_command else row.unreadable()
         if unreadable is not None:
             # Appending it again would only park it again: say so, and leave it open.
             return ActionResult(
@@ -767,13 +765,3 @@ class Ops:
             command_type=row.type,
         )
         return ActionResult("discard", row.tenant, row.id, message.id)
-
-
-def _unreadable(row: DeadLetterRow) -> str | None:
-    """Why a parked message could not be appended to its topic again (None: it can be)."""
-    try:
-        registry.parse(row.payload)
-        Topic(row.topic)
-    except (ValidationError, ValueError) as bad:
-        return f"{type(bad).__name__}: {str(bad).splitlines()[0][:200]}"
-    return None

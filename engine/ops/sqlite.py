@@ -10,7 +10,6 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 import structlog
-from pydantic import ValidationError
 
 from engine.ops.records import Cursor, DeadLetterRow, Drift, PendingCommand, PendingGroup, TenantRef
 from engine.store.db import Database
@@ -267,12 +266,9 @@ class SqliteOpsStore:
             return self.dead.resolve(dead_letter_id, status)
 
     def replay(self, row: DeadLetterRow) -> bool:
-        try:
-            message = registry.parse(row.payload)
-            topic = Topic(row.topic)
-        except (ValidationError, ValueError):
+        if row.unreadable() is not None:
             return False
-        self.log.append_raw(topic, message, row.payload)
+        self.log.append_raw(Topic(row.topic), registry.parse(row.payload), row.payload)
         return True
 
     def retrying(self, tenant: str | None = None, limit: int | None = None) -> list[PendingCommand]:
