@@ -32,7 +32,7 @@ from engine.fortnox.onboarding import (
     public_url_from_env,
 )
 from engine.fortnox.tokens import SqliteTokenStore
-from engine.fortnox_factory import resolve_connection
+from engine.fortnox_factory import NoFortnoxApp, resolve_connection
 from engine.ops import EmbeddedProbe, Ops, SqliteOpsStore
 from engine.secrets import SecretBox
 from engine.store.db import Database
@@ -167,5 +167,5 @@ def _app(config: TenantConfig) -> FortnoxApp | None:
         return FortnoxApp.from_env()
     try:
         return resolve_connection(config.fortnox, None).app
-    except ValueError:
+    except NoFortnoxApp:
         return None
