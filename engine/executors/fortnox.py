@@ -456,10 +456,7 @@ class FortnoxSession:
                 self._polled_at = loop.time()
             self.polls_done += 1
         if masterdata:
-            self._masterdata_requested = False
-            await self.refresh_master_data()
-            self._masterdata_at = loop.time()
-            self.masterdata_done += 1
+            await self._read_master_data()
         self._backoff = 1.0
         return worked
 
@@ -858,8 +855,7 @@ class FortnoxSession:
             log.info(
                 "fortnox.masterdata.refresh_asked", tenant=self.tenant, reason=command.data.reason
             )
-            await self.refresh_master_data()
-            self._masterdata_at = asyncio.get_running_loop().time()
+            await self._read_master_data()
             return {}, []
         raise FortnoxApiError(f"Kassasync cannot execute {type(command).__name__} in Fortnox")
 
@@ -1387,6 +1383,14 @@ class FortnoxSession:
             for p in found
             if p.project_number
         ]
+
+    async def _read_master_data(self) -> None:
+        """Read the master data now (its period or a voucher waiting on it asked); the next
+        periodic read counts from here."""
+        self._masterdata_requested = False
+        await self.refresh_master_data()
+        self._masterdata_at = asyncio.get_running_loop().time()
+        self.masterdata_done += 1
 
     async def refresh_master_data(self) -> None:
         bk = self.api.bookkeeping
