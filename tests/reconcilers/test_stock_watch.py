@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from reconcilers.stock import OVERLAPS, UNCHECKED, WATCHES
-from tests.reconcilers.test_stock_repair import _world, stock_command
+from tests.reconcilers.test_stock_repair import _found, _world, stock_command
 from tests.reconcilers.world import World
 from topics import commands as cm
 from topics import fortnox as fx
@@ -92,14 +92,7 @@ def test_an_overlap_found_ends_the_watch_and_is_reported_once() -> None:
     world = _world()
     _started(world, "w1")
     command = _write(world, "w1")
-    world.send(
-        fx.FortnoxStockOverlapFound,
-        data={
-            "article_number": "A1",
-            "command_id": command.id,
-            "overlap": {"reason": "feed_event_in_window", "read": "10", "written": "8"},
-        },
-    )
+    _found(world, command.id, {"read": "10", "written": "8"})
     world.process_all()
     assert _unchecked(world) == set()
     _started(world, "w2")
@@ -152,12 +145,8 @@ def test_each_write_of_a_command_is_reported_on_its_own() -> None:
     assert [(r["read"], r["written"]) for r in first] == [("10", "8")]
     # The second write is watched like any other: a crash now would still report it.
     assert _unchecked(world) == {command.id}
-    overlap = {"reason": "feed_event_in_window", "read": "9", "written": "7"}
     for _ in range(2):  # delivered twice: reported once
-        world.send(
-            fx.FortnoxStockOverlapFound,
-            data={"article_number": "A1", "command_id": command.id, "overlap": overlap},
-        )
+        _found(world, command.id, {"read": "9", "written": "7"})
     world.process_all()
     reports = world.write_reports(OVERLAPS, command.id)
     assert sorted((r["reason"], r["read"], r["written"]) for r in reports) == [
@@ -176,14 +165,7 @@ def test_a_report_stored_under_the_bare_command_id_still_counts_for_its_write() 
     command = _write(world, "w1")
     legacy = {"article": "A1", "reason": "feed_event_in_window", "read": "10", "written": "8"}
     world.state.records[(OVERLAPS, command.id)] = legacy
-    world.send(
-        fx.FortnoxStockOverlapFound,
-        data={
-            "article_number": "A1",
-            "command_id": command.id,
-            "overlap": {"reason": "feed_event_in_window", "read": "10", "written": "8"},
-        },
-    )
+    _found(world, command.id, {"read": "10", "written": "8"})
     world.process_all()
     assert world.write_reports(OVERLAPS, command.id) == [legacy]
     assert world.notes_named("stock.possible_lost_sale") == []
