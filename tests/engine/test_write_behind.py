@@ -6,7 +6,9 @@ command on the log and in the outbox exactly once, and nothing written twice."""
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,20 @@ from engine.store.state import StateStore
 from tests.reconcilers.test_replay_properties import mixed_action, mixed_run
 from topics.names import Topic
 from topics.settings import CustomerMaster
+
+
+@contextlib.contextmanager
+def _backlog() -> Iterator[tuple[Database, Processor]]:
+    """A store whose log holds a backlog of 39 polled customers (a till-master tenant), and a
+    processor that has handled none of it."""
+    world = mixed_run(CustomerMaster.TILL, [("a", ("poll", f"A{n}")) for n in range(1, 40)])
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Database(Path(tmp) / "kassasync.db")
+        try:
+            Log(db).append_many(world.processed)
+            yield db, Processor(db, log_notes=False)
+        finally:
+            db.close()
 
 
 def _commands(db: Database) -> list[str]:
@@ -83,29 +99,22 @@ def test_a_crash_between_state_writes_reaches_the_same_state_and_commands_once(
 def test_a_backlog_is_written_behind_and_once_caught_up() -> None:
     """While a backlog is worked through the table lags the memory (the state is written every
     WRITE_SECONDS or WRITE_RECORDS), the effects do not; the batch that catches up writes."""
-    world = mixed_run(CustomerMaster.TILL, [("a", ("poll", f"A{n}")) for n in range(1, 40)])
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Database(Path(tmp) / "kassasync.db")
-        try:
-            Log(db).append_many(world.processed)
-            processor = Processor(db, log_notes=False)
-            offsets = Offsets(db)
+    with _backlog() as (db, processor):
+        offsets = Offsets(db)
+        processor.step(limit=5)
+        assert offsets.get(CONSUMER) == {}  # nothing written yet ...
+        assert offsets.get(effects_consumer(CONSUMER)) == processor.position()  # ... but these
+        assert processor.store.unwritten > 0
+        processor.step(limit=5)
+        processor.write_state()  # what a graceful stop does
+        assert offsets.get(CONSUMER) == processor.position()
+        assert processor.store.unwritten == 0
+        processor.step(limit=5)
+        assert offsets.get(CONSUMER) != processor.position()
+        while any(processor.lag().values()):
             processor.step(limit=5)
-            assert offsets.get(CONSUMER) == {}  # nothing written yet ...
-            assert offsets.get(effects_consumer(CONSUMER)) == processor.position()  # ... but these
-            assert processor.store.unwritten > 0
-            processor.step(limit=5)
-            processor.write_state()  # what a graceful stop does
-            assert offsets.get(CONSUMER) == processor.position()
-            assert processor.store.unwritten == 0
-            processor.step(limit=5)
-            assert offsets.get(CONSUMER) != processor.position()
-            while any(processor.lag().values()):
-                processor.step(limit=5)
-            assert offsets.get(CONSUMER) == processor.position()
-            assert processor.store.unwritten == 0
-        finally:
-            db.close()
+        assert offsets.get(CONSUMER) == processor.position()
+        assert processor.store.unwritten == 0
 
 
 def test_memory_is_bounded_by_bytes_and_an_evicted_tenant_reads_what_it_committed() -> None:
@@ -158,21 +167,14 @@ def test_retention_marks_the_log_only_where_the_state_is_written() -> None:
     """A retention mark splits the log by the state's offsets and by the sequence number (the
     command topics are trimmed below it): while the state is written behind its commands the
     two disagree, so the mark waits for the processor to catch up."""
-    world = mixed_run(CustomerMaster.TILL, [("a", ("poll", f"A{n}")) for n in range(1, 40)])
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Database(Path(tmp) / "kassasync.db")
-        try:
-            Log(db).append_many(world.processed)
-            processor = Processor(db, log_notes=False)
-            retention = Retention(db, RetentionPolicy())
-            processor.step(limit=5)  # commands out, the state not written yet
-            assert processor.store.unwritten > 0
-            retention.run_once()
-            assert marks(db) == []
-            while any(processor.lag().values()):
-                processor.step(limit=5)
-            retention.run_once()
-            (mark,) = marks(db)
-            assert mark.offsets == processor.position()
-        finally:
-            db.close()
+    with _backlog() as (db, processor):
+        retention = Retention(db, RetentionPolicy())
+        processor.step(limit=5)  # commands out, the state not written yet
+        assert processor.store.unwritten > 0
+        retention.run_once()
+        assert marks(db) == []
+        while any(processor.lag().values()):
+            processor.step(limit=5)
+        retention.run_once()
+        (mark,) = marks(db)
+        assert mark.offsets == processor.position()
