@@ -39,6 +39,7 @@ from bench.record import record
 from bench.replay import append
 from engine.embedded.processor import Processor
 from engine.store.db import Database
+from engine.store.packing import StateTable
 
 ARTICLES = 10_000
 TEMPLATE = tenant_id(0)
@@ -106,9 +107,7 @@ def build(path: Path, tenants: int, articles: int = ARTICLES) -> dict[str, Any]:
     t0 = time.perf_counter()
     db = Database(path)
     record(db, append, _template_messages(articles))
-    rows = int(
-        db.conn.execute("SELECT COUNT(*) FROM state WHERE tenant = ?", (TEMPLATE,)).fetchone()[0]
-    )
+    rows = sum(StateTable(db.conn).counts(TEMPLATE).values())
     db.close()
     conn = sqlite3.connect(str(path), isolation_level=None)
     conn.execute("PRAGMA journal_mode=DELETE")
@@ -119,8 +118,9 @@ def build(path: Path, tenants: int, articles: int = ARTICLES) -> dict[str, Any]:
     conn.executemany("INSERT INTO clones VALUES (?)", [(tenant_id(i),) for i in range(1, tenants)])
     conn.execute("BEGIN")
     conn.execute(
-        "INSERT INTO state (tenant, kind, key, value) SELECT c.id, s.kind, s.key, s.value "
-        "FROM clones c CROSS JOIN state s WHERE s.tenant = ? ORDER BY c.id, s.kind, s.key",
+        "INSERT INTO state (tenant, family, key, kinds, value) "
+        "SELECT c.id, s.family, s.key, s.kinds, s.value "
+        "FROM clones c CROSS JOIN state s WHERE s.tenant = ? ORDER BY c.id, s.family, s.key",
         (TEMPLATE,),
     )
     conn.execute("COMMIT")

@@ -9,8 +9,9 @@ everything. Then, with SQLite's ``dbstat``:
 * ``state_bytes_per_article``: the pages of the ``state`` table (a ``WITHOUT ROWID`` table: its
   B-tree is the table) as the store holds them, over the articles;
 * ``state_bytes_per_article_packed``: the same after ``VACUUM INTO`` a copy (pages full);
-* ``state_payload_bytes_per_article``: the records' own bytes (tenant, kind, key, value), no
-  page overhead, and the same split by kind, so the figure can be explained.
+* ``state_payload_bytes_per_article``: the rows' own bytes (tenant, family, key, kinds, the
+  compressed value), no page overhead, and the same split by family (engine/store/packing.py),
+  so the figure can be explained.
 
 The tenant's other records (its settings, the sync cursor) are counted with its articles: they
 are a few against ``articles`` x several records.
@@ -31,6 +32,7 @@ from bench.record import record
 from bench.replay import append
 from bench.scale import ARTICLES, TEMPLATE, _template_messages
 from engine.store.db import Database
+from engine.store.packing import StateTable
 
 
 @dataclass(frozen=True)
@@ -68,11 +70,12 @@ def run(articles: int = ARTICLES) -> dict[str, Any]:
                     0
                 ]
             )
-            by_kind = {
-                str(kind): {"records": int(n), "bytes": int(b)}
-                for kind, n, b in conn.execute(
-                    "SELECT kind, COUNT(*), SUM(length(tenant) + length(kind) + length(key) "
-                    "+ length(CAST(value AS BLOB))) FROM state GROUP BY kind ORDER BY 3 DESC"
+            records = sum(StateTable(conn).counts(TEMPLATE).values())
+            by_family = {
+                str(family): {"rows": int(n), "bytes": int(b)}
+                for family, n, b in conn.execute(
+                    "SELECT family, COUNT(*), SUM(length(tenant) + length(family) + length(key) "
+                    "+ length(value) + 1) FROM state GROUP BY family ORDER BY 3 DESC"
                 )
             }
             in_place = table_size(conn, "state")
@@ -85,11 +88,13 @@ def run(articles: int = ARTICLES) -> dict[str, Any]:
             packed = table_size(packed_conn, "state")
         finally:
             packed_conn.close()
-    payload = sum(k["bytes"] for k in by_kind.values())
+    payload = sum(f["bytes"] for f in by_family.values())
     return {
         "articles": articles,
-        "state_records": rows,
-        "records_per_article": round(rows / articles, 2),
+        "state_records": records,
+        "state_rows": rows,
+        "records_per_article": round(records / articles, 2),
+        "rows_per_article": round(rows / articles, 2),
         "state_bytes_per_article": round(in_place.bytes / articles, 1),
         "state_bytes_per_article_packed": round(packed.bytes / articles, 1),
         "state_payload_bytes_per_article": round(payload / articles, 1),
@@ -97,12 +102,12 @@ def run(articles: int = ARTICLES) -> dict[str, Any]:
             "in_place": in_place.__dict__,
             "packed": packed.__dict__,
         },
-        "by_kind": {
-            kind: {
-                "records_per_article": round(v["records"] / articles, 3),
+        "by_family": {
+            family: {
+                "rows_per_article": round(v["rows"] / articles, 3),
                 "bytes_per_article": round(v["bytes"] / articles, 1),
             }
-            for kind, v in by_kind.items()
+            for family, v in by_family.items()
         },
     }
 

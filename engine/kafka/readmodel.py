@@ -40,6 +40,7 @@ from engine.kafka.config import KafkaConfig
 from engine.kafka.store import CMD, CURSOR, EXEC, JOURNAL, META, SEEN, decode_key, is_internal
 from engine.store.db import Database
 from engine.store.lanes import lane_of
+from engine.store.packing import StateTable
 from topics import registry
 from topics.names import Topic
 from topics.outcomes import DeadLetter, DeadLetterAction
@@ -247,15 +248,8 @@ class KafkaReadModel:
             _admitted(conn, tenant, kind, rkey, record)
         elif is_internal(kind):
             return 0
-        elif record is None:
-            conn.execute(
-                "DELETE FROM state WHERE tenant = ? AND kind = ? AND key = ?", (tenant, kind, rkey)
-            )
         else:
-            conn.execute(
-                "INSERT OR REPLACE INTO state (tenant, kind, key, value) VALUES (?, ?, ?, ?)",
-                (tenant, kind, rkey, json.dumps(record, separators=(",", ":"))),
-            )
+            StateTable(conn).put(tenant, kind, rkey, record)
         return 1
 
     def _command(self, conn: Any, tenant: str, command_id: str, record: Any) -> None:

@@ -15,8 +15,11 @@ from engine.ops.records import Cursor, DeadLetterRow, Drift, PendingCommand, Pen
 from engine.store.db import Database
 from engine.store.log import Log
 from engine.store.outbox import DeadLetters, Outbox, OutboxRow
+from engine.store.packing import ARTICLE_FAMILY, StateTable
+from reconcilers.articles import TILL, WANT
 from reconcilers.queries import article_drifts, stock_drifts
 from reconcilers.state import Record
+from reconcilers.stock import KIND as STOCK
 from topics import registry
 from topics.envelope import Envelope
 from topics.errors import ShopError
@@ -25,14 +28,17 @@ from topics.names import Topic
 log = structlog.get_logger("kassasync.ops")
 
 
-def _json_path(field_name: str) -> str:
-    if not field_name.replace("_", "").isalnum():
-        raise ValueError(f"not a record field: {field_name!r}")
-    return f"$.{field_name}"
+def _matches(value: object, wanted: Sequence[str | int | bool]) -> bool:
+    """A record's field is one of ``wanted`` (a JSON value: text only equals text, a number or
+    a truth value only a number or a truth value)."""
+    return any(value == want and isinstance(value, str) == isinstance(want, str) for want in wanted)
 
 
-def _sql_value(value: str | int | bool) -> str | int:
-    return int(value) if isinstance(value, bool) else value
+def _label(value: object) -> str:
+    """A field's value as a count's label (as SQLite's ``json_extract`` gave it)."""
+    if isinstance(value, bool):
+        return str(int(value))
+    return str(value)
 
 
 class SqliteOpsStore:
@@ -47,6 +53,7 @@ class SqliteOpsStore:
         self.log = log or Log(db)
         self.outbox = Outbox(db)
         self.dead = DeadLetters(db)
+        self.state = StateTable(db.conn)
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -59,11 +66,8 @@ class SqliteOpsStore:
         return [TenantRef(str(r[0]), str(r[1] or "")) for r in rows]
 
     def record(self, tenant: str, kind: str, key: str) -> Record | None:
-        row = self.db.conn.execute(
-            "SELECT value FROM state WHERE tenant = ? AND kind = ? AND key = ?",
-            (tenant, kind, key),
-        ).fetchone()
-        return None if row is None else dict(json.loads(row[0]))
+        found = self.state.get(tenant, kind, key)
+        return None if found is None else dict(found)
 
     def records(
         self,
@@ -73,21 +77,13 @@ class SqliteOpsStore:
         where: Mapping[str, Sequence[str | int | bool]] | None = None,
         limit: int | None = None,
     ) -> list[tuple[str, Record]]:
-        sql = "SELECT key, value FROM state WHERE tenant = ? AND kind = ?"
-        params: list[object] = [tenant, kind]
-        for name, values in (where or {}).items():
-            if not values:
-                return []
-            marks = ", ".join("?" for _ in values)
-            sql += f" AND json_extract(value, ?) IN ({marks})"
-            params.append(_json_path(name))
-            params.extend(_sql_value(v) for v in values)
-        sql += " ORDER BY key"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        rows = self.db.conn.execute(sql, params).fetchall()
-        found = [(str(k), dict(json.loads(v))) for k, v in rows]
+        conditions = list((where or {}).items())
+        found: list[tuple[str, Record]] = []
+        for key, record in self.state.scan(tenant, kind):
+            if limit is not None and len(found) >= limit:
+                break
+            if all(_matches(record.get(name), values) for name, values in conditions):
+                found.append((key, dict(record)))
         if kind == "report" and not where:
             found += self._sie_file_reports(tenant)
         return found
@@ -105,18 +101,15 @@ class SqliteOpsStore:
         return [(f"sie-file:{name}", dict(json.loads(value))) for name, value in rows]
 
     def count_by(self, tenant: str, kind: str, field: str) -> dict[str, int]:
-        rows = self.db.conn.execute(
-            "SELECT json_extract(value, ?), COUNT(*) FROM state WHERE tenant = ? AND kind = ? "
-            "GROUP BY 1",
-            (_json_path(field), tenant, kind),
-        ).fetchall()
-        return {("" if v is None else str(v)): int(n) for v, n in rows}
+        counts: dict[str, int] = {}
+        for _, record in self.state.scan(tenant, kind):
+            value = record.get(field)
+            label = "" if value is None else _label(value)
+            counts[label] = counts.get(label, 0) + 1
+        return counts
 
     def kind_counts(self, tenant: str) -> dict[str, int]:
-        rows = self.db.conn.execute(
-            "SELECT kind, COUNT(*) FROM state WHERE tenant = ? GROUP BY kind", (tenant,)
-        ).fetchall()
-        return {str(k): int(n) for k, n in rows}
+        return self.state.counts(tenant)
 
     def cursors(self, tenant: str) -> list[Cursor]:
         rows = self.db.conn.execute(
@@ -140,30 +133,16 @@ class SqliteOpsStore:
         return out
 
     def drift(self, tenant: str, samples: int = 10) -> Drift:
-        # Candidates by SQL, then the reconcilers' own definition decides.
-        rows = self.db.conn.execute(
-            "SELECT key, value FROM state WHERE tenant = ? AND kind = 'stock' AND ("
-            "CAST(json_extract(value, '$.to_fx') AS REAL) != 0 OR "
-            "CAST(json_extract(value, '$.to_till') AS REAL) != 0 OR "
-            "json_extract(value, '$.fx_inflight') IS NOT NULL OR "
-            "json_extract(value, '$.till_inflight') IS NOT NULL) ORDER BY key",
-            (tenant,),
-        ).fetchall()
+        # An article's records share a row: one pass over the tenant's articles.
         stock: list[str] = []
-        for key, value in rows:
-            if stock_drifts(json.loads(value), self.record(tenant, "art.want", str(key))):
-                stock.append(str(key))
-        rows = self.db.conn.execute(
-            "SELECT w.key, w.value, t.value FROM state w LEFT JOIN state t ON "
-            "t.tenant = w.tenant AND t.kind = 'art.till' AND t.key = w.key "
-            "WHERE w.tenant = ? AND w.kind = 'art.want' ORDER BY w.key",
-            (tenant,),
-        ).fetchall()
-        articles = [
-            str(key)
-            for key, want_text, till_text in rows
-            if article_drifts(json.loads(want_text), json.loads(till_text) if till_text else None)
-        ]
+        articles: list[str] = []
+        for key, row in self.state.rows(tenant, ARTICLE_FAMILY):
+            want = row.get(WANT)
+            counted = row.get(STOCK)
+            if counted is not None and stock_drifts(counted, want):
+                stock.append(key)
+            if want is not None and article_drifts(want, row.get(TILL)):
+                articles.append(key)
         return Drift(len(stock), len(articles), tuple(stock[:samples]), tuple(articles[:samples]))
 
     def pending(self, tenant: str | None = None) -> list[PendingGroup]:

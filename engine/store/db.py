@@ -10,10 +10,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import sqlite_utils
+import structlog
 
+from engine.store import packing
 from topics.names import TOPICS, Topic
 
-SCHEMA_VERSION = 1
+#: 2: the state table holds one row per entity (engine/store/packing.py).
+SCHEMA_VERSION = 2
+
+log = structlog.get_logger("kassasync.store")
 
 
 def log_table(topic: Topic | str) -> str:
@@ -25,9 +30,8 @@ _DDL = [
     """CREATE TABLE IF NOT EXISTS offsets (
         consumer TEXT NOT NULL, topic TEXT NOT NULL, "offset" INTEGER NOT NULL,
         PRIMARY KEY (consumer, topic)) WITHOUT ROWID""",
-    """CREATE TABLE IF NOT EXISTS state (
-        tenant TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
-        PRIMARY KEY (tenant, kind, key)) WITHOUT ROWID""",
+    # The reconcilers' records, one row per entity (engine/store/packing.py).
+    packing.DDL,
     """CREATE TABLE IF NOT EXISTS outbox (
         seq INTEGER PRIMARY KEY, command_id TEXT NOT NULL UNIQUE, tenant TEXT NOT NULL,
         target TEXT NOT NULL, type TEXT NOT NULL, payload BLOB NOT NULL,
@@ -122,6 +126,9 @@ class Database:
         with self.transaction():
             for ddl in _DDL:
                 self.conn.execute(ddl)
+            moved = packing.migrate(self.conn)
+            if moved:
+                log.info("store.state_migrated", records=moved, layout="one row per entity")
             columns = {row[1] for row in self.conn.execute("PRAGMA table_info(outbox)")}
             if "intent" not in columns:  # databases made before the intent column
                 self.conn.execute("ALTER TABLE outbox ADD COLUMN intent TEXT")
@@ -150,7 +157,8 @@ class Database:
                 for ddl in _topic_ddl(spec.topic):
                     self.conn.execute(ddl)
             self.conn.execute(
-                "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)",
+                "INSERT INTO meta (name, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                 (str(SCHEMA_VERSION),),
             )
 

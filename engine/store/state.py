@@ -1,5 +1,5 @@
-"""The state store: the reconcilers' records, by tenant, kind and key (JSON in SQLite), kept in
-memory and written behind.
+"""The state store: the reconcilers' records, by tenant, kind and key, kept in memory and written
+behind to SQLite (one row per entity, its records compressed together: engine/store/packing.py).
 
 Three layers, each the truth for what the one below has not caught up with:
 
@@ -11,7 +11,8 @@ Three layers, each the truth for what the one below has not caught up with:
   processor can dead-letter the message at fault);
 * **the ``state`` table**, written by :meth:`StateStore.write` together with the consumed
   offsets it covers (the processor's snapshot), every few seconds while a backlog is worked
-  through and after every batch once caught up.
+  through and after every batch once caught up. Reading one record of a row holds the row's
+  other records too.
 
 A batch that rolls back forgets the tenants it touched from memory: they are read again from
 the unwritten records and the table, which hold exactly what the batches before it committed.
@@ -29,14 +30,13 @@ from typing import Any
 import structlog
 from pydantic_core import from_json, to_json
 
+from engine.store import packing
 from engine.store.db import Database
 from reconcilers.state import DIRTY, Due, DueIndex, Record, due_from
 
 log = structlog.get_logger("kassasync.state")
 
 Key = tuple[str, str, str]
-#: A record's JSON: text as read from the table, UTF-8 bytes as encoded here.
-Text = str | bytes
 
 #: The bytes of cached records (their JSON's length) memory may hold before the least recently
 #: used tenants are forgotten (they are read again from the table when next needed). As Python
@@ -49,12 +49,12 @@ _MISSING: Any = object()
 
 def _encode(value: Record) -> bytes:
     # pydantic-core's serialiser: the same JSON as json.dumps (UTF-8 instead of \u escapes),
-    # several times faster. Kept as UTF-8 bytes until written (most are replaced before), and
-    # stored as TEXT (a BLOB would read as JSONB to SQLite's json_*).
+    # several times faster. Kept as UTF-8 bytes until written (most are replaced before) into
+    # the entity's row.
     return to_json(value)
 
 
-def _key_of(item: tuple[Key, bytes | None]) -> Key:
+def _row_of(item: tuple[Key, object]) -> Key:
     return item[0]
 
 
@@ -74,9 +74,8 @@ class _Tenant:
         #: The sum of ``sizes``: what eviction counts.
         self.bytes = 0
 
-    def size(self, where: tuple[str, str], text: Text | None) -> None:
-        """Account ``text`` as the size of the record at ``where`` (``None``: known absent)."""
-        new = ABSENT_BYTES if text is None else len(text)
+    def size(self, where: tuple[str, str], new: int) -> None:
+        """Account ``new`` bytes as the size of the record at ``where``."""
         self.bytes += new - self.sizes.get(where, 0)
         self.sizes[where] = new
 
@@ -94,6 +93,7 @@ class StateStore:
         #: Committed and not yet in the table (``None``: deleted), and their keys by slice.
         self._unwritten: dict[Key, bytes | None] = {}
         self._unwritten_keys: dict[tuple[str, str], set[str]] = {}
+        self._table = packing.StateTable(db.conn)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -109,50 +109,66 @@ class StateStore:
             self._tenants.move_to_end(tenant)
         return found
 
-    def _stored(self, k: Key) -> Text | None:
-        """A record's text as committed: unwritten, else in the table."""
-        text = self._unwritten.get(k, _MISSING)
-        if text is not _MISSING:
-            return text
-        row = self.db.conn.execute(
-            "SELECT value FROM state WHERE tenant = ? AND kind = ? AND key = ?", k
-        ).fetchone()
-        return None if row is None else str(row[0])
-
     def get(self, tenant: str, kind: str, key: str) -> Record | None:
         held = self._tenant(tenant)
         value = held.records.get((kind, key), _MISSING)
         return self._load(tenant, held, kind, key) if value is _MISSING else value
 
     def _load(self, tenant: str, held: _Tenant, kind: str, key: str) -> Record | None:
-        """A record not held yet: from the kind's slice if it is held, else as committed."""
+        """A record not held yet: from the kind's slice if it is held, else as committed (the
+        unwritten change, else the table's row, whose other records are held too)."""
         sliced = held.slices.get(kind)
         if sliced is not None:
             value = sliced.get(key)
             if value is None:  # held in the slice, and counted there, if present
-                held.size((kind, key), None)
+                held.size((kind, key), ABSENT_BYTES)
         else:
-            text = self._stored((tenant, kind, key))
+            text = self._unwritten.get((tenant, kind, key), _MISSING)
+            if text is _MISSING:
+                return self._load_row(tenant, held, kind, key)
             value = None if text is None else from_json(text)
-            held.size((kind, key), text)
+            held.size((kind, key), ABSENT_BYTES if text is None else len(text))
         held.records[(kind, key)] = value
         return value
+
+    def _load_row(self, tenant: str, held: _Tenant, kind: str, key: str) -> Record | None:
+        """``kind``'s record from the table's row for ``key``; the row's other kinds are held
+        as well (a message about an article reads its copies together), unless memory or the
+        unwritten changes know them better."""
+        family, _ = packing.family_of(kind)
+        row = self._table.row(tenant, family, key)
+        found = {} if row is None else row.records
+        share = 0 if row is None else row.size // len(found)
+        records, slices, unwritten = held.records, held.slices, self._unwritten
+        for member in packing.members(family):
+            where = (member, key)
+            if where in records or member in slices or (tenant, member, key) in unwritten:
+                continue
+            value = records[where] = found.get(member)
+            held.size(where, ABSENT_BYTES if value is None else share)
+        return records[(kind, key)]
 
     def _slice(self, tenant: str, held: _Tenant, kind: str) -> dict[str, Record]:
         sliced = held.slices.get(kind)
         if sliced is not None:
             return sliced
+        found: dict[str, tuple[Record | None, int]] = {}
+        family, bit = packing.family_of(kind)
         rows = self.db.conn.execute(
-            "SELECT key, value FROM state WHERE tenant = ? AND kind = ?", (tenant, kind)
+            "SELECT key, value FROM state WHERE tenant = ? AND family = ? AND kinds & ?",
+            (tenant, family, bit),
         ).fetchall()
-        texts: dict[str, Text | None] = {str(key): str(value) for key, value in rows}
+        for key, value in rows:
+            row = packing.unpack(value)
+            found[str(key)] = (row.records[kind], row.size // len(row.records))
         for key in self._unwritten_keys.get((tenant, kind), ()):
-            texts[key] = self._unwritten[(tenant, kind, key)]
+            text = self._unwritten[(tenant, kind, key)]
+            found[key] = (None, 0) if text is None else (from_json(text), len(text))
         sliced = {}
-        for key, text in texts.items():
-            if text is not None and (kind, key) not in held.records:
-                sliced[key] = from_json(text)
-                held.size((kind, key), text)
+        for key, (value, size) in found.items():
+            if value is not None and (kind, key) not in held.records:
+                sliced[key] = value
+                held.size((kind, key), size)
         # What is held already (this batch's changes included) is as new as anything committed.
         for (k, key), value in held.records.items():
             if k == kind:
@@ -215,7 +231,7 @@ class StateStore:
                 value = records[where]
                 text = staged[(tenant, *where)] = None if value is None else _encode(value)
                 # Counted now: a batch that rolls back forgets the tenant and its sizes.
-                held.size(where, text)
+                held.size(where, ABSENT_BYTES if text is None else len(text))
 
     @property
     def unwritten(self) -> int:
@@ -224,23 +240,46 @@ class StateStore:
 
     def write(self) -> None:
         """Write every committed change (and the batch's staged ones) to the table, inside the
-        caller's transaction; they count as written once it commits (:meth:`committed`)."""
-        changes = {**self._unwritten, **self._staged}
+        caller's transaction; they count as written once it commits (:meth:`committed`).
+
+        A change rewrites its entity's row (engine/store/packing.py): the row's other records
+        come from memory when it holds them all (as it does for the entities a batch just
+        worked on), else from the row as the table has it."""
+        changed: dict[tuple[str, str, str], dict[str, bytes | None]] = {}
+        for (tenant, kind, key), text in (*self._unwritten.items(), *self._staged.items()):
+            family, _ = packing.family_of(kind)
+            group = changed.get((tenant, family, key))
+            if group is None:
+                changed[(tenant, family, key)] = {kind: text}
+            else:
+                group[kind] = text
+        rows: list[tuple[str, str, str, dict[str, bytes]]] = []
         # In key order: the table's pages are visited once each, in order.
-        changes = dict(sorted(changes.items(), key=_key_of))
-        upserts = [
-            (t, k, key, text.decode()) for (t, k, key), text in changes.items() if text is not None
-        ]
-        deletes = [(t, k, key) for (t, k, key), text in changes.items() if text is None]
-        conn = self.db.conn
-        if upserts:
-            conn.executemany(
-                "INSERT INTO state (tenant, kind, key, value) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (tenant, kind, key) DO UPDATE SET value = excluded.value",
-                upserts,
-            )
-        if deletes:
-            conn.executemany("DELETE FROM state WHERE tenant = ? AND kind = ? AND key = ?", deletes)
+        for (tenant, family, key), group in sorted(changed.items(), key=_row_of):
+            texts = self._rest_of_row(tenant, family, key, group)
+            texts.update((kind, text) for kind, text in group.items() if text is not None)
+            rows.append((tenant, family, key, texts))
+        self._table.write(rows)
+
+    def _rest_of_row(
+        self, tenant: str, family: str, key: str, changes: dict[str, bytes | None]
+    ) -> dict[str, bytes]:
+        """The records of a row that ``changes`` leaves as they are, as JSON."""
+        others = [kind for kind in packing.members(family) if kind not in changes]
+        if not others:
+            return {}
+        held = self._tenants.get(tenant)
+        if held is not None and all((kind, key) in held.records for kind in others):
+            texts: dict[str, bytes] = {}
+            for kind in others:
+                value = held.records[(kind, key)]
+                if value is not None:
+                    texts[kind] = _encode(value)
+            return texts
+        row = self._table.row(tenant, family, key)
+        if row is None:
+            return {}
+        return {kind: _encode(v) for kind, v in row.records.items() if kind not in changes}
 
     def committed(self, *, written: bool = False) -> None:
         """The batch's transaction committed (``written``: with :meth:`write`)."""
@@ -293,10 +332,7 @@ class StateStore:
 
     def all_records(self, tenant: str) -> dict[tuple[str, str], Any]:
         """Every committed record of ``tenant`` (the table with the unwritten ones over it)."""
-        rows = self.db.conn.execute(
-            "SELECT kind, key, value FROM state WHERE tenant = ?", (tenant,)
-        ).fetchall()
-        records = {(kind, key): json.loads(value) for kind, key, value in rows}
+        records: dict[tuple[str, str], Any] = self._table.records(tenant)
         for (t, kind, key), text in self._unwritten.items():
             if t != tenant:
                 continue
@@ -307,8 +343,7 @@ class StateStore:
         return records
 
     def tenants(self) -> list[str]:
-        rows = self.db.conn.execute("SELECT DISTINCT tenant FROM state ORDER BY tenant").fetchall()
-        return [r[0] for r in rows]
+        return self._table.tenants()
 
 
 class TenantView:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import os
 import random
 import signal
@@ -21,6 +20,7 @@ import pytest
 
 from engine.secrets import SecretBox, generate_key
 from engine.store.db import Database
+from engine.store.packing import StateTable
 from engine.tenants import FortnoxConnection, TenantConfig, TenantDirectory, TillConnection
 from sandbox.fortnox.app import create_app as create_sandbox
 from sandbox.fortnox.seed import seed_demo
@@ -93,10 +93,8 @@ def _possible_lost_sales(data: Path) -> set[str]:
     """Articles the engine reported a possible lost sale on (the tenant page's table)."""
     db = Database(data / "kassasync.db")
     try:
-        rows = db.conn.execute(
-            "SELECT value FROM state WHERE tenant = ? AND kind = 'stock.overlap'", (TENANT,)
-        ).fetchall()
-        return {str(json.loads(value)["article"]) for (value,) in rows}
+        rows = StateTable(db.conn).scan(TENANT, "stock.overlap")
+        return {str(value["article"]) for _, value in rows}
     finally:
         db.close()
 

@@ -11,6 +11,7 @@ from engine.kafka.config import KafkaConfig
 from engine.kafka.readmodel import KafkaReadModel
 from engine.kafka.store import CMD, JOURNAL, META, SEEN, encode_key, journal_key
 from engine.store.db import Database
+from engine.store.packing import StateTable
 
 
 def _projected(tmp_path: Path, records: list[tuple[str, str, object]]) -> KafkaReadModel:
@@ -77,5 +78,4 @@ def test_the_journals_records_are_the_state_before_they_are_written_out(tmp_path
             (JOURNAL, journal_key(1), None),  # written out: the journal is deleted
         ],
     )
-    rows = model.db.conn.execute("SELECT kind, key, value FROM state WHERE tenant = 'shop'")
-    assert [(k, key, json.loads(v)) for k, key, v in rows.fetchall()] == [("zr", "a", {"n": 2})]
+    assert StateTable(model.db.conn).records("shop") == {("zr", "a"): {"n": 2}}

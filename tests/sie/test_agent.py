@@ -25,6 +25,7 @@ from engine.ops import SqliteOpsStore
 from engine.secrets import SecretBox, generate_key
 from engine.store.db import Database
 from engine.store.log import Log
+from engine.store.packing import StateTable
 from engine.tenants import TenantConfig, TenantDirectory
 from tests.sie.test_import_cli import GOOD, sie_file
 from topics.settings import TenantSettings
@@ -292,7 +293,7 @@ def test_an_upload_is_queued_once_and_a_refusal_is_on_the_dashboard_in_the_shops
     assert refused.status_code == 422
     [error] = refused.json()["report"]["errors"]
     assert (error["file"], error["voucher"], error["value"]) == ("Fel.SI", "A 1", "0351")
-    assert db.conn.execute("SELECT COUNT(*) FROM state WHERE kind = 'report'").fetchone()[0] == 0
+    assert "report" not in StateTable(db.conn).counts("shop")
     reports = dict(SqliteOpsStore(db, Log(db)).records("shop", "report"))
     shown = reports["sie-file:Fel.SI"]
     assert shown["kind"] == "sie_file_refused"

@@ -5,12 +5,12 @@ exists."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from engine.store.db import Database
+from engine.store.packing import StateTable
 from sandbox.fortnox.resources.projects import create_project
 from tests.sie.cli import Sandbox, kassasync, run_engine, setup_tenant
 from tests.sie.test_import_cli import YEAR, sie_file, voucher
@@ -28,12 +28,15 @@ FAIR = voucher(
 def waiting_errors(data: Path) -> list[dict[str, object]]:
     db = Database(data / "kassasync.db")
     try:
-        rows = db.conn.execute(
-            "SELECT value FROM state WHERE kind = 'zr' AND key LIKE 'sie:%'"
-        ).fetchall()
+        table = StateTable(db.conn)
+        found = [
+            record
+            for tenant in table.tenants()
+            for key, record in table.scan(tenant, "zr")
+            if key.startswith("sie:")
+        ]
     finally:
         db.conn.close()
-    found = [json.loads(r[0]) for r in rows]
     return [r["error"] for r in found if r.get("status") == "waiting" and r.get("error")]
 
 

@@ -16,6 +16,7 @@ from engine.clock import utcnow
 from engine.embedded.runtime import EmbeddedEngine
 from engine.fortnox.onboarding import FortnoxApp, Onboarding
 from engine.secrets import Secret
+from engine.store.packing import StateTable
 from engine.web.connect import resume_where_connected
 from tests.fortnox.sandbox_env import SandboxEnv, asgi_sandbox
 from tests.ops.world import ADMIN_TOKEN, TENANT, new_engine, paused_with_dead_letters
@@ -205,10 +206,7 @@ async def test_deactivate_and_delete_the_data(world: World) -> None:
     assert answer.status_code == 200 and answer.json()["data_deleted"] is True
     assert world.engine.ops.dead_letters(tenant=TENANT) == []
     assert world.engine.tenants.get(TENANT) is not None  # the shop itself stays, to activate
-    kinds = world.engine.db.conn.execute(
-        "SELECT DISTINCT kind FROM state WHERE tenant = ?", (TENANT,)
-    ).fetchall()
-    assert [k for (k,) in kinds] == []
+    assert StateTable(world.engine.db.conn).counts(TENANT) == {}
     assert world.paused_kind() == "paused_by_operator"
 
 
