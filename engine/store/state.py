@@ -54,10 +54,6 @@ def _encode(value: Record) -> bytes:
     return to_json(value)
 
 
-def _row_of(item: tuple[Key, object]) -> Key:
-    return item[0]
-
-
 class _Tenant:
     """One tenant's records in memory: what was read (``None``: known absent) or changed."""
 
@@ -242,44 +238,57 @@ class StateStore:
         """Write every committed change (and the batch's staged ones) to the table, inside the
         caller's transaction; they count as written once it commits (:meth:`committed`).
 
-        A change rewrites its entity's row (engine/store/packing.py): the row's other records
-        come from memory when it holds them all (as it does for the entities a batch just
-        worked on), else from the row as the table has it."""
-        changed: dict[tuple[str, str, str], dict[str, bytes | None]] = {}
-        for (tenant, kind, key), text in (*self._unwritten.items(), *self._staged.items()):
-            family, _ = packing.family_of(kind)
-            group = changed.get((tenant, family, key))
-            if group is None:
-                changed[(tenant, family, key)] = {kind: text}
-            else:
-                group[kind] = text
-        rows: list[tuple[str, str, str, dict[str, bytes]]] = []
+        A change rewrites its entity's row (engine/store/packing.py) from memory, which holds
+        what committed; for a tenant evicted since, from the row as stored with the unwritten
+        changes over it."""
+        families: dict[str, str] = {}
+        rows: set[tuple[str, str, str]] = set()
+        for tenant, kind, key in (*self._unwritten, *self._staged):
+            family = families.get(kind)
+            if family is None:
+                family = families[kind] = packing.family_of(kind)[0]
+            rows.add((tenant, family, key))
+        members = {family: packing.members(family) for family in families.values()}
         # In key order: the table's pages are visited once each, in order.
-        for (tenant, family, key), group in sorted(changed.items(), key=_row_of):
-            texts = self._rest_of_row(tenant, family, key, group)
-            texts.update((kind, text) for kind, text in group.items() if text is not None)
-            rows.append((tenant, family, key, texts))
-        self._table.write(rows)
+        self._table.write(
+            [
+                (tenant, family, key, self._row(tenant, family, members[family], key))
+                for tenant, family, key in sorted(rows)
+            ]
+        )
 
-    def _rest_of_row(
-        self, tenant: str, family: str, key: str, changes: dict[str, bytes | None]
-    ) -> dict[str, bytes]:
-        """The records of a row that ``changes`` leaves as they are, as JSON."""
-        others = [kind for kind in packing.members(family) if kind not in changes]
-        if not others:
-            return {}
+    def _row(
+        self, tenant: str, family: str, members: tuple[str, ...], key: str
+    ) -> dict[str, Record]:
+        """The records of an entity's row (a ``family`` of ``members``) as committed."""
+        found: dict[str, Record] = {}
         held = self._tenants.get(tenant)
-        if held is not None and all((kind, key) in held.records for kind in others):
-            texts: dict[str, bytes] = {}
-            for kind in others:
-                value = held.records[(kind, key)]
+        if held is not None:
+            records, slices = held.records, held.slices
+            for kind in members:
+                value = records.get((kind, key), _MISSING)
+                if value is _MISSING:
+                    sliced = slices.get(kind)
+                    if sliced is None:
+                        break
+                    value = sliced.get(key)
                 if value is not None:
-                    texts[kind] = _encode(value)
-            return texts
+                    found[kind] = value
+            else:
+                return found
         row = self._table.row(tenant, family, key)
-        if row is None:
-            return {}
-        return {kind: _encode(v) for kind, v in row.records.items() if kind not in changes}
+        found = {} if row is None else row.records
+        staged, unwritten = self._staged, self._unwritten
+        for kind in members:
+            where = (tenant, kind, key)
+            text = staged.get(where, _MISSING)
+            if text is _MISSING:
+                text = unwritten.get(where, _MISSING)
+            if text is None:
+                found.pop(kind, None)
+            elif text is not _MISSING:
+                found[kind] = from_json(text)
+        return found
 
     def committed(self, *, written: bool = False) -> None:
         """The batch's transaction committed (``written``: with :meth:`write`)."""
