@@ -29,8 +29,7 @@ from __future__ import annotations
 import sqlite3
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic_core import from_json, to_json
 
@@ -140,8 +139,7 @@ def pack(family: str, records: Mapping[str, Record]) -> tuple[int, bytes]:
     return mask, _FORMAT_BYTE + body
 
 
-@dataclass(frozen=True, slots=True)
-class Unpacked:
+class Unpacked(NamedTuple):
     """A row's records (kind -> record) and the length of their JSON (what memory counts)."""
 
     records: dict[str, Record]

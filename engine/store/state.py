@@ -135,13 +135,17 @@ class StateStore:
         row = self._table.row(tenant, family, key)
         found = {} if row is None else row.records
         share = 0 if row is None else row.size // len(found)
-        records, slices, unwritten = held.records, held.slices, self._unwritten
+        records, slices, sizes, unwritten = held.records, held.slices, held.sizes, self._unwritten
+        added = 0
         for member in packing.members(family):
             where = (member, key)
             if where in records or member in slices or (tenant, member, key) in unwritten:
                 continue
             value = records[where] = found.get(member)
-            held.size(where, ABSENT_BYTES if value is None else share)
+            size = ABSENT_BYTES if value is None else share
+            added += size - sizes.get(where, 0)
+            sizes[where] = size
+        held.bytes += added
         return records[(kind, key)]
 
     def _slice(self, tenant: str, held: _Tenant, kind: str) -> dict[str, Record]:
@@ -222,12 +226,16 @@ class StateStore:
         staged = self._staged
         for tenant, touched in self._batch.items():
             held = self._tenants[tenant]
-            records = held.records
+            records, sizes = held.records, held.sizes
+            added = 0
             for where in touched:
                 value = records[where]
                 text = staged[(tenant, *where)] = None if value is None else _encode(value)
                 # Counted now: a batch that rolls back forgets the tenant and its sizes.
-                held.size(where, ABSENT_BYTES if text is None else len(text))
+                size = ABSENT_BYTES if text is None else len(text)
+                added += size - sizes.get(where, 0)
+                sizes[where] = size
+            held.bytes += added
 
     @property
     def unwritten(self) -> int:
