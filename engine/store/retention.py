@@ -44,6 +44,7 @@ from pydantic_core import from_json
 
 from engine.clock import utcnow
 from engine.core.process import Inbound, Outcome, process
+from engine.store import compact
 from engine.store.db import Database, log_table
 from engine.store.log import Log, Offsets
 from reconcilers.state import DIRTY, Due, DueIndex, Record, due_from
@@ -460,8 +461,12 @@ class Retention:
         oldest: str | None = None
         for topic in RECONCILED_TOPICS:
             row = self.db.conn.execute(
-                f'SELECT at FROM {log_table(topic)} ORDER BY "offset" LIMIT 1'
+                f'SELECT at, payload FROM {log_table(topic)} ORDER BY "offset" LIMIT 1'
             ).fetchone()
-            if row is not None and (oldest is None or row[0] < oldest):
-                oldest = str(row[0])
+            if row is None:
+                continue
+            packed = compact.unpack(bytes(row[1]))  # a packed row keeps its time packed
+            at = str(row[0]) if packed is None else packed[2]
+            if oldest is None or at < oldest:
+                oldest = at
         return oldest
