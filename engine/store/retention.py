@@ -398,8 +398,9 @@ class Retention:
         yield from self._slim_done(now - self.policy.slim_after.total_seconds())
 
     def _slim_done(self, before: float) -> Iterator[None]:
-        """A delivered command keeps only what recognises it again (its id, status and times:
-        the command itself is on its topic's log). Shrinking a row in place frees no page, so
+        """A delivered command keeps only what recognises it again (its id, tenant, type, status
+        and times: the command itself is on its topic's log; its lane, which only orders pending
+        commands, is dropped with its payload). Shrinking a row in place frees no page, so
         the slim rows are written anew at the end of the table and the full ones deleted: the
         pages they filled become free for new rows."""
         conn = self.db.conn
@@ -422,7 +423,7 @@ class Retention:
                     "INSERT INTO outbox (command_id, tenant, target, type, payload, status, "
                     "attempts, next_at, last_error, created_at, done_at, intent, lane) "
                     "SELECT command_id, tenant, target, type, x'', status, attempts, next_at, "
-                    "NULL, created_at, done_at, NULL, lane FROM temp.retention_done ORDER BY seq"
+                    "NULL, created_at, done_at, NULL, '' FROM temp.retention_done ORDER BY seq"
                 )
             self.status.outbox_slimmed += moved
             if moved < CHUNK:

@@ -19,6 +19,7 @@ from engine.store import compact
 from engine.store.db import Database, log_table
 from engine.store.log import Log, LogRecord
 from engine.store.outbox import Outbox
+from engine.store.retention import Retention, RetentionPolicy
 from tests.reconcilers.test_replay_properties import mixed_run
 from topics import registry
 from topics.envelope import Envelope
@@ -295,3 +296,33 @@ def test_the_processor_packs_a_command_once_for_its_log_row_and_its_outbox_row(
         row = outbox.get(record.msg_id)
         assert row is not None and row.pending.payload == record.payload
         assert registry.parse(record.payload).id == record.msg_id
+
+
+def test_a_slimmed_delivered_command_keeps_what_recognises_it_and_no_lane(tmp_path: Path) -> None:
+    """An hour after delivery retention drops a command's payload and its lane (the lane only
+    orders pending commands): the command is still recognised, the pending one behind it in the
+    same lane keeps its lane and goes first."""
+    db = Database(tmp_path / "k.db")
+    outbox = Outbox(db)
+    first, second = command(1), command(1).model_copy(update={"id": "stock.fx:A0001@def"})
+    with db.transaction():
+        outbox.enqueue(first, registry.dump(first))
+        outbox.enqueue(second, registry.dump(second))
+        outbox.done(first.id)
+    delivered = outbox.get(first.id)
+    assert delivered is not None
+    policy = RetentionPolicy()
+    later = delivered.created_at + policy.slim_after.total_seconds() + 60
+    Retention(db, policy, clock=lambda: later).run_once()
+    slim = db.conn.execute(
+        "SELECT payload, lane, type, tenant, status FROM outbox WHERE command_id = ?", (first.id,)
+    ).fetchone()
+    assert (bytes(slim[0]), slim[1:]) == (b"", ("", "fortnox.stock.apply", "shop-a", "done"))
+    with db.transaction():  # made again (a replay after a crash): recognised, not queued again
+        outbox.enqueue(first, registry.dump(first))
+    assert db.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 2
+    waiting = outbox.get(second.id)
+    assert waiting is not None and waiting.lane == "article:A0001"
+    head = outbox.head("fortnox", "shop-a")
+    assert head is not None and head.command_id == second.id
+    assert head.payload == registry.dump(second)
