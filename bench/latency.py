@@ -28,6 +28,7 @@ from bench.common import quiet_logs
 from bench.sandbox_server import sandbox_process
 from bench.world import World
 from engine.executors.fortnox import SessionTiming
+from engine.store.compact import payload_of
 from topics.settings import TenantSettings
 
 FIRST_ARTICLE = 100_000
@@ -96,7 +97,7 @@ async def _measure(
             limiter = world.engine.limiters.stats()
     latencies: list[float] = []
     for payload, done_at in rows:
-        number = json.loads(payload)["data"]["article_number"]
+        number = json.loads(payload_of(bytes(payload)))["data"]["article_number"]
         if number in sent:
             latencies.append((float(done_at) - sent[number]) * 1000.0)
     waited = sum(s.waited for s in limiter.values()) - waited_before

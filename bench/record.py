@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from engine.embedded.processor import Processor
+from engine.store.compact import payload_of
 from engine.store.db import Database, log_table
 from topics.envelope import Envelope
 from topics.fortnox import FortnoxStockWritten, StockWrittenData
@@ -60,7 +61,7 @@ class Settler:
         if not rows:
             return 0
         self.outbox_seq = int(rows[-1][0])
-        messages = [self._settled(*row) for row in rows]
+        messages = [self._settled(*row[:5], payload_of(bytes(row[5]))) for row in rows]
         with self.db.transaction() as conn:
             self.processor.log.append_many([m for pair in messages for m in pair])
             conn.executemany(
@@ -70,7 +71,7 @@ class Settler:
         return len(rows)
 
     def _settled(
-        self, seq: int, command_id: str, tenant: str, target: str, ctype: str, payload: str
+        self, seq: int, command_id: str, tenant: str, target: str, ctype: str, payload: bytes
     ) -> list[Envelope]:
         """The outcome of one command (after the stock fact, for a stock write)."""
         messages: list[Envelope] = []

@@ -39,7 +39,9 @@ from bench.gen import generate
 from bench.record import copy_reconciled_log, record
 from engine.core.process import Inbound, Outcome, process
 from engine.embedded.processor import Processor
+from engine.store.compact import payload_of
 from engine.store.db import Database, log_table
+from engine.store.log import stored_row
 from reconcilers.state import MemoryState, Record
 from topics import registry
 from topics.names import RECONCILED_TOPICS, Topic
@@ -63,7 +65,7 @@ def append(db: Database, messages: Iterable[tuple[str, str, bytes]]) -> int:
             seq += 1
             count += 1
             kind, msg_id, at = _meta(payload)
-            rows.setdefault(topic, []).append((seq, tenant, kind, msg_id, at, payload))
+            rows.setdefault(topic, []).append(stored_row(seq, tenant, kind, msg_id, at, payload))
         for topic, batch in rows.items():
             conn.executemany(
                 f"INSERT INTO {log_table(Topic(topic))} "
@@ -236,7 +238,7 @@ def _payloads(conn: sqlite3.Connection, after_seq: int, count: int) -> list[Logg
     ]
     sql = " UNION ALL ".join(parts) + " ORDER BY seq LIMIT ?"
     rows = conn.execute(sql, (*[after_seq] * len(parts), count)).fetchall()
-    return [Logged(int(r[0]), Topic(r[1]), str(r[2]), bytes(r[3])) for r in rows]
+    return [Logged(int(r[0]), Topic(r[1]), str(r[2]), payload_of(bytes(r[3]))) for r in rows]
 
 
 #: The topics a replay writes its commands to: compared byte for byte with the recording's.
@@ -260,7 +262,7 @@ def commands_digest(
         counts[topic] = 0
         for tenant, payload in db.conn.execute(sql, params):
             digest.update(f"{topic.value}\x1f{tenant}\x1f".encode())
-            digest.update(bytes(payload))
+            digest.update(payload_of(bytes(payload)))
             digest.update(b"\x1e")
             counts[topic] += 1
     return digest.hexdigest(), counts

@@ -199,8 +199,13 @@ class Processor:
                     self._apply(record, step, result, wakes, None if again else emitted)
                 self.store.stage()
                 if emitted:
-                    self.log.append_many([pack(one.command, one.payload) for one in emitted])
-                    self.outbox.enqueue_many([(one.command, one.payload) for one in emitted])
+                    # Packed once (engine/store/compact.py): the outbox keeps the log's bytes.
+                    stored = self.log.append_many(
+                        [pack(one.command, one.payload) for one in emitted]
+                    )
+                    self.outbox.enqueue_many(
+                        [(one.command, one.payload) for one in emitted], stored
+                    )
                 if effects != written:
                     self.offsets.commit(effects_consumer(self.consumer), effects)
                 for tenant, at in wakes.items():

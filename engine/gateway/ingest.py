@@ -35,6 +35,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from engine.clock import utcnow
 from engine.embedded.edge import Edge
+from engine.store.compact import payload_of
 from engine.store.db import log_table
 from engine.tenants import TenantDirectory
 from topics import registry
@@ -409,7 +410,7 @@ def store(edge: Edge, tenant: str, events: list[Envelope], now: float | None = N
             ).fetchone()
             if found is None:
                 fresh.append((event, payload))
-            elif _same(found[2], found[1], event, payload):
+            elif _same(_stored(found[2]), found[1], event, payload):
                 result.duplicates += 1
             else:
                 result.conflicts.append(Conflict(index, event.id, int(found[0])))
@@ -430,6 +431,11 @@ def store(edge: Edge, tenant: str, events: list[Envelope], now: float | None = N
 def digest(payload: bytes) -> bytes:
     """What ``ingest_seen`` keeps of an event to recognise it once its log row is trimmed."""
     return hashlib.blake2b(payload, digest_size=16).digest()
+
+
+def _stored(column: bytes | None) -> bytes | None:
+    """The event a log row holds (packed or not, engine/store/compact.py); None once trimmed."""
+    return None if column is None else payload_of(bytes(column))
 
 
 def _same(stored: bytes | None, known: bytes | None, event: Envelope, payload: bytes) -> bool:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from engine.store import compact
 from engine.store.db import Database, log_table
 from topics import registry
 from topics.envelope import Envelope
@@ -15,6 +17,17 @@ from topics.registry import Packed, filing
 
 #: A topic by its name (an enum's lookup by value costs more than the rest of a row).
 _TOPIC = {topic.value: topic for topic in Topic}
+_INSERT = "INSERT INTO {} (seq, tenant, type, msg_id, at, payload) VALUES (?, ?, ?, ?, ?, ?)"
+
+
+def stored_row(
+    seq: int, tenant: str, type_: str, msg_id: str, at: str, payload: bytes
+) -> tuple[int, str, str, str, str, bytes]:
+    """The row a log table keeps of a message (engine/store/compact.py): its type, id and time
+    packed with its envelope, their columns empty."""
+    if compact.packable(type_, msg_id, at):
+        return (seq, tenant, "", "", "", compact.pack(type_, msg_id, at, payload))
+    return (seq, tenant, type_, msg_id, at, payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +74,13 @@ class Log:
         """Append ``message`` to its topic; returns its offset. Joins an open transaction."""
         return self.append_raw(Topic(message.TOPIC), message, registry.dump(message))
 
-    def append_many(self, messages: Sequence[Envelope | Packed]) -> None:
+    def append_many(self, messages: Sequence[Envelope | Packed]) -> list[bytes]:
         """Append ``messages`` in order, drawing their sequence numbers in one statement. Joins
-        an open transaction."""
+        an open transaction. Returns what each row keeps in its ``payload`` column (the outbox
+        keeps a command's the same, engine/store/outbox.py)."""
         if not messages:
-            return
+            return []
+        stored: list[bytes] = []
         with self.db.transaction() as conn:
             row = conn.execute(
                 "UPDATE meta SET value = CAST(value AS INTEGER) + ? WHERE name = 'seq' "
@@ -76,22 +91,20 @@ class Log:
             rows: dict[Topic, list[tuple[object, ...]]] = {}
             for message in messages:
                 seq += 1
-                topic, *filed = filing(message)
-                rows.setdefault(topic, []).append((seq, *filed))
+                topic, tenant, type_, msg_id, at, payload = filing(message)
+                filed = stored_row(seq, tenant, type_, msg_id, at, payload)
+                rows.setdefault(topic, []).append(filed)
+                stored.append(filed[5])
             for topic, batch in rows.items():
-                conn.executemany(
-                    f"INSERT INTO {log_table(topic)} (seq, tenant, type, msg_id, at, payload) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    batch,
-                )
+                conn.executemany(_INSERT.format(log_table(topic)), batch)
+        return stored
 
     def append_raw(self, topic: Topic, message: Envelope, payload: bytes) -> int:
         with self.db.transaction() as conn:
             seq = self._next_seq()
             cur = conn.execute(
-                f"INSERT INTO {log_table(topic)} (seq, tenant, type, msg_id, at, payload) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (
+                _INSERT.format(log_table(topic)),
+                stored_row(
                     seq,
                     message.tenant,
                     message.type,  # type: ignore[attr-defined]
@@ -135,10 +148,7 @@ class Log:
             )
         sql = " UNION ALL ".join(parts) + " ORDER BY seq LIMIT ?"
         params.append(limit)
-        rows = self.db.conn.execute(sql, params).fetchall()
-        return [
-            LogRecord(_TOPIC[r[0]], r[1], r[2], r[3], r[4], r[5], r[6], bytes(r[7])) for r in rows
-        ]
+        return [record(r) for r in self.db.conn.execute(sql, params).fetchall()]
 
     def end_offsets(self) -> dict[Topic, int]:
         out: dict[Topic, int] = {}
@@ -155,6 +165,16 @@ class Log:
                 f"SELECT COUNT(*) FROM {log_table(topic)} WHERE tenant = ?", (tenant,)
             ).fetchone()
         return int(row[0])
+
+
+def record(r: Sequence[Any]) -> LogRecord:
+    """A log row (topic, offset, seq, tenant, type, msg_id, at, payload) as it was appended,
+    packed or not."""
+    blob = bytes(r[7])
+    found = compact.unpack(blob)
+    if found is None:  # written before rows were packed
+        return LogRecord(_TOPIC[r[0]], r[1], r[2], r[3], r[4], r[5], r[6], blob)
+    return LogRecord(_TOPIC[r[0]], r[1], r[2], r[3], *found)
 
 
 def effects_consumer(consumer: str) -> str:

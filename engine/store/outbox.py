@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from engine.store import compact
 from engine.store.db import Database
 from engine.store.lanes import lane_of
 from topics import registry
@@ -64,12 +65,20 @@ def _pending(row: Sequence[Any]) -> Pending:
         tenant=row[2],
         target=row[3],
         type=row[4],
-        payload=bytes(row[5]),
+        payload=compact.payload_of(bytes(row[5])),
         attempts=row[6],
         next_at=row[7],
         last_error=row[8],
         intent=row[9],
     )
+
+
+def _packed(command: Envelope, payload: bytes) -> bytes:
+    kind: str = command.type  # type: ignore[attr-defined]
+    at = command.occurred_at.isoformat()
+    if not compact.packable(kind, command.id, at):
+        return payload
+    return compact.pack(kind, command.id, at, payload)
 
 
 class Outbox:
@@ -80,8 +89,14 @@ class Outbox:
         """Inside the reconciler's transaction. A command already queued is not queued twice."""
         self.enqueue_many([(command, payload)])
 
-    def enqueue_many(self, commands: Sequence[tuple[Envelope, bytes]]) -> None:
-        """:meth:`enqueue` for several commands, in order, in one statement."""
+    def enqueue_many(
+        self, commands: Sequence[tuple[Envelope, bytes]], stored: Sequence[bytes] | None = None
+    ) -> None:
+        """:meth:`enqueue` for several commands, in order, in one statement. A command is kept
+        packed (engine/store/compact.py), as its log row is; ``stored``: what the commands' log
+        rows keep (``Log.append_many``'s answer), kept as it is instead of packed again."""
+        if stored is not None and len(stored) != len(commands):
+            raise ValueError("one stored payload per command")
         now = time.time()
         self.db.conn.executemany(
             "INSERT OR IGNORE INTO outbox "
@@ -93,11 +108,11 @@ class Outbox:
                     command.tenant,
                     TARGETS[str(command.TOPIC)],
                     command.type,  # type: ignore[attr-defined]
-                    payload,
+                    _packed(command, payload) if stored is None else stored[n],
                     now,
                     lane_of(command.type, payload),  # type: ignore[attr-defined]
                 )
-                for command, payload in commands
+                for n, (command, payload) in enumerate(commands)
             ],
         )
 

@@ -44,6 +44,7 @@ from pydantic_core import from_json
 
 from engine.clock import utcnow
 from engine.core.process import Inbound, Outcome, process
+from engine.store import compact
 from engine.store.db import Database, log_table
 from engine.store.log import Log, Offsets
 from reconcilers.state import DIRTY, Due, DueIndex, Record, due_from
@@ -397,8 +398,9 @@ class Retention:
         yield from self._slim_done(now - self.policy.slim_after.total_seconds())
 
     def _slim_done(self, before: float) -> Iterator[None]:
-        """A delivered command keeps only what recognises it again (its id, status and times:
-        the command itself is on its topic's log). Shrinking a row in place frees no page, so
+        """A delivered command keeps only what recognises it again (its id, tenant, type, status
+        and times: the command itself is on its topic's log; its lane, which only orders pending
+        commands, is dropped with its payload). Shrinking a row in place frees no page, so
         the slim rows are written anew at the end of the table and the full ones deleted: the
         pages they filled become free for new rows."""
         conn = self.db.conn
@@ -421,7 +423,7 @@ class Retention:
                     "INSERT INTO outbox (command_id, tenant, target, type, payload, status, "
                     "attempts, next_at, last_error, created_at, done_at, intent, lane) "
                     "SELECT command_id, tenant, target, type, x'', status, attempts, next_at, "
-                    "NULL, created_at, done_at, NULL, lane FROM temp.retention_done ORDER BY seq"
+                    "NULL, created_at, done_at, NULL, '' FROM temp.retention_done ORDER BY seq"
                 )
             self.status.outbox_slimmed += moved
             if moved < CHUNK:
@@ -460,8 +462,12 @@ class Retention:
         oldest: str | None = None
         for topic in RECONCILED_TOPICS:
             row = self.db.conn.execute(
-                f'SELECT at FROM {log_table(topic)} ORDER BY "offset" LIMIT 1'
+                f'SELECT at, payload FROM {log_table(topic)} ORDER BY "offset" LIMIT 1'
             ).fetchone()
-            if row is not None and (oldest is None or row[0] < oldest):
-                oldest = str(row[0])
+            if row is None:
+                continue
+            packed = compact.unpack(bytes(row[1]))  # a packed row keeps its time packed
+            at = str(row[0]) if packed is None else packed[2]
+            if oldest is None or at < oldest:
+                oldest = at
         return oldest

@@ -17,6 +17,7 @@ from bench.retention import PASS_EVERY, Shop, _days
 from engine.gateway.ingest import REDELIVERY_WINDOW, SEEN_FOR
 from engine.replay import embedded_replay
 from engine.store.db import log_table
+from engine.store.log import Log
 from engine.store.retention import RetentionPolicy, base_mark, base_state
 from topics.names import RECONCILED_TOPICS, Topic
 
@@ -47,10 +48,8 @@ def simulate(folder: Path, days: int, *, retention: bool = True) -> Shop:
 
 
 def oldest_at(shop: Shop, topic: Topic) -> str | None:
-    row = shop.db.conn.execute(
-        f'SELECT at FROM {log_table(topic)} ORDER BY "offset" LIMIT 1'
-    ).fetchone()
-    return None if row is None else str(row[0])
+    first = Log(shop.db).read([topic], {}, 1)
+    return first[0].at if first else None
 
 
 def test_replay_from_the_base_and_the_kept_log_is_exact(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from starlette.testclient import TestClient
 from engine.clock import skew
 from engine.embedded.runtime import EmbeddedEngine
 from engine.secrets import SecretBox, generate_key
-from engine.store.db import log_table
+from engine.store.log import Log
 from engine.tenants import TenantConfig
 from tests.reliability.till_events import movement
 from topics.names import Topic
@@ -54,10 +54,8 @@ class Till:
             self.engine.processor.step()
 
     def on_log(self, message_id: str) -> bool:
-        row = self.engine.db.conn.execute(
-            f"SELECT 1 FROM {log_table(Topic.TILL_EVENTS)} WHERE msg_id = ?", (message_id,)
-        ).fetchone()
-        return row is not None
+        records = Log(self.engine.db).read([Topic.TILL_EVENTS], {}, 10**6, tenant=TENANT)
+        return any(record.msg_id == message_id for record in records)
 
     def metrics(self) -> dict[str, float]:
         text = self.http.get("/metrics").text
