@@ -40,7 +40,7 @@ from engine.kafka.config import KafkaConfig
 from engine.kafka.store import CMD, CURSOR, EXEC, JOURNAL, META, SEEN, decode_key, is_internal
 from engine.store.db import Database
 from engine.store.lanes import lane_of
-from engine.store.packing import StateTable
+from engine.store.packing import RowEdits, StateTable
 from topics import registry
 from topics.names import Topic
 from topics.outcomes import DeadLetter, DeadLetterAction
@@ -185,10 +185,12 @@ class KafkaReadModel:
         c = self.config
         state = dead = actions = tenants = 0
         with self.db.transaction() as conn:
+            # A poll's records of one entity (its journal's and its own) are one row write.
+            edits = RowEdits(StateTable(conn))
             for tp, records in polled.items():
                 for record in records:
                     if tp.topic == c.state_changelog:
-                        state += self._state(conn, record.key, record.value)
+                        state += self._state(conn, edits, record.key, record.value)
                     elif tp.topic == c.topic(Topic.DEAD_LETTERS):
                         dead += self._dead_letter(conn, record.value)
                     elif tp.topic == c.topic(Topic.SYNC_CONTROL):
@@ -201,9 +203,10 @@ class KafkaReadModel:
                         'ON CONFLICT (consumer, topic) DO UPDATE SET "offset" = excluded."offset"',
                         (CONSUMER, _where(tp), records[-1].offset + 1),
                     )
+            edits.flush()
         return Projected(state, dead, actions, tenants)
 
-    def _state(self, conn: Any, key: bytes | None, value: bytes | None) -> int:
+    def _state(self, conn: Any, edits: RowEdits, key: bytes | None, value: bytes | None) -> int:
         if key is None:
             return 0
         try:
@@ -218,11 +221,13 @@ class KafkaReadModel:
             # records are written behind it: what it carries is the tenant's state now.
             for put in [] if record is None else record.get("puts", []):
                 if isinstance(put, list) and len(put) == 3 and isinstance(put[0], str):
-                    self._record(conn, tenant, put[0], str(put[1]), put[2])
+                    self._record(conn, edits, tenant, put[0], str(put[1]), put[2])
             return 1
-        return self._record(conn, tenant, kind, rkey, record)
+        return self._record(conn, edits, tenant, kind, rkey, record)
 
-    def _record(self, conn: Any, tenant: str, kind: str, rkey: str, record: Any) -> int:
+    def _record(
+        self, conn: Any, edits: RowEdits, tenant: str, kind: str, rkey: str, record: Any
+    ) -> int:
         if kind == CMD:
             self._command(conn, tenant, rkey, record)
         elif kind == EXEC:
@@ -249,7 +254,7 @@ class KafkaReadModel:
         elif is_internal(kind):
             return 0
         else:
-            StateTable(conn).put(tenant, kind, rkey, record)
+            edits.put(tenant, kind, rkey, record)
         return 1
 
     def _command(self, conn: Any, tenant: str, command_id: str, record: Any) -> None:

@@ -227,14 +227,9 @@ class StateTable:
 
     def put(self, tenant: str, kind: str, key: str, record: Record | None) -> None:
         """Put (``None``: delete) one record, keeping the others of its row."""
-        family, _ = family_of(kind)
-        row = self.row(tenant, family, key)
-        records = {} if row is None else row.records
-        if record is None:
-            records.pop(kind, None)
-        else:
-            records[kind] = record
-        self.write([(tenant, family, key, records)])
+        edits = RowEdits(self)
+        edits.put(tenant, kind, key, record)
+        edits.flush()
 
     def write(self, rows: Iterable[tuple[str, str, str, Mapping[str, Record]]]) -> None:
         """Replace whole rows: ``(tenant, family, key, {kind: record})``; no records, no row."""
@@ -256,6 +251,34 @@ class StateTable:
             self.conn.executemany(
                 "DELETE FROM state WHERE tenant = ? AND family = ? AND key = ?", deletes
             )
+
+
+class RowEdits:
+    """Record-by-record changes to a :class:`StateTable`, each row read once and written once
+    by :meth:`flush` however many of its records changed (the Kafka read model gathers a poll's
+    changes so)."""
+
+    def __init__(self, table: StateTable) -> None:
+        self.table = table
+        self._rows: dict[tuple[str, str, str], dict[str, Record]] = {}
+
+    def put(self, tenant: str, kind: str, key: str, record: Record | None) -> None:
+        """Put (``None``: delete) one record."""
+        family, _ = family_of(kind)
+        where = (tenant, family, key)
+        records = self._rows.get(where)
+        if records is None:
+            row = self.table.row(tenant, family, key)
+            records = self._rows[where] = {} if row is None else row.records
+        if record is None:
+            records.pop(kind, None)
+        else:
+            records[kind] = record
+
+    def flush(self) -> None:
+        """Write the rows changed since the last flush, in key order."""
+        self.table.write([(*where, records) for where, records in sorted(self._rows.items())])
+        self._rows.clear()
 
 
 #: The table's definition (engine/store/db.py creates it, and moves a database of the layout

@@ -241,3 +241,28 @@ def test_reading_a_row_does_not_hide_an_unwritten_change_of_another_kind(tmp_pat
         assert store.get("s1", "stock", "A1") == {"base": "2"}
     finally:
         db.close()
+
+
+def test_record_edits_reach_the_table_once_per_row_at_the_flush() -> None:
+    """The Kafka read model's way: a poll's puts (a journal's, then each record's own) are
+    gathered by row, last one winning, and written when the poll's transaction ends."""
+    conn = sqlite3.connect(":memory:")
+    conn.execute(packing.DDL)
+    table = StateTable(conn)
+    table.put("shop", "barcode", "731", {"holder": "A0"})
+    edits = packing.RowEdits(table)
+    edits.put("shop", "art.fx", "A1", {"v": 1})
+    edits.put("shop", "stock", "A1", {"base": "1"})
+    edits.put("shop", "art.fx", "A1", {"v": 2})
+    edits.put("shop", "barcode", "731", None)
+    edits.put("shop", "till.ean", "731", {"articles": ["A1"]})
+    assert table.records("shop") == {("barcode", "731"): {"holder": "A0"}}  # nothing yet
+    edits.flush()
+    assert table.records("shop") == {
+        ("art.fx", "A1"): {"v": 2},
+        ("stock", "A1"): {"base": "1"},
+        ("till.ean", "731"): {"articles": ["A1"]},
+    }
+    edits.put("shop", "till.ean", "731", None)
+    edits.flush()
+    assert conn.execute("SELECT COUNT(*) FROM state WHERE family = 'ean'").fetchone()[0] == 0

@@ -11,7 +11,7 @@ from engine.kafka.config import KafkaConfig
 from engine.kafka.readmodel import KafkaReadModel
 from engine.kafka.store import CMD, JOURNAL, META, SEEN, encode_key, journal_key
 from engine.store.db import Database
-from engine.store.packing import StateTable
+from engine.store.packing import RowEdits, StateTable
 
 
 def _projected(tmp_path: Path, records: list[tuple[str, str, object]]) -> KafkaReadModel:
@@ -19,9 +19,11 @@ def _projected(tmp_path: Path, records: list[tuple[str, str, object]]) -> KafkaR
         KafkaConfig(bootstrap="127.0.0.1:9", prefix="p."), Database(tmp_path / "r.db")
     )
     with model.db.transaction() as conn:
+        edits = RowEdits(StateTable(conn))
         for kind, key, value in records:
             raw = None if value is None else json.dumps(value).encode()
-            model._state(conn, encode_key("shop", kind, key), raw)
+            model._state(conn, edits, encode_key("shop", kind, key), raw)
+        edits.flush()
     return model
 
 
