@@ -9,7 +9,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -18,19 +17,17 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.secrets import SecretBox, generate_key
+from engine.secrets import generate_key
 from engine.store.db import Database
 from engine.store.packing import StateTable
-from engine.tenants import FortnoxConnection, TenantConfig, TenantDirectory, TillConnection
 from sandbox.fortnox.app import create_app as create_sandbox
 from sandbox.fortnox.seed import seed_demo
 from sandbox.fortnox.state import SandboxState
 from sandbox.till import TillState
 from sandbox.till import create_app as create_till
 from tests.procs import terminate
-from tests.scenarios.harness import BASE_SETTINGS, TENANT, WINDOW, merged
-from tests.servers import free_port, serve
-from topics.settings import TenantSettings
+from tests.scenarios.harness import TENANT, WINDOW
+from tests.servers import add_till_master_shop, free_port, serve, start_engine
 
 KILLS = int(os.environ.get("KASSASYNC_CRASH_KILLS", "20"))
 pytestmark = pytest.mark.slow
@@ -45,23 +42,7 @@ class Engine:
         self.log = (data / "engine.log").open("ab")
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "engine.cli",
-                "--log-level",
-                "WARNING",
-                "run",
-                "--data",
-                str(self.data),
-                "--http-port",
-                str(self.port),
-            ],
-            env=self.env,
-            stdout=self.log,
-            stderr=self.log,
-        )
+        self.proc = start_engine(self.data, self.port, self.env, self.log)
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -110,22 +91,9 @@ async def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: P
     credentials = seeded.credentials(sandbox_url)
 
     data = tmp_path / "engine"
-    directory = TenantDirectory(Database(data / "kassasync.db"), SecretBox(key))
-    api_key = directory.upsert(
-        TenantConfig(
-            id=TENANT,
-            settings=TenantSettings.model_validate(
-                merged(BASE_SETTINGS, {"customers": {"master": "till"}})
-            ),
-            till=TillConnection(endpoint=f"{till_url}/kassasync/commands", token="till-token"),
-            # With Fortnox's topics feed, as overwrite mode needs: the feed is how a sale inside
-            # a write's read-to-write window is found at all (docs/reliability.md).
-            fortnox=FortnoxConnection.at(
-                sandbox_url, credentials, poll_seconds=0.5, feed=True, rate_window_seconds=WINDOW
-            ),
-        )
-    )
-    directory.db.close()
+    # With Fortnox's topics feed, as overwrite mode needs: the feed is how a sale inside a
+    # write's read-to-write window is found at all (docs/reliability.md).
+    api_key = add_till_master_shop(data, key, sandbox_url, credentials, till_url, feed=True)
     port = free_port()
     env = {
         **os.environ,

@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,18 +21,16 @@ import httpx
 import pytest
 
 from engine.executors.fortnox import STOP_GRACE_SECONDS
-from engine.secrets import SecretBox, generate_key
+from engine.secrets import generate_key
 from engine.store.db import Database
-from engine.tenants import FortnoxConnection, TenantConfig, TenantDirectory, TillConnection
 from sandbox.fortnox.app import create_app as create_sandbox
 from sandbox.fortnox.seed import seed_demo
 from sandbox.fortnox.state import SandboxState
 from sandbox.till import TillState
 from sandbox.till import create_app as create_till
 from tests.procs import terminate
-from tests.scenarios.harness import BASE_SETTINGS, TENANT, WINDOW, EmbeddedRuntime, merged
-from tests.servers import free_port, serve
-from topics.settings import TenantSettings
+from tests.scenarios.harness import TENANT, WINDOW, EmbeddedRuntime
+from tests.servers import add_till_master_shop, free_port, serve, start_engine
 
 pytestmark = pytest.mark.slow
 
@@ -44,24 +41,7 @@ SLOW_ANSWER = 7.0
 
 
 def _start(data: Path, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    out = log.open("ab")
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "engine.cli",
-            "--log-level",
-            "INFO",
-            "run",
-            "--data",
-            str(data),
-            "--http-port",
-            str(port),
-        ],
-        env=env,
-        stdout=out,
-        stderr=out,
-    )
+    return start_engine(data, port, env, log.open("ab"), log_level="INFO")
 
 
 def _events(log: Path) -> list[dict[str, Any]]:
@@ -103,23 +83,9 @@ async def test_sigterm_in_a_rate_limit_storm_stops_within_seconds_and_loses_noth
     till = TillState(tenant=TENANT, token="till-token")
     till_url, till_server, till_task = await serve(create_till(till))
     data = tmp_path / "engine"
-    directory = TenantDirectory(Database(data / "kassasync.db"), SecretBox(key))
-    api_key = directory.upsert(
-        TenantConfig(
-            id=TENANT,
-            settings=TenantSettings.model_validate(
-                merged(BASE_SETTINGS, {"customers": {"master": "till"}})
-            ),
-            till=TillConnection(endpoint=f"{till_url}/kassasync/commands", token="till-token"),
-            fortnox=FortnoxConnection.at(
-                sandbox_url,
-                seeded.credentials(sandbox_url),
-                poll_seconds=0.5,
-                rate_window_seconds=WINDOW,
-            ),
-        )
+    api_key = add_till_master_shop(
+        data, key, sandbox_url, seeded.credentials(sandbox_url), till_url
     )
-    directory.db.close()
     port = free_port()
     env = {
         **os.environ,
@@ -236,6 +202,14 @@ async def _until_true(what: str, check: Any, within: float = 30.0) -> None:
         await asyncio.sleep(0.05)
 
 
+async def _send_customer_c1(rt: EmbeddedRuntime) -> None:
+    """The till sends customer C1 (the till masters customers: a create in Fortnox follows)."""
+    sent = await rt.send(
+        rt.event("till.customer.upserted", {"till_customer_id": "C1", "customer": {"name": "K"}})
+    )
+    assert sent.status_code in (200, 202), sent.text
+
+
 async def test_a_stop_cuts_a_commands_backoff_and_the_command_runs_once_after_the_restart(
     tmp_path: Path,
 ) -> None:
@@ -248,12 +222,7 @@ async def test_a_stop_cuts_a_commands_backoff_and_the_command_runs_once_after_th
             json={"seconds": 120, "method": "POST", "path_prefix": "/3/customers"},
         )
         storm.raise_for_status()
-        sent = await rt.send(
-            rt.event(
-                "till.customer.upserted", {"till_customer_id": "C1", "customer": {"name": "K"}}
-            )
-        )
-        assert sent.status_code in (200, 202), sent.text
+        await _send_customer_c1(rt)
         faults = rt.sandbox_state.faults
         await _until_true("a second 429 on the command", lambda: faults.injected["storm"] >= 2)
         command_id = _command_id(rt, "fortnox.customer.create")
@@ -288,12 +257,7 @@ async def test_a_stop_waits_a_grace_for_an_answer_on_the_wire_and_nothing_is_wri
             json={"ms": SLOW_ANSWER * 1000, "method": "POST", "path_prefix": "/3/customers"},
         )
         latency.raise_for_status()
-        sent = await rt.send(
-            rt.event(
-                "till.customer.upserted", {"till_customer_id": "C1", "customer": {"name": "K"}}
-            )
-        )
-        assert sent.status_code in (200, 202), sent.text
+        await _send_customer_c1(rt)
         faults = rt.sandbox_state.faults
         await _until_true("the POST on the wire", lambda: faults.injected["latency"] >= 1)
         # From here Fortnox answers at once: only the request on the wire is slow.

@@ -28,6 +28,7 @@ from sandbox.fortnox.seed import Seeded, seed_demo
 from sandbox.fortnox.state import SandboxState
 from tests.procs import terminate
 from tests.scenarios.harness import BASE_SETTINGS, TENANT, WINDOW, merged
+from tests.servers import start_engine
 from topics.settings import TenantSettings
 
 ADMIN_TOKEN = "sie-cli-test-admin-token-0123456789"
@@ -151,23 +152,7 @@ async def engine(data: Path, env: dict[str, str], port: int | None = None) -> As
     SIGTERM at the end."""
     log = (data / "engine.log").open("ab")
     port = port or free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "engine.cli",
-            "--log-level",
-            "WARNING",
-            "run",
-            "--data",
-            str(data),
-            "--http-port",
-            str(port),
-        ],
-        env=env,
-        stdout=log,
-        stderr=log,
-    )
+    proc = start_engine(data, port, env, log)
     url = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient() as http:
