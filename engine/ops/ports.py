@@ -39,9 +39,6 @@ class OpsStore(Protocol):
     ) -> list[tuple[str, Record]]:
         """Records of a kind; ``where`` keeps those whose top-level field has one of the values."""
 
-    def count_by(self, tenant: str, kind: str, field: str) -> dict[str, int]:
-        """How many records of a kind have each value of a top-level field ('' for none)."""
-
     def kind_counts(self, tenant: str) -> dict[str, int]: ...
 
     def cursors(self, tenant: str) -> list[Cursor]: ...

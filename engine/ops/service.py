@@ -177,9 +177,11 @@ class Ops:
             "zreports": self.store.records(tenant, "zr", where={"status": ["waiting"]}),
             "invoices": self.store.records(tenant, "inv", where={"status": ["waiting"]}),
         }
-        reasons = self.store.count_by(tenant, "art.want", "reason")
-        conflicts = reasons.get("barcode_conflict", 0)
-        refused = reasons.get("till_refuses", 0)
+        held_out = self.store.records(
+            tenant, "art.want", where={"reason": ["barcode_conflict", "till_refuses"]}
+        )
+        conflicts = sum(1 for _, want in held_out if want.get("reason") == "barcode_conflict")
+        refused = len(held_out) - conflicts
         flows: list[FlowStatus] = []
         for flow in FLOWS:
             dead_n = sum(n for t, n in dead.items() if flow_of(t) == flow)

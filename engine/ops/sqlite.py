@@ -10,6 +10,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 import structlog
+from pydantic_core import to_json
 
 from engine.ops.records import Cursor, DeadLetterRow, Drift, PendingCommand, PendingGroup, TenantRef
 from engine.store.db import Database
@@ -34,11 +35,12 @@ def _matches(value: object, wanted: Sequence[str | int | bool]) -> bool:
     return any(value == want and isinstance(value, str) == isinstance(want, str) for want in wanted)
 
 
-def _label(value: object) -> str:
-    """A field's value as a count's label (as SQLite's ``json_extract`` gave it)."""
-    if isinstance(value, bool):
-        return str(int(value))
-    return str(value)
+def _texts(wanted: Sequence[str | int | bool]) -> list[bytes]:
+    """The JSON of wanted strings, each in any record text whose field equals it (none when a
+    number or truth value is wanted: ``1`` and ``true`` match each other)."""
+    if not all(isinstance(want, str) for want in wanted):
+        return []
+    return [to_json(want) for want in wanted]
 
 
 class SqliteOpsStore:
@@ -79,7 +81,10 @@ class SqliteOpsStore:
     ) -> list[tuple[str, Record]]:
         conditions = list((where or {}).items())
         found: list[tuple[str, Record]] = []
-        for key, record in self.state.scan(tenant, kind):
+        # Rows that cannot hold a wanted text are not decoded (the dashboard asks this of every
+        # article of every tenant): a string field equal to one holds the string's JSON.
+        holding = [] if not conditions else _texts(conditions[0][1])
+        for key, record in self.state.scan(tenant, kind, holding=holding):
             if limit is not None and len(found) >= limit:
                 break
             if all(_matches(record.get(name), values) for name, values in conditions):
@@ -99,14 +104,6 @@ class SqliteOpsStore:
         except sqlite3.OperationalError:  # a database no upload has touched: no table
             return []
         return [(f"sie-file:{name}", dict(json.loads(value))) for name, value in rows]
-
-    def count_by(self, tenant: str, kind: str, field: str) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for _, record in self.state.scan(tenant, kind):
-            value = record.get(field)
-            label = "" if value is None else _label(value)
-            counts[label] = counts.get(label, 0) + 1
-        return counts
 
     def kind_counts(self, tenant: str) -> dict[str, int]:
         return self.state.counts(tenant)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import sqlite3
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from pydantic_core import from_json, to_json
@@ -146,13 +146,18 @@ class Unpacked(NamedTuple):
     size: int
 
 
-def unpack(value: bytes) -> Unpacked:
-    """A row's records from its ``value``."""
+def inflate(value: bytes) -> bytes:
+    """A row's records as the JSON text its ``value`` holds."""
     blob = bytes(value)
     if not blob or blob[0] != FORMAT:
         raise ValueError(f"not a state row of a known format: {blob[:1]!r}")
-    inflate = zlib.decompressobj(_WBITS, _DICTIONARY)
-    text = inflate.decompress(blob[1:]) + inflate.flush()
+    inflater = zlib.decompressobj(_WBITS, _DICTIONARY)
+    return inflater.decompress(blob[1:]) + inflater.flush()
+
+
+def unpack(value: bytes) -> Unpacked:
+    """A row's records from its ``value``."""
+    text = inflate(value)
     records: Any = from_json(text)
     return Unpacked(records, len(text))
 
@@ -179,8 +184,12 @@ class StateTable:
         row = self.row(tenant, family, key)
         return None if row is None else row.records.get(kind)
 
-    def scan(self, tenant: str, kind: str) -> Iterator[tuple[str, Record]]:
-        """Every record of ``kind``, in key order."""
+    def scan(
+        self, tenant: str, kind: str, *, holding: Sequence[bytes] = ()
+    ) -> Iterator[tuple[str, Record]]:
+        """Every record of ``kind``, in key order. ``holding``: only from rows whose JSON holds
+        one of these texts (decoding the rest is skipped: a caller looking for a field equal
+        to a string passes the string's JSON, which any such row holds, and checks the field)."""
         family, bit = family_of(kind)
         rows = self.conn.execute(
             "SELECT key, value FROM state WHERE tenant = ? AND family = ? AND kinds & ? "
@@ -188,7 +197,11 @@ class StateTable:
             (tenant, family, bit),
         )
         for key, value in rows:
-            yield str(key), unpack(value).records[kind]
+            text = inflate(value)
+            if holding and not any(needle in text for needle in holding):
+                continue
+            records: Any = from_json(text)
+            yield str(key), records[kind]
 
     def rows(self, tenant: str, family: str) -> Iterator[tuple[str, dict[str, Record]]]:
         """Every row of a family: its key and records (kind -> record), in key order."""

@@ -266,3 +266,30 @@ def test_record_edits_reach_the_table_once_per_row_at_the_flush() -> None:
     edits.put("shop", "till.ean", "731", None)
     edits.flush()
     assert conn.execute("SELECT COUNT(*) FROM state WHERE family = 'ean'").fetchone()[0] == 0
+
+
+def test_a_scan_for_a_text_decodes_only_rows_that_hold_it_and_misses_none(tmp_path: Path) -> None:
+    """The dashboard's filter on a field (``where``) skips the rows whose JSON cannot hold the
+    wanted string, and still finds every record whose field equals it, however the string is
+    written in JSON (quotes, backslashes, non-ASCII)."""
+    from engine.ops.sqlite import SqliteOpsStore
+
+    db = Database(tmp_path / "kassasync.db")
+    try:
+        table = StateTable(db.conn)
+        odd = 'kö "x" \\ ok'
+        wanted = {"A1": "barcode_conflict", "A3": odd, "A5": "till_refuses"}
+        others = {"A2": "fortnox", "A4": "barcode_conflict_old", "A6": 1}
+        for key, reason in {**wanted, **others}.items():
+            table.put("shop", "art.want", key, {"reason": reason})
+            table.put("shop", "art.fx", key, {"note": "barcode_conflict" if key == "A2" else ""})
+        found = SqliteOpsStore(db).records(
+            "shop", "art.want", where={"reason": ["barcode_conflict", odd, "till_refuses"]}
+        )
+        assert {key: r["reason"] for key, r in found} == wanted
+        held = list(table.scan("shop", "art.want", holding=[b'"barcode_conflict"']))
+        assert [key for key, _ in held] == ["A1", "A2"]  # A2's art.fx holds the text
+        numbers = SqliteOpsStore(db).records("shop", "art.want", where={"reason": [True]})
+        assert [key for key, _ in numbers] == ["A6"]  # 1 equals true, as json_extract had it
+    finally:
+        db.close()
