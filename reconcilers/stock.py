@@ -20,15 +20,14 @@ merge's base, till, Fortnox and new values.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from reconcilers import stock_ids
 from reconcilers.context import Ctx, Refused
 from topics.commands import AdjustTillStock, AdjustTillStockData, ApplyFortnoxStock, ApplyStockData
-from topics.common import REDELIVERY_WINDOW_DAYS
 from topics.fortnox import (
     FortnoxArticle,
     OverlapReason,
@@ -43,14 +42,10 @@ from topics.till import StockCountedData, StockMovementData
 
 FLOW = "stock"
 KIND = "stock"
-MOVEMENTS = "stock.mv"
-COUNTS = "stock.count"
 MERGES = "stock.merge"
 #: Writes a foreign change overlapped (possible lost sales), one per write (:func:`write_key`),
 #: for the shop.
 OVERLAPS = "stock.overlap"
-#: The latest day (of a movement's or count's ``occurred_at``) an id was remembered on.
-IDS_DAY = "stock.ids"
 #: Overwritten sales Kassasync established and applied to Fortnox again, one per write.
 REPAIRS = "stock.repaired"
 #: Absolute writes a topics-feed watch is still looking at (one record per tenant, key
@@ -142,7 +137,8 @@ def on_movement(ctx: Ctx, data: StockMovementData) -> None:
     if not _enabled(ctx):
         ctx.note("stock.ignored", article=data.article_number, reason="stock sync is off")
         return
-    known = ctx.txn.get(MOVEMENTS, data.movement_id)
+    stock_ids.upgrade(ctx)
+    known = stock_ids.known(ctx.txn.get, stock_ids.MOVEMENT_IDS, data.movement_id)
     if known is not None:
         _same_or_refuse(
             known,
@@ -154,8 +150,8 @@ def on_movement(ctx: Ctx, data: StockMovementData) -> None:
         )
         ctx.note("stock.movement.duplicate", movement_id=data.movement_id)
         return
-    _remember_id(
-        ctx, MOVEMENTS, data.movement_id, {"article": data.article_number, "delta": str(data.delta)}
+    stock_ids.remember(
+        ctx, stock_ids.MOVEMENT_IDS, data.movement_id, data.article_number, str(data.delta)
     )
     level = _load(ctx, data.article_number)
     level.till += data.delta
@@ -165,45 +161,19 @@ def on_movement(ctx: Ctx, data: StockMovementData) -> None:
     ctx.mark_dirty(FLOW, data.article_number)
 
 
-def _remember_id(ctx: Ctx, kind: str, ident: str, record: dict[str, Any]) -> None:
-    """Remember a movement or count id with the day it happened. On the first id of a later
-    day, forget the ids of days older than the redelivery window (``docs/contract.md``): a
-    resend that old is refused at ingest, so nothing can ask for them. Time is the message's,
-    so a replay forgets the same ids at the same message."""
-    day = ctx.now.date()
-    on = day.isoformat()
-    ctx.txn.put(kind, ident, {**record, "on": on})
-    last = ctx.txn.get(IDS_DAY, "last")
-    if last is not None and str(last["day"]) >= on:
-        return
-    ctx.txn.put(IDS_DAY, "last", {"day": on})
-    cutoff = (day - dt.timedelta(days=REDELIVERY_WINDOW_DAYS + 1)).isoformat()
-    forgotten = 0
-    for remembered in (MOVEMENTS, COUNTS):
-        for key, known in ctx.txn.scan(remembered):
-            when = known.get("on")
-            if when is None:  # remembered before ids carried their day: counts from today
-                ctx.txn.put(remembered, key, {**known, "on": on})
-            elif str(when) < cutoff:
-                ctx.txn.delete(remembered, key)
-                forgotten += 1
-    if forgotten:
-        ctx.note("stock.ids.forgotten", before=cutoff, ids=forgotten)
-
-
 def _same_or_refuse(
-    known: dict[str, Any], id_field: str, ident: str, article: str, name: str, value: Decimal
+    known: stock_ids.Known, id_field: str, ident: str, article: str, name: str, value: Decimal
 ) -> None:
     """Nothing if the movement (or count) ``ident`` applied before was this one (a till sending
     one movement in two messages); raises :class:`Refused` if the till reused the id for another
     article or another value, which Kassasync cannot apply without losing one of them. Records
     from before the value was kept compare by article only."""
-    before = known.get(name)
-    if known.get("article") == article and (before is None or Decimal(before) == value):
+    before = known.value
+    if known.article == article and (before is None or Decimal(before) == value):
         return
     raise Refused(
         f"{id_field} {ident!r} was applied before as {name} {before} of article "
-        f"{known.get('article')!r}; this message says {name} {value} of article {article!r}. "
+        f"{known.article!r}; this message says {name} {value} of article {article!r}. "
         f"A new movement or count needs a new {id_field}"
     )
 
@@ -212,15 +182,16 @@ def on_count(ctx: Ctx, data: StockCountedData) -> None:
     if not _enabled(ctx):
         ctx.note("stock.ignored", article=data.article_number, reason="stock sync is off")
         return
-    known = ctx.txn.get(COUNTS, data.count_id)
+    stock_ids.upgrade(ctx)
+    known = stock_ids.known(ctx.txn.get, stock_ids.COUNT_IDS, data.count_id)
     if known is not None:
         _same_or_refuse(
             known, "count_id", data.count_id, data.article_number, "quantity", data.quantity
         )
         ctx.note("stock.count.duplicate", count_id=data.count_id)
         return
-    _remember_id(
-        ctx, COUNTS, data.count_id, {"article": data.article_number, "quantity": str(data.quantity)}
+    stock_ids.remember(
+        ctx, stock_ids.COUNT_IDS, data.count_id, data.article_number, str(data.quantity)
     )
     level = _load(ctx, data.article_number)
     inflight = level.till_inflight

@@ -27,6 +27,7 @@ from engine.kafka.config import KafkaConfig
 from engine.kafka.ingest import create_app
 from engine.secrets import SecretBox
 from engine.tenants import TenantConfig
+from reconcilers import stock_ids
 from tests.kafka.harness import KafkaHarness, eventually, running
 from tests.reliability.till_events import (
     HUGE,
@@ -81,6 +82,19 @@ class KafkaDoor:
 
     def record(self, tenant: str, kind: str, key: str) -> dict[str, Any] | None:
         return self.harness.state(tenant).get((kind, key))
+
+    async def until_movement(self, tenant: str, movement_id: str, what: str) -> None:
+        """Until the tenant's stock reconciler has applied ``movement_id``."""
+
+        async def there() -> bool:
+            state = self.harness.state(tenant)
+
+            def get(kind: str, key: str) -> dict[str, Any] | None:
+                return state.get((kind, key))
+
+            return stock_ids.known(get, stock_ids.MOVEMENT_IDS, movement_id) is not None
+
+        await eventually(there, 60, what)
 
     async def until(self, tenant: str, kind: str, key: str, what: str) -> dict[str, Any]:
         async def there() -> bool:
@@ -155,8 +169,8 @@ async def test_the_kafka_door_refuses_what_the_embedded_door_refuses(
         assert answer.status_code == 202, answer.text
         other = movement("shop-b", movement_id=f"b-{uuid.uuid4().hex[:8]}")
         assert (await api.post(other, tenant="shop-b")).status_code == 202
-        await api.until("shop-b", "stock.mv", other["data"]["movement_id"], "shop-b's movement")
-        await api.until("shop-a", "stock.mv", edge["data"]["movement_id"], "the edge movement")
+        await api.until_movement("shop-b", other["data"]["movement_id"], "shop-b's movement")
+        await api.until_movement("shop-a", edge["data"]["movement_id"], "the edge movement")
         rec = await api.until("shop-a", "cust.till", "C-k", "the customer")
 
         async def settled() -> bool:
@@ -177,7 +191,7 @@ async def test_a_reused_movement_id_is_a_dead_letter_on_kafka(
     async with door(tmp_path, bootstrap, prefix) as api:
         first = movement(movement_id="R-k", article_number="4001")
         assert (await api.post(first)).status_code == 202
-        await api.until("shop-a", "stock.mv", "R-k", "the first movement")
+        await api.until_movement("shop-a", "R-k", "the first movement")
         reused = movement(movement_id="R-k", article_number="4001", delta="-6")
         assert (await api.post(reused)).status_code == 202
 
@@ -189,7 +203,7 @@ async def test_a_reused_movement_id_is_a_dead_letter_on_kafka(
         assert level is not None and Decimal(level["till"]) == -1, level
         other = movement("shop-b", movement_id="b-after")
         assert (await api.post(other, tenant="shop-b")).status_code == 202
-        await api.until("shop-b", "stock.mv", "b-after", "shop-b after the dead letter")
+        await api.until_movement("shop-b", "b-after", "shop-b after the dead letter")
 
 
 class _Stuck:

@@ -15,7 +15,17 @@ from hypothesis import strategies as st
 from reconcilers.context import Refused
 from reconcilers.dispatch import reconcile
 from reconcilers.state import MemoryState
-from reconcilers.stock import COUNTS, IDS_DAY, KIND, MOVEMENTS
+from reconcilers.stock import KIND
+from reconcilers.stock_ids import (
+    BUCKETS,
+    COUNT_IDS,
+    DAYS,
+    DAYS_KEY,
+    MOVEMENT_IDS,
+    Known,
+    bucket_key,
+    known,
+)
 from topics.common import REDELIVERY_WINDOW_DAYS
 from topics.envelope import Envelope
 from topics.till import StockCounted, StockMovement
@@ -87,8 +97,8 @@ def test_a_reused_movement_id_is_refused_unless_it_is_the_same_movement(
 
 
 def test_a_movement_recorded_before_deltas_were_kept_compares_by_article() -> None:
-    state = MemoryState({(MOVEMENTS, "R0"): {"article": "A1"}})
-    assert apply(state, move(0, "R0", "-3")) == ["stock.movement.duplicate"]
+    state = MemoryState({("stock.mv", "R0"): {"article": "A1"}})
+    assert apply(state, move(0, "R0", "-3")) == ["stock.ids.upgraded", "stock.movement.duplicate"]
     with pytest.raises(Refused):
         reconcile(state, move(1, "R0", "-3", "A2"))
 
@@ -96,7 +106,8 @@ def test_a_movement_recorded_before_deltas_were_kept_compares_by_article() -> No
 def test_a_reused_count_id_with_another_quantity_is_refused() -> None:
     state = MemoryState()
     apply(state, count(0, "K1", "7"))
-    assert state.get(COUNTS, "K1") == {"article": "A1", "quantity": "7", "on": "2026-03-14"}
+    assert known(state.get, COUNT_IDS, "K1") == Known("A1", "7")
+    assert "K1" in state.records[(COUNT_IDS, bucket_key("2026-03-14", "K1"))]["ids"]
     assert apply(state, count(1, "K1", "7.0")) == ["stock.count.duplicate"]
     with pytest.raises(Refused, match="count_id 'K1'"):
         reconcile(state, count(2, "K1", "8"))
@@ -116,21 +127,107 @@ def test_movement_ids_are_remembered_through_the_redelivery_window_then_forgotte
     apply(state, count(1, "K1", "5"))
     inside = REDELIVERY_WINDOW_DAYS + 1
     assert apply(state, later(move(2, "R1", "-1"), inside)) == ["stock.movement.duplicate"]
-    assert state.get(MOVEMENTS, "R1") is not None
+    assert known(state.get, MOVEMENT_IDS, "R1") == Known("A1", "-1")
     assert till_level(state) == Decimal(5)
     notes = apply(state, later(move(3, "R2", "-1"), inside + 1))
     assert "stock.ids.forgotten" in notes
-    assert state.get(MOVEMENTS, "R1") is None
-    assert state.get(COUNTS, "K1") is None
-    assert state.get(MOVEMENTS, "R2") is not None
-    assert state.get(IDS_DAY, "last") == {
-        "day": (AT + dt.timedelta(days=inside + 1)).date().isoformat()
-    }
+    assert known(state.get, MOVEMENT_IDS, "R1") is None
+    assert known(state.get, COUNT_IDS, "K1") is None
+    assert known(state.get, MOVEMENT_IDS, "R2") is not None
+    today = (AT + dt.timedelta(days=inside + 1)).date().isoformat()
+    assert state.get(DAYS, DAYS_KEY) == {"day": today, "days": [today]}
+    # The forgotten day's records are gone, not emptied.
+    assert not [k for k in state.records if k[0] in (MOVEMENT_IDS, COUNT_IDS) and k[1] < today]
 
 
 def test_ids_remembered_before_they_carried_a_day_count_from_the_next_new_day() -> None:
-    state = MemoryState({(MOVEMENTS, "OLD"): {"article": "A1", "delta": "-1"}})
+    state = MemoryState({("stock.mv", "OLD"): {"article": "A1", "delta": "-1"}})
     apply(state, move(0, "R1", "-1"))
-    assert state.get(MOVEMENTS, "OLD") == {"article": "A1", "delta": "-1", "on": "2026-03-14"}
-    apply(state, later(move(1, "R2", "-1"), REDELIVERY_WINDOW_DAYS + 2))
-    assert state.get(MOVEMENTS, "OLD") is None
+    assert ("stock.mv", "OLD") not in state.records
+    assert "OLD" in state.records[(MOVEMENT_IDS, bucket_key("2026-03-14", "OLD"))]["ids"]
+    assert apply(state, move(1, "OLD", "-1")) == ["stock.movement.duplicate"]
+    apply(state, later(move(2, "R2", "-1"), REDELIVERY_WINDOW_DAYS + 2))
+    assert known(state.get, MOVEMENT_IDS, "OLD") is None
+
+
+def test_ids_kept_one_record_each_are_moved_to_their_days_on_the_first_id_after_the_upgrade() -> (
+    None
+):
+    """A store from before the buckets: its ids (with their days) are moved into their days'
+    records by the first movement or count after the upgrade, resends of them are still found,
+    and they are forgotten with their day."""
+    day0 = AT.date()
+    state = MemoryState(
+        {
+            ("stock.mv", "M-old"): {"article": "A1", "delta": "-2", "on": str(day0)},
+            ("stock.mv", "M-older"): {
+                "article": "A2",
+                "delta": "1",
+                "on": str(day0 - dt.timedelta(days=1)),
+            },
+            ("stock.count", "C-old"): {"article": "A1", "quantity": "9", "on": str(day0)},
+            ("stock.ids", "last"): {"day": str(day0)},
+        }
+    )
+    notes = apply(state, count(0, "C-new", "4"))
+    assert "stock.ids.upgraded" in notes
+    assert not [k for k in state.records if k[0] in ("stock.mv", "stock.count")]
+    assert state.get(DAYS, DAYS_KEY) == {
+        "day": str(day0),
+        "days": [str(day0 - dt.timedelta(days=1)), str(day0)],
+    }
+    assert apply(state, move(1, "M-older", "1", "A2")) == ["stock.movement.duplicate"]
+    with pytest.raises(Refused, match="count_id 'C-old'"):
+        reconcile(state, count(2, "C-old", "8"))
+    assert apply(state, count(3, "C-old", "9")) == ["stock.count.duplicate"]
+    # The older day leaves the window one day before the other.
+    apply(state, later(move(4, "R-a", "-1"), REDELIVERY_WINDOW_DAYS + 1))
+    assert known(state.get, MOVEMENT_IDS, "M-older") is None
+    assert known(state.get, MOVEMENT_IDS, "M-old") == Known("A1", "-2")
+
+
+def test_a_message_of_an_earlier_day_keeps_its_id_under_that_day() -> None:
+    state = MemoryState()
+    apply(state, later(move(0, "R-late", "-1"), 2))
+    apply(state, move(1, "R-early", "-1"))
+    days = state.get(DAYS, DAYS_KEY)
+    assert days == {"day": "2026-03-16", "days": ["2026-03-14", "2026-03-16"]}
+    assert apply(state, later(move(2, "R-early", "-1"), 2)) == ["stock.movement.duplicate"]
+
+
+def test_a_busy_day_is_held_in_at_most_the_buckets_records() -> None:
+    state = MemoryState()
+    for n in range(600):
+        apply(state, move(n, f"R{n}", "-1", f"A{n % 7}"))
+    records = [k for k in state.records if k[0] == MOVEMENT_IDS]
+    assert len(records) == BUCKETS
+    assert sum(len(state.records[k]["ids"]) for k in records) == 600
+    assert all(known(state.get, MOVEMENT_IDS, f"R{n}") is not None for n in range(600))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(0, 9), st.sampled_from(["R1", "R2", "R3", "R4"])),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_ids_are_duplicates_exactly_while_their_day_is_in_the_window(
+    steps: list[tuple[int, str]],
+) -> None:
+    """Against a model: an id is a duplicate while it is kept; a new id of a later day forgets
+    the ids of days older than the window; days may come out of order."""
+    state = MemoryState()
+    kept: dict[str, int] = {}
+    latest: int | None = None
+    for n, (day, ident) in enumerate(steps):
+        notes = apply(state, later(move(n, ident, "-1"), day))
+        if ident in kept:
+            assert notes == ["stock.movement.duplicate"], (n, day, ident, kept)
+            continue
+        assert "stock.movement.duplicate" not in notes, (n, day, ident, kept)
+        kept[ident] = day
+        if latest is None or day > latest:
+            latest = day
+            kept = {i: d for i, d in kept.items() if d >= day - (REDELIVERY_WINDOW_DAYS + 1)}
