@@ -38,7 +38,7 @@ from engine.fortnox.onboarding import (
 from engine.fortnox.tokens import SqliteTokenStore
 from engine.fortnox_factory import open_api
 from engine.gateway.ingest import MAX_BODY_BYTES as INGEST_BODY_BYTES
-from engine.gateway.ingest import REDELIVERY_WINDOW, SEEN_FOR, SIE_IDS
+from engine.gateway.ingest import SEEN_FOR, SIE_IDS
 from engine.gateway.ingest import router as ingest_router
 from engine.gateway.sie_files import MAX_FILE_BYTES as SIE_FILE_BYTES
 from engine.gateway.sie_files import PATH_PREFIX as SIE_FILES_PATH
@@ -132,9 +132,7 @@ class EmbeddedEngine:
         #: Trims the log, expires de-duplication records, returns free pages (0 s: off).
         self.retention = Retention(
             self.db,
-            RetentionPolicy(
-                log_keep=log_keep, seen_for=SEEN_FOR, done_for=REDELIVERY_WINDOW, kept_ids=SIE_IDS
-            ),
+            RetentionPolicy(log_keep=log_keep, seen_for=SEEN_FOR, kept_ids=SIE_IDS),
         )
         self.retention_seconds = retention_seconds
         self.metrics.watch_retention(self.retention)

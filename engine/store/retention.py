@@ -18,9 +18,11 @@ stay in ``kassasync.db`` for ever. A pass (the runtime runs one every
    The last row of every topic stays, so an offset is never handed out twice.
 4. **De-duplication records expire** after the redelivery window (``docs/contract.md``):
    ``ingest_seen`` rows once :data:`engine.gateway.ingest.SEEN_FOR` has passed since they
-   arrived (a resend that late is older than the window and refused at ingest), ``done`` outbox
-   rows once the window has passed since they were delivered (their payload, which the command
-   topic's log also holds, is dropped an hour after delivery).
+   arrived (a resend that late is older than the window and refused at ingest); ``done`` outbox
+   rows once they are as old as the oldest message the log keeps
+   (:attr:`RetentionPolicy.delivered_for`: only a message on the log can be handled again and
+   make the same command id), their payload, which the command topic's log also holds, dropped
+   an hour after delivery.
 5. **Free pages go back to the disk** (``PRAGMA incremental_vacuum``) once they are
    :data:`VACUUM_FREE_PERCENT` of the file, on a database made with ``auto_vacuum=INCREMENTAL``
    (every database this version creates); below that, and on an older database, SQLite reuses
@@ -74,8 +76,9 @@ class RetentionPolicy:
     log_keep: dt.timedelta = dt.timedelta(days=1)
     #: ``ingest_seen`` rows are forgotten this long after they arrived.
     seen_for: dt.timedelta = dt.timedelta(days=3, minutes=5)
-    #: ``done`` outbox rows are deleted this long after they were delivered.
-    done_for: dt.timedelta = dt.timedelta(days=3)
+    #: ``done`` outbox rows are deleted this long after they were delivered; ``None``: as long
+    #: as the log is kept (:attr:`delivered_for`).
+    done_for: dt.timedelta | None = None
     #: ``ingest_seen`` ids with this prefix are kept for ever: the SIE import's record of the
     #: vouchers it queued (``engine.gateway.ingest.SIE_IDS``), checked on every import.
     kept_ids: str = "sie-"
@@ -89,6 +92,18 @@ class RetentionPolicy:
         this (an eighth of it: three hours for a day, at least five minutes). Each move of the
         base writes the state of every tenant with messages since the last move again."""
         return max(self.log_keep / 8, dt.timedelta(minutes=5))
+
+    @property
+    def delivered_for(self) -> dt.timedelta:
+        """How long a delivered command's outbox row is kept: by default as long as the oldest
+        message the log keeps (``log_keep`` plus a mark interval). Its ``command_id``, a digest
+        of the message the command was made from (``reconcilers.context.command_id``), keeps
+        the command from being queued twice should that message be handled again. After a crash
+        the processor does not make again the commands of messages whose effects committed
+        (``engine/embedded/processor.py``), and a message no longer on the log cannot be handled
+        at all, so the row is not needed longer than the log; operators see a delivered command
+        for as long as the command topic's log holds it."""
+        return self.log_keep + self.mark_every if self.done_for is None else self.done_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,7 +398,7 @@ class Retention:
             if cur.rowcount < CHUNK:
                 break
             yield
-        done_before = now - self.policy.done_for.total_seconds()
+        done_before = now - self.policy.delivered_for.total_seconds()
         while True:
             with self.db.transaction() as conn:
                 cur = conn.execute(

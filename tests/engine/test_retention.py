@@ -32,9 +32,7 @@ SMALL = TenantPlan(
     ticks=10,
     movements=150,
 )
-POLICY = RetentionPolicy(
-    log_keep=dt.timedelta(days=1), seen_for=SEEN_FOR, done_for=REDELIVERY_WINDOW
-)
+POLICY = RetentionPolicy(log_keep=dt.timedelta(days=1), seen_for=SEEN_FOR)
 TENANTS = (tenant_id(0), tenant_id(1))
 
 
@@ -81,10 +79,19 @@ def test_the_store_stops_growing_and_nothing_outlives_the_window(tmp_path: Path)
     cutoff = shop.now.timestamp() - REDELIVERY_WINDOW.total_seconds() - 3600
     seen_oldest = shop.db.conn.execute("SELECT MIN(at) FROM ingest_seen").fetchone()[0]
     assert seen_oldest is not None and seen_oldest >= cutoff
+    # Delivered commands are kept as long as the log keeps the messages that made them.
+    delivered_cutoff = shop.now.timestamp() - POLICY.delivered_for.total_seconds() - 3600
     done_oldest = shop.db.conn.execute(
         "SELECT MIN(done_at) FROM outbox WHERE status = 'done'"
     ).fetchone()[0]
-    assert done_oldest is not None and done_oldest >= cutoff
+    assert done_oldest is not None and done_oldest >= delivered_cutoff
+    assert POLICY.delivered_for == POLICY.log_keep + POLICY.mark_every
+    # Every command the command topics' log still holds (made after the base) still has its
+    # outbox row: it cannot be queued twice, and operators find it.
+    kept = Log(shop.db).read([Topic.FORTNOX_COMMANDS, Topic.TILL_COMMANDS], {}, 10**7)
+    ids = {str(r[0]) for r in shop.db.conn.execute("SELECT command_id FROM outbox").fetchall()}
+    assert len(kept) > 100
+    assert [r.msg_id for r in kept[1:] if r.msg_id not in ids] == []
     slim_before = shop.now.timestamp() - POLICY.slim_after.total_seconds() - 3600
     full = shop.db.conn.execute(
         "SELECT COUNT(*) FROM outbox WHERE status = 'done' AND length(payload) > 0 AND done_at < ?",
