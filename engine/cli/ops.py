@@ -1,5 +1,5 @@
-"""``kassasync status``, ``kassasync deadletters``, ``kassasync commands`` and
-``kassasync tenants``.
+"""``kassasync status``, ``kassasync deadletters``, ``kassasync commands``,
+``kassasync tenants`` and ``kassasync store``.
 
 Reads (status, lists) open the engine's database directly: WAL lets them read while the engine
 runs. Actions (retry, discard, pause, resume) go through the running engine's ops API when one
@@ -51,7 +51,8 @@ _STYLE = {Light.GREEN: "green", Light.AMBER: "dark_orange", Light.RED: "red", Li
 
 
 def register(sub: argparse._SubParsersAction[Parser]) -> None:
-    """Add ``status``, ``deadletters``, ``commands`` and ``tenants`` to the command line."""
+    """Add ``status``, ``deadletters``, ``commands``, ``tenants`` and ``store`` to the command
+    line."""
 
     def data_option(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--data", default=None, help=DATA_HELP)
@@ -121,6 +122,13 @@ def register(sub: argparse._SubParsersAction[Parser]) -> None:
     tenants.add_argument("--json", action="store_true", help="print JSON")
     settings_options(tenants)
     tenants.set_defaults(func=cmd_tenants)
+
+    store = sub.add_parser(
+        "store", help="what takes room in the embedded store: tables, state families, free pages"
+    )
+    store.add_argument("--data", default=None, help=DATA_HELP)
+    store.add_argument("--json", action="store_true", help="print JSON")
+    store.set_defaults(func=cmd_store)
 
 
 # --- plumbing ---------------------------------------------------------------------------------
@@ -481,3 +489,63 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# --- the store's footprint --------------------------------------------------------------------
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:,} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    raise AssertionError("unreachable")
+
+
+def cmd_store(args: argparse.Namespace) -> int:
+    from engine.bootstrap import database_path
+    from engine.store.footprint import footprint
+
+    path = database_path(settings_of(args))
+    if not path.exists():
+        raise CliError(f"no engine database at {path} (use --data or KASSASYNC_DATA)")
+    found = footprint(path)
+    if args.json:
+        _print_json(
+            {
+                "path": str(found.path),
+                "file_bytes": found.file_bytes,
+                "wal_bytes": found.wal_bytes,
+                "free_bytes": found.free_bytes,
+                "tables": [
+                    {"name": t.name, "rows": t.rows, "bytes": t.bytes, "what": t.what}
+                    for t in found.tables
+                ],
+                "state": [
+                    {"family": f.family, "rows": f.rows, "value_bytes": f.value_bytes}
+                    for f in found.state
+                ],
+            }
+        )
+        return 0
+    console = Console()
+    console.print(
+        f"{found.path}: {_size(found.file_bytes)}, WAL {_size(found.wal_bytes)}, "
+        f"free pages {_size(found.free_bytes)} (reused by new rows)"
+    )
+    table = Table("Table", "Rows", "Bytes (with indexes)", "Holds")
+    for t in found.tables:
+        if t.rows:
+            table.add_row(t.name, f"{t.rows:,}", _size(t.bytes), t.what)
+    console.print(table)
+    families = Table("State family", "Rows", "Bytes (compressed values)")
+    for f in found.state:
+        families.add_row(f.family, f"{f.rows:,}", _size(f.value_bytes))
+    console.print(families)
+    console.print(
+        "[dim]How long each is kept: docs/operations.md, Retention "
+        "(KASSASYNC_LOG_KEEP_DAYS for the logs).[/dim]"
+    )
+    return 0

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import sqlite_utils
 import structlog
 
 from engine.store import packing
@@ -116,7 +115,6 @@ class Database:
         # largest size for ever.
         conn.execute("PRAGMA journal_size_limit=16777216")
         self.conn = conn
-        self.utils = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
         self._depth = 0
         self._durable = False

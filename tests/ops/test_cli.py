@@ -180,3 +180,49 @@ def test_actions_go_through_the_running_engine(
             run(capsys, "tenants", "pause", TENANT, "--data", data, "--url", live.url)
     with pytest.raises(SystemExit, match="no engine answers"):
         run(capsys, "tenants", "pause", TENANT, "--data", data, "--url", live.url)
+
+
+def test_store_shows_what_takes_room_in_the_database(
+    data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``kassasync store``: every table's rows as the database counts them, the bytes of its
+    pages and indexes, and the state by family; read-only, beside a running engine."""
+    code, out = run(capsys, "store", "--data", str(data), "--json")
+    assert code == 0
+    found = json.loads(out)
+    db = Database(data / "kassasync.db")
+    try:
+        tables = {t["name"]: t for t in found["tables"]}
+        for name in ("state", "outbox", "dead_letters", "log_till_events", "tenants"):
+            count = db.conn.execute(f"SELECT COUNT(*) FROM {name}").fetchone()[0]
+            assert tables[name]["rows"] == count, name
+        assert tables["dead_letters"]["rows"] == 2 and tables["state"]["rows"] > 0
+        families = db.conn.execute(
+            "SELECT family, COUNT(*), SUM(length(value)) FROM state GROUP BY family"
+        ).fetchall()
+        assert {f["family"]: (f["rows"], f["value_bytes"]) for f in found["state"]} == {
+            str(family): (int(rows), int(size)) for family, rows, size in families
+        }
+        pages = db.conn.execute("PRAGMA page_count").fetchone()[0]
+        page_size = db.conn.execute("PRAGMA page_size").fetchone()[0]
+    finally:
+        db.close()
+    counted = sum(t["bytes"] for t in found["tables"])
+    # Every table's and index's pages are counted once (SQLite's own schema page aside).
+    assert pages * page_size - page_size * 4 <= counted + found["free_bytes"] <= pages * page_size
+    code, out = run(capsys, "store", "--data", str(data))
+    assert code == 0 and "dead_letters" in out and "State family" in out
+    with pytest.raises(SystemExit, match="no engine database"):
+        run(capsys, "store", "--data", str(data / "missing"))
+
+
+def test_the_engine_does_not_import_sqlite_utils() -> None:
+    """sqlite-utils serves ``kassasync store`` only: the engine's start does not pay its import."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, engine.embedded.runtime, engine.cli.main, engine.kafka.runtime; "
+        "sys.exit(1 if 'sqlite_utils' in sys.modules else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -51,6 +51,7 @@ SESSION = {
     "kassasync tenants settings T --versions | --restore N",
     "kassasync status",
     "kassasync status [--tenant T] [--json]",
+    "kassasync store [--json]",
     "kassasync deadletters list|retry|discard",
     "kassasync deadletters list [--tenant T] [--status open|retried|discarded] [--json]",
     "kassasync deadletters retry ID | --tenant T | --all",
@@ -264,7 +265,13 @@ def _status_and_tenants(shell: Shell) -> set[str]:
     assert table.code in (0, 2) and "demo" in table.out and "Customers" in table.out, str(table)
     lights = [t["light"] for t in as_json.json()["tenants"]]
     assert as_json.code == (2 if "red" in lights else 0), str(as_json)
+
+    room, room_json = shell.run_all("kassasync store", "kassasync store --json")
+    assert "outbox" in ok(room).out and "State family" in room.out, str(room)
+    tables = {t["name"]: t["rows"] for t in ok(room_json).json()["tables"]}
+    assert tables["tenants"] == 1 and tables["state"] > 0, str(room_json)
     return {
+        "kassasync store [--json]",
         "kassasync tenants list|pause|resume",
         "kassasync tenants list [--json]",
         'kassasync tenants pause T --reason "…"',
