@@ -27,6 +27,7 @@ from starlette.testclient import TestClient
 from engine.clock import skew
 from engine.embedded.runtime import EmbeddedEngine
 from engine.secrets import SecretBox, generate_key
+from engine.store import packing
 from engine.tenants import TenantConfig
 from reconcilers import stock_ids
 from tests.reliability.till_events import (
@@ -538,3 +539,35 @@ def test_hostile_values_never_5xx_and_never_stop_processing(door: Door, raw: byt
     door.drain()
     assert len(door.dead_letters("shop-a")) == letters, door.dead_letters("shop-a")[-1]
     door.other_tenant_still_served()
+
+
+def test_a_movement_recorded_in_the_old_layout_is_still_a_duplicate_after_the_upgrade(
+    tmp_path: Path,
+) -> None:
+    """A store written before movement ids were kept by day: a till resending a movement it
+    recorded then (under a new message id) is told nothing new happened, and the same id with
+    another delta is refused with its reason, over HTTP; the old record is moved, not kept."""
+    fresh = Door(tmp_path)
+    try:
+        today = now().date().isoformat()
+        table = packing.StateTable(fresh.engine.db.conn)
+        with fresh.engine.db.transaction():
+            table.put(
+                "shop-a", "stock.mv", "mv-old", {"article": "7001", "delta": "-1", "on": today}
+            )
+            table.put("shop-a", "stock.ids", "last", {"day": today})
+        again = fresh.post(movement(article_number="7001", movement_id="mv-old", delta="-1"))
+        assert again.status_code == 202, again.text
+        fresh.drain()
+        assert fresh.dead_letters("shop-a") == []
+        assert fresh.record("shop-a", "stock", "7001") is None  # nothing applied twice
+        assert fresh.movement("shop-a", "mv-old") == stock_ids.Known("7001", "-1")
+        assert table.row("shop-a", "stock.mv", "mv-old") is None
+        reused = fresh.post(movement(article_number="7001", movement_id="mv-old", delta="-2"))
+        assert reused.status_code == 202, reused.text
+        fresh.drain()
+        [letter] = fresh.dead_letters("shop-a")
+        assert "movement_id 'mv-old' was applied before as delta -1" in json.dumps(letter)
+    finally:
+        fresh.http.close()
+        fresh.engine.db.close()
