@@ -19,6 +19,12 @@ What is projected, from every partition:
 Every record is projected from the ``~journal`` of its batch too, which precedes it on the
 changelog: the worker writes the records behind their journals, up to a second later.
 
+Delivered commands stay in ``outbox`` as long as the embedded store keeps them
+(:attr:`engine.store.retention.RetentionPolicy.delivered_for`, 27 hours by default), their
+payload an hour: a catch-up deletes older ones every :data:`EXPIRE_EVERY` seconds
+(:meth:`KafkaReadModel.expire`), so the file stops growing; dead and discarded commands and
+dead letters stay, the operator's to deal with.
+
 The read model is a cache: delete its file and it is rebuilt from the topics. Its positions
 commit with what they brought, so a restarted projection resumes where it stopped. It may start
 before the topics it reads exist (the first worker makes the state changelog): a topic that
@@ -41,11 +47,18 @@ from engine.kafka.store import CMD, CURSOR, EXEC, JOURNAL, META, SEEN, decode_ke
 from engine.store.db import Database
 from engine.store.lanes import lane_of
 from engine.store.packing import RowEdits, StateTable
+from engine.store.retention import RetentionPolicy
 from topics import registry
 from topics.names import Topic
 from topics.outcomes import DeadLetter, DeadLetterAction
 
 log = structlog.get_logger("kassasync.kafka.readmodel")
+
+#: How long delivered commands (and, shorter, their payloads) are kept, as in the embedded store.
+DELIVERED_FOR = RetentionPolicy().delivered_for.total_seconds()
+SLIM_AFTER = RetentionPolicy().slim_after.total_seconds()
+#: A catch-up expires delivered commands at most this often (seconds).
+EXPIRE_EVERY = 600.0
 
 #: The read model's positions in ``offsets``. Version 2 projects ``~seen`` and the consumed
 #: offsets too: a file of version 1 is read again from the start (every projection is
@@ -88,6 +101,8 @@ class KafkaReadModel:
         self._partitions: list[TopicPartition] = []
         #: What :meth:`missing` said at the last look (logged when it changes).
         self._waiting: list[str] = []
+        #: When :meth:`expire` last ran (``time.monotonic``; None: not yet).
+        self._expired_at: float | None = None
         with db.transaction() as conn:
             for ddl in _DDL:
                 conn.execute(ddl)
@@ -179,7 +194,28 @@ class KafkaReadModel:
             polled = consumer.poll(timeout_ms=500, max_records=5000)
             if polled:
                 counts = _add(counts, self._apply(polled))
+        if self._expired_at is None or time.monotonic() - self._expired_at >= EXPIRE_EVERY:
+            self.expire()
         return counts
+
+    def expire(self, now: float | None = None) -> tuple[int, int]:
+        """Delete the delivered commands done more than :data:`DELIVERED_FOR` ago and drop the
+        payloads of those done more than :data:`SLIM_AFTER` ago; (deleted, slimmed)."""
+        moment = time.time() if now is None else now
+        with self.db.transaction() as conn:
+            deleted = conn.execute(
+                "DELETE FROM outbox WHERE status = 'done' AND done_at < ?",
+                (moment - DELIVERED_FOR,),
+            ).rowcount
+            slimmed = conn.execute(
+                "UPDATE outbox SET payload = x'' WHERE status = 'done' AND done_at < ? "
+                "AND length(payload) > 0",
+                (moment - SLIM_AFTER,),
+            ).rowcount
+        self._expired_at = time.monotonic()
+        if deleted or slimmed:
+            log.info("kafka.readmodel.expired", deleted=deleted, slimmed=slimmed)
+        return deleted, slimmed
 
     def _apply(self, polled: dict[TopicPartition, list[Any]]) -> Projected:
         c = self.config

@@ -5,13 +5,15 @@ acknowledges before it writes them (a reader between the two already sees the ba
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from engine.kafka.config import KafkaConfig
-from engine.kafka.readmodel import KafkaReadModel
+from engine.kafka.readmodel import DELIVERED_FOR, KafkaReadModel
 from engine.kafka.store import CMD, JOURNAL, META, SEEN, encode_key, journal_key
 from engine.store.db import Database
 from engine.store.packing import RowEdits, StateTable
+from engine.store.retention import RetentionPolicy
 
 
 def _projected(tmp_path: Path, records: list[tuple[str, str, object]]) -> KafkaReadModel:
@@ -81,3 +83,38 @@ def test_the_journals_records_are_the_state_before_they_are_written_out(tmp_path
         ],
     )
     assert StateTable(model.db.conn).records("shop") == {("zr", "a"): {"n": 2}}
+
+
+def test_delivered_commands_expire_as_in_the_embedded_store(tmp_path: Path) -> None:
+    """Delivered commands are deleted once they are older than the embedded store keeps them
+    (their payload an hour after delivery); pending and dead ones stay: the read model stops
+    growing with every command ever made."""
+    command = {"target": "till", "type": "till.article.upsert", "payload": '{"x": 1}'}
+    model = _projected(
+        tmp_path,
+        [
+            (CMD, "old", command),
+            (CMD, "hour", command),
+            (CMD, "new", command),
+            (CMD, "waiting", command),
+            (CMD, "refused", {**command, "status": "dead"}),
+            (CMD, "old", None),
+            (CMD, "hour", None),
+            (CMD, "new", None),
+        ],
+    )
+    now = time.time()
+    conn = model.db.conn
+    with model.db.transaction():
+        conn.execute("UPDATE outbox SET done_at = ? WHERE command_id = 'old'", (now - 28 * 3600,))
+        conn.execute("UPDATE outbox SET done_at = ? WHERE command_id = 'hour'", (now - 7200,))
+        conn.execute("UPDATE outbox SET done_at = ? WHERE command_id = 'refused'", (now - 1e6,))
+    assert model.expire(now) == (1, 1)
+    rows = conn.execute("SELECT command_id, status, length(payload) FROM outbox").fetchall()
+    assert sorted(rows) == [
+        ("hour", "done", 0),
+        ("new", "done", 8),
+        ("refused", "dead", 8),
+        ("waiting", "pending", 8),
+    ]
+    assert DELIVERED_FOR == RetentionPolicy().delivered_for.total_seconds() == 27 * 3600
