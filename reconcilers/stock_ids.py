@@ -53,9 +53,14 @@ class Known:
     value: str | None
 
 
+def _bucket(ident: str) -> str:
+    """The part of a record's key after the day: which of the day's records holds ``ident``."""
+    return f"/{zlib.crc32(ident.encode()) % BUCKETS:02d}"
+
+
 def bucket_key(day: str, ident: str) -> str:
     """The key of the record that holds ``ident`` among the ids of ``day``."""
-    return f"{day}/{zlib.crc32(ident.encode()) % BUCKETS:02d}"
+    return day + _bucket(ident)
 
 
 def kept_days(get: Get) -> list[str]:
@@ -68,8 +73,12 @@ def known(get: Get, kind: str, ident: str) -> Known | None:
     """``ident`` of ``kind`` (:data:`MOVEMENT_IDS` or :data:`COUNT_IDS`) if it was applied within
     the kept days. ``get`` reads one tenant's records (a reconciler's ``ctx.txn.get``, or a
     store's, for tests and operators)."""
-    for day in kept_days(get):
-        bucket = get(kind, bucket_key(day, ident))
+    record = get(DAYS, DAYS_KEY)
+    if record is None:
+        return None
+    suffix = _bucket(ident)
+    for day in record.get("days", ()):
+        bucket = get(kind, day + suffix)
         if bucket is None:
             continue
         found = bucket["ids"].get(ident)
@@ -92,6 +101,8 @@ def remember(ctx: Ctx, kind: str, ident: str, article: str, value: str) -> None:
     ids = {} if bucket is None else dict(bucket["ids"])
     ids[ident] = [article, value]
     ctx.txn.put(kind, key, {"ids": ids})
+    if bucket is not None:  # the day has ids already: it is kept
+        return
     days = kept_days(get)
     if on in days:
         return
