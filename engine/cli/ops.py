@@ -506,12 +506,15 @@ def _size(n: int | None) -> str:
 
 def cmd_store(args: argparse.Namespace) -> int:
     from engine.bootstrap import database_path
-    from engine.store.footprint import footprint
+    from engine.store.footprint import NotAStore, footprint
 
     path = database_path(settings_of(args))
     if not path.exists():
         raise CliError(f"no engine database at {path} (use --data or KASSASYNC_DATA)")
-    found = footprint(path)
+    try:
+        found = footprint(path)
+    except NotAStore as wrong:
+        raise CliError(str(wrong)) from None
     if args.json:
         _print_json(
             {

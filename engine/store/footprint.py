@@ -37,6 +37,10 @@ WHAT = {
 }
 
 
+class NotAStore(ValueError):
+    """The file is not a SQLite database, or not one of Kassasync's."""
+
+
 @dataclass(frozen=True, slots=True)
 class TableUse:
     """One table: its rows, and the bytes of its pages and its indexes' (``None``: unknown)."""
@@ -78,35 +82,39 @@ def _what(name: str) -> str:
 
 
 def footprint(path: Path) -> Footprint:
-    """The footprint of the store at ``path`` (which must exist), read-only."""
+    """The footprint of the store at ``path`` (which must exist), read-only; raises
+    :class:`NotAStore` for a file that is not a Kassasync store."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        db = sqlite_utils.Database(conn)
-        pages = _pages(conn)
-        tables: list[TableUse] = []
-        for table in db.tables:
-            names = [table.name, *(index.name for index in table.xindexes)]
-            size = None if pages is None else sum(pages.get(n, 0) for n in names)
-            tables.append(TableUse(table.name, table.count, size, _what(table.name)))
-        tables.sort(key=lambda t: (-(t.bytes or 0), -t.rows, t.name))
-        state = [
-            FamilyUse(str(family), int(rows), int(size or 0))
-            for family, rows, size in conn.execute(
-                "SELECT family, COUNT(*), SUM(length(value)) FROM state GROUP BY family "
-                "ORDER BY 3 DESC"
-            ).fetchall()
-        ]
-        page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
-        free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+        return _footprint(path, conn)
+    except sqlite3.DatabaseError as failed:  # "file is not a database", a missing table
+        raise NotAStore(f"{path} is not a Kassasync store ({failed})") from None
     finally:
         conn.close()
+
+
+def _footprint(path: Path, conn: sqlite3.Connection) -> Footprint:
+    db = sqlite_utils.Database(conn)
+    pages = _pages(conn)
+    tables: list[TableUse] = []
+    for table in db.tables:
+        names = [table.name, *(index.name for index in table.xindexes)]
+        size = None if pages is None else sum(pages.get(n, 0) for n in names)
+        tables.append(TableUse(table.name, table.count, size, _what(table.name)))
+    tables.sort(key=lambda t: (-(t.bytes or 0), -t.rows, t.name))
+    state = [
+        FamilyUse(str(family), int(rows), int(size or 0))
+        for family, rows, size in conn.execute(
+            "SELECT family, COUNT(*), SUM(length(value)) FROM state GROUP BY family ORDER BY 3 DESC"
+        ).fetchall()
+    ]
     wal = path.with_name(path.name + "-wal")
     result = Footprint(
         path=path,
         file_bytes=path.stat().st_size,
         wal_bytes=wal.stat().st_size if wal.exists() else 0,
-        page_size=page_size,
-        free_pages=free,
+        page_size=int(conn.execute("PRAGMA page_size").fetchone()[0]),
+        free_pages=int(conn.execute("PRAGMA freelist_count").fetchone()[0]),
         tables=tables,
         state=state,
     )

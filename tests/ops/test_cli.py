@@ -214,6 +214,10 @@ def test_store_shows_what_takes_room_in_the_database(
     assert code == 0 and "dead_letters" in out and "State family" in out
     with pytest.raises(SystemExit, match="no engine database"):
         run(capsys, "store", "--data", str(data / "missing"))
+    (data / "other").mkdir()
+    (data / "other" / "kassasync.db").write_bytes(b"not a database at all" * 100)
+    with pytest.raises(SystemExit, match="is not a Kassasync store"):
+        run(capsys, "store", "--data", str(data / "other"))
 
 
 def test_the_engine_does_not_import_sqlite_utils() -> None:
