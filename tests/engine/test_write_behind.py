@@ -7,6 +7,7 @@ command on the log and in the outbox exactly once, and nothing written twice."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from engine.embedded.processor import CONSUMER, Processor
+from engine.embedded.processor import CONSUMER, GC_YOUNG, Processor
 from engine.store.db import Database
 from engine.store.log import Log, Offsets, effects_consumer
 from engine.store.retention import Retention, RetentionPolicy, marks
@@ -178,3 +179,96 @@ def test_retention_marks_the_log_only_where_the_state_is_written() -> None:
         retention.run_once()
         (mark,) = marks(db)
         assert mark.offsets == processor.position()
+
+
+def _state_reads(db: Database) -> list[str]:
+    """The statements that read the ``state`` table from now on, as SQLite runs them."""
+    seen: list[str] = []
+    db.conn.set_trace_callback(
+        lambda sql: seen.append(sql) if "FROM state" in sql and "SELECT" in sql else None
+    )
+    return seen
+
+
+def test_a_tenant_with_nothing_committed_asks_the_table_once() -> None:
+    """A tenant with no row and no unwritten change as it comes into memory has all its records
+    there: after one look at the table, a record memory lacks is absent without a read (a
+    replay into an empty store, a new shop), through writes, and none is kept in memory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Database(Path(tmp) / "kassasync.db")
+        try:
+            store = StateStore(db)
+            reads = _state_reads(db)
+            for n in range(50):
+                assert store.get("shop", "cmd", f"c{n}") is None
+                store.put("shop", "cmd", f"c{n}", {"n": n})
+                with db.transaction():
+                    store.stage()
+                    if n % 10 == 9:
+                        store.write()
+                store.committed(written=n % 10 == 9)
+            assert len(reads) == 2  # the first miss: the entity's row, then the tenant's rows
+            assert store.get("shop", "stock", "A1") is None
+            assert dict(store.scan("shop", "cmd"))["c3"] == {"n": 3}
+            assert len(reads) == 2
+            assert store.held_records == 50  # the absent ones are not held
+            db.conn.set_trace_callback(None)
+            assert len(StateStore(db).all_records("shop")) == 50
+        finally:
+            db.close()
+
+
+def test_a_tenant_read_back_with_records_committed_is_not_taken_for_empty() -> None:
+    """A tenant that comes back into memory with records unwritten (evicted before the write)
+    or in the table (a new processor) reads them, and a write keeps them, whatever key memory
+    missed first."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Database(Path(tmp) / "kassasync.db")
+        try:
+            store = StateStore(db, cache_bytes=0)  # every tenant but the last used leaves
+            store.put("s1", "cmd", "kept", {"v": 1})
+            store.put("s1", "stock", "A1", {"base": "1"})
+            _commit(db, store, write=False)
+            assert store.get("s2", "cmd", "x") is None  # s1 leaves memory, unwritten
+            store.committed()
+            assert store.get("s1", "cmd", "missing") is None  # the first miss
+            assert store.get("s1", "cmd", "kept") == {"v": 1}
+            assert dict(store.scan("s1", "stock")) == {"A1": {"base": "1"}}
+            store.put("s1", "cmd", "new", {"v": 2})
+            _commit(db, store, write=True)
+            fresh = StateStore(db)  # a new processor: s1's records are in the table
+            assert fresh.get("s1", "cmd", "missing") is None  # the first miss
+            assert fresh.get("s1", "cmd", "kept") == {"v": 1}
+            fresh.put("s1", "cmd", "third", {"v": 3})
+            _commit(db, fresh, write=True)
+            assert StateStore(db).all_records("s1") == {
+                ("cmd", "kept"): {"v": 1},
+                ("stock", "A1"): {"base": "1"},
+                ("cmd", "new"): {"v": 2},
+                ("cmd", "third"): {"v": 3},
+            }
+        finally:
+            db.close()
+
+
+def _commit(db: Database, store: StateStore, *, write: bool) -> None:
+    with db.transaction():
+        store.stage()
+        if write:
+            store.write()
+    store.committed(written=write)
+
+
+def test_the_processor_lets_the_young_generation_grow() -> None:
+    """The processor raises the collector's first threshold (full collections walk every record
+    held), and keeps a higher one set by someone else."""
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, *before[1:])
+        with _backlog():
+            assert gc.get_threshold()[0] == GC_YOUNG
+        gc.set_threshold(GC_YOUNG * 2, *before[1:])
+        with _backlog():
+            assert gc.get_threshold()[0] == GC_YOUNG * 2
+    finally:
+        gc.set_threshold(*before)
