@@ -45,6 +45,7 @@ CACHE_BYTES = 128 * 1024 * 1024
 #: What a record known to be absent counts for (its entry in memory: the key and a slot).
 ABSENT_BYTES = 64
 _MISSING: Any = object()
+_NOTHING: dict[tuple[str, str], bytes | None] = {}
 
 
 def _encode(value: Record) -> bytes:
@@ -57,7 +58,7 @@ def _encode(value: Record) -> bytes:
 class _Tenant:
     """One tenant's records in memory: what was read (``None``: known absent) or changed."""
 
-    __slots__ = ("bytes", "complete", "dirty", "records", "sizes", "slices")
+    __slots__ = ("born", "bytes", "complete", "dirty", "records", "sizes", "slices")
 
     def __init__(self) -> None:
         self.records: dict[tuple[str, str], Record | None] = {}
@@ -69,13 +70,18 @@ class _Tenant:
         self.dirty: DueIndex | None = None
         #: The sum of ``sizes``: what eviction counts.
         self.bytes = 0
-        #: Whether memory holds every record the tenant has (``None``: not known yet). True when
-        #: the tenant had no row in the table and no unwritten change as it came into memory:
-        #: then every record since came through :meth:`StateStore.apply`, and a record not held
-        #: is absent without asking the table (a replay into an empty store, a new shop). Stays
-        #: true while the tenant is held (this store is the table's only writer, and writes
-        #: what memory holds); a tenant evicted or rolled back is read again and learns anew.
+        #: Whether memory holds every record the tenant has (``None``: not known yet), learnt at
+        #: the first record memory misses. True when the tenant had then no row in the table
+        #: and no unwritten change: every record it has came through :meth:`StateStore.apply`,
+        #: and a record not held is absent without asking the table (a replay into an empty
+        #: store, a new shop). Stays true while the tenant is held (this store is the table's
+        #: only writer, and writes what memory holds); a tenant evicted or rolled back is read
+        #: again and learns anew.
         self.complete: bool | None = None
+        #: Of a complete tenant: the records changed since the last write that the table does
+        #: not hold (absent when first changed since). One deleted again before the write is
+        #: nothing to write: a command's bookkeeping, a dirty mark written out by a tick.
+        self.born: set[tuple[str, str]] = set()
 
     def size(self, where: tuple[str, str], new: int) -> None:
         """Account ``new`` bytes as the size of the record at ``where``."""
@@ -96,6 +102,8 @@ class StateStore:
         #: Committed and not yet in the table, per tenant (``None``: deleted).
         self._unwritten: dict[str, dict[tuple[str, str], bytes | None]] = {}
         self._unwritten_count = 0
+        #: The tenants whose ``born`` holds anything.
+        self._born: set[str] = set()
         self._table = packing.StateTable(db.conn)
 
     # -- reading -------------------------------------------------------------------------
@@ -247,6 +255,14 @@ class StateStore:
         touched = self._batch.get(tenant)
         if touched is None:
             touched = self._batch[tenant] = set()
+        if held.complete:
+            # A record first changed since the last write: the table holds what memory held.
+            born, unwritten = held.born, self._unwritten.get(tenant, _NOTHING)
+            for where in puts:
+                if where not in touched and where not in unwritten and records.get(where) is None:
+                    born.add(where)
+            if born:
+                self._born.add(tenant)
         records.update(puts)
         touched.update(puts)
         if not slices and dirty is None:
@@ -362,9 +378,16 @@ class StateStore:
         if written:
             self._unwritten.clear()
             self._unwritten_count = 0
+            for tenant in self._born:
+                held = self._tenants.get(tenant)
+                if held is not None:
+                    held.born.clear()
+            self._born.clear()
         else:
             unwritten = self._unwritten
             for tenant, changes in self._staged.items():
+                if tenant in self._born:
+                    self._unborn(tenant, changes)
                 known = unwritten.get(tenant)
                 if known is None:
                     unwritten[tenant] = changes
@@ -374,6 +397,23 @@ class StateStore:
         self._staged = {}
         self._batch.clear()
         self._evict()
+
+    def _unborn(self, tenant: str, changes: dict[tuple[str, str], bytes | None]) -> None:
+        """Drop from ``changes`` (a committed batch's) and from the unwritten ones the records
+        deleted again since the last write that the table does not hold, and forget them."""
+        held = self._tenants[tenant]
+        born = held.born
+        gone = [where for where, text in changes.items() if text is None and where in born]
+        if not gone:
+            return
+        known = self._unwritten.get(tenant, {})
+        records, sizes = held.records, held.sizes
+        for where in gone:
+            del changes[where]
+            known.pop(where, None)
+            born.discard(where)
+            del records[where]  # absent: a complete tenant does not keep it
+            held.bytes -= sizes.pop(where, 0)
 
     def rolled_back(self) -> None:
         """The batch's transaction rolled back: forget the tenants it touched from memory (the

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
@@ -272,3 +273,67 @@ def test_the_processor_lets_the_young_generation_grow() -> None:
             assert gc.get_threshold()[0] == GC_YOUNG * 2
     finally:
         gc.set_threshold(*before)
+
+
+#: Batches of changes to one complete tenant's records (``None``: delete), each committed with
+#: a write (True) or without; a batch may change a record twice.
+_BORN_CASES: dict[str, list[tuple[list[tuple[str, dict[str, int] | None]], bool]]] = {
+    "made and deleted between two writes": [([("k", {"v": 1})], False), ([("k", None)], False)],
+    "made and deleted in one batch": [([("k", {"v": 1}), ("k", None)], False)],
+    "in the table, deleted": [([("k", {"v": 1})], True), ([("k", None)], False)],
+    "in the table, deleted, made and deleted again": [
+        ([("k", {"v": 1})], True),
+        ([("k", None)], False),
+        ([("k", {"v": 2})], False),
+        ([("k", None)], False),
+    ],
+    "in the table, deleted and made in one batch, then deleted": [
+        ([("k", {"v": 1})], True),
+        ([("k", None), ("k", {"v": 2})], False),
+        ([("k", None)], False),
+    ],
+    "made, written, deleted": [
+        ([("k", {"v": 1})], False),
+        ([("other", {"v": 0})], True),
+        ([("k", None)], False),
+    ],
+}
+
+
+@pytest.mark.parametrize("case", list(_BORN_CASES))
+def test_a_record_deleted_since_the_last_write_leaves_the_table_only_if_it_was_there(
+    case: str,
+) -> None:
+    """A record made and deleted again between two writes is nothing to write (no change
+    waits, no statement runs for it); one the table holds is deleted from it, whatever
+    happened to it in between."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Database(Path(tmp) / "kassasync.db")
+        try:
+            store = StateStore(db)
+            assert store.get("shop", "cmd", "k") is None  # complete: nothing committed
+            model: dict[str, dict[str, int] | None] = {}
+            in_table: set[str] = set()
+            for changes, write in _BORN_CASES[case]:
+                for key, value in changes:
+                    store.put("shop", "cmd", key, value)
+                    model[key] = value
+                _commit(db, store, write=write)
+                if write:
+                    in_table = {key for key, value in model.items() if value is not None}
+            was_there = "k" in in_table
+            assert store.unwritten == (1 if was_there else 0)
+            statements = _statements(db)
+            _commit(db, store, write=True)
+            assert any("DELETE" in sql for sql in statements) == was_there
+            expected = {("cmd", k): v for k, v in model.items() if v is not None}
+            assert StateStore(db).all_records("shop") == expected
+            assert store.get("shop", "cmd", "k") is None
+        finally:
+            db.close()
+
+
+def _statements(db: Database) -> list[str]:
+    seen: list[str] = []
+    db.conn.set_trace_callback(seen.append)
+    return seen
