@@ -14,6 +14,10 @@ Three layers, each the truth for what the one below has not caught up with:
   through and after every batch once caught up. Reading one record of a row holds the row's
   other records too.
 
+A tenant with nothing committed when memory first misses one of its records (a new shop, a
+replay into an empty store) has all its records in memory from then on: it does not read the
+table again, and a record it makes and deletes again between two writes is never written.
+
 A batch that rolls back forgets the tenants it touched from memory: they are read again from
 the unwritten records and the table, which hold exactly what the batches before it committed.
 This store must be the only writer of the ``state`` table while it is open (the processor's
@@ -425,6 +429,7 @@ class StateStore:
 
     def _forget(self, tenant: str) -> None:
         self._tenants.pop(tenant, None)
+        self._born.discard(tenant)
 
     def _evict(self) -> None:
         """Forget the least recently used tenants while memory holds more than the budget."""
