@@ -62,7 +62,7 @@ WRITE_RECORDS = 100_000
 #: How many new container objects the garbage collector's youngest generation takes before it
 #: runs (CPython's default is 700). The processor keeps its tenants' records in memory, and a
 #: collection that reaches the oldest generation walks every one of them: with the default,
-#: such collections came every few thousand messages during a replay and cost 15-20 % of its
+#: such collections came about every 10,000 messages of a replay and cost 12-18 % of its CPU
 #: time (docs/performance.md, issue 15). The records hold no reference cycles; what does is
 #: collected as before, in bigger and fewer rounds.
 GC_YOUNG = 20_000
