@@ -15,6 +15,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import BaseModel
+
+from topics.envelope import Envelope
+
 #: A command type -> (lane prefix, the data field(s) naming its entity; empty: the whole flow).
 _ENTITY: dict[str, tuple[str, tuple[str, ...]]] = {
     "fortnox.customer.create": ("customer", ("customer_number",)),
@@ -34,19 +38,27 @@ _ENTITY: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-def lane_of(command_type: str, payload: bytes | str | dict[str, Any]) -> str:
-    """The lane of a command, from its type and its JSON (a type this module does not know
-    gets a lane of its own type: in order with its kind, never blocking another kind)."""
+def lane_of(command_type: str, payload: bytes | str | dict[str, Any] | Envelope) -> str:
+    """The lane of a command, from its type and its JSON or the command itself (the processor
+    passes the command it made: its fields are the JSON's, without parsing the JSON again).
+    A type this module does not know gets a lane of its own type: in order with its kind,
+    never blocking another kind."""
     spec = _ENTITY.get(command_type)
     if spec is None:
         return f"type:{command_type}"
     prefix, path = spec
     if not path:
         return prefix
-    data: Any = payload if isinstance(payload, dict) else json.loads(payload)
-    value: Any = data.get("data", {})
-    for key in path:
-        value = value.get(key) if isinstance(value, dict) else None
+    value: Any
+    if isinstance(payload, Envelope):
+        value = getattr(payload, "data", None)
+        for key in path:
+            value = getattr(value, key, None) if isinstance(value, BaseModel) else None
+    else:
+        data: Any = payload if isinstance(payload, dict) else json.loads(payload)
+        value = data.get("data", {})
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
     if value is None:
         return f"type:{command_type}"
     return f"{prefix}:{value}"

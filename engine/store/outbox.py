@@ -110,7 +110,7 @@ class Outbox:
                     command.type,  # type: ignore[attr-defined]
                     _packed(command, payload) if stored is None else stored[n],
                     now,
-                    lane_of(command.type, payload),  # type: ignore[attr-defined]
+                    lane_of(command.type, command),  # type: ignore[attr-defined]
                 )
                 for n, (command, payload) in enumerate(commands)
             ],

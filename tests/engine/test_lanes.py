@@ -9,19 +9,24 @@ import json
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engine.embedded.edge import Edge
 from engine.executors.breaker import Breaker
 from engine.store.db import Database
 from engine.store.lanes import lane_of
 from engine.store.outbox import Pending
+from tests.reconcilers.test_replay_properties import mixed_action, mixed_run
 from topics import commands as cm
 from topics import registry
 from topics.errors import ErrorKind, shop_error
 from topics.fortnox import FortnoxPayment
 from topics.outcomes import OutcomeStatus
+from topics.settings import CustomerMaster
 
 TENANT = "shop"
 
@@ -270,3 +275,49 @@ def test_an_operators_retry_now_probes_a_target_taken_for_down(tmp_path: Path) -
         assert head is not None and head.command_id == "a1" and head.next_at <= time.time()
     finally:
         engine.db.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    master_mode=st.sampled_from(list(CustomerMaster)),
+    actions=st.lists(mixed_action, min_size=5, max_size=40),
+)
+def test_a_commands_lane_is_the_same_from_the_command_and_from_its_json(
+    master_mode: CustomerMaster, actions: list[tuple[Any, ...]]
+) -> None:
+    """The processor's outbox takes a command's lane from the command it made, the Kafka
+    runtime and the tools from its JSON: every command of every flow gets one lane both ways."""
+    world = mixed_run(master_mode, actions)
+    for command in world.emitted:
+        kind = str(command.type)  # type: ignore[attr-defined]
+        assert lane_of(kind, command) == lane_of(kind, registry.dump(command))
+
+
+def _command(model: type[cm.Command], data: dict[str, Any]) -> cm.Command:
+    envelope = {"id": "c", "tenant": TENANT, "occurred_at": "2026-12-01T10:00:00+00:00"}
+    return model.model_validate({**envelope, "data": data})
+
+
+def test_a_lane_from_a_command_names_its_entity() -> None:
+    """The lanes the flows above do not make, from the command and from its JSON."""
+    expected: list[tuple[cm.Command, str]] = [
+        (stock("c", "1001"), "article:1001"),
+        (payment("c", "77"), "payment:77"),
+        (_command(cm.DeactivateFortnoxCustomer, {"customer_number": "K7"}), "customer:K7"),
+        (
+            _command(cm.DeleteTillCustomer, {"till_customer_id": "t9", "reason": "gone"}),
+            "customer:t9",
+        ),
+        (
+            _command(cm.RemoveTillArticle, {"article_number": "A5", "reason": "excluded"}),
+            "article:A5",
+        ),
+        (
+            _command(cm.RemoveTillPayment, {"number": "P3", "invoice_number": 12}),
+            "payment:P3",
+        ),
+    ]
+    for command, lane in expected:
+        kind = str(command.type)  # type: ignore[attr-defined]
+        assert lane_of(kind, command) == lane
+        assert lane_of(kind, registry.dump(command)) == lane

@@ -7,15 +7,17 @@ command on the log and in the outbox exactly once, and nothing written twice."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from engine.embedded.processor import CONSUMER, Processor
+from engine.embedded.processor import CONSUMER, GC_YOUNG, Processor
 from engine.store.db import Database
 from engine.store.log import Log, Offsets, effects_consumer
 from engine.store.retention import Retention, RetentionPolicy, marks
@@ -178,3 +180,160 @@ def test_retention_marks_the_log_only_where_the_state_is_written() -> None:
         retention.run_once()
         (mark,) = marks(db)
         assert mark.offsets == processor.position()
+
+
+def _state_reads(db: Database) -> list[str]:
+    """The statements that read the ``state`` table from now on, as SQLite runs them."""
+    seen: list[str] = []
+    db.conn.set_trace_callback(
+        lambda sql: seen.append(sql) if "FROM state" in sql and "SELECT" in sql else None
+    )
+    return seen
+
+
+def test_a_tenant_with_nothing_committed_asks_the_table_once() -> None:
+    """A tenant with no row and no unwritten change as it comes into memory has all its records
+    there: after one look at the table, a record memory lacks is absent without a read (a
+    replay into an empty store, a new shop), through writes, and none is kept in memory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Database(Path(tmp) / "kassasync.db")
+        try:
+            store = StateStore(db)
+            reads = _state_reads(db)
+            for n in range(50):
+                assert store.get("shop", "cmd", f"c{n}") is None
+                store.put("shop", "cmd", f"c{n}", {"n": n})
+                with db.transaction():
+                    store.stage()
+                    if n % 10 == 9:
+                        store.write()
+                store.committed(written=n % 10 == 9)
+            assert len(reads) == 2  # the first miss: the entity's row, then the tenant's rows
+            assert store.get("shop", "stock", "A1") is None
+            assert dict(store.scan("shop", "cmd"))["c3"] == {"n": 3}
+            assert len(reads) == 2
+            assert store.held_records == 50  # the absent ones are not held
+            db.conn.set_trace_callback(None)
+            assert len(StateStore(db).all_records("shop")) == 50
+        finally:
+            db.close()
+
+
+def test_a_tenant_read_back_with_records_committed_is_not_taken_for_empty() -> None:
+    """A tenant that comes back into memory with records unwritten (evicted before the write)
+    or in the table (a new processor) reads them, and a write keeps them, whatever key memory
+    missed first."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Database(Path(tmp) / "kassasync.db")
+        try:
+            store = StateStore(db, cache_bytes=0)  # every tenant but the last used leaves
+            store.put("s1", "cmd", "kept", {"v": 1})
+            store.put("s1", "stock", "A1", {"base": "1"})
+            _commit(db, store, write=False)
+            assert store.get("s2", "cmd", "x") is None  # s1 leaves memory, unwritten
+            store.committed()
+            assert store.get("s1", "cmd", "missing") is None  # the first miss
+            assert store.get("s1", "cmd", "kept") == {"v": 1}
+            assert dict(store.scan("s1", "stock")) == {"A1": {"base": "1"}}
+            store.put("s1", "cmd", "new", {"v": 2})
+            _commit(db, store, write=True)
+            fresh = StateStore(db)  # a new processor: s1's records are in the table
+            assert fresh.get("s1", "cmd", "missing") is None  # the first miss
+            assert fresh.get("s1", "cmd", "kept") == {"v": 1}
+            fresh.put("s1", "cmd", "third", {"v": 3})
+            _commit(db, fresh, write=True)
+            assert StateStore(db).all_records("s1") == {
+                ("cmd", "kept"): {"v": 1},
+                ("stock", "A1"): {"base": "1"},
+                ("cmd", "new"): {"v": 2},
+                ("cmd", "third"): {"v": 3},
+            }
+        finally:
+            db.close()
+
+
+def _commit(db: Database, store: StateStore, *, write: bool) -> None:
+    with db.transaction():
+        store.stage()
+        if write:
+            store.write()
+    store.committed(written=write)
+
+
+def test_the_processor_lets_the_young_generation_grow() -> None:
+    """The processor raises the collector's first threshold (full collections walk every record
+    held), and keeps a higher one set by someone else."""
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, *before[1:])
+        with _backlog():
+            assert gc.get_threshold()[0] == GC_YOUNG
+        gc.set_threshold(GC_YOUNG * 2, *before[1:])
+        with _backlog():
+            assert gc.get_threshold()[0] == GC_YOUNG * 2
+    finally:
+        gc.set_threshold(*before)
+
+
+#: Batches of changes to one complete tenant's records (``None``: delete), each committed with
+#: a write (True) or without; a batch may change a record twice.
+_BORN_CASES: dict[str, list[tuple[list[tuple[str, dict[str, int] | None]], bool]]] = {
+    "made and deleted between two writes": [([("k", {"v": 1})], False), ([("k", None)], False)],
+    "made and deleted in one batch": [([("k", {"v": 1}), ("k", None)], False)],
+    "in the table, deleted": [([("k", {"v": 1})], True), ([("k", None)], False)],
+    "in the table, deleted, made and deleted again": [
+        ([("k", {"v": 1})], True),
+        ([("k", None)], False),
+        ([("k", {"v": 2})], False),
+        ([("k", None)], False),
+    ],
+    "in the table, deleted and made in one batch, then deleted": [
+        ([("k", {"v": 1})], True),
+        ([("k", None), ("k", {"v": 2})], False),
+        ([("k", None)], False),
+    ],
+    "made, written, deleted": [
+        ([("k", {"v": 1})], False),
+        ([("other", {"v": 0})], True),
+        ([("k", None)], False),
+    ],
+}
+
+
+@pytest.mark.parametrize("case", list(_BORN_CASES))
+def test_a_record_deleted_since_the_last_write_leaves_the_table_only_if_it_was_there(
+    case: str,
+) -> None:
+    """A record made and deleted again between two writes is nothing to write (no change
+    waits, no statement runs for it); one the table holds is deleted from it, whatever
+    happened to it in between."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Database(Path(tmp) / "kassasync.db")
+        try:
+            store = StateStore(db)
+            assert store.get("shop", "cmd", "k") is None  # complete: nothing committed
+            model: dict[str, dict[str, int] | None] = {}
+            in_table: set[str] = set()
+            for changes, write in _BORN_CASES[case]:
+                for key, value in changes:
+                    store.put("shop", "cmd", key, value)
+                    model[key] = value
+                _commit(db, store, write=write)
+                if write:
+                    in_table = {key for key, value in model.items() if value is not None}
+            was_there = "k" in in_table
+            assert store.unwritten == (1 if was_there else 0)
+            statements = _statements(db)
+            _commit(db, store, write=True)
+            assert any("DELETE" in sql for sql in statements) == was_there
+            expected = {("cmd", k): v for k, v in model.items() if v is not None}
+            assert StateStore(db).all_records("shop") == expected
+            assert store.get("shop", "cmd", "k") is None
+        finally:
+            db.close()
+
+
+def _statements(db: Database) -> list[str]:
+    seen: list[str] = []
+    db.conn.set_trace_callback(seen.append)
+    return seen
