@@ -96,3 +96,21 @@ def test_a_scale_run_counts_what_it_appended_processed_and_commanded(tmp_path: P
     result = scale.measure(path, 3, 60, 200, round_=1)
     assert result["appended"] == result["messages"] == 66
     assert result["commands"] > 0
+
+
+def test_a_scale_round_with_unequal_work_fails() -> None:
+    one = {"tenants": 10, "messages": 66_000, "commands": 71_930}
+    scale._same_work([one, {**one, "tenants": 1000, "commands": 71_976}])
+    with pytest.raises(RuntimeError, match="messages"):
+        scale._same_work([one, {**one, "tenants": 1000, "messages": 65_550}])
+    with pytest.raises(RuntimeError, match="commands"):  # a second round on the store left
+        scale._same_work([{**one, "commands": 41_277}, {**one, "tenants": 1000}])
+
+
+def test_two_small_scale_rounds_do_the_same_work_at_both_tenant_counts(tmp_path: Path) -> None:
+    result = scale.run((2, 4), messages=80, articles=200, rounds=2, data_dir=tmp_path)
+    runs = result["runs"]
+    assert [(x["round"], x["tenants"]) for x in runs] == [(1, 2), (1, 4), (2, 2), (2, 4)]
+    assert {x["messages"] for x in runs} == {x["appended"] for x in runs} == {88}
+    assert min(x["commands"] for x in runs) > 0
+    assert result["per_event_cost_ratio_1000_vs_10"] > 0
