@@ -42,9 +42,9 @@ class KafkaConfig:
     tokens_path: Path | None = None
     session_timeout: float = 6.0
     heartbeat_interval: float = 1.0
-    #: At most this many messages are reconciled per batch (one journal record per tenant).
+    #: At most this many messages are reconciled per batch (one fetch; one journal record per
+    #: tenant).
     batch_max: int = 500
-    batch_within: float = 0.02
 
     def topic(self, topic: Topic | str) -> str:
         return f"{self.prefix}{topic}"

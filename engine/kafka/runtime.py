@@ -28,15 +28,17 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import faust
 import httpx
 import structlog
 import uvicorn
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 from aiokafka.producer.message_accumulator import BatchBuilder
 from fastapi import FastAPI, Response
+from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP
 from kafka import KafkaProducer
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -125,6 +127,8 @@ class Counters:
     batches: int = 0
     recoveries: int = 0
     rereads: int = 0
+    #: Messages faust delivered before its fetching was paused (read again by the reader).
+    dropped_by_faust: int = 0
     #: Write-behinds of the journals' records, and the records they wrote.
     flushes: int = 0
     records_written: int = 0
@@ -186,6 +190,14 @@ class KafkaRuntime:
         #: Held by a batch and by a flush: a flush never interleaves with a batch's writes.
         self._writing = asyncio.Lock()
         self.aproducer: AIOKafkaProducer | None = None
+        #: Reads the owned partitions of the reconciled topics (``_read``), from the durable
+        #: positions; faust's own fetching of them is paused (``_agent``).
+        self.reader: AIOKafkaConsumer | None = None
+        self._reading: asyncio.Task[None] | None = None
+        #: Changed by every revocation and recovery: a fetch that spans one is dropped.
+        self._generation = 0
+        #: The positions last committed as the group's offsets (``_commit_positions``).
+        self._committed: dict[TP, int] = {}
         self._ticked: dict[str, tuple[str, float]] = {}
         #: Set when a batch wrote a wake-up time: the tick loop looks at once (a change with no
         #: flush window is due at the end of its batch) instead of at its next 0.2 s turn.
@@ -345,6 +357,7 @@ class KafkaRuntime:
         """Stop the executors and forget the mirror: the next assignment rebuilds both (the
         journals not yet written out are durable: whoever owns a tenant next redoes them)."""
         self._ready.clear()
+        self._generation += 1
         # Not under the write lock: a batch still running may be waiting on the consumer, which
         # is waiting for this callback. That batch writes nothing out once ``_ready`` is clear,
         # and the next recovery rebuilds these from the changelog.
@@ -378,6 +391,7 @@ class KafkaRuntime:
                 self.expected[(name, partition)] = self.markers[partition].get(topic.value, 0)
         self.counters.recoveries += 1
         self.ports.rebuild()
+        self._assign_reader()
         self._ready.set()
         log.info(
             "kafka.recovered",
@@ -470,8 +484,9 @@ class KafkaRuntime:
 
     async def _gone(self, where: tuple[str, int], want: int) -> bool:
         """True when the messages from ``want`` on were deleted by retention (accept the gap)."""
-        tp = TP(*where)
-        earliest = (await self.app.consumer.earliest_offsets(tp)).get(tp, 0)
+        assert self.reader is not None
+        tp = TopicPartition(*where)
+        earliest = (await self.reader.beginning_offsets([tp])).get(tp, 0)
         if want < earliest:
             log.error("kafka.messages_expired", topic=where[0], partition=where[1], lost=want)
             return True
@@ -479,9 +494,9 @@ class KafkaRuntime:
 
     async def check_positions(self, stall: float = 3.0) -> int:
         """Seek back every owned partition that has messages after this worker's position but
-        delivered none for ``stall`` seconds (faust may place a partition without a committed
-        offset at its end after a rebalance). Returns how many were moved."""
-        if not self._ready.is_set() or not self.expected:
+        delivered none for ``stall`` seconds (a safety net: the reader is placed at the durable
+        positions at every recovery). Returns how many were moved."""
+        if not self._ready.is_set() or not self.expected or self.reader is None:
             return 0
         now = time.monotonic()
         stalled = [w for w in self.expected if now - self._progress.get(w, now) > stall]
@@ -489,64 +504,104 @@ class KafkaRuntime:
             self._progress.setdefault(where, now)
         if not stalled:
             return 0
-        ends = await self.app.consumer.highwaters(*(TP(*w) for w in stalled))
+        ends = await self.reader.end_offsets([TopicPartition(*w) for w in stalled])
         moved = 0
         for where in stalled:
             want = self.expected[where]
-            if ends.get(TP(*where), 0) > want:
+            if ends.get(TopicPartition(*where), 0) > want:
                 log.warning("kafka.reread", topic=where[0], partition=where[1], offset=want)
-                await self.app.consumer.seek(TP(*where), want)
+                self.reader.seek(TopicPartition(*where), want)
                 self._progress[where] = now
                 self.counters.rereads += 1
                 moved += 1
         return moved
 
     async def _agent(self, stream: Any) -> None:
-        async for events in stream.take_events(
-            self.config.batch_max, within=self.config.batch_within
-        ):
-            task = asyncio.ensure_future(self.process(events))
+        """faust's stream of the reconciled topics. It is kept so that the group assigns their
+        partitions together with the state table's, but the worker reads them itself
+        (``_read``: a batch per fetch, without faust's per-message stream machinery, which cost
+        as much CPU as the reconciling). ``_read`` pauses faust's fetching of them; what faust
+        delivers before that (just after an assignment) is dropped here, and read by ``_read``
+        from the durable positions."""
+        async for _event in stream:
+            self.counters.dropped_by_faust += 1
+
+    def _assign_reader(self) -> None:
+        """Point the reader at the owned partitions, each at its durable position."""
+        assert self.reader is not None
+        self._generation += 1
+        self.reader.assign([TopicPartition(*where) for where in self.expected])
+        for where, offset in self.expected.items():
+            self.reader.seek(TopicPartition(*where), offset)
+
+    def _pause_faust(self) -> None:
+        """faust resumes the assigned partitions after every recovery: paused again here."""
+        self.app.consumer.pause_partitions({TP(*where) for where in self.expected})
+
+    async def _read(self) -> None:
+        """Reconcile the owned partitions' messages, a fetch (up to ``batch_max``) at a time. A
+        batch that fails stops the worker: its partitions are read again from the durable
+        positions, here after a restart or by the next owner."""
+        assert self.reader is not None
+        reader = self.reader
+        while True:
+            if not self._ready.is_set():
+                await self._ready.wait()
+                continue
+            generation = self._generation
+            self._pause_faust()
+            try:
+                fetched = await reader.getmany(timeout_ms=200, max_records=self.config.batch_max)
+            except KafkaError as failed:  # the broker away: the reader reconnects
+                log.warning("kafka.read_failed", error=repr(failed))
+                await asyncio.sleep(0.5)
+                continue
+            if generation != self._generation or not self._ready.is_set():
+                continue  # revoked or reassigned meanwhile: read again from the positions
+            messages = [message for records in fetched.values() for message in records]
+            if not messages:
+                continue
+            task = asyncio.ensure_future(self.process(messages))
             try:
                 await asyncio.shield(task)
             except asyncio.CancelledError:
-                # faust acknowledges the batch when this generator is closed: finish it first.
+                # Stopping: the batch is finished first (its journals are its commit).
                 with contextlib.suppress(Exception):
                     await task
                 raise
             except Exception as failed:
-                # faust acknowledges a batch's events even when it was not applied: stop this
-                # worker, so the partitions are read again from the durable positions.
+                # Not applied: stop this worker, so the partitions are read again from the
+                # durable positions (after a restart here, or by the next owner).
                 log.exception("kafka.batch_failed", error=type(failed).__name__)
                 await self.app.crash(failed)
-                raise
+                return
 
-    async def process(self, events: list[Any]) -> None:
+    async def process(self, messages: list[Any]) -> None:
+        """Reconcile ``messages`` (records of the reconciled topics: topic, partition, offset,
+        key, value), journal them, then send what they emitted."""
         if not self._ready.is_set():
             await asyncio.wait_for(self._ready.wait(), timeout=120)
         async with self._writing:
-            await self._process(events)
+            await self._process(messages)
 
-    async def _process(self, events: list[Any]) -> None:
+    async def _process(self, messages: list[Any]) -> None:
         batch = _Batch()
         spans: dict[str, list[int]] = {}
-        for event in events:
-            spans.setdefault(f"{event.message.topic}:{event.message.partition}", []).append(
-                event.message.offset
-            )
+        for msg in messages:
+            spans.setdefault(f"{msg.topic}:{msg.partition}", []).append(msg.offset)
         log.debug("kafka.batch", spans={k: (min(v), max(v), len(v)) for k, v in spans.items()})
         reread: dict[tuple[str, int], int] = {}
         clock = time.monotonic()
-        for event in events:
-            msg = event.message
+        for msg in messages:
             where = (msg.topic, msg.partition)
-            self._progress[where] = clock
-            if where in reread:
-                continue
             want = self.expected.get(where)
-            if want is not None and msg.offset < want:
+            if want is None or where in reread:
+                continue  # not owned (any more), or being read again
+            self._progress[where] = clock
+            if msg.offset < want:
                 self.counters.redelivered += 1
                 continue
-            if want is not None and msg.offset > want:
+            if msg.offset > want:
                 pending = self._rereading.get(where)
                 if pending is not None and pending[0] == want and time.monotonic() < pending[1]:
                     continue  # already seeking back; these were fetched before the seek
@@ -598,7 +653,8 @@ class KafkaRuntime:
         for (topic_name, partition), offset in reread.items():
             self.counters.rereads += 1
             log.warning("kafka.reread", topic=topic_name, partition=partition, offset=offset)
-            await self.app.consumer.seek(TP(topic_name, partition), offset)
+            assert self.reader is not None
+            self.reader.seek(TopicPartition(topic_name, partition), offset)
         for tenant, target, command_id, seq in batch.queued:
             self.ports.enqueue(tenant, target, command_id, seq)
         for action in batch.actions:
@@ -890,7 +946,15 @@ class KafkaRuntime:
             max_batch_size=BATCH_BYTES,
         )
         await self.aproducer.start()
+        self.reader = AIOKafkaConsumer(
+            bootstrap_servers=self.config.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await self.reader.start()
         await self.app.start()
+        self._reading = asyncio.create_task(self._read())
         self._watch = asyncio.create_task(self._watch_positions())
         self._watchdog_stop = asyncio.Event()
         self._watchdog = self.supervisor.spawn(
@@ -936,8 +1000,27 @@ class KafkaRuntime:
                 # Bounded: a consumer that crashed may never answer.
                 await asyncio.wait_for(self.check_positions(), timeout=10)
                 await asyncio.wait_for(self._sample_lag(), timeout=10)
+                await asyncio.wait_for(self._commit_positions(), timeout=10)
             except Exception as failed:  # a rebalance under way: try again in a second
                 log.info("kafka.position_check_skipped", error=type(failed).__name__)
+
+    async def _commit_positions(self) -> None:
+        """The durable read positions, committed as the group's offsets of the reconciled
+        topics when they moved: what the ops surface shows as the worker's lag. Never read
+        back: the reader starts from the durable positions."""
+        if not self._ready.is_set():
+            return
+        offsets = {
+            TP(self.config.topic(topic), partition): offset
+            for partition, marker in self.markers.items()
+            for topic, offset in marker.items()
+        }
+        moved = {tp: offset for tp, offset in offsets.items() if self._committed.get(tp) != offset}
+        # The transport's commit of given offsets (faust's own ``commit`` takes only what its
+        # stream acknowledged, and its stream of these topics delivers nothing).
+        consumer = cast(FaustConsumer, self.app.consumer)
+        if moved and await consumer._commit(moved):
+            self._committed.update(moved)
 
     async def _sample_lag(self) -> None:
         """(messages after this worker's positions, messages it consumed) for the supervisor's
@@ -946,8 +1029,11 @@ class KafkaRuntime:
             self._lag = (0, self._lag[1])
             return
         wanted = dict(self.expected)
-        ends = await self.app.consumer.highwaters(*(TP(*w) for w in wanted))
-        behind = sum(max(0, ends.get(TP(*w), 0) - offset) for w, offset in wanted.items())
+        assert self.reader is not None
+        ends = await self.reader.end_offsets([TopicPartition(*w) for w in wanted])
+        behind = sum(
+            max(0, ends.get(TopicPartition(*w), 0) - offset) for w, offset in wanted.items()
+        )
         self._lag = (behind, sum(self.positions.values()))
 
     def _agent_problem(self) -> str | None:
@@ -972,6 +1058,10 @@ class KafkaRuntime:
             self._watch.cancel()
             await asyncio.gather(self._watch, return_exceptions=True)
             self._watch = None
+        if self._reading is not None:
+            self._reading.cancel()  # after the batch under way, if any
+            await asyncio.gather(self._reading, return_exceptions=True)
+            self._reading = None
         await self._stop_executors()
         if self.aproducer is not None and self._ready.is_set():
             # What the journals carry is written out while this worker still owns its
@@ -980,6 +1070,9 @@ class KafkaRuntime:
             async with self._writing:
                 await self._flush()
         await self.app.stop()
+        if self.reader is not None:
+            await self.reader.stop()
+            self.reader = None
         if self.aproducer is not None:
             await self.aproducer.stop()
             self.aproducer = None
