@@ -391,6 +391,7 @@ class KafkaRuntime:
                 self.expected[(name, partition)] = self.markers[partition].get(topic.value, 0)
         self.counters.recoveries += 1
         self.ports.rebuild()
+        self._committed = {}
         self._assign_reader()
         self._ready.set()
         log.info(
@@ -628,10 +629,14 @@ class KafkaRuntime:
         # Durable now: the worker's /metrics counts it (the embedded engine's series).
         self.metrics.batch(batch.by_type, batch.commands_by_type, batch.dead_letters)
         markers = []
+        # faust's check of its consumer's event path (``stream_processing_timeout``) looks for
+        # its stream's activity on these partitions: it is the reader's.
+        inbound, now = self.app.monitor.stream_inbound_time, time.monotonic()
         for partition, applied in batch.order.items():
             marker = self.markers.setdefault(partition, {})
             for topic, offset in applied:
                 marker[topic] = max(marker.get(topic, 0), offset + 1)
+                inbound[TP(self.config.topic(topic), partition)] = now
             markers.append(
                 self._state_record(f"{MARKER_PREFIX}{partition}", MARKER, "", dict(marker))
             )
@@ -1021,6 +1026,11 @@ class KafkaRuntime:
         consumer = cast(FaustConsumer, self.app.consumer)
         if moved and await consumer._commit(moved):
             self._committed.update(moved)
+            # faust's consumer is placed there too: its event-path check takes messages after
+            # its position for messages its stream has not processed (its fetching is paused,
+            # so this only moves its idea of the position).
+            for tp, offset in moved.items():
+                await consumer.seek(tp, offset)
 
     async def _sample_lag(self) -> None:
         """(messages after this worker's positions, messages it consumed) for the supervisor's

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from pathlib import Path
+from typing import cast
 
+import pytest
+from faust.transport.consumer import Consumer as FaustConsumer
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
@@ -106,3 +110,30 @@ async def test_positions_are_committed_for_the_lag_and_never_read_back(
         assert stock and all(value != before[("stock", key)] for key, value in stock.items())
     finally:
         await second.stop()
+
+
+async def test_faust_does_not_report_the_paused_partitions_as_stalled(
+    bootstrap: str, prefix: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """faust checks its consumer's event path (every 7 s; here called at once) and logs an error
+    for a partition with messages after its position that its stream never processed, once
+    ``stream_processing_timeout`` (300 s; 1 s here) has passed since it started. Its fetching of
+    the reconciled topics is paused: the reader's progress is what it must see."""
+    quiet_faust_logs()
+    config = KafkaConfig(bootstrap=bootstrap, prefix=prefix, data_dir=tmp_path)
+    await asyncio.to_thread(init_topics, config)
+    worker = KafkaRuntime(config, SecretBox.from_env(), executors=False, log_notes=False)
+    worker.app.conf.stream_processing_timeout = 1
+    worker.app.conf.broker_commit_livelock_soft_timeout = 1
+    batch = messages()
+    caplog.set_level(logging.ERROR, logger="faust")
+    await worker.start()
+    try:
+        await asyncio.to_thread(produce, config, batch)
+        await until(lambda: worker.counters.events_in == len(batch), 60, "the worker")
+        await asyncio.sleep(2.5)  # the positions are committed once a second
+        await cast(FaustConsumer, worker.app.consumer).verify_all_partitions_active()
+    finally:
+        await worker.stop()
+    stalled = [r.getMessage() for r in caplog.records if "has not" in r.getMessage()]
+    assert stalled == []
