@@ -541,8 +541,18 @@ class KafkaRuntime:
 
     async def _read(self) -> None:
         """Reconcile the owned partitions' messages, a fetch (up to ``batch_max``) at a time. A
-        batch that fails stops the worker: its partitions are read again from the durable
+        batch that fails, or the reader failing otherwise than the broker being away, crashes
+        the faust app (red on ``/healthz``): the partitions are read again from the durable
         positions, here after a restart or by the next owner."""
+        try:
+            await self._read_batches()
+        except asyncio.CancelledError:
+            raise
+        except Exception as failed:
+            log.exception("kafka.reader_failed", error=type(failed).__name__)
+            await self.app.crash(failed)
+
+    async def _read_batches(self) -> None:
         assert self.reader is not None
         reader = self.reader
         while True:
@@ -562,7 +572,7 @@ class KafkaRuntime:
             messages = [message for records in fetched.values() for message in records]
             if not messages:
                 continue
-            task = asyncio.ensure_future(self.process(messages))
+            task = asyncio.ensure_future(self.process(messages, generation))
             try:
                 await asyncio.shield(task)
             except asyncio.CancelledError:
@@ -577,12 +587,15 @@ class KafkaRuntime:
                 await self.app.crash(failed)
                 return
 
-    async def process(self, messages: list[Any]) -> None:
+    async def process(self, messages: list[Any], generation: int | None = None) -> None:
         """Reconcile ``messages`` (records of the reconciled topics: topic, partition, offset,
-        key, value), journal them, then send what they emitted."""
+        key, value), journal them, then send what they emitted. Fetched in ``generation``: not
+        applied if a revocation or a recovery came since (read again from the positions)."""
         if not self._ready.is_set():
             await asyncio.wait_for(self._ready.wait(), timeout=120)
         async with self._writing:
+            if generation is not None and generation != self._generation:
+                return
             await self._process(messages)
 
     async def _process(self, messages: list[Any]) -> None:
