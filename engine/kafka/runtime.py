@@ -649,6 +649,7 @@ class KafkaRuntime:
             marker = self.markers.setdefault(partition, {})
             for topic, offset in applied:
                 marker[topic] = max(marker.get(topic, 0), offset + 1)
+            for topic in {topic for topic, _ in applied}:
                 inbound[TP(self.config.topic(topic), partition)] = now
             markers.append(
                 self._state_record(f"{MARKER_PREFIX}{partition}", MARKER, "", dict(marker))
