@@ -42,9 +42,10 @@ class KafkaConfig:
     tokens_path: Path | None = None
     session_timeout: float = 6.0
     heartbeat_interval: float = 1.0
-    #: At most this many messages are reconciled per batch (one journal record per tenant).
-    batch_max: int = 500
-    batch_within: float = 0.02
+    #: At most this many messages are reconciled per batch (one fetch; one journal record per
+    #: tenant, acknowledged before the next batch). A fetch returns what has arrived, so a batch
+    #: is this big only while a backlog is worked through.
+    batch_max: int = 2000
 
     def topic(self, topic: Topic | str) -> str:
         return f"{self.prefix}{topic}"

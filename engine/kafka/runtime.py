@@ -28,14 +28,17 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import faust
 import httpx
 import structlog
 import uvicorn
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.producer.message_accumulator import BatchBuilder
 from fastapi import FastAPI, Response
+from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP
 from kafka import KafkaProducer
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -110,6 +113,9 @@ TICK_RESEND = 5.0
 #: record changed by many batches meanwhile is written once.
 FLUSH_SECONDS = 1.0
 FLUSH_RECORDS = 20_000
+#: The state producer's batches, per partition: a write-out's records in one or a few requests
+#: (aiokafka's default, 16 KB, made a second's records a chain of requests per partition).
+BATCH_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -121,6 +127,8 @@ class Counters:
     batches: int = 0
     recoveries: int = 0
     rereads: int = 0
+    #: Messages faust delivered before its fetching was paused (read again by the reader).
+    dropped_by_faust: int = 0
     #: Write-behinds of the journals' records, and the records they wrote.
     flushes: int = 0
     records_written: int = 0
@@ -182,6 +190,14 @@ class KafkaRuntime:
         #: Held by a batch and by a flush: a flush never interleaves with a batch's writes.
         self._writing = asyncio.Lock()
         self.aproducer: AIOKafkaProducer | None = None
+        #: Reads the owned partitions of the reconciled topics (``_read``), from the durable
+        #: positions; faust's own fetching of them is paused (``_agent``).
+        self.reader: AIOKafkaConsumer | None = None
+        self._reading: asyncio.Task[None] | None = None
+        #: Changed by every revocation and recovery: a fetch that spans one is dropped.
+        self._generation = 0
+        #: The positions last committed as the group's offsets (``_commit_positions``).
+        self._committed: dict[TP, int] = {}
         self._ticked: dict[str, tuple[str, float]] = {}
         #: Set when a batch wrote a wake-up time: the tick loop looks at once (a change with no
         #: flush window is due at the end of its batch) instead of at its next 0.2 s turn.
@@ -306,25 +322,42 @@ class KafkaRuntime:
         else:
             self.table.data[key] = value
 
-    async def _send_state(
+    def _state_record(
         self, tenant: str, kind: str, key: str, value: Record | None
-    ) -> asyncio.Future[Any]:
-        """Write a record to the state changelog; returns the delivery future."""
+    ) -> tuple[int, bytes, bytes | None]:
+        """A record for the state changelog, stored locally at once: (partition, key, value)."""
         raw_key = encode_key(tenant, kind, key)
         raw_value = encode_value(value)
         self._store_local(raw_key, raw_value)
+        return self.partition(tenant), raw_key, raw_value
+
+    async def _send_many(
+        self, topic: str, records: Iterable[tuple[int, bytes | None, bytes | None]]
+    ) -> list[asyncio.Future[Any]]:
+        """Send ``records`` (partition, key, value) to ``topic`` in one producer batch per
+        partition (another when one is full), in their order within each partition; returns
+        the batches' delivery futures. One future per batch instead of one per record: a
+        write-out sends tens of thousands of records a second."""
         assert self.aproducer is not None
-        return await self.aproducer.send(
-            self.config.state_changelog,
-            value=raw_value,
-            key=raw_key,
-            partition=self.partition(tenant),
-        )
+        producer = self.aproducer
+        filling: dict[int, BatchBuilder] = {}
+        ready: list[tuple[int, BatchBuilder]] = []
+        for partition, key, value in records:
+            batch = filling.get(partition)
+            if batch is not None and batch.append(key=key, value=value, timestamp=None) is not None:
+                continue
+            if batch is not None:  # full: sent before the partition's next one
+                ready.append((partition, batch))
+            batch = filling[partition] = producer.create_batch()
+            batch.append(key=key, value=value, timestamp=None)  # a batch's first always fits
+        ready.extend(filling.items())
+        return [await producer.send_batch(b, topic, partition=p) for p, b in ready]
 
     async def _on_revoked(self, sender: Any, revoked: Iterable[Any], **_: Any) -> None:
         """Stop the executors and forget the mirror: the next assignment rebuilds both (the
         journals not yet written out are durable: whoever owns a tenant next redoes them)."""
         self._ready.clear()
+        self._generation += 1
         # Not under the write lock: a batch still running may be waiting on the consumer, which
         # is waiting for this callback. That batch writes nothing out once ``_ready`` is clear,
         # and the next recovery rebuilds these from the changelog.
@@ -358,6 +391,8 @@ class KafkaRuntime:
                 self.expected[(name, partition)] = self.markers[partition].get(topic.value, 0)
         self.counters.recoveries += 1
         self.ports.rebuild()
+        self._committed = {}
+        self._assign_reader()
         self._ready.set()
         log.info(
             "kafka.recovered",
@@ -395,14 +430,16 @@ class KafkaRuntime:
         await self._flush()
         return redone
 
-    async def _journal(self, tenant: str, puts: dict[tuple[str, str], Record | None]) -> Any:
-        """Send the batch's journal of ``tenant``; returns its delivery future."""
+    def _journal(
+        self, tenant: str, puts: dict[tuple[str, str], Record | None]
+    ) -> tuple[int, bytes, bytes | None]:
+        """The changelog record of the batch's journal of ``tenant``."""
         number = self._journal_seq.get(tenant, 0) + 1
         self._journal_seq[tenant] = number
         key = journal_key(number)
         self._journals.setdefault(tenant, []).append(key)
         journal = {"puts": [[kind, rkey, value] for (kind, rkey), value in puts.items()]}
-        return await self._send_state(tenant, JOURNAL, key, journal)
+        return self._state_record(tenant, JOURNAL, key, journal)
 
     async def _flush(self) -> None:
         """Write every record the journals since the last flush changed, once, and once the
@@ -413,12 +450,14 @@ class KafkaRuntime:
             return
         unflushed, self._unflushed = self._unflushed, {}
         journals, self._journals = self._journals, {}
-        sent = []
+        changelog = self.config.state_changelog
+        records = [
+            self._state_record(tenant, kind, key, value)
+            for tenant, puts in unflushed.items()
+            for (kind, key), value in puts.items()
+        ]
         try:
-            for tenant, puts in unflushed.items():
-                for (kind, key), value in puts.items():
-                    sent.append(await self._send_state(tenant, kind, key, value))
-            await asyncio.gather(*sent)
+            await asyncio.gather(*await self._send_many(changelog, records))
         except BaseException:
             # Not known to be written: kept for the next write-out (newer values win), and
             # its journals with it, so that none is deleted before its records are written.
@@ -427,12 +466,15 @@ class KafkaRuntime:
             for tenant, keys in journals.items():
                 self._journals[tenant] = [*keys, *self._journals.get(tenant, [])]
             raise
-        for tenant, keys in journals.items():
-            for key in keys:
-                self._put_futures.append(await self._send_state(tenant, JOURNAL, key, None))
+        tombstones = [
+            self._state_record(tenant, JOURNAL, key, None)
+            for tenant, keys in journals.items()
+            for key in keys
+        ]
+        self._put_futures.extend(await self._send_many(changelog, tombstones))
         self.counters.flushes += 1
-        self.counters.records_written += len(sent)
-        log.debug("kafka.flushed", records=len(sent), tenants=len(unflushed))
+        self.counters.records_written += len(records)
+        log.debug("kafka.flushed", records=len(records), tenants=len(unflushed))
 
     def _flush_due(self) -> bool:
         if time.monotonic() - self._flushed_at >= FLUSH_SECONDS:
@@ -443,8 +485,9 @@ class KafkaRuntime:
 
     async def _gone(self, where: tuple[str, int], want: int) -> bool:
         """True when the messages from ``want`` on were deleted by retention (accept the gap)."""
-        tp = TP(*where)
-        earliest = (await self.app.consumer.earliest_offsets(tp)).get(tp, 0)
+        assert self.reader is not None
+        tp = TopicPartition(*where)
+        earliest = (await self.reader.beginning_offsets([tp])).get(tp, 0)
         if want < earliest:
             log.error("kafka.messages_expired", topic=where[0], partition=where[1], lost=want)
             return True
@@ -452,9 +495,9 @@ class KafkaRuntime:
 
     async def check_positions(self, stall: float = 3.0) -> int:
         """Seek back every owned partition that has messages after this worker's position but
-        delivered none for ``stall`` seconds (faust may place a partition without a committed
-        offset at its end after a rebalance). Returns how many were moved."""
-        if not self._ready.is_set() or not self.expected:
+        delivered none for ``stall`` seconds (a safety net: the reader is placed at the durable
+        positions at every recovery). Returns how many were moved."""
+        if not self._ready.is_set() or not self.expected or self.reader is None:
             return 0
         now = time.monotonic()
         stalled = [w for w in self.expected if now - self._progress.get(w, now) > stall]
@@ -462,64 +505,117 @@ class KafkaRuntime:
             self._progress.setdefault(where, now)
         if not stalled:
             return 0
-        ends = await self.app.consumer.highwaters(*(TP(*w) for w in stalled))
+        ends = await self.reader.end_offsets([TopicPartition(*w) for w in stalled])
         moved = 0
         for where in stalled:
             want = self.expected[where]
-            if ends.get(TP(*where), 0) > want:
+            if ends.get(TopicPartition(*where), 0) > want:
                 log.warning("kafka.reread", topic=where[0], partition=where[1], offset=want)
-                await self.app.consumer.seek(TP(*where), want)
+                self.reader.seek(TopicPartition(*where), want)
                 self._progress[where] = now
                 self.counters.rereads += 1
                 moved += 1
         return moved
 
     async def _agent(self, stream: Any) -> None:
-        async for events in stream.take_events(
-            self.config.batch_max, within=self.config.batch_within
-        ):
-            task = asyncio.ensure_future(self.process(events))
+        """faust's stream of the reconciled topics. It is kept so that the group assigns their
+        partitions together with the state table's, but the worker reads them itself
+        (``_read``: a batch per fetch, without faust's per-message stream machinery, which cost
+        as much CPU as the reconciling). ``_read`` pauses faust's fetching of them; what faust
+        delivers before that (just after an assignment) is dropped here, and read by ``_read``
+        from the durable positions."""
+        async for _event in stream:
+            self.counters.dropped_by_faust += 1
+
+    def _assign_reader(self) -> None:
+        """Point the reader at the owned partitions, each at its durable position."""
+        assert self.reader is not None
+        self._generation += 1
+        self.reader.assign([TopicPartition(*where) for where in self.expected])
+        for where, offset in self.expected.items():
+            self.reader.seek(TopicPartition(*where), offset)
+
+    def _pause_faust(self) -> None:
+        """faust resumes the assigned partitions after every recovery: paused again here."""
+        self.app.consumer.pause_partitions({TP(*where) for where in self.expected})
+
+    async def _read(self) -> None:
+        """Reconcile the owned partitions' messages, a fetch (up to ``batch_max``) at a time. A
+        batch that fails, or the reader failing otherwise than the broker being away, crashes
+        the faust app (red on ``/healthz``): the partitions are read again from the durable
+        positions, here after a restart or by the next owner."""
+        try:
+            await self._read_batches()
+        except asyncio.CancelledError:
+            raise
+        except Exception as failed:
+            log.exception("kafka.reader_failed", error=type(failed).__name__)
+            await self.app.crash(failed)
+
+    async def _read_batches(self) -> None:
+        assert self.reader is not None
+        reader = self.reader
+        while True:
+            if not self._ready.is_set():
+                await self._ready.wait()
+                continue
+            generation = self._generation
+            self._pause_faust()
+            try:
+                fetched = await reader.getmany(timeout_ms=200, max_records=self.config.batch_max)
+            except KafkaError as failed:  # the broker away: the reader reconnects
+                log.warning("kafka.read_failed", error=repr(failed))
+                await asyncio.sleep(0.5)
+                continue
+            if generation != self._generation or not self._ready.is_set():
+                continue  # revoked or reassigned meanwhile: read again from the positions
+            messages = [message for records in fetched.values() for message in records]
+            if not messages:
+                continue
+            task = asyncio.ensure_future(self.process(messages, generation))
             try:
                 await asyncio.shield(task)
             except asyncio.CancelledError:
-                # faust acknowledges the batch when this generator is closed: finish it first.
+                # Stopping: the batch is finished first (its journals are its commit).
                 with contextlib.suppress(Exception):
                     await task
                 raise
             except Exception as failed:
-                # faust acknowledges a batch's events even when it was not applied: stop this
-                # worker, so the partitions are read again from the durable positions.
+                # Not applied: stop this worker, so the partitions are read again from the
+                # durable positions (after a restart here, or by the next owner).
                 log.exception("kafka.batch_failed", error=type(failed).__name__)
                 await self.app.crash(failed)
-                raise
+                return
 
-    async def process(self, events: list[Any]) -> None:
+    async def process(self, messages: list[Any], generation: int | None = None) -> None:
+        """Reconcile ``messages`` (records of the reconciled topics: topic, partition, offset,
+        key, value), journal them, then send what they emitted. Fetched in ``generation``: not
+        applied if a revocation or a recovery came since (read again from the positions)."""
         if not self._ready.is_set():
             await asyncio.wait_for(self._ready.wait(), timeout=120)
         async with self._writing:
-            await self._process(events)
+            if generation is not None and generation != self._generation:
+                return
+            await self._process(messages)
 
-    async def _process(self, events: list[Any]) -> None:
+    async def _process(self, messages: list[Any]) -> None:
         batch = _Batch()
         spans: dict[str, list[int]] = {}
-        for event in events:
-            spans.setdefault(f"{event.message.topic}:{event.message.partition}", []).append(
-                event.message.offset
-            )
+        for msg in messages:
+            spans.setdefault(f"{msg.topic}:{msg.partition}", []).append(msg.offset)
         log.debug("kafka.batch", spans={k: (min(v), max(v), len(v)) for k, v in spans.items()})
         reread: dict[tuple[str, int], int] = {}
         clock = time.monotonic()
-        for event in events:
-            msg = event.message
+        for msg in messages:
             where = (msg.topic, msg.partition)
-            self._progress[where] = clock
-            if where in reread:
-                continue
             want = self.expected.get(where)
-            if want is not None and msg.offset < want:
+            if want is None or where in reread:
+                continue  # not owned (any more), or being read again
+            self._progress[where] = clock
+            if msg.offset < want:
                 self.counters.redelivered += 1
                 continue
-            if want is not None and msg.offset > want:
+            if msg.offset > want:
                 pending = self._rereading.get(where)
                 if pending is not None and pending[0] == want and time.monotonic() < pending[1]:
                     continue  # already seeking back; these were fetched before the seek
@@ -534,29 +630,31 @@ class KafkaRuntime:
         if self._put_futures:
             await asyncio.gather(*self._put_futures)
             self._put_futures = []
-        journals = []
-        for tenant, puts in batch.puts.items():
-            journals.append(await self._journal(tenant, puts))
-        assert self.aproducer is not None
-        for partition, applied in batch.order.items():
-            journals.append(
-                await self.aproducer.send(
-                    self.config.order_topic,
-                    value=json.dumps(applied, separators=(",", ":")).encode(),
-                    partition=partition,
-                )
-            )
-        if journals:
-            await asyncio.gather(*journals)
+        journals = [self._journal(tenant, puts) for tenant, puts in batch.puts.items()]
+        sent = await self._send_many(self.config.state_changelog, journals)
+        order = [
+            (partition, None, json.dumps(applied, separators=(",", ":")).encode())
+            for partition, applied in batch.order.items()
+        ]
+        sent += await self._send_many(self.config.order_topic, order)
+        if sent:
+            await asyncio.gather(*sent)
         # Durable now: the worker's /metrics counts it (the embedded engine's series).
         self.metrics.batch(batch.by_type, batch.commands_by_type, batch.dead_letters)
+        markers = []
+        # faust's check of its consumer's event path (``stream_processing_timeout``) looks for
+        # its stream's activity on these partitions: it is the reader's.
+        inbound, now = self.app.monitor.stream_inbound_time, time.monotonic()
         for partition, applied in batch.order.items():
             marker = self.markers.setdefault(partition, {})
             for topic, offset in applied:
                 marker[topic] = max(marker.get(topic, 0), offset + 1)
-            self._put_futures.append(
-                await self._send_state(f"{MARKER_PREFIX}{partition}", MARKER, "", dict(marker))
+            for topic in {topic for topic, _ in applied}:
+                inbound[TP(self.config.topic(topic), partition)] = now
+            markers.append(
+                self._state_record(f"{MARKER_PREFIX}{partition}", MARKER, "", dict(marker))
             )
+        self._put_futures.extend(await self._send_many(self.config.state_changelog, markers))
         for tenant, puts in batch.puts.items():
             self._unflushed.setdefault(tenant, {}).update(puts)
         if self._ready.is_set() and self._flush_due():
@@ -574,7 +672,8 @@ class KafkaRuntime:
         for (topic_name, partition), offset in reread.items():
             self.counters.rereads += 1
             log.warning("kafka.reread", topic=topic_name, partition=partition, offset=offset)
-            await self.app.consumer.seek(TP(topic_name, partition), offset)
+            assert self.reader is not None
+            self.reader.seek(TopicPartition(topic_name, partition), offset)
         for tenant, target, command_id, seq in batch.queued:
             self.ports.enqueue(tenant, target, command_id, seq)
         for action in batch.actions:
@@ -863,9 +962,18 @@ class KafkaRuntime:
             enable_idempotence=True,
             linger_ms=2,
             max_request_size=MAX_MESSAGE_BYTES,
+            max_batch_size=BATCH_BYTES,
         )
         await self.aproducer.start()
+        self.reader = AIOKafkaConsumer(
+            bootstrap_servers=self.config.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await self.reader.start()
         await self.app.start()
+        self._reading = asyncio.create_task(self._read())
         self._watch = asyncio.create_task(self._watch_positions())
         self._watchdog_stop = asyncio.Event()
         self._watchdog = self.supervisor.spawn(
@@ -911,8 +1019,32 @@ class KafkaRuntime:
                 # Bounded: a consumer that crashed may never answer.
                 await asyncio.wait_for(self.check_positions(), timeout=10)
                 await asyncio.wait_for(self._sample_lag(), timeout=10)
+                await asyncio.wait_for(self._commit_positions(), timeout=10)
             except Exception as failed:  # a rebalance under way: try again in a second
                 log.info("kafka.position_check_skipped", error=type(failed).__name__)
+
+    async def _commit_positions(self) -> None:
+        """The durable read positions, committed as the group's offsets of the reconciled
+        topics when they moved: what the ops surface shows as the worker's lag. Never read
+        back: the reader starts from the durable positions."""
+        if not self._ready.is_set():
+            return
+        offsets = {
+            TP(self.config.topic(topic), partition): offset
+            for partition, marker in self.markers.items()
+            for topic, offset in marker.items()
+        }
+        moved = {tp: offset for tp, offset in offsets.items() if self._committed.get(tp) != offset}
+        # The transport's commit of given offsets (faust's own ``commit`` takes only what its
+        # stream acknowledged, and its stream of these topics delivers nothing).
+        consumer = cast(FaustConsumer, self.app.consumer)
+        if moved and await consumer._commit(moved):
+            self._committed.update(moved)
+            # faust's consumer is placed there too: its event-path check takes messages after
+            # its position for messages its stream has not processed (its fetching is paused,
+            # so this only moves its idea of the position).
+            for tp, offset in moved.items():
+                await consumer.seek(tp, offset)
 
     async def _sample_lag(self) -> None:
         """(messages after this worker's positions, messages it consumed) for the supervisor's
@@ -921,8 +1053,11 @@ class KafkaRuntime:
             self._lag = (0, self._lag[1])
             return
         wanted = dict(self.expected)
-        ends = await self.app.consumer.highwaters(*(TP(*w) for w in wanted))
-        behind = sum(max(0, ends.get(TP(*w), 0) - offset) for w, offset in wanted.items())
+        assert self.reader is not None
+        ends = await self.reader.end_offsets([TopicPartition(*w) for w in wanted])
+        behind = sum(
+            max(0, ends.get(TopicPartition(*w), 0) - offset) for w, offset in wanted.items()
+        )
         self._lag = (behind, sum(self.positions.values()))
 
     def _agent_problem(self) -> str | None:
@@ -947,6 +1082,10 @@ class KafkaRuntime:
             self._watch.cancel()
             await asyncio.gather(self._watch, return_exceptions=True)
             self._watch = None
+        if self._reading is not None:
+            self._reading.cancel()  # after the batch under way, if any
+            await asyncio.gather(self._reading, return_exceptions=True)
+            self._reading = None
         await self._stop_executors()
         if self.aproducer is not None and self._ready.is_set():
             # What the journals carry is written out while this worker still owns its
@@ -955,6 +1094,9 @@ class KafkaRuntime:
             async with self._writing:
                 await self._flush()
         await self.app.stop()
+        if self.reader is not None:
+            await self.reader.stop()
+            self.reader = None
         if self.aproducer is not None:
             await self.aproducer.stop()
             self.aproducer = None

@@ -16,17 +16,37 @@ from engine.kafka.store import JOURNAL, decode_key, decode_value, journal_key
 from engine.secrets import SecretBox
 
 
+class Batch:
+    """A producer batch that holds ``size`` records (the real one: bytes; the first always fits)."""
+
+    def __init__(self, size: int) -> None:
+        self.records: list[tuple[bytes, bytes | None]] = []
+        self.size = size
+
+    def append(self, *, key: bytes, value: bytes | None, timestamp: None) -> object | None:
+        if self.records and len(self.records) >= self.size:
+            return None
+        self.records.append((key, value))
+        return object()
+
+
 class Producer:
     """Records (tenant, kind, key, value) as the broker would get them; fails when told to."""
 
-    def __init__(self) -> None:
+    def __init__(self, batch_size: int = 1000) -> None:
         self.sent: list[tuple[str, str, str, Any]] = []
         self.fail = False
+        self.batch_size = batch_size
+        self.batches = 0
 
-    async def send(self, topic: str, *, value: bytes | None, key: bytes, partition: int) -> Any:
+    def create_batch(self) -> Batch:
+        return Batch(self.batch_size)
+
+    async def send_batch(self, batch: Batch, topic: str, *, partition: int) -> Any:
         if self.fail:
             raise ConnectionError("broker unreachable")
-        self.sent.append((*decode_key(key), decode_value(value)))
+        self.batches += 1
+        self.sent.extend((*decode_key(key), decode_value(value)) for key, value in batch.records)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
@@ -67,4 +87,27 @@ async def test_a_failed_write_out_keeps_its_records_and_journals(
     ]
     assert runtime._unflushed == {} and runtime._journals == {}
     assert runtime.counters.records_written == 2
+    runtime.producer.close()
+
+
+async def test_a_write_out_goes_in_batches_in_order(
+    bootstrap: str, prefix: str, tmp_path: Path
+) -> None:
+    """The records go to the broker in producer batches (one future per batch, not per record),
+    a full batch before the partition's next one: their order and the journals' deletion after
+    them are as record by record."""
+    runtime, producer = worker(bootstrap, prefix, tmp_path)
+    producer.batch_size = 2
+    stock = {("stock", f"A{n}"): {"q": n} for n in range(5)}
+    runtime._unflushed = {"shop": dict(stock)}
+    runtime._journals = {"shop": [journal_key(1), journal_key(2)]}
+    await runtime._flush()
+    assert producer.sent == [
+        *(("shop", kind, key, value) for (kind, key), value in stock.items()),
+        ("shop", JOURNAL, journal_key(1), None),
+        ("shop", JOURNAL, journal_key(2), None),
+    ]
+    assert producer.batches == 3 + 1  # five records two by two, then the two tombstones
+    assert len(runtime._put_futures) == 1
+    assert runtime.counters.records_written == 5
     runtime.producer.close()
