@@ -241,7 +241,7 @@ class RetentionCollector(Collector):
             ),
             (
                 "kassasync_retention_outbox_deleted",
-                "Delivered commands' outbox rows deleted after the redelivery window.",
+                "Delivered commands' outbox rows deleted once as old as the kept log.",
                 float(status.outbox_deleted),
             ),
             (

@@ -148,15 +148,18 @@ class Settings(BaseModel):
         le=3650,
         description="Days of log the embedded store keeps for `kassasync replay` and "
         "investigations: older rows every consumer has read are deleted, and replay starts from "
-        "the reconcilers' state where the kept log begins (docs/operations.md, *Retention*).",
+        "the reconcilers' state where the kept log begins (docs/operations.md, *Retention*). "
+        "Delivered commands' outbox rows are kept as long (plus a mark interval: 27 hours for "
+        "1 day).",
         json_schema_extra=_env("KASSASYNC_LOG_KEEP_DAYS"),
     )
     retention_interval_seconds: float = Field(
         default=600.0,
         ge=0,
         description="How often the embedded engine's retention loop trims the log, expires done "
-        "outbox rows and ingest de-duplication records past the redelivery window and returns "
-        "free pages to the disk. 0 turns retention off (the store then grows for ever).",
+        "outbox rows (as old as the kept log) and ingest de-duplication records (past the "
+        "redelivery window) and returns free pages to the disk. 0 turns retention off (the store "
+        "then grows for ever).",
         json_schema_extra=_env("KASSASYNC_RETENTION_INTERVAL_SECONDS"),
     )
     state_cache_mb: float = Field(

@@ -42,7 +42,7 @@ from topics import registry
 from topics.common import MAX_DIGITS, REDELIVERY_WINDOW_DAYS, TENANT_PATTERN, OversizedNumber
 from topics.envelope import Envelope
 from topics.names import Topic
-from topics.till import StockMovement
+from topics.till import StockCounted, StockMovement
 
 log = structlog.get_logger("kassasync.ingest")
 
@@ -304,7 +304,7 @@ def validate_batch(
     latest = moment + MAX_FUTURE
     earliest = moment - REDELIVERY_WINDOW
     seen: set[str] = set()
-    movements: dict[str, tuple[int, StockMovement]] = {}
+    stock_ids: dict[tuple[str, str], tuple[int, Envelope]] = {}
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             problems.append({"index": index, "field": "(event)", "problem": "must be an object"})
@@ -354,7 +354,7 @@ def validate_batch(
         elif event.id in seen:
             problems.append({"index": index, "field": "id", "problem": "repeated in this batch"})
         else:
-            reused = _reused_movement(event, movements, index)
+            reused = _reused_stock_id(event, stock_ids, index)
             if reused is not None:
                 problems.append(reused)
                 continue
@@ -363,23 +363,26 @@ def validate_batch(
     return events, problems
 
 
-def _reused_movement(
-    event: Envelope, movements: dict[str, tuple[int, StockMovement]], index: int
+def _reused_stock_id(
+    event: Envelope, earlier: dict[tuple[str, str], tuple[int, Envelope]], index: int
 ) -> dict[str, Any] | None:
-    """A problem if ``event`` is a stock movement whose ``movement_id`` came earlier in the same
-    batch with another article or delta (the same movement sent twice is left to the
-    reconciler, which applies a movement id once)."""
-    if not isinstance(event, StockMovement):
+    """A problem if ``event`` is a stock movement (or count) whose ``movement_id`` (or
+    ``count_id``) came earlier in the same batch with other data (the same movement or count
+    sent twice is left to the reconciler, which applies an id once)."""
+    if isinstance(event, StockMovement):
+        field_name, ident = "movement_id", event.data.movement_id
+    elif isinstance(event, StockCounted):
+        field_name, ident = "count_id", event.data.count_id
+    else:
         return None
-    data = event.data
-    earlier = movements.setdefault(data.movement_id, (index, event))
-    first, other = earlier
-    if first == index or other.data == data:
+    first, other = earlier.setdefault((field_name, ident), (index, event))
+    if first == index or other.data == event.data:  # type: ignore[attr-defined]
         return None
+    what = "movement" if field_name == "movement_id" else "count"
     return {
         "index": index,
-        "field": "data.movement_id",
-        "problem": f"is used by event {first} of this batch for another movement",
+        "field": f"data.{field_name}",
+        "problem": f"is used by event {first} of this batch for another {what}",
     }
 
 

@@ -8,6 +8,7 @@ run beside the engine (WAL). The bytes are SQLite's ``dbstat`` pages; a SQLite b
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,8 @@ WHAT = {
     "tenant_settings_versions": "tenants' earlier settings",
     "wake": "when each tenant's next tick is due",
     "meta": "schema version, log sequence",
+    "sie_uploads": "SIE files uploaded by the till agent",
+    "sie_file_reports": "what each uploaded SIE file became",
 }
 
 
@@ -84,13 +87,38 @@ def _what(name: str) -> str:
 def footprint(path: Path) -> Footprint:
     """The footprint of the store at ``path`` (which must exist), read-only; raises
     :class:`NotAStore` for a file that is not a Kassasync store."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        conn = _open(path)
+    except sqlite3.OperationalError as failed:  # a directory, a file SQLite cannot open
+        raise NotAStore(f"{path} cannot be read as a Kassasync store ({failed})") from None
+    except sqlite3.DatabaseError as failed:  # "file is not a database"
+        raise NotAStore(f"{path} is not a Kassasync store ({failed})") from None
     try:
         return _footprint(path, conn)
     except sqlite3.DatabaseError as failed:  # "file is not a database", a missing table
         raise NotAStore(f"{path} is not a Kassasync store ({failed})") from None
     finally:
         conn.close()
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    """A read-only connection to ``path``. The name is quoted into the URI (a folder named
+    with ``?``, ``#`` or ``%`` is a name, not a query). In a folder this process cannot write,
+    SQLite cannot make the shared-memory file a WAL reader needs; no engine can be writing
+    there either, so the file is opened as immutable."""
+    uri = path.resolve().as_uri()
+    conn: sqlite3.Connection | None = None
+    try:
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True)
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return conn
+    except sqlite3.OperationalError:  # "unable to open database file" (not "not a database")
+        if conn is not None:
+            conn.close()
+        if os.access(path.parent, os.W_OK):
+            raise
+    log.info("store.footprint_immutable", path=str(path), reason="the folder is read-only")
+    return sqlite3.connect(f"{uri}?immutable=1", uri=True)
 
 
 def _footprint(path: Path, conn: sqlite3.Connection) -> Footprint:

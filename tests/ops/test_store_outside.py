@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import structlog
 
 from engine.cli.main import main
 from engine.logging import configure
+from engine.store.db import Database
 from tests.ops.world import new_engine, paused_with_dead_letters
 
 
@@ -72,3 +74,33 @@ def test_store_on_a_folder_whose_database_is_a_directory_is_one_line(
     (tmp_path / "kassasync.db").mkdir()
     with pytest.raises(SystemExit, match=r"kassasync\.db"):
         run(capsys, "store", "--data", str(tmp_path))
+
+
+def test_store_in_a_read_only_folder_reads_the_file_as_immutable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cleanly stopped store on a read-only mount: SQLite cannot make the WAL's shared-memory
+    file, so a read-only open fails ("unable to open database file"); no engine can be writing
+    there, so the file is read as immutable. (Simulated: as root, only a bind mount makes a
+    folder read-only; ``unshare -m`` with ``mount -o remount,ro,bind`` shows the same.)"""
+    from engine.store import footprint as module
+
+    db = Database(tmp_path / "kassasync.db")
+    db.close()
+    real = sqlite3.connect
+    opened: list[str] = []
+
+    def connect(database: str, uri: bool = False) -> sqlite3.Connection:
+        opened.append(database)
+        if "mode=ro" in database:  # as SQLite fails there: the -shm file cannot be made
+            return real(str(tmp_path / "absent" / "x.db"))
+        return real(database, uri=uri)
+
+    monkeypatch.setattr(module.sqlite3, "connect", connect)
+    monkeypatch.setattr(module.os, "access", lambda path, mode: False)
+    found = module.footprint(tmp_path / "kassasync.db")
+    assert [t.name for t in found.tables if t.name == "state"] == ["state"]
+    assert opened[-1].endswith("?immutable=1")
+    monkeypatch.setattr(module.os, "access", lambda path, mode: True)
+    with pytest.raises(module.NotAStore, match="cannot be read"):
+        module.footprint(tmp_path / "kassasync.db")
