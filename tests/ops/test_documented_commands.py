@@ -52,6 +52,7 @@ SESSION = {
     "kassasync status",
     "kassasync status [--tenant T] [--json]",
     "kassasync store [--json]",
+    "kassasync store",
     "kassasync deadletters list|retry|discard",
     "kassasync deadletters list [--tenant T] [--status open|retried|discarded] [--json]",
     "kassasync deadletters retry ID | --tenant T | --all",
@@ -272,6 +273,7 @@ def _status_and_tenants(shell: Shell) -> set[str]:
     assert tables["tenants"] == 1 and tables["state"] > 0, str(room_json)
     return {
         "kassasync store [--json]",
+        "kassasync store",
         "kassasync tenants list|pause|resume",
         "kassasync tenants list [--json]",
         'kassasync tenants pause T --reason "…"',
