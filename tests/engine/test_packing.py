@@ -20,6 +20,7 @@ from engine.store import packing
 from engine.store.db import SCHEMA_VERSION, Database
 from engine.store.packing import StateTable, family_of, kinds_of, pack, unpack
 from engine.store.state import StateStore
+from tests.engine.stores import commit
 
 
 def test_the_dictionary_of_format_1_never_changes() -> None:
@@ -195,14 +196,6 @@ def test_the_store_reads_back_what_it_was_given_through_writes_and_evictions(
             db.close()
 
 
-def _commit(db: Database, store: StateStore, *, write: bool) -> None:
-    with db.transaction():
-        store.stage()
-        if write:
-            store.write()
-    store.committed(written=write)
-
-
 def test_a_change_to_an_evicted_entity_keeps_the_rest_of_its_row(tmp_path: Path) -> None:
     """A change committed unwritten, its tenant evicted before the write: the write rebuilds the
     entity's row from the table's row, not from a memory that no longer holds it."""
@@ -210,12 +203,12 @@ def test_a_change_to_an_evicted_entity_keeps_the_rest_of_its_row(tmp_path: Path)
     try:
         store = StateStore(db, cache_bytes=0)  # every tenant but the last used leaves memory
         store.put("s1", "stock", "A1", {"base": "5"})
-        _commit(db, store, write=True)
+        commit(db, store, write=True)
         store.put("s1", "art.fx", "A1", {"v": 2})
-        _commit(db, store, write=False)
+        commit(db, store, write=False)
         store.put("s2", "cmd", "c1", {"n": 1})  # s1 leaves memory
-        _commit(db, store, write=False)
-        _commit(db, store, write=True)
+        commit(db, store, write=False)
+        commit(db, store, write=True)
         assert StateTable(db.conn).records("s1") == {
             ("stock", "A1"): {"base": "5"},
             ("art.fx", "A1"): {"v": 2},
@@ -232,9 +225,9 @@ def test_reading_a_row_does_not_hide_an_unwritten_change_of_another_kind(tmp_pat
         store = StateStore(db, cache_bytes=0)
         store.put("s1", "stock", "A1", {"base": "1"})
         store.put("s1", "art.fx", "A1", {"v": 1})
-        _commit(db, store, write=True)
+        commit(db, store, write=True)
         store.put("s1", "stock", "A1", {"base": "2"})
-        _commit(db, store, write=False)
+        commit(db, store, write=False)
         store.get("s2", "cmd", "c1")  # s1 leaves memory
         store.committed()
         assert store.get("s1", "art.fx", "A1") == {"v": 1}  # reads the row (stock "1" in it)

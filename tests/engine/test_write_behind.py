@@ -22,6 +22,7 @@ from engine.store.db import Database
 from engine.store.log import Log, Offsets, effects_consumer
 from engine.store.retention import Retention, RetentionPolicy, marks
 from engine.store.state import StateStore
+from tests.engine.stores import commit
 from tests.reconcilers.test_replay_properties import mixed_action, mixed_run
 from topics.names import Topic
 from topics.settings import CustomerMaster
@@ -229,19 +230,19 @@ def test_a_tenant_read_back_with_records_committed_is_not_taken_for_empty() -> N
             store = StateStore(db, cache_bytes=0)  # every tenant but the last used leaves
             store.put("s1", "cmd", "kept", {"v": 1})
             store.put("s1", "stock", "A1", {"base": "1"})
-            _commit(db, store, write=False)
+            commit(db, store, write=False)
             assert store.get("s2", "cmd", "x") is None  # s1 leaves memory, unwritten
             store.committed()
             assert store.get("s1", "cmd", "missing") is None  # the first miss
             assert store.get("s1", "cmd", "kept") == {"v": 1}
             assert dict(store.scan("s1", "stock")) == {"A1": {"base": "1"}}
             store.put("s1", "cmd", "new", {"v": 2})
-            _commit(db, store, write=True)
+            commit(db, store, write=True)
             fresh = StateStore(db)  # a new processor: s1's records are in the table
             assert fresh.get("s1", "cmd", "missing") is None  # the first miss
             assert fresh.get("s1", "cmd", "kept") == {"v": 1}
             fresh.put("s1", "cmd", "third", {"v": 3})
-            _commit(db, fresh, write=True)
+            commit(db, fresh, write=True)
             assert StateStore(db).all_records("s1") == {
                 ("cmd", "kept"): {"v": 1},
                 ("stock", "A1"): {"base": "1"},
@@ -250,14 +251,6 @@ def test_a_tenant_read_back_with_records_committed_is_not_taken_for_empty() -> N
             }
         finally:
             db.close()
-
-
-def _commit(db: Database, store: StateStore, *, write: bool) -> None:
-    with db.transaction():
-        store.stage()
-        if write:
-            store.write()
-    store.committed(written=write)
 
 
 def test_the_processor_lets_the_young_generation_grow() -> None:
@@ -318,13 +311,13 @@ def test_a_record_deleted_since_the_last_write_leaves_the_table_only_if_it_was_t
                 for key, value in changes:
                     store.put("shop", "cmd", key, value)
                     model[key] = value
-                _commit(db, store, write=write)
+                commit(db, store, write=write)
                 if write:
                     in_table = {key for key, value in model.items() if value is not None}
             was_there = "k" in in_table
             assert store.unwritten == (1 if was_there else 0)
             statements = _statements(db)
-            _commit(db, store, write=True)
+            commit(db, store, write=True)
             assert any("DELETE" in sql for sql in statements) == was_there
             expected = {("cmd", k): v for k, v in model.items() if v is not None}
             assert StateStore(db).all_records("shop") == expected

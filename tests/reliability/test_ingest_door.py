@@ -571,3 +571,30 @@ def test_a_movement_recorded_in_the_old_layout_is_still_a_duplicate_after_the_up
     finally:
         fresh.http.close()
         fresh.engine.db.close()
+
+
+def stock_count(count_id: str, quantity: str, article: str = "1001") -> dict[str, object]:
+    return event(
+        "shop-a",
+        "till.stock.counted",
+        {
+            "article_number": article,
+            "count_id": count_id,
+            "quantity": quantity,
+            "last_applied_command_id": None,
+        },
+    )
+
+
+def test_a_reused_count_id_in_one_batch_is_422_as_a_movement_id_is(tmp_path: Path) -> None:
+    """Two counts of one batch with the same ``count_id`` and other quantities are refused like
+    a reused ``movement_id`` in one batch (docs/contract.md: 422, nothing stored); they were
+    accepted, and the second dead-lettered by the reconciler."""
+    door = Door(tmp_path)
+    answer = door.post({"events": [stock_count("C-batch", "10"), stock_count("C-batch", "11")]})
+    assert answer.status_code == 422, answer.text
+    [problem] = answer.json()["problems"]
+    assert problem["index"] == 1 and problem["field"] == "data.count_id", problem
+    assert door.on_log("shop-a") == 0
+    door.http.close()
+    door.engine.db.close()
