@@ -137,8 +137,7 @@ def on_movement(ctx: Ctx, data: StockMovementData) -> None:
     if not _enabled(ctx):
         ctx.note("stock.ignored", article=data.article_number, reason="stock sync is off")
         return
-    stock_ids.upgrade(ctx)
-    known = stock_ids.known(ctx.txn.get, stock_ids.MOVEMENT_IDS, data.movement_id)
+    known = stock_ids.recall(ctx, stock_ids.MOVEMENT_IDS, data.movement_id)
     if known is not None:
         _same_or_refuse(
             known,
@@ -182,8 +181,7 @@ def on_count(ctx: Ctx, data: StockCountedData) -> None:
     if not _enabled(ctx):
         ctx.note("stock.ignored", article=data.article_number, reason="stock sync is off")
         return
-    stock_ids.upgrade(ctx)
-    known = stock_ids.known(ctx.txn.get, stock_ids.COUNT_IDS, data.count_id)
+    known = stock_ids.recall(ctx, stock_ids.COUNT_IDS, data.count_id)
     if known is not None:
         _same_or_refuse(
             known, "count_id", data.count_id, data.article_number, "quantity", data.quantity

@@ -63,12 +63,6 @@ def bucket_key(day: str, ident: str) -> str:
     return day + _bucket(ident)
 
 
-def kept_days(get: Get) -> list[str]:
-    """The days whose ids are kept, oldest first."""
-    record = get(DAYS, DAYS_KEY)
-    return [] if record is None else [str(day) for day in record.get("days", ())]
-
-
 def known(get: Get, kind: str, ident: str) -> Known | None:
     """``ident`` of ``kind`` (:data:`MOVEMENT_IDS` or :data:`COUNT_IDS`) if it was applied within
     the kept days. ``get`` reads one tenant's records (a reconciler's ``ctx.txn.get``, or a
@@ -88,11 +82,16 @@ def known(get: Get, kind: str, ident: str) -> Known | None:
     return None
 
 
+def recall(ctx: Ctx, kind: str, ident: str) -> Known | None:
+    """:func:`known` for the message being handled, ids kept the old way moved first."""
+    _upgrade(ctx)
+    return known(ctx.txn.get, kind, ident)
+
+
 def remember(ctx: Ctx, kind: str, ident: str, article: str, value: str) -> None:
-    """Keep ``ident`` under the day of the message being handled; on the first id of a later
-    day, forget the days older than the redelivery window: a resend that old is refused at
-    ingest, so nothing can ask for them."""
-    upgrade(ctx)
+    """Keep ``ident`` (not :func:`recall`-ed: a new one) under the day of the message being
+    handled; on the first id of a later day, forget the days older than the redelivery window:
+    a resend that old is refused at ingest, so nothing can ask for them."""
     get = ctx.txn.get
     day = ctx.now.date()
     on = day.isoformat()
@@ -103,7 +102,8 @@ def remember(ctx: Ctx, kind: str, ident: str, article: str, value: str) -> None:
     ctx.txn.put(kind, key, {"ids": ids})
     if bucket is not None:  # the day has ids already: it is kept
         return
-    days = kept_days(get)
+    record = get(DAYS, DAYS_KEY)
+    days = [] if record is None else list(record["days"])
     if on in days:
         return
     latest = max(days) if days else None
@@ -132,7 +132,7 @@ def _forget_day(ctx: Ctx, day: str) -> int:
     return forgotten
 
 
-def upgrade(ctx: Ctx) -> None:
+def _upgrade(ctx: Ctx) -> None:
     """Move ids kept one record each (the layout before this one) into the buckets, once per
     tenant: when the kept days are not on record yet."""
     record = ctx.txn.get(DAYS, DAYS_KEY)
