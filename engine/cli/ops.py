@@ -495,13 +495,17 @@ if __name__ == "__main__":
 
 
 def _size(n: int | None) -> str:
+    """``n`` bytes for people: ``812 B``, ``3.4 KB``, ``1.5 MB``, ``2.6 GB``."""
     if n is None:
         return "?"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:,} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    raise AssertionError("unreachable")
+    if n < 1024:
+        return f"{n:,} B"
+    size, unit = n / 1024, "KB"
+    for bigger in ("MB", "GB"):
+        if size < 1024:
+            break
+        size, unit = size / 1024, bigger
+    return f"{size:,.1f} {unit}"
 
 
 def cmd_store(args: argparse.Namespace) -> int:

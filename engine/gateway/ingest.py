@@ -304,7 +304,7 @@ def validate_batch(
     latest = moment + MAX_FUTURE
     earliest = moment - REDELIVERY_WINDOW
     seen: set[str] = set()
-    stock_ids: dict[tuple[str, str], tuple[int, Envelope]] = {}
+    stock_ids: dict[tuple[str, str], tuple[int, object]] = {}
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             problems.append({"index": index, "field": "(event)", "problem": "must be an object"})
@@ -364,19 +364,20 @@ def validate_batch(
 
 
 def _reused_stock_id(
-    event: Envelope, earlier: dict[tuple[str, str], tuple[int, Envelope]], index: int
+    event: Envelope, earlier: dict[tuple[str, str], tuple[int, object]], index: int
 ) -> dict[str, Any] | None:
     """A problem if ``event`` is a stock movement (or count) whose ``movement_id`` (or
     ``count_id``) came earlier in the same batch with other data (the same movement or count
     sent twice is left to the reconciler, which applies an id once)."""
+    data: object
     if isinstance(event, StockMovement):
-        field_name, ident = "movement_id", event.data.movement_id
+        field_name, ident, data = "movement_id", event.data.movement_id, event.data
     elif isinstance(event, StockCounted):
-        field_name, ident = "count_id", event.data.count_id
+        field_name, ident, data = "count_id", event.data.count_id, event.data
     else:
         return None
-    first, other = earlier.setdefault((field_name, ident), (index, event))
-    if first == index or other.data == event.data:  # type: ignore[attr-defined]
+    first, other = earlier.setdefault((field_name, ident), (index, data))
+    if first == index or other == data:
         return None
     what = "movement" if field_name == "movement_id" else "count"
     return {
