@@ -114,12 +114,7 @@ class StateStore:
 
     def view(self, tenant: str) -> TenantView:
         """The reconcilers' view of one tenant (marks it most recently used)."""
-        held = self._tenants.get(tenant)
-        if held is None:
-            held = self._tenants[tenant] = _Tenant()
-        else:
-            self._tenants.move_to_end(tenant)
-        return TenantView(self, tenant, held)
+        return TenantView(self, tenant, self._tenant(tenant))
 
     def _tenant(self, tenant: str) -> _Tenant:
         found = self._tenants.get(tenant)
